@@ -1,0 +1,298 @@
+"""The tenant (an advertiser account) and its demand: campaigns, line items, creatives.
+
+Every tenant-owned row carries ``advertiser`` itself, also where it could be derived, so that
+scoping is always one ``filter(advertiser=...)`` (DESIGN.md, "Tenancy").
+"""
+
+import zoneinfo
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator, URLValidator
+from django.db import models
+from django.utils import timezone
+
+from catalog.models import AgeBand, Device, Genre, MaturityRating, Region, Title
+
+TIMEZONES = sorted(zoneinfo.available_timezones())
+http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+positive_money = MinValueValidator(Decimal("0.01"), message="Must be greater than zero.")
+
+
+class Daypart(models.TextChoices):
+    """Parts of the day, in the advertiser's time zone."""
+
+    MORNING = "morning", "Morning (06–12)"
+    DAYTIME = "daytime", "Daytime (12–17)"
+    PRIMETIME = "primetime", "Prime time (17–23)"
+    LATE_NIGHT = "late_night", "Late night (23–06)"
+
+
+DAYPART_HOURS: dict[str, range] = {
+    Daypart.MORNING: range(6, 12),
+    Daypart.DAYTIME: range(12, 17),
+    Daypart.PRIMETIME: range(17, 23),
+    Daypart.LATE_NIGHT: range(-1, 6),  # 23:00 is folded to -1 below
+}
+
+
+def daypart_at(local_time: datetime) -> str:
+    hour = local_time.hour if local_time.hour != 23 else -1
+    return next(part for part, hours in DAYPART_HOURS.items() if hour in hours)
+
+
+class Advertiser(models.Model):
+    """An advertiser account: the tenant."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    timezone = models.CharField(
+        max_length=64, default="UTC", choices=[(tz, tz) for tz in TIMEZONES]
+    )
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code, e.g. USD.")],
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="advertisers"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MANAGER = "manager", "Manager"
+        ANALYST = "analyst", "Analyst (read-only)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANALYST)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser", "user"], name="membership_unique_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.advertiser} ({self.role})"
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.MANAGER)
+
+
+class DeliveryStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class TenantModel(models.Model):
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.ACTIVE
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name  # type: ignore[attr-defined]
+
+    @property
+    def is_archived(self) -> bool:
+        return self.status == DeliveryStatus.ARCHIVED
+
+
+class Campaign(TenantModel):
+    class Objective(models.TextChoices):
+        AWARENESS = "awareness", "Awareness (impressions)"
+        CONSIDERATION = "consideration", "Consideration (completed views)"
+        CONVERSION = "conversion", "Conversion (clicks)"
+
+    name = models.CharField(max_length=120)
+    objective = models.CharField(
+        max_length=16, choices=Objective.choices, default=Objective.AWARENESS
+    )
+    start_date = models.DateField()
+    end_date = models.DateField(
+        null=True, blank=True, help_text="Leave empty to run until stopped."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["advertiser", "status"])]
+
+    def clean(self) -> None:
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValidationError({"end_date": "The end date must be on or after the start date."})
+
+
+class LineItem(TenantModel):
+    """A flight of a campaign: when, at what price, to whom, how fast."""
+
+    class Pricing(models.TextChoices):
+        CPM = "cpm", "CPM (per thousand impressions)"
+        CPC = "cpc", "CPC (per click)"
+
+    class Pacing(models.TextChoices):
+        EVEN = "even", "Even (spread the daily budget over the day)"
+        ASAP = "asap", "As fast as possible"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="line_items")
+    name = models.CharField(max_length=120)
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField(null=True, blank=True)
+    pricing = models.CharField(max_length=3, choices=Pricing.choices, default=Pricing.CPM)
+    bid = models.DecimalField(max_digits=10, decimal_places=4, validators=[positive_money])
+    daily_budget = models.DecimalField(max_digits=12, decimal_places=2, validators=[positive_money])
+    lifetime_budget = models.DecimalField(
+        max_digits=14, decimal_places=2, validators=[positive_money]
+    )
+    pacing = models.CharField(max_length=4, choices=Pacing.choices, default=Pacing.EVEN)
+
+    # Frequency caps: impressions of this line item per viewer; empty means no cap.
+    frequency_cap_hour = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    frequency_cap_day = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    frequency_cap_lifetime = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+
+    # Targeting: an empty list or set means "everyone".
+    target_genres = models.ManyToManyField(Genre, blank=True, related_name="+")
+    target_maturity_ratings = models.JSONField(default=list, blank=True)
+    target_regions = models.JSONField(default=list, blank=True)
+    target_devices = models.JSONField(default=list, blank=True)
+    target_age_bands = models.JSONField(default=list, blank=True)
+    target_dayparts = models.JSONField(default=list, blank=True)
+    include_titles = models.ManyToManyField(Title, blank=True, related_name="+")
+    exclude_titles = models.ManyToManyField(Title, blank=True, related_name="+")
+
+    # The allowed values of each list-valued targeting field.
+    TARGETING_CHOICES = {
+        "target_maturity_ratings": MaturityRating,
+        "target_regions": Region,
+        "target_devices": Device,
+        "target_age_bands": AgeBand,
+        "target_dayparts": Daypart,
+    }
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["advertiser", "status"])]
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            errors["end_at"] = "The end must be after the start."
+        if self.daily_budget and self.lifetime_budget and self.daily_budget > self.lifetime_budget:
+            errors["daily_budget"] = "The daily budget cannot exceed the lifetime budget."
+        caps = [
+            ("frequency_cap_hour", self.frequency_cap_hour),
+            ("frequency_cap_day", self.frequency_cap_day),
+            ("frequency_cap_lifetime", self.frequency_cap_lifetime),
+        ]
+        set_caps = [(name, cap) for name, cap in caps if cap is not None]
+        for (_, shorter), (longer_name, longer) in zip(set_caps, set_caps[1:], strict=False):
+            if longer < shorter:
+                errors[longer_name] = (
+                    "A cap over a longer period cannot be lower than a shorter one's."
+                )
+        for field, choices in self.TARGETING_CHOICES.items():
+            values = getattr(self, field)
+            if not isinstance(values, list):
+                errors[field] = "Must be a list."
+                continue
+            unknown = sorted(set(map(str, values)) - set(choices.values))
+            if unknown:
+                errors[field] = f"Unknown value(s): {', '.join(unknown)}."
+        campaign = self._campaign_or_none()
+        if campaign is not None:
+            if self.advertiser_id and campaign.advertiser_id != self.advertiser_id:
+                errors["campaign"] = "The campaign belongs to another advertiser."
+            elif self.start_at and campaign.start_date:
+                tz = campaign.advertiser.tzinfo
+                if timezone.localtime(self.start_at, tz).date() < campaign.start_date:
+                    errors["start_at"] = "The line item cannot start before its campaign."
+                if (
+                    self.end_at
+                    and campaign.end_date
+                    and timezone.localtime(self.end_at, tz).date() > campaign.end_date
+                ):
+                    errors["end_at"] = "The line item cannot end after its campaign."
+        if errors:
+            raise ValidationError(errors)
+
+    def _campaign_or_none(self) -> Campaign | None:
+        try:
+            return self.campaign
+        except Campaign.DoesNotExist:
+            return None
+
+
+class Creative(TenantModel):
+    class Duration(models.IntegerChoices):
+        SHORT = 15, "15 s"
+        STANDARD = 30, "30 s"
+        LONG = 60, "60 s"
+
+    class Category(models.TextChoices):
+        """For competitive separation: two ads of one category never share a pod."""
+
+        AUTOMOTIVE = "automotive", "Automotive"
+        BEVERAGES = "beverages", "Beverages"
+        FAST_FOOD = "fast_food", "Fast food"
+        FINANCE = "finance", "Finance"
+        INSURANCE = "insurance", "Insurance"
+        RETAIL = "retail", "Retail"
+        TECHNOLOGY = "technology", "Technology"
+        TELECOM = "telecom", "Telecom"
+        TRAVEL = "travel", "Travel"
+        ENTERTAINMENT = "entertainment", "Entertainment"
+        HEALTH = "health", "Health"
+        HOUSEHOLD = "household", "Household goods"
+
+    line_item = models.ForeignKey(LineItem, on_delete=models.CASCADE, related_name="creatives")
+    name = models.CharField(max_length=120)
+    duration_seconds = models.PositiveSmallIntegerField(
+        choices=Duration.choices, default=Duration.STANDARD
+    )
+    media_url = models.URLField(max_length=500, validators=[http_url])
+    click_url = models.URLField("click-through URL", max_length=500, validators=[http_url])
+    category = models.CharField(max_length=16, choices=Category.choices)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["advertiser", "status"])]
+
+    def clean(self) -> None:
+        try:
+            line_item = self.line_item
+        except LineItem.DoesNotExist:
+            return
+        if self.advertiser_id and line_item.advertiser_id != self.advertiser_id:
+            raise ValidationError({"line_item": "The line item belongs to another advertiser."})

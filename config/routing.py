@@ -1,0 +1,3 @@
+"""WebSocket routes; the live dashboards (analytics) add theirs here."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,104 @@
+"""Shared fixtures. The suite runs on SQLite and local memory by default, and on PostgreSQL
+and Redis when DATABASE_URL and REDIS_URL are set; REQUIRE_SERVICES=1 (CI) turns a missing
+service into a failure instead of a skip."""
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.cache import cache
+
+from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+from tests.factories import (
+    AdvertiserFactory,
+    CreativeFactory,
+    MembershipFactory,
+    UserFactory,
+)
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def services_missing() -> list[str]:
+    missing = []
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        missing.append("PostgreSQL (DATABASE_URL)")
+    if not settings.REDIS_URL:
+        missing.append("Redis (REDIS_URL)")
+    return missing
+
+
+def pytest_configure(config):
+    if REQUIRE_SERVICES and services_missing():
+        raise pytest.UsageError(
+            "REQUIRE_SERVICES=1 but these are not configured: " + ", ".join(services_missing())
+        )
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = services_missing()
+    if not missing:
+        return
+    skip = pytest.mark.skip(reason="needs " + " and ".join(missing))
+    for item in items:
+        if "services" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@dataclass
+class Tenancy:
+    """An account with an owner, a manager (a member) and an analyst, and a rival account
+    whose owner is the outsider; each account has a campaign, a line item and a creative."""
+
+    advertiser: Advertiser
+    owner: User
+    manager: User
+    analyst: User
+    campaign: Campaign
+    line_item: LineItem
+    creative: Creative
+    rival: Advertiser
+    outsider: User
+    rival_campaign: Campaign
+    rival_line_item: LineItem
+    rival_creative: Creative
+
+
+@pytest.fixture
+def tenancy(db) -> Tenancy:
+    advertiser = AdvertiserFactory(name="Acme Sodas", slug="acme")
+    rival = AdvertiserFactory(name="Globex Motors", slug="globex")
+    members = {
+        role: MembershipFactory(advertiser=advertiser, role=role, user=UserFactory(username=role))
+        for role in Membership.Role.values
+    }
+    outsider = MembershipFactory(advertiser=rival, user=UserFactory(username="outsider"))
+    creative = CreativeFactory(
+        line_item__campaign__advertiser=advertiser, name="Acme spring spot"
+    )
+    rival_creative = CreativeFactory(
+        line_item__campaign__advertiser=rival, name="Globex launch spot"
+    )
+    return Tenancy(
+        advertiser=advertiser,
+        owner=members["owner"].user,
+        manager=members["manager"].user,
+        analyst=members["analyst"].user,
+        campaign=creative.line_item.campaign,
+        line_item=creative.line_item,
+        creative=creative,
+        rival=rival,
+        outsider=outsider.user,
+        rival_campaign=rival_creative.line_item.campaign,
+        rival_line_item=rival_creative.line_item,
+        rival_creative=rival_creative,
+    )

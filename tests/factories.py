@@ -1,0 +1,116 @@
+from datetime import date, timedelta
+from decimal import Decimal
+
+import factory
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+from catalog.models import AdBreak, AgeBand, Device, Genre, Region, Title, Viewer
+
+PASSWORD = "correct-horse-battery"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def saved(user, create, extracted, **kwargs):  # noqa: N805 - factory_boy's signature
+        if create:
+            user.save()
+
+
+class GenreFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Genre
+        django_get_or_create = ["slug"]
+
+    name = factory.Sequence(lambda n: f"Genre {n}")
+    slug = factory.LazyAttribute(lambda genre: genre.name.lower().replace(" ", "-"))
+
+
+class TitleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Title
+
+    external_id = factory.Sequence(lambda n: f"test:{n}")
+    name = factory.Sequence(lambda n: f"Title {n}")
+    year = 2001
+    duration_seconds = 5400
+
+
+class AdBreakFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AdBreak
+
+    title = factory.SubFactory(TitleFactory)
+    offset_seconds = 600
+    max_pod_duration_seconds = 90
+
+
+class ViewerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Viewer
+
+    external_id = factory.Sequence(lambda n: f"viewer-{n}")
+    age_band = AgeBand.AGE_25_34
+    region = Region.WEST
+    device = Device.CTV
+
+
+class AdvertiserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Advertiser
+
+    name = factory.Sequence(lambda n: f"Advertiser {n}")
+    slug = factory.Sequence(lambda n: f"advertiser-{n}")
+    timezone = "America/New_York"
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    advertiser = factory.SubFactory(AdvertiserFactory)
+    role = Membership.Role.OWNER
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    advertiser = factory.SubFactory(AdvertiserFactory)
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    start_date = factory.LazyFunction(lambda: date.today() - timedelta(days=7))
+
+
+class LineItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LineItem
+
+    campaign = factory.SubFactory(CampaignFactory)
+    advertiser = factory.SelfAttribute("campaign.advertiser")
+    name = factory.Sequence(lambda n: f"Line item {n}")
+    start_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
+    bid = Decimal("12.5000")
+    daily_budget = Decimal("500.00")
+    lifetime_budget = Decimal("5000.00")
+
+
+class CreativeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Creative
+
+    line_item = factory.SubFactory(LineItemFactory)
+    advertiser = factory.SelfAttribute("line_item.advertiser")
+    name = factory.Sequence(lambda n: f"Creative {n}")
+    media_url = "https://cdn.example.com/ads/spot.mp4"
+    click_url = "https://brand.example.com/landing"
+    category = Creative.Category.BEVERAGES
