@@ -31,6 +31,8 @@ def services_missing() -> list[str]:
 
 
 def pytest_configure(config):
+    # The production hasher is slow by design; tests log in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if REQUIRE_SERVICES and services_missing():
         raise pytest.UsageError(
             "REQUIRE_SERVICES=1 but these are not configured: " + ", ".join(services_missing())

@@ -1,0 +1,56 @@
+# Interlude: `make demo` sets up everything and serves; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The real catalog for the demo, when the MovieLens files are beside the repository.
+MOVIELENS_PATH ?= $(wildcard ../shared/data/ml-100k)
+export MOVIELENS_PATH
+
+.PHONY: install demo serve test lint format stack bench clean
+
+$(INSTALLED): requirements/base.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check \
+		-r requirements/base.txt -r requirements/dev.txt
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py seed_demo
+	@echo "Interlude is starting on http://$(HOST):$(PORT)/ — log in with a login printed above."
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
+
+serve: install
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --reload
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $$(git ls-files '*/services.py' '*/selectors.py' '*/services/*.py' '*/selectors/*.py')
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Web, worker and beat on this host, against PostgreSQL and Redis that already run.
+stack: install
+	@test -n "$$DATABASE_URL" && test -n "$$REDIS_URL" || \
+		{ echo "make stack needs DATABASE_URL and REDIS_URL (see .env.example)"; exit 1; }
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) staticfiles db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
