@@ -1,3 +1,6 @@
+"""The advertiser web app, mounted at /a/. Names are global (no namespace) because settings
+refer to `accounts` (LOGIN_REDIRECT_URL) and other apps link to `overview`."""
+
 from django.urls import path
 
 from ads import views
@@ -5,4 +8,58 @@ from ads import views
 urlpatterns = [
     path("", views.account_list, name="accounts"),
     path("<slug:slug>/", views.overview, name="overview"),
+    # Campaigns
+    path("<slug:slug>/campaigns/", views.campaign_list, name="campaigns"),
+    path("<slug:slug>/campaigns/new/", views.campaign_create, name="campaign_new"),
+    path(
+        "<slug:slug>/campaigns/<int:campaign_id>/",
+        views.campaign_detail,
+        name="campaign_detail",
+    ),
+    path(
+        "<slug:slug>/campaigns/<int:campaign_id>/edit/",
+        views.campaign_edit,
+        name="campaign_edit",
+    ),
+    path(
+        "<slug:slug>/campaigns/<int:campaign_id>/status/",
+        views.campaign_status,
+        name="campaign_status",
+    ),
+    # Line items
+    path("<slug:slug>/line-items/", views.line_item_list, name="line_items"),
+    path("<slug:slug>/line-items/new/", views.line_item_create, name="line_item_new"),
+    path(
+        "<slug:slug>/line-items/<int:line_item_id>/",
+        views.line_item_detail,
+        name="line_item_detail",
+    ),
+    path(
+        "<slug:slug>/line-items/<int:line_item_id>/edit/",
+        views.line_item_edit,
+        name="line_item_edit",
+    ),
+    path(
+        "<slug:slug>/line-items/<int:line_item_id>/status/",
+        views.line_item_status,
+        name="line_item_status",
+    ),
+    # Creatives
+    path("<slug:slug>/creatives/", views.creative_list, name="creatives"),
+    path("<slug:slug>/creatives/new/", views.creative_create, name="creative_new"),
+    path(
+        "<slug:slug>/creatives/<int:creative_id>/",
+        views.creative_detail,
+        name="creative_detail",
+    ),
+    path(
+        "<slug:slug>/creatives/<int:creative_id>/edit/",
+        views.creative_edit,
+        name="creative_edit",
+    ),
+    path(
+        "<slug:slug>/creatives/<int:creative_id>/status/",
+        views.creative_status,
+        name="creative_status",
+    ),
 ]

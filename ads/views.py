@@ -1,9 +1,397 @@
-from django.http import HttpRequest, HttpResponse
+"""The advertiser web app: server-rendered pages, with htmx for the status buttons.
+
+Every page under /a/<slug>/ goes through `account_view`, which resolves the account from the
+URL against the user's memberships (not a member: 404), refuses writes to analysts (403) and
+renders in the account's time zone. Object ids go through the `*_get(advertiser=...)`
+selectors, so another account's id is a 404 too (DESIGN.md, "Tenancy").
+"""
+
+from collections.abc import Callable
+from functools import partial, wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.db.models import F
+from django.forms import BaseForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from ads import selectors, services
+from ads.forms import (
+    CampaignForm,
+    CreativeCreateForm,
+    CreativeForm,
+    LineItemCreateForm,
+    LineItemForm,
+    add_service_errors,
+    targeting_summary,
+)
+from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+
+# The name each kind of item goes by in URL names, templates and contexts.
+KINDS: dict[type, str] = {Campaign: "campaign", LineItem: "line_item", Creative: "creative"}
+
+# The list selector of each kind: re-reading one row through it gives the row its list's counts.
+LIST_SELECTORS: dict[type, Callable[..., Any]] = {
+    Campaign: selectors.campaign_list,
+    LineItem: selectors.line_item_list,
+    Creative: selectors.creative_list,
+}
 
 
+def account_view(view=None, *, write: bool = False):
+    """Decorate a view of one account; the view gets the user's `membership` after `request`.
+
+    Anonymous users go to the login page; an unknown slug or an account the user is not a
+    member of is a 404, so the page does not reveal that the account exists; with
+    `write=True`, an analyst (read-only role) gets a 403 on GET and POST alike.
+    """
+    if view is None:
+        return partial(account_view, write=write)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
+        try:
+            membership = selectors.membership_get(user=request.user, advertiser_slug=slug)
+        except Membership.DoesNotExist:
+            raise Http404("No such account.") from None
+        if write and not membership.can_edit:
+            raise PermissionDenied("Your role in this account is read-only.")
+        # Forms read datetime-local values, and templates show times, in the account's zone.
+        with timezone.override(membership.advertiser.tzinfo):
+            return view(request, membership, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _render(
+    request: HttpRequest, membership: Membership, template: str, context: dict[str, Any]
+) -> HttpResponse:
+    context = {"membership": membership, "advertiser": membership.advertiser, **context}
+    return render(request, template, context)
+
+
+def _get_or_404(selector: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return selector(**kwargs)
+    except ObjectDoesNotExist:
+        raise Http404("No such item in this account.") from None
+
+
+def _include_archived(request: HttpRequest) -> bool:
+    return request.GET.get("archived") == "1"
+
+
+def _post_data(request: HttpRequest) -> Any:
+    """The data to bind a form to: none on GET, so the form renders unbound and error-free."""
+    return request.POST if request.method == "POST" else None
+
+
+def _detail_url(advertiser: Advertiser, item: Campaign | LineItem | Creative) -> str:
+    return reverse(f"{KINDS[type(item)]}_detail", args=[advertiser.slug, item.pk])
+
+
+def _form_page(
+    request: HttpRequest,
+    membership: Membership,
+    form: BaseForm,
+    *,
+    save: Callable[[dict[str, Any]], Campaign | LineItem | Creative],
+    title: str,
+    cancel_url: str,
+    item: Campaign | LineItem | Creative | None = None,
+) -> HttpResponse:
+    """The create and edit pages: a valid POST calls `save` (one service call) with the
+    cleaned data and redirects to the saved item; the service's ValidationError is shown on
+    the form's fields, with the submitted values kept."""
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = save(form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Saved “{saved}”.")
+            return redirect(_detail_url(membership.advertiser, saved))
+    context = {"form": form, "title": title, "cancel_url": cancel_url, "item": item}
+    return _render(request, membership, "ads/form.html", context)
+
+
+def _status_change(
+    request: HttpRequest, membership: Membership, item: Campaign | LineItem | Creative
+) -> HttpResponse:
+    """Pause, resume or archive `item` with the POSTed `status`.
+
+    With htmx, answer with the fragment the button sits in (its list row, or the status panel
+    of a detail page) so only that is swapped; without JS, redirect back with a message.
+    A refused change (an archived item, an unknown status) is shown, never a 500.
+    """
+    advertiser = membership.advertiser
+    try:
+        services.delivery_status_set(item=item, status=request.POST.get("status", ""))
+        error = None
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = _detail_url(advertiser, item)
+
+    if request.htmx:
+        kind = KINDS[type(item)]
+        if request.POST.get("fragment") == "row":
+            row = LIST_SELECTORS[type(item)](advertiser=advertiser, include_archived=True)
+            item = row.get(pk=item.pk)
+            template = f"ads/partials/{kind}_row.html"
+        else:
+            template = "ads/partials/status_panel.html"
+        context = {kind: item, "item": item, "kind": kind, "status_error": error}
+        return _render(request, membership, template, {**context, "next_url": next_url})
+
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"“{item}” is now {item.get_status_display().lower()}.")
+    return redirect(next_url)
+
+
+# Accounts
+
+
+@login_required
 def account_list(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    # The annotation reuses the selector's join on the user's membership: one role per row.
+    advertisers = selectors.advertisers_for_user(user=request.user).annotate(
+        role=F("memberships__role")
+    )
+    accounts = [(advertiser, Membership.Role(advertiser.role).label) for advertiser in advertisers]
+    return render(request, "ads/account_list.html", {"accounts": accounts})
 
 
-def overview(request: HttpRequest, slug: str) -> HttpResponse:
-    raise NotImplementedError
+@account_view
+def overview(request: HttpRequest, membership: Membership) -> HttpResponse:
+    advertiser = membership.advertiser
+    context = {
+        "summary": selectors.account_summary(advertiser=advertiser),
+        "latest_campaigns": selectors.campaign_list(advertiser=advertiser)[:5],
+    }
+    return _render(request, membership, "ads/overview.html", context)
+
+
+# Campaigns
+
+
+@account_view
+def campaign_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    include_archived = _include_archived(request)
+    campaigns = selectors.campaign_list(
+        advertiser=membership.advertiser, include_archived=include_archived
+    )
+    context = {"campaigns": campaigns, "include_archived": include_archived}
+    return _render(request, membership, "ads/campaign_list.html", context)
+
+
+@account_view
+def campaign_detail(request: HttpRequest, membership: Membership, campaign_id: int) -> HttpResponse:
+    advertiser = membership.advertiser
+    campaign = _get_or_404(selectors.campaign_get, advertiser=advertiser, campaign_id=campaign_id)
+    include_archived = _include_archived(request)
+    line_items = selectors.line_item_list(
+        advertiser=advertiser, campaign_id=campaign.pk, include_archived=include_archived
+    )
+    context = {"campaign": campaign, "line_items": line_items, "include_archived": include_archived}
+    return _render(request, membership, "ads/campaign_detail.html", context)
+
+
+@account_view(write=True)
+@require_http_methods(["GET", "POST"])
+def campaign_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    advertiser = membership.advertiser
+    return _form_page(
+        request,
+        membership,
+        CampaignForm(_post_data(request)),
+        save=lambda data: services.campaign_create(advertiser=advertiser, **data),
+        title="New campaign",
+        cancel_url=reverse("campaigns", args=[advertiser.slug]),
+    )
+
+
+@account_view(write=True)
+@require_http_methods(["GET", "POST"])
+def campaign_edit(request: HttpRequest, membership: Membership, campaign_id: int) -> HttpResponse:
+    advertiser = membership.advertiser
+    campaign = _get_or_404(selectors.campaign_get, advertiser=advertiser, campaign_id=campaign_id)
+    return _form_page(
+        request,
+        membership,
+        CampaignForm(_post_data(request), instance=campaign),
+        save=lambda data: services.campaign_update(campaign=campaign, **data),
+        title=f"Edit campaign “{campaign}”",
+        cancel_url=_detail_url(advertiser, campaign),
+        item=campaign,
+    )
+
+
+@account_view(write=True)
+@require_POST
+def campaign_status(request: HttpRequest, membership: Membership, campaign_id: int) -> HttpResponse:
+    campaign = _get_or_404(
+        selectors.campaign_get, advertiser=membership.advertiser, campaign_id=campaign_id
+    )
+    return _status_change(request, membership, campaign)
+
+
+# Line items
+
+
+@account_view
+def line_item_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    include_archived = _include_archived(request)
+    line_items = selectors.line_item_list(
+        advertiser=membership.advertiser, include_archived=include_archived
+    )
+    context = {"line_items": line_items, "include_archived": include_archived}
+    return _render(request, membership, "ads/line_item_list.html", context)
+
+
+@account_view
+def line_item_detail(
+    request: HttpRequest, membership: Membership, line_item_id: int
+) -> HttpResponse:
+    advertiser = membership.advertiser
+    line_item = _get_or_404(
+        selectors.line_item_get, advertiser=advertiser, line_item_id=line_item_id
+    )
+    include_archived = _include_archived(request)
+    creatives = selectors.creative_list(
+        advertiser=advertiser, line_item_id=line_item.pk, include_archived=include_archived
+    )
+    context = {
+        "line_item": line_item,
+        "targeting": targeting_summary(line_item),
+        "creatives": creatives,
+        "include_archived": include_archived,
+    }
+    return _render(request, membership, "ads/line_item_detail.html", context)
+
+
+@account_view(write=True)
+@require_http_methods(["GET", "POST"])
+def line_item_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    advertiser = membership.advertiser
+    # ?campaign=<id> preselects the campaign; an id that is not a choice is simply ignored.
+    form = LineItemCreateForm(
+        _post_data(request),
+        advertiser=advertiser,
+        initial={"campaign": request.GET.get("campaign")},
+    )
+    return _form_page(
+        request,
+        membership,
+        form,
+        save=lambda data: services.line_item_create(advertiser=advertiser, **data),
+        title="New line item",
+        cancel_url=reverse("line_items", args=[advertiser.slug]),
+    )
+
+
+@account_view(write=True)
+@require_http_methods(["GET", "POST"])
+def line_item_edit(request: HttpRequest, membership: Membership, line_item_id: int) -> HttpResponse:
+    advertiser = membership.advertiser
+    line_item = _get_or_404(
+        selectors.line_item_get, advertiser=advertiser, line_item_id=line_item_id
+    )
+    return _form_page(
+        request,
+        membership,
+        LineItemForm(_post_data(request), instance=line_item),
+        save=lambda data: services.line_item_update(line_item=line_item, **data),
+        title=f"Edit line item “{line_item}”",
+        cancel_url=_detail_url(advertiser, line_item),
+        item=line_item,
+    )
+
+
+@account_view(write=True)
+@require_POST
+def line_item_status(
+    request: HttpRequest, membership: Membership, line_item_id: int
+) -> HttpResponse:
+    line_item = _get_or_404(
+        selectors.line_item_get, advertiser=membership.advertiser, line_item_id=line_item_id
+    )
+    return _status_change(request, membership, line_item)
+
+
+# Creatives
+
+
+@account_view
+def creative_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    include_archived = _include_archived(request)
+    creatives = selectors.creative_list(
+        advertiser=membership.advertiser, include_archived=include_archived
+    )
+    context = {"creatives": creatives, "include_archived": include_archived}
+    return _render(request, membership, "ads/creative_list.html", context)
+
+
+@account_view
+def creative_detail(request: HttpRequest, membership: Membership, creative_id: int) -> HttpResponse:
+    creative = _get_or_404(
+        selectors.creative_get, advertiser=membership.advertiser, creative_id=creative_id
+    )
+    return _render(request, membership, "ads/creative_detail.html", {"creative": creative})
+
+
+@account_view(write=True)
+@require_http_methods(["GET", "POST"])
+def creative_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    advertiser = membership.advertiser
+    # ?line_item=<id> preselects the line item; an id that is not a choice is simply ignored.
+    form = CreativeCreateForm(
+        _post_data(request),
+        advertiser=advertiser,
+        initial={"line_item": request.GET.get("line_item")},
+    )
+    return _form_page(
+        request,
+        membership,
+        form,
+        save=lambda data: services.creative_create(advertiser=advertiser, **data),
+        title="New creative",
+        cancel_url=reverse("creatives", args=[advertiser.slug]),
+    )
+
+
+@account_view(write=True)
+@require_http_methods(["GET", "POST"])
+def creative_edit(request: HttpRequest, membership: Membership, creative_id: int) -> HttpResponse:
+    advertiser = membership.advertiser
+    creative = _get_or_404(selectors.creative_get, advertiser=advertiser, creative_id=creative_id)
+    return _form_page(
+        request,
+        membership,
+        CreativeForm(_post_data(request), instance=creative),
+        save=lambda data: services.creative_update(creative=creative, **data),
+        title=f"Edit creative “{creative}”",
+        cancel_url=_detail_url(advertiser, creative),
+        item=creative,
+    )
+
+
+@account_view(write=True)
+@require_POST
+def creative_status(request: HttpRequest, membership: Membership, creative_id: int) -> HttpResponse:
+    creative = _get_or_404(
+        selectors.creative_get, advertiser=membership.advertiser, creative_id=creative_id
+    )
+    return _status_change(request, membership, creative)
