@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+from ads import services
+from ads.models import AdEvent, Advertiser, Campaign, Creative, LineItem, Membership, PlatformKey
 
 
 class MembershipInline(admin.TabularInline):
@@ -62,3 +63,53 @@ class CreativeAdmin(admin.ModelAdmin):
     search_fields = ["name", "line_item__name", "advertiser__name"]
     list_select_related = ["line_item", "advertiser"]
     autocomplete_fields = ["line_item"]
+
+
+@admin.register(PlatformKey)
+class PlatformKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created, raw_key = services.platform_key_create(name=obj.name)
+        obj.pk, obj.prefix, obj.key_hash = created.pk, created.prefix, created.key_hash
+        obj.created_at = created.created_at
+        messages.warning(
+            request,
+            f"The key of “{obj.name}” is {raw_key} — copy it now: it is not shown again.",
+        )
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        revoked = queryset.update(is_active=False)
+        self.message_user(request, f"Revoked {revoked} key(s); they stop working within 30 s.")
+
+
+@admin.register(AdEvent)
+class AdEventAdmin(admin.ModelAdmin):
+    list_display = [
+        "event_type",
+        "occurred_at",
+        "advertiser",
+        "line_item",
+        "creative",
+        "viewer",
+        "cost_micros",
+    ]
+    list_filter = ["event_type", "advertiser"]
+    search_fields = ["event_id", "client_event_id"]
+    list_select_related = ["advertiser", "line_item", "creative", "viewer"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

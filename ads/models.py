@@ -17,7 +17,11 @@ from django.utils import timezone
 from catalog.models import AgeBand, Device, Genre, MaturityRating, Region, Title
 
 TIMEZONES = sorted(zoneinfo.available_timezones())
-http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+# A code of its own: Django replaces messages of URLField's own code ("invalid") with its
+# generic "Enter a valid URL.", which would hide the hint.
+http_url = URLValidator(
+    schemes=["http", "https"], message="Enter an http:// or https:// URL.", code="invalid_scheme"
+)
 positive_money = MinValueValidator(Decimal("0.01"), message="Must be greater than zero.")
 
 
@@ -296,3 +300,64 @@ class Creative(TenantModel):
             return
         if self.advertiser_id and line_item.advertiser_id != self.advertiser_id:
             raise ValidationError({"line_item": "The line item belongs to another advertiser."})
+
+
+class PlatformKey(models.Model):
+    """An API key of the platform's own integrations (a player, an SSAI server): not tied to an
+    advertiser. Only a hash is stored; the key itself is shown once, when staff create it."""
+
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class AdEvent(models.Model):
+    """One counted ad event. The table is the truth for spend, caps and reports; the counters
+    are a fast copy that can be rebuilt from it."""
+
+    class Type(models.TextChoices):
+        IMPRESSION = "impression", "Impression"
+        FIRST_QUARTILE = "first_quartile", "First quartile"
+        MIDPOINT = "midpoint", "Midpoint"
+        THIRD_QUARTILE = "third_quartile", "Third quartile"
+        COMPLETE = "complete", "Complete"
+        CLICK = "click", "Click"
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
+    line_item = models.ForeignKey(LineItem, on_delete=models.CASCADE, related_name="events")
+    creative = models.ForeignKey(Creative, on_delete=models.CASCADE, related_name="events")
+    viewer = models.ForeignKey("catalog.Viewer", on_delete=models.CASCADE, related_name="+")
+    title = models.ForeignKey("catalog.Title", on_delete=models.CASCADE, related_name="+")
+    ad_break = models.ForeignKey(
+        "catalog.AdBreak", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    event_type = models.CharField(max_length=16, choices=Type.choices)
+    # Idempotency: one event of a type per decision and creative, whichever way it arrives.
+    event_id = models.CharField(max_length=80, unique=True)
+    client_event_id = models.CharField(max_length=80, blank=True, default="")
+    decision_id = models.UUIDField()
+    pod_position = models.PositiveSmallIntegerField()
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    # What the event cost the advertiser, in micros of its currency (CPM: the impression;
+    # CPC: the click; zero otherwise).
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["advertiser", "occurred_at"]),
+            models.Index(fields=["line_item", "occurred_at"]),
+            models.Index(fields=["decision_id", "creative"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} of creative {self.creative_id} ({self.event_id})"

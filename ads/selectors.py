@@ -92,3 +92,10 @@ def account_summary(*, advertiser: Advertiser) -> dict[str, dict[str, int]]:
         )
         summary[key] = {status: counts.get(status, 0) for status in DeliveryStatus.values}
     return summary
+
+
+def creative_click_url(*, advertiser_id: int, creative_id: int) -> str:
+    """A creative's click-through URL, for a tracking link whose signed token names both."""
+    return Creative.objects.values_list("click_url", flat=True).get(
+        advertiser_id=advertiser_id, pk=creative_id
+    )

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ads import api as ads_api
 from config import health
 
 urlpatterns = [
@@ -14,6 +15,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("a/", include("ads.urls")),
+    path("api/v1/", include("ads.api_urls")),
+    path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

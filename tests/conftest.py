@@ -10,7 +10,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 
+from ads.decisioning.counters import counters
+from ads.decisioning.index import index_holder
+from ads.decisioning.state import state_holder
 from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+from ads.services.keys import platform_keys_forget
 from tests.factories import (
     AdvertiserFactory,
     CreativeFactory,
@@ -49,11 +53,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _forget_process_state() -> None:
+    cache.clear()  # on Redis this empties the database, counters included
+    counters.cache_clear()
+    index_holder.reset()
+    state_holder.reset()
+    platform_keys_forget()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    cache.clear()
+    """Each test starts with empty caches and counters and rebuilds the decision index."""
+    _forget_process_state()
     yield
-    cache.clear()
+    _forget_process_state()
 
 
 @dataclass
@@ -84,9 +97,7 @@ def tenancy(db) -> Tenancy:
         for role in Membership.Role.values
     }
     outsider = MembershipFactory(advertiser=rival, user=UserFactory(username="outsider"))
-    creative = CreativeFactory(
-        line_item__campaign__advertiser=advertiser, name="Acme spring spot"
-    )
+    creative = CreativeFactory(line_item__campaign__advertiser=advertiser, name="Acme spring spot")
     rival_creative = CreativeFactory(
         line_item__campaign__advertiser=rival, name="Globex launch spot"
     )

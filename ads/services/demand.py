@@ -9,13 +9,29 @@ from typing import Any, TypeVar
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
+from ads.decisioning.index import index_changed
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
 from catalog.models import Genre, Title
 
 Demand = TypeVar("Demand", Campaign, LineItem, Creative)
 
 LINE_ITEM_RELATIONS = ("target_genres", "include_titles", "exclude_titles")
+LINE_ITEM_EDITABLE = {
+    "name",
+    "start_at",
+    "end_at",
+    "pricing",
+    "bid",
+    "daily_budget",
+    "lifetime_budget",
+    "pacing",
+    "frequency_cap_hour",
+    "frequency_cap_day",
+    "frequency_cap_lifetime",
+    *LineItem.TARGETING_CHOICES,
+}
 
 
 def _save(instance: Demand, relations: Mapping[str, Iterable[Any]] | None = None) -> Demand:
@@ -71,13 +87,36 @@ def campaign_create(
 
 
 def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
-    """Change a campaign's name, objective or dates. An archived campaign is read-only."""
+    """Change a campaign's name, objective or dates. An archived campaign is read-only, and
+    new dates must still hold every line item's flight."""
     _refuse_archived(campaign)
     for field, value in changes.items():
         if field not in {"name", "objective", "start_date", "end_date"}:
             raise ValidationError({field: "This field cannot be changed here."})
         setattr(campaign, field, value)
+    campaign.full_clean()
+    outside = [
+        line_item.name
+        for line_item in campaign.line_items.exclude(status=DeliveryStatus.ARCHIVED)
+        if _flight_outside(line_item, campaign)
+    ]
+    if outside:
+        raise ValidationError(
+            {
+                "start_date": f"These line items would fall outside the campaign's dates: "
+                f"{', '.join(sorted(outside))}."
+            }
+        )
     return _save(campaign)
+
+
+def _flight_outside(line_item: LineItem, campaign: Campaign) -> bool:
+    line_item.campaign = campaign
+    try:
+        line_item.clean()
+    except ValidationError as error:
+        return "start_at" in error.message_dict or "end_at" in error.message_dict
+    return False
 
 
 def _line_item_targeting_check(
@@ -159,7 +198,7 @@ def line_item_update(*, line_item: LineItem, **changes: Any) -> LineItem:
         relations.get("exclude_titles", line_item.exclude_titles.all()),
     )
     for field, value in changes.items():
-        if field in {"advertiser", "campaign", "status", "id"}:
+        if field not in LINE_ITEM_EDITABLE:
             raise ValidationError({field: "This field cannot be changed here."})
         setattr(line_item, field, value)
     return _save(line_item, relations)
@@ -204,16 +243,44 @@ def creative_update(*, creative: Creative, **changes: Any) -> Creative:
 def delivery_status_set(*, item: Demand, status: str) -> Demand:
     """Pause, resume or archive a campaign, line item or creative.
 
-    Archiving is final: an archived item stays archived and can no longer be edited.
+    Archiving is final: an archived item stays archived and can no longer be edited, and
+    archiving a campaign or line item archives everything under it. Nothing under an archived
+    campaign or line item can be resumed.
     """
     if status not in DeliveryStatus.values:
         raise ValidationError({"status": f"Unknown status {status!r}."})
     if item.status == status:
         return item
     _refuse_archived(item)
-    item.status = status
-    item.save(update_fields=["status", "updated_at"])
+    for parent in _parents(item):
+        _refuse_archived(parent)
+    with transaction.atomic():
+        item.status = status
+        item.save(update_fields=["status", "updated_at"])
+        if status == DeliveryStatus.ARCHIVED:
+            # Archiving is final for what hangs below too.
+            children: list = []
+            if isinstance(item, Campaign):
+                children = [
+                    LineItem.objects.filter(campaign=item),
+                    Creative.objects.filter(line_item__campaign=item),
+                ]
+            elif isinstance(item, LineItem):
+                children = [Creative.objects.filter(line_item=item)]
+            for queryset in children:
+                queryset.exclude(status=DeliveryStatus.ARCHIVED).update(
+                    status=DeliveryStatus.ARCHIVED, updated_at=timezone.now()
+                )
+            index_changed()  # bulk updates send no signals
     return item
+
+
+def _parents(item: Campaign | LineItem | Creative) -> list[Campaign | LineItem]:
+    if isinstance(item, Creative):
+        return [item.line_item, item.line_item.campaign]
+    if isinstance(item, LineItem):
+        return [item.campaign]
+    return []
 
 
 def _refuse_archived(item: Campaign | LineItem | Creative) -> None:

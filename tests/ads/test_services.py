@@ -1,6 +1,6 @@
 """The rules a person would expect of campaigns, line items and creatives, each with its message."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -230,8 +230,53 @@ def test_unknown_status_is_refused(tenancy):
 
 @pytest.mark.parametrize(
     ("hour", "daypart"),
-    [(5, "late_night"), (6, "morning"), (11, "morning"), (12, "daytime"), (17, "primetime"),
-     (22, "primetime"), (23, "late_night"), (0, "late_night")],
+    [
+        (5, "late_night"),
+        (6, "morning"),
+        (11, "morning"),
+        (12, "daytime"),
+        (17, "primetime"),
+        (22, "primetime"),
+        (23, "late_night"),
+        (0, "late_night"),
+    ],
 )
 def test_daypart_boundaries(hour, daypart):
     assert daypart_at(datetime(2026, 1, 1, hour, 30)) == daypart
+
+
+def test_archiving_a_campaign_archives_what_hangs_below(tenancy):
+    services.delivery_status_set(item=tenancy.campaign, status=DeliveryStatus.ARCHIVED)
+    tenancy.line_item.refresh_from_db()
+    tenancy.creative.refresh_from_db()
+    assert (tenancy.line_item.status, tenancy.creative.status) == ("archived", "archived")
+    tenancy.rival_creative.refresh_from_db()
+    assert tenancy.rival_creative.status == "active"
+
+
+def test_nothing_resumes_under_an_archived_line_item(tenancy):
+    services.delivery_status_set(item=tenancy.creative, status=DeliveryStatus.PAUSED)
+    LineItem.objects.filter(pk=tenancy.line_item.pk).update(status=DeliveryStatus.ARCHIVED)
+    tenancy.creative.refresh_from_db()
+    with pytest.raises(ValidationError) as excinfo:
+        services.delivery_status_set(item=tenancy.creative, status=DeliveryStatus.ACTIVE)
+    assert excinfo.value.messages == [
+        f"The line item “{tenancy.line_item.name}” is archived; it cannot change."
+    ]
+
+
+def test_campaign_dates_must_keep_holding_its_line_items(tenancy):
+    campaign = tenancy.campaign
+    with pytest.raises(ValidationError) as excinfo:
+        services.campaign_update(campaign=campaign, start_date=date.today() + timedelta(days=30))
+    assert errors_of(excinfo)["start_date"] == [
+        f"These line items would fall outside the campaign's dates: {tenancy.line_item.name}."
+    ]
+    campaign.refresh_from_db()
+    assert campaign.start_date == date.today() - timedelta(days=7)
+
+
+def test_line_item_update_refuses_unknown_fields(tenancy):
+    with pytest.raises(ValidationError) as excinfo:
+        services.line_item_update(line_item=tenancy.line_item, daily_budjet=Decimal("1"))
+    assert errors_of(excinfo) == {"daily_budjet": ["This field cannot be changed here."]}

@@ -1,0 +1,364 @@
+"""The integration API of the ads app: decisions for a player's ad breaks and event tracking.
+
+Callers authenticate with a platform key (`Authorization: Bearer il_...`), managed by staff in
+admin. Tracking links (`GET /t/<token>/<event>`) need no key: the signed token is the proof.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import authentication, exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ads import selectors, services
+from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
+from ads.decisioning.index import current_index
+from ads.decisioning.tokens import TrackingClaim
+from ads.models import AdEvent
+from catalog.models import Device, Region
+from config.api import api_error
+
+
+class PlatformClient:
+    """The authenticated caller of the platform API: a player or SSAI server, by its key."""
+
+    is_authenticated = True
+
+    def __init__(self, key_id: int) -> None:
+        self.key_id = key_id
+
+
+class PlatformKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[PlatformClient, None] | None:
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        if scheme != self.keyword or not raw_key.strip():
+            raise exceptions.AuthenticationFailed("Use the header: Authorization: Bearer <key>.")
+        key_id = services.platform_key_authenticate(raw_key=raw_key.strip())
+        if key_id is None:
+            raise exceptions.AuthenticationFailed("Unknown or revoked platform key.")
+        return PlatformClient(key_id), None
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class PlatformKeyScheme(OpenApiAuthenticationExtension):
+    target_class = PlatformKeyAuthentication
+    name = "platformKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A platform key: il_..."}
+
+
+class PlatformAPIView(APIView):
+    authentication_classes = [PlatformKeyAuthentication]
+
+
+class DecisionInput(serializers.Serializer):
+    viewer_id = serializers.CharField(max_length=64, help_text="The viewer's external id.")
+    title_id = serializers.IntegerField(min_value=1)
+    ad_break_id = serializers.IntegerField(min_value=1, required=False)
+    offset_seconds = serializers.IntegerField(
+        min_value=0, required=False, help_text="The break's offset, instead of its id."
+    )
+    device = serializers.ChoiceField(choices=Device.choices)
+    region = serializers.ChoiceField(
+        choices=Region.choices, required=False, help_text="Defaults to the viewer's region."
+    )
+    pod_size = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    max_duration_seconds = serializers.IntegerField(min_value=15, max_value=600, required=False)
+    explain = serializers.BooleanField(default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "ad_break_id" not in attrs and "offset_seconds" not in attrs:
+            raise serializers.ValidationError(
+                {"ad_break_id": "Give ad_break_id or offset_seconds."}
+            )
+        return attrs
+
+
+class SlotOutput(serializers.Serializer):
+    position = serializers.IntegerField()
+    creative_id = serializers.IntegerField()
+    line_item_id = serializers.IntegerField()
+    advertiser_id = serializers.IntegerField()
+    duration_seconds = serializers.IntegerField()
+    media_url = serializers.URLField()
+    tracking = inline_serializer(
+        "TrackingUrls", {event: serializers.URLField() for event in AdEvent.Type.values}
+    )
+
+
+class DecisionOutput(serializers.Serializer):
+    decision_id = serializers.CharField()
+    ad_break_id = serializers.IntegerField(allow_null=True)
+    max_duration_seconds = serializers.IntegerField()
+    duration_seconds = serializers.IntegerField()
+    pod = SlotOutput(many=True)
+    reason = serializers.ChoiceField(
+        choices=["no_eligible_ads", "kids_profile", "unknown_viewer"], allow_null=True
+    )
+    explain = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+def decision_payload(decision: Decision, tracking_base: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "decision_id": decision.decision_id,
+        "ad_break_id": decision.ad_break_id,
+        "max_duration_seconds": decision.max_duration_seconds,
+        "duration_seconds": decision.duration_seconds,
+        "pod": [
+            {
+                "position": slot.position,
+                "creative_id": slot.creative.id,
+                "line_item_id": slot.line_item.id,
+                "advertiser_id": slot.line_item.advertiser_id,
+                "duration_seconds": slot.creative.duration_seconds,
+                "media_url": slot.creative.media_url,
+                "tracking": {
+                    event: f"{tracking_base}{slot.token}/{event}" for event in AdEvent.Type.values
+                },
+            }
+            for slot in decision.pod
+        ],
+        "reason": decision.reason,
+    }
+    if decision.explain is not None:
+        payload["explain"] = decision.explain
+    return payload
+
+
+class DecisionView(PlatformAPIView):
+    @extend_schema(
+        operation_id="decide",
+        summary="Choose the pod of ads for an ad break",
+        request=DecisionInput,
+        responses={200: DecisionOutput},
+        examples=[
+            OpenApiExample(
+                "A mid-roll on a connected TV",
+                value={"viewer_id": "ml:42", "title_id": 7, "ad_break_id": 31, "device": "ctv"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A pod of two",
+                value={
+                    "decision_id": "5f0c2b9e8a2d4c1f9b7e6d5c4b3a2910",
+                    "ad_break_id": 31,
+                    "max_duration_seconds": 90,
+                    "duration_seconds": 45,
+                    "pod": [
+                        {
+                            "position": 1,
+                            "creative_id": 12,
+                            "line_item_id": 4,
+                            "advertiser_id": 1,
+                            "duration_seconds": 30,
+                            "media_url": "https://cdn.example.com/fizzy-30.mp4",
+                            "tracking": {
+                                "impression": "https://ads.example.com/t/TOKEN/impression",
+                                "click": "https://ads.example.com/t/TOKEN/click",
+                            },
+                        }
+                    ],
+                    "reason": None,
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        """Answers with the pod (ordered creatives with signed tracking links), or an empty pod
+        and a reason: `no_eligible_ads`, `kids_profile` (kids profiles never get ads) or
+        `unknown_viewer`. With `explain: true`, every line item with the stage and rule that
+        removed it, or its score."""
+        form = DecisionInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            decision = decide(DecisionRequest(**form.validated_data))
+        except DecisionRequestError as error:
+            return api_error("invalid", error.message, {error.field: [error.message]})
+        return Response(decision_payload(decision, request.build_absolute_uri("/t/")))
+
+
+class EventBatchInput(serializers.Serializer):
+    events = inline_serializer(
+        "ReportedEvent",
+        {
+            "event_id": serializers.CharField(max_length=80, help_text="Your id for the event."),
+            "token": serializers.CharField(help_text="The slot's token from the decision."),
+            "type": serializers.ChoiceField(choices=AdEvent.Type.choices),
+            "occurred_at": serializers.DateTimeField(required=False),
+        },
+        many=True,
+    )
+
+
+class EventBatchOutput(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = inline_serializer(
+        "EventResult",
+        {
+            "event_id": serializers.CharField(),
+            "status": serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"]),
+            "reason": serializers.CharField(allow_null=True),
+        },
+        many=True,
+    )
+
+
+def parse_event_batch(data: Any) -> list[services.IncomingEvent]:
+    """Parse by hand, not with nested serializers: a batch holds up to 1,000 events and this
+    is the ingestion hot path. Raises ValidationError naming the first bad field."""
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise serializers.ValidationError({"events": ["A list of events is required."]})
+    raw_events = data["events"]
+    if not 1 <= len(raw_events) <= services.events.MAX_BATCH:
+        raise serializers.ValidationError(
+            {"events": [f"Send between 1 and {services.events.MAX_BATCH} events."]}
+        )
+    parsed = []
+    for position, raw in enumerate(raw_events):
+        where = f"events[{position}]"
+        if not isinstance(raw, dict):
+            raise serializers.ValidationError({where: ["Each event is an object."]})
+        for name in ("event_id", "token", "type"):
+            value = raw.get(name)
+            if not isinstance(value, str) or not value or len(value) > 2000:
+                raise serializers.ValidationError({f"{where}.{name}": ["A non-empty string."]})
+        if len(raw["event_id"]) > 80:
+            raise serializers.ValidationError({f"{where}.event_id": ["At most 80 characters."]})
+        occurred_at: datetime | None = None
+        if raw.get("occurred_at") is not None:
+            occurred_at = (
+                parse_datetime(raw["occurred_at"]) if isinstance(raw["occurred_at"], str) else None
+            )
+            if occurred_at is None or occurred_at.tzinfo is None:
+                raise serializers.ValidationError(
+                    {f"{where}.occurred_at": ["An ISO 8601 time with a UTC offset."]}
+                )
+        parsed.append(
+            services.IncomingEvent(
+                token=raw["token"],
+                event_type=raw["type"],
+                client_event_id=raw["event_id"],
+                occurred_at=occurred_at,
+            )
+        )
+    return parsed
+
+
+class EventBatchView(PlatformAPIView):
+    @extend_schema(
+        operation_id="report_events",
+        summary="Report a batch of ad events (server-side tracking)",
+        request=EventBatchInput,
+        responses={200: EventBatchOutput},
+        examples=[
+            OpenApiExample(
+                "An impression and a click",
+                value={
+                    "events": [
+                        {"event_id": "evt-1", "token": "TOKEN", "type": "impression"},
+                        {"event_id": "evt-2", "token": "TOKEN", "type": "click"},
+                    ]
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "One accepted, one sent before",
+                value={
+                    "accepted": 1,
+                    "duplicates": 1,
+                    "rejected": 0,
+                    "results": [
+                        {"event_id": "evt-1", "status": "duplicate", "reason": "replayed"},
+                        {"event_id": "evt-2", "status": "accepted", "reason": None},
+                    ],
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        """Up to 1,000 events. Idempotent: an event already counted (by its decision, creative
+        and type) comes back `duplicate`, so a batch sent twice counts once. Rejection reasons:
+        `forged`, `expired`, `unknown_event_type`, `no_impression`, `bad_timestamp`, `bot`,
+        `unknown_reference`."""
+        events = parse_event_batch(request.data)
+        outcomes = services.events_record(
+            events=events, user_agent=request.headers.get("User-Agent", "")
+        )
+        statuses = [outcome.status for outcome in outcomes]
+        return Response(
+            {
+                "accepted": statuses.count("accepted"),
+                "duplicates": statuses.count("duplicate"),
+                "rejected": statuses.count("rejected"),
+                "results": [
+                    {
+                        "event_id": outcome.client_event_id,
+                        "status": outcome.status,
+                        "reason": outcome.reason,
+                    }
+                    for outcome in outcomes
+                ],
+            }
+        )
+
+
+@extend_schema(exclude=True)
+@require_GET
+def track(request: HttpRequest, token: str, event_type: str) -> HttpResponse:
+    """A tracking link: 204 when counted; a click redirects to the creative's click-through
+    URL (also when already counted). Rejected events answer 400 naming the reason."""
+    outcome = services.event_track(
+        token=token, event_type=event_type, user_agent=request.headers.get("User-Agent", "")
+    )
+    if event_type == AdEvent.Type.CLICK and outcome.claim is not None:
+        # A genuine token's click goes to the landing page, counted or not.
+        return HttpResponseRedirect(_click_url(outcome.claim))
+    if outcome.status == "accepted":
+        return HttpResponse(status=204)
+    code = outcome.reason or "rejected"
+    return JsonResponse(
+        {"error": {"code": code, "message": REJECTION_MESSAGES.get(code, code), "fields": {}}},
+        status=400,
+    )
+
+
+REJECTION_MESSAGES = {
+    "forged": "The tracking token is not genuine.",
+    "expired": "The tracking token has expired.",
+    "replayed": "This event was already counted.",
+    "no_impression": "This ad's impression was not counted first.",
+    "bot": "Requests from automated agents are not counted.",
+    "unknown_event_type": f"Known events: {', '.join(AdEvent.Type.values)}.",
+    "unknown_reference": "The ad or viewer of this token no longer exists.",
+}
+
+
+def _click_url(claim: TrackingClaim) -> str:
+    creative = current_index().creatives.get(claim.creative_id)
+    if creative is not None:
+        return creative.click_url
+    # Paused or archived since the decision: not in the index.
+    return selectors.creative_click_url(
+        advertiser_id=claim.advertiser_id, creative_id=claim.creative_id
+    )

@@ -1,0 +1,169 @@
+"""Counters for budgets, frequency caps, pacing and live stats: Redis in the full stack, a
+locked dictionary in the embedded default (one process).
+
+Values are integers: money in micros (a millionth of the account's currency), so spend adds up
+exactly. The event table stays the truth; these can be rebuilt from it
+(`ads.services.counters_rebuild`).
+
+A *reservation* checks and increments a group of keys atomically: every key of the group must
+stay within its limit, or none is incremented. Frequency caps and budgets are reserved at the
+decision, so concurrent decisions can never push a viewer past a cap or a line item past its
+budget. A group's keys share one line item's hash tag, so a group lives in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+
+MICROS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Bump:
+    """Add `amount` to `key`; with `limit`, only if the result stays ≤ limit."""
+
+    key: str
+    amount: int
+    ttl: int | None = None
+    limit: int | None = None
+
+
+class LocalCounters:
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[int, float | None]] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, key: str, now: float) -> int:
+        value, expires = self._values.get(key, (0, None))
+        if expires is not None and expires <= now:
+            del self._values[key]
+            return 0
+        return value
+
+    def get_many(self, keys: Sequence[str]) -> list[int]:
+        now = time.monotonic()
+        with self._lock:
+            return [self._get(key, now) for key in keys]
+
+    def add_many(self, bumps: Sequence[Bump]) -> None:
+        self.reserve([bumps])
+
+    def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
+        now = time.monotonic()
+        results = []
+        with self._lock:
+            for group in groups:
+                current = [self._get(bump.key, now) for bump in group]
+                if any(
+                    bump.limit is not None and value + bump.amount > bump.limit
+                    for bump, value in zip(group, current, strict=True)
+                ):
+                    results.append(False)
+                    continue
+                for bump, value in zip(group, current, strict=True):
+                    expires = self._values.get(bump.key, (0, None))[1]
+                    if bump.ttl is not None and expires is None:
+                        expires = now + bump.ttl
+                    self._values[bump.key] = (value + bump.amount, expires)
+                results.append(True)
+        return results
+
+    def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
+        expires = time.monotonic() + ttl if ttl else None
+        with self._lock:
+            for key, value in values.items():
+                self._values[key] = (value, expires)
+
+    def claim(self, key: str, ttl: int) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
+        return self.reserve([[Bump(key, 1, ttl=ttl, limit=1)]])[0]
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._lock:
+            for key in [key for key in self._values if key.startswith(prefix)]:
+                del self._values[key]
+
+
+# KEYS: the group's keys; ARGV: amount, ttl (0: none), limit (-1: none) for each key in turn.
+RESERVE_SCRIPT = """
+local n = #KEYS
+for i = 1, n do
+  local limit = tonumber(ARGV[3 * i])
+  if limit >= 0 then
+    local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if value + tonumber(ARGV[3 * i - 2]) > limit then return 0 end
+  end
+end
+for i = 1, n do
+  local value = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  local ttl = tonumber(ARGV[3 * i - 1])
+  if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return 1
+"""
+
+
+class RedisCounters:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._reserve = self._redis.register_script(RESERVE_SCRIPT)
+
+    def get_many(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        return [int(value or 0) for value in self._redis.mget(keys)]
+
+    def add_many(self, bumps: Sequence[Bump]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for bump in bumps:
+            pipe.incrby(bump.key, bump.amount)
+            if bump.ttl:
+                pipe.expire(bump.key, bump.ttl, nx=True)
+        pipe.execute()
+
+    def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
+        pipe = self._redis.pipeline(transaction=False)
+        for group in groups:
+            args: list[int] = []
+            for bump in group:
+                args += [bump.amount, bump.ttl or 0, -1 if bump.limit is None else bump.limit]
+            self._reserve(keys=[bump.key for bump in group], args=args, client=pipe)
+        return [bool(result) for result in pipe.execute()]
+
+    def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for key, value in values.items():
+            pipe.set(key, value, ex=ttl)
+        pipe.execute()
+
+    def claim(self, key: str, ttl: int) -> bool:
+        return bool(self._redis.set(key, 1, nx=True, ex=ttl))
+
+    def delete_prefix(self, prefix: str) -> None:
+        batch = []
+        for key in self._redis.scan_iter(match=prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self._redis.delete(*batch)
+                batch = []
+        if batch:
+            self._redis.delete(*batch)
+
+
+Counters = LocalCounters | RedisCounters
+
+
+@cache
+def counters() -> Counters:
+    """The process's counters, on Redis when REDIS_URL is set."""
+    if settings.REDIS_URL:
+        return RedisCounters(settings.REDIS_URL)
+    return LocalCounters()

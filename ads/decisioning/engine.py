@@ -1,0 +1,352 @@
+"""The decision: for a viewer at an ad break, the pod of ads to play.
+
+1. Resolve the request against the index (viewer, title, break); a kids profile gets no ads.
+2. Eligibility, as bitmasks over the index: live (status, flight, daypart) and targeting, then
+   the budget prefilter from the delivery state.
+3. Walk the line items in ranking order (expected value × pacing factor; a capped share of
+   decisions explores with Thompson samples), applying pacing's pass probability, competitive
+   separation (one ad per advertiser and per category) and the break's duration.
+4. Reserve the chosen slots' budgets and frequency caps atomically; a slot that lost a race is
+   replaced by continuing the walk.
+5. Sign a tracking token for each slot.
+
+With `explain`, every line item in the index is also run through the stages one by one, with
+fresh counter reads, and reported with the rule that removed it or its score.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+from ads.decisioning import eligibility, keys, ranking
+from ads.decisioning.counters import Bump, Counters, counters
+from ads.decisioning.eligibility import Context
+from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
+from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder
+from ads.decisioning.tokens import TrackingClaim, make_token
+
+DEFAULT_MAX_ADS = 6
+
+
+class DecisionRequestError(ValueError):
+    """The request names something that does not exist or cannot be: a 400 naming the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    viewer_id: str
+    title_id: int
+    device: str
+    ad_break_id: int | None = None
+    offset_seconds: int | None = None
+    region: str | None = None
+    pod_size: int | None = None
+    max_duration_seconds: int | None = None
+    explain: bool = False
+
+
+@dataclass
+class Slot:
+    position: int
+    creative: CreativeEntry
+    line_item: LineItemEntry
+    score: float
+    pctr: float
+    token: str = ""
+
+
+@dataclass
+class Decision:
+    decision_id: str
+    ad_break_id: int | None
+    max_duration_seconds: int
+    pod: list[Slot]
+    reason: str | None
+    explored: bool = False
+    explain: list[dict] | None = None
+    rejections: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duration_seconds(self) -> int:
+        return sum(slot.creative.duration_seconds for slot in self.pod)
+
+
+def _resolve(index: DemandIndex, request: DecisionRequest, at: datetime) -> Context | str:
+    title = index.titles.get(request.title_id)
+    if title is None:
+        raise DecisionRequestError("title_id", f"No title with id {request.title_id}.")
+    if request.ad_break_id is not None:
+        ad_break = index.breaks.get(request.ad_break_id)
+        if ad_break is None or ad_break.title_id != title.id:
+            raise DecisionRequestError(
+                "ad_break_id", f"No ad break {request.ad_break_id} in title {title.id}."
+            )
+    elif request.offset_seconds is not None:
+        ad_break = index.breaks_by_offset.get((title.id, request.offset_seconds))
+        if ad_break is None:
+            raise DecisionRequestError(
+                "offset_seconds",
+                f"Title {title.id} has no ad break at {request.offset_seconds} s.",
+            )
+    else:
+        raise DecisionRequestError("ad_break_id", "Give ad_break_id or offset_seconds.")
+    viewer = index.viewers.get(request.viewer_id)
+    if viewer is None:
+        return "unknown_viewer"
+    max_duration = ad_break.max_pod_duration_seconds
+    if request.max_duration_seconds is not None:
+        max_duration = min(max_duration, request.max_duration_seconds)
+    return Context(
+        at=at,
+        viewer=viewer,
+        title=title,
+        ad_break=ad_break,
+        device=request.device,
+        region=request.region or viewer.region,
+        max_duration_seconds=max_duration,
+        max_ads=request.pod_size or DEFAULT_MAX_ADS,
+    )
+
+
+def decide(
+    request: DecisionRequest,
+    *,
+    at: datetime | None = None,
+    rng: random.Random | None = None,
+    store: Counters | None = None,
+) -> Decision:
+    """Choose the pod for one ad break. Raises DecisionRequestError for a request naming a
+    title or break that does not exist; an unknown viewer or a kids profile gets an empty pod
+    with the reason."""
+    at = at or timezone.now()
+    rng = rng or random.Random()
+    store = store or counters()
+    index = current_index()
+    decision_id = uuid.uuid4().hex
+    resolved = _resolve(index, request, at)
+    if isinstance(resolved, str):
+        return Decision(decision_id, request.ad_break_id, 0, [], reason=resolved)
+    context = resolved
+    state = state_holder.get(index, store, at)
+
+    explain = _explain(index, state, store, context) if request.explain else None
+    if context.viewer.is_kids:
+        decision = Decision(
+            decision_id, context.ad_break.id, context.max_duration_seconds, [], "kids_profile"
+        )
+        decision.explain = explain
+        return decision
+
+    eligible = (
+        index.masks.matching(
+            title=context.title,
+            device=context.device,
+            region=context.region,
+            age_band=context.viewer.age_band,
+        )
+        & live_now(index, state, context)
+        & state.budget_ok
+    )
+    explored = rng.random() < ranking.EXPLORATION_SHARE
+    candidates = _ranked_candidates(state, eligible, explored, rng)
+    why: dict[int, str] = {}
+    pod = _fill_pod(candidates, context, store, rng, why)
+    for slot in pod:
+        slot.token = make_token(
+            TrackingClaim(
+                decision_id=decision_id,
+                creative_id=slot.creative.id,
+                line_item_id=slot.line_item.id,
+                advertiser_id=slot.line_item.advertiser_id,
+                viewer_id=context.viewer.id,
+                title_id=context.title.id,
+                ad_break_id=context.ad_break.id,
+                position=slot.position,
+                price_micros=slot.line_item.price_micros,
+                is_cpm=slot.line_item.is_cpm,
+                issued_at=at,
+            )
+        )
+    decision = Decision(
+        decision_id,
+        context.ad_break.id,
+        context.max_duration_seconds,
+        pod,
+        reason=None if pod else "no_eligible_ads",
+        explored=explored,
+    )
+    if explain is not None:
+        _explain_pod(explain, pod, why)
+        decision.explain = explain
+    return decision
+
+
+def _ranked_candidates(
+    state: DeliveryState, eligible: int, explored: bool, rng: random.Random
+) -> list[Ranked]:
+    """Eligible line items, best first. An exploring decision re-scores CPC line items with a
+    Thompson sample of their best creative's pCTR where that creative has few impressions."""
+    candidates = [entry for entry in state.ranked if eligible >> entry.position & 1]
+    if not explored:
+        return candidates
+
+    def explored_score(entry: Ranked) -> float:
+        creative_pctr = entry.creatives[0][1]
+        if entry.line_item.is_cpm or creative_pctr.impressions >= ranking.EXPLORE_BELOW_IMPRESSIONS:
+            return entry.score
+        return entry.score * creative_pctr.sample(rng) / creative_pctr.mean
+
+    scored = sorted(
+        ((explored_score(entry), entry) for entry in candidates),
+        key=lambda pair: (-pair[0], pair[1].line_item.id),
+    )
+    return [entry for _, entry in scored]
+
+
+def _fill_pod(
+    candidates: list[Ranked],
+    context: Context,
+    store: Counters,
+    rng: random.Random,
+    why: dict[int, str] | None = None,
+) -> list[Slot]:
+    """Greedy fill in ranking order, then reserve; after a lost race, go on down the list.
+    `why`, when given, collects the rule that kept each walked line item out of the pod."""
+    why = {} if why is None else why
+    pod: list[Slot] = []
+    remaining = iter(candidates)
+    while True:
+        used_seconds = sum(slot.creative.duration_seconds for slot in pod)
+        advertisers = {slot.line_item.advertiser_id for slot in pod}
+        categories = {slot.creative.category for slot in pod}
+        tentative: list[Slot] = []
+        for entry in remaining:
+            line_item = entry.line_item
+            if len(pod) + len(tentative) >= context.max_ads:
+                why[line_item.id] = "pod_full"
+                break
+            if line_item.advertiser_id in advertisers:
+                why[line_item.id] = "advertiser_separation"
+                continue
+            fitting = [
+                (creative, posterior)
+                for creative, posterior in entry.creatives
+                if creative.duration_seconds <= context.max_duration_seconds - used_seconds
+            ]
+            separated = [pair for pair in fitting if pair[0].category not in categories]
+            if not separated:
+                why[line_item.id] = "category_separation" if fitting else "duration"
+                continue
+            if entry.pass_probability < 1.0 and rng.random() >= entry.pass_probability:
+                why[line_item.id] = "pacing_throttled"
+                continue
+            creative, posterior = separated[0]
+            tentative.append(Slot(0, creative, line_item, entry.score, posterior.mean))
+            used_seconds += creative.duration_seconds
+            advertisers.add(line_item.advertiser_id)
+            categories.add(creative.category)
+        if not tentative:
+            break
+        reserved = store.reserve([_reservation(slot, context) for slot in tentative])
+        for slot, ok in zip(tentative, reserved, strict=True):
+            if ok:
+                pod.append(slot)
+            else:
+                why[slot.line_item.id] = "reservation_lost"
+        if all(reserved):
+            break
+    for position, slot in enumerate(pod, start=1):
+        slot.position = position
+    return pod
+
+
+def _reservation(slot: Slot, context: Context) -> list[Bump]:
+    line_item = slot.line_item
+    day_key, lifetime_key = eligibility.budget_keys(line_item, context.at)
+    group = []
+    if line_item.is_cpm:
+        group += [
+            Bump(day_key, line_item.price_micros, keys.DAY_TTL, line_item.daily_budget_micros),
+            Bump(lifetime_key, line_item.price_micros, None, line_item.lifetime_budget_micros),
+        ]
+    for key, cap, ttl in eligibility.cap_keys(line_item, context.viewer.id, context.at):
+        group.append(Bump(key, 1, ttl, cap))
+    return group
+
+
+def _explain(
+    index: DemandIndex, state: DeliveryState, store: Counters, context: Context
+) -> list[dict]:
+    """Every line item of the index through the stages in order, with fresh counters."""
+    report = []
+    for line_item in index.line_items:
+        entry = {
+            "line_item_id": line_item.id,
+            "advertiser_id": line_item.advertiser_id,
+            "name": line_item.name,
+        }
+        stage, rule = _first_rejection(line_item, store, context)
+        if stage is None:
+            ranked = next((r for r in state.ranked if r.line_item.id == line_item.id), None)
+            entry |= {
+                "stage": None,
+                "rule": None,
+                "score": round(ranked.score, 6) if ranked else None,
+            }
+        else:
+            entry |= {"stage": stage, "rule": rule, "score": None}
+        report.append(entry)
+    return report
+
+
+def _first_rejection(
+    line_item: LineItemEntry, store: Counters, context: Context
+) -> tuple[str | None, str | None]:
+    rule = eligibility.live_rejection(line_item, context)
+    if rule:
+        return eligibility.LIVE, rule
+    rule = eligibility.targeting_rejection(line_item, context)
+    if rule:
+        return eligibility.TARGETING, rule
+    if context.viewer.is_kids:
+        return eligibility.KIDS, "kids_profile"
+    day_total, lifetime_total = store.get_many(list(eligibility.budget_keys(line_item, context.at)))
+    rule = eligibility.budget_rejection(line_item, day_total, lifetime_total)
+    if rule:
+        return eligibility.BUDGET, rule
+    caps = eligibility.cap_keys(line_item, context.viewer.id, context.at)
+    rule = eligibility.cap_rejection(caps, store.get_many([key for key, _, _ in caps]))
+    if rule:
+        return eligibility.FREQUENCY_CAP, rule
+    return None, None
+
+
+def _explain_pod(report: list[dict], pod: list[Slot], why: dict[int, str]) -> None:
+    chosen = {slot.line_item.id: slot for slot in pod}
+    for entry in report:
+        if entry["stage"] is not None:
+            continue
+        slot = chosen.get(entry["line_item_id"])
+        if slot is not None:
+            entry |= {
+                "stage": "pod",
+                "rule": "chosen",
+                "position": slot.position,
+                "creative_id": slot.creative.id,
+            }
+            continue
+        rule = why.get(entry["line_item_id"], "outranked")
+        entry |= {
+            "stage": eligibility.PACING if rule == "pacing_throttled" else "pod",
+            "rule": rule,
+        }

@@ -1,0 +1,42 @@
+"""Writes of the `ads` app: demand (campaigns, line items, creatives) and ad events."""
+
+from ads.decisioning.index import index_changed
+from ads.services.demand import (
+    advertiser_create,
+    campaign_create,
+    campaign_update,
+    creative_create,
+    creative_update,
+    delivery_status_set,
+    line_item_create,
+    line_item_update,
+    membership_set,
+)
+from ads.services.events import (
+    EventOutcome,
+    IncomingEvent,
+    counters_rebuild,
+    event_track,
+    events_record,
+)
+from ads.services.keys import platform_key_authenticate, platform_key_create
+
+__all__ = [
+    "EventOutcome",
+    "IncomingEvent",
+    "advertiser_create",
+    "campaign_create",
+    "campaign_update",
+    "counters_rebuild",
+    "creative_create",
+    "creative_update",
+    "delivery_status_set",
+    "event_track",
+    "index_changed",
+    "events_record",
+    "line_item_create",
+    "line_item_update",
+    "membership_set",
+    "platform_key_authenticate",
+    "platform_key_create",
+]

@@ -1,0 +1,39 @@
+"""One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+def api_error(
+    code: str,
+    message: str,
+    fields: dict[str, Any] | None = None,
+    http_status: int = status.HTTP_400_BAD_REQUEST,
+) -> Response:
+    return Response(
+        {"error": {"code": code, "message": message, "fields": fields or {}}}, status=http_status
+    )
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            return f"{field}: {_first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        return api_error("invalid", _first_message(exc.detail), fields, response.status_code)
+    code = getattr(exc, "default_code", "error")
+    detail = getattr(exc, "detail", str(exc))
+    return api_error(str(code), str(detail), None, response.status_code)

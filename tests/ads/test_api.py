@@ -1,0 +1,212 @@
+"""The integration API: platform keys, decisions, event batches, the schema."""
+
+import pytest
+import yaml
+from django.contrib.auth.models import User
+
+from ads import services
+from ads.models import AdEvent, PlatformKey
+from ads.services.keys import platform_keys_forget
+from tests.ads.conftest import line_item_with_creative
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
+
+
+@pytest.fixture
+def api(client):
+    _, raw_key = services.platform_key_create(name="Living-room player")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw_key}"
+    return client
+
+
+def post(client, path, body):
+    return client.post(path, body, content_type="application/json")
+
+
+def decision_body(world, **overrides):
+    return {
+        "viewer_id": world.viewer.external_id,
+        "title_id": world.title.pk,
+        "ad_break_id": world.ad_break.pk,
+        "device": "ctv",
+    } | overrides
+
+
+def test_decisions_need_a_platform_key(client, world):
+    response = post(client, "/api/v1/decisions", decision_body(world))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer il_not-a-key"
+    response = post(client, "/api/v1/decisions", decision_body(world))
+    assert response.status_code == 401
+    assert response.json()["error"] == {
+        "code": "authentication_failed",
+        "message": "Unknown or revoked platform key.",
+        "fields": {},
+    }
+
+
+def test_a_revoked_key_stops_working(api, world):
+    assert post(api, "/api/v1/decisions", decision_body(world)).status_code == 200
+    PlatformKey.objects.update(is_active=False)
+    platform_keys_forget()  # other processes notice within the cache's 30 s
+    assert post(api, "/api/v1/decisions", decision_body(world)).status_code == 401
+
+
+def test_a_decision_answers_the_pod_with_tracking_links(api, world):
+    line_item = line_item_with_creative(world.acme)
+    response = post(api, "/api/v1/decisions", decision_body(world))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["reason"] is None
+    assert (body["ad_break_id"], body["max_duration_seconds"], body["duration_seconds"]) == (
+        world.ad_break.pk,
+        90,
+        30,
+    )
+    (slot,) = body["pod"]
+    creative = line_item.creatives.get()
+    assert (slot["creative_id"], slot["line_item_id"], slot["advertiser_id"]) == (
+        creative.pk,
+        line_item.pk,
+        world.acme.pk,
+    )
+    assert slot["media_url"] == creative.media_url
+    assert set(slot["tracking"]) == set(AdEvent.Type.values)
+    impression_url = slot["tracking"]["impression"]
+    assert impression_url.startswith("http://testserver/t/")
+    fired = api.get(impression_url.removeprefix("http://testserver"), HTTP_USER_AGENT="Player/1")
+    assert fired.status_code == 204
+    assert AdEvent.objects.get().decision_id.hex == body["decision_id"]
+
+
+def test_an_empty_pod_says_why(api, world):
+    response = post(api, "/api/v1/decisions", decision_body(world, viewer_id=world.kid.external_id))
+    assert response.json()["pod"] == []
+    assert response.json()["reason"] == "kids_profile"
+
+
+def test_explain_lists_every_line_item(api, world):
+    line_item = line_item_with_creative(world.acme, target_devices=["mobile"])
+    body = post(api, "/api/v1/decisions", decision_body(world, explain=True)).json()
+    assert body["explain"] == [
+        {
+            "line_item_id": line_item.pk,
+            "advertiser_id": world.acme.pk,
+            "name": line_item.name,
+            "stage": "targeting",
+            "rule": "device",
+            "score": None,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"device": "toaster"}, "device", '"toaster" is not a valid choice.'),
+        ({"title_id": "seven"}, "title_id", "A valid integer is required."),
+        ({"title_id": 999_999}, "title_id", "No title with id 999999."),
+        ({"ad_break_id": None}, "ad_break_id", "This field may not be null."),
+        ({"pod_size": 0}, "pod_size", "Ensure this value is greater than or equal to 1."),
+        ({"region": "mars"}, "region", '"mars" is not a valid choice.'),
+    ],
+)
+def test_bad_decision_input_is_a_400_naming_the_field(api, world, overrides, field, message):
+    response = post(api, "/api/v1/decisions", decision_body(world, **overrides))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert error["fields"][field] == [message]
+
+
+def test_a_break_is_required_and_malformed_json_is_named(api, world):
+    body = decision_body(world)
+    del body["ad_break_id"]
+    response = post(api, "/api/v1/decisions", body)
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "ad_break_id": ["Give ad_break_id or offset_seconds."]
+    }
+    response = api.post("/api/v1/decisions", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+
+
+def test_an_event_batch_reports_each_event(api, world):
+    line_item_with_creative(world.acme)
+    token = (
+        post(api, "/api/v1/decisions", decision_body(world))
+        .json()["pod"][0]["tracking"]["impression"]
+        .split("/t/")[1]
+        .split("/")[0]
+    )
+    batch = {
+        "events": [
+            {"event_id": "e1", "token": token, "type": "impression"},
+            {"event_id": "e2", "token": token, "type": "complete"},
+            {"event_id": "e3", "token": token + "x", "type": "click"},
+        ]
+    }
+    response = post(api, "/api/v1/events", batch)
+    assert response.status_code == 200
+    assert response.json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "rejected": 1,
+        "results": [
+            {"event_id": "e1", "status": "accepted", "reason": None},
+            {"event_id": "e2", "status": "accepted", "reason": None},
+            {"event_id": "e3", "status": "rejected", "reason": "forged"},
+        ],
+    }
+    again = post(api, "/api/v1/events", batch).json()
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 2, 1)
+    assert AdEvent.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "events"),
+        ({"events": []}, "events"),
+        ({"events": [{"event_id": "x", "token": "t"}] * 1001}, "events"),
+        ({"events": ["nope"]}, "events[0]"),
+        ({"events": [{"event_id": "x", "token": "t"}]}, "events[0].type"),
+        ({"events": [{"event_id": "", "token": "t", "type": "click"}]}, "events[0].event_id"),
+        (
+            {"events": [{"event_id": "x", "token": "t", "type": "click", "occurred_at": "noon"}]},
+            "events[0].occurred_at",
+        ),
+    ],
+)
+def test_a_malformed_batch_is_a_400_naming_the_field(api, body, field):
+    response = post(api, "/api/v1/events", body)
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert not AdEvent.objects.exists()
+
+
+def test_events_need_a_platform_key(client):
+    assert post(client, "/api/v1/events", {"events": []}).status_code == 401
+
+
+def test_the_schema_documents_both_endpoints_with_examples(client):
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    decide = schema["paths"]["/api/v1/decisions"]["post"]
+    report = schema["paths"]["/api/v1/events"]["post"]
+    assert decide["requestBody"]["content"]["application/json"]["examples"]
+    assert report["requestBody"]["content"]["application/json"]["examples"]
+    assert schema["components"]["securitySchemes"]["platformKey"]["scheme"] == "bearer"
+
+
+def test_staff_create_a_key_in_admin_and_see_it_once(client):
+    staff = User.objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(staff)
+    response = client.post("/admin/ads/platformkey/add/", {"name": "SSAI"}, follow=True)
+    (message,) = [str(m) for m in response.context["messages"] if "il_" in str(m)]
+    raw_key = message.split(" is ")[1].split(" ")[0]
+    key = PlatformKey.objects.get(name="SSAI")
+    assert raw_key.startswith("il_") and key.prefix == raw_key[3:11]
+    assert services.platform_key_authenticate(raw_key=raw_key) == key.pk
+    assert raw_key not in client.get(f"/admin/ads/platformkey/{key.pk}/change/").content.decode()

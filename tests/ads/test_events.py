@@ -1,0 +1,192 @@
+"""Events: signed tracking links and batches, each counted exactly once."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from ads import services
+from ads.decisioning import keys, tokens
+from ads.decisioning.counters import counters
+from ads.models import AdEvent
+from tests.ads.conftest import line_item_with_creative
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
+PLAYER = "Mozilla/5.0 (SMART-TV; Linux; Tizen 7.0) InterludePlayer/1.0"
+
+
+@pytest.fixture
+def slot(world):
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide(at=timezone.now()).pod  # tracking links are fired "now"
+    return slot
+
+
+def track(client, token, event, user_agent=PLAYER):
+    return client.get(f"/t/{token}/{event}", HTTP_USER_AGENT=user_agent)
+
+
+def test_a_tracking_link_counts_an_impression_once(client, world, slot):
+    response = track(client, slot.token, "impression")
+    assert response.status_code == 204
+    event = AdEvent.objects.get()
+    assert (event.event_type, event.creative_id, event.viewer_id, event.title_id) == (
+        "impression",
+        slot.creative.id,
+        world.viewer.pk,
+        world.title.pk,
+    )
+    assert event.cost_micros == 12_500  # $12.50 CPM
+    replay = track(client, slot.token, "impression")
+    assert replay.status_code == 400
+    assert replay.json()["error"]["code"] == "replayed"
+    assert AdEvent.objects.count() == 1
+    day = event.occurred_at.date()
+    assert counters().get_many(
+        [
+            keys.spent_day(slot.line_item.id, day),
+            keys.creative_impressions(slot.creative.id),
+            keys.invalid_events("replayed", day),
+        ]
+    ) == [12_500, 1, 1]
+
+
+def test_a_forged_token_is_rejected_and_counted_as_invalid(client, slot):
+    forged = slot.token[:-2] + ("AA" if not slot.token.endswith("AA") else "BB")
+    response = track(client, forged, "impression")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "forged"
+    assert not AdEvent.objects.exists()
+    assert counters().get_many([keys.invalid_events("forged", timezone.now().date())]) == [1]
+
+
+def test_an_expired_token_is_rejected(slot):
+    late = timezone.now() + tokens.TOKEN_TTL + timedelta(seconds=1)
+    outcome = services.event_track(token=slot.token, event_type="impression", at=late)
+    assert (outcome.status, outcome.reason) == ("rejected", "expired")
+    assert not AdEvent.objects.exists()
+
+
+def test_a_click_needs_an_impression_and_redirects(client, slot):
+    first = track(client, slot.token, "click")
+    assert first.status_code == 302
+    assert first["Location"] == "https://brand.example.com/landing"
+    assert not AdEvent.objects.exists()  # redirected, not counted
+    track(client, slot.token, "impression")
+    assert track(client, slot.token, "click").status_code == 302
+    assert sorted(AdEvent.objects.values_list("event_type", flat=True)) == ["click", "impression"]
+
+
+def test_bots_are_filtered(client, slot):
+    response = track(client, slot.token, "impression", user_agent="Googlebot/2.1")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bot"
+    assert not AdEvent.objects.exists()
+
+
+def test_an_unknown_event_type_is_named(client, slot):
+    response = track(client, slot.token, "rewind")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unknown_event_type"
+
+
+def test_cpc_spends_at_the_click(world):
+    line_item = line_item_with_creative(world.globex, pricing="cpc", category="automotive")
+    (slot,) = world.decide().pod
+    outcomes = services.events_record(
+        events=[
+            services.IncomingEvent(slot.token, "impression", "a"),
+            services.IncomingEvent(slot.token, "click", "b"),
+        ],
+        user_agent=PLAYER,
+        at=world.at,
+    )
+    assert [outcome.status for outcome in outcomes] == ["accepted", "accepted"]
+    costs = dict(AdEvent.objects.values_list("event_type", "cost_micros"))
+    assert costs == {"impression": 0, "click": 12_500_000}
+    assert counters().get_many([keys.spent_lifetime(line_item.pk)]) == [12_500_000]
+
+
+def test_a_batch_sent_twice_counts_once(world):
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    batch = [
+        services.IncomingEvent(slot.token, event, f"client-{event}")
+        for event in ["complete", "impression", "first_quartile", "midpoint", "third_quartile"]
+    ]
+    first = services.events_record(events=batch, user_agent=PLAYER, at=world.at)
+    assert [outcome.status for outcome in first] == ["accepted"] * 5
+    again = services.events_record(events=batch, user_agent=PLAYER, at=world.at)
+    assert [(outcome.status, outcome.reason) for outcome in again] == [
+        ("duplicate", "replayed")
+    ] * 5
+    assert AdEvent.objects.count() == 5
+    assert counters().get_many([keys.creative_impressions(slot.creative.id)]) == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_duplicates_count_once(world):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    statuses = []
+    lock = threading.Lock()
+
+    def report() -> None:
+        outcomes = services.events_record(
+            events=[services.IncomingEvent(slot.token, "impression", "same")],
+            user_agent=PLAYER,
+            at=world.at,
+        )
+        with lock:
+            statuses.extend(outcome.status for outcome in outcomes)
+        connection.close()
+
+    threads = [threading.Thread(target=report) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == ["accepted"] + ["duplicate"] * 7
+    assert AdEvent.objects.count() == 1
+    assert counters().get_many([keys.creative_impressions(slot.creative.id)]) == [1]
+
+
+def test_a_reported_time_outside_the_tokens_life_is_rejected(world, slot):
+    outcomes = services.events_record(
+        events=[
+            services.IncomingEvent(
+                slot.token, "impression", "early", occurred_at=world.at - timedelta(hours=1)
+            )
+        ],
+        user_agent=PLAYER,
+        at=world.at,
+    )
+    assert (outcomes[0].status, outcomes[0].reason) == ("rejected", "bad_timestamp")
+
+
+def test_counters_rebuild_from_the_event_table(world):
+    line_item = line_item_with_creative(world.acme)
+    for viewer_seed in range(3):
+        (slot,) = world.decide(seed=viewer_seed).pod
+        services.events_record(
+            events=[services.IncomingEvent(slot.token, "impression", f"i{viewer_seed}")],
+            user_agent=PLAYER,
+            at=world.at,
+        )
+    creative_id = slot.creative.id
+    watched = [
+        keys.spent_day(line_item.pk, world.at.date()),
+        keys.spent_lifetime(line_item.pk),
+        keys.creative_impressions(creative_id),
+    ]
+    before = counters().get_many(watched)
+    assert before == [37_500, 37_500, 3]
+    counters().delete_prefix("il:")  # Redis lost its data
+    assert counters().get_many(watched) == [0, 0, 0]
+    services.counters_rebuild(since=world.at - timedelta(days=1))
+    assert counters().get_many(watched) == before
+    assert counters().get_many([keys.reserved_day(line_item.pk, world.at.date())]) == [37_500]
