@@ -1,5 +1,6 @@
 """Writes of the `ads` app: demand (campaigns, line items, creatives) and ad events."""
 
+from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import index_changed
 from ads.services.demand import (
     advertiser_create,
@@ -22,6 +23,10 @@ from ads.services.events import (
 from ads.services.keys import platform_key_authenticate, platform_key_create
 
 __all__ = [
+    "Decision",
+    "DecisionRequest",
+    "DecisionRequestError",
+    "decide",
     "EventOutcome",
     "IncomingEvent",
     "advertiser_create",
