@@ -7,7 +7,6 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # The real catalog for the demo, when the MovieLens files are beside the repository.
 MOVIELENS_PATH ?= $(wildcard ../shared/data/ml-100k)
-export MOVIELENS_PATH
 
 .PHONY: install demo serve test lint format stack bench clean
 
@@ -22,7 +21,7 @@ install: $(INSTALLED)
 demo: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py seed_demo
+	MOVIELENS_PATH="$(MOVIELENS_PATH)" $(BIN)/python manage.py seed_demo
 	@echo "Interlude is starting on http://$(HOST):$(PORT)/ — log in with a login printed above."
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
 

@@ -4,6 +4,7 @@ returns another account's rows: an id from another account raises DoesNotExist (
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 
+from ads.decisioning.diagnosis import Check, line_item_diagnosis
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
 
 
@@ -99,3 +100,11 @@ def creative_click_url(*, advertiser_id: int, creative_id: int) -> str:
     return Creative.objects.values_list("click_url", flat=True).get(
         advertiser_id=advertiser_id, pk=creative_id
     )
+
+
+def line_item_delivery(*, advertiser: Advertiser, line_item_id: int) -> list[Check]:
+    """Why the account's line item delivers or not, right now: the decision engine's checks."""
+    line_item = LineItem.objects.select_related("campaign", "advertiser").get(
+        advertiser=advertiser, pk=line_item_id
+    )
+    return line_item_diagnosis(line_item)

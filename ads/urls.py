@@ -44,6 +44,11 @@ urlpatterns = [
         views.line_item_status,
         name="line_item_status",
     ),
+    path(
+        "<slug:slug>/line-items/<int:line_item_id>/delivery/",
+        views.line_item_delivery,
+        name="line_item_delivery",
+    ),
     # Creatives
     path("<slug:slug>/creatives/", views.creative_list, name="creatives"),
     path("<slug:slug>/creatives/new/", views.creative_create, name="creative_new"),

@@ -282,6 +282,17 @@ def line_item_detail(
     return _render(request, membership, "ads/line_item_detail.html", context)
 
 
+@account_view
+def line_item_delivery(
+    request: HttpRequest, membership: Membership, line_item_id: int
+) -> HttpResponse:
+    """The delivery checks of a line item (loaded into its page by htmx)."""
+    checks = _get_or_404(
+        selectors.line_item_delivery, advertiser=membership.advertiser, line_item_id=line_item_id
+    )
+    return _render(request, membership, "ads/partials/line_item_delivery.html", {"checks": checks})
+
+
 @account_view(write=True)
 @require_http_methods(["GET", "POST"])
 def line_item_create(request: HttpRequest, membership: Membership) -> HttpResponse:
