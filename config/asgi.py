@@ -12,7 +12,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from ads.decisioning.index import warm_up  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+warm_up()  # build the decision index before the first request, not during it
 
 application = ProtocolTypeRouter(
     {

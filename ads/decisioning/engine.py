@@ -160,7 +160,11 @@ def decide(
     explored = rng.random() < ranking.EXPLORATION_SHARE
     candidates = _ranked_candidates(state, eligible, explored, rng)
     why: dict[int, str] = {}
-    pod = _fill_pod(candidates, context, store, rng, why)
+    day = at.date()
+    tally = [Bump(keys.decisions(day), 1, keys.DAY_TTL)]
+    if explored:
+        tally.append(Bump(keys.exploration(day), 1, keys.DAY_TTL))
+    pod = _fill_pod(candidates, context, store, rng, why, tally)
     for slot in pod:
         slot.token = make_token(
             TrackingClaim(
@@ -219,9 +223,11 @@ def _fill_pod(
     store: Counters,
     rng: random.Random,
     why: dict[int, str] | None = None,
+    tally: list[Bump] | None = None,
 ) -> list[Slot]:
     """Greedy fill in ranking order, then reserve; after a lost race, go on down the list.
-    `why`, when given, collects the rule that kept each walked line item out of the pod."""
+    `why`, when given, collects the rule that kept each walked line item out of the pod;
+    `tally` (decision counters) rides along with the first reservation: one round trip."""
     why = {} if why is None else why
     pod: list[Slot] = []
     remaining = iter(candidates)
@@ -257,7 +263,11 @@ def _fill_pod(
             categories.add(creative.category)
         if not tentative:
             break
-        reserved = store.reserve([_reservation(slot, context) for slot in tentative])
+        groups = [_reservation(slot, context) for slot in tentative]
+        if tally:
+            groups.append(tally)  # no limits: always applied
+        reserved = store.reserve(groups)[: len(tentative)]
+        tally = None
         for slot, ok in zip(tentative, reserved, strict=True):
             if ok:
                 pod.append(slot)
@@ -265,6 +275,8 @@ def _fill_pod(
                 why[slot.line_item.id] = "reservation_lost"
         if all(reserved):
             break
+    if not pod:
+        store.add_many([*(tally or []), Bump(keys.unfilled(context.at.date()), 1, keys.DAY_TTL)])
     for position, slot in enumerate(pod, start=1):
         slot.position = position
     return pod

@@ -12,6 +12,7 @@ profiles); beyond that the viewer table belongs in Redis, keyed by external id.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import zoneinfo
@@ -28,6 +29,7 @@ from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem
 from catalog.models import AdBreak, AgeBand, Device, MaturityRating, Region, Title, Viewer
 
 VERSION_CHECK_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +343,15 @@ index_holder = IndexHolder()
 
 def current_index() -> DemandIndex:
     return index_holder.get()
+
+
+def warm_up() -> None:
+    """Build the index at process start. A server must start even when the database is not
+    reachable yet (the first decision then builds it), so a failure is logged, not raised."""
+    try:
+        current_index()
+    except Exception:
+        logger.warning("The decision index could not be built at start-up.", exc_info=True)
 
 
 def index_changed() -> None:

@@ -86,7 +86,12 @@ def exploration(day: date) -> str:
 
 
 def decisions(day: date) -> str:
+    """Decisions made on a UTC day; `unfilled` those that returned no ad (fill rate)."""
     return f"il:decisions:{day:%Y%m%d}"
+
+
+def unfilled(day: date) -> str:
+    return f"il:unfilled:{day:%Y%m%d}"
 
 
 def index_version() -> str:

@@ -350,3 +350,16 @@ def test_explain_reports_every_line_item(world):
         "device",
         None,
     )
+
+
+def test_decisions_fill_and_exploration_are_counted(world, monkeypatch):
+    line_item_with_creative(world.acme, frequency_cap_day=2)
+    for seed in range(3):
+        world.decide(seed=seed)  # the third is capped: empty
+    day = world.at.date()
+    assert counters().get_many(
+        [keys.decisions(day), keys.unfilled(day), keys.exploration(day)]
+    ) == [3, 1, 0]
+    monkeypatch.setattr(engine.ranking, "EXPLORATION_SHARE", 1.0)
+    world.decide(viewer_id=_viewer("explorer").external_id)
+    assert counters().get_many([keys.decisions(day), keys.exploration(day)]) == [4, 1]

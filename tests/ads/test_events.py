@@ -1,9 +1,11 @@
 """Events: signed tracking links and batches, each counted exactly once."""
 
+import io
 import threading
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -190,3 +192,12 @@ def test_counters_rebuild_from_the_event_table(world):
     services.counters_rebuild(since=world.at - timedelta(days=1))
     assert counters().get_many(watched) == before
     assert counters().get_many([keys.reserved_day(line_item.pk, world.at.date())]) == [37_500]
+
+
+def test_the_rebuild_command_restores_spend(world, slot):
+    services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    counters().delete_prefix("il:")
+    output = io.StringIO()
+    call_command("rebuild_counters", stdout=output)
+    assert output.getvalue().startswith("Rebuilt ")
+    assert counters().get_many([keys.spent_lifetime(slot.line_item.id)]) == [12_500]
