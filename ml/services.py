@@ -1,0 +1,162 @@
+"""Writes to the model registry: register a trained candidate, promote it only when it beats
+the champion, roll back, and record training runs."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Any
+
+import joblib
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from ml.models import ModelVersion, TrainingRun
+
+CALIBRATION_RANGE = (0.9, 1.1)
+
+
+def champion_pointer_key(kind: str) -> str:
+    return f"ml:champion:{kind}"
+
+
+def artifact_dumps(model: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def promotion_verdict(
+    *, candidate: dict[str, float], champion: dict[str, float] | None
+) -> tuple[bool, str]:
+    """The promotion rule: calibration ratio within 0.9–1.1, and against a champion scored on
+    the same held-out window, an AUC not lower and a log loss lower."""
+    low, high = CALIBRATION_RANGE
+    ratio = candidate["calibration_ratio"]
+    if not low <= ratio <= high:
+        return False, f"Calibration ratio {ratio:.3f} is outside {low}–{high}."
+    if champion is None:
+        return True, "The first model of its kind, calibrated."
+    if candidate["auc"] < champion["auc"]:
+        return False, (
+            f"AUC {candidate['auc']:.4f} is lower than the champion's {champion['auc']:.4f} "
+            "on the same held-out window."
+        )
+    if candidate["log_loss"] >= champion["log_loss"]:
+        return False, (
+            f"Log loss {candidate['log_loss']:.4f} is not lower than the champion's "
+            f"{champion['log_loss']:.4f} on the same held-out window."
+        )
+    return True, (
+        f"AUC {candidate['auc']:.4f} ≥ {champion['auc']:.4f} and log loss "
+        f"{candidate['log_loss']:.4f} < {champion['log_loss']:.4f} on the same held-out window."
+    )
+
+
+def model_version_register(
+    *,
+    kind: str,
+    model: Any,
+    algorithm: str,
+    metrics: dict[str, Any],
+    feature_spec: dict[str, Any],
+    train_rows: int,
+    holdout_rows: int,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    champion_metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Store a trained model as a candidate, then promote it if `promotion_verdict` says so.
+
+    `champion_metrics` are the current champion's metrics on the candidate's held-out rows
+    (None when there is no champion). The verdict is recorded on the version either way.
+    """
+    artifact = artifact_dumps(model)
+    champion = ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.CHAMPION).first()
+    promote, reason = promotion_verdict(
+        candidate=metrics, champion=champion_metrics if champion is not None else None
+    )
+    for _ in range(3):  # two trainings racing for the same version number
+        try:
+            with transaction.atomic():
+                latest = ModelVersion.objects.filter(kind=kind).aggregate(Max("version"))
+                candidate = ModelVersion.objects.create(
+                    kind=kind,
+                    version=(latest["version__max"] or 0) + 1,
+                    algorithm=algorithm,
+                    metrics=metrics,
+                    feature_spec=feature_spec,
+                    train_rows=train_rows,
+                    holdout_rows=holdout_rows,
+                    window_start=window_start,
+                    window_end=window_end,
+                    artifact=artifact,
+                    challenged=champion,
+                    decision=reason,
+                )
+            break
+        except IntegrityError:
+            continue
+    else:
+        raise RuntimeError(f"Could not number a new {kind} model version.")
+    if promote:
+        model_version_promote(model_version=candidate, reason=reason)
+    return candidate
+
+
+def model_version_promote(*, model_version: ModelVersion, reason: str = "") -> ModelVersion:
+    """Make `model_version` its kind's champion and retire the one before it."""
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(
+            kind=model_version.kind, status=ModelVersion.Status.CHAMPION
+        ).exclude(pk=model_version.pk).update(status=ModelVersion.Status.RETIRED)
+        model_version.status = ModelVersion.Status.CHAMPION
+        model_version.promoted_at = timezone.now()
+        if reason:
+            model_version.decision = reason
+        model_version.save(update_fields=["status", "promoted_at", "decision"])
+        transaction.on_commit(
+            lambda: cache.set(champion_pointer_key(model_version.kind), model_version.pk, None)
+        )
+    return model_version
+
+
+def model_version_rollback(*, kind: str) -> ModelVersion:
+    """Bring back the champion before the current one; ValidationError if there was none."""
+    current = ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.CHAMPION).first()
+    previous = (
+        ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.RETIRED)
+        .exclude(promoted_at=None)
+        .order_by("-promoted_at")
+        .first()
+    )
+    if previous is None:
+        raise ValidationError(f"No earlier {kind} champion to roll back to.")
+    reason = f"Rolled back from v{current.version}." if current else "Rolled back."
+    return model_version_promote(model_version=previous, reason=reason)
+
+
+def training_run_start(
+    *, kind: str, window_start: datetime | None, window_end: datetime | None
+) -> TrainingRun:
+    return TrainingRun.objects.create(kind=kind, window_start=window_start, window_end=window_end)
+
+
+def training_run_finish(*, run: TrainingRun, model_version: ModelVersion) -> TrainingRun:
+    promoted = model_version.status == ModelVersion.Status.CHAMPION
+    run.outcome = TrainingRun.Outcome.PROMOTED if promoted else TrainingRun.Outcome.KEPT_CHAMPION
+    run.model_version = model_version
+    run.finished_at = timezone.now()
+    run.save(update_fields=["outcome", "model_version", "finished_at"])
+    return run
+
+
+def training_run_fail(*, run: TrainingRun, error: str) -> TrainingRun:
+    run.outcome = TrainingRun.Outcome.FAILED
+    run.error = error[:10_000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["outcome", "error", "finished_at"])
+    return run

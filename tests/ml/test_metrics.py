@@ -1,0 +1,90 @@
+"""Metrics against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ml import metrics
+
+Y = [0, 0, 1, 1]
+P = [0.1, 0.4, 0.35, 0.8]
+
+
+def test_auc_counts_correctly_ordered_pairs():
+    # Pairs (negative, positive): (0.1,0.35) ok, (0.1,0.8) ok, (0.4,0.35) wrong, (0.4,0.8) ok.
+    assert metrics.auc(Y, P) == pytest.approx(3 / 4)
+
+
+def test_auc_counts_ties_as_half():
+    assert metrics.auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert metrics.auc([0, 0, 1], [0.2, 0.6, 0.6]) == pytest.approx((1 + 0.5) / 2)
+
+
+def test_auc_needs_both_classes():
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.auc([1, 1], [0.2, 0.3])
+
+
+def test_log_loss_and_normalized_entropy():
+    expected = -(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4
+    assert metrics.log_loss(Y, P) == pytest.approx(expected)
+    assert metrics.entropy(0.5) == pytest.approx(math.log(2))
+    assert metrics.normalized_entropy(Y, P) == pytest.approx(expected / math.log(2))
+
+
+def test_calibration_ratio():
+    assert metrics.calibration_ratio(Y, P) == pytest.approx((1.65 / 4) / 0.5)
+
+
+def test_reliability_table_and_ece():
+    table = metrics.reliability_table(Y, P, bins=2)
+    assert table == [
+        {
+            "low": 0.0,
+            "high": 0.5,
+            "count": 3,
+            "predicted": pytest.approx(0.85 / 3),
+            "observed": pytest.approx(1 / 3),
+        },
+        {"low": 0.5, "high": 1.0, "count": 1, "predicted": 0.8, "observed": 1.0},
+    ]
+    expected = (3 * abs(0.85 / 3 - 1 / 3) + 1 * abs(0.8 - 1.0)) / 4
+    assert metrics.expected_calibration_error(Y, P, bins=2) == pytest.approx(expected)
+
+
+def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    reference = rng.beta(2, 50, 20_000)
+    assert metrics.psi(reference, reference) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.psi(reference, rng.beta(2, 50, 20_000)) < 0.01
+    shifted = metrics.psi(reference, rng.beta(4, 50, 20_000))
+    assert shifted > 0.25
+    assert metrics.psi_band(shifted) == "significant"
+    assert [metrics.psi_band(v) for v in (0.05, 0.1, 0.2, 0.3)] == [
+        "none",
+        "moderate",
+        "moderate",
+        "significant",
+    ]
+
+
+def test_psi_by_hand_on_two_bins():
+    # Reference split at its median 0.5: shares (0.5, 0.5); current: (0.25, 0.75).
+    value = metrics.psi([0.2, 0.4, 0.6, 0.8], [0.1, 0.7, 0.9, 0.95], bins=2)
+    expected = (0.25 - 0.5) * math.log(0.25 / 0.5) + (0.75 - 0.5) * math.log(0.75 / 0.5)
+    assert value == pytest.approx(expected)
+
+
+def test_summary_has_every_metric():
+    summary = metrics.summary(Y, P)
+    assert summary["rows"] == 4 and summary["base_rate"] == 0.5
+    assert summary["accuracy"] == pytest.approx(3 / 4)
+    assert set(summary) >= {
+        "auc",
+        "log_loss",
+        "normalized_entropy",
+        "calibration_ratio",
+        "ece",
+        "reliability",
+    }

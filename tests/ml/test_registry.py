@@ -1,0 +1,133 @@
+"""Promotion and refusal, rollback, serving reloads after a promotion."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+
+from ml import services, serving
+from ml.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {"auc": 0.75, "log_loss": 0.090, "calibration_ratio": 1.02}
+
+
+class Constant:
+    """A stand-in model object: what it predicts does not matter to the registry."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+def register(metrics, champion_metrics=None, value=0.1, kind="ctr"):
+    return services.model_version_register(
+        kind=kind,
+        model=Constant(value),
+        algorithm="test",
+        metrics=metrics,
+        feature_spec={"features": ["a"]},
+        train_rows=100,
+        holdout_rows=10,
+        champion_metrics=champion_metrics,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_serving():
+    serving.champions.reset()
+    yield
+    serving.champions.reset()
+
+
+def test_the_first_calibrated_model_becomes_champion():
+    first = register(GOOD)
+    assert (first.version, first.status) == (1, "champion")
+    assert first.decision == "The first model of its kind, calibrated."
+
+
+def test_a_miscalibrated_model_stays_a_candidate():
+    version = register(GOOD | {"calibration_ratio": 1.2})
+    assert version.status == "candidate"
+    assert version.decision == "Calibration ratio 1.200 is outside 0.9–1.1."
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reason"),
+    [
+        (GOOD | {"auc": 0.74}, "AUC 0.7400 is lower than the champion's 0.7500"),
+        (GOOD | {"log_loss": 0.090}, "Log loss 0.0900 is not lower than the champion's 0.0900"),
+    ],
+)
+def test_a_challenger_must_beat_the_champion_on_the_same_window(candidate, reason):
+    champion = register(GOOD)
+    challenger = register(candidate, champion_metrics=GOOD)
+    assert challenger.status == "candidate"
+    assert challenger.decision.startswith(reason)
+    assert challenger.challenged == champion
+    champion.refresh_from_db()
+    assert champion.status == "champion"
+
+
+def test_a_better_challenger_takes_over_and_the_old_champion_retires():
+    champion = register(GOOD)
+    challenger = register(GOOD | {"auc": 0.76, "log_loss": 0.089}, champion_metrics=GOOD)
+    champion.refresh_from_db()
+    assert (challenger.version, challenger.status, champion.status) == (2, "champion", "retired")
+
+
+def test_rollback_restores_the_previous_champion():
+    first = register(GOOD)
+    register(GOOD | {"log_loss": 0.08}, champion_metrics=GOOD)
+    restored = services.model_version_rollback(kind="ctr")
+    assert restored == first
+    assert list(ModelVersion.objects.filter(status="champion")) == [first]
+    assert restored.decision == "Rolled back from v2."
+
+
+def test_rollback_without_an_earlier_champion_is_refused():
+    register(GOOD)
+    with pytest.raises(ValidationError, match="No earlier ctr champion"):
+        services.model_version_rollback(kind="ctr")
+
+
+def test_serving_reloads_after_a_promotion(monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(serving, "CHECK_SECONDS", 0.0)
+    assert serving.champion("ctr") is None
+    with django_capture_on_commit_callbacks(execute=True):
+        register(GOOD, value=0.1)
+    assert serving.champion("ctr").model.value == 0.1
+    with django_capture_on_commit_callbacks(execute=True):
+        register(GOOD | {"log_loss": 0.05}, champion_metrics=GOOD, value=0.2)
+    loaded = serving.champion("ctr")
+    assert (loaded.version, loaded.model.value) == (2, 0.2)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.model_version_rollback(kind="ctr")
+    assert serving.champion("ctr").model.value == 0.1
+
+
+def test_serving_loads_once_while_the_champion_stays(django_assert_num_queries, monkeypatch):
+    register(GOOD)
+    monkeypatch.setattr(serving, "CHECK_SECONDS", 0.0)
+    serving.champion("ctr")
+    with django_assert_num_queries(0):
+        for _ in range(5):
+            assert serving.champion("ctr").version == 1
+
+
+def test_staff_promote_and_roll_back_in_admin_with_a_confirmation(client):
+    first = register(GOOD)
+    second = register(GOOD | {"auc": 0.70}, champion_metrics=GOOD)
+    client.force_login(User.objects.create_superuser("staff", "s@example.com", "pw"))
+    url = "/admin/ml/modelversion/"
+    form = {"action": "promote", "_selected_action": [second.pk]}
+    confirm_page = client.post(url, form)
+    assert confirm_page.status_code == 200
+    assert "Make ctr v2 (candidate) the ctr champion?" in confirm_page.content.decode()
+    second.refresh_from_db()
+    assert second.status == "candidate"  # nothing happens before the confirmation
+    client.post(url, form | {"confirm": "yes"})
+    second.refresh_from_db()
+    assert second.status == "champion"
+    client.post(url, {"action": "roll_back", "_selected_action": [second.pk], "confirm": "yes"})
+    first.refresh_from_db()
+    assert first.status == "champion"
