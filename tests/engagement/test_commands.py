@@ -34,6 +34,8 @@ ML_MINI = Path(__file__).resolve().parents[1] / "fixtures" / "ml-mini"
 def _no_movielens_from_the_environment(monkeypatch):
     """A developer's or CI's MOVIELENS_PATH must not turn the synthetic cases into MovieLens."""
     monkeypatch.delenv("MOVIELENS_PATH", raising=False)
+
+
 # What ml-mini holds; the ad breaks follow from the hashed durations (80 to 116 minutes here).
 ML_MINI_COUNTS = {Title: 10, Genre: 16, AdBreak: 55, Viewer: 8, Rating: 30}
 DEMO_PASSWORD = "interlude-demo"
