@@ -346,6 +346,9 @@ class AdEvent(models.Model):
     client_event_id = models.CharField(max_length=80, blank=True, default="")
     decision_id = models.UUIDField()
     pod_position = models.PositiveSmallIntegerField()
+    # The request's context, which may differ from the viewer profile's usual device and region.
+    device = models.CharField(max_length=10, choices=Device.choices)
+    region = models.CharField(max_length=16, choices=Region.choices)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     # What the event cost the advertiser, in micros of its currency (CPM: the impression;

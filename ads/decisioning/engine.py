@@ -176,6 +176,8 @@ def decide(
                 title_id=context.title.id,
                 ad_break_id=context.ad_break.id,
                 position=slot.position,
+                device=context.device,
+                region=context.region,
                 price_micros=slot.line_item.price_micros,
                 is_cpm=slot.line_item.is_cpm,
                 issued_at=at,

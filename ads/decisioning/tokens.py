@@ -32,6 +32,8 @@ class TrackingClaim:
     title_id: int
     ad_break_id: int
     position: int
+    device: str
+    region: str
     price_micros: int
     is_cpm: bool
     issued_at: datetime
@@ -51,6 +53,8 @@ def make_token(claim: TrackingClaim) -> str:
             claim.title_id,
             claim.ad_break_id,
             claim.position,
+            claim.device,
+            claim.region,
             claim.price_micros,
             int(claim.is_cpm),
             int(claim.issued_at.timestamp()),
@@ -71,6 +75,8 @@ def read_token(token: str, *, at: datetime) -> TrackingClaim:
             title,
             ad_break,
             position,
+            device,
+            region,
             price,
             is_cpm,
             issued,
@@ -84,6 +90,8 @@ def read_token(token: str, *, at: datetime) -> TrackingClaim:
             title_id=int(title),
             ad_break_id=int(ad_break),
             position=int(position),
+            device=str(device),
+            region=str(region),
             price_micros=int(price),
             is_cpm=bool(is_cpm),
             issued_at=datetime.fromtimestamp(int(issued), tz=UTC),

@@ -41,6 +41,7 @@ def test_a_tracking_link_counts_an_impression_once(client, world, slot):
         world.title.pk,
     )
     assert event.cost_micros == 12_500  # $12.50 CPM
+    assert (event.device, event.region, event.pod_position) == ("ctv", "us_west", 1)
     replay = track(client, slot.token, "impression")
     assert replay.status_code == 400
     assert replay.json()["error"]["code"] == "replayed"
