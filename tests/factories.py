@@ -1,3 +1,4 @@
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -5,7 +6,7 @@ import factory
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+from ads.models import AdEvent, Advertiser, Campaign, Creative, LineItem, Membership
 from catalog.models import AdBreak, AgeBand, Device, Genre, Region, Title, Viewer
 
 PASSWORD = "correct-horse-battery"
@@ -114,3 +115,24 @@ class CreativeFactory(factory.django.DjangoModelFactory):
     media_url = "https://cdn.example.com/ads/spot.mp4"
     click_url = "https://brand.example.com/landing"
     category = Creative.Category.BEVERAGES
+
+
+class AdEventFactory(factory.django.DjangoModelFactory):
+    """A stored event, as if counted through a tracking link (tests of what reads the table)."""
+
+    class Meta:
+        model = AdEvent
+
+    creative = factory.SubFactory(CreativeFactory)
+    line_item = factory.SelfAttribute("creative.line_item")
+    advertiser = factory.SelfAttribute("creative.advertiser")
+    viewer = factory.SubFactory(ViewerFactory)
+    title = factory.SubFactory(TitleFactory)
+    event_type = "impression"
+    event_id = factory.Sequence(lambda n: f"test-event-{n}")
+    decision_id = factory.LazyFunction(uuid.uuid4)
+    pod_position = 1
+    device = Device.CTV
+    region = Region.WEST
+    occurred_at = factory.LazyFunction(timezone.now)
+    cost_micros = 0

@@ -1,0 +1,187 @@
+"""Rollups and KPIs against numbers computed by hand on a small fixture."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from ads.decisioning import keys
+from ads.decisioning.counters import Bump, counters
+from analytics import selectors, services
+from analytics.models import DailyBreakdown, DailyDelivery
+from tests.factories import (
+    AdEventFactory,
+    CreativeFactory,
+    GenreFactory,
+    TitleFactory,
+    ViewerFactory,
+)
+
+pytestmark = pytest.mark.django_db
+DAY = dt.date(2026, 3, 10)
+
+
+def at(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
+    """A UTC instant on `day` (the tenancy accounts are in America/New_York: UTC−4 in March)."""
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def fixture_events(tenancy):
+    """On New York's 10 March: creative A has 3 impressions (2 viewers), 1 click, 2 completes;
+    creative B 1 impression. One event at 02:00 UTC belongs to New York's 9 March, another
+    account's event never counts."""
+    creative_a = tenancy.creative
+    creative_b = CreativeFactory(line_item=tenancy.line_item, name="B")
+    drama, comedy = (
+        GenreFactory(name="Drama", slug="drama"),
+        GenreFactory(name="Comedy", slug="comedy"),
+    )
+    title = TitleFactory(name="Heat")
+    title.genres.set([drama, comedy])
+    ann, bob = ViewerFactory(external_id="ann"), ViewerFactory(external_id="bob")
+
+    def event(creative, kind, when, viewer=ann, cost=0, device="ctv", region="us_west"):
+        return AdEventFactory(
+            creative=creative,
+            event_type=kind,
+            occurred_at=when,
+            viewer=viewer,
+            title=title,
+            cost_micros=cost,
+            device=device,
+            region=region,
+        )
+
+    event(creative_a, "impression", at(13), cost=12_500)
+    event(creative_a, "impression", at(14), cost=12_500, device="mobile")
+    event(creative_a, "impression", at(15), viewer=bob, cost=12_500, region="us_south")
+    event(creative_a, "click", at(15, 1), viewer=bob)
+    event(creative_a, "complete", at(13, 1))
+    event(creative_a, "complete", at(15, 1), viewer=bob)
+    event(creative_b, "impression", at(23), cost=20_000)  # 19:00 in New York
+    event(creative_a, "impression", at(2), cost=12_500)  # 22:00 on 9 March in New York
+    AdEventFactory(creative=tenancy.rival_creative, occurred_at=at(13), cost_micros=99_000)
+    return creative_a, creative_b
+
+
+def test_the_daily_rollup_matches_the_hand_count(tenancy, fixture_events):
+    creative_a, creative_b = fixture_events
+    result = services.rollup_day(day=DAY)
+    assert result.delivery_rows == 3  # A and B for Acme, the rival's creative for Globex
+    row_a = DailyDelivery.objects.get(creative=creative_a, day=DAY)
+    assert (row_a.impressions, row_a.clicks, row_a.completes, row_a.spend_micros) == (
+        3,
+        1,
+        2,
+        37_500,
+    )
+    assert row_a.unique_viewers == 2
+    row_b = DailyDelivery.objects.get(creative=creative_b, day=DAY)
+    assert (row_b.impressions, row_b.spend_micros, row_b.unique_viewers) == (1, 20_000, 1)
+    assert (row_a.campaign_id, row_a.line_item_id) == (tenancy.campaign.pk, tenancy.line_item.pk)
+
+
+def test_breakdowns_by_genre_region_device_and_title(tenancy, fixture_events):
+    services.rollup_day(day=DAY)
+    rows = DailyBreakdown.objects.filter(advertiser=tenancy.advertiser, day=DAY)
+    devices = {row.value: row.impressions for row in rows.filter(dimension="device")}
+    assert devices == {"ctv": 3, "mobile": 1}
+    regions = {row.value: row.impressions for row in rows.filter(dimension="region")}
+    assert regions == {"us_west": 3, "us_south": 1}
+    genres = {row.label: (row.impressions, row.clicks) for row in rows.filter(dimension="genre")}
+    assert genres == {"Drama": (4, 1), "Comedy": (4, 1)}  # a title in two genres counts in both
+    (title_row,) = rows.filter(dimension="title")
+    assert (title_row.label, title_row.impressions, title_row.spend_micros) == ("Heat", 4, 57_500)
+
+
+def test_rolling_up_twice_leaves_identical_rows(tenancy, fixture_events):
+    services.rollup_day(day=DAY)
+    first = sorted(DailyDelivery.objects.values_list())
+    first_breakdowns = sorted(DailyBreakdown.objects.values_list())
+    services.rollup_day(day=DAY)
+    assert sorted(DailyDelivery.objects.values_list()) == first
+    assert sorted(DailyBreakdown.objects.values_list()) == first_breakdowns
+
+
+def test_a_rollup_drops_rows_whose_events_are_gone(tenancy, fixture_events):
+    _, creative_b = fixture_events
+    services.rollup_day(day=DAY)
+    creative_b.events.all().delete()
+    services.rollup_day(day=DAY)
+    assert not DailyDelivery.objects.filter(creative=creative_b).exists()
+
+
+def test_kpis_of_the_range(tenancy, fixture_events):
+    services.rollup_day(day=DAY - dt.timedelta(days=1))
+    services.rollup_day(day=DAY)
+    kpis = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert (kpis.impressions, kpis.clicks, kpis.completes) == (4, 1, 2)
+    assert kpis.spend == Decimal("0.0575")
+    assert kpis.ctr == pytest.approx(1 / 4)
+    assert kpis.ecpm == Decimal("0.0575") * 1000 / 4
+    assert kpis.cpc == Decimal("0.0575")
+    assert kpis.completion_rate == pytest.approx(2 / 4)
+    assert kpis.reach == 2
+    assert kpis.average_frequency == pytest.approx(4 / 2)
+    both_days = selectors.kpis(
+        advertiser=tenancy.advertiser, start=DAY - dt.timedelta(days=1), end=DAY
+    )
+    assert (both_days.impressions, both_days.reach) == (5, 2)  # ann counted once over the range
+
+
+def test_kpis_with_nothing_shown_are_none_not_zero(tenancy):
+    kpis = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert (kpis.impressions, kpis.ctr, kpis.ecpm, kpis.cpc, kpis.completion_rate) == (
+        0,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert kpis.average_frequency is None
+
+
+def test_the_series_has_every_day(tenancy, fixture_events):
+    services.rollup_day(day=DAY)
+    series = selectors.daily_series(
+        advertiser=tenancy.advertiser, start=DAY - dt.timedelta(days=1), end=DAY
+    )
+    assert [(point["day"], point["impressions"], point["clicks"]) for point in series] == [
+        (DAY - dt.timedelta(days=1), 0, 0),
+        (DAY, 4, 1),
+    ]
+    assert series[1]["spend"] == Decimal("0.0575")
+
+
+def test_the_outsider_account_sees_only_its_own(tenancy, fixture_events):
+    services.rollup_day(day=DAY)
+    rival = selectors.kpis(advertiser=tenancy.rival, start=DAY, end=DAY)
+    assert (rival.impressions, rival.spend_micros) == (1, 99_000)
+    assert (
+        selectors.breakdown(advertiser=tenancy.rival, dimension="title", start=DAY, end=DAY)[0][
+            "kpis"
+        ].impressions
+        == 1
+    )
+    assert [
+        row["campaign"]
+        for row in selectors.campaign_table(advertiser=tenancy.rival, start=DAY, end=DAY)
+    ] == [tenancy.rival_campaign]
+
+
+def test_pacing_compares_spend_with_the_even_target(tenancy):
+    noon = dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.UTC)  # 12:00 in New York
+    counters().add_many([Bump(keys.spent_day(tenancy.line_item.pk, DAY), 125_000_000)])
+    (pacing,) = selectors.pacing(
+        advertiser=tenancy.advertiser, line_items=[tenancy.line_item], at=noon
+    ).values()
+    assert pacing.spent_today == Decimal(125)
+    assert pacing.target_now == Decimal(250)  # half of the $500 daily budget
+    assert pacing.ratio == pytest.approx(0.5)
+    assert (
+        selectors.pacing(
+            advertiser=tenancy.advertiser, line_items=[tenancy.rival_line_item], at=noon
+        )
+        == {}
+    )
