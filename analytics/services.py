@@ -144,3 +144,30 @@ def _replace(model, rows, advertiser_ids, day, *, unique_fields, update_fields) 
     stale = [pk for pk, *key in existing.values_list("pk", *key_columns) if tuple(key) not in keep]
     if stale:
         model.objects.filter(pk__in=stale).delete()
+
+
+def accounts_by_local_date(*, at: dt.datetime) -> dict[dt.date, list[Advertiser]]:
+    """Accounts grouped by the date it is in their time zone at `at`."""
+    groups: dict[dt.date, list[Advertiser]] = defaultdict(list)
+    for advertiser in Advertiser.objects.filter(is_active=True):
+        groups[at.astimezone(advertiser.tzinfo).date()].append(advertiser)
+    return groups
+
+
+def rollup_today(*, at: dt.datetime) -> list[RollupResult]:
+    """The intraday refresh: each account's local today, as far as it has gone."""
+    return [
+        rollup_day(day=day, advertisers=accounts)
+        for day, accounts in accounts_by_local_date(at=at).items()
+    ]
+
+
+def rollup_last_night(*, at: dt.datetime) -> list[RollupResult]:
+    """The nightly rebuild: yesterday, for the accounts where it is now between 01:00 and
+    01:59 (run hourly, each account's night comes once a day, when its yesterday is final)."""
+    results = []
+    for day, accounts in accounts_by_local_date(at=at).items():
+        due = [a for a in accounts if at.astimezone(a.tzinfo).hour == 1]
+        if due:
+            results.append(rollup_day(day=day - dt.timedelta(days=1), advertisers=due))
+    return results

@@ -3,6 +3,8 @@
 The beat schedule lives here, in one place; later issues add their nightly tasks to it.
 """
 
+from celery.schedules import crontab
+
 from config.settings.env import REDIS_URL, env
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "memory://"
@@ -15,4 +17,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# Every periodic task is idempotent: running one twice for the same day gives the same rows.
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Each account's yesterday, at 01:xx in its own time zone (so the task runs hourly).
+    "rollup-last-night": {
+        "task": "analytics.tasks.rollup_last_night_task",
+        "schedule": crontab(minute=15),
+    },
+    "rollup-today": {
+        "task": "analytics.tasks.rollup_today_task",
+        "schedule": crontab(minute="*/5"),
+    },
+}

@@ -7,7 +7,7 @@ import pytest
 
 from ads.decisioning import keys
 from ads.decisioning.counters import Bump, counters
-from analytics import selectors, services
+from analytics import selectors, services, tasks
 from analytics.models import DailyBreakdown, DailyDelivery
 from tests.factories import (
     AdEventFactory,
@@ -184,4 +184,28 @@ def test_pacing_compares_spend_with_the_even_target(tenancy):
             advertiser=tenancy.advertiser, line_items=[tenancy.rival_line_item], at=noon
         )
         == {}
+    )
+
+
+def test_the_nightly_task_rolls_up_each_accounts_yesterday_at_its_night(tenancy, fixture_events):
+    # 05:30 UTC on 11 March is 01:30 in New York: Acme's night. The rival is in New York too.
+    assert services.rollup_last_night(at=dt.datetime(2026, 3, 11, 5, 30, tzinfo=dt.UTC))
+    assert DailyDelivery.objects.filter(advertiser=tenancy.advertiser, day=DAY).count() == 2
+    DailyDelivery.objects.all().delete()
+    # 03:30 UTC is 23:30 in New York: nobody's night, nothing rolled up.
+    assert services.rollup_last_night(at=dt.datetime(2026, 3, 11, 3, 30, tzinfo=dt.UTC)) == []
+    assert not DailyDelivery.objects.exists()
+
+
+def test_the_intraday_task_refreshes_each_accounts_today(tenancy, fixture_events):
+    tasks.rollup_today_task.apply(kwargs={})  # the embedded default runs it eagerly
+    services.rollup_today(at=dt.datetime(2026, 3, 10, 23, 30, tzinfo=dt.UTC))
+    row = DailyDelivery.objects.get(creative=fixture_events[1], day=DAY)
+    assert row.impressions == 1
+
+
+def test_the_beat_schedule_names_the_rollups(settings):
+    tasks_scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"analytics.tasks.rollup_last_night_task", "analytics.tasks.rollup_today_task"} <= (
+        tasks_scheduled
     )
