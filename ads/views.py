@@ -7,22 +7,21 @@ selectors, so another account's id is a 404 too (DESIGN.md, "Tenancy").
 """
 
 from collections.abc import Callable
-from functools import partial, wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import F
 from django.forms import BaseForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ads import selectors, services
+from ads.access import account_view
 from ads.forms import (
     CampaignForm,
     CreativeCreateForm,
@@ -43,31 +42,6 @@ LIST_SELECTORS: dict[type, Callable[..., Any]] = {
     LineItem: selectors.line_item_list,
     Creative: selectors.creative_list,
 }
-
-
-def account_view(view=None, *, write: bool = False):
-    """Decorate a view of one account; the view gets the user's `membership` after `request`.
-
-    Anonymous users go to the login page; an unknown slug or an account the user is not a
-    member of is a 404, so the page does not reveal that the account exists; with
-    `write=True`, an analyst (read-only role) gets a 403 on GET and POST alike.
-    """
-    if view is None:
-        return partial(account_view, write=write)
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
-        try:
-            membership = selectors.membership_get(user=request.user, advertiser_slug=slug)
-        except Membership.DoesNotExist:
-            raise Http404("No such account.") from None
-        if write and not membership.can_edit:
-            raise PermissionDenied("Your role in this account is read-only.")
-        # Forms read datetime-local values, and templates show times, in the account's zone.
-        with timezone.override(membership.advertiser.tzinfo):
-            return view(request, membership, **kwargs)
-
-    return login_required(wrapper)
 
 
 def _render(
