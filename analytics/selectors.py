@@ -266,3 +266,23 @@ def fill_rate(*, day: dt.date) -> float | None:
     """Staff only: the share of the day's decisions that returned at least one ad."""
     decisions, unfilled = counters().get_many([keys.decisions(day), keys.unfilled(day)])
     return (decisions - unfilled) / decisions if decisions else None
+
+
+def live_today(*, advertiser: Advertiser, at: dt.datetime | None = None) -> dict:
+    """The account's running totals for its local today, from the live counters."""
+    day = timezone.localtime(at or timezone.now(), advertiser.tzinfo).date()
+    impressions, clicks, completes, spend_micros = counters().get_many(
+        [keys.live(advertiser.pk, day, metric) for metric in keys.LIVE_METRICS]
+    )
+    today = Kpis(
+        impressions=impressions, clicks=clicks, completes=completes, spend_micros=spend_micros
+    )
+    return {
+        "day": day.isoformat(),
+        "impressions": today.impressions,
+        "clicks": today.clicks,
+        "completes": today.completes,
+        "spend": f"{today.spend:.2f}",
+        "ctr": today.ctr,
+        "completion_rate": today.completion_rate,
+    }

@@ -1,3 +1,9 @@
-"""WebSocket routes; the live dashboards (analytics) add theirs here."""
+"""WebSocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from analytics.consumers import DashboardConsumer
+
+websocket_urlpatterns = [
+    path("ws/a/<slug:slug>/live/", DashboardConsumer.as_asgi()),
+]

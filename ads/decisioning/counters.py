@@ -80,9 +80,14 @@ class LocalCounters:
             for key, value in values.items():
                 self._values[key] = (value, expires)
 
-    def claim(self, key: str, ttl: int) -> bool:
+    def claim(self, key: str, ttl: float) -> bool:
         """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
-        return self.reserve([[Bump(key, 1, ttl=ttl, limit=1)]])[0]
+        now = time.monotonic()
+        with self._lock:
+            if self._get(key, now):
+                return False
+            self._values[key] = (1, now + ttl)
+            return True
 
     def delete_prefix(self, prefix: str) -> None:
         with self._lock:
@@ -144,8 +149,8 @@ class RedisCounters:
             pipe.set(key, value, ex=ttl)
         pipe.execute()
 
-    def claim(self, key: str, ttl: int) -> bool:
-        return bool(self._redis.set(key, 1, nx=True, ex=ttl))
+    def claim(self, key: str, ttl: float) -> bool:
+        return bool(self._redis.set(key, 1, nx=True, px=int(ttl * 1000)))
 
     def delete_prefix(self, prefix: str) -> None:
         batch = []

@@ -96,3 +96,20 @@ def unfilled(day: date) -> str:
 
 def index_version() -> str:
     return "il:index:version"
+
+
+LIVE_METRICS = ("impressions", "clicks", "completes", "spend")
+
+
+def live(advertiser_id: int, day: date, metric: str) -> str:
+    """An account's running total for its local `day`, for the live dashboard."""
+    return f"il:live:{advertiser_id}:{day:%Y%m%d}:{metric}"
+
+
+def live_platform(day: date, metric: str) -> str:
+    """The platform's running total for a UTC `day`, for the executive dashboard."""
+    return f"il:live:all:{day:%Y%m%d}:{metric}"
+
+
+def live_throttle(advertiser_id: int) -> str:
+    return f"il:live:{advertiser_id}:throttle"

@@ -19,6 +19,8 @@ from ads.services.events import (
     counters_rebuild,
     event_track,
     events_record,
+    live_group,
+    live_publish,
 )
 from ads.services.keys import platform_key_authenticate, platform_key_create
 
@@ -40,6 +42,8 @@ __all__ = [
     "index_changed",
     "events_record",
     "line_item_create",
+    "live_group",
+    "live_publish",
     "line_item_update",
     "membership_set",
     "platform_key_authenticate",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
@@ -26,6 +28,12 @@ from ads.models import AdEvent, Creative, LineItem
 from catalog.models import Title, Viewer
 
 MAX_BATCH = 1000
+LIVE_INTERVAL = 0.25  # seconds between two live messages to one account's dashboards
+LIVE_METRIC = {
+    AdEvent.Type.IMPRESSION: "impressions",
+    AdEvent.Type.CLICK: "clicks",
+    AdEvent.Type.COMPLETE: "completes",
+}
 CLOCK_SKEW = timedelta(minutes=5)
 # Substrings of user agents of known crawlers and scripted clients (lower case).
 BOT_USER_AGENTS = (
@@ -276,6 +284,7 @@ def _insert(unique, events, now: datetime) -> set[str]:
 def _count(outcomes: list[EventOutcome], unique, inserted: set[str], now: datetime) -> None:
     """Bump the counters of accepted events, aggregated per key, in one round trip."""
     totals: Counter[str] = Counter()
+    touched: set[int] = set()
     index = current_index()
     for _, claim, event_type, occurred in unique:
         if claim.event_id(event_type) not in inserted:
@@ -286,6 +295,14 @@ def _count(outcomes: list[EventOutcome], unique, inserted: set[str], now: dateti
         if cost:
             totals[keys.spent_day(claim.line_item_id, day)] += cost
             totals[keys.spent_lifetime(claim.line_item_id)] += cost
+        metric = LIVE_METRIC.get(event_type)
+        if metric:
+            totals[keys.live(claim.advertiser_id, day, metric)] += 1
+            totals[keys.live_platform(occurred.astimezone(UTC).date(), metric)] += 1
+        if cost:
+            totals[keys.live(claim.advertiser_id, day, "spend")] += cost
+            totals[keys.live_platform(occurred.astimezone(UTC).date(), "spend")] += cost
+        touched.add(claim.advertiser_id)
         creative = index.creatives.get(claim.creative_id)
         if event_type == AdEvent.Type.IMPRESSION:
             totals[keys.creative_impressions(claim.creative_id)] += 1
@@ -300,6 +317,25 @@ def _count(outcomes: list[EventOutcome], unique, inserted: set[str], now: dateti
             totals[keys.invalid_events(outcome.reason or "unknown", now.date())] += 1
     if totals:
         counters().add_many([Bump(key, amount, _ttl(key)) for key, amount in totals.items()])
+    live_publish(advertiser_ids=touched)
+
+
+def live_group(advertiser_id: int) -> str:
+    """The Channels group of an account's open dashboards."""
+    return f"advertiser-{advertiser_id}"
+
+
+def live_publish(*, advertiser_ids: set[int]) -> None:
+    """Tell the accounts' open dashboards that their numbers moved: at most one message per
+    account per LIVE_INTERVAL, whatever the event rate (the dashboards re-read the counters
+    again after the last message, so the final numbers always arrive)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    store = counters()
+    for advertiser_id in advertiser_ids:
+        if store.claim(keys.live_throttle(advertiser_id), ttl=LIVE_INTERVAL):
+            async_to_sync(layer.group_send)(live_group(advertiser_id), {"type": "delivery.changed"})
 
 
 def _ttl(key: str) -> int | None:

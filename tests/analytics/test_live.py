@@ -1,0 +1,106 @@
+"""The live dashboard socket: members only, events posted through the API reach it, and
+nothing of another account ever does."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.db import connections
+from django.test import Client
+
+from ads import services
+from ads.decisioning.counters import counters
+from ads.decisioning.index import index_holder
+from ads.decisioning.state import state_holder
+from config.routing import websocket_urlpatterns
+from tests.ads.conftest import line_item_with_creative
+from tests.factories import AdBreakFactory, ViewerFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+def socket(user, slug="acme") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/a/{slug}/live/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+def decide_and_report(tenancy, advertiser, count=1) -> dict:
+    """A decision for `advertiser`'s line item, and its impressions posted through the API."""
+    ad_break = AdBreakFactory()
+    viewers = [ViewerFactory() for _ in range(count)]
+    line_item_with_creative(advertiser, category="travel")
+    index_holder.reset()
+    state_holder.reset()
+    _, raw_key = services.platform_key_create(name="player")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    events = []
+    for n, viewer in enumerate(viewers):
+        decision = client.post(
+            "/api/v1/decisions",
+            {
+                "viewer_id": viewer.external_id,
+                "title_id": ad_break.title_id,
+                "ad_break_id": ad_break.pk,
+                "device": "ctv",
+            },
+            content_type="application/json",
+        ).json()
+        for slot in decision["pod"]:
+            if slot["advertiser_id"] == advertiser.pk:
+                token = slot["tracking"]["impression"].split("/t/")[1].split("/")[0]
+                events.append({"event_id": f"e{n}", "token": token, "type": "impression"})
+    report = client.post("/api/v1/events", {"events": events}, content_type="application/json")
+    connections.close_all()  # this ran in a worker thread: leave no connection open
+    return report.json()
+
+
+async def test_an_event_posted_through_the_api_reaches_the_members_dashboard(tenancy):
+    communicator = socket(tenancy.analyst)
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_json_from(timeout=2)
+    assert (first["type"], first["impressions"], first["spend"]) == ("today", 0, "0.00")
+    report = await sync_to_async(decide_and_report)(tenancy, tenancy.advertiser)
+    assert report["accepted"] == 1
+    update = await communicator.receive_json_from(timeout=2)
+    assert (update["impressions"], update["spend"]) == (1, "0.01")  # 1.25 cents
+    await communicator.disconnect()
+
+
+async def test_an_outsiders_socket_is_refused(tenancy):
+    for user in (tenancy.outsider, AnonymousUser()):
+        connected, code = await socket(user).connect()
+        assert (connected, code) == (False, 4404)
+
+
+async def test_another_accounts_events_never_reach_the_socket(tenancy):
+    communicator = socket(tenancy.owner)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=2)
+    report = await sync_to_async(decide_and_report)(tenancy, tenancy.rival)
+    assert report["accepted"] == 1
+    assert await communicator.receive_nothing(timeout=1.5)
+    await communicator.disconnect()
+
+
+async def test_a_burst_of_events_sends_a_few_messages_and_the_final_numbers(tenancy):
+    communicator = socket(tenancy.owner)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=2)
+    report = await sync_to_async(decide_and_report)(tenancy, tenancy.advertiser, count=20)
+    assert report["accepted"] == 20
+    messages = []
+    while not await communicator.receive_nothing(timeout=1.5):
+        messages.append(await communicator.receive_json_from())
+    # One batch: the leading message and the trailing re-read, not one per event.
+    assert 1 <= len(messages) <= 3
+    assert messages[-1]["impressions"] == 20
+    day = messages[-1]["day"].replace("-", "")
+    assert (
+        await sync_to_async(counters().get_many)(
+            [f"il:live:{tenancy.advertiser.pk}:{day}:impressions"]
+        )
+    ) == [20]
+    await communicator.disconnect()
