@@ -6,6 +6,7 @@ admin. Tracking links (`GET /t/<token>/<event>`) need no key: the signed token i
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ads import selectors, services
+from ads.decisioning import latency
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import current_index
 from ads.decisioning.tokens import TrackingClaim
@@ -188,10 +190,12 @@ class DecisionView(PlatformAPIView):
         removed it, or its score."""
         form = DecisionInput(data=request.data)
         form.is_valid(raise_exception=True)
+        started = time.perf_counter()
         try:
             decision = decide(DecisionRequest(**form.validated_data))
         except DecisionRequestError as error:
             return api_error("invalid", error.message, {error.field: [error.message]})
+        latency.recorder.record((time.perf_counter() - started) * 1000)
         return Response(decision_payload(decision, request.build_absolute_uri("/t/")))
 
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 
+from ads.decisioning import latency
 from ads.decisioning.counters import counters
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
@@ -59,6 +60,7 @@ def _forget_process_state() -> None:
     index_holder.reset()
     state_holder.reset()
     platform_keys_forget()
+    latency.recorder.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -113,3 +113,8 @@ def live_platform(day: date, metric: str) -> str:
 
 def live_throttle(advertiser_id: int) -> str:
     return f"il:live:{advertiser_id}:throttle"
+
+
+def latency(at: datetime, bucket: int) -> str:
+    """Decisions of the minute of `at` (UTC) whose time fell in latency bucket `bucket`."""
+    return f"il:latency:{at:%Y%m%d%H%M}:{bucket}"

@@ -5,6 +5,7 @@ import yaml
 from django.contrib.auth.models import User
 
 from ads import services
+from ads.decisioning import latency
 from ads.models import AdEvent, PlatformKey
 from ads.services.keys import platform_keys_forget
 from tests.ads.conftest import line_item_with_creative
@@ -210,3 +211,13 @@ def test_staff_create_a_key_in_admin_and_see_it_once(client):
     assert raw_key.startswith("il_") and key.prefix == raw_key[3:11]
     assert services.platform_key_authenticate(raw_key=raw_key) == key.pk
     assert raw_key not in client.get(f"/admin/ads/platformkey/{key.pk}/change/").content.decode()
+
+
+def test_decisions_through_the_api_are_timed(api, world):
+    line_item_with_creative(world.acme)
+    for _ in range(3):
+        post(api, "/api/v1/decisions", decision_body(world))
+    latency.recorder.flush_now()
+    figures = latency.latency_percentiles(minutes=1)
+    assert figures["decisions"] == 3
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]

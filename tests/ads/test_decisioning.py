@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from ads import services
-from ads.decisioning import engine, index, keys
+from ads.decisioning import engine, index, keys, latency
 from ads.decisioning.counters import counters
 from ads.decisioning.eligibility import live_rejection, targeting_rejection
 from ads.decisioning.engine import DecisionRequestError
@@ -363,3 +363,18 @@ def test_decisions_fill_and_exploration_are_counted(world, monkeypatch):
     monkeypatch.setattr(engine.ranking, "EXPLORATION_SHARE", 1.0)
     world.decide(viewer_id=_viewer("explorer").external_id)
     assert counters().get_many([keys.decisions(day), keys.exploration(day)]) == [4, 1]
+
+
+def test_decision_latency_percentiles_come_from_the_histogram(world):
+    recorder = latency.LatencyRecorder()
+    for milliseconds in [0.3] * 60 + [0.9] * 39 + [12.0]:
+        recorder.record(milliseconds, at=world.at)
+    recorder.flush_now(at=world.at)
+    figures = latency.latency_percentiles(minutes=5, at=world.at + timedelta(minutes=2))
+    # Buckets: 0.3 ms falls in (0.25, 0.5], 0.9 ms in (0.75, 1], 12 ms in (10, 15].
+    assert figures == {"decisions": 100, "p50_ms": 0.5, "p99_ms": 1}
+    assert latency.latency_percentiles(minutes=1, at=world.at + timedelta(minutes=10)) == {
+        "decisions": 0,
+        "p50_ms": None,
+        "p99_ms": None,
+    }
