@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
 from ml import services
-from ml.models import ModelVersion, TrainingRun
+from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 
 
 def _confirm(modeladmin, request, queryset, *, action: str, question: str):
@@ -107,3 +107,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(DriftMeasurement)
+class DriftMeasurementAdmin(admin.ModelAdmin):
+    list_display = ["kind", "day", "model_version", "psi", "rows"]
+    list_filter = ["kind"]
+    date_hierarchy = "day"

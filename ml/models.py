@@ -74,3 +74,25 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} training at {self.started_at:%Y-%m-%d %H:%M} ({self.outcome})"
+
+
+class DriftMeasurement(models.Model):
+    """The PSI of a champion's scores on one day against its training window's scores."""
+
+    kind = models.CharField(max_length=16, choices=ModelKind.choices)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="drift")
+    day = models.DateField()
+    psi = models.FloatField()
+    rows = models.PositiveIntegerField()
+    measured_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "day"], name="driftmeasurement_unique_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} drift on {self.day}: {self.psi:.3f}"

@@ -4,17 +4,19 @@ the champion, roll back, and record training runs."""
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import joblib
+import numpy as np
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from ml.models import ModelVersion, TrainingRun
+from ml.metrics import psi
+from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 
 CALIBRATION_RANGE = (0.9, 1.1)
 
@@ -160,3 +162,28 @@ def training_run_fail(*, run: TrainingRun, error: str) -> TrainingRun:
     run.finished_at = timezone.now()
     run.save(update_fields=["outcome", "error", "finished_at"])
     return run
+
+
+REFERENCE_QUANTILES = 1000
+
+
+def reference_scores(scores) -> list[float]:
+    """A compact stand-in for a training window's score distribution (its quantiles), kept in
+    the version's metrics so that drift can be measured later without the training rows."""
+    values = np.asarray(scores, dtype=float)
+    return np.quantile(values, np.linspace(0, 1, REFERENCE_QUANTILES)).round(6).tolist()
+
+
+def drift_record(*, model_version: ModelVersion, day: date, scores) -> DriftMeasurement:
+    """PSI of `scores` (the champion's, on `day`'s rows) against the version's training window.
+    Idempotent: measuring a day again replaces that day's figure."""
+    reference = model_version.metrics.get("reference_scores")
+    if not reference:
+        raise ValidationError(f"{model_version} has no reference scores to measure drift with.")
+    value = psi(reference, scores)
+    measurement, _ = DriftMeasurement.objects.update_or_create(
+        model_version=model_version,
+        day=day,
+        defaults={"kind": model_version.kind, "psi": value, "rows": len(scores)},
+    )
+    return measurement

@@ -1,5 +1,8 @@
 """Promotion and refusal, rollback, serving reloads after a promotion."""
 
+import datetime as dt
+
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -9,6 +12,7 @@ from ml.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 
+DAY = dt.date(2026, 3, 10)
 GOOD = {"auc": 0.75, "log_loss": 0.090, "calibration_ratio": 1.02}
 
 
@@ -131,3 +135,21 @@ def test_staff_promote_and_roll_back_in_admin_with_a_confirmation(client):
     client.post(url, {"action": "roll_back", "_selected_action": [second.pk], "confirm": "yes"})
     first.refresh_from_db()
     assert first.status == "champion"
+
+
+def test_drift_is_measured_against_the_training_windows_scores():
+    rng = np.random.default_rng(1)
+    training = rng.beta(2, 60, 50_000)
+    version = register(GOOD | {"reference_scores": services.reference_scores(training)})
+    assert len(version.metrics["reference_scores"]) == services.REFERENCE_QUANTILES
+    same = services.drift_record(model_version=version, day=DAY, scores=rng.beta(2, 60, 5_000))
+    assert same.psi < 0.02
+    shifted = services.drift_record(model_version=version, day=DAY, scores=rng.beta(5, 60, 5_000))
+    assert shifted.pk == same.pk  # the day's figure is replaced, not added
+    assert shifted.psi > 0.25 and shifted.rows == 5_000
+
+
+def test_drift_needs_reference_scores():
+    version = register(GOOD)
+    with pytest.raises(ValidationError, match="no reference scores"):
+        services.drift_record(model_version=version, day=DAY, scores=[0.1, 0.2])
