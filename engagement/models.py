@@ -1,9 +1,10 @@
 """What viewers watched and how they liked it."""
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from catalog.models import Title, Viewer
+from catalog.models import Device, Title, Viewer
 
 
 class Rating(models.Model):
@@ -25,3 +26,79 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.viewer} rated {self.title}: {self.rating}"
+
+
+class ViewingSession(models.Model):
+    """One sitting of a viewer with a title, from the first play to the last frame watched.
+
+    A session still running has no `ended_at`; one that ended is either `completed` (played to
+    the end) or `abandoned` (left before it)."""
+
+    viewer = models.ForeignKey(Viewer, on_delete=models.CASCADE, related_name="viewing_sessions")
+    title = models.ForeignKey(Title, on_delete=models.CASCADE, related_name="viewing_sessions")
+    device = models.CharField(max_length=10, choices=Device.choices)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    watched_seconds = models.PositiveIntegerField(
+        default=0, help_text="Seconds of the title played (ads and pauses not counted)."
+    )
+    completed = models.BooleanField(default=False)
+    abandoned = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["viewer", "started_at"]),
+            models.Index(fields=["started_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(completed=True, abandoned=True),
+                name="viewingsession_completed_or_abandoned",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ended_at__isnull=True)
+                | models.Q(ended_at__gte=models.F("started_at")),
+                name="viewingsession_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.viewer} watching {self.title} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.completed and self.abandoned:
+            errors["abandoned"] = "A session is completed or abandoned, not both."
+        if self.ended_at and self.started_at and self.ended_at < self.started_at:
+            errors["ended_at"] = "The session cannot end before it starts."
+        if errors:
+            raise ValidationError(errors)
+
+
+class PlaybackEvent(models.Model):
+    """What the player reported during a session, at a position in the title."""
+
+    class Kind(models.TextChoices):
+        PLAY = "play", "Play"
+        PAUSE = "pause", "Pause"
+        RESUME = "resume", "Resume"
+        SEEK = "seek", "Seek"
+        SKIP = "skip", "Skip forward"
+        AD_BREAK = "ad_break", "Ad break"
+        ABANDON = "abandon", "Abandon"
+        COMPLETE = "complete", "Complete"
+
+    session = models.ForeignKey(ViewingSession, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    position_seconds = models.PositiveIntegerField(help_text="Where in the title it happened.")
+    at = models.DateTimeField()
+    # Whatever the kind needs: a seek's or skip's target, an ad break's decision id and pod.
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["session", "at", "id"]
+        indexes = [models.Index(fields=["session", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.position_seconds}s ({self.at:%H:%M:%S})"

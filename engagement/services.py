@@ -1,14 +1,16 @@
 """Writes to what viewers watched and how they liked it."""
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from catalog.models import Device
 from catalog.services import BATCH_SIZE, batched
-from engagement.models import Rating
+from engagement.models import PlaybackEvent, Rating, ViewingSession
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,98 @@ def _rating_spec_check(spec: RatingSpec, seen: set[tuple[int, int]]) -> None:
         raise ValidationError({"rating": f"{spec.rating} is not between 1 and 5."})
     if spec.rated_at.tzinfo is None:
         raise ValidationError({"rated_at": "The time needs a time zone."})
+
+
+@dataclass(frozen=True)
+class PlaybackSpec:
+    """One player event of a session."""
+
+    kind: str
+    position_seconds: int
+    at: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """A viewing session and its player events, by database ids. A session still running has
+    no `ended_at` and is neither completed nor abandoned."""
+
+    viewer_id: int
+    title_id: int
+    device: str
+    started_at: datetime
+    ended_at: datetime | None
+    watched_seconds: int
+    completed: bool
+    abandoned: bool
+    events: Sequence[PlaybackSpec] = ()
+
+
+def viewing_sessions_record(
+    *, sessions: Iterable[SessionSpec], batch_size: int = BATCH_SIZE
+) -> int:
+    """Store sessions with their playback events, in one transaction; returns how many
+    sessions were written.
+
+    Every session is checked before anything is written (ValidationError naming the field):
+    a known device, aware times, an end not before the start, not both completed and
+    abandoned, events of a known kind at aware times and non-negative positions. Sessions are
+    inserted `batch_size` at a time, then their events."""
+    specs = list(sessions)
+    for spec in specs:
+        _session_spec_check(spec)
+    with transaction.atomic():
+        for batch in batched(specs, batch_size):
+            rows = ViewingSession.objects.bulk_create(
+                [
+                    ViewingSession(
+                        viewer_id=spec.viewer_id,
+                        title_id=spec.title_id,
+                        device=spec.device,
+                        started_at=spec.started_at,
+                        ended_at=spec.ended_at,
+                        watched_seconds=spec.watched_seconds,
+                        completed=spec.completed,
+                        abandoned=spec.abandoned,
+                    )
+                    for spec in batch
+                ]
+            )
+            events = [
+                PlaybackEvent(
+                    session_id=row.pk,
+                    kind=event.kind,
+                    position_seconds=event.position_seconds,
+                    at=event.at,
+                    detail=event.detail,
+                )
+                for row, spec in zip(rows, batch, strict=True)
+                for event in spec.events
+            ]
+            PlaybackEvent.objects.bulk_create(events, batch_size=batch_size)
+    return len(specs)
+
+
+DEVICES = frozenset(Device.values)
+PLAYBACK_KINDS = frozenset(PlaybackEvent.Kind.values)
+
+
+def _session_spec_check(spec: SessionSpec) -> None:
+    if spec.device not in DEVICES:
+        raise ValidationError({"device": f"Unknown device {spec.device!r}."})
+    if spec.started_at.tzinfo is None or (spec.ended_at and spec.ended_at.tzinfo is None):
+        raise ValidationError({"started_at": "Session times need a time zone."})
+    if spec.ended_at is not None and spec.ended_at < spec.started_at:
+        raise ValidationError({"ended_at": "The session cannot end before it starts."})
+    if spec.completed and spec.abandoned:
+        raise ValidationError({"abandoned": "A session is completed or abandoned, not both."})
+    if spec.watched_seconds < 0:
+        raise ValidationError({"watched_seconds": "Cannot be negative."})
+    for event in spec.events:
+        if event.kind not in PLAYBACK_KINDS:
+            raise ValidationError({"kind": f"Unknown playback event {event.kind!r}."})
+        if event.at.tzinfo is None:
+            raise ValidationError({"at": "Playback event times need a time zone."})
+        if event.position_seconds < 0:
+            raise ValidationError({"position_seconds": "Cannot be negative."})

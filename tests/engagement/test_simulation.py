@@ -1,0 +1,600 @@
+"""The traffic simulator: its ground truth, a simulated day on a small world (in-process and
+live over HTTP), and the simulate_traffic command."""
+
+import csv
+import itertools
+import math
+import os
+import random
+import re
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import httpx2
+import pytest
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+
+from ads import services as ads_services
+from ads.decisioning.counters import counters
+from ads.decisioning.index import index_holder
+from ads.decisioning.state import state_holder
+from ads.models import AdEvent, Creative, LineItem
+from catalog.models import AgeBand, Device, Region, Title, Viewer
+from catalog.services import ad_breaks_ensure
+from engagement.models import PlaybackEvent, ViewingSession
+from engagement.services import PlaybackSpec, SessionSpec, viewing_sessions_record
+from engagement.simulation import (
+    TRUTH_COLUMNS,
+    HistoryOptions,
+    LiveOptions,
+    World,
+    simulate_history,
+    simulate_live,
+    truth,
+)
+from engagement.simulation.profiles import (
+    AdContext,
+    CreativeProfile,
+    TitleProfile,
+    ViewerProfile,
+)
+from tests.ads.conftest import line_item_with_creative
+from tests.factories import AdvertiserFactory, GenreFactory, TitleFactory, ViewerFactory
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+# -- the ground truth ------------------------------------------------------------------------
+
+VIEWER = ViewerProfile(1, "viewer-1", "35_44", "F", "us_west", "ctv", False)
+TITLE = TitleProfile(1, "movie", frozenset({"drama"}), "PG-13", 2000, 5400, ())
+CREATIVE = CreativeProfile(1, 1, "beverages", 30)
+CONTEXT = AdContext(
+    local_hour=14,
+    weekday=2,
+    device="ctv",
+    position=1,
+    pod_size=2,
+    break_offset_seconds=1200,
+    ads_before=0,
+)
+
+
+def p_click(viewer=VIEWER, title=TITLE, creative=CREATIVE, context=CONTEXT, **changes) -> float:
+    context = replace(context, **changes)
+    return truth.click_probability(viewer=viewer, title=title, creative=creative, context=context)
+
+
+def p_complete(viewer=VIEWER, title=TITLE, creative=CREATIVE, context=CONTEXT, **changes):
+    context = replace(context, **changes)
+    return truth.completion_probability(
+        viewer=viewer, title=title, creative=creative, context=context
+    )
+
+
+def every_combination():
+    """A population of viewers × titles × creatives × contexts that covers every value."""
+    rng = random.Random(5)
+    genres = ["action", "comedy", "drama", "sci-fi", "childrens", "romance", "documentary"]
+    for number in range(4000):
+        viewer = ViewerProfile(
+            number,
+            f"v{number}",
+            rng.choice(AgeBand.values),
+            rng.choice(["F", "M", ""]),
+            rng.choice(Region.values),
+            rng.choice(Device.values),
+            False,
+        )
+        title = TitleProfile(
+            number % 50,
+            "movie",
+            frozenset(rng.sample(genres, rng.randint(1, 2))),
+            rng.choice(["G", "PG", "PG-13", "R"]),
+            rng.randint(1960, 2025),
+            5400,
+            (),
+        )
+        creative = CreativeProfile(
+            number % 40, number % 7, rng.choice(Creative.Category.values), rng.choice([15, 30, 60])
+        )
+        context = AdContext(
+            local_hour=rng.randrange(24),
+            weekday=rng.randrange(7),
+            device=rng.choice(Device.values),
+            position=rng.randint(1, 4),
+            pod_size=4,
+            break_offset_seconds=rng.choice([0, 1200, 2400, 4800]),
+            ads_before=rng.randint(0, 12),
+        )
+        yield viewer, title, creative, context
+
+
+def test_truth_probabilities_are_probabilities_and_the_click_rate_is_about_one_percent():
+    clicks, completes = [], []
+    for viewer, title, creative, context in every_combination():
+        arguments = {"viewer": viewer, "title": title, "creative": creative, "context": context}
+        clicks.append(truth.click_probability(**arguments))
+        completes.append(truth.completion_probability(**arguments))
+    assert all(0 < p < 1 for p in clicks + completes)
+    assert 0.005 <= sum(clicks) / len(clicks) <= 0.02
+    assert 0.6 <= sum(completes) / len(completes) <= 0.85
+    # Spread enough to learn from: the best tenth clicks several times as often as the worst.
+    ordered = sorted(clicks)
+    tenth = len(ordered) // 10
+    assert sum(ordered[-tenth:]) > 5 * sum(ordered[:tenth])
+
+
+def test_truth_is_deterministic():
+    combinations = list(itertools.islice(every_combination(), 200))
+    first = [p_click(*combination) for combination in combinations]
+    second = [p_click(*combination) for combination in combinations]
+    assert first == second
+    assert truth.click_terms(
+        viewer=VIEWER, title=TITLE, creative=CREATIVE, context=CONTEXT
+    ) == truth.click_terms(viewer=VIEWER, title=TITLE, creative=CREATIVE, context=CONTEXT)
+
+
+def test_truth_main_effects_go_the_documented_way():
+    assert p_click(device="mobile") > p_click(device="tablet") > p_click(device="ctv")
+    assert p_click(position=1) > p_click(position=2) > p_click(position=3)
+    assert p_click(break_offset_seconds=0) < p_click(break_offset_seconds=1200)
+    assert p_click(break_offset_seconds=3600) > p_click(break_offset_seconds=1200)
+    assert p_click(local_hour=1) < p_click(local_hour=14)  # late night
+    assert p_click(weekday=6) > p_click(weekday=2)
+    assert p_click(ads_before=5) < p_click(ads_before=0)
+    assert p_click(ads_before=50) == p_click(ads_before=10)  # fatigue is capped
+    assert p_click(viewer=replace(VIEWER, age_band="18_24")) > p_click(
+        viewer=replace(VIEWER, age_band="55_plus")
+    )
+    assert p_click(viewer=replace(VIEWER, region="intl")) < p_click()
+    assert p_click(creative=replace(CREATIVE, duration_seconds=15)) > p_click(
+        creative=replace(CREATIVE, duration_seconds=60)
+    )
+    assert (
+        p_complete(creative=replace(CREATIVE, duration_seconds=15))
+        > p_complete()
+        > p_complete(creative=replace(CREATIVE, duration_seconds=60))
+    )
+    assert p_complete(device="ctv") > p_complete(device="mobile")
+    assert p_complete(position=3) < p_complete(position=1)
+    assert p_complete(ads_before=6) < p_complete(ads_before=0)
+
+
+def lift(probability_with, probability_without) -> float:
+    """The change in log-odds (what the logistic terms add)."""
+    return math.log(probability_with / (1 - probability_with)) - math.log(
+        probability_without / (1 - probability_without)
+    )
+
+
+def test_truth_interactions_are_not_main_effects():
+    cars, drinks = replace(CREATIVE, category="automotive"), replace(CREATIVE, category="beverages")
+    older, young = replace(VIEWER, age_band="45_54"), replace(VIEWER, age_band="18_24")
+    # Cars gain on drinks among 45–54s and lose among 18–24s: category × age band.
+    assert lift(p_click(older, creative=cars), p_click(older, creative=drinks)) > 0.3
+    assert lift(p_click(young, creative=cars), p_click(young, creative=drinks)) < -0.3
+    # Phones are best in the morning, TVs in prime time: device × daypart.
+    mobile_morning = lift(p_click(device="mobile", local_hour=8), p_click(device="mobile"))
+    ctv_morning = lift(p_click(device="ctv", local_hour=8), p_click(device="ctv"))
+    assert mobile_morning - ctv_morning > 0.4
+    # Sci-fi audiences like technology ads more than drama audiences do: genre × category.
+    tech = replace(CREATIVE, category="technology")
+    sci_fi = replace(TITLE, genres=frozenset({"sci-fi"}))
+    assert lift(p_click(title=sci_fi, creative=tech), p_click(title=TITLE, creative=tech)) > 0.4
+    assert lift(p_click(title=sci_fi, creative=drinks), p_click(title=TITLE, creative=drinks)) == (
+        pytest.approx(0.0, abs=1e-9)
+    )
+    # A long ad deep in the pod loses more than its position and its length each cost.
+    long_ad = replace(CREATIVE, duration_seconds=60)
+    late_penalty_long = lift(p_click(creative=long_ad, position=3), p_click(creative=long_ad))
+    late_penalty_short = lift(p_click(position=3), p_click())
+    assert late_penalty_long < late_penalty_short - 0.2
+
+
+def test_nothing_outside_the_simulator_imports_the_truth():
+    """Models must learn the truth from events, never read it. Its own tests may."""
+    pattern = re.compile(
+        r"(engagement\.simulation\.truth|from\s+engagement\.simulation\s+import\s+[^\n]*\btruth\b"
+        r"|from\s+\.+\s+import\s+[^\n]*\btruth\b|import\s+truth\b)"
+    )
+    simulator = REPOSITORY / "engagement" / "simulation"
+    offenders = []
+    for folder, subfolders, files in os.walk(REPOSITORY):
+        # Skip the simulator itself, the tests, and what is not the project's source.
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".")
+            and name not in {"tests", "node_modules", "staticfiles", "__pycache__"}
+            and Path(folder, name) != simulator
+        ]
+        for name in files:
+            path = Path(folder, name)
+            if name.endswith(".py") and pattern.search(path.read_text(errors="replace")):
+                offenders.append(str(path.relative_to(REPOSITORY)))
+    assert offenders == []
+    # The check itself would see an import (so it can fail).
+    assert pattern.search("from engagement.simulation import sessions, truth")
+    assert pattern.search("import engagement.simulation.truth as t")
+
+
+# -- a simulated day on a small world ---------------------------------------------------------
+
+
+@pytest.fixture
+def small_world(db):
+    """Eight titles with the real ad-break plan, 48 viewers (6 on kids profiles) and four
+    advertisers with run-of-network demand in four categories, CPM and CPC."""
+    genres = {
+        slug: GenreFactory(name=slug.title(), slug=slug)
+        for slug in ("drama", "comedy", "sci-fi", "childrens", "action")
+    }
+    titles = []
+    for number, (slugs, rating, minutes) in enumerate(
+        [
+            (("drama",), "PG-13", 95),
+            (("comedy",), "PG", 88),
+            (("sci-fi", "action"), "PG-13", 120),
+            (("childrens",), "G", 80),
+            (("action",), "R", 110),
+            (("comedy", "drama"), "PG-13", 44),
+            (("sci-fi",), "PG-13", 100),
+            (("childrens", "comedy"), "G", 22),
+        ]
+    ):
+        title = TitleFactory(
+            maturity_rating=rating,
+            duration_seconds=minutes * 60,
+            year=1975 + 6 * number,
+            kind=Title.Kind.SERIES if minutes < 60 else Title.Kind.MOVIE,
+        )
+        title.genres.set([genres[slug] for slug in slugs])
+        titles.append(title)
+    ad_breaks_ensure(titles=titles)
+    rng = random.Random(11)
+    for number in range(48):
+        kids = number < 6
+        ViewerFactory(
+            external_id=f"sim-viewer-{number}",
+            age_band=AgeBand.UNDER_18 if kids else rng.choice(AgeBand.values[1:]),
+            gender=rng.choice(["F", "M", ""]),
+            region=rng.choice(Region.values),
+            device=rng.choice(Device.values),
+            is_kids=kids,
+        )
+    start = timezone.now() - timedelta(days=3)
+    for name, category, pricing, bid in [
+        ("Acme", Creative.Category.BEVERAGES, LineItem.Pricing.CPM, "12.00"),
+        ("Globex", Creative.Category.AUTOMOTIVE, LineItem.Pricing.CPC, "2.00"),
+        ("Initech", Creative.Category.TECHNOLOGY, LineItem.Pricing.CPM, "10.00"),
+        ("Umbrella", Creative.Category.INSURANCE, LineItem.Pricing.CPM, "8.00"),
+    ]:
+        advertiser = AdvertiserFactory(name=name, slug=name.lower(), timezone="UTC")
+        for duration in (15, 30):
+            line_item_with_creative(
+                advertiser,
+                category=category,
+                duration=duration,
+                pricing=pricing,
+                bid=bid,
+                start_at=start,
+                daily_budget="10000.00",
+                lifetime_budget="100000.00",
+                pacing=LineItem.Pacing.ASAP,
+            )
+    return titles
+
+
+def run_day(seed: int = 3, viewers: int = 30, truth_out: Path | None = None, end=None):
+    options = HistoryOptions(
+        end=end or timezone.now(), days=1, viewers=viewers, seed=seed, truth_out=truth_out
+    )
+    return simulate_history(World.load(seed=seed), options)
+
+
+def forget_delivery() -> None:
+    """Back to the world before any traffic: no events, sessions or counters."""
+    AdEvent.objects.all().delete()
+    ViewingSession.objects.all().delete()
+    cache.clear()
+    counters.cache_clear()
+    index_holder.reset()
+    state_holder.reset()
+
+
+def test_a_simulated_day_watches_titles_and_plays_ads(small_world, tmp_path):
+    end = timezone.now()
+    truth_file = tmp_path / "truth.csv"
+    result = run_day(seed=4, viewers=48, end=end, truth_out=truth_file)
+
+    assert result.sessions == ViewingSession.objects.count() > 30
+    assert result.playback_events == PlaybackEvent.objects.count()
+    kinds = Counter(PlaybackEvent.objects.values_list("kind", flat=True))
+    assert kinds["play"] == result.sessions
+    assert kinds["ad_break"] >= result.decisions > result.sessions  # pre-rolls and mid-rolls
+    for kind in ("pause", "resume", "seek", "skip", "complete", "abandon"):
+        assert kinds[kind] > 0, kind
+    ended = ViewingSession.objects.exclude(ended_at=None)
+    assert kinds["complete"] + kinds["abandon"] == ended.count()
+    assert ended.filter(completed=True).count() == kinds["complete"]
+    assert not ViewingSession.objects.filter(completed=True, abandoned=True).exists()
+    window_start = end - timedelta(days=1)
+    assert not ViewingSession.objects.filter(started_at__lt=window_start).exists()
+    assert not PlaybackEvent.objects.filter(at__gt=end).exists()
+
+    # Decisions became ad events, each counted once, none refused.
+    events = Counter(AdEvent.objects.values_list("event_type", flat=True))
+    assert result.rejected == Counter()
+    assert events["impression"] == result.impressions > 200
+    assert events["click"] == result.clicks > 0
+    assert events["complete"] == result.completes
+    assert events["complete"] <= events["third_quartile"] <= events["midpoint"]
+    assert events["midpoint"] <= events["first_quartile"] <= events["impression"]
+    assert not AdEvent.objects.filter(occurred_at__gt=end).exists()
+    assert not AdEvent.objects.filter(occurred_at__lt=window_start).exists()
+    slots = {
+        event_type: set(
+            AdEvent.objects.filter(event_type=event_type).values_list("decision_id", "creative")
+        )
+        for event_type in AdEvent.Type.values
+    }
+    assert slots["click"] <= slots["impression"]  # every click has its impression
+    for quartile in ("first_quartile", "midpoint", "third_quartile"):
+        assert slots["complete"] <= slots[quartile]  # a complete implies every quartile
+    spent = sum(AdEvent.objects.values_list("cost_micros", flat=True))
+    assert sum(result.spend_micros.values()) == spent > 0
+
+    # Kids watch, and see no ads.
+    kids = Viewer.objects.filter(is_kids=True)
+    assert ViewingSession.objects.filter(viewer__in=kids).exists()
+    assert not AdEvent.objects.filter(viewer__in=kids).exists()
+
+    # The truth file: one row per impression, its clicks the counted clicks.
+    with truth_file.open() as file:
+        rows = list(csv.DictReader(file))
+    assert tuple(rows[0]) == TRUTH_COLUMNS
+    assert len(rows) == result.impressions > 1000
+    assert {(row["decision_id"], int(row["creative_id"])) for row in rows} == {
+        (str(decision), creative) for decision, creative in slots["impression"]
+    }
+    assert sum(int(row["clicked"]) for row in rows) == result.clicks
+    # Clicks are Bernoulli(p_click): their number is within four standard deviations of the
+    # sum of the true probabilities, and the click rate near their mean.
+    probabilities = [float(row["p_click"]) for row in rows]
+    assert all(0 < p < 1 for p in probabilities)
+    expected = sum(probabilities)
+    assert abs(result.clicks - expected) <= 4 * math.sqrt(sum(p * (1 - p) for p in probabilities))
+    assert result.ctr == pytest.approx(expected / len(rows), abs=0.01)
+
+
+def test_the_same_seed_gives_the_same_traffic(small_world):
+    end = timezone.now()
+
+    def counts(result):
+        return (
+            result.sessions,
+            result.playback_events,
+            result.decisions,
+            result.impressions,
+            result.clicks,
+            result.completes,
+            dict(result.spend_micros),
+            Counter(AdEvent.objects.values_list("event_type", flat=True)),
+        )
+
+    first = counts(run_day(seed=8, viewers=8, end=end))
+    forget_delivery()
+    second = counts(run_day(seed=8, viewers=8, end=end))
+    forget_delivery()
+    other = counts(run_day(seed=9, viewers=8, end=end))
+    assert first == second
+    assert other != first
+
+
+# -- live, over HTTP -------------------------------------------------------------------------
+
+
+class DjangoTransport(httpx2.BaseTransport):
+    """Sends the simulator's requests to this process's Django, as a running server would."""
+
+    def __init__(self) -> None:
+        self.client = Client()
+        self.paths: Counter[str] = Counter()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        self.paths[path.split("/")[1] if path.startswith("/t/") else path] += 1
+        response = self.client.generic(
+            request.method,
+            path,
+            request.read(),
+            content_type=request.headers.get("Content-Type", ""),
+            headers={
+                "Authorization": request.headers.get("Authorization", ""),
+                "User-Agent": request.headers.get("User-Agent", ""),
+            },
+        )
+        return httpx2.Response(
+            response.status_code, headers=dict(response.items()), content=response.content
+        )
+
+
+class FakeClock:
+    """Wall time that passes only when the simulator sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.001)
+
+
+def test_live_mode_drives_the_http_api(small_world, tmp_path):
+    _, api_key = ads_services.platform_key_create(name="simulator")
+    transport, clock = DjangoTransport(), FakeClock()
+    truth_file = tmp_path / "truth.csv"
+    options = LiveOptions(
+        base_url="http://testserver", api_key=api_key, viewers=6, minutes=3, seed=2,
+        truth_out=truth_file,
+    )  # fmt: skip
+    result = simulate_live(
+        World.load(seed=2), options, transport=transport, clock=clock, sleep=clock.sleep
+    )
+
+    assert result.seconds == pytest.approx(180, abs=1)
+    assert result.errors == 0 and result.rejected == Counter()
+    assert transport.paths["/api/v1/decisions"] == result.decisions >= 6
+    assert transport.paths["t"] > 0  # tracking links
+    events = Counter(AdEvent.objects.values_list("event_type", flat=True))
+    assert events["impression"] == result.impressions > 0
+    assert events["click"] == result.clicks
+    # Six viewers online; their sessions (open ones too) are written at the end.
+    assert ViewingSession.objects.count() == result.sessions >= 6
+    assert ViewingSession.objects.filter(ended_at=None).count() <= 6
+    with truth_file.open() as file:
+        assert len(list(csv.DictReader(file))) <= result.impressions
+
+
+def test_live_mode_says_when_the_server_is_not_there(small_world):
+    def refuse(request):
+        raise httpx2.ConnectError("Connection refused", request=request)
+
+    options = LiveOptions(base_url="http://127.0.0.1:9", api_key="il_x", viewers=2, minutes=3)
+    clock = FakeClock()
+    with pytest.raises(Exception, match="is the server running"):
+        simulate_live(
+            World.load(seed=1),
+            options,
+            transport=httpx2.MockTransport(refuse),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def simulate(*args: str) -> str:
+    out = StringIO()
+    call_command("simulate_traffic", *args, "--no-progress", stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def test_the_command_simulates_a_day_and_says_what_it_did(small_world, tmp_path):
+    truth_file = tmp_path / "truth.csv"
+    output = simulate("--viewers", "5", "--seed", "5", "--truth-out", str(truth_file))
+    assert len(output.strip().splitlines()) == 1
+    sessions = ViewingSession.objects.count()
+    impressions = AdEvent.objects.filter(event_type="impression").count()
+    assert re.match(
+        rf"Simulated {sessions:,} sessions \([\d,]+ playback events\): [\d,]+ decisions, "
+        rf"{impressions:,} impressions, [\d,]+ clicks \(CTR [\d.]+%\), [\d,]+ completions, "
+        r"spend [\d,.]+ USD, in [\d.]+ s \(seed 5\)\.$",
+        output.strip(),
+    )
+    assert truth_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--days", "-1"], "--days"),
+        (["--days", "0"], "--days"),
+        (["--viewers", "0"], "--viewers"),
+        (["--sessions-per-viewer", "0.5"], "--sessions-per-viewer"),
+        (["--minutes", "0", "--live"], "--minutes"),
+        (["--base-url", "ftp://example.com", "--live"], "--base-url"),
+        (["--truth-out", "/no/such/folder/truth.csv"], "--truth-out"),
+        (["--end", "yesterday"], "--end"),
+        (["--end", "2020-01-01T00:00"], "--end"),  # no UTC offset
+        (["--end", "2999-01-01T00:00Z"], "--end"),
+        (["--end", "2020-01-01T00:00Z", "--live"], "--end"),
+    ],
+)
+def test_the_command_refuses_bad_options(db, args, message):
+    with pytest.raises(CommandError, match=message):
+        simulate(*args)
+
+
+def test_the_command_needs_a_world(db):
+    with pytest.raises(CommandError, match="run seed_demo first"):
+        simulate("--days", "1")
+
+
+# -- the sessions service and admin ---------------------------------------------------------
+
+
+def session_spec(viewer, title, **changes):
+    start = timezone.now() - timedelta(hours=2)
+    fields = {
+        "viewer_id": viewer.pk,
+        "title_id": title.pk,
+        "device": "ctv",
+        "started_at": start,
+        "ended_at": start + timedelta(minutes=50),
+        "watched_seconds": 2900,
+        "completed": False,
+        "abandoned": True,
+        "events": [
+            PlaybackSpec("play", 0, start),
+            PlaybackSpec("seek", 60, start + timedelta(minutes=1), {"from": 60, "to": 600}),
+            PlaybackSpec("abandon", 3500, start + timedelta(minutes=50)),
+        ],
+    }
+    return SessionSpec(**(fields | changes))
+
+
+def test_sessions_are_stored_with_their_events_in_order(db):
+    viewer, title = ViewerFactory(), TitleFactory()
+    assert viewing_sessions_record(sessions=[session_spec(viewer, title)] * 3) == 3
+    session = ViewingSession.objects.first()
+    assert [(e.kind, e.position_seconds, e.detail) for e in session.events.all()] == [
+        ("play", 0, {}),
+        ("seek", 60, {"from": 60, "to": 600}),
+        ("abandon", 3500, {}),
+    ]
+    assert PlaybackEvent.objects.count() == 9
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"device": "toaster"}, "device"),
+        ({"completed": True}, "abandoned"),  # completed and abandoned
+        ({"ended_at": timezone.now() - timedelta(days=1)}, "ended_at"),
+        ({"events": [PlaybackSpec("rewind", 0, timezone.now())]}, "kind"),
+        ({"events": [PlaybackSpec("play", -1, timezone.now())]}, "position_seconds"),
+    ],
+)
+def test_sessions_that_cannot_be_are_refused_before_anything_is_written(db, changes, field):
+    viewer, title = ViewerFactory(), TitleFactory()
+    with pytest.raises(ValidationError) as error:
+        viewing_sessions_record(
+            sessions=[session_spec(viewer, title), session_spec(viewer, title, **changes)]
+        )
+    assert field in error.value.message_dict
+    assert not ViewingSession.objects.exists()
+
+
+def test_staff_browse_sessions_and_playback_events_in_admin(admin_client, db):
+    viewer, title = ViewerFactory(), TitleFactory()
+    viewing_sessions_record(sessions=[session_spec(viewer, title)])
+    session = ViewingSession.objects.get()
+    for url in (
+        "/admin/engagement/viewingsession/?abandoned__exact=1",
+        f"/admin/engagement/viewingsession/{session.pk}/change/",
+        "/admin/engagement/playbackevent/?kind__exact=seek",
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    assert b"seek" in admin_client.get("/admin/engagement/playbackevent/?kind__exact=seek").content
