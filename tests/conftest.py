@@ -16,6 +16,7 @@ from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
 from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
 from ads.services.keys import platform_keys_forget
+from ml.serving import champions
 from tests.factories import (
     AdvertiserFactory,
     CreativeFactory,
@@ -61,6 +62,7 @@ def _forget_process_state() -> None:
     state_holder.reset()
     platform_keys_forget()
     latency.recorder.reset()
+    champions.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.utils import timezone
 
 from ads.decisioning import eligibility, keys, ranking
-from ads.decisioning.counters import Bump, Counters, counters
+from ads.decisioning.counters import MICROS, Bump, Counters, counters
 from ads.decisioning.eligibility import Context
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder
 from ads.decisioning.tokens import TrackingClaim, make_token
+from ads.learning.scoring import ctr_champion, predict_ctr
 
 DEFAULT_MAX_ADS = 6
 
@@ -158,7 +159,11 @@ def decide(
         & state.budget_ok
     )
     explored = rng.random() < ranking.EXPLORATION_SHARE
-    candidates = _ranked_candidates(state, eligible, explored, rng)
+    candidates = [entry for entry in state.ranked if eligible >> entry.position & 1]
+    model = ctr_champion()
+    if model is not None:
+        candidates = _model_scored(candidates, model.model, index, context, at)
+    candidates = _explored(candidates, explored, rng)
     why: dict[int, str] = {}
     day = at.date()
     tally = [Bump(keys.decisions(day), 1, keys.DAY_TTL)]
@@ -197,12 +202,47 @@ def decide(
     return decision
 
 
-def _ranked_candidates(
-    state: DeliveryState, eligible: int, explored: bool, rng: random.Random
+def _model_scored(
+    candidates: list[Ranked], model, index: DemandIndex, context: Context, at: datetime
 ) -> list[Ranked]:
-    """Eligible line items, best first. An exploring decision re-scores CPC line items with a
-    Thompson sample of their best creative's pCTR where that creative has few impressions."""
-    candidates = [entry for entry in state.ranked if eligible >> entry.position & 1]
+    """Re-rank with the CTR champion: one batched call scores every creative of the CPC line
+    items (a CPM bid is its own expected value). Each creative's posterior is re-centred on
+    the model's pCTR, with the strength its impressions earned, for exploration to sample."""
+    cpc = [entry for entry in candidates if not entry.line_item.is_cpm]
+    if not cpc:
+        return candidates
+    creatives = [creative for entry in cpc for creative, _ in entry.creatives]
+    pctrs = iter(predict_ctr(model, index, context, creatives, at).tolist())
+    rescored = {}
+    for entry in cpc:
+        posteriors = []
+        for creative, posterior in entry.creatives:
+            strength = posterior.alpha + posterior.beta
+            pctr = next(pctrs)
+            posteriors.append(
+                (
+                    creative,
+                    ranking.Posterior(
+                        pctr * strength, (1 - pctr) * strength, posterior.impressions
+                    ),
+                )
+            )
+        posteriors.sort(key=lambda pair: (-pair[1].mean, pair[0].id))
+        score = ranking.expected_value(
+            is_cpm=False,
+            bid=entry.line_item.bid_micros / MICROS,
+            pctr=posteriors[0][1].mean,
+            pacing_factor=entry.pacing_factor,
+        )
+        rescored[entry.line_item.id] = replace(entry, score=score, creatives=posteriors)
+    merged = [rescored.get(entry.line_item.id, entry) for entry in candidates]
+    merged.sort(key=lambda entry: (-entry.score, entry.line_item.id))
+    return merged
+
+
+def _explored(candidates: list[Ranked], explored: bool, rng: random.Random) -> list[Ranked]:
+    """An exploring decision re-scores CPC line items with a Thompson sample of their best
+    creative's pCTR where that creative has few impressions."""
     if not explored:
         return candidates
 

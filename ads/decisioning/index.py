@@ -26,7 +26,7 @@ from django.utils import timezone
 from ads.decisioning import keys
 from ads.decisioning.counters import MICROS, Bump, counters
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem
-from catalog.models import AdBreak, AgeBand, Device, MaturityRating, Region, Title, Viewer
+from catalog.models import AdBreak, AgeBand, Device, Genre, MaturityRating, Region, Title, Viewer
 
 VERSION_CHECK_SECONDS = 1.0
 logger = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class TitleEntry:
     genres: frozenset[int]
     maturity_rating: str
     duration_seconds: int
+    year: int | None = None
+    genre_slugs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class ViewerEntry:
     region: str
     device: str
     is_kids: bool
+    gender: str = ""
 
 
 def _bits(positions) -> int:
@@ -274,13 +277,21 @@ def build_index(version: int) -> DemandIndex:
                 creatives=tuple(creatives_by_line_item.get(line_item.pk, ())),
             )
         )
+    genre_slugs = dict(Genre.objects.values_list("pk", "slug"))
     genres_by_title: dict[int, set[int]] = {}
     for title_id, genre_id in Title.genres.through.objects.values_list("title_id", "genre_id"):
         genres_by_title.setdefault(title_id, set()).add(genre_id)
     titles = {
-        pk: TitleEntry(pk, frozenset(genres_by_title.get(pk, ())), maturity, duration)
-        for pk, maturity, duration in Title.objects.values_list(
-            "pk", "maturity_rating", "duration_seconds"
+        pk: TitleEntry(
+            pk,
+            frozenset(genres_by_title.get(pk, ())),
+            maturity,
+            duration,
+            year,
+            frozenset(genre_slugs[genre] for genre in genres_by_title.get(pk, ())),
+        )
+        for pk, maturity, duration, year in Title.objects.values_list(
+            "pk", "maturity_rating", "duration_seconds", "year"
         )
     }
     breaks = {
@@ -290,9 +301,11 @@ def build_index(version: int) -> DemandIndex:
         )
     }
     viewers = {
-        external_id: ViewerEntry(pk, external_id, age_band, region, device, is_kids)
-        for pk, external_id, age_band, region, device, is_kids in Viewer.objects.values_list(
-            "pk", "external_id", "age_band", "region", "device", "is_kids"
+        external_id: ViewerEntry(pk, external_id, age_band, region, device, is_kids, gender)
+        for pk, external_id, age_band, region, device, is_kids, gender in (
+            Viewer.objects.values_list(
+                "pk", "external_id", "age_band", "region", "device", "is_kids", "gender"
+            )
         )
     }
     return DemandIndex(

@@ -55,6 +55,11 @@ def pacing_last_reserved(line_item_id: int) -> str:
     return f"{_li(line_item_id)}:pace:last"
 
 
+def pacing_last_tick(line_item_id: int) -> str:
+    """The minute (since the epoch) of the controller's last step for this line item."""
+    return f"{_li(line_item_id)}:pace:tick"
+
+
 def pacing_tick(minute: datetime) -> str:
     """Claimed by the one process that runs the controller for this minute."""
     return f"il:pace:tick:{minute:%Y%m%d%H%M}"

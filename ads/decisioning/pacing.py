@@ -46,14 +46,22 @@ def pacing_factor(line_item: LineItemEntry, at: datetime, reserved_today: int) -
 
 
 def next_pass_probability(
-    *, p: float, demand: float, reserved_today: int, reserved_last: int, target_ahead: float
+    *,
+    p: float,
+    demand: float,
+    reserved_today: int,
+    reserved_last: int,
+    target_ahead: float,
+    minutes_since_last: int = 1,
 ) -> tuple[float, float]:
-    """One controller step: the new pass probability and demand estimate."""
-    spent_last_minute = reserved_today - reserved_last
-    if spent_last_minute < 0:  # a new day began: last minute's total was yesterday's
-        spent_last_minute = reserved_today
-    if p >= 0.01 and spent_last_minute > 0:
-        observed = spent_last_minute / p
+    """One controller step: the new pass probability and demand estimate. The controller
+    only ticks in minutes that see a decision, so the spend since the last tick is spread
+    over the minutes it took."""
+    spent_since_last = reserved_today - reserved_last
+    if spent_since_last < 0:  # a new day began: the last total was yesterday's
+        spent_since_last = reserved_today
+    if p >= 0.01 and spent_since_last > 0:
+        observed = spent_since_last / max(1, minutes_since_last) / p
         demand = observed if demand <= 0 else (1 - SMOOTHING) * demand + SMOOTHING * observed
     need_per_minute = (target_ahead - reserved_today) / HORIZON_MINUTES
     if demand <= 0:
@@ -76,11 +84,15 @@ def pacing_tick(*, store: Counters, line_items: list[LineItemEntry], at: datetim
             keys.pacing_demand(line_item.id),
             keys.reserved_day(line_item.id, day),
             keys.pacing_last_reserved(line_item.id),
+            keys.pacing_last_tick(line_item.id),
         ]
     values = store.get_many(read)
     updates: dict[str, int] = {}
+    this_tick = int(minute.timestamp() // 60)
     for position, line_item in enumerate(even):
-        p_stored, demand, reserved_today, reserved_last = values[4 * position : 4 * position + 4]
+        p_stored, demand, reserved_today, reserved_last, last_tick = values[
+            5 * position : 5 * position + 5
+        ]
         # Past midnight the horizon's target is the whole day's budget.
         target_ahead = line_item.daily_budget_micros * min(
             1.0, day_fraction(at, line_item) + HORIZON_MINUTES / 1440
@@ -91,11 +103,13 @@ def pacing_tick(*, store: Counters, line_items: list[LineItemEntry], at: datetim
             reserved_today=reserved_today,
             reserved_last=reserved_last,
             target_ahead=target_ahead,
+            minutes_since_last=this_tick - last_tick if last_tick else 1,
         )
         # Stored +1 so that a p of exactly 0 is told apart from "never set".
         updates[keys.pacing_throttle(line_item.id)] = int(new_p * PASS_SCALE) + 1
         updates[keys.pacing_demand(line_item.id)] = int(new_demand)
         updates[keys.pacing_last_reserved(line_item.id)] = reserved_today
+        updates[keys.pacing_last_tick(line_item.id)] = this_tick
     store.set_many(updates, ttl=keys.DAY_TTL)
     return len(even)
 

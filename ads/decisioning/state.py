@@ -66,6 +66,7 @@ class Ranked:
     score: float
     pass_probability: float
     creatives: list[tuple[CreativeEntry, ranking.Posterior]]
+    pacing_factor: float = 1.0
 
 
 @dataclass
@@ -134,7 +135,7 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
             pctr=posteriors[0][1].mean,
             pacing_factor=factor,
         )
-        ranked.append(Ranked(position, line_item, score, p, posteriors))
+        ranked.append(Ranked(position, line_item, score, p, posteriors, factor))
     ranked.sort(key=lambda entry: (-entry.score, entry.line_item.id))
     return DeliveryState(
         index_version=index.version,

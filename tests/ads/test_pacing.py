@@ -92,3 +92,17 @@ def test_the_controller_throttles_when_ahead_and_opens_when_behind():
         p=0.5, demand=100.0, reserved_today=5_000, reserved_last=4_990, target_ahead=4_000
     )
     assert spent_out == 0.0
+
+
+def test_a_quiet_spell_does_not_inflate_the_demand_estimate():
+    # 50 spent over the 10 minutes since the last tick at p = 0.5: 10 a minute of demand.
+    p, demand = pacing.next_pass_probability(
+        p=0.5,
+        demand=0.0,
+        reserved_today=550,
+        reserved_last=500,
+        target_ahead=700,
+        minutes_since_last=10,
+    )
+    assert demand == 10
+    assert p == pytest.approx(1.0)  # needs (700 - 550) / 15 = 10 a minute: all of the demand

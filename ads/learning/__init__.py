@@ -1,0 +1,1 @@
+"""The CTR model: its features, its training, and its scoring inside decisions."""
