@@ -1,5 +1,6 @@
 """The advertiser web app, mounted at /a/. Names are global (no namespace) because settings
-refer to `accounts` (LOGIN_REDIRECT_URL) and other apps link to `overview`."""
+refer to `accounts` (LOGIN_REDIRECT_URL) and pages link across apps: the account's home page,
+`overview` (/a/<slug>/), is the analytics dashboard (analytics/urls.py)."""
 
 from django.urls import path
 
@@ -7,7 +8,6 @@ from ads import views
 
 urlpatterns = [
     path("", views.account_list, name="accounts"),
-    path("<slug:slug>/", views.overview, name="overview"),
     # Campaigns
     path("<slug:slug>/campaigns/", views.campaign_list, name="campaigns"),
     path("<slug:slug>/campaigns/new/", views.campaign_create, name="campaign_new"),

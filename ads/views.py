@@ -148,16 +148,6 @@ def account_list(request: HttpRequest) -> HttpResponse:
     return render(request, "ads/account_list.html", {"accounts": accounts})
 
 
-@account_view
-def overview(request: HttpRequest, membership: Membership) -> HttpResponse:
-    advertiser = membership.advertiser
-    context = {
-        "summary": selectors.account_summary(advertiser=advertiser),
-        "latest_campaigns": selectors.campaign_list(advertiser=advertiser)[:5],
-    }
-    return _render(request, membership, "ads/overview.html", context)
-
-
 # Campaigns
 
 

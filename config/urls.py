@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("a/", include("analytics.urls")),  # the dashboards, /a/<slug>/ (overview) first
     path("a/", include("ads.urls")),
     path("api/v1/", include("ads.api_urls")),
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),

@@ -21,9 +21,9 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 
-# (URL name, the tenancy attribute of the object in the URL, or None).
+# (URL name, the tenancy attribute of the object in the URL, or None). The account's home page,
+# `overview`, is the analytics dashboard: tests/analytics/test_dashboards.py.
 READ_PAGES = [
-    ("overview", None),
     ("campaigns", None),
     ("campaign_detail", "campaign"),
     ("line_items", None),
@@ -225,14 +225,14 @@ def test_outsider_gets_404_for_this_account(client, tenancy, name, attr):
 
 def test_unknown_account_is_404(client, tenancy):
     client.force_login(tenancy.owner)
-    assert client.get(reverse("overview", args=["no-such-account"])).status_code == 404
+    assert client.get(reverse("campaigns", args=["no-such-account"])).status_code == 404
 
 
 def test_inactive_account_is_404(client, tenancy):
     tenancy.advertiser.is_active = False
     tenancy.advertiser.save()
     client.force_login(tenancy.owner)
-    assert client.get(url(tenancy, "overview")).status_code == 404
+    assert client.get(url(tenancy, "campaigns")).status_code == 404
 
 
 @pytest.mark.parametrize(("name", "attr"), PAGES_WITH_IDS)
@@ -265,7 +265,7 @@ def test_anonymous_is_sent_to_login(client, tenancy, name, attr):
         assert response.url == f"{reverse('login')}?next={path}"
 
 
-@pytest.mark.parametrize("name", ["overview", "campaigns", "line_items", "creatives"])
+@pytest.mark.parametrize("name", ["campaigns", "line_items", "creatives"])
 def test_lists_never_show_the_rivals_rows(client, named, name):
     client.force_login(named.owner)
     html = client.get(url(named, name) + "?archived=1").content.decode()
@@ -286,7 +286,7 @@ def test_forms_offer_only_this_accounts_live_parents(client, named):
     assert "Globex commuters flight" not in html
 
 
-# Account list and overview
+# Account list
 
 
 def test_account_list_shows_each_account_with_the_users_role(client, tenancy):
@@ -305,21 +305,9 @@ def test_account_list_of_an_outsider_hides_other_accounts(client, tenancy):
     assert "Acme Sodas" not in html
 
 
-def test_overview_counts_by_status(client, tenancy):
-    LineItem.objects.filter(pk=tenancy.line_item.pk).update(status=DeliveryStatus.PAUSED)
-    client.force_login(tenancy.owner)
-    response = client.get(url(tenancy, "overview"))
-    assert response.context["summary"]["line_items"] == {"active": 0, "paused": 1, "archived": 0}
-    html = response.content.decode()
-    assert "America/New_York" in html
-    assert "USD" in html
-    assert 'id="kpis"' in html
-    assert list(response.context["latest_campaigns"]) == [tenancy.campaign]
-
-
 def test_logout_is_a_post_button_and_login_page_renders(client, tenancy):
     client.force_login(tenancy.owner)
-    html = client.get(url(tenancy, "overview")).content.decode()
+    html = client.get(url(tenancy, "campaigns")).content.decode()
     assert f'action="{reverse("logout")}"' in html
     assert client.post(reverse("logout")).status_code == 302
     response = client.get(reverse("login"))

@@ -1,0 +1,653 @@
+"""Advertiser dashboards: who sees them, the numbers they show against a hand count of events,
+CSV exports that say what the screen says, the date range form, and a query count that does not
+grow with the number of campaigns."""
+
+import csv
+import datetime as dt
+import io
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.urls import reverse
+from django.utils import timezone
+
+from ads.decisioning import keys
+from ads.decisioning.counters import Bump, counters
+from ads.models import DeliveryStatus, LineItem
+from analytics import services
+from analytics.forms import MAX_DAYS
+from analytics.models import DailyDelivery
+from tests.factories import (
+    AdEventFactory,
+    CampaignFactory,
+    CreativeFactory,
+    GenreFactory,
+    LineItemFactory,
+    TitleFactory,
+    ViewerFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+TODAY = dt.date(2026, 3, 10)  # in New York, where both tenancy accounts are (UTC−4 in March)
+YESTERDAY = TODAY - dt.timedelta(days=1)
+NOW = dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.UTC)  # noon in New York
+RANGE = {"start": "2026-03-09", "end": "2026-03-10"}
+MICROS = 1_000_000
+
+
+def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen_now(monkeypatch):
+    """Pages read "today" and pacing from the clock: fix it at noon on 10 March, New York."""
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+
+
+@pytest.fixture
+def world(tenancy):
+    """Hand-counted delivery of Acme over 9–10 March (New York days), rolled up:
+
+    - campaign "Acme summer refresh" (the tenancy's), creative A: on the 9th, impressions by
+      ann and bob (1.25 each), bob clicks, ann completes; on the 10th, ann's impression (1.25)
+      and her complete. All on a connected TV in the US West, title "Heat" (Drama, Comedy).
+    - campaign "Acme winter push", creative B: carl's impression (2.00) on the 10th, on mobile
+      in the US South, title "Dune" (Drama).
+    - Globex (the rival) has a 99.00 impression on the 10th, on Acme's title and viewer.
+
+    Acme over the range: 4 impressions, 1 click, 2 completes, 5.75 spent, reach 3.
+    """
+    names = [
+        (tenancy.campaign, "Acme summer refresh"),
+        (tenancy.line_item, "Acme evenings flight"),
+        (tenancy.rival_campaign, "Globex EV reveal"),
+        (tenancy.rival_line_item, "Globex commuters flight"),
+    ]
+    for item, name in names:
+        type(item).objects.filter(pk=item.pk).update(name=name)
+        item.refresh_from_db()
+    winter = CampaignFactory(advertiser=tenancy.advertiser, name="Acme winter push")
+    creative_b = CreativeFactory(
+        line_item=LineItemFactory(campaign=winter, name="Acme mornings flight"), name="B"
+    )
+    drama = GenreFactory(name="Drama", slug="drama")
+    comedy = GenreFactory(name="Comedy", slug="comedy")
+    heat, dune = TitleFactory(name="Heat"), TitleFactory(name="Dune")
+    heat.genres.set([drama, comedy])
+    dune.genres.set([drama])
+    ann, bob, carl = (ViewerFactory(external_id=name) for name in ("ann", "bob", "carl"))
+
+    def event(creative, kind, when, viewer, cost=0, title=heat, **fields):
+        AdEventFactory(
+            creative=creative,
+            event_type=kind,
+            occurred_at=when,
+            viewer=viewer,
+            title=title,
+            cost_micros=cost,
+            **fields,
+        )
+
+    creative_a = tenancy.creative
+    event(creative_a, "impression", at(YESTERDAY, 14), ann, 1_250_000)
+    event(creative_a, "impression", at(YESTERDAY, 15), bob, 1_250_000)
+    event(creative_a, "click", at(YESTERDAY, 15, 1), bob)
+    event(creative_a, "complete", at(YESTERDAY, 14, 1), ann)
+    event(creative_a, "impression", at(TODAY, 13), ann, 1_250_000)
+    event(creative_a, "complete", at(TODAY, 13, 1), ann)
+    event(
+        creative_b,
+        "impression",
+        at(TODAY, 14),
+        carl,
+        2_000_000,
+        title=dune,
+        device="mobile",
+        region="us_south",
+    )
+    event(tenancy.rival_creative, "impression", at(TODAY, 13), ann, 99_000_000)
+    services.rollup_day(day=YESTERDAY)
+    services.rollup_day(day=TODAY)
+    tenancy.winter = winter
+    tenancy.winter_line_item = creative_b.line_item
+    return tenancy
+
+
+def page(tenancy, name, attr=None, *, slug=None, **params):
+    args = [slug or tenancy.advertiser.slug]
+    if attr:
+        args.append(getattr(tenancy, attr).pk)
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return reverse(name, args=args) + (f"?{query}" if query else "")
+
+
+class PageReader(HTMLParser):
+    """Pulls out of a page what a person reads: the tiles (by `data-kpi` / `data-live`) and each
+    table (by `data-table`) as rows of cell texts."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tiles: dict[str, str] = {}
+        self.live: dict[str, str] = {}
+        self.tables: dict[str, list[list[str]]] = {}
+        self._tile = None
+        self._table = None
+        self._cell: list[str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "data-kpi" in attrs:
+            self._tile = (self.tiles, attrs["data-kpi"])
+        elif "data-live" in attrs:
+            self._tile = (self.live, attrs["data-live"])
+        if tag == "table" and "data-table" in attrs:
+            self._table = self.tables.setdefault(attrs["data-table"], [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "span":
+            self._tile = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._table[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._tile is not None:
+            store, key = self._tile
+            store[key] = store.get(key, "") + data.strip()
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def read(client, path) -> PageReader:
+    response = client.get(path)
+    assert response.status_code == 200
+    return PageReader(response.content.decode())
+
+
+def read_csv(client, path) -> list[list[str]]:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith("attachment; filename=")
+    return list(csv.reader(io.StringIO(response.content.decode("utf-8"))))
+
+
+# The report pages, each with the tenancy attribute of its object.
+PAGES = [("overview", None), ("campaign_report", "campaign"), ("line_item_report", "line_item")]
+REPORTS = PAGES[1:]
+TABLES = {
+    "overview": ["daily", "campaigns"],
+    "campaign_report": ["daily", "genre", "region", "device", "title"],
+    "line_item_report": ["daily", "genre", "region", "device", "title"],
+}
+
+
+# Who may see what
+
+
+@pytest.mark.parametrize("role", ["owner", "manager", "analyst"])
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_members_see_the_dashboards(client, world, role, name, attr):
+    client.force_login(getattr(world, role))
+    response = client.get(page(world, name, attr))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Acme Sodas" in html
+    if attr:
+        assert getattr(world, attr).name in html
+    for table in TABLES[name]:
+        assert client.get(page(world, name, attr, format="csv", table=table)).status_code == 200
+
+
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_the_outsider_gets_404_on_this_accounts_pages_and_exports(client, world, name, attr):
+    client.force_login(world.outsider)
+    assert client.get(page(world, name, attr)).status_code == 404
+    for table in TABLES[name]:
+        assert client.get(page(world, name, attr, format="csv", table=table)).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "attr"), REPORTS)
+def test_the_rivals_ids_under_this_slug_are_404(client, world, name, attr):
+    client.force_login(world.owner)
+    assert client.get(page(world, name, f"rival_{attr}")).status_code == 404
+    export = page(world, name, f"rival_{attr}", format="csv", table="daily")
+    assert client.get(export).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "attr"), REPORTS)
+def test_this_accounts_ids_under_the_rivals_slug_are_404(client, world, name, attr):
+    client.force_login(world.outsider)
+    assert client.get(page(world, name, attr, slug=world.rival.slug)).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_anonymous_is_sent_to_login(client, world, name, attr):
+    for path in (page(world, name, attr), page(world, name, attr, format="csv", table="daily")):
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response.url.startswith(f"{reverse('login')}?next=")
+
+
+def test_unknown_and_inactive_accounts_are_404(client, tenancy):
+    client.force_login(tenancy.owner)
+    assert client.get(reverse("overview", args=["no-such-account"])).status_code == 404
+    tenancy.advertiser.is_active = False
+    tenancy.advertiser.save()
+    assert client.get(page(tenancy, "overview")).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_no_rival_names_or_numbers_appear(client, world, name, attr):
+    client.force_login(world.owner)
+    html = client.get(page(world, name, attr, **RANGE)).content.decode()
+    for rival in ("Globex", "EV reveal", "commuters flight", "launch spot", "99.00", "99000"):
+        assert rival not in html
+    for table in TABLES[name]:
+        exported = client.get(page(world, name, attr, format="csv", table=table, **RANGE))
+        assert "Globex" not in exported.content.decode()
+        assert "99.00" not in exported.content.decode()
+
+
+def test_the_analyst_sees_no_write_buttons(client, tenancy):
+    client.force_login(tenancy.analyst)
+    for name, attr in PAGES:
+        html = client.get(page(tenancy, name, attr)).content.decode()
+        assert "hx-post" not in html
+        assert "/new/" not in html
+        assert "/edit/" not in html
+
+
+def test_detail_pages_link_to_their_reports(client, tenancy):
+    client.force_login(tenancy.analyst)
+    for name, attr in REPORTS:
+        kind = attr
+        html = client.get(page(tenancy, f"{kind}_detail", attr)).content.decode()
+        assert f'href="{page(tenancy, name, attr)}"' in html
+
+
+# The numbers
+
+
+def test_the_overview_tiles_are_the_hand_count(client, world):
+    client.force_login(world.analyst)
+    tiles = read(client, page(world, "overview", **RANGE)).tiles
+    assert tiles == {
+        "impressions": "4",
+        "clicks": "1",
+        "ctr": "25.00%",  # 1 / 4
+        "spend": "5.75",  # 3 × 1.25 + 2.00
+        "ecpm": "1,437.50",  # 5.75 × 1000 / 4
+        "cpc": "5.75",
+        "completion_rate": "50.00%",  # 2 / 4
+        "reach": "3",  # ann, bob, carl; ann once over both days
+        "average_frequency": "1.33",  # 4 / 3
+    }
+
+
+def test_undefined_ratios_show_a_dash_not_zero(client, tenancy):
+    client.force_login(tenancy.owner)
+    tiles = read(client, page(tenancy, "overview", **RANGE)).tiles
+    assert (tiles["impressions"], tiles["spend"]) == ("0", "0.00")
+    for ratio in ("ctr", "ecpm", "cpc", "completion_rate", "average_frequency"):
+        assert tiles[ratio] == "—"
+
+
+def test_the_campaign_table_has_each_campaigns_numbers_and_pacing(client, world):
+    # 125.00 of the summer campaign's 500.00 daily budget is spent by noon: half its target.
+    counters().add_many([Bump(keys.spent_day(world.line_item.pk, TODAY), 125 * MICROS)])
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", **RANGE))
+    rows = PageReader(response.content.decode()).tables["campaigns"]
+    assert rows[0] == [
+        "Campaign",
+        "Status",
+        "Impressions",
+        "Clicks",
+        "CTR",
+        "Completion rate",
+        "Spend (USD)",
+        "eCPM (USD)",
+        "CPC (USD)",
+        "Spent today (USD)",
+        "Even target now (USD)",
+        "Daily budget (USD)",
+        "Pacing (spent / target)",
+    ]
+    assert rows[1:] == [
+        ["Acme summer refresh", "Active", "3", "1", "33.33%", "66.67%", "3.75", "1250.00",
+         "3.75", "125.00", "250.00", "500.00", "50.00%"],
+        ["Acme winter push", "Active", "1", "0", "0.00%", "0.00%", "2.00", "2000.00", "—",
+         "0.00", "250.00", "500.00", "0.00%"],
+    ]  # fmt: skip
+    html = response.content.decode()
+    assert 'class="pace-fill" style="width: 25.0%"' in html  # 125 of 500
+    assert 'class="pace-mark" style="left: 50.0%"' in html  # the target: 250 of 500
+
+
+def test_a_campaign_without_active_line_items_has_no_pacing(client, world):
+    LineItem.objects.filter(pk=world.winter_line_item.pk).update(status=DeliveryStatus.PAUSED)
+    client.force_login(world.owner)
+    rows = read(client, page(world, "overview", **RANGE)).tables["campaigns"]
+    assert rows[2][0] == "Acme winter push"
+    assert rows[2][-4:] == ["—", "—", "—", "—"]
+
+
+def test_the_live_strip_starts_from_todays_counters(client, world):
+    counters().add_many(
+        [
+            Bump(keys.live(world.advertiser.pk, TODAY, "impressions"), 7),
+            Bump(keys.live(world.advertiser.pk, TODAY, "clicks"), 1),
+            Bump(keys.live(world.advertiser.pk, TODAY, "completes"), 3),
+            Bump(keys.live(world.advertiser.pk, TODAY, "spend"), 4_500_000),
+            Bump(keys.live(world.rival.pk, TODAY, "impressions"), 1000),
+        ]
+    )
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview"))
+    assert PageReader(response.content.decode()).live == {
+        "day": "2026-03-10",
+        "impressions": "7",
+        "clicks": "1",
+        "ctr": "14.29%",  # 1 / 7
+        "completes": "3",
+        "completion_rate": "42.86%",  # 3 / 7
+        "spend": "4.50",
+    }
+    assert 'data-live-url="/ws/a/acme/live/"' in response.content.decode()
+
+
+def test_the_chart_reads_the_daily_series(client, world):
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", **RANGE))
+    html = response.content.decode()
+    script = html.split('<script id="chart-data" type="application/json">')[1].split("</script>")
+    assert json.loads(script[0]) == {
+        "labels": ["2026-03-09", "2026-03-10"],
+        "impressions": [2, 2],
+        "clicks": [1, 0],
+        "spend": [2.5, 3.25],
+        "currency": "USD",
+    }
+    assert "data-live-chart" in html  # the overview's chart follows the socket
+    assert PageReader(html).tables["daily"][1:] == [
+        ["2026-03-09", "2", "1", "50.00%", "2.50"],
+        ["2026-03-10", "2", "0", "0.00%", "3.25"],
+    ]
+
+
+def test_the_campaign_report_is_the_campaigns_hand_count(client, world):
+    client.force_login(world.analyst)
+    reader = read(client, page(world, "campaign_report", "campaign", **RANGE))
+    assert reader.tiles == {
+        "impressions": "3",
+        "clicks": "1",
+        "ctr": "33.33%",
+        "spend": "3.75",
+        "ecpm": "1,250.00",
+        "cpc": "3.75",
+        "completion_rate": "66.67%",
+        "reach": "2",
+        "average_frequency": "1.50",
+    }
+    kpis = ["3", "1", "33.33%", "66.67%", "3.75", "1250.00", "3.75"]
+    assert reader.tables["device"][1:] == [["Connected TV", *kpis]]
+    assert reader.tables["region"][1:] == [["US West", *kpis]]
+    assert reader.tables["title"][1:] == [["Heat", *kpis]]
+    assert reader.tables["genre"][1:] == [["Comedy", *kpis], ["Drama", *kpis]]
+    assert reader.tables["genre"][0] == [
+        "Genre",
+        "Impressions",
+        "Clicks",
+        "CTR",
+        "Completion rate",
+        "Spend (USD)",
+        "eCPM (USD)",
+        "CPC (USD)",
+    ]
+    assert "Acme winter push" not in str(reader.tables)
+    assert "live-url" not in client.get(page(world, "campaign_report", "campaign")).content.decode()
+
+
+def test_the_line_item_report_is_the_line_items_hand_count(client, world):
+    client.force_login(world.owner)
+    reader = read(client, page(world, "line_item_report", "winter_line_item", **RANGE))
+    assert (reader.tiles["impressions"], reader.tiles["spend"], reader.tiles["cpc"]) == (
+        "1",
+        "2.00",
+        "—",
+    )
+    kpis = ["1", "0", "0.00%", "0.00%", "2.00", "2000.00", "—"]
+    assert reader.tables["device"][1:] == [["Mobile", *kpis]]
+    assert reader.tables["region"][1:] == [["US South", *kpis]]
+    assert reader.tables["title"][1:] == [["Dune", *kpis]]
+    assert reader.tables["genre"][1:] == [["Drama", *kpis]]
+
+
+def test_breakdowns_are_ordered_by_impressions(client, world):
+    # Four more impressions of creative A in the US South: the South now leads the West (3).
+    for minute in range(4):
+        AdEventFactory(
+            creative=world.creative, occurred_at=at(TODAY, 17, minute), region="us_south"
+        )
+    services.rollup_day(day=TODAY)
+    client.force_login(world.owner)
+    rows = read(client, page(world, "campaign_report", "campaign", **RANGE)).tables["region"]
+    assert [(row[0], row[1]) for row in rows[1:]] == [("US South", "4"), ("US West", "3")]
+
+
+# CSV
+
+
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_every_csv_export_equals_its_table_on_screen(client, world, name, attr):
+    counters().add_many([Bump(keys.spent_day(world.line_item.pk, TODAY), 125 * MICROS)])
+    client.force_login(world.owner)
+    screen = read(client, page(world, name, attr, **RANGE)).tables
+    assert sorted(screen) == sorted(TABLES[name])
+    for table, rows in screen.items():
+        exported = read_csv(client, page(world, name, attr, format="csv", table=table, **RANGE))
+        # The same text in every cell; an undefined ratio ("—") is an empty cell.
+        assert exported == [["" if text == "—" else text for text in row] for row in rows]
+        assert len(exported) > 1
+
+
+def test_the_csv_is_named_after_the_page_table_and_range(client, world):
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", format="csv", table="campaigns", **RANGE))
+    assert response["Content-Disposition"] == (
+        'attachment; filename="acme-overview-campaigns-2026-03-09-2026-03-10.csv"'
+    )
+
+
+def test_an_unknown_table_or_bad_dates_in_an_export_is_a_400(client, world):
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", format="csv", table="secrets"))
+    assert response.status_code == 400
+    assert "daily, campaigns" in response.content.decode()
+    response = client.get(page(world, "overview", format="csv", table="daily", start="2026-02-30"))
+    assert response.status_code == 400
+    assert "Start date" in response.content.decode()
+
+
+def test_csv_links_carry_the_range(client, world):
+    client.force_login(world.owner)
+    html = client.get(page(world, "overview", **RANGE)).content.decode()
+    assert 'href="?start=2026-03-09&amp;end=2026-03-10&amp;format=csv&amp;table=campaigns"' in html
+
+
+# The date range
+
+
+def test_the_default_range_is_the_last_7_days_in_the_accounts_time_zone(
+    client, tenancy, monkeypatch
+):
+    # 02:00 UTC on 11 March is still 22:00 on 10 March in New York.
+    monkeypatch.setattr(timezone, "now", lambda: dt.datetime(2026, 3, 11, 2, 0, tzinfo=dt.UTC))
+    client.force_login(tenancy.owner)
+    response = client.get(page(tenancy, "overview"))
+    dates = response.context["dates"]
+    assert (dates.start, dates.end) == (dt.date(2026, 3, 4), TODAY)
+    assert response.context["chart"]["labels"][-1] == "2026-03-10"
+
+
+def test_presets_link_to_today_7_and_30_days(client, tenancy):
+    client.force_login(tenancy.owner)
+    html = client.get(page(tenancy, "overview")).content.decode()
+    assert 'href="?start=2026-03-10&amp;end=2026-03-10">Today' in html
+    assert 'href="?start=2026-03-04&amp;end=2026-03-10" aria-current="true">7 days' in html
+    assert 'href="?start=2026-02-09&amp;end=2026-03-10">30 days' in html
+
+
+def test_a_valid_range_is_shown(client, world):
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", start="2026-03-10", end="2026-03-10"))
+    assert response.context["form_errors"] == []
+    assert response.context["chart"]["labels"] == ["2026-03-10"]
+    assert PageReader(response.content.decode()).tiles["impressions"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"start": "2026-02-30"}, "Start date: Enter a valid date."),
+        ({"end": "yesterday"}, "End date: Enter a valid date."),
+        ({"start": "2026-03-10", "end": "2026-03-01"}, "The start date must be on or before"),
+        ({"start": "2024-01-01", "end": "2026-03-10"}, f"Choose at most {MAX_DAYS} days."),
+        ({"start": "9999-12-30", "end": "9999-12-31"}, "Choose dates between 2000-01-01 and"),
+        ({"start": "0001-01-01", "end": "0001-01-02"}, "Choose dates between 2000-01-01 and"),
+    ],
+)
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_bad_dates_are_a_form_error_not_a_500(client, world, name, attr, params, message):
+    client.force_login(world.owner)
+    response = client.get(page(world, name, attr, **params))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert message in html
+    assert 'role="alert"' in html
+    # The page falls back to the default week, and says so.
+    assert "Showing 2026-03-04 to 2026-03-10 instead." in html
+    assert response.context["chart"]["labels"][0] == "2026-03-04"
+
+
+def test_a_year_is_allowed(client, tenancy):
+    client.force_login(tenancy.owner)
+    response = client.get(page(tenancy, "overview", start="2025-03-10", end="2026-03-10"))
+    assert response.context["form_errors"] == []
+    assert len(response.context["chart"]["labels"]) == MAX_DAYS
+
+
+# The old overview's counts by status
+
+
+def test_the_overview_counts_by_status(client, tenancy):
+    LineItem.objects.filter(pk=tenancy.line_item.pk).update(status=DeliveryStatus.PAUSED)
+    client.force_login(tenancy.owner)
+    response = client.get(page(tenancy, "overview"))
+    assert response.context["summary"]["line_items"] == {"active": 0, "paused": 1, "archived": 0}
+    html = response.content.decode()
+    assert "line items</a>: 0 active, 1 paused, 0 archived" in html
+    assert "America/New_York" in html
+    assert "USD" in html
+
+
+# Speed
+
+
+def account_with_campaigns(tenancy, count: int) -> None:
+    """`count` campaigns for Acme in all, each with two line items, a creative each and rollup
+    rows on both days, and a few events for reach."""
+    for number in range(count):
+        campaign = (
+            tenancy.campaign
+            if number == 0
+            else CampaignFactory(advertiser=tenancy.advertiser, name=f"Acme {number:02}")
+        )
+        for flight in range(2):
+            line_item = (
+                tenancy.line_item
+                if number == 0 and flight == 0
+                else LineItemFactory(campaign=campaign, name=f"Acme {number:02} flight {flight}")
+            )
+            creative = (
+                tenancy.creative
+                if number == 0 and flight == 0
+                else CreativeFactory(line_item=line_item)
+            )
+            AdEventFactory(creative=creative, occurred_at=at(TODAY, 13), cost_micros=MICROS)
+            for day in (YESTERDAY, TODAY):
+                DailyDelivery.objects.create(
+                    advertiser=tenancy.advertiser,
+                    campaign=campaign,
+                    line_item=line_item,
+                    creative=creative,
+                    day=day,
+                    impressions=10,
+                    clicks=1,
+                    spend_micros=10 * MICROS,
+                )
+
+
+# Session, user, membership; account summary (3); KPIs and reach (2); daily series (1);
+# campaign table (2); active line items for pacing (1). Counters and live totals: no query.
+OVERVIEW_QUERIES = 12
+
+
+@pytest.mark.parametrize("campaigns", [2, 25])
+def test_the_overview_needs_the_same_queries_whatever_the_number_of_campaigns(
+    client, tenancy, django_assert_num_queries, campaigns
+):
+    account_with_campaigns(tenancy, campaigns)
+    client.force_login(tenancy.owner)
+    with django_assert_num_queries(OVERVIEW_QUERIES):
+        response = client.get(page(tenancy, "overview", **RANGE))
+    rows = PageReader(response.content.decode()).tables["campaigns"][1:]
+    assert len(rows) == campaigns
+    assert rows[-1][2:4] == ["40", "4"]  # 2 line items × 2 days × (10 impressions, 1 click)
+    assert response.context["tiles"][0].value == f"{campaigns * 2 * 2 * 10:,}"
+
+
+@pytest.mark.parametrize(("name", "attr"), REPORTS)
+def test_the_reports_need_a_bounded_number_of_queries(
+    client, tenancy, django_assert_max_num_queries, name, attr
+):
+    account_with_campaigns(tenancy, 3)
+    client.force_login(tenancy.owner)
+    with django_assert_max_num_queries(14):  # the line item page prefetches its targeting
+        assert client.get(page(tenancy, name, attr, **RANGE)).status_code == 200
+
+
+def test_money_is_rounded_to_cents_on_the_page_and_in_the_export_alike(client, world):
+    # Today's two rollup rows spend a third of a cent each: 0.006666 in all.
+    DailyDelivery.objects.filter(advertiser=world.advertiser, day=TODAY).update(spend_micros=3_333)
+    client.force_login(world.owner)
+    rows = read(client, page(world, "overview", **RANGE)).tables["daily"]
+    assert [row[-1] for row in rows[1:]] == ["2.50", "0.01"]
+    exported = read_csv(client, page(world, "overview", format="csv", table="daily", **RANGE))
+    assert [row[-1] for row in exported[1:]] == ["2.50", "0.01"]
+
+
+def test_the_dashboard_assets_are_served_and_chart_js_collects(client, tenancy):
+    client.force_login(tenancy.owner)
+    html = client.get(page(tenancy, "overview")).content.decode()
+    for asset in ("vendor/chart-4.6.1.umd.min.js", "js/dashboard.js", "css/dashboard.css"):
+        assert f"/static/{asset}" in html
+        found = finders.find(asset)
+        assert found, asset
+    # collectstatic's manifest storage fails on a source map reference to a missing file.
+    chart_js = Path(finders.find("vendor/chart-4.6.1.umd.min.js")).read_text()
+    assert chart_js.startswith("/*!\n * Chart.js v4.6.1")
+    assert "sourceMappingURL" not in chart_js
