@@ -12,9 +12,13 @@ from django.utils import timezone
 
 from ads.decisioning import keys
 from ads.decisioning.counters import MICROS, counters
+from ads.decisioning.latency import latency_percentiles
 from ads.models import AdEvent, Advertiser, Campaign, DeliveryStatus, LineItem
 from analytics.models import DailyBreakdown, DailyDelivery
 from analytics.services import METRIC_FIELDS, local_day_range
+from engagement.selectors import viewing_activity
+from ml.metrics import psi_band
+from ml.models import DriftMeasurement, ModelVersion
 
 SUMS = {name: Sum(name) for name in METRIC_FIELDS if name != "unique_viewers"}
 
@@ -285,4 +289,62 @@ def live_today(*, advertiser: Advertiser, at: dt.datetime | None = None) -> dict
         "spend": f"{today.spend:.2f}",
         "ctr": today.ctr,
         "completion_rate": today.completion_rate,
+    }
+
+
+# -- staff ------------------------------------------------------------------------------------
+
+
+def platform_today(*, at: dt.datetime | None = None) -> dict:
+    """Staff only: the platform's impressions, clicks, completes and revenue today (UTC)."""
+    day = (at or timezone.now()).astimezone(dt.UTC).date()
+    impressions, clicks, completes, spend_micros = counters().get_many(
+        [keys.live_platform(day, metric) for metric in keys.LIVE_METRICS]
+    )
+    return {
+        "day": day,
+        "impressions": impressions,
+        "clicks": clicks,
+        "completes": completes,
+        "revenue": Decimal(spend_micros) / MICROS,
+        "fill_rate": fill_rate(day=day),
+    }
+
+
+def model_monitoring(*, kind: str) -> dict:
+    """Staff only: a model kind's versions with their held-out metrics, the champion's
+    reliability table, and its daily drift with the conventional PSI bands."""
+    versions = list(ModelVersion.objects.filter(kind=kind).defer("artifact").order_by("version"))
+    champion = next((v for v in versions if v.status == ModelVersion.Status.CHAMPION), None)
+    drift = []
+    if champion is not None:
+        drift = [
+            {"day": row.day, "psi": row.psi, "rows": row.rows, "band": psi_band(row.psi)}
+            for row in DriftMeasurement.objects.filter(model_version=champion).order_by("day")
+        ]
+    return {
+        "kind": kind,
+        "versions": versions,
+        "champion": champion,
+        "reliability": champion.metrics.get("reliability", []) if champion else [],
+        "drift": drift,
+    }
+
+
+def executive_summary(*, at: dt.datetime | None = None) -> dict:
+    """Staff only: the platform now: viewing, delivery and revenue today, fill rate, decision
+    latency over the last five minutes, and the champions' held-out accuracy."""
+    at = at or timezone.now()
+    champions = {
+        version.kind: version
+        for version in ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer(
+            "artifact"
+        )
+    }
+    return {
+        "at": at,
+        "viewing": viewing_activity(at=at),
+        "delivery": platform_today(at=at),
+        "latency": latency_percentiles(minutes=5, at=at),
+        "champions": champions,
     }
