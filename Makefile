@@ -18,11 +18,19 @@ $(INSTALLED): requirements/base.txt requirements/dev.txt
 
 install: $(INSTALLED)
 
+# Three days of simulated history for this many viewers a day (more: richer models, longer).
+DEMO_VIEWERS ?= 600
+DEMO_LOGINS := .demo-logins.txt
+
 demo: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	MOVIELENS_PATH="$(MOVIELENS_PATH)" $(BIN)/python manage.py seed_demo
-	@echo "Interlude is starting on http://$(HOST):$(PORT)/ — log in with a login printed above."
+	MOVIELENS_PATH="$(MOVIELENS_PATH)" $(BIN)/python manage.py seed_demo > $(DEMO_LOGINS)
+	$(BIN)/python manage.py simulate_traffic --days 3 --viewers $(DEMO_VIEWERS) --seed 7
+	$(BIN)/python manage.py rollup --days 4
+	$(BIN)/python manage.py train_models
+	@cat $(DEMO_LOGINS)
+	@echo "Interlude is starting on http://$(HOST):$(PORT)/ — log in with a login above."
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
 
 serve: install
@@ -49,7 +57,7 @@ stack: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
 
 bench: install
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) staticfiles db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) staticfiles db.sqlite3 $(DEMO_LOGINS) .pytest_cache .mypy_cache .ruff_cache

@@ -59,6 +59,7 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         .annotate(clicked=Exists(clicks))
         .values_list(
             "occurred_at",
+            "decision_id",
             "clicked",
             "viewer__age_band",
             "viewer__gender",
@@ -201,6 +202,10 @@ def _boosted_trees() -> lightgbm.LGBMClassifier:
         learning_rate=0.05,
         num_leaves=31,
         min_child_samples=100,
+        # High-cardinality categoricals (creative, advertiser) overfit small data otherwise.
+        min_data_per_group=200,
+        cat_smooth=50,
+        cat_l2=10,
         subsample=0.8,
         subsample_freq=1,
         colsample_bytree=0.8,

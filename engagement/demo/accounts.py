@@ -90,6 +90,11 @@ ACCOUNTS = (
                 genre_slugs=("comedy", "romance"),
             ),
             LineItemPlan(
+                "Summer Refresh · Run of network", CPM, "8.00", "150", "4000", EVEN,
+                (CreativePlan("Summer Refresh everywhere 30s", 30, Category.BEVERAGES),),
+                caps=(None, 4, None),
+            ),
+            LineItemPlan(
                 "Summer Refresh · Mobile mornings", CPM, "11.50", "250", "6000", ASAP,
                 (CreativePlan("Morning Fizz 15s", 15, Category.BEVERAGES),),
                 caps=(1, 4, None),
@@ -128,6 +133,11 @@ ACCOUNTS = (
                            "maturity_ratings": ["PG-13", "R", "NC-17"]},
             ),
             LineItemPlan(
+                "Aurora EV · Run of network", CPM, "12.00", "200", "5000", EVEN,
+                (CreativePlan("Aurora EV everywhere 30s", 30, Category.AUTOMOTIVE),),
+                caps=(None, 4, None),
+            ),
+            LineItemPlan(
                 "Aurora EV · Documentary viewers", CPM, "22.00", "200", "5000", ASAP,
                 (CreativePlan("Aurora EV range 30s", 30, Category.AUTOMOTIVE),),
                 genre_slugs=("documentary", "drama"),
@@ -155,6 +165,14 @@ ACCOUNTS = (
                 targeting={"age_bands": ["25_34", "35_44"], "devices": ["desktop", "mobile"],
                            "dayparts": ["morning", "daytime"],
                            "regions": ["us_west", "us_southeast"]},
+            ),
+        )),
+        CampaignPlan("Everyday Banking", Objective.CONVERSION, (
+            LineItemPlan(
+                "Everyday Banking · Run of network", CPC, "1.20", "150", "4000", ASAP,
+                (CreativePlan("Everyday Banking 30s", 30, Category.FINANCE),
+                 CreativePlan("Everyday Banking 15s", 15, Category.FINANCE)),
+                caps=(None, 3, None),
             ),
         )),
         CampaignPlan("Little Savers", Objective.CONSIDERATION, (

@@ -1,9 +1,11 @@
 """Rollups and KPIs against numbers computed by hand on a small fixture."""
 
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from ads.decisioning import keys
 from ads.decisioning.counters import Bump, counters
@@ -209,3 +211,14 @@ def test_the_beat_schedule_names_the_rollups(settings):
     assert {"analytics.tasks.rollup_last_night_task", "analytics.tasks.rollup_today_task"} <= (
         tasks_scheduled
     )
+
+
+def test_the_rollup_command_rebuilds_a_day_and_names_bad_input(tenancy, fixture_events):
+    output = io.StringIO()
+    call_command("rollup", day=DAY.isoformat(), stdout=output)
+    assert output.getvalue().startswith("Rolled up 1 days into 3 delivery rows")
+    assert DailyDelivery.objects.filter(day=DAY).count() == 3
+    with pytest.raises(CommandError, match="--day must be a date"):
+        call_command("rollup", day="2026-13-01")
+    with pytest.raises(CommandError, match="--days must be between 1 and 366"):
+        call_command("rollup", days=0)

@@ -229,7 +229,7 @@ def test_load_movielens_names_the_line_of_a_malformed_row_and_loads_nothing(
 # -- seed_demo -------------------------------------------------------------------------------
 
 DEMAND = (Advertiser, User, Membership, Campaign, LineItem, Creative)
-DEMAND_COUNTS = {Advertiser: 3, User: 10, Membership: 9, Campaign: 7, LineItem: 9, Creative: 14}
+DEMAND_COUNTS = {Advertiser: 3, User: 10, Membership: 9, Campaign: 8, LineItem: 12, Creative: 18}
 
 
 def test_seed_demo_synthetic_twice_gives_the_same_world():
@@ -244,7 +244,7 @@ def test_seed_demo_synthetic_twice_gives_the_same_world():
     }
     second = seed()
     assert counts(Title, Genre, AdBreak, Viewer, *DEMAND) == world
-    assert "created this run: 3 advertisers, 10 users, 7 campaigns, 9 line items" in first
+    assert "created this run: 3 advertisers, 10 users, 8 campaigns, 12 line items" in first
     assert "created this run: 0 advertisers, 0 users, 0 campaigns, 0 line items" in second
 
 
@@ -306,7 +306,7 @@ def test_seed_demo_flights_are_live_now():
     seed(titles=12, viewers=10)
     now = timezone.now()
     live = LineItem.objects.exclude(status=DeliveryStatus.ARCHIVED)
-    assert live.count() == 8
+    assert live.count() == 11
     for line_item in live:
         assert line_item.start_at < now - timezone.timedelta(days=2), line_item
         assert line_item.end_at > now + timezone.timedelta(days=28), line_item
