@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+import redis
 from django.conf import settings
 
 MICROS = 1_000_000
@@ -116,10 +117,9 @@ return 1
 
 class RedisCounters:
     def __init__(self, url: str) -> None:
-        import redis
-
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
+        self._redis.script_load(RESERVE_SCRIPT)
 
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -135,13 +135,21 @@ class RedisCounters:
         pipe.execute()
 
     def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
+        # EVALSHA straight into the pipeline: a registered Script object called on a pipeline
+        # asks SCRIPT EXISTS first, one more round trip per decision.
         pipe = self._redis.pipeline(transaction=False)
         for group in groups:
             args: list[int] = []
             for bump in group:
                 args += [bump.amount, bump.ttl or 0, -1 if bump.limit is None else bump.limit]
-            self._reserve(keys=[bump.key for bump in group], args=args, client=pipe)
-        return [bool(result) for result in pipe.execute()]
+            keys = [bump.key for bump in group]
+            pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
+        try:
+            results = pipe.execute()
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            self._redis.script_load(RESERVE_SCRIPT)
+            return self.reserve(groups)
+        return [bool(result) for result in results]
 
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -30,8 +30,10 @@ from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, cur
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder
 from ads.decisioning.tokens import TrackingClaim, make_token
 from ads.learning.scoring import ctr_champion, predict_ctr
+from ads.models import Creative
 
 DEFAULT_MAX_ADS = 6
+SHORTEST_CREATIVE = min(Creative.Duration.values)
 
 
 class DecisionRequestError(ValueError):
@@ -267,39 +269,46 @@ def _fill_pod(
     why: dict[int, str] | None = None,
     tally: list[Bump] | None = None,
 ) -> list[Slot]:
-    """Greedy fill in ranking order, then reserve; after a lost race, go on down the list.
+    """Greedy fill in ranking order, then reserve. After a lost race the walk starts over
+    with what is left of the break, skipping the line items chosen, lost or throttled.
     `why`, when given, collects the rule that kept each walked line item out of the pod;
     `tally` (decision counters) rides along with the first reservation: one round trip."""
     why = {} if why is None else why
     pod: list[Slot] = []
-    remaining = iter(candidates)
+    out: set[int] = set()  # chosen, lost a reservation, or throttled: not walked again
     while True:
         used_seconds = sum(slot.creative.duration_seconds for slot in pod)
         advertisers = {slot.line_item.advertiser_id for slot in pod}
         categories = {slot.creative.category for slot in pod}
         tentative: list[Slot] = []
-        for entry in remaining:
+        for entry in candidates:
             line_item = entry.line_item
-            if len(pod) + len(tentative) >= context.max_ads:
+            if line_item.id in out:
+                continue
+            left = context.max_duration_seconds - used_seconds
+            if len(pod) + len(tentative) >= context.max_ads or left < SHORTEST_CREATIVE:
                 why[line_item.id] = "pod_full"
                 break
             if line_item.advertiser_id in advertisers:
                 why[line_item.id] = "advertiser_separation"
                 continue
-            fitting = [
-                (creative, posterior)
-                for creative, posterior in entry.creatives
-                if creative.duration_seconds <= context.max_duration_seconds - used_seconds
-            ]
-            separated = [pair for pair in fitting if pair[0].category not in categories]
-            if not separated:
-                why[line_item.id] = "category_separation" if fitting else "duration"
+            chosen, fits = None, False
+            for creative, posterior in entry.creatives:  # best pCTR first
+                if creative.duration_seconds <= left:
+                    fits = True
+                    if creative.category not in categories:
+                        chosen = (creative, posterior)
+                        break
+            if chosen is None:
+                why[line_item.id] = "category_separation" if fits else "duration"
                 continue
             if entry.pass_probability < 1.0 and rng.random() >= entry.pass_probability:
                 why[line_item.id] = "pacing_throttled"
+                out.add(line_item.id)
                 continue
-            creative, posterior = separated[0]
+            creative, posterior = chosen
             tentative.append(Slot(0, creative, line_item, entry.score, posterior.mean))
+            out.add(line_item.id)
             used_seconds += creative.duration_seconds
             advertisers.add(line_item.advertiser_id)
             categories.add(creative.category)

@@ -12,6 +12,7 @@ profiles); beyond that the viewer table belongs in Redis, keyed by external id.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -331,19 +332,32 @@ class IndexHolder:
         self._index: DemandIndex | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        # Set while a background refresher keeps the index current (servers): requests then
+        # never pay for a version check or a rebuild, unless the refresher has fallen silent.
+        self.background = False
 
     def get(self) -> DemandIndex:
         now = time.monotonic()
         index = self._index
-        if index is not None and now - self._checked_at < VERSION_CHECK_SECONDS:
+        fresh_for = VERSION_CHECK_SECONDS * (5 if self.background else 1)
+        if index is not None and now - self._checked_at < fresh_for:
             return index
+        return self.refresh()
+
+    def refresh(self) -> DemandIndex:
+        """Check the shared version; rebuild when it moved."""
         (version,) = counters().get_many([keys.index_version()])
-        self._checked_at = now
+        self._checked_at = time.monotonic()
+        index = self._index
         if index is not None and index.version == version:
             return index
         with self._lock:
             if self._index is None or self._index.version != version:
                 self._index = build_index(version)
+                # The index is a few hundred thousand long-lived objects: move them out of
+                # the collector's sight, so full collections stop pausing decisions.
+                gc.collect()
+                gc.freeze()
             return self._index
 
     def reset(self) -> None:

@@ -161,17 +161,22 @@ class StateHolder:
     def __init__(self) -> None:
         self._state: DeliveryState | None = None
         self._lock = threading.Lock()
+        self.background = False  # see IndexHolder.background
 
     def get(self, index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
         state = self._state
         minute = at.replace(second=0, microsecond=0)
+        fresh_for = REFRESH_SECONDS * (5 if self.background else 1)
         if (
             state is not None
             and state.index_version == index.version
             and state.minute == minute
-            and time.monotonic() - state.refreshed_at < REFRESH_SECONDS
+            and time.monotonic() - state.refreshed_at < fresh_for
         ):
             return state
+        return self.refresh(index, store, at)
+
+    def refresh(self, index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
         with self._lock:
             self._state = read_state(index, store, at)
             return self._state

@@ -81,6 +81,7 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         list(impressions),
         columns=[
             "occurred_at",
+            "decision_id",
             "clicked",
             "age_band",
             "gender",

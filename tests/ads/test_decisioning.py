@@ -378,3 +378,27 @@ def test_decision_latency_percentiles_come_from_the_histogram(world):
         "p50_ms": None,
         "p99_ms": None,
     }
+
+
+def test_a_lost_race_is_refilled_from_the_rest_of_the_list(world, monkeypatch):
+    """A 60 s break: a 60 s ad wins the walk, loses its reservation; two 15 s ads fill in."""
+    long_ad = line_item_with_creative(world.acme, bid=Decimal("40"), duration=60)
+    short_a = line_item_with_creative(
+        world.globex, bid=Decimal("30"), duration=15, category="automotive"
+    )
+    short_b = line_item_with_creative(
+        world.initech, bid=Decimal("20"), duration=15, category="finance"
+    )
+    store = counters()
+    real_reserve = store.reserve
+    calls = []
+
+    def reserve(groups):
+        results = real_reserve(groups)
+        calls.append(len(groups))
+        return [False, *results[1:]] if len(calls) == 1 else results
+
+    monkeypatch.setattr(store, "reserve", reserve)
+    decision = world.decide(max_duration_seconds=60, explain=True)
+    assert [slot.line_item.id for slot in decision.pod] == [short_a.pk, short_b.pk]
+    assert explained(decision)[long_ad.pk] == ("pod", "reservation_lost")
