@@ -2,11 +2,13 @@
 rule, judged on a held-out last day against that rule, and used by decisions."""
 
 import datetime as dt
+import io
 import random
 import uuid
 from decimal import Decimal
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from ads import tasks
@@ -161,3 +163,11 @@ def test_a_failed_run_is_recorded_and_the_champion_stays(history):
     failed = TrainingRun.objects.get(outcome="failed")
     assert failed.error.startswith("NotEnoughData: The training rows hold 0 impressions")
     assert ModelVersion.objects.get(status="champion") == champion
+
+
+def test_the_train_models_command_says_what_it_did(history, db):
+    output = io.StringIO()
+    call_command("train_models", days=4, stdout=output)
+    assert "ctr: v2 champion (AUC 0.7" in output.getvalue()
+    with pytest.raises(CommandError, match="--days must be at least 2"):
+        call_command("train_models", days=1)
