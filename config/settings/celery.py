@@ -28,4 +28,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "analytics.tasks.rollup_today_task",
         "schedule": crontab(minute="*/5"),
     },
+    # Retraining, after the night's rollups: each task takes its window and is idempotent.
+    "retrain-ctr-model": {
+        "task": "ads.tasks.retrain_ctr_model_task",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
