@@ -1,0 +1,437 @@
+"""The decision engine and event ingestion under load, on PostgreSQL and Redis.
+
+1,000 live line items, 3,000 creatives, 5,000 viewers, 1,700 titles (bench/_world.py). Prints:
+
+1. in process: `ads.services.decide` p50/p90/p99/max, pod size and fill rate, and one index
+   rebuild and one state refresh (each process does them about once a second);
+2. over HTTP against uvicorn run as the Procfile runs it (2 workers): p50/p99 latency and
+   decisions/s at 1, 8 and 32 connections, with wrk (a Python client when wrk is missing);
+3. batched event ingestion into PostgreSQL: in process and over POST /api/v1/events;
+
+then each figure beside its target. The load generator shares the machine's cores with the
+server. Every run drops and creates the scratch database and flushes the Redis db (kept
+afterwards for a look); it skips, exiting 0, when PostgreSQL or Redis does not answer.
+
+    python bench/decisions.py
+    BENCH_DATABASE_URL   postgres://postgres@127.0.0.1:5432/interlude_bench (name must say bench)
+    BENCH_REDIS_URL      redis://127.0.0.1:6379/3
+    BENCH_DECISIONS=20000 BENCH_EVENTS=100000 BENCH_HTTP_SECONDS=10   (smaller for a quick run)
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "bench"))
+
+import _cpu  # noqa: E402  (helpers beside this file)
+import _events  # noqa: E402
+import _http  # noqa: E402
+from _report import Report, ms, percentile  # noqa: E402
+
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/interlude_bench"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+DECISIONS = int(os.environ.get("BENCH_DECISIONS", "20000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
+HTTP_EVENTS = EVENTS // 2
+HTTP_SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
+CONNECTIONS = (1, 8, 32)
+HTTP_BODIES = 5000
+# Tracking tokens are signed with it: the bench process and the server must share it.
+SECRET_KEY = "bench-only-secret-key-0f9c2e7d4b1a8e6c3f5d7b9a1c3e5f7a"
+
+TARGET_IN_PROCESS_P99_MS = 2.0
+TARGET_HTTP_P99_MS = 10.0
+TARGET_HTTP_PER_SECOND = 1000
+
+
+def main() -> int:
+    database_name = urlsplit(DATABASE_URL).path.lstrip("/")
+    if "bench" not in database_name:
+        print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
+        return 2
+    unreachable = _unreachable()
+    if unreachable:
+        print(f"skipped: {unreachable}")
+        return 0
+    started = time.perf_counter()
+    _recreate_database(database_name)
+    os.environ.update(
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=SECRET_KEY,
+        DJANGO_ALLOWED_HOSTS=_http.HOST,
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    report = Report()
+    report.line(_machine())
+    with _cpu.Meter() as idle:
+        time.sleep(2)
+    report.line(
+        f"Before the bench, other processes used {idle.usage.other_cores:.2f} of "
+        f"{os.cpu_count()} cores"
+        + (
+            "; the machine is not idle, so the figures below are low"
+            if idle.usage.other_cores > 0.2
+            else ""
+        )
+    )
+
+    import _world
+
+    seeding = time.perf_counter()
+    world = _world.seed()
+    from ads import services
+
+    services.index_changed()
+    report.line(f"Seeded {_counts()} in {time.perf_counter() - seeding:.1f} s")
+
+    rng = random.Random(7)
+    tokens = in_process_decisions(report, world, rng)
+    local_slots, http_slots = _events.slots_for(EVENTS), _events.slots_for(HTTP_EVENTS)
+    accepted = {"in process": _events.in_process(report, tokens[:local_slots], rng, EVENTS)}
+    failures = over_http(
+        report, world, tokens[local_slots : local_slots + http_slots], rng, accepted
+    )
+    failures += _check_rows(report, accepted)
+    report.verdicts()
+    print(f"\nbench/decisions.py done in {time.perf_counter() - started:.0f} s")
+    return 1 if failures else 0
+
+
+def _unreachable() -> str | None:
+    import psycopg
+    import redis
+
+    try:
+        psycopg.connect(_maintenance_url(), connect_timeout=2).close()
+    except psycopg.Error as error:
+        return f"PostgreSQL does not answer at {_maintenance_url()} ({_first_line(error)})"
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
+    except redis.RedisError as error:
+        return f"Redis does not answer at {REDIS_URL} ({_first_line(error)})"
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _maintenance_url() -> str:
+    return urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres"))
+
+
+def _recreate_database(name: str) -> None:
+    import psycopg
+    import redis
+    from psycopg import sql
+
+    with psycopg.connect(_maintenance_url(), autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def _machine() -> str:
+    import redis
+    from django.db import connection
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    postgres = connection.cursor().connection.info.server_version
+    redis_version = redis.Redis.from_url(REDIS_URL).info("server")["redis_version"]
+    return (
+        f"Machine: {os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"PostgreSQL {postgres // 10000}.{postgres % 10000}, Redis {redis_version}"
+    )
+
+
+def _counts() -> str:
+    from ads.models import Advertiser, Campaign, Creative, LineItem
+    from catalog.models import AdBreak, Title, Viewer
+
+    kids = Viewer.objects.filter(is_kids=True).count()
+    return (
+        f"{Title.objects.count():,} titles, {AdBreak.objects.count():,} ad breaks, "
+        f"{Viewer.objects.count():,} viewers ({kids} kids), {Advertiser.objects.count()} "
+        f"advertisers, {Campaign.objects.count()} campaigns, {LineItem.objects.count():,} line "
+        f"items, {Creative.objects.count():,} creatives"
+    )
+
+
+def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]:
+    """Times `decide` on random requests; returns the tracking tokens of every slot."""
+    from django.utils import timezone
+
+    from ads import services
+    from ads.decisioning.counters import counters
+    from ads.decisioning.index import build_index, current_index
+    from ads.decisioning.state import read_state
+
+    index = current_index()
+    rebuilds = []
+    for _ in range(3):
+        began = time.perf_counter()
+        build_index(index.version)
+        rebuilds.append(time.perf_counter() - began)
+    refreshes = []
+    for _ in range(6):
+        began = time.perf_counter()
+        read_state(index, counters(), timezone.now())
+        refreshes.append(time.perf_counter() - began)
+
+    tokens: list[str] = []
+
+    def run(count: int) -> tuple[list[float], list]:
+        requests = [services.DecisionRequest(**world.request(rng)) for _ in range(count)]
+        latencies, decisions = [], []
+        for request in requests:
+            began = time.perf_counter()
+            decision = services.decide(request, rng=rng)
+            latencies.append(time.perf_counter() - began)
+            decisions.append(decision)
+            tokens.extend(slot.token for slot in decision.pod)
+        return latencies, decisions
+
+    run(2000)  # warm up: connections, scripts loaded into Redis, the index and state
+    full_collections: list[float] = []
+    gc.callbacks.append(_full_collection_timer(full_collections))
+    with _cpu.Meter() as meter:
+        latencies, decisions = run(DECISIONS)
+    gc.callbacks.pop()
+    exploring = sorted(t for t, d in zip(latencies, decisions, strict=True) if d.explored)
+    # Enough tokens for the events of both ingestion runs (not timed).
+    while len(tokens) < _events.slots_for(EVENTS) + _events.slots_for(HTTP_EVENTS):
+        run(1000)
+
+    latencies.sort()
+    served = [decision for decision in decisions if decision.reason != "kids_profile"]
+    filled = [decision for decision in served if decision.pod]
+    p99 = percentile(latencies, 0.99)
+    report.line(f"\nIn process: {DECISIONS:,} decisions, random viewers, titles, breaks, devices")
+    report.line(
+        f"  decide   p50 {ms(percentile(latencies, 0.5))}  p90 {ms(percentile(latencies, 0.9))}"
+        f"  p99 {ms(p99)}  max {ms(latencies[-1])}  mean {ms(statistics.fmean(latencies))}"
+    )
+    if exploring:
+        report.line(
+            f"  exploring decisions ({len(exploring) / len(latencies):.0%}): p50 "
+            f"{ms(percentile(exploring, 0.5))}  p99 {ms(percentile(exploring, 0.99))}; "
+            f"full garbage collections: {len(full_collections)}"
+            + (f", longest {ms(max(full_collections))}" if full_collections else "")
+        )
+    report.line(
+        f"  pods     mean {statistics.fmean(len(d.pod) for d in filled):.2f} ads "
+        f"({statistics.fmean(d.duration_seconds for d in filled):.0f} s) when filled; fill rate "
+        f"{len(filled) / len(served):.1%} of {len(served):,} non-kids decisions"
+    )
+    report.line(
+        f"  index rebuild (build_index)  median {ms(statistics.median(rebuilds))}"
+        f"  of {len(rebuilds)}"
+    )
+    report.line(
+        f"  state refresh (read_state)   median {ms(statistics.median(refreshes))}"
+        f"  first {ms(refreshes[0])} (with the minute's pacing tick)"
+    )
+    cpu_per_decision = meter.usage.own_seconds / DECISIONS
+    report.line(
+        f"  CPU per decision {ms(cpu_per_decision)}: a ceiling of "
+        f"{1 / cpu_per_decision:,.0f} decisions/s per idle core"
+    )
+    report.usage(meter)
+    report.target(
+        f"in-process decision p99 ≤ {TARGET_IN_PROCESS_P99_MS:g} ms",
+        ms(p99),
+        p99 * 1000 <= TARGET_IN_PROCESS_P99_MS,
+    )
+    return tokens
+
+
+def _full_collection_timer(pauses: list[float]):
+    """A gc callback that appends the duration of each full (generation 2) collection."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    return callback
+
+
+def over_http(
+    report: Report, world, tokens: list[str], rng: random.Random, accepted: dict[str, int]
+) -> int:
+    """Decisions at each concurrency on each server flavour, then events on the last (the
+    Procfile's, which uvicorn picks when uvloop and httptools are installed). Returns the
+    number of failures (non-2xx answers, socket errors)."""
+    from ads import services
+
+    _, key = services.platform_key_create(name="bench")
+    bodies = [json.dumps(world.request(rng)) for _ in range(HTTP_BODIES)]
+    scratch = tempfile.TemporaryDirectory(prefix="bench-decisions-")
+    bodies_file = Path(scratch.name) / "bodies.jsonl"
+    bodies_file.write_text("\n".join(bodies) + "\n")
+    flavours = [("asyncio", "h11")]
+    if importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"):
+        flavours.append(("uvloop", "httptools"))
+    generator = (
+        "wrk -t2 (on the same 2 cores)"
+        if _http.have_wrk()
+        else (
+            "a Python asyncio client (wrk is not installed; it shares the cores and adds its own "
+            "latency)"
+        )
+    )
+    report.line(
+        f"\nHTTP: uvicorn config.asgi:application --workers 2, {HTTP_SECONDS} s a level; "
+        f"load from {generator}"
+    )
+
+    def load(port: int, connections: int, seconds: int) -> _http.LoadResult:
+        if _http.have_wrk():
+            return _http.wrk_run(
+                port=port,
+                path="/api/v1/decisions",
+                key=key,
+                bodies_file=str(bodies_file),
+                connections=connections,
+                seconds=seconds,
+            )
+        return _http.python_run(
+            port=port,
+            path="/api/v1/decisions",
+            key=key,
+            bodies=[body.encode() for body in bodies],
+            connections=connections,
+            seconds=seconds,
+        )
+
+    def measured(port: int, pid: int, connections: int, seconds: int) -> _http.LoadResult:
+        server_before = _cpu.tree_seconds(pid)
+        with _cpu.Meter() as meter:
+            run = load(port, connections, seconds)
+        server_seconds = _cpu.tree_seconds(pid) - server_before
+        run.server_cpu_ms = server_seconds / max(run.requests, 1) * 1000
+        run.other_cores = meter.usage.other_cores
+        return run
+
+    failures = 0
+    results: dict[tuple[str, str], list[_http.LoadResult]] = {}
+    env = dict(os.environ)
+    with scratch:
+        for loop, http in flavours:
+            server = _http.asgi_server(base_dir=BASE_DIR, env=env, loop=loop, http=http)
+            with server as (port, pid):
+                load(port, 8, 3)  # warm up both workers: index, state, connections
+                runs = [measured(port, pid, c, HTTP_SECONDS) for c in CONNECTIONS]
+                results[(loop, http)] = runs
+                report.line(f"  --loop {loop} --http {http}")
+                report.line(
+                    "    connections   p50 ms   p99 ms   max ms   decisions/s   non-2xx"
+                    "   server CPU/request   other processes"
+                )
+                for run in runs:
+                    report.line(
+                        f"    {run.connections:11d} {run.p50_ms:8.2f} {run.p99_ms:8.2f} "
+                        f"{run.max_ms:8.1f} {run.per_second:13,.0f} {run.non_2xx:9d}"
+                        f" {run.server_cpu_ms:16.2f} ms {run.other_cores:11.2f} cores"
+                        + (f"  socket errors {run.socket_errors}" if run.socket_errors else "")
+                    )
+                    failures += run.non_2xx + run.socket_errors
+                cheapest = min(run.server_cpu_ms for run in runs)
+                report.line(
+                    f"    server CPU per decision ≥ {cheapest:.2f} ms: a ceiling of "
+                    f"{(os.cpu_count() or 1) * 1000 / cheapest:,.0f} decisions/s on "
+                    f"{os.cpu_count()} idle cores with no load generator"
+                )
+                if (loop, http) == flavours[-1]:
+                    accepted["over HTTP"], failed = _events.over_http(
+                        report,
+                        port=port,
+                        pid=pid,
+                        key=key,
+                        tokens=tokens,
+                        rng=rng,
+                        total=HTTP_EVENTS,
+                    )
+                    failures += failed
+
+    best = {flavour: max(run.per_second for run in runs) for flavour, runs in results.items()}
+    fastest = max(best, key=best.get)
+    report.line(
+        "  fastest: --loop {} --http {} ({})".format(
+            *fastest, ", ".join(f"{a}+{b} {rate:,.0f}/s" for (a, b), rate in best.items())
+        )
+    )
+    # Targets on the Procfile's flavour, at a concurrency that meets both (a closed loop of
+    # c connections has mean latency c / throughput, so 32 connections need > 3,200/s for 10 ms).
+    runs = results[flavours[-1]]
+    for run in runs:
+        report.target(
+            f"HTTP p99 ≤ {TARGET_HTTP_P99_MS:g} ms at {run.connections} connection(s)",
+            f"{run.p99_ms:.2f} ms",
+            run.p99_ms <= TARGET_HTTP_P99_MS,
+        )
+    for run in runs:
+        report.target(
+            f"HTTP ≥ {TARGET_HTTP_PER_SECOND:,} decisions/s at {run.connections} connection(s)",
+            f"{run.per_second:,.0f}/s",
+            run.per_second >= TARGET_HTTP_PER_SECOND,
+        )
+    both = [
+        r for r in runs if r.p99_ms <= TARGET_HTTP_P99_MS and r.per_second >= TARGET_HTTP_PER_SECOND
+    ]
+    report.target(
+        "HTTP both at one concurrency",
+        ", ".join(str(r.connections) for r in both) or "none",
+        bool(both),
+    )
+    return failures
+
+
+def _check_rows(report: Report, accepted: dict[str, int]) -> int:
+    from ads.models import AdEvent
+
+    rows, total = AdEvent.objects.count(), sum(accepted.values())
+    report.line(
+        f"\nAdEvent rows {rows:,}; accepted {total:,} ({accepted})"
+        + ("" if rows == total else "  MISMATCH")
+    )
+    return 0 if rows == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
