@@ -1,9 +1,9 @@
 """Advertiser dashboards, mounted at /a/ beside the ads app's pages (names are global, like
-theirs: `overview` is the account's home page)."""
+theirs: `overview` is the account's home page); and the staff pages, mounted at /staff/."""
 
 from django.urls import path
 
-from analytics import views
+from analytics import staff_views, views
 
 urlpatterns = [
     path("<slug:slug>/", views.overview, name="overview"),
@@ -17,4 +17,10 @@ urlpatterns = [
         views.line_item_report,
         name="line_item_report",
     ),
+]
+
+staff_urlpatterns = [
+    path("", staff_views.executive_dashboard, name="staff_dashboard"),
+    path("figures/", staff_views.executive_figures_partial, name="staff_dashboard_figures"),
+    path("models/<str:kind>/", staff_views.model_monitoring, name="staff_models"),
 ]

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ads import api as ads_api
+from analytics.urls import staff_urlpatterns
 from config import health
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("a/", include("analytics.urls")),  # the dashboards, /a/<slug>/ (overview) first
     path("a/", include("ads.urls")),
+    path("staff/", include(staff_urlpatterns)),  # the executive dashboard, model monitoring
     path("api/v1/", include("ads.api_urls")),
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,0 +1,347 @@
+"""Staff pages: the executive dashboard (the platform now, its figures refreshed by htmx every
+few seconds) and the monitoring page of each model kind (versions and their held-out metrics,
+the champion's reliability table, its daily drift).
+
+Staff only: anonymous users go to the login page; a signed-in user who is not staff gets a 404,
+so the pages do not reveal that they exist. Every number comes from `analytics.selectors`; this
+module only writes them as text, with "—" for a figure that is not defined yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django_htmx.http import HttpResponseClientRedirect
+
+from ads.decisioning.latency import BUCKETS_MS
+from analytics import selectors
+from analytics.reports import DASH, money_grouped, percent
+from ml.models import ModelKind, ModelVersion
+
+REFRESH_SECONDS = 5
+LATENCY_MINUTES = 5  # the window of `executive_summary`'s latency figures
+PSI_BANDS = (
+    ("none", "below 0.1: no shift"),
+    ("moderate", "0.1 to 0.25: moderate shift"),
+    ("significant", "above 0.25: significant shift"),
+)
+
+
+def staff_view(view):
+    """Staff only; anonymous users log in first, anyone else gets a 404. When a polling htmx
+    request finds the session gone, the whole page goes to the login form (not the tiles)."""
+    view_for_users = login_required(view)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if request.htmx:
+                page = request.htmx.current_url_abs_path or reverse("staff_dashboard")
+                return HttpResponseClientRedirect(redirect_to_login(page).url)
+            return view_for_users(request, *args, **kwargs)
+        if not request.user.is_staff:
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# How the figures are written
+
+
+def fixed(value: float | None, places: int) -> str:
+    return DASH if value is None else f"{value:.{places}f}"
+
+
+def integer(value: int | None) -> str:
+    return DASH if value is None else f"{value:,}"
+
+
+def milliseconds(value: float | None) -> str:
+    """A latency bucket's upper bound; the last bucket has none ("> 1000")."""
+    if value is None:
+        return DASH
+    if value >= BUCKETS_MS[-1]:
+        return f"> {BUCKETS_MS[-2]:g}"
+    return f"≤ {value:g}"
+
+
+def when(value: dt.datetime | None) -> str:
+    return DASH if value is None else f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M}"
+
+
+def window_edge(value: dt.datetime | None) -> str:
+    """A training window's edge: its day, with the time only when it is not midnight (UTC)."""
+    if value is None:
+        return "…"
+    value = value.astimezone(dt.UTC)
+    return f"{value:%Y-%m-%d}" if value.time() == dt.time(0) else f"{value:%Y-%m-%d %H:%M}"
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, …, 9 × a power of ten at or above `value` (a chart's axis limit)."""
+    step = 10 ** math.floor(math.log10(value))
+    return round(math.ceil(round(value / step, 9)) * step, 12)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One tile of the executive dashboard, with a line saying what it counts."""
+
+    key: str
+    label: str
+    value: str
+    note: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class FigureGroup:
+    key: str
+    title: str
+    figures: list[Figure]
+
+
+def executive_figures(summary: dict) -> list[FigureGroup]:
+    viewing, delivery, latency = summary["viewing"], summary["delivery"], summary["latency"]
+    return [
+        FigureGroup(
+            "viewing",
+            "Viewing",
+            [
+                Figure(
+                    "active_sessions",
+                    "Active sessions",
+                    integer(viewing["active_sessions"]),
+                    "Viewing sessions open now (started in the last 4 hours, not ended).",
+                ),
+                Figure(
+                    "sessions_today",
+                    "Sessions today",
+                    integer(viewing["sessions_today"]),
+                    "Sessions started since midnight UTC.",
+                ),
+                Figure(
+                    "completion_rate",
+                    "Completion rate",
+                    percent(viewing["completion_rate"]),
+                    "Today's sessions that played their title to the end.",
+                ),
+                Figure(
+                    "average_engagement",
+                    "Average engagement",
+                    percent(viewing["average_engagement"]),
+                    "The share of its title a session of today watched, on average.",
+                ),
+            ],
+        ),
+        FigureGroup(
+            "delivery",
+            f"Delivery today ({delivery['day']:%Y-%m-%d}, UTC)",
+            [
+                Figure(
+                    "impressions",
+                    "Impressions",
+                    integer(delivery["impressions"]),
+                    "Ads shown, counted once each.",
+                ),
+                Figure("clicks", "Clicks", integer(delivery["clicks"]), "Clicks on ads."),
+                Figure(
+                    "completes",
+                    "Completes",
+                    integer(delivery["completes"]),
+                    "Ads played to their end.",
+                ),
+                Figure(
+                    "revenue",
+                    "Revenue",
+                    money_grouped(delivery["revenue"]),
+                    "Advertisers' spend, each in its account's currency, added up unconverted.",
+                ),
+                Figure(
+                    "fill_rate",
+                    "Fill rate",
+                    percent(delivery["fill_rate"]),
+                    "Decisions that returned at least one ad (kids profiles not counted).",
+                ),
+            ],
+        ),
+        FigureGroup(
+            "latency",
+            f"Ad decisions, last {LATENCY_MINUTES} minutes",
+            [
+                Figure(
+                    "decisions",
+                    "Decisions",
+                    integer(latency["decisions"]),
+                    "Decisions timed by the API.",
+                ),
+                Figure(
+                    "p50_ms",
+                    "Latency p50",
+                    milliseconds(latency["p50_ms"]),
+                    "Half the decisions took at most this (a histogram bucket's bound).",
+                    "ms",
+                ),
+                Figure(
+                    "p99_ms",
+                    "Latency p99",
+                    milliseconds(latency["p99_ms"]),
+                    "99 in 100 decisions took at most this.",
+                    "ms",
+                ),
+            ],
+        ),
+    ]
+
+
+def champion_rows(champions: dict[str, ModelVersion]) -> list[dict]:
+    """Each model kind, with its champion's held-out figures (dashes when it has none)."""
+    rows = []
+    for kind, label in ModelKind.choices:
+        champion = champions.get(kind)
+        metrics = champion.metrics if champion else {}
+        rows.append(
+            {
+                "kind": kind,
+                "label": label,
+                "champion": champion,
+                "auc": fixed(metrics.get("auc"), 4),
+                "log_loss": fixed(metrics.get("log_loss"), 4),
+                "accuracy": percent(metrics.get("accuracy")),
+                "calibration_ratio": fixed(metrics.get("calibration_ratio"), 3),
+            }
+        )
+    return rows
+
+
+def _executive_context() -> dict:
+    summary = selectors.executive_summary(at=timezone.now())
+    return {
+        "at": summary["at"],
+        "groups": executive_figures(summary),
+        "champions": champion_rows(summary["champions"]),
+        "refresh_seconds": REFRESH_SECONDS,
+        "model_kinds": ModelKind.choices,
+    }
+
+
+@staff_view
+def executive_dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "analytics/staff/executive.html", _executive_context())
+
+
+@staff_view
+def executive_figures_partial(request: HttpRequest) -> HttpResponse:
+    """The dashboard's figures alone: what its htmx polling swaps in."""
+    return render(request, "analytics/staff/partials/figures.html", _executive_context())
+
+
+# Model monitoring
+
+
+def version_rows(versions: list[ModelVersion]) -> list[dict]:
+    rows = []
+    for version in versions:
+        metrics = version.metrics
+        rows.append(
+            {
+                "version": version,
+                # Pieces that may not break inside (dates), so that the cell wraps between them.
+                "window": (
+                    [f"{window_edge(version.window_start)} –", window_edge(version.window_end)]
+                    if version.window_start or version.window_end
+                    else [DASH]
+                ),
+                "trained_at": when(version.trained_at).split(" "),
+                "rows": [f"{version.train_rows:,}", "/", f"{version.holdout_rows:,}"],
+                "auc": fixed(metrics.get("auc"), 4),
+                "log_loss": fixed(metrics.get("log_loss"), 4),
+                "normalized_entropy": fixed(metrics.get("normalized_entropy"), 4),
+                "calibration_ratio": fixed(metrics.get("calibration_ratio"), 3),
+                "ece": fixed(metrics.get("ece"), 4),
+            }
+        )
+    return rows
+
+
+def versions_chart(versions: list[ModelVersion]) -> dict:
+    """AUC and log loss per version, oldest first (null where a version lacks one)."""
+    return {
+        "labels": [f"v{version.version}" for version in versions],
+        "auc": [version.metrics.get("auc") for version in versions],
+        "log_loss": [version.metrics.get("log_loss") for version in versions],
+    }
+
+
+def reliability_rows(reliability: list[dict]) -> list[dict]:
+    return [
+        {
+            "bin": f"{row['low']:.2f}–{row['high']:.2f}",
+            "count": integer(row["count"]),
+            "predicted": fixed(row["predicted"], 4),
+            "observed": fixed(row["observed"], 4),
+            "gap": fixed(row["observed"] - row["predicted"], 4),
+        }
+        for row in reliability
+    ]
+
+
+def reliability_chart(reliability: list[dict]) -> dict:
+    """Observed rate against mean prediction per bin, and the diagonal (perfect calibration)
+    over the range the bins span, so that small probabilities (CTR) are not squeezed into a
+    corner of the unit square."""
+    points = [{"x": row["predicted"], "y": row["observed"]} for row in reliability]
+    top = max([max(point["x"], point["y"]) for point in points] or [1.0])
+    top = min(1.0, nice_ceiling(top * 1.05)) if top > 0 else 1.0
+    return {
+        "points": points,
+        "counts": [row["count"] for row in reliability],
+        "limit": top,
+    }
+
+
+def drift_rows(drift: list[dict]) -> list[dict]:
+    return [
+        {
+            "day": f"{row['day']:%Y-%m-%d}",
+            "rows": integer(row["rows"]),
+            "psi": fixed(row["psi"], 4),
+            "band": row["band"],
+        }
+        for row in drift
+    ]
+
+
+@staff_view
+def model_monitoring(request: HttpRequest, kind: str) -> HttpResponse:
+    if kind not in ModelKind.values:
+        raise Http404("No such model kind.")
+    monitoring = selectors.model_monitoring(kind=kind)
+    versions = monitoring["versions"]
+    return render(
+        request,
+        "analytics/staff/models.html",
+        {
+            "kind": kind,
+            "kind_label": ModelKind(kind).label,
+            "model_kinds": ModelKind.choices,
+            "versions": version_rows(list(reversed(versions))),  # newest first in the table
+            "versions_chart": versions_chart(versions),
+            "champion": monitoring["champion"],
+            "reliability": reliability_rows(monitoring["reliability"]),
+            "reliability_chart": reliability_chart(monitoring["reliability"]),
+            "drift": drift_rows(monitoring["drift"]),
+            "psi_bands": PSI_BANDS,
+        },
+    )
