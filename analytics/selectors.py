@@ -4,8 +4,10 @@ function takes `advertiser=` and reads only that account's rows."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
@@ -58,6 +60,16 @@ class Kpis:
     def average_frequency(self) -> float | None:
         """Impressions per viewer reached."""
         return self.impressions / self.reach if self.reach else None
+
+
+def _summed(row: Mapping[str, Any]) -> Kpis:
+    """Kpis from a row of SUMS (a missing row or a NULL sum is zero); reach is not summable."""
+    return Kpis(
+        impressions=row.get("impressions") or 0,
+        clicks=row.get("clicks") or 0,
+        completes=row.get("completes") or 0,
+        spend_micros=row.get("spend_micros") or 0,
+    )
 
 
 def _scoped(queryset: QuerySet, campaign_id: int | None, line_item_id: int | None) -> QuerySet:
@@ -136,8 +148,8 @@ def daily_series(
     line_item_id: int | None = None,
 ) -> list[dict]:
     """One point per day of the range (days without delivery are zeros)."""
-    rows = {
-        row["day"]: row
+    rows: dict[dt.date, Kpis] = {
+        row["day"]: _summed(row)
         for row in _deliveries(advertiser, start, end, campaign_id, line_item_id)
         .values("day")
         .annotate(**SUMS)
@@ -145,13 +157,13 @@ def daily_series(
     series = []
     day = start
     while day <= end:
-        row = rows.get(day, {})
+        totals = rows.get(day, Kpis())
         series.append(
             {
                 "day": day,
-                "impressions": row.get("impressions") or 0,
-                "clicks": row.get("clicks") or 0,
-                "spend": Decimal(row.get("spend_micros") or 0) / MICROS,
+                "impressions": totals.impressions,
+                "clicks": totals.clicks,
+                "spend": totals.spend,
             }
         )
         day += dt.timedelta(days=1)
@@ -173,16 +185,7 @@ def breakdown(
     )
     rows = _scoped(rows, campaign_id, line_item_id)
     return [
-        {
-            "value": row["value"],
-            "label": row["label"],
-            "kpis": Kpis(
-                impressions=row["impressions"] or 0,
-                clicks=row["clicks"] or 0,
-                completes=row["completes"] or 0,
-                spend_micros=row["spend_micros"] or 0,
-            ),
-        }
+        {"value": row["value"], "label": row["label"], "kpis": _summed(row)}
         for row in rows.values("value", "label").annotate(**SUMS).order_by("-impressions", "label")
     ]
 
@@ -245,25 +248,13 @@ def campaign_table(*, advertiser: Advertiser, start: dt.date, end: dt.date) -> l
         )
         .order_by("name")
     )
-    totals = {
-        row["campaign"]: row
+    totals: dict[int, Kpis] = {
+        row["campaign"]: _summed(row)
         for row in _deliveries(advertiser, start, end).values("campaign").annotate(**SUMS)
     }
-    table = []
-    for campaign in campaigns:
-        row = totals.get(campaign.pk, {})
-        table.append(
-            {
-                "campaign": campaign,
-                "kpis": Kpis(
-                    impressions=row.get("impressions") or 0,
-                    clicks=row.get("clicks") or 0,
-                    completes=row.get("completes") or 0,
-                    spend_micros=row.get("spend_micros") or 0,
-                ),
-            }
-        )
-    return table
+    return [
+        {"campaign": campaign, "kpis": totals.get(campaign.pk, Kpis())} for campaign in campaigns
+    ]
 
 
 def fill_rate(*, day: dt.date) -> float | None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
@@ -62,7 +63,7 @@ def _events_of_day(advertiser_ids: list[int], day: dt.date, tz: ZoneInfo) -> Que
     ).order_by()
 
 
-def _metrics(row: dict) -> dict:
+def _metrics(row: Mapping[str, Any]) -> dict:
     return {name: row[name] or 0 for name in METRIC_FIELDS}
 
 
