@@ -4,6 +4,7 @@ the champion changes (a pointer in the cache, checked at most once a second)."""
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from ml.models import ModelVersion
 from ml.services import champion_pointer_key
 
 CHECK_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,16 @@ class ChampionCache:
                 self._loaded[kind] = None
                 return None
             if loaded is None or loaded.version_id != champion.pk:
-                model = joblib.load(io.BytesIO(bytes(champion.artifact)))
+                try:
+                    model = joblib.load(io.BytesIO(bytes(champion.artifact)))
+                except Exception:
+                    # An unreadable artifact must not break what serves: callers fall back
+                    # to their no-model path until staff promote or roll back.
+                    logger.exception(
+                        "The %s champion v%s cannot be loaded.", kind, champion.version
+                    )
+                    self._loaded[kind] = None
+                    return None
                 self._loaded[kind] = LoadedModel(
                     champion.pk, champion.version, model, champion.feature_spec
                 )

@@ -153,3 +153,11 @@ def test_drift_needs_reference_scores():
     version = register(GOOD)
     with pytest.raises(ValidationError, match="no reference scores"):
         services.drift_record(model_version=version, day=DAY, scores=[0.1, 0.2])
+
+
+def test_an_unreadable_champion_is_served_as_no_model(caplog):
+    version = register(GOOD)
+    ModelVersion.objects.filter(pk=version.pk).update(artifact=b"not a model")
+    serving.champions.reset()
+    assert serving.champion("ctr") is None
+    assert "The ctr champion v1 cannot be loaded." in caplog.text
