@@ -32,7 +32,7 @@ from ads.models import AdEvent, Advertiser, daypart_at
 from catalog.models import Title
 from ml import metrics
 from ml import services as ml_services
-from ml.models import ModelKind, ModelVersion
+from ml.models import DriftMeasurement, ModelKind, ModelVersion
 from ml.serving import champion, champions
 
 logger = logging.getLogger(__name__)
@@ -321,3 +321,19 @@ def ctr_model_retrain(
     trees = versions[-1]
     ml_services.training_run_finish(run=run, model_version=trees)
     return trees
+
+
+def ctr_drift_measure(*, day: dt.date) -> DriftMeasurement | None:
+    """Score `day`'s impressions (UTC) with the CTR champion and record the PSI against its
+    training window. None when there is no champion or no impression that day."""
+    current = champion(ModelKind.CTR)
+    if current is None:
+        return None
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+    frame = training_frame(start=start, end=start + dt.timedelta(days=1))
+    if frame.empty:
+        return None
+    version = ModelVersion.objects.get(pk=current.version_id)
+    return ml_services.drift_record(
+        model_version=version, day=day, scores=current.model.predict_frame(frame)
+    )

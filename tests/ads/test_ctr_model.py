@@ -18,7 +18,7 @@ from ads.learning import training
 from ads.learning.scoring import ctr_champion, predict_ctr
 from ads.models import AdEvent
 from ml import metrics
-from ml.models import ModelVersion, TrainingRun
+from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.factories import (
     AdvertiserFactory,
@@ -171,3 +171,15 @@ def test_the_train_models_command_says_what_it_did(history, db):
     assert "ctr: v2 champion (AUC 0.7" in output.getvalue()
     with pytest.raises(CommandError, match="--days must be at least 2"):
         call_command("train_models", days=1)
+
+
+def test_drift_of_the_champions_scores_is_measured_per_day(history):
+    end, _ = history
+    champion_version = training.ctr_model_train(window_end=end, days=4)[1]
+    yesterday = (end - dt.timedelta(days=1)).date()
+    psi = tasks.measure_ctr_drift_task.apply(args=[yesterday.isoformat()]).get()
+    measurement = DriftMeasurement.objects.get()
+    assert measurement.model_version == champion_version
+    assert measurement.psi == psi
+    assert psi < 0.1  # the same world, the same traffic: no drift
+    assert tasks.measure_ctr_drift_task.apply(args=["2020-01-01"]).get() is None
