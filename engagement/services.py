@@ -160,3 +160,8 @@ def _session_spec_check(spec: SessionSpec) -> None:
             raise ValidationError({"at": "Playback event times need a time zone."})
         if event.position_seconds < 0:
             raise ValidationError({"position_seconds": "Cannot be negative."})
+
+
+# The engagement model's training and serving live in engagement.learning; these are the
+# names other apps and the tasks may use.
+from engagement.learning import engagement_model_train, engagement_predict  # noqa: E402, F401

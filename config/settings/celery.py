@@ -33,6 +33,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "ads.tasks.retrain_ctr_model_task",
         "schedule": crontab(hour=3, minute=30),
     },
+    "retrain-engagement-model": {
+        "task": "engagement.tasks.retrain_engagement_model_task",
+        "schedule": crontab(hour=2, minute=30),
+    },
     # Drift of the champion's scores on yesterday against its training window (monitoring).
     "measure-ctr-drift": {
         "task": "ads.tasks.measure_ctr_drift_task",

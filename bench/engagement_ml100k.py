@@ -1,0 +1,225 @@
+"""The engagement model on MovieLens-100k (label: rating ≥ 4), against published figures.
+
+    python bench/engagement_ml100k.py [PATH]     (default: ../shared/data/ml-100k)
+
+Reads the three files with pandas and turns users and items into viewer and title attributes
+with the loader's own rules (engagement.movielens: age band, region from the ZIP code, device
+from the occupation, kids profile; genres, year, maturity), so the features are exactly those
+of production. Then, with the production pipeline (`EngagementModel`: features fitted on the
+training rows, LightGBM early-stopped and Platt-calibrated on the validation rows, statistics
+refreshed with the validation rows before scoring the test rows):
+
+* a random 80/10/10 split of the ratings over 5 seeds;
+* a chronological split: all ratings by timestamp, the first 80 % to train, the next 10 % to
+  validate, the last 10 % to test;
+
+and the same with a logistic regression on the same features (the gain of the trees), and,
+on the chronological split, LightGBM without the refresh (the gain of the refresh: 86 % of
+those test rows are of users unseen in training, some of whom rated during validation).
+Prints mean ± sd of AUC, log loss, expected calibration error (10 equal-width bins) and
+accuracy (at p >= 0.5) on the test rows, next to the reference figures and the goals.
+
+MovieLens: F. M. Harper and J. A. Konstan, "The MovieLens Datasets: History and Context",
+ACM TiiS 5(4), 2015 (GroupLens Research; research use; read in place, never copied here).
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BASE_DIR))
+
+SEEDS = (0, 1, 2, 3, 4)
+METRICS = (("auc", "AUC"), ("log_loss", "log loss"), ("ece", "ECE"), ("accuracy", "accuracy"))
+# (split, algorithm, refresh the statistics with the validation rows, name in the table)
+VARIANTS = (
+    ("random", "lightgbm", True, "LightGBM + Platt (ours)"),
+    ("random", "logistic", True, "logistic regression, same features"),
+    ("chronological", "lightgbm", True, "LightGBM + Platt (ours)"),
+    ("chronological", "logistic", True, "logistic regression, same features"),
+    ("chronological", "lightgbm", False, "LightGBM, train-only statistics"),
+)
+REFERENCES = (
+    ("logistic regression (RecBole's published ml-100k figure)", "0.7765", "0.562"),
+    ("LightGBM on the same features", "~0.783", ""),
+    ("factorization machine", "~0.787", ""),
+)
+GOALS = (
+    ("random", "auc", ">=", 0.79),
+    ("random", "log_loss", "<=", 0.550),
+    ("random", "ece", "<=", 0.02),
+    ("chronological", "auc", ">=", 0.72),
+)
+
+
+def read(path: Path, name: str) -> pd.DataFrame:
+    frame = pd.read_csv(path / f"{path.name}.{name}", sep="\t", dtype=str, keep_default_na=False)
+    frame.columns = [column.split(":", 1)[0] for column in frame.columns]
+    return frame
+
+
+def movielens_frames(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(rows, viewers, titles) as the shared pipeline takes them."""
+    from engagement.movielens import (
+        KIDS_UNDER_AGE,
+        age_band_for,
+        device_for_occupation,
+        genre_name_and_slug,
+        maturity_for_genres,
+        region_for_zip,
+    )
+
+    users, items, ratings = read(path, "user"), read(path, "item"), read(path, "inter")
+    ages = users["age"].astype(int)
+    viewers = pd.DataFrame(
+        {
+            "age_band": [age_band_for(age) for age in ages],
+            "gender": users["gender"].str.upper().to_numpy(),
+            "region": [region_for_zip(zip_code) for zip_code in users["zip_code"]],
+            "device": [device_for_occupation(job) for job in users["occupation"]],
+            "is_kids": (ages < KIDS_UNDER_AGE).to_numpy(),
+        },
+        index=users["user_id"].astype(int),
+    )
+    genres = [
+        tuple(dict.fromkeys(genre_name_and_slug(token)[1] for token in value.split()))
+        for value in items["class"]
+    ]
+    titles = pd.DataFrame(
+        {
+            "year": pd.to_numeric(items["release_year"], errors="coerce").to_numpy(),
+            "maturity_rating": [maturity_for_genres(frozenset(slugs)) for slugs in genres],
+            "genres": genres,
+        },
+        index=items["item_id"].astype(int),
+    )
+    rating = ratings["rating"].astype(float).astype(int)
+    rows = pd.DataFrame(
+        {
+            "viewer": ratings["user_id"].astype(int),
+            "title": ratings["item_id"].astype(int),
+            "label": (rating >= 4).astype(int),
+            "score": (rating - 1) / 4.0,
+            "at": ratings["timestamp"].astype(float),
+        }
+    )
+    return rows, viewers, titles
+
+
+def splits(rows: pd.DataFrame):
+    """(kind, seed, train, validation, test) positions."""
+    count = len(rows)
+    first, second = int(0.8 * count), int(0.9 * count)
+    for seed in SEEDS:
+        order = np.random.default_rng(seed).permutation(count)
+        yield "random", seed, order[:first], order[first:second], order[second:]
+    order = np.argsort(rows["at"].to_numpy(), kind="stable")
+    yield "chronological", None, order[:first], order[first:second], order[second:]
+
+
+def evaluate(algorithm, refresh, rows, viewers, titles, train, validation, test, seed) -> dict:
+    from engagement.learning import EngagementModel, FeatureConfig, ModelConfig
+    from ml import metrics
+
+    model = EngagementModel(
+        feature_config=FeatureConfig(seed=seed or 0),
+        model_config=ModelConfig(algorithm=algorithm, seed=seed or 0),
+    )
+    started = time.perf_counter()
+    report = model.fit(
+        rows.iloc[train],
+        rows.iloc[validation],
+        viewers,
+        titles,
+        refresh_statistics=refresh,
+    )
+    probabilities = model.predict(rows.iloc[test][["viewer", "title"]], viewers, titles)
+    labels = rows["label"].to_numpy()[test]
+    summary = metrics.summary(labels, probabilities)
+    summary["majority_accuracy"] = max(labels.mean(), 1 - labels.mean())
+    summary["seconds"] = time.perf_counter() - started
+    summary["rounds"] = report.rounds
+    return summary
+
+
+def mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}         "
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else BASE_DIR.parent / "shared/data/ml-100k"
+    if not (path / f"{path.name}.inter").is_file():
+        print(f"skipped: no MovieLens-100k files at {path}")
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()  # the loader's rules and the catalog's vocabularies; no database is used
+
+    started = time.perf_counter()
+    rows, viewers, titles = movielens_frames(path)
+    print(
+        f"MovieLens-100k at {path}: {len(rows):,} ratings, {len(viewers):,} users, "
+        f"{len(titles):,} items; engaged (rating >= 4): {rows['label'].mean():.1%}"
+    )
+    results: dict[tuple, list[dict]] = {}
+    for kind, seed, train, validation, test in splits(rows):
+        for variant in VARIANTS:
+            if variant[0] != kind:
+                continue
+            _, algorithm, refresh, name = variant
+            summary = evaluate(
+                algorithm, refresh, rows, viewers, titles, train, validation, test, seed
+            )
+            results.setdefault(variant, []).append(summary)
+            label = f"{kind} seed {seed}" if seed is not None else kind
+            print(
+                f"  {label:15s} {name:36s} AUC {summary['auc']:.4f}  log loss "
+                f"{summary['log_loss']:.4f}  ECE {summary['ece']:.4f}  accuracy "
+                f"{summary['accuracy']:.4f}  ({summary['rounds']} rounds, "
+                f"{summary['seconds']:.0f} s)",
+                flush=True,
+            )
+
+    print()
+    header = "".join(f"{title:>19s}" for _, title in METRICS)
+    print(f"{'split':22s}{'model':37s}{header}")
+    for variant, runs in results.items():
+        kind, _, _, name = variant
+        split = f"{kind} ({len(runs)} seeds)" if len(runs) > 1 else kind
+        cells = "".join(f"{mean_sd([run[key] for run in runs]):>19s}" for key, _ in METRICS)
+        print(f"{split:22s}{name:37s}{cells}")
+    for kind in ("random", "chronological"):
+        runs = next(runs for (k, *_), runs in results.items() if k == kind)
+        majority = np.mean([run["majority_accuracy"] for run in runs])
+        name = "always the majority class"
+        print(f"{kind:22s}{name:37s}{'':57s}{majority:>19.4f}")
+    print()
+    print("References (random split, ml-100k, label rating >= 4), from the issue:")
+    for name, auc, log_loss in REFERENCES:
+        loss = f"   log loss {log_loss}" if log_loss else ""
+        print(f"  {name:58s} AUC {auc}{loss}")
+    print()
+    print("Goals (LightGBM + Platt, ours):")
+    for kind, key, sign, target in GOALS:
+        variant = (kind, "lightgbm", True, "LightGBM + Platt (ours)")
+        value = float(np.mean([run[key] for run in results[variant]]))
+        met = value >= target if sign == ">=" else value <= target
+        title = dict(METRICS)[key]
+        print(f"  {kind:14s} {title:9s} {value:.4f} {sign} {target:g}  {'PASS' if met else 'MISS'}")
+    print(
+        "The proposal's '87 % accuracy' was on its own synthetic data; on these real ratings "
+        "the accuracy (at p >= 0.5) is in the table above."
+    )
+    print(f"Total {time.perf_counter() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()

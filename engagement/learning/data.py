@@ -1,0 +1,145 @@
+"""The engagement model's inputs from the database, as the DataFrames `EngagementFeatures`
+takes: interaction rows (ratings and finished viewing sessions) and the attributes of viewers
+and titles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import pandas as pd
+from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Q
+
+from catalog.models import Title, Viewer
+from engagement.models import Rating, ViewingSession
+
+# Engaged: a rating of 4 or more, or a session finished (completed, or 90 % of the title).
+ENGAGED_RATING = 4
+ENGAGED_WATCH_RATIO = 0.9
+VIEWER_FIELDS = ("age_band", "gender", "region", "device", "is_kids")
+ROW_COLUMNS = ("viewer", "title", "label", "score", "session", "at")
+LOOKUP_CHUNK = 500
+
+
+def session_engaged() -> Q:
+    """The engagement label of a viewing session, as a database condition."""
+    watched_enough = ExpressionWrapper(
+        F("title__duration_seconds") * ENGAGED_WATCH_RATIO, output_field=FloatField()
+    )
+    return Q(completed=True) | Q(watched_seconds__gte=watched_enough)
+
+
+def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> pd.DataFrame:
+    """Every rating made, and every session that ended, before `window_end` (and from
+    `window_start`), ordered by time: ``viewer``, ``title`` (ids), ``label`` (engaged),
+    ``score`` (graded: (rating − 1) / 4, or the share of the title watched), ``session``
+    (1 for a session), ``at`` (the rating's time, the session's start)."""
+    ratings = Rating.objects.filter(rated_at__lt=window_end)
+    sessions = ViewingSession.objects.filter(ended_at__isnull=False, ended_at__lt=window_end)
+    if window_start is not None:
+        ratings = ratings.filter(rated_at__gte=window_start)
+        sessions = sessions.filter(started_at__gte=window_start)
+    rating_rows = pd.DataFrame(
+        ratings.order_by("rated_at", "id").values_list(
+            "viewer_id", "title_id", "rating", "rated_at"
+        ),
+        columns=["viewer", "title", "rating", "at"],
+    )
+    session_rows = pd.DataFrame(
+        sessions.annotate(engaged=ExpressionWrapper(session_engaged(), output_field=BooleanField()))
+        .order_by("started_at", "id")
+        .values_list("viewer_id", "title_id", "watched_seconds", "title__duration_seconds",
+                     "engaged", "started_at"),
+        columns=["viewer", "title", "watched", "duration", "engaged", "at"],
+    )  # fmt: skip
+    frames = []
+    if len(rating_rows):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "viewer": rating_rows["viewer"],
+                    "title": rating_rows["title"],
+                    "label": (rating_rows["rating"] >= ENGAGED_RATING).astype(int),
+                    "score": (rating_rows["rating"] - 1) / 4.0,
+                    "session": 0,
+                    "at": pd.to_datetime(rating_rows["at"], utc=True),
+                }
+            )
+        )
+    if len(session_rows):
+        label = session_rows["engaged"].astype(bool)
+        ratio = (session_rows["watched"] / session_rows["duration"].clip(lower=1)).clip(0.0, 1.0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "viewer": session_rows["viewer"],
+                    "title": session_rows["title"],
+                    "label": label.astype(int),
+                    "score": ratio.where(~label, 1.0),
+                    "session": 1,
+                    "at": pd.to_datetime(session_rows["at"], utc=True),
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame({column: [] for column in ROW_COLUMNS})
+    rows = pd.concat(frames, ignore_index=True)
+    # A stable order: by time, then ratings before sessions, then by viewer and title.
+    return rows.sort_values(
+        ["at", "session", "viewer", "title"], kind="mergesort", ignore_index=True
+    )
+
+
+def viewer_frame(viewers: Iterable[Viewer]) -> pd.DataFrame:
+    """The attributes of these viewer objects (no query)."""
+    viewers = list(viewers)
+    return pd.DataFrame(
+        {name: [getattr(viewer, name) for viewer in viewers] for name in VIEWER_FIELDS},
+        index=pd.Index([viewer.pk for viewer in viewers], name="viewer"),
+    )
+
+
+def all_viewers_frame() -> pd.DataFrame:
+    values = list(Viewer.objects.order_by("pk").values_list("pk", *VIEWER_FIELDS))
+    return pd.DataFrame(values, columns=["viewer", *VIEWER_FIELDS]).set_index("viewer")
+
+
+def _genre_slugs(title_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Each title's genre slugs, one query per LOOKUP_CHUNK titles."""
+    slugs: dict[int, list[str]] = {}
+    through = Title.genres.through
+    for start in range(0, len(title_ids), LOOKUP_CHUNK):
+        chunk = title_ids[start : start + LOOKUP_CHUNK]
+        pairs = through.objects.filter(title_id__in=chunk).values_list("title_id", "genre__slug")
+        for title_id, slug in pairs.order_by("title_id", "genre__slug"):
+            slugs.setdefault(title_id, []).append(slug)
+    return slugs
+
+
+def title_frame(titles: Sequence[Title]) -> pd.DataFrame:
+    """The attributes of these title objects: their genres from a prefetch when there is one,
+    else in one query."""
+    prefetched = all("genres" in getattr(t, "_prefetched_objects_cache", {}) for t in titles)
+    if prefetched:
+        genres = {t.pk: sorted(genre.slug for genre in t.genres.all()) for t in titles}
+    else:
+        genres = _genre_slugs([t.pk for t in titles])
+    return pd.DataFrame(
+        {
+            "year": [t.year for t in titles],
+            "maturity_rating": [t.maturity_rating for t in titles],
+            "genres": [tuple(genres.get(t.pk, ())) for t in titles],
+        },
+        index=pd.Index([t.pk for t in titles], name="title"),
+    )
+
+
+def all_titles_frame() -> pd.DataFrame:
+    values = list(Title.objects.order_by("pk").values_list("pk", "year", "maturity_rating"))
+    frame = pd.DataFrame(values, columns=["title", "year", "maturity_rating"]).set_index("title")
+    slugs: dict[int, list[str]] = {}
+    pairs = Title.genres.through.objects.values_list("title_id", "genre__slug")
+    for title_id, slug in pairs.order_by("title_id", "genre__slug"):
+        slugs.setdefault(title_id, []).append(slug)
+    frame["genres"] = [tuple(slugs.get(pk, ())) for pk in frame.index]
+    return frame

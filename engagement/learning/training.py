@@ -1,0 +1,174 @@
+"""Training the engagement model: a window of ratings and viewing sessions in, a registered
+model version out (promoted only if it beats the champion on the same held-out rows)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import UTC, datetime, time, timedelta
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from engagement.learning import data
+from engagement.learning.config import FeatureConfig, ModelConfig
+from engagement.learning.model import EngagementModel
+from ml import metrics
+from ml.models import ModelKind, ModelVersion
+from ml.services import (
+    artifact_dumps,
+    model_version_register,
+    training_run_fail,
+    training_run_finish,
+    training_run_start,
+)
+
+logger = logging.getLogger(__name__)
+
+KIND = ModelKind.ENGAGEMENT
+MIN_ROWS = 200
+# By time: the first 80 % trains, the next 10 % calibrates, the last 10 % is held out.
+CALIBRATION_SHARE = 0.1
+HOLDOUT_SHARE = 0.1
+LABEL = (
+    f"engaged: a rating >= {data.ENGAGED_RATING}, or a viewing session completed or watched to "
+    f"{data.ENGAGED_WATCH_RATIO:.0%} of the title"
+)
+
+
+class EngagementTrainingError(Exception):
+    """The window cannot train a model (too few rows, one outcome only); nothing registered."""
+
+
+def default_window_end(now: datetime | None = None) -> datetime:
+    """Midnight UTC at the start of today: every run of the same night sees the same rows."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return datetime.combine(today, time(0), tzinfo=UTC)
+
+
+def engagement_model_train(
+    *,
+    window_end: datetime | None = None,
+    window_days: int | None = None,
+    feature_config: FeatureConfig | None = None,
+    model_config: ModelConfig | None = None,
+) -> ModelVersion:
+    """Train the engagement model on the ratings and finished viewing sessions before
+    `window_end` (default: midnight UTC today) and, with `window_days`, not older than that;
+    register it, and promote it if it beats the champion.
+
+    1. Rows are ordered by time: the first 80 % train, the next 10 % early-stop and calibrate,
+       the last 10 % are held out (never a random split: the model serves the future).
+    2. The candidate is scored on the held-out rows as the registry will serve it (after a
+       round trip through its stored artifact); the champion is scored on the same rows.
+    3. `ml.services.model_version_register` stores the candidate with both sets of metrics and
+       promotes it only if it is calibrated, its AUC is not lower and its log loss is lower.
+
+    The same window gives the same candidate (seeded, deterministic training), so running a
+    night twice adds an equivalent candidate that is not promoted (its log loss ties).
+    Every attempt is a `TrainingRun`; on any error the run is recorded as failed, the
+    champion is left as it was, and the error is raised again (`EngagementTrainingError` when
+    the window has too little data)."""
+    window_end = window_end or default_window_end()
+    if window_end.tzinfo is None:
+        raise ValueError("window_end needs a time zone.")
+    window_start = window_end - timedelta(days=window_days) if window_days else None
+    run = training_run_start(kind=KIND, window_start=window_start, window_end=window_end)
+    try:
+        version = _train(
+            window_start=window_start,
+            window_end=window_end,
+            feature_config=feature_config or FeatureConfig(),
+            model_config=model_config or ModelConfig(),
+        )
+    except Exception as error:
+        training_run_fail(run=run, error=f"{type(error).__name__}: {error}")
+        logger.warning("Engagement training failed: %s", error)
+        raise
+    training_run_finish(run=run, model_version=version)
+    logger.info("Engagement model v%s: %s", version.version, version.decision)
+    return version
+
+
+def _split(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    count, engaged = len(rows), int(rows["label"].sum()) if len(rows) else 0
+    if count < MIN_ROWS or engaged == 0 or engaged == count:
+        raise EngagementTrainingError(
+            f"Not enough data to train the engagement model: {count} rows, {engaged} engaged; "
+            f"it needs at least {MIN_ROWS} rows with both outcomes."
+        )
+    calibration_from = int(round(count * (1 - CALIBRATION_SHARE - HOLDOUT_SHARE)))
+    holdout_from = int(round(count * (1 - HOLDOUT_SHARE)))
+    train = rows.iloc[:calibration_from]
+    calibration = rows.iloc[calibration_from:holdout_from]
+    holdout = rows.iloc[holdout_from:]
+    for name, part in (("training", train), ("calibration", calibration), ("held-out", holdout)):
+        if part["label"].nunique() < 2:
+            raise EngagementTrainingError(
+                f"The {name} rows ({len(part)}, by time) have only one outcome; the model "
+                "needs both engaged and not engaged rows in each period."
+            )
+    return train, calibration, holdout
+
+
+def _train(
+    *,
+    window_start: datetime | None,
+    window_end: datetime,
+    feature_config: FeatureConfig,
+    model_config: ModelConfig,
+) -> ModelVersion:
+    rows = data.interaction_rows(window_start=window_start, window_end=window_end)
+    train, calibration, holdout = _split(rows)
+    viewers, titles = data.all_viewers_frame(), data.all_titles_frame()
+
+    model = EngagementModel(feature_config=feature_config, model_config=model_config)
+    report = model.fit(train, calibration, viewers, titles)
+    served = joblib.load(io.BytesIO(artifact_dumps(model)))
+    pairs = holdout[["viewer", "title", "session"]]
+    labels = holdout["label"].to_numpy()
+    probabilities = served.predict(pairs, viewers, titles)
+
+    candidate_metrics = metrics.summary(labels, probabilities)
+    drift = metrics.psi(report.train_scores, probabilities)
+    candidate_metrics |= {
+        "psi": drift,
+        "psi_band": metrics.psi_band(drift),
+        "calibration_rows": len(calibration),
+        "rounds": report.rounds,
+        "ratings": int((rows["session"] == 0).sum()),
+        "sessions": int((rows["session"] == 1).sum()),
+        "holdout_start": holdout["at"].iloc[0].isoformat(),
+    }
+    return model_version_register(
+        kind=KIND,
+        model=model,
+        algorithm=model.algorithm,
+        metrics=candidate_metrics,
+        feature_spec=model.spec()
+        | {"label": LABEL, "split": "by time: 80 % train, 10 % calibration, 10 % held out"},
+        train_rows=len(train) + len(calibration),
+        holdout_rows=len(holdout),
+        window_start=window_start or rows["at"].iloc[0].to_pydatetime(),
+        window_end=window_end,
+        champion_metrics=_champion_metrics(pairs, labels, viewers, titles),
+    )
+
+
+def _champion_metrics(
+    pairs: pd.DataFrame, labels: np.ndarray, viewers: pd.DataFrame, titles: pd.DataFrame
+) -> dict | None:
+    """The current champion's metrics on the candidate's held-out rows; None when there is no
+    champion, or when it cannot score them (it could not serve either, so it should go)."""
+    champion = ModelVersion.objects.filter(kind=KIND, status=ModelVersion.Status.CHAMPION).first()
+    if champion is None:
+        return None
+    try:
+        model = joblib.load(io.BytesIO(bytes(champion.artifact)))
+        return metrics.summary(labels, np.asarray(model.predict(pairs, viewers, titles)))
+    except Exception:
+        logger.exception(
+            "The engagement champion v%s cannot score the held-out rows.", champion.version
+        )
+        return None

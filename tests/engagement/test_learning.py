@@ -1,0 +1,322 @@
+"""The engagement model: training, promotion and failure, serving with and without a champion,
+the nightly task. On a small synthetic world whose rule is known: a viewer engages with a
+title with probability sigmoid(quality of the title + the viewer's taste for its genre)."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from catalog.models import AgeBand, Gender, Region
+from engagement.learning import (
+    EngagementTrainingError,
+    data,
+    default_window_end,
+    engagement_fallback,
+    engagement_model_train,
+    engagement_predict,
+)
+from engagement.models import Rating, ViewingSession
+from engagement.tasks import retrain_engagement_model_task
+from ml import metrics, serving
+from ml.models import ModelVersion, TrainingRun
+from tests.factories import GenreFactory, TitleFactory, ViewerFactory
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+DAYS = 60
+WINDOW_END = START + timedelta(days=DAYS + 1)
+GENRES = ("drama", "comedy", "horror", "documentary")
+
+
+@dataclass
+class World:
+    viewers: list
+    titles: list
+    genre_of_title: dict[int, int]
+    taste: dict[int, np.ndarray]  # viewer id → taste per genre
+    quality: dict[int, float]  # title id → quality
+
+    def truth(self, viewer_id: int, title_id: int) -> float:
+        logit = self.quality[title_id] + self.taste[viewer_id][self.genre_of_title[title_id]]
+        return float(1 / (1 + np.exp(-logit)))
+
+
+def build_world(*, viewers: int = 100, titles: int = 40, per_viewer: int = 30) -> World:
+    """`viewers` × `per_viewer` ratings (3,000 by default) spread over 60 days; engaged rows
+    rate 4 or 5, the others 1 to 3."""
+    rng = np.random.default_rng(7)
+    genres = [GenreFactory(name=slug.title(), slug=slug) for slug in GENRES]
+    title_objects, genre_of_title = [], {}
+    for number in range(titles):
+        title = TitleFactory(year=1980 + number)
+        title.genres.set([genres[number % len(GENRES)]])
+        title_objects.append(title)
+        genre_of_title[title.pk] = number % len(GENRES)
+    viewer_objects = [
+        ViewerFactory(
+            age_band=rng.choice(AgeBand.values),
+            gender=rng.choice([Gender.FEMALE, Gender.MALE]),
+            region=rng.choice(Region.values),
+        )
+        for _ in range(viewers)
+    ]
+    world = World(
+        viewers=viewer_objects,
+        titles=title_objects,
+        genre_of_title=genre_of_title,
+        taste={viewer.pk: rng.normal(0.0, 1.5, len(GENRES)) for viewer in viewer_objects},
+        quality={title.pk: float(rng.normal(0.0, 1.0)) for title in title_objects},
+    )
+    ratings = []
+    for viewer in viewer_objects:
+        for index in rng.choice(titles, per_viewer, replace=False):
+            title = title_objects[index]
+            engaged = rng.random() < world.truth(viewer.pk, title.pk)
+            ratings.append(
+                Rating(
+                    viewer=viewer,
+                    title=title,
+                    rating=int(rng.integers(4, 6) if engaged else rng.integers(1, 4)),
+                    rated_at=START + timedelta(seconds=float(rng.uniform(0, DAYS * 86400))),
+                )
+            )
+    Rating.objects.bulk_create(ratings)
+    return world
+
+
+@pytest.fixture
+def world() -> World:
+    return build_world()
+
+
+def champions() -> list[ModelVersion]:
+    return list(ModelVersion.objects.filter(kind="engagement", status="champion"))
+
+
+def oracle_auc_on_holdout(world: World) -> float:
+    """The AUC of the true probabilities on the held-out rows (the last 10 % by time)."""
+    rows = data.interaction_rows(window_start=None, window_end=WINDOW_END)
+    holdout = rows.iloc[int(round(len(rows) * 0.9)) :]
+    truth = [world.truth(v, t) for v, t in zip(holdout["viewer"], holdout["title"], strict=True)]
+    return metrics.auc(holdout["label"], truth)
+
+
+def test_training_promotes_a_first_champion_that_learnt_the_rule(world):
+    version = engagement_model_train(window_end=WINDOW_END)
+
+    assert (version.version, version.status, version.algorithm) == (1, "champion", "lightgbm+platt")
+    assert (version.train_rows, version.holdout_rows) == (2700, 300)
+    assert version.window_end == WINDOW_END
+    assert START <= version.window_start < START + timedelta(days=1)
+    found = version.metrics
+    # The truth itself scores 0.86 on these 300 rows, and a model that learnt nothing 0.5
+    # ± 0.033 (one standard error at this size): 0.65 is 4.5 standard errors above chance and
+    # leaves room below the truth for what 2,700 rows can teach (the model reaches 0.77).
+    oracle = oracle_auc_on_holdout(world)
+    assert oracle > 0.8
+    assert found["auc"] >= 0.65, (found["auc"], oracle)
+    assert found["rows"] == 300
+    assert found["log_loss"] < metrics.entropy(found["base_rate"])  # beats the base rate
+    assert 0.9 <= found["calibration_ratio"] <= 1.1
+    assert {"ece", "psi", "psi_band", "accuracy", "reliability", "rounds"} <= set(found)
+    assert (found["ratings"], found["sessions"]) == (3000, 0)
+    assert "factor_score" in version.feature_spec["features"]
+    assert version.feature_spec["label"].startswith("engaged: a rating >= 4")
+    run = TrainingRun.objects.get()
+    assert (run.outcome, run.model_version, run.window_end) == ("promoted", version, WINDOW_END)
+    assert run.finished_at is not None
+
+
+def test_a_second_run_of_the_same_window_is_an_equivalent_candidate(world):
+    first = engagement_model_train(window_end=WINDOW_END)
+    second = engagement_model_train(window_end=WINDOW_END)
+
+    assert (second.version, second.status, second.challenged) == (2, "candidate", first)
+    assert second.metrics["log_loss"] == first.metrics["log_loss"]
+    assert second.metrics["auc"] == first.metrics["auc"]
+    assert second.decision.startswith("Log loss")
+    assert "is not lower than the champion's" in second.decision
+    assert champions() == [first]
+    outcomes = list(TrainingRun.objects.order_by("started_at", "pk").values_list("outcome"))
+    assert outcomes == [("promoted",), ("kept",)]
+
+
+def test_too_little_data_records_a_failed_run_and_keeps_the_champion(world):
+    champion = engagement_model_train(window_end=WINDOW_END)
+    # The first three days hold about 150 ratings.
+    early = START + timedelta(days=3)
+    with pytest.raises(EngagementTrainingError, match="at least 200 rows with both outcomes"):
+        engagement_model_train(window_end=early)
+
+    failed = TrainingRun.objects.get(window_end=early)
+    assert failed.outcome == "failed"
+    assert failed.error.startswith("EngagementTrainingError: Not enough data")
+    assert failed.model_version is None
+    assert champions() == [champion]
+    assert ModelVersion.objects.count() == 1
+
+
+def test_one_outcome_only_is_refused(world):
+    Rating.objects.update(rating=5)
+    with pytest.raises(EngagementTrainingError, match="3000 rows, 3000 engaged"):
+        engagement_model_train(window_end=WINDOW_END)
+    assert TrainingRun.objects.get().outcome == "failed"
+    assert not ModelVersion.objects.exists()
+
+
+def test_predict_without_a_champion_falls_back_to_each_titles_smoothed_rate(world):
+    first, unrated = world.titles[0], TitleFactory()
+    predicted = engagement_predict(viewer=world.viewers[0], titles=[first, unrated])
+
+    ratings = Rating.objects.all()
+    base_rate = ratings.filter(rating__gte=4).count() / ratings.count()
+    engaged = ratings.filter(title=first, rating__gte=4).count()
+    rated = ratings.filter(title=first).count()
+    assert predicted == {
+        first.pk: pytest.approx((engaged + 10 * base_rate) / (rated + 10)),
+        unrated.pk: pytest.approx(base_rate),
+    }
+    assert engagement_predict(viewer=world.viewers[0], titles=[]) == {}
+
+
+def test_predict_uses_the_champion(world, django_assert_max_num_queries):
+    engagement_model_train(window_end=WINDOW_END)
+    viewer = world.viewers[0]
+    titles = world.titles
+
+    predicted = engagement_predict(viewer=viewer, titles=titles)  # loads the champion
+    with django_assert_max_num_queries(1):  # the titles' genres
+        assert engagement_predict(viewer=viewer, titles=titles) == predicted
+
+    assert list(predicted) == [title.pk for title in titles]
+    values = np.array(list(predicted.values()))
+    assert ((values > 0) & (values < 1)).all()
+    fallback = np.array(list(engagement_fallback(titles=titles).values()))
+    assert np.abs(values - fallback).max() > 0.05  # not the fallback
+    # It ranks this viewer's titles along the truth.
+    truth = np.array([world.truth(viewer.pk, title.pk) for title in titles])
+    assert np.corrcoef(values, truth)[0, 1] > 0.5
+
+
+def test_predict_scores_a_new_viewer_and_a_new_title(world):
+    engagement_model_train(window_end=WINDOW_END)
+    newcomer, new_title = ViewerFactory(), TitleFactory()
+    new_title.genres.set([world.titles[0].genres.get()])
+    predicted = engagement_predict(viewer=newcomer, titles=[*world.titles[:3], new_title])
+    assert len(predicted) == 4
+    assert all(0 < p < 1 for p in predicted.values())
+
+
+def test_sessions_are_labelled_by_completion_or_watch_ratio():
+    viewer, title = ViewerFactory(), TitleFactory(duration_seconds=6000)
+    started = START + timedelta(days=1)
+
+    def session(watched, completed=False, ended=True, abandoned=False):
+        return ViewingSession(
+            viewer=viewer,
+            title=title,
+            device="ctv",
+            started_at=started,
+            ended_at=started + timedelta(hours=2) if ended else None,
+            watched_seconds=watched,
+            completed=completed,
+            abandoned=abandoned,
+        )
+
+    ViewingSession.objects.bulk_create(
+        [
+            session(6000, completed=True),  # finished
+            session(5400),  # 90 % watched
+            session(3000, abandoned=True),  # half
+            session(100, ended=False),  # still running: no outcome yet
+        ]
+    )
+    rows = data.interaction_rows(window_start=None, window_end=WINDOW_END)
+    assert list(rows["label"]) == [1, 1, 0]
+    assert list(rows["score"]) == [1.0, 1.0, 0.5]
+    assert list(rows["session"]) == [1, 1, 1]
+
+
+def test_the_nightly_task_runs_eagerly_and_is_idempotent(world):
+    # apply(): in process, as the embedded default's eager mode runs .delay(), and also when
+    # REDIS_URL makes Celery use a broker (CI).
+    night = WINDOW_END.isoformat()
+    first = retrain_engagement_model_task.apply(kwargs={"window_end_iso": night}).get()
+    again = retrain_engagement_model_task.apply(kwargs={"window_end_iso": night}).get()
+
+    assert first["outcome"] == "promoted"
+    assert again["outcome"] == "kept"
+    assert champions() == [ModelVersion.objects.get(pk=first["model_version_id"])]
+    assert ModelVersion.objects.count() == 2
+
+    too_early = retrain_engagement_model_task.apply(args=["2026-03-03T00:00:00"]).get()
+    assert too_early["outcome"] == "failed"
+    assert "Not enough data" in too_early["error"]
+    assert champions() == [ModelVersion.objects.get(pk=first["model_version_id"])]
+    assert TrainingRun.objects.filter(outcome="failed").count() == 1
+
+
+def test_a_night_ends_at_midnight_utc_so_reruns_see_the_same_rows():
+    late = datetime(2026, 5, 2, 23, 59, tzinfo=UTC)
+    assert default_window_end(late) == datetime(2026, 5, 2, tzinfo=UTC)
+    assert default_window_end(late.replace(hour=0, minute=1)) == datetime(2026, 5, 2, tzinfo=UTC)
+
+
+def test_the_nightly_task_has_time_limits():
+    assert retrain_engagement_model_task.name == "engagement.tasks.retrain_engagement_model_task"
+    assert retrain_engagement_model_task.soft_time_limit < retrain_engagement_model_task.time_limit
+
+
+@pytest.fixture(autouse=True)
+def _fresh_champions():
+    serving.champions.reset()
+    yield
+    serving.champions.reset()
+
+
+def test_an_unexpected_error_is_recorded_raised_and_leaves_the_champion(world, monkeypatch):
+    champion = engagement_model_train(window_end=WINDOW_END)
+
+    def broken_fit(self, *args, **kwargs):
+        raise RuntimeError("the features ran out of memory")
+
+    monkeypatch.setattr("engagement.learning.model.EngagementModel.fit", broken_fit)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        engagement_model_train(window_end=WINDOW_END)
+    failed = TrainingRun.objects.get(outcome="failed")
+    assert failed.error == "RuntimeError: the features ran out of memory"
+    assert champions() == [champion]
+
+
+def test_viewing_sessions_train_alongside_ratings(world):
+    rng = np.random.default_rng(11)
+    sessions = []
+    for viewer in world.viewers[:50]:
+        for index in rng.choice(len(world.titles), 12, replace=False):
+            title = world.titles[index]
+            finished = rng.random() < world.truth(viewer.pk, title.pk)
+            started = START + timedelta(seconds=float(rng.uniform(0, DAYS * 86400)))
+            watched = title.duration_seconds if finished else int(rng.uniform(0.05, 0.8) * 5400)
+            sessions.append(
+                ViewingSession(
+                    viewer=viewer,
+                    title=title,
+                    device=viewer.device,
+                    started_at=started,
+                    ended_at=started + timedelta(seconds=watched + 60),
+                    watched_seconds=watched,
+                    completed=finished,
+                    abandoned=not finished,
+                )
+            )
+    ViewingSession.objects.bulk_create(sessions)
+
+    version = engagement_model_train(window_end=WINDOW_END)
+    assert (version.metrics["ratings"], version.metrics["sessions"]) == (3000, 600)
+    assert version.feature_spec["serve_as_session"] is True
+    assert version.metrics["auc"] >= 0.65
+    predicted = engagement_predict(viewer=world.viewers[0], titles=world.titles[:5])
+    assert all(0 < p < 1 for p in predicted.values())
