@@ -95,6 +95,10 @@ class LocalCounters:
             for key in [key for key in self._values if key.startswith(prefix)]:
                 del self._values[key]
 
+    def claim_many(self, keys: Sequence[str], ttl: float) -> list[bool]:
+        """`claim` of each key, in one go."""
+        return [self.claim(key, ttl) for key in keys]
+
 
 # KEYS: the group's keys; ARGV: amount, ttl (0: none), limit (-1: none) for each key in turn.
 RESERVE_SCRIPT = """
@@ -169,6 +173,15 @@ class RedisCounters:
                 batch = []
         if batch:
             self._redis.delete(*batch)
+
+    def claim_many(self, keys: Sequence[str], ttl: float) -> list[bool]:
+        """`claim` of each key, in one round trip."""
+        if not keys:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, 1, nx=True, px=int(ttl * 1000))
+        return [bool(result) for result in pipe.execute()]
 
 
 Counters = LocalCounters | RedisCounters

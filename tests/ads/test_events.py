@@ -5,14 +5,17 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core import signing
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 
 from ads import services
 from ads.decisioning import keys, tokens
 from ads.decisioning.counters import counters
 from ads.models import AdEvent
+from ads.services import events as event_service
 from tests.ads.conftest import line_item_with_creative
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
@@ -202,3 +205,168 @@ def test_the_rebuild_command_restores_spend(world, slot):
     call_command("rebuild_counters", stdout=output)
     assert output.getvalue().startswith("Rebuilt ")
     assert counters().get_many([keys.spent_lifetime(slot.line_item.id)]) == [12_500]
+
+
+def record(world, *events):
+    """events_record of (token, type) pairs, reported now by a player."""
+    return services.events_record(
+        events=[
+            services.IncomingEvent(token, event_type, f"e{number}")
+            for number, (token, event_type) in enumerate(events)
+        ],
+        user_agent=PLAYER,
+        at=world.at,
+    )
+
+
+def test_a_batch_answers_each_event_in_its_place(world):
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    outcomes = record(
+        world,
+        (slot.token, "midpoint"),
+        (slot.token + "x", "impression"),
+        (slot.token, "impression"),
+        (slot.token, "rewind"),
+        (slot.token, "midpoint"),
+    )
+    assert [(o.status, o.reason, o.client_event_id) for o in outcomes] == [
+        ("accepted", None, "e0"),  # its impression is in the same batch, later
+        ("rejected", "forged", "e1"),
+        ("accepted", None, "e2"),
+        ("rejected", "unknown_event_type", "e3"),
+        ("duplicate", "replayed", "e4"),
+    ]
+    assert sorted(AdEvent.objects.values_list("event_type", "client_event_id")) == [
+        ("impression", "e2"),
+        ("midpoint", "e0"),
+    ]
+
+
+def test_later_events_need_their_impression_stored_or_in_the_batch(world):
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    (alone,) = record(world, (slot.token, "complete"))
+    assert (alone.status, alone.reason) == ("rejected", "no_impression")
+    record(world, (slot.token, "impression"))
+    (later,) = record(world, (slot.token, "complete"))
+    assert later.status == "accepted"
+    assert counters().get_many([keys.invalid_events("no_impression", world.at.date())]) == [1]
+
+
+@pytest.mark.parametrize("deleted", ["creative", "viewer", "title"])
+def test_events_of_a_deleted_creative_viewer_or_title_are_rejected(world, deleted):
+    line_item = line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    {"creative": line_item.creatives.get(), "viewer": world.viewer, "title": world.title}[
+        deleted
+    ].delete()
+    (outcome,) = record(world, (slot.token, "impression"))
+    assert (outcome.status, outcome.reason) == ("rejected", "unknown_reference")
+    assert not AdEvent.objects.exists()
+
+
+def test_a_claim_whose_creative_is_not_its_line_items_is_rejected(world):
+    line_item_with_creative(world.acme)
+    other = line_item_with_creative(world.globex)
+    (slot,) = world.decide().pod
+    claim = tokens.read_token(slot.token, at=world.at)
+    moved = tokens.make_token(claim._replace(line_item_id=other.pk))
+    (outcome,) = record(world, (moved, "impression"))
+    assert (outcome.status, outcome.reason) == ("rejected", "unknown_reference")
+
+
+def test_an_event_of_a_deleted_ad_break_is_stored_without_it(world):
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    world.ad_break.delete()
+    (outcome,) = record(world, (slot.token, "impression"))
+    assert outcome.status == "accepted"
+    assert AdEvent.objects.get().ad_break_id is None
+
+
+def test_deleting_a_creative_deletes_its_events(world):
+    """The foreign keys have no database constraint; Django still cascades."""
+    line_item = line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    record(world, (slot.token, "impression"), (slot.token, "complete"))
+    assert AdEvent.objects.count() == 2
+    line_item.creatives.get().delete()
+    assert not AdEvent.objects.exists()
+
+
+def test_the_event_table_has_no_foreign_key_constraints_nor_redundant_indexes(db):
+    table = AdEvent._meta.db_table
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    assert not [name for name, c in constraints.items() if c["foreign_key"]]
+    indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"])
+    assert ("advertiser_id",) not in indexed
+    assert ("line_item_id",) not in indexed
+    assert [
+        tuple(c["columns"]) for c in constraints.values() if c["unique"] and not c["primary_key"]
+    ] == [("event_id",)]
+    if connection.vendor == "postgresql":
+        assert not [name for name in constraints if name.endswith("_like")]
+
+
+def test_tokens_are_djangos_signed_objects(world):
+    """Tokens signed before the fast signer, or by Django's, stay valid, and the other way."""
+    line_item_with_creative(world.acme)
+    decision = world.decide()
+    (slot,) = decision.pod
+    signer = signing.Signer(salt=tokens.SALT)
+    values = signer.unsign_object(slot.token)
+    assert values[:2] == [decision.decision_id, slot.creative.id]
+    assert tokens.read_token(signer.sign_object(values), at=world.at) == tokens.read_token(
+        slot.token, at=world.at
+    )
+
+
+def test_every_changed_character_of_a_token_is_a_forgery(world):
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    token = slot.token
+    for place, character in enumerate(token):
+        for replacement in {"A", "z", "0", "-", "_", ":"} - {character}:
+            changed = token[:place] + replacement + token[place + 1 :]
+            with pytest.raises(tokens.InvalidToken) as error:
+                tokens.read_token(changed, at=world.at)
+            assert error.value.reason == "forged"
+    for changed in ["", ":", token + "=", token[: token.index(":")], "\ud800" + token]:
+        with pytest.raises(tokens.InvalidToken):
+            tokens.read_token(changed, at=world.at)
+
+
+def test_a_token_signed_with_a_retired_secret_is_accepted_while_it_is_a_fallback(world, settings):
+    line_item_with_creative(world.acme)
+    decision = world.decide()
+    (slot,) = decision.pod
+    new_secret = "a-new-secret-key-" + "n" * 40
+    with override_settings(SECRET_KEY=new_secret, SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
+        assert tokens.read_token(slot.token, at=world.at).decision_id == decision.decision_id
+    with override_settings(SECRET_KEY=new_secret), pytest.raises(tokens.InvalidToken):
+        tokens.read_token(slot.token, at=world.at)
+    assert tokens.read_token(slot.token, at=world.at).decision_id == decision.decision_id
+
+
+class RecordingLayer:
+    def __init__(self):
+        self.sent = []
+
+    async def group_send(self, group, message):
+        self.sent.append((group, message["type"]))
+
+
+def test_live_messages_go_once_per_account_and_interval(monkeypatch):
+    layer = RecordingLayer()
+    monkeypatch.setattr(event_service, "get_channel_layer", lambda: layer)
+    services.live_publish(advertiser_ids={3, 1})
+    assert sorted(layer.sent) == [
+        ("advertiser-1", "delivery.changed"),
+        ("advertiser-3", "delivery.changed"),
+    ]
+    services.live_publish(advertiser_ids={1, 2})  # 1 was told within LIVE_INTERVAL
+    assert sorted(layer.sent)[-1] == ("advertiser-3", "delivery.changed")
+    assert ("advertiser-2", "delivery.changed") in layer.sent
+    assert len(layer.sent) == 3
