@@ -75,7 +75,10 @@ if DATABASES["default"].get("ENGINE") not in SUPPORTED_DATABASES:
     raise ImproperlyConfigured(
         "DATABASE_URL must be postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH."
     )
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# 0 under ASGI: Django's persistent connections are per thread, and the ASGI handler runs
+# each request's sync code in a fresh thread, so kept connections pile up instead of being
+# reused (use a pooler such as PgBouncer in front of PostgreSQL for reuse).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
