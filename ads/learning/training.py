@@ -212,6 +212,7 @@ def _boosted_trees() -> lightgbm.LGBMClassifier:
         colsample_bytree=0.8,
         reg_lambda=1.0,
         num_threads=2,
+        random_state=0,  # the row and column subsamples: the same data, the same model
         verbose=-1,
     )
 

@@ -179,9 +179,12 @@ def test_drift_of_the_champions_scores_is_measured_per_day(history):
     yesterday = (end - dt.timedelta(days=1)).date()
     psi = tasks.measure_ctr_drift_task.apply(args=[yesterday.isoformat()]).get()
     measurement = DriftMeasurement.objects.get()
-    assert measurement.model_version == champion_version
-    assert measurement.psi == psi
-    # The same world and traffic: no significant drift (the reference is the model's scores on
-    # its own training rows, a little wider than on unseen ones, so not exactly zero either).
-    assert 0 <= psi < 0.25
+    assert (measurement.model_version, measurement.psi) == (champion_version, psi)
+    # The figure is the PSI of the champion's scores on that UTC day against the reference
+    # quantiles stored with the version at training.
+    start = dt.datetime.combine(yesterday, dt.time.min, tzinfo=dt.UTC)
+    day = training.training_frame(start=start, end=start + dt.timedelta(days=1))
+    scores = ctr_champion().model.predict_frame(day)
+    assert psi == pytest.approx(metrics.psi(champion_version.metrics["reference_scores"], scores))
+    assert measurement.rows == len(day)
     assert tasks.measure_ctr_drift_task.apply(args=["2020-01-01"]).get() is None
