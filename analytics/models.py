@@ -1,9 +1,28 @@
 """Daily rollups of ad events, per account-local day. Rebuilt from the event table (the truth)
-by `analytics.services.rollup_day`: running it twice for a day leaves identical rows."""
+by `analytics.services.rollup_day`: running it twice for a day leaves identical rows.
+
+Like the events they are summed from, the rows are derived data, written a million at a time
+(bench/rollups.py): their references have no database constraint (the events' references were
+checked when they were stored; checking a night's rows again at the commit took longer than
+summing them) and the tables have two indexes besides the primary key: the row's identity and
+the account's rows by day."""
 
 from django.db import models
 
 from ads.models import Advertiser, Campaign, Creative, LineItem
+
+
+def _reference(to: type[models.Model], *, deletes_rows: bool) -> models.ForeignKey:
+    """A reference of a rollup row: without a constraint or an index of its own. The one whose
+    deletion `deletes_rows` cascades (it begins the row's identity, so its index); the others
+    are its ancestors, whose deletion deletes it first, and so the rows."""
+    return models.ForeignKey(
+        to,
+        on_delete=models.CASCADE if deletes_rows else models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
 
 
 class Metrics(models.Model):
@@ -23,17 +42,15 @@ class Metrics(models.Model):
 class DailyDelivery(Metrics):
     """advertiser × campaign × line item × creative × day (the account's local day)."""
 
-    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
-    line_item = models.ForeignKey(LineItem, on_delete=models.CASCADE, related_name="+")
-    creative = models.ForeignKey(Creative, on_delete=models.CASCADE, related_name="+")
+    advertiser = _reference(Advertiser, deletes_rows=False)
+    campaign = _reference(Campaign, deletes_rows=False)
+    line_item = _reference(LineItem, deletes_rows=False)
+    creative = _reference(Creative, deletes_rows=True)
     day = models.DateField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["advertiser", "creative", "day"], name="dailydelivery_unique_grain"
-            )
+            models.UniqueConstraint(fields=["creative", "day"], name="dailydelivery_unique_grain")
         ]
         indexes = [models.Index(fields=["advertiser", "day"])]
 
@@ -51,9 +68,9 @@ class DailyBreakdown(Metrics):
         DEVICE = "device", "Device"
         TITLE = "title", "Title"
 
-    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
-    line_item = models.ForeignKey(LineItem, on_delete=models.CASCADE, related_name="+")
+    advertiser = _reference(Advertiser, deletes_rows=False)
+    campaign = _reference(Campaign, deletes_rows=False)
+    line_item = _reference(LineItem, deletes_rows=True)
     day = models.DateField()
     dimension = models.CharField(max_length=8, choices=Dimension.choices)
     value = models.CharField(max_length=64)
@@ -62,7 +79,7 @@ class DailyBreakdown(Metrics):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["advertiser", "line_item", "day", "dimension", "value"],
+                fields=["line_item", "day", "dimension", "value"],
                 name="dailybreakdown_unique_grain",
             )
         ]

@@ -16,7 +16,7 @@ Each event is drawn on its own (they are not chained into plays: the rollup only
 - event_id unique, decision_id random.
 
 The event table's secondary indexes are dropped for the load and rebuilt after it (faster than
-maintaining them row by row), then VACUUM ANALYZE.
+maintaining them row by row), then VACUUM ANALYZE of the database.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ def fill(day: dt.date, events: int) -> dict[str, float]:
         seconds[f"{len(indexes)} indexes rebuilt"] = time.perf_counter() - began
 
         began = time.perf_counter()
-        cursor.execute("VACUUM ANALYZE ads_adevent")
-        seconds["VACUUM ANALYZE"] = time.perf_counter() - began
         cursor.execute("DROP TABLE bench_creative, bench_viewer, bench_title")
+        # Every table: the seeded ones too, as autovacuum would have by the night's rollup.
+        cursor.execute("VACUUM ANALYZE")
+        seconds["VACUUM ANALYZE"] = time.perf_counter() - began
     return seconds
 
 

@@ -2,10 +2,12 @@
 
 import datetime as dt
 import io
+import threading
 from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from ads.decisioning import keys
 from ads.decisioning.counters import Bump, counters
@@ -112,6 +114,51 @@ def test_a_rollup_drops_rows_whose_events_are_gone(tenancy, fixture_events):
     creative_b.events.all().delete()
     services.rollup_day(day=DAY)
     assert not DailyDelivery.objects.filter(creative=creative_b).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_rollups_of_a_day_leave_the_rows_of_one(tenancy, fixture_events):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
+    services.rollup_day(day=DAY)
+    expected = sorted(row[1:] for row in DailyBreakdown.objects.values_list())
+    DailyDelivery.objects.all().delete()
+    DailyBreakdown.objects.all().delete()
+    failures = []
+    start = threading.Barrier(4)
+
+    def rollup() -> None:
+        try:
+            connection.ensure_connection()
+            start.wait()
+            services.rollup_day(day=DAY)
+        except Exception as error:  # the test reports any
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=rollup) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert DailyDelivery.objects.filter(day=DAY).count() == 3
+    rows = sorted(row[1:] for row in DailyBreakdown.objects.values_list())
+    assert rows == expected  # the same rows, under new ids
+
+
+def test_deleting_a_line_item_or_a_campaign_deletes_their_rows(tenancy, fixture_events):
+    services.rollup_day(day=DAY)
+    assert DailyBreakdown.objects.filter(line_item=tenancy.line_item).exists()
+    tenancy.line_item.delete()
+    assert not DailyDelivery.objects.filter(line_item=tenancy.line_item.pk).exists()
+    assert not DailyBreakdown.objects.filter(line_item=tenancy.line_item.pk).exists()
+    rival_campaign = tenancy.rival_creative.line_item.campaign
+    assert DailyDelivery.objects.filter(campaign=rival_campaign).count() == 1
+    rival_campaign.delete()
+    assert not DailyDelivery.objects.exists()
+    assert not DailyBreakdown.objects.exists()
 
 
 def test_kpis_of_the_range(tenancy, fixture_events):
