@@ -9,6 +9,12 @@ A *reservation* checks and increments a group of keys atomically: every key of t
 stay within its limit, or none is incremented. Frequency caps and budgets are reserved at the
 decision, so concurrent decisions can never push a viewer past a cap or a line item past its
 budget. A group's keys share one line item's hash tag, so a group lives in one Redis Cluster slot.
+
+A reservation refused because a key would pass its limit is remembered by the process (the key,
+the amount and the limit) for FULL_MEMORY_SECONDS at most: these counters only grow within
+their period (a new hour or day is a new key, and a rebuild never lowers them), so the engine
+skips that slot at once instead of losing the same race again, one Redis round trip each time.
+A changed limit (a raised cap or budget) is another memory key, so it takes effect at once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import redis
 from django.conf import settings
 
 MICROS = 1_000_000
+FULL_MEMORY_SECONDS = 60.0
+FULL_MEMORY_SIZE = 200_000  # entries before expired ones are swept
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +43,42 @@ class Bump:
     limit: int | None = None
 
 
+class FullMemory:
+    """Bumps recently refused because their key was at its limit (see the module docstring).
+    Plain dict operations: safe across threads under the GIL, and a lost update only costs
+    one more round trip."""
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, int, int], float] = {}
+
+    def remember(self, bump: Bump) -> None:
+        if bump.limit is None:
+            return
+        now = time.monotonic()
+        if len(self._until) >= FULL_MEMORY_SIZE:
+            self._until = {key: until for key, until in self._until.items() if until > now}
+        seconds = min(FULL_MEMORY_SECONDS, bump.ttl or FULL_MEMORY_SECONDS)
+        self._until[(bump.key, bump.amount, bump.limit)] = now + seconds
+
+    def known_full(self, group: Sequence[Bump]) -> bool:
+        """True when a bump of `group` was refused at its limit lately: reserving it would
+        fail again."""
+        if not self._until:
+            return False
+        now = time.monotonic()
+        for bump in group:
+            if bump.limit is not None:
+                until = self._until.get((bump.key, bump.amount, bump.limit))
+                if until is not None and until > now:
+                    return True
+        return False
+
+
 class LocalCounters:
     def __init__(self) -> None:
         self._values: dict[str, tuple[int, float | None]] = {}
         self._lock = threading.Lock()
+        self.full = FullMemory()
 
     def _get(self, key: str, now: float) -> int:
         value, expires = self._values.get(key, (0, None))
@@ -61,10 +101,16 @@ class LocalCounters:
         with self._lock:
             for group in groups:
                 current = [self._get(bump.key, now) for bump in group]
-                if any(
-                    bump.limit is not None and value + bump.amount > bump.limit
-                    for bump, value in zip(group, current, strict=True)
-                ):
+                blocker = next(
+                    (
+                        bump
+                        for bump, value in zip(group, current, strict=True)
+                        if bump.limit is not None and value + bump.amount > bump.limit
+                    ),
+                    None,
+                )
+                if blocker is not None:
+                    self.full.remember(blocker)
                     results.append(False)
                     continue
                 for bump, value in zip(group, current, strict=True):
@@ -101,13 +147,14 @@ class LocalCounters:
 
 
 # KEYS: the group's keys; ARGV: amount, ttl (0: none), limit (-1: none) for each key in turn.
+# Returns 1 when reserved, or -i when key i (from 1) would pass its limit.
 RESERVE_SCRIPT = """
 local n = #KEYS
 for i = 1, n do
   local limit = tonumber(ARGV[3 * i])
   if limit >= 0 then
     local value = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if value + tonumber(ARGV[3 * i - 2]) > limit then return 0 end
+    if value + tonumber(ARGV[3 * i - 2]) > limit then return -i end
   end
 end
 for i = 1, n do
@@ -124,6 +171,7 @@ class RedisCounters:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
         self._redis.script_load(RESERVE_SCRIPT)
+        self.full = FullMemory()
 
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -153,7 +201,10 @@ class RedisCounters:
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
             self._redis.script_load(RESERVE_SCRIPT)
             return self.reserve(groups)
-        return [bool(result) for result in results]
+        for group, result in zip(groups, results, strict=True):
+            if result < 0:
+                self.full.remember(group[-result - 1])
+        return [result == 1 for result in results]
 
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -6,8 +6,9 @@
 3. Walk the line items in ranking order (expected value × pacing factor; a capped share of
    decisions explores with Thompson samples), applying pacing's pass probability, competitive
    separation (one ad per advertiser and per category) and the break's duration.
-4. Reserve the chosen slots' budgets and frequency caps atomically; a slot that lost a race is
-   replaced by continuing the walk.
+4. Reserve the chosen slots' budgets and frequency caps atomically (one Redis round trip for
+   the pod); a slot that lost a race is replaced by continuing the walk, and a slot whose cap or
+   budget this process saw refused lately is skipped without asking again (counters.FullMemory).
 5. Sign a tracking token for each slot.
 
 With `explain`, every line item in the index is also run through the stages one by one, with
@@ -21,18 +22,22 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import numpy as np
 from django.utils import timezone
 
 from ads.decisioning import eligibility, keys, ranking
 from ads.decisioning.counters import MICROS, Bump, Counters, counters
 from ads.decisioning.eligibility import Context
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
-from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder
+from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder, thompson_order
 from ads.decisioning.tokens import TrackingClaim, make_token
 from ads.learning.scoring import ctr_champion, predict_ctr
 from ads.models import Creative
 
 DEFAULT_MAX_ADS = 6
+# The process's generator for decisions that bring none (seeding one per decision reads
+# os.urandom each time); its methods are atomic under the GIL.
+_RANDOM = random.Random()
 SHORTEST_CREATIVE = min(Creative.Duration.values)
 
 
@@ -132,7 +137,7 @@ def decide(
     title or break that does not exist; an unknown viewer or a kids profile gets an empty pod
     with the reason."""
     at = at or timezone.now()
-    rng = rng or random.Random()
+    rng = rng or _RANDOM
     store = store or counters()
     index = current_index()
     decision_id = uuid.uuid4().hex
@@ -161,11 +166,12 @@ def decide(
         & state.budget_ok
     )
     explored = rng.random() < ranking.EXPLORATION_SHARE
-    candidates = [entry for entry in state.ranked if eligible >> entry.position & 1]
     model = ctr_champion()
-    if model is not None:
-        candidates = _model_scored(candidates, model.model, index, context, at)
-    candidates = _explored(candidates, explored, rng)
+    if model is None:
+        candidates = state.candidates(eligible, rng if explored else None)
+    else:
+        candidates = _model_scored(state.candidates(eligible), model.model, index, context, at)
+        candidates = _explored(candidates, explored, rng)
     why: dict[int, str] = {}
     day = at.date()
     tally = [Bump(keys.decisions(day), 1, keys.DAY_TTL)]
@@ -244,21 +250,29 @@ def _model_scored(
 
 def _explored(candidates: list[Ranked], explored: bool, rng: random.Random) -> list[Ranked]:
     """An exploring decision re-scores CPC line items with a Thompson sample of their best
-    creative's pCTR where that creative has few impressions."""
-    if not explored:
+    creative's pCTR where that creative has few impressions (the model-scored path; without a
+    model, `DeliveryState.candidates` does the same on the state's arrays)."""
+    if not explored or not candidates:
         return candidates
-
-    def explored_score(entry: Ranked) -> float:
-        creative_pctr = entry.creatives[0][1]
-        if entry.line_item.is_cpm or creative_pctr.impressions >= ranking.EXPLORE_BELOW_IMPRESSIONS:
-            return entry.score
-        return entry.score * creative_pctr.sample(rng) / creative_pctr.mean
-
-    scored = sorted(
-        ((explored_score(entry), entry) for entry in candidates),
-        key=lambda pair: (-pair[0], pair[1].line_item.id),
+    best = [entry.creatives[0][1] for entry in candidates]
+    count = len(candidates)
+    order = thompson_order(
+        np.fromiter((entry.score for entry in candidates), np.float64, count),
+        np.fromiter((entry.line_item.id for entry in candidates), np.int64, count),
+        np.fromiter(
+            (
+                not entry.line_item.is_cpm
+                and posterior.impressions < ranking.EXPLORE_BELOW_IMPRESSIONS
+                for entry, posterior in zip(candidates, best, strict=True)
+            ),
+            bool,
+            count,
+        ),
+        np.fromiter((posterior.alpha for posterior in best), np.float64, count),
+        np.fromiter((posterior.beta for posterior in best), np.float64, count),
+        rng,
     )
-    return [entry for _, entry in scored]
+    return [candidates[i] for i in order.tolist()]
 
 
 def _fill_pod(
@@ -281,6 +295,7 @@ def _fill_pod(
         advertisers = {slot.line_item.advertiser_id for slot in pod}
         categories = {slot.creative.category for slot in pod}
         tentative: list[Slot] = []
+        groups: list[list[Bump]] = []  # each tentative slot's reservation
         for entry in candidates:
             line_item = entry.line_item
             if line_item.id in out:
@@ -307,14 +322,19 @@ def _fill_pod(
                 out.add(line_item.id)
                 continue
             creative, posterior = chosen
-            tentative.append(Slot(0, creative, line_item, entry.score, posterior.mean))
+            slot = Slot(0, creative, line_item, entry.score, posterior.mean)
+            group = _reservation(slot, context)
             out.add(line_item.id)
+            if store.full.known_full(group):  # this process just lost that race: skip it
+                why[line_item.id] = "reservation_lost"
+                continue
+            tentative.append(slot)
+            groups.append(group)
             used_seconds += creative.duration_seconds
             advertisers.add(line_item.advertiser_id)
             categories.add(creative.category)
         if not tentative:
             break
-        groups = [_reservation(slot, context) for slot in tentative]
         if tally:
             groups.append(tally)  # no limits: always applied
         reserved = store.reserve(groups)[: len(tentative)]

@@ -8,10 +8,13 @@ exactly.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+import numpy as np
 
 from ads.decisioning import keys, pacing, ranking
 from ads.decisioning.counters import Counters
@@ -70,6 +73,71 @@ class Ranked:
 
 
 @dataclass
+class RankArrays:
+    """The ranking as arrays (element i is ranked[i]), so a decision selects its candidates
+    and draws its Thompson samples with a few vectorised operations instead of a Python loop
+    over every line item."""
+
+    positions: np.ndarray  # index positions (bit numbers of the masks)
+    scores: np.ndarray
+    line_item_ids: np.ndarray
+    explorable: np.ndarray  # CPC line items whose best creative has few impressions
+    alpha: np.ndarray  # that creative's posterior (meaningful where explorable)
+    beta: np.ndarray
+
+    @classmethod
+    def build(cls, ranked: list[Ranked]) -> RankArrays:
+        best = [entry.creatives[0][1] for entry in ranked]
+        return cls(
+            positions=np.fromiter((entry.position for entry in ranked), np.intp, len(ranked)),
+            scores=np.fromiter((entry.score for entry in ranked), np.float64, len(ranked)),
+            line_item_ids=np.fromiter(
+                (entry.line_item.id for entry in ranked), np.int64, len(ranked)
+            ),
+            explorable=np.fromiter(
+                (
+                    not entry.line_item.is_cpm
+                    and posterior.impressions < ranking.EXPLORE_BELOW_IMPRESSIONS
+                    for entry, posterior in zip(ranked, best, strict=True)
+                ),
+                bool,
+                len(ranked),
+            ),
+            alpha=np.fromiter((p.alpha for p in best), np.float64, len(ranked)),
+            beta=np.fromiter((p.beta for p in best), np.float64, len(ranked)),
+        )
+
+
+def mask_bits(mask: int, size: int) -> np.ndarray:
+    """Bit i of `mask` as element i of a boolean array of `size`."""
+    raw = (mask & ((1 << size) - 1)).to_bytes((size + 7) // 8 or 1, "little")
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=size, bitorder="little")
+    return bits.view(bool)
+
+
+def thompson_order(
+    scores: np.ndarray,
+    line_item_ids: np.ndarray,
+    explorable: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    rng: random.Random,
+) -> np.ndarray:
+    """The order of an exploring decision: explorable entries' scores scaled by a Thompson
+    sample of their best creative's pCTR over its mean, all drawn at once; best first, ties by
+    line item id. The draws come from a generator seeded by `rng`, so a seeded decision stays
+    reproducible."""
+    scores = scores.copy()
+    if explorable.any():
+        # A model's pCTR of exactly 0 or 1 would give a zero parameter, which no beta has.
+        a = np.maximum(alpha[explorable], 1e-9)
+        b = np.maximum(beta[explorable], 1e-9)
+        draws = np.random.default_rng(rng.getrandbits(64)).beta(a, b)
+        scores[explorable] *= draws / (a / (a + b))
+    return np.lexsort((line_item_ids, -scores))
+
+
+@dataclass
 class DeliveryState:
     index_version: int
     minute: datetime
@@ -78,6 +146,62 @@ class DeliveryState:
     budget_ok: int
     ranked: list[Ranked]  # best score first
     by_position: dict[int, Ranked] = field(default_factory=dict)
+    arrays: RankArrays | None = None
+    size: int = 0  # line items in the index: the width of the masks
+
+    def candidates(self, eligible: int, explore_rng: random.Random | None = None) -> list[Ranked]:
+        """The ranked entries whose bit is set in `eligible`, in ranking order; with
+        `explore_rng`, in the order of an exploring decision (`thompson_order`)."""
+        arrays = self.arrays
+        if arrays is None or not self.ranked:
+            return []
+        chosen = np.flatnonzero(mask_bits(eligible, self.size)[arrays.positions])
+        if explore_rng is not None and len(chosen):
+            chosen = chosen[
+                thompson_order(
+                    arrays.scores[chosen],
+                    arrays.line_item_ids[chosen],
+                    arrays.explorable[chosen],
+                    arrays.alpha[chosen],
+                    arrays.beta[chosen],
+                    explore_rng,
+                )
+            ]
+        ranked = self.ranked
+        return [ranked[i] for i in chosen.tolist()]
+
+
+def _read_keys(index: DemandIndex, at: datetime) -> tuple[list[str], list, list[str]]:
+    """The counters read_state reads, in order: per line item its budget's (day, lifetime)
+    totals and pass probability, per creative its impressions and clicks, per category the
+    same. The list only changes with the index or an account's local date, so it is kept for
+    the next refresh (ten thousand keys take longer to format than to fetch)."""
+    days = tuple(sorted({(str(tz), at.astimezone(tz).date()) for tz in _zones(index)}))
+    cached = _keys_cache.get(id(index))
+    if cached is not None and cached[0] is index and cached[1] == days:
+        return cached[2]
+    creatives = list(index.creatives.values())
+    categories = sorted({creative.category for creative in creatives})
+    read: list[str] = []
+    for line_item in index.line_items:
+        # The day total is also what pacing compares with its curve (money reserved for CPM,
+        # spent for CPC today).
+        read += [*budget_keys(line_item, at), keys.pacing_throttle(line_item.id)]
+    for creative in creatives:
+        read += [keys.creative_impressions(creative.id), keys.creative_clicks(creative.id)]
+    for category in categories:
+        read += [keys.category_impressions(category), keys.category_clicks(category)]
+    result = (read, creatives, categories)
+    _keys_cache.clear()
+    _keys_cache[id(index)] = (index, days, result)
+    return result
+
+
+def _zones(index: DemandIndex) -> set:
+    return {line_item.tz for line_item in index.line_items}
+
+
+_keys_cache: dict[int, tuple[DemandIndex, tuple, tuple[list[str], list, list[str]]]] = {}
 
 
 def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
@@ -85,28 +209,16 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
     minute = at.replace(second=0, microsecond=0)
     pacing.pacing_tick(store=store, line_items=index.line_items, at=at)
     line_items = index.line_items
-    creatives = list(index.creatives.values())
-    categories = sorted({creative.category for creative in creatives})
-    read: list[str] = []
-    for line_item in line_items:
-        read += [*budget_keys(line_item, at), keys.pacing_throttle(line_item.id)]
-        if line_item.is_cpm:
-            read.append(keys.reserved_day(line_item.id, at.astimezone(line_item.tz).date()))
-        else:
-            read.append(keys.spent_day(line_item.id, at.astimezone(line_item.tz).date()))
-    for creative in creatives:
-        read += [keys.creative_impressions(creative.id), keys.creative_clicks(creative.id)]
-    for category in categories:
-        read += [keys.category_impressions(category), keys.category_clicks(category)]
+    read, creatives, categories = _read_keys(index, at)
     values = iter(store.get_many(read))
 
     budget_ok, per_line_item = 0, {}
     for position, line_item in enumerate(line_items):
-        day_total, lifetime_total, stored_p, today = (next(values) for _ in range(4))
+        day_total, lifetime_total, stored_p = next(values), next(values), next(values)
         if budget_rejection(line_item, day_total, lifetime_total) is None:
             budget_ok |= 1 << position
         p = pacing.pass_probability(stored_p) if line_item.pacing == "even" else 1.0
-        per_line_item[line_item.id] = (p, pacing.pacing_factor(line_item, at, today))
+        per_line_item[line_item.id] = (p, pacing.pacing_factor(line_item, at, day_total))
     creative_stats = {creative.id: (next(values), next(values)) for creative in creatives}
     category_rate = {
         category: ranking.category_ctr(next(values), next(values)) for category in categories
@@ -145,6 +257,8 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
         budget_ok=budget_ok,
         ranked=ranked,
         by_position={entry.position: entry for entry in ranked},
+        arrays=RankArrays.build(ranked),
+        size=len(line_items),
     )
 
 
@@ -163,18 +277,29 @@ class StateHolder:
         self._lock = threading.Lock()
         self.background = False  # see IndexHolder.background
 
-    def get(self, index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
+    def _fresh(self, index: DemandIndex, at: datetime) -> DeliveryState | None:
         state = self._state
-        minute = at.replace(second=0, microsecond=0)
         fresh_for = REFRESH_SECONDS * (5 if self.background else 1)
         if (
             state is not None
             and state.index_version == index.version
-            and state.minute == minute
+            and state.minute == at.replace(second=0, microsecond=0)
             and time.monotonic() - state.refreshed_at < fresh_for
         ):
             return state
-        return self.refresh(index, store, at)
+        return None
+
+    def get(self, index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
+        state = self._fresh(index, at)
+        if state is not None:
+            return state
+        with self._lock:
+            # Another thread (the refresher, at a new minute) may have refreshed meanwhile:
+            # then this one does not read everything again.
+            state = self._fresh(index, at)
+            if state is None:
+                state = self._state = read_state(index, store, at)
+            return state
 
     def refresh(self, index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
         with self._lock:

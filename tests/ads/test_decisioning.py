@@ -402,3 +402,74 @@ def test_a_lost_race_is_refilled_from_the_rest_of_the_list(world, monkeypatch):
     decision = world.decide(max_duration_seconds=60, explain=True)
     assert [slot.line_item.id for slot in decision.pod] == [short_a.pk, short_b.pk]
     assert explained(decision)[long_ad.pk] == ("pod", "reservation_lost")
+
+
+def test_a_refused_reservation_is_remembered_until_the_limit_moves(world, monkeypatch):
+    line_item = line_item_with_creative(world.acme, frequency_cap_hour=1)
+    store = counters()
+    real_reserve = store.reserve
+    capped_attempts = []
+
+    def reserve(groups):
+        if any(bump.limit is not None for group in groups for bump in group):
+            capped_attempts.append(len(groups))
+        return real_reserve(groups)
+
+    monkeypatch.setattr(store, "reserve", reserve)
+    assert world.decide().pod
+    assert not world.decide().pod  # tries, and Redis refuses: the viewer is capped
+    assert len(capped_attempts) == 2
+    assert not world.decide().pod  # remembered: no round trip for the same refusal
+    assert len(capped_attempts) == 2
+    # Another viewer is another key; a raised cap is another limit: both are tried at once.
+    assert world.decide(viewer_id=_viewer("someone else").external_id).pod
+    LineItem.objects.filter(pk=line_item.pk).update(frequency_cap_hour=2)
+    rebuild()
+    assert world.decide().pod
+    assert len(capped_attempts) == 4
+
+
+def test_candidates_are_the_eligible_ranked_line_items_in_ranking_order(world):
+    advertisers = [world.acme, world.globex, world.initech]
+    for number in range(14):
+        line_item_with_creative(advertisers[number % 3], bid=Decimal(number % 5 + 1))
+    index = current_index()
+    state = state_holder.get(index, counters(), world.at)
+    rng = random.Random(5)
+    for _ in range(40):
+        mask = rng.getrandbits(len(index.line_items))
+        expected = [entry for entry in state.ranked if mask >> entry.position & 1]
+        assert state.candidates(mask) == expected
+    assert state.candidates(0) == []
+
+
+def test_exploration_draws_new_creatives_at_once_and_reproducibly(world, monkeypatch):
+    """Three CPC line items with unproven creatives and equal means: an exploring decision
+    orders them by Thompson samples, the same for the same seed, not always the same."""
+    monkeypatch.setattr(engine.ranking, "EXPLORATION_SHARE", 1.0)
+    cpc = [
+        line_item_with_creative(
+            advertiser, pricing=LineItem.Pricing.CPC, bid=Decimal("2"), category=category
+        )
+        for advertiser, category in zip(
+            [world.acme, world.globex, world.initech],
+            ["beverages", "automotive", "finance"],
+            strict=True,
+        )
+    ]
+    ids = {line_item.pk for line_item in cpc}
+    viewers = [ViewerFactory(external_id=f"explorer-{seed}") for seed in range(12)]
+    rebuild()
+
+    def order(seed: int) -> list[int]:
+        decision = world.decide(seed=seed, viewer_id=viewers[seed].external_id)
+        assert decision.explored
+        return [slot.line_item.id for slot in decision.pod]
+
+    orders = [order(seed) for seed in range(12)]
+    assert all(set(pod) == ids for pod in orders)
+    assert len({tuple(pod) for pod in orders}) > 1  # the samples move the order
+    state = state_holder.get(current_index(), counters(), world.at)
+    everyone = (1 << len(state.ranked)) - 1
+    first, again = (state.candidates(everyone, random.Random(3)) for _ in range(2))
+    assert first == again  # a seeded decision is reproducible
