@@ -77,7 +77,8 @@ if DATABASES["default"].get("ENGINE") not in SUPPORTED_DATABASES:
     )
 # 0 under ASGI: Django's persistent connections are per thread, and the ASGI handler runs
 # each request's sync code in a fresh thread, so kept connections pile up instead of being
-# reused (use a pooler such as PgBouncer in front of PostgreSQL for reuse).
+# reused (use a pooler such as PgBouncer in front of PostgreSQL for reuse). The `api` process
+# (gunicorn, gthread: threads that live as long as the worker) keeps them: config/gunicorn.py.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,13 +1,22 @@
 """The integration API: platform keys, decisions, event batches, the schema."""
 
+import gc
+import io
+import json
+
 import pytest
 import yaml
 from django.contrib.auth.models import User
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from ads import services
+from ads.api import DecisionInput, parse_decision_request
 from ads.decisioning import latency
 from ads.models import AdEvent, PlatformKey
 from ads.services.keys import platform_keys_forget
+from config.api_wsgi import APIHandler, routed
 from tests.ads.conftest import line_item_with_creative
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
@@ -221,3 +230,112 @@ def test_decisions_through_the_api_are_timed(api, world):
     figures = latency.latency_percentiles(minutes=1)
     assert figures["decisions"] == 3
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"region": "intl", "pod_size": 2, "max_duration_seconds": 60, "explain": True},
+        {"offset_seconds": 600, "ad_break_id": 5},
+    ],
+)
+def test_the_plain_form_is_read_as_the_serializer_reads_it(world, overrides):
+    body = decision_body(world, **overrides)
+    form = DecisionInput(data=body)
+    assert form.is_valid(), form.errors
+    assert parse_decision_request(body) == services.DecisionRequest(**form.validated_data)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"title_id": "7"},
+        {"viewer_id": " padded "},
+        {"ad_break_id": None},
+        {"pod_size": 11},
+        {"explain": "true"},
+        {"device": "toaster"},
+        {"title_id": True},
+        {"device": ["ctv"]},
+        {"region": {"us": "west"}},
+        {"viewer_id": "nul\x00"},
+    ],
+)
+def test_anything_but_the_plain_form_is_left_to_the_serializer(world, overrides):
+    assert parse_decision_request(decision_body(world, **overrides)) is None
+    assert parse_decision_request(["not", "an", "object"]) is None
+
+
+def test_numbers_sent_as_strings_still_get_a_decision(api, world):
+    line_item_with_creative(world.acme)
+    body = decision_body(world, title_id=str(world.title.pk), ad_break_id=str(world.ad_break.pk))
+    response = post(api, "/api/v1/decisions", body)
+    assert response.status_code == 200
+    assert len(response.json()["pod"]) == 1
+
+
+def _wsgi_post(application, path, body, key):
+    payload = json.dumps(body).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(payload),
+        "wsgi.errors": io.StringIO(),
+        "CONTENT_LENGTH": str(len(payload)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }
+    started = []
+    # As Django's test client does: a request's end must not close the test's connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        chunks = application(environ, lambda status, headers, exc_info=None: started.append(status))
+        try:
+            return started[0], json.loads(b"".join(chunks))
+        finally:
+            chunks.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def test_the_api_process_serves_decisions_through_its_lean_stack(world):
+    """config/api_wsgi.py: the integration API's paths skip the session, auth, messages and
+    htmx middleware, whose per-request objects were cyclic garbage for the collector."""
+    line_item_with_creative(world.acme)
+    _, key = services.platform_key_create(name="SSAI")
+    application = routed(WSGIHandler(), APIHandler())
+    status, body = _wsgi_post(application, "/api/v1/decisions", decision_body(world), key)
+    assert status.startswith("200")
+    assert len(body["pod"]) == 1
+    status, body = _wsgi_post(
+        application, "/api/v1/decisions", decision_body(world, pod_size=0), key
+    )
+    assert status.startswith("400")
+    assert list(body["error"]["fields"]) == ["pod_size"]
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            _wsgi_post(application, "/api/v1/decisions", decision_body(world), key)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"device": ["ctv"]}, "device"), ({"region": {"us": "west"}}, "region")],
+)
+def test_odd_json_types_are_a_400_not_a_500(api, world, overrides, field):
+    response = post(api, "/api/v1/decisions", decision_body(world, **overrides))
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field]

@@ -41,24 +41,33 @@ def test_the_compose_client_accepts_the_file():
 
 def test_the_stack_has_its_services_and_commands():
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "api", "worker", "beat"}
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
     assert "uvicorn config.asgi:application" in services["web"]["command"]
+    assert services["api"]["command"][:4] == [
+        "gunicorn",
+        "config.wsgi:application",
+        "-c",
+        "config/gunicorn.py",
+    ]
+    assert services["api"]["depends_on"]["web"]["condition"] == "service_healthy"
     assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
-    for name in ("postgres", "redis", "web", "worker"):
+    for name in ("postgres", "redis", "web", "api", "worker"):
         assert "healthcheck" in services[name], f"{name} has no health check"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "api", "worker", "beat"):
         environment = services[name]["environment"]
         assert environment["DATABASE_URL"].startswith("postgres://")
         assert environment["REDIS_URL"].startswith("redis://redis:6379")
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_the_procfile_runs_web_worker_and_beat():
+def test_the_procfile_runs_web_api_worker_and_beat():
     processes = dict(
         line.split(":", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line
     )
-    assert set(processes) == {"web", "worker", "beat"}
+    assert set(processes) == {"web", "api", "worker", "beat"}
     assert "config.asgi:application" in processes["web"]
+    # The integration API under WSGI (gthread workers), with its settings file.
+    assert "gunicorn config.wsgi:application -c config/gunicorn.py" in processes["api"]
