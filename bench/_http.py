@@ -1,6 +1,7 @@
-"""HTTP helpers of bench/decisions.py: the real ASGI server as a subprocess, and the load
-generators (wrk when installed, else a small asyncio HTTP/1.1 client). Traffic goes to
-127.0.0.1 only, and every run is bounded in time or in count."""
+"""HTTP helpers of bench/decisions.py: the real servers as subprocesses (gunicorn for the
+integration API, uvicorn for pages), and the load generators (wrk when installed, else a small
+asyncio HTTP/1.1 client). Traffic goes to 127.0.0.1 only, and every run is bounded in time or
+in count."""
 
 from __future__ import annotations
 
@@ -31,22 +32,43 @@ def free_port() -> int:
 
 @contextmanager
 def asgi_server(*, base_dir: Path, env: dict[str, str], loop: str, http: str, workers: int = 2):
-    """`uvicorn config.asgi:application` as the Procfile runs it, with the given event loop and
-    HTTP parser; yields (port, pid) once /healthz answers, and stops it on the way out."""
+    """`uvicorn config.asgi:application` as the Procfile's `web:` runs it, with the given event
+    loop and HTTP parser; yields (port, pid) once /healthz answers, and stops it on the way
+    out."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "config.asgi:application",
         "--host", HOST, "--port", str(port), "--workers", str(workers), "--no-access-log",
         "--loop", loop, "--http", http,
     ]  # fmt: skip
-    with tempfile.NamedTemporaryFile("w+", prefix="bench-uvicorn-", suffix=".log") as log:
+    with _server(command, base_dir=base_dir, env=env, port=port, name="uvicorn") as pid:
+        yield port, pid
+
+
+@contextmanager
+def wsgi_server(*, base_dir: Path, env: dict[str, str], workers: int = 2):
+    """`gunicorn config.wsgi:application -c config/gunicorn.py` as the Procfile's `api:` runs
+    it (gthread workers); yields (port, pid) once /healthz answers."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        "-c", str(base_dir / "config" / "gunicorn.py"),
+    ]  # fmt: skip
+    env = env | {"PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    with _server(command, base_dir=base_dir, env=env, port=port, name="gunicorn") as pid:
+        yield port, pid
+
+
+@contextmanager
+def _server(command: list[str], *, base_dir: Path, env: dict[str, str], port: int, name: str):
+    with tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log") as log:
         server = subprocess.Popen(
             command, cwd=base_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         try:
-            _wait_until_healthy(server, port, log.name)
-            yield port, server.pid
+            _wait_until_healthy(server, port, log.name, name)
+            yield server.pid
         finally:
             server.terminate()
             try:
@@ -56,11 +78,11 @@ def asgi_server(*, base_dir: Path, env: dict[str, str], loop: str, http: str, wo
                 server.wait()
 
 
-def _wait_until_healthy(server: subprocess.Popen, port: int, log_path: str) -> None:
+def _wait_until_healthy(server: subprocess.Popen, port: int, log_path: str, name: str) -> None:
     deadline = time.monotonic() + 60
     while True:
         if server.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {server.returncode}:\n{_tail(log_path)}")
+            raise RuntimeError(f"{name} exited with {server.returncode}:\n{_tail(log_path)}")
         try:
             with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1) as reply:
                 if reply.status == 200:
@@ -68,7 +90,7 @@ def _wait_until_healthy(server: subprocess.Popen, port: int, log_path: str) -> N
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn did not answer /healthz in 60 s:\n{_tail(log_path)}")
+            raise RuntimeError(f"{name} did not answer /healthz in 60 s:\n{_tail(log_path)}")
         time.sleep(0.2)
 
 
@@ -89,6 +111,7 @@ class LoadResult:
     socket_errors: int
     bodies: list[bytes] = field(default_factory=list)
     server_cpu_ms: float = 0.0  # CPU of the server's processes per request
+    services_cpu_ms: float = 0.0  # CPU of PostgreSQL and Redis per request
     other_cores: float = 0.0  # cores other processes used meanwhile
 
     @property

@@ -4,9 +4,12 @@
 
 1. in process: `ads.services.decide` p50/p90/p99/max, pod size and fill rate, and one index
    rebuild and one state refresh (each process does them about once a second);
-2. over HTTP against uvicorn run as the Procfile runs it (2 workers): p50/p99 latency and
-   decisions/s at 1, 8 and 32 connections, with wrk (a Python client when wrk is missing);
-3. batched event ingestion into PostgreSQL: in process and over POST /api/v1/events;
+2. over HTTP against the servers as the Procfile runs them: the `api:` process (gunicorn,
+   WSGI, gthread: the integration API; the targets) and, for comparison, `web:` (uvicorn,
+   ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a Python
+   client when wrk is missing), and the CPU each request cost the server and Redis;
+3. batched event ingestion into PostgreSQL: in process (4 threads, as the API process has 2
+   workers × 2 threads) and over POST /api/v1/events to the `api:` process (4 clients);
 
 then each figure beside its target. The load generator shares the machine's cores with the
 server. Every run drops and creates the scratch database and flushes the Redis db (kept
@@ -50,7 +53,7 @@ DECISIONS = int(os.environ.get("BENCH_DECISIONS", "20000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 HTTP_EVENTS = EVENTS // 2
 HTTP_SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
-CONNECTIONS = (1, 8, 32)
+CONNECTIONS = (1, 4, 8, 32)
 HTTP_BODIES = 5000
 # Tracking tokens are signed with it: the bench process and the server must share it.
 SECRET_KEY = "bench-only-secret-key-0f9c2e7d4b1a8e6c3f5d7b9a1c3e5f7a"
@@ -294,9 +297,10 @@ def _full_collection_timer(pauses: list[float]):
 def over_http(
     report: Report, world, tokens: list[str], rng: random.Random, accepted: dict[str, int]
 ) -> int:
-    """Decisions at each concurrency on each server flavour, then events on the last (the
-    Procfile's, which uvicorn picks when uvloop and httptools are installed). Returns the
-    number of failures (non-2xx answers, socket errors)."""
+    """Decisions at each concurrency on each server, then events: first the Procfile's `api:`
+    process (gunicorn, WSGI), which serves the integration API and carries the targets, then
+    its `web:` process (uvicorn, ASGI) for comparison. Returns the number of failures (non-2xx
+    answers, socket errors)."""
     from ads import services
 
     _, key = services.platform_key_create(name="bench")
@@ -304,9 +308,11 @@ def over_http(
     scratch = tempfile.TemporaryDirectory(prefix="bench-decisions-")
     bodies_file = Path(scratch.name) / "bodies.jsonl"
     bodies_file.write_text("\n".join(bodies) + "\n")
-    flavours = [("asyncio", "h11")]
+    servers = [
+        ("api: gunicorn config.wsgi -c config/gunicorn.py (gthread, 2 workers)", "wsgi"),
+    ]
     if importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"):
-        flavours.append(("uvloop", "httptools"))
+        servers.append(("web: uvicorn config.asgi --workers 2 (uvloop, httptools)", "asgi"))
     generator = (
         "wrk -t2 (on the same 2 cores)"
         if _http.have_wrk()
@@ -315,10 +321,7 @@ def over_http(
             "latency)"
         )
     )
-    report.line(
-        f"\nHTTP: uvicorn config.asgi:application --workers 2, {HTTP_SECONDS} s a level; "
-        f"load from {generator}"
-    )
+    report.line(f"\nHTTP: {HTTP_SECONDS} s a level; load from {generator}")
 
     def load(port: int, connections: int, seconds: int) -> _http.LoadResult:
         if _http.have_wrk():
@@ -346,38 +349,44 @@ def over_http(
         server_seconds = _cpu.tree_seconds(pid) - server_before
         run.server_cpu_ms = server_seconds / max(run.requests, 1) * 1000
         run.other_cores = meter.usage.other_cores
+        run.services_cpu_ms = meter.usage.services_seconds / max(run.requests, 1) * 1000
         return run
 
     failures = 0
-    results: dict[tuple[str, str], list[_http.LoadResult]] = {}
+    results: dict[str, list[_http.LoadResult]] = {}
     env = dict(os.environ)
     with scratch:
-        for loop, http in flavours:
-            server = _http.asgi_server(base_dir=BASE_DIR, env=env, loop=loop, http=http)
+        for name, kind in servers:
+            server = (
+                _http.wsgi_server(base_dir=BASE_DIR, env=env)
+                if kind == "wsgi"
+                else _http.asgi_server(base_dir=BASE_DIR, env=env, loop="uvloop", http="httptools")
+            )
             with server as (port, pid):
                 load(port, 8, 3)  # warm up both workers: index, state, connections
                 runs = [measured(port, pid, c, HTTP_SECONDS) for c in CONNECTIONS]
-                results[(loop, http)] = runs
-                report.line(f"  --loop {loop} --http {http}")
+                results[name] = runs
+                report.line(f"  {name}")
                 report.line(
                     "    connections   p50 ms   p99 ms   max ms   decisions/s   non-2xx"
-                    "   server CPU/request   other processes"
+                    "   CPU/request: server  Redis+PG   other processes"
                 )
                 for run in runs:
                     report.line(
                         f"    {run.connections:11d} {run.p50_ms:8.2f} {run.p99_ms:8.2f} "
                         f"{run.max_ms:8.1f} {run.per_second:13,.0f} {run.non_2xx:9d}"
-                        f" {run.server_cpu_ms:16.2f} ms {run.other_cores:11.2f} cores"
+                        f" {run.server_cpu_ms:15.2f} ms {run.services_cpu_ms:6.2f} ms"
+                        f" {run.other_cores:10.2f} cores"
                         + (f"  socket errors {run.socket_errors}" if run.socket_errors else "")
                     )
                     failures += run.non_2xx + run.socket_errors
-                cheapest = min(run.server_cpu_ms for run in runs)
+                cheapest = min(run.server_cpu_ms + run.services_cpu_ms for run in runs)
                 report.line(
-                    f"    server CPU per decision ≥ {cheapest:.2f} ms: a ceiling of "
+                    f"    server + Redis CPU per decision ≥ {cheapest:.2f} ms: a ceiling of "
                     f"{(os.cpu_count() or 1) * 1000 / cheapest:,.0f} decisions/s on "
                     f"{os.cpu_count()} idle cores with no load generator"
                 )
-                if (loop, http) == flavours[-1]:
+                if kind == "wsgi":
                     accepted["over HTTP"], failed = _events.over_http(
                         report,
                         port=port,
@@ -389,16 +398,9 @@ def over_http(
                     )
                     failures += failed
 
-    best = {flavour: max(run.per_second for run in runs) for flavour, runs in results.items()}
-    fastest = max(best, key=best.get)
-    report.line(
-        "  fastest: --loop {} --http {} ({})".format(
-            *fastest, ", ".join(f"{a}+{b} {rate:,.0f}/s" for (a, b), rate in best.items())
-        )
-    )
-    # Targets on the Procfile's flavour, at a concurrency that meets both (a closed loop of
-    # c connections has mean latency c / throughput, so 32 connections need > 3,200/s for 10 ms).
-    runs = results[flavours[-1]]
+    # Targets on the API process, at a concurrency that meets both (a closed loop of c
+    # connections has mean latency c / throughput, so 32 connections need > 3,200/s for 10 ms).
+    runs = results[servers[0][0]]
     for run in runs:
         report.target(
             f"HTTP p99 ≤ {TARGET_HTTP_P99_MS:g} ms at {run.connections} connection(s)",
