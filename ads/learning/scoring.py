@@ -8,22 +8,26 @@ from datetime import datetime
 import numpy as np
 
 from ads.decisioning.index import CreativeEntry, DemandIndex
-from ads.learning.features import serving_matrix
-from ads.models import daypart_at
+from ads.learning.features import FORMAT_VERSION
 from ml.models import ModelKind
 from ml.serving import champion
 
 
 def ctr_champion():
-    """The CTR champion of this process (None until one is trained and promoted)."""
-    return champion(ModelKind.CTR)
+    """The CTR champion of this process (None until one is trained and promoted, or while
+    the champion is an artifact of an older feature layout, which cannot score requests)."""
+    current = champion(ModelKind.CTR)
+    if current is None or getattr(current.model, "format_version", 1) != FORMAT_VERSION:
+        return None
+    return current
 
 
 def predict_ctr(
     model, index: DemandIndex, context, creatives: list[CreativeEntry], at: datetime
 ) -> np.ndarray:
     """pCTR of each creative for this decision's viewer, title, break and time (position 1:
-    ranking happens before the pod is built)."""
+    ranking happens before the pod is built). The rows are built with numpy from the
+    request's row and each creative's cached columns (ads.learning.features.ServingRows)."""
     title, viewer = context.title, context.viewer
     request = {
         "age_band": viewer.age_band,
@@ -36,22 +40,5 @@ def predict_ctr(
         "is_preroll": float(context.ad_break.offset_seconds == 0),
         "genres": title.genre_slugs,
     }
-    local_by_advertiser: dict[int, datetime] = {}
-    rows = []
-    for creative in creatives:
-        local = local_by_advertiser.get(creative.advertiser_id)
-        if local is None:
-            zone = index.advertiser_tz.get(creative.advertiser_id)
-            local = at.astimezone(zone) if zone else at
-            local_by_advertiser[creative.advertiser_id] = local
-        rows.append(
-            {
-                "category": creative.category,
-                "advertiser": creative.advertiser_id,
-                "creative": creative.id,
-                "duration": creative.duration_seconds,
-                "daypart": daypart_at(local),
-                "weekday": local.weekday(),
-            }
-        )
-    return model.predict_matrix(serving_matrix(model.features, request, rows))
+    rows = model.serving.matrix(request, viewer.id, creatives, at)
+    return model.predict_matrix(rows)

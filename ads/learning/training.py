@@ -2,33 +2,36 @@
 
 1. Rows: every impression in the window with its label (a click on the same decision and
    creative), and its features (ads.learning.features).
-2. Split by time: the last day is held out; of the rest, the most recent 20 % fits the
-   calibration and the earlier 80 % the model. Never at random: the model is used on
-   tomorrow, so it is judged on a later day than it learned from.
+2. Split by time: the last day is held out; of the rest, the most recent 20 % stops the
+   boosting early. Never at random: the model is used on tomorrow, so it is judged on a
+   later day than it learned from.
 3. Two models: a logistic regression on one-hot features (the baseline) and gradient-boosted
-   trees (LightGBM) with isotonic calibration. Both are registered, so the gain over the
-   baseline is on record; each is promoted only if it beats the champion of the moment on
-   the same held-out day (ml.services).
+   trees (LightGBM), calibrated on cross-fitted scores of every training row (isotonic, or
+   Platt below 500 clicks) and refitted on all of them (`fit_models`). Both are registered,
+   so the gain over the baseline is on record; each is promoted only if it beats the
+   champion of the moment on the same held-out day (ml.services).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
 
 import lightgbm
 import numpy as np
 import pandas as pd
-from django.db.models import Exists, OuterRef
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
-from scipy import sparse
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import OneHotEncoder
 
-from ads.learning.features import CATEGORICAL, CtrFeatures
-from ads.models import AdEvent, Advertiser, daypart_at
+from ads.learning import features as features_module
+from ads.learning.estimators import (  # noqa: F401 - artifacts pickled these from here
+    CtrModel,
+    IsotonicCalibrator,
+    OneHotLogistic,
+    PlattCalibrator,
+)
+from ads.learning.features import CATEGORICAL, FORMAT_VERSION, CtrFeatures, viewer_clock
+from ads.models import AdEvent
 from catalog.models import Title
 from ml import metrics
 from ml import services as ml_services
@@ -56,11 +59,13 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         AdEvent.objects.filter(
             event_type=AdEvent.Type.IMPRESSION, occurred_at__gte=start, occurred_at__lt=end
         )
-        .annotate(clicked=Exists(clicks))
+        .annotate(clicked_at=Subquery(clicks.values("occurred_at")[:1]))
         .values_list(
             "occurred_at",
             "decision_id",
-            "clicked",
+            "clicked_at",
+            "viewer_id",
+            "line_item_id",
             "viewer__age_band",
             "viewer__gender",
             "region",
@@ -82,7 +87,9 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         columns=[
             "occurred_at",
             "decision_id",
-            "clicked",
+            "clicked_at",
+            "viewer_id",
+            "line_item",
             "age_band",
             "gender",
             "region",
@@ -102,17 +109,17 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         return frame
     genres = _title_genres(frame["title_id"].unique().tolist())
     frame["genres"] = frame["title_id"].map(lambda title_id: genres.get(title_id, frozenset()))
-    zones = {pk: advertiser.tzinfo for pk, advertiser in Advertiser.objects.in_bulk().items()}
-    local = [
-        when.astimezone(zones[advertiser])
-        for when, advertiser in zip(frame["occurred_at"], frame["advertiser"], strict=True)
+    clocks = [
+        viewer_clock(region, when)
+        for region, when in zip(frame["region"], frame["occurred_at"], strict=True)
     ]
-    frame["daypart"] = [daypart_at(moment) for moment in local]
-    frame["weekday"] = [moment.weekday() for moment in local]
+    frame["viewer_daypart"] = [clock[0] for clock in clocks]
+    frame["viewer_hour"] = [clock[1] for clock in clocks]
+    frame["viewer_weekend"] = [clock[2] for clock in clocks]
     frame["break_offset"] = frame["break_offset"].fillna(0)
     frame["break_minutes"] = frame["break_offset"] / 60
     frame["is_preroll"] = (frame["break_offset"] == 0).astype(float)
-    frame["label"] = frame["clicked"].astype(int)
+    frame["label"] = frame["clicked_at"].notna().astype(int)
     return frame
 
 
@@ -126,80 +133,9 @@ def _title_genres(title_ids: list[int]) -> dict[int, frozenset[str]]:
     return {title_id: frozenset(slugs) for title_id, slugs in genres.items()}
 
 
-class PlattCalibrator:
-    """A logistic regression on the log-odds of the raw score (Platt scaling)."""
-
-    def __init__(self) -> None:
-        self.model = LogisticRegression(C=1e4)
-
-    @staticmethod
-    def _logit(raw: np.ndarray) -> np.ndarray:
-        clipped = np.clip(raw, 1e-6, 1 - 1e-6)
-        return np.log(clipped / (1 - clipped)).reshape(-1, 1)
-
-    def fit(self, raw: np.ndarray, labels: np.ndarray) -> PlattCalibrator:
-        self.model.fit(self._logit(raw), labels)
-        return self
-
-    def predict(self, raw: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(self._logit(raw))[:, 1]
-
-
-@dataclass
-class CtrModel:
-    """The registry artifact: the fitted features, the estimator and its calibration."""
-
-    features: CtrFeatures
-    estimator: object
-    calibrator: IsotonicRegression | PlattCalibrator | None = None
-    algorithm: str = ""
-
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        booster = getattr(self.estimator, "booster_", None)
-        if booster is not None:
-            # The booster itself, single-threaded: a decision scores ~100 rows, where the
-            # scikit-learn wrapper's checks and a thread pool cost more than the trees.
-            raw = booster.predict(matrix, num_threads=1)
-        else:
-            raw = self.estimator.predict_proba(matrix)[:, 1]
-        if self.calibrator is None:
-            return raw
-        return np.clip(self.calibrator.predict(raw), 1e-6, 1 - 1e-6)
-
-    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.predict_matrix(self.features.matrix(frame))
-
-
-class OneHotLogistic:
-    """The baseline: a logistic regression over one-hot categoricals, genres and numerics."""
-
-    def __init__(self, features: CtrFeatures) -> None:
-        self.categorical = len(CATEGORICAL)
-        self.encoder = OneHotEncoder(handle_unknown="ignore")
-        self.model = LogisticRegression(C=1.0, max_iter=500)
-
-    def _design(self, matrix: np.ndarray, fit: bool = False):
-        codes = np.nan_to_num(matrix[:, : self.categorical], nan=-1)
-        rest = np.nan_to_num(matrix[:, self.categorical :], nan=0.0)
-        scale = np.maximum(np.abs(rest).max(axis=0), 1.0) if fit else self.scale
-        if fit:
-            self.scale = scale
-            onehot = self.encoder.fit_transform(codes)
-        else:
-            onehot = self.encoder.transform(codes)
-        return sparse.hstack([onehot, sparse.csr_matrix(rest / scale)]).tocsr()
-
-    def fit(self, matrix: np.ndarray, labels: np.ndarray) -> OneHotLogistic:
-        self.model.fit(self._design(matrix, fit=True), labels)
-        return self
-
-    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(self._design(matrix))
-
-
-def _boosted_trees() -> lightgbm.LGBMClassifier:
+def _boosted_trees(n_estimators: int = 1000) -> lightgbm.LGBMClassifier:
     return lightgbm.LGBMClassifier(
-        n_estimators=1000,
+        n_estimators=n_estimators,
         learning_rate=0.05,
         num_leaves=31,
         min_child_samples=100,
@@ -211,7 +147,9 @@ def _boosted_trees() -> lightgbm.LGBMClassifier:
         subsample_freq=1,
         colsample_bytree=0.8,
         reg_lambda=1.0,
-        num_threads=2,
+        # One thread: the rows are few, and OpenMP threads spinning on cores that other
+        # processes hold made a 2-second fit take minutes on the shared 2-core machine.
+        num_threads=1,
         random_state=0,  # the row and column subsamples: the same data, the same model
         verbose=-1,
     )
@@ -225,33 +163,65 @@ def split_by_time(frame: pd.DataFrame, holdout_start: dt.datetime):
     return earlier.iloc[:cut], earlier.iloc[cut:], holdout
 
 
-def fit_models(fit: pd.DataFrame, calibrate: pd.DataFrame) -> list[CtrModel]:
-    features = CtrFeatures().fit(pd.concat([fit, calibrate]))
-    x_fit, y_fit = features.matrix(fit), fit["label"].to_numpy()
-    x_cal, y_cal = features.matrix(calibrate), calibrate["label"].to_numpy()
-    baseline = OneHotLogistic(features).fit(
-        np.vstack([x_fit, x_cal]), np.concatenate([y_fit, y_cal])
-    )
-    trees = _boosted_trees()
-    # The most recent rows stop the boosting (early stopping on their log loss) and then fit
-    # the calibration.
-    trees.fit(
+CALIBRATION_FOLDS = 4
+
+
+def _cross_fitted_scores(matrix: np.ndarray, labels: np.ndarray, n_trees: int) -> np.ndarray:
+    """Each row's raw score from trees that did not learn from it: the rows in consecutive
+    blocks by time, each scored by trees fitted on the other blocks. Calibration fitted on
+    these uses every training click, not only the last fifth's."""
+    scores = np.empty(len(labels))
+    blocks = np.array_split(np.arange(len(labels)), CALIBRATION_FOLDS)
+    for block in blocks:
+        rest = np.ones(len(labels), dtype=bool)
+        rest[block] = False
+        trees = _boosted_trees(n_trees).fit(
+            matrix[rest], labels[rest], categorical_feature=list(range(len(CATEGORICAL)))
+        )
+        scores[block] = trees.booster_.predict(matrix[block])
+    return scores
+
+
+def fit_models(
+    fit: pd.DataFrame, calibrate: pd.DataFrame, *, history: list[str] | None = None
+) -> list[CtrModel]:
+    """The baseline and the calibrated trees, from the training rows (oldest first), with the
+    `history` columns (default: features.HISTORY):
+
+    1. features and history from all of them (each row's history: out of fold);
+    2. the number of trees by early stopping: fitted on `fit`, stopped on `calibrate`'s log
+       loss (the most recent rows);
+    3. calibration on cross-fitted scores of every training row (`_cross_fitted_scores`):
+       isotonic with at least ISOTONIC_MIN_CLICKS clicks, else Platt;
+    4. the served trees refitted on every training row with that number of trees.
+    """
+    rows = pd.concat([fit, calibrate])
+    columns = list(features_module.HISTORY if history is None else history)
+    features = CtrFeatures(history_columns=columns).fit(rows)
+    matrix, labels = features.matrix(rows, training=True), rows["label"].to_numpy()
+    x_fit, y_fit = matrix[: len(fit)], labels[: len(fit)]
+    x_cal, y_cal = matrix[len(fit) :], labels[len(fit) :]
+    baseline = OneHotLogistic(features).fit(matrix, labels)
+    categorical = list(range(len(CATEGORICAL)))
+    stopped = _boosted_trees().fit(
         x_fit,
         y_fit,
         eval_X=(x_cal,),
         eval_y=(y_cal,),
-        categorical_feature=list(range(len(CATEGORICAL))),
+        categorical_feature=categorical,
         callbacks=[lightgbm.early_stopping(30, verbose=False)],
     )
-    raw = trees.booster_.predict(x_cal)
-    calibrator: IsotonicRegression | PlattCalibrator
-    if int(y_cal.sum()) >= ISOTONIC_MIN_CLICKS:
-        calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1.0)
+    n_trees = max(int(stopped.best_iteration_ or stopped.n_estimators), 10)
+    raw = _cross_fitted_scores(matrix, labels, n_trees)
+    calibrator: IsotonicCalibrator | PlattCalibrator
+    if int(labels.sum()) >= ISOTONIC_MIN_CLICKS:
+        calibrator = IsotonicCalibrator()
         name = "LightGBM + isotonic calibration"
     else:  # too few clicks for a step function: a two-parameter sigmoid
         calibrator = PlattCalibrator()
         name = "LightGBM + Platt calibration"
-    calibrator.fit(raw, y_cal)
+    calibrator.fit(raw, labels)
+    trees = _boosted_trees(n_trees).fit(matrix, labels, categorical_feature=categorical)
     return [
         CtrModel(features, baseline, None, "logistic regression, one-hot"),
         CtrModel(features, trees, calibrator, name),
@@ -283,7 +253,7 @@ def ctr_model_train(*, window_end: dt.datetime | None = None, days: int = 14) ->
         summary["psi"] = metrics.psi(summary["reference_scores"], scores)
         current = champion(ModelKind.CTR)
         champion_metrics = None
-        if current is not None:
+        if current is not None and _scores_todays_rows(current.model):
             champion_metrics = metrics.summary(y_holdout, current.model.predict_frame(holdout))
         versions.append(
             ml_services.model_version_register(
@@ -302,6 +272,12 @@ def ctr_model_train(*, window_end: dt.datetime | None = None, days: int = 14) ->
         # A version promoted here is the champion the next candidate must beat.
         champions.reset()
     return versions
+
+
+def _scores_todays_rows(model) -> bool:
+    """Whether `model` (a champion's artifact) has today's feature layout; an older one
+    cannot be compared on the new rows, and a candidate then needs only be calibrated."""
+    return getattr(model, "format_version", 1) == FORMAT_VERSION
 
 
 def ctr_model_retrain(
@@ -326,9 +302,10 @@ def ctr_model_retrain(
 
 def ctr_drift_measure(*, day: dt.date) -> DriftMeasurement | None:
     """Score `day`'s impressions (UTC) with the CTR champion and record the PSI against its
-    training window. None when there is no champion or no impression that day."""
+    training window. None when there is no champion (or one of an older feature layout) or
+    no impression that day."""
     current = champion(ModelKind.CTR)
-    if current is None:
+    if current is None or not _scores_todays_rows(current.model):
         return None
     start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
     frame = training_frame(start=start, end=start + dt.timedelta(days=1))
