@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -43,6 +43,7 @@ sys.path.insert(0, str(BASE_DIR / "bench"))
 import _cpu  # noqa: E402  (helpers beside this file)
 import _events  # noqa: E402
 import _http  # noqa: E402
+import _scratch  # noqa: E402
 from _report import Report, ms, percentile  # noqa: E402
 
 DATABASE_URL = os.environ.get(
@@ -125,38 +126,22 @@ def main() -> int:
 
 
 def _unreachable() -> str | None:
-    import psycopg
     import redis
 
-    try:
-        psycopg.connect(_maintenance_url(), connect_timeout=2).close()
-    except psycopg.Error as error:
-        return f"PostgreSQL does not answer at {_maintenance_url()} ({_first_line(error)})"
+    unreachable = _scratch.postgres_unreachable(DATABASE_URL)
+    if unreachable:
+        return unreachable
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as error:
-        return f"Redis does not answer at {REDIS_URL} ({_first_line(error)})"
+        return f"Redis does not answer at {REDIS_URL} ({_scratch.first_line(error)})"
     return None
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _maintenance_url() -> str:
-    return urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres"))
-
-
 def _recreate_database(name: str) -> None:
-    import psycopg
     import redis
-    from psycopg import sql
 
-    with psycopg.connect(_maintenance_url(), autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    _scratch.recreate_database(DATABASE_URL, name)
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
@@ -164,17 +149,12 @@ def _machine() -> str:
     import redis
     from django.db import connection
 
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     postgres = connection.cursor().connection.info.server_version
     redis_version = redis.Redis.from_url(REDIS_URL).info("server")["redis_version"]
     return (
-        f"Machine: {os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"PostgreSQL {postgres // 10000}.{postgres % 10000}, Redis {redis_version}"
+        f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}), Python "
+        f"{platform.python_version()}, PostgreSQL {postgres // 10000}.{postgres % 10000}, "
+        f"Redis {redis_version}"
     )
 
 

@@ -30,13 +30,14 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
 
-import _cpu  # noqa: E402  (a helper beside this file)
+import _cpu  # noqa: E402  (helpers beside this file)
+import _scratch  # noqa: E402
 
 DATABASE_URL = os.environ.get(
     "BENCH_ROLLUP_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/interlude_rollup_bench"
@@ -54,14 +55,14 @@ def main() -> int:
     if "bench" not in database_name:
         print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
         return 2
-    unreachable = _unreachable()
+    unreachable = _scratch.postgres_unreachable(DATABASE_URL)
     if unreachable:
         print(f"skipped: {unreachable}")
         return 0
     started = time.perf_counter()
-    reusing = REUSE and _exists(database_name)
+    reusing = REUSE and _scratch.database_exists(DATABASE_URL, database_name)
     if not reusing:
-        _recreate_database(database_name)
+        _scratch.recreate_database(DATABASE_URL, database_name)
     os.environ.update(
         DATABASE_URL=DATABASE_URL,
         DJANGO_DEBUG="false",
@@ -84,7 +85,7 @@ def main() -> int:
 
             connections.close_all()
         if not KEEP:
-            _drop_database(database_name)
+            _scratch.drop_database(DATABASE_URL, database_name)
     print(f"\nbench/rollups.py done in {time.perf_counter() - started:.0f} s")
     return 1 if failures else 0
 
@@ -262,58 +263,9 @@ def _coverage() -> tuple[int, int]:
     return int(counted or 0), events
 
 
-def _unreachable() -> str | None:
-    import psycopg
-
-    try:
-        psycopg.connect(_maintenance_url(), connect_timeout=2).close()
-    except psycopg.Error as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "error"
-        return f"PostgreSQL does not answer at {_maintenance_url()} ({first_line})"
-    return None
-
-
-def _maintenance_url() -> str:
-    return urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres"))
-
-
-def _exists(name: str) -> bool:
-    import psycopg
-
-    with psycopg.connect(_maintenance_url(), autocommit=True) as connection:
-        return bool(
-            connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        )
-
-
-def _recreate_database(name: str) -> None:
-    _drop_database(name)
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(_maintenance_url(), autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def _drop_database(name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(_maintenance_url(), autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def _machine() -> str:
     from django.db import connection
 
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         (version,) = cursor.fetchone()
@@ -323,7 +275,7 @@ def _machine() -> str:
             settings.append(f"{name} {cursor.fetchone()[0]}")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
-        f"Machine: {os.cpu_count()} cores ({model}), {memory:.0f} GB, "
+        f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}), {memory:.0f} GB, "
         f"PostgreSQL {version.split()[0]} ({', '.join(settings)})"
     )
 
