@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 KIND = ModelKind.ENGAGEMENT
 MIN_ROWS = 200
-# By time: the first 80 % trains, the next 10 % calibrates, the last 10 % is held out.
+# By time within each source (ratings, viewing sessions): the first 80 % trains, the next 10 %
+# calibrates, the last 10 % is held out.
 CALIBRATION_SHARE = 0.1
 HOLDOUT_SHARE = 0.1
 LABEL = (
@@ -58,8 +59,10 @@ def engagement_model_train(
     `window_end` (default: midnight UTC today) and, with `window_days`, not older than that;
     register it, and promote it if it beats the champion.
 
-    1. Rows are ordered by time: the first 80 % train, the next 10 % early-stop and calibrate,
-       the last 10 % are held out (never a random split: the model serves the future).
+    1. Each source's rows (ratings, viewing sessions) are ordered by time: its first 80 %
+       train, the next 10 % early-stop and calibrate, the last 10 % are held out (never a
+       random split: the model serves the future; per source because their clocks differ,
+       see `_split`).
     2. The candidate is scored on the held-out rows as the registry will serve it (after a
        round trip through its stored artifact); the champion is scored on the same rows.
     3. `ml.services.model_version_register` stores the candidate with both sets of metrics and
@@ -92,17 +95,34 @@ def engagement_model_train(
 
 
 def _split(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training, calibration and held-out rows: each source's rows (ratings, viewing
+    sessions) ordered by their own time and cut 80 / 10 / 10, then merged back in time order.
+
+    Why per source: the two do not share a clock. Ratings can be an imported history (the
+    MovieLens ratings of the demo are from 1997–98) while sessions are the live product; one
+    cut through the merged timeline puts every session after every rating, so a window with
+    fewer than a tenth of its rows in sessions holds out all of them, and the candidate is
+    trained and calibrated on ratings alone, then judged on sessions it never saw (and served
+    as a rating). Cutting each source keeps "the held-out rows are the future" true of each,
+    and trains, calibrates and judges the model on both in the window's proportions."""
     count, engaged = len(rows), int(rows["label"].sum()) if len(rows) else 0
     if count < MIN_ROWS or engaged == 0 or engaged == count:
         raise EngagementTrainingError(
             f"Not enough data to train the engagement model: {count} rows, {engaged} engaged; "
             f"it needs at least {MIN_ROWS} rows with both outcomes."
         )
-    calibration_from = int(round(count * (1 - CALIBRATION_SHARE - HOLDOUT_SHARE)))
-    holdout_from = int(round(count * (1 - HOLDOUT_SHARE)))
-    train = rows.iloc[:calibration_from]
-    calibration = rows.iloc[calibration_from:holdout_from]
-    holdout = rows.iloc[holdout_from:]
+    parts: tuple[list[pd.DataFrame], list[pd.DataFrame], list[pd.DataFrame]] = ([], [], [])
+    for _, source in rows.groupby("session", sort=True):
+        # `rows` is in time order, so each source's rows are too.
+        calibration_from = int(round(len(source) * (1 - CALIBRATION_SHARE - HOLDOUT_SHARE)))
+        holdout_from = int(round(len(source) * (1 - HOLDOUT_SHARE)))
+        parts[0].append(source.iloc[:calibration_from])
+        parts[1].append(source.iloc[calibration_from:holdout_from])
+        parts[2].append(source.iloc[holdout_from:])
+    # Back in the order `interaction_rows` gives (time, then source, viewer, title).
+    train, calibration, holdout = (
+        pd.concat(frames).sort_index(kind="mergesort") for frames in parts
+    )
     for name, part in (("training", train), ("calibration", calibration), ("held-out", holdout)):
         if part["label"].nunique() < 2:
             raise EngagementTrainingError(
@@ -140,20 +160,39 @@ def _train(
         "ratings": int((rows["session"] == 0).sum()),
         "sessions": int((rows["session"] == 1).sum()),
         "holdout_start": holdout["at"].iloc[0].isoformat(),
-    }
+    } | _per_source_metrics(holdout, probabilities)
     return model_version_register(
         kind=KIND,
         model=model,
         algorithm=model.algorithm,
         metrics=candidate_metrics,
         feature_spec=model.spec()
-        | {"label": LABEL, "split": "by time: 80 % train, 10 % calibration, 10 % held out"},
+        | {
+            "label": LABEL,
+            "split": "by time within each source: 80 % train, 10 % calibration, 10 % held out",
+        },
         train_rows=len(train) + len(calibration),
         holdout_rows=len(holdout),
         window_start=window_start or rows["at"].iloc[0].to_pydatetime(),
         window_end=window_end,
         champion_metrics=_champion_metrics(pairs, labels, viewers, titles),
     )
+
+
+def _per_source_metrics(holdout: pd.DataFrame, probabilities: np.ndarray) -> dict:
+    """Held-out rows, base rate and calibration ratio of each source: the overall ratio is
+    their mix, and the model serves sessions."""
+    found: dict = {}
+    for session, name in ((0, "ratings"), (1, "sessions")):
+        mask = holdout["session"].to_numpy() == session
+        found[f"holdout_{name}"] = int(mask.sum())
+        if not mask.any():
+            continue
+        observed = float(holdout["label"].to_numpy()[mask].mean())
+        found[f"base_rate_{name}"] = observed
+        if observed > 0:
+            found[f"calibration_ratio_{name}"] = float(probabilities[mask].mean()) / observed
+    return found
 
 
 def _champion_metrics(

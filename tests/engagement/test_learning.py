@@ -320,3 +320,51 @@ def test_viewing_sessions_train_alongside_ratings(world):
     assert version.metrics["auc"] >= 0.65
     predicted = engagement_predict(viewer=world.viewers[0], titles=world.titles[:5])
     assert all(0 < p < 1 for p in predicted.values())
+
+
+def test_sessions_after_an_imported_history_are_split_by_their_own_time(world):
+    """The demo's shape: ratings from an old history (here the 60 days from START), viewing
+    sessions a year later, too few of them (300 of 3,300 rows) to reach the last tenth of the
+    merged timeline's rows without it. One cut through that timeline would hold out all the
+    sessions and train and calibrate on ratings alone; sessions engage less than ratings here
+    (the truth's logit − 1), so that candidate was miscalibrated (calibration ratio 1.46) and
+    not promoted. Cut per source, each source trains, calibrates and is held out 80 / 10 / 10
+    by its own time."""
+    rng = np.random.default_rng(13)
+    live_from = START + timedelta(days=365)
+    window_end = live_from + timedelta(days=3)
+    sessions = []
+    for number in range(300):
+        viewer = world.viewers[number % len(world.viewers)]
+        title = world.titles[int(rng.integers(len(world.titles)))]
+        logit = np.log(world.truth(viewer.pk, title.pk) / (1 - world.truth(viewer.pk, title.pk)))
+        finished = rng.random() < 1 / (1 + np.exp(1.0 - logit))
+        started = live_from + timedelta(seconds=float(rng.uniform(0, 3 * 86400 - 7200)))
+        watched = title.duration_seconds if finished else int(rng.uniform(0.05, 0.8) * 5400)
+        sessions.append(
+            ViewingSession(
+                viewer=viewer,
+                title=title,
+                device=viewer.device,
+                started_at=started,
+                ended_at=started + timedelta(seconds=watched + 60),
+                watched_seconds=watched,
+                completed=finished,
+                abandoned=not finished,
+            )
+        )
+    ViewingSession.objects.bulk_create(sessions)
+
+    version = engagement_model_train(window_end=window_end)
+    found = version.metrics
+    assert (found["ratings"], found["sessions"]) == (3000, 300)
+    assert (version.train_rows, version.holdout_rows) == (2700 + 270, 330)
+    assert (found["holdout_ratings"], found["holdout_sessions"]) == (300, 30)
+    assert found["calibration_rows"] == 330
+    # The held-out rows start with the last tenth of the ratings, not in the sessions' days.
+    assert datetime.fromisoformat(found["holdout_start"]) < START + timedelta(days=DAYS)
+    assert version.feature_spec["serve_as_session"] is True
+    session_rate = sum(session.completed for session in sessions) / len(sessions)
+    assert session_rate < Rating.objects.filter(rating__gte=4).count() / 3000 - 0.1
+    assert 0.9 <= found["calibration_ratio"] <= 1.1
+    assert version.status == "champion"
