@@ -258,8 +258,9 @@ def _metric_list(alias: str = "", names: list[str] = METRIC_FIELDS) -> str:
 
 def _merge(cursor, model, staged: str, select: str, advertiser_ids: list[int], day) -> int:
     """Stores the rows of `select` as `model`'s rows of `day` for `advertiser_ids`: one join
-    finds each row's stored twin, then the stored rows without one are deleted, only the rows
-    that changed updated and the new ones inserted (in the unique index's order).
+    finds each row's stored twin, then the stored rows without one are deleted (when a count
+    says there are any), only the rows that changed updated and the new ones inserted (in the
+    unique index's order).
     Returns the number of rows."""
     table = model._meta.db_table
     grain = model._meta.constraints[0].fields  # the unique constraint: the row's identity
@@ -280,11 +281,18 @@ def _merge(cursor, model, staged: str, select: str, advertiser_ids: list[int], d
     )
     _analyze(cursor, staged)
     placeholders = ", ".join(["%s"] * len(advertiser_ids))
+    stored = f"FROM {table} WHERE day = %s AND advertiser_id IN ({placeholders})"
     cursor.execute(
-        f"DELETE FROM {table} WHERE day = %s AND advertiser_id IN ({placeholders}) AND id NOT IN "
-        f"(SELECT stored_id FROM {staged} WHERE stored_id IS NOT NULL)",
+        f"SELECT (SELECT COUNT(*) {stored}), (SELECT COUNT(stored_id) FROM {staged})",
         [day, *advertiser_ids],
     )
+    stored_rows, matched_rows = cursor.fetchone()
+    if stored_rows > matched_rows:  # some stored rows have no events any more
+        cursor.execute(
+            f"DELETE {stored} AND id NOT IN "
+            f"(SELECT stored_id FROM {staged} WHERE stored_id IS NOT NULL)",
+            [day, *advertiser_ids],
+        )
     cursor.execute(
         f"UPDATE {table} SET "
         + ", ".join(f"{column} = s.{column}" for column in values)
