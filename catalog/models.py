@@ -37,6 +37,18 @@ class Region(models.TextChoices):
     INTERNATIONAL = "intl", "Outside the US"
 
 
+# Where a region's viewers live, for their clock (one zone stands for the region; London for
+# outside the US).
+REGION_TIMEZONES = {
+    Region.NORTHEAST: "America/New_York",
+    Region.SOUTHEAST: "America/New_York",
+    Region.MIDWEST: "America/Chicago",
+    Region.SOUTH: "America/Chicago",
+    Region.WEST: "America/Los_Angeles",
+    Region.INTERNATIONAL: "Europe/London",
+}
+
+
 class Device(models.TextChoices):
     CTV = "ctv", "Connected TV"
     MOBILE = "mobile", "Mobile"

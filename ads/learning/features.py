@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ads.models import daypart_at
+from catalog.models import REGION_TIMEZONES
+
 CATEGORICAL = [
     "age_band",
     "gender",
@@ -66,16 +69,8 @@ HISTORY_CHOICES = [f"{key}_{stat}" for key in HISTORY_KEYS for stat in ("lift", 
 # and advertisers are already categorical features. The columns stay for longer histories.
 HISTORY: list[str] = []
 
-# Where a request's region is: the viewer's clock. Outside the US, London stands in.
-REGION_TIMEZONES = {
-    "us_northeast": "America/New_York",
-    "us_southeast": "America/New_York",
-    "us_midwest": "America/Chicago",
-    "us_south": "America/Chicago",
-    "us_west": "America/Los_Angeles",
-    "intl": "Europe/London",
-}
-_ZONES = {region: zoneinfo.ZoneInfo(name) for region, name in REGION_TIMEZONES.items()}
+# The viewer's clock: the time zone of the request's region (UTC for one it does not know).
+_ZONES = {str(region): zoneinfo.ZoneInfo(name) for region, name in REGION_TIMEZONES.items()}
 _UTC = zoneinfo.ZoneInfo("UTC")
 # Artifacts of an older feature layout cannot score today's rows: serving skips them (the
 # engine's Beta posteriors stand in) and training does not compare against them.
@@ -85,21 +80,11 @@ FORMAT_VERSION = 2
 MIN_STRENGTH, MAX_STRENGTH = 20.0, 100_000.0
 
 
-def viewer_daypart(hour: int) -> str:
-    """The targeting's parts of the day, read on the viewer's clock."""
-    if 6 <= hour < 12:
-        return "morning"
-    if 12 <= hour < 17:
-        return "daytime"
-    if 17 <= hour < 23:
-        return "primetime"
-    return "late_night"
-
-
 def viewer_clock(region: str, at: dt.datetime) -> tuple[str, float, float]:
-    """(daypart, hour, weekend 0/1) on the clock of the request's region."""
+    """(daypart, hour, weekend 0/1) on the clock of the request's region (the targeting's
+    parts of the day)."""
     local = at.astimezone(_ZONES.get(region, _UTC))
-    return viewer_daypart(local.hour), float(local.hour), float(local.weekday() >= 5)
+    return str(daypart_at(local)), float(local.hour), float(local.weekday() >= 5)
 
 
 def beta_strength(impressions: np.ndarray, clicks: np.ndarray, prior: float) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ads.models import Advertiser, Creative, LineItem
-from catalog.models import AdBreak, MaturityRating, Title, Viewer
+from catalog.models import REGION_TIMEZONES, AdBreak, MaturityRating, Title, Viewer
 from engagement.simulation.profiles import (
     BreakProfile,
     CreativeProfile,
@@ -26,15 +26,6 @@ from engagement.simulation.profiles import (
     ViewerProfile,
 )
 
-# Where a region's viewers live, for their clock (start times, dayparts).
-REGION_TIMEZONES = {
-    "us_northeast": "America/New_York",
-    "us_southeast": "America/New_York",
-    "us_midwest": "America/Chicago",
-    "us_south": "America/Chicago",
-    "us_west": "America/Los_Angeles",
-    "intl": "Europe/London",
-}
 # Relative chance that a session starts in each local hour: a late-evening peak, a lunch bump
 # and a quiet night. Weekends lift the daytime hours.
 DIURNAL_WEIGHTS = (
