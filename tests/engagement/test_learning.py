@@ -291,6 +291,21 @@ def test_an_unexpected_error_is_recorded_raised_and_leaves_the_champion(world, m
     assert champions() == [champion]
 
 
+def _session(viewer, title, started: datetime, finished: bool, rng) -> ViewingSession:
+    """A session that finished the title, or was abandoned 5–80 % into a 90-minute watch."""
+    watched = title.duration_seconds if finished else int(rng.uniform(0.05, 0.8) * 5400)
+    return ViewingSession(
+        viewer=viewer,
+        title=title,
+        device=viewer.device,
+        started_at=started,
+        ended_at=started + timedelta(seconds=watched + 60),
+        watched_seconds=watched,
+        completed=finished,
+        abandoned=not finished,
+    )
+
+
 def test_viewing_sessions_train_alongside_ratings(world):
     rng = np.random.default_rng(11)
     sessions = []
@@ -299,19 +314,7 @@ def test_viewing_sessions_train_alongside_ratings(world):
             title = world.titles[index]
             finished = rng.random() < world.truth(viewer.pk, title.pk)
             started = START + timedelta(seconds=float(rng.uniform(0, DAYS * 86400)))
-            watched = title.duration_seconds if finished else int(rng.uniform(0.05, 0.8) * 5400)
-            sessions.append(
-                ViewingSession(
-                    viewer=viewer,
-                    title=title,
-                    device=viewer.device,
-                    started_at=started,
-                    ended_at=started + timedelta(seconds=watched + 60),
-                    watched_seconds=watched,
-                    completed=finished,
-                    abandoned=not finished,
-                )
-            )
+            sessions.append(_session(viewer, title, started, finished, rng))
     ViewingSession.objects.bulk_create(sessions)
 
     version = engagement_model_train(window_end=WINDOW_END)
@@ -340,19 +343,7 @@ def test_sessions_after_an_imported_history_are_split_by_their_own_time(world):
         logit = np.log(world.truth(viewer.pk, title.pk) / (1 - world.truth(viewer.pk, title.pk)))
         finished = rng.random() < 1 / (1 + np.exp(1.0 - logit))
         started = live_from + timedelta(seconds=float(rng.uniform(0, 3 * 86400 - 7200)))
-        watched = title.duration_seconds if finished else int(rng.uniform(0.05, 0.8) * 5400)
-        sessions.append(
-            ViewingSession(
-                viewer=viewer,
-                title=title,
-                device=viewer.device,
-                started_at=started,
-                ended_at=started + timedelta(seconds=watched + 60),
-                watched_seconds=watched,
-                completed=finished,
-                abandoned=not finished,
-            )
-        )
+        sessions.append(_session(viewer, title, started, finished, rng))
     ViewingSession.objects.bulk_create(sessions)
 
     version = engagement_model_train(window_end=window_end)
