@@ -23,10 +23,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ads import selectors, services
-from ads.decisioning import latency
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import current_index
-from ads.decisioning.tokens import TrackingClaim
+from ads.delivery import latency
+from ads.delivery.tokens import TrackingClaim
 from ads.models import AdEvent
 from catalog.models import Device, Region
 

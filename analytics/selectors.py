@@ -12,9 +12,9 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from ads.decisioning import keys
-from ads.decisioning.counters import MICROS, counters
-from ads.decisioning.latency import latency_percentiles
+from ads.delivery import keys
+from ads.delivery.counters import MICROS, counters
+from ads.delivery.latency import latency_percentiles
 from ads.models import AdEvent, Advertiser, Campaign, DeliveryStatus, LineItem
 from analytics.models import DailyBreakdown, DailyDelivery
 from analytics.services import METRIC_FIELDS, local_day_range

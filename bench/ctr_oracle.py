@@ -107,8 +107,8 @@ def main() -> None:
 
     from ads.decisioning.engine import DecisionRequest, _resolve
     from ads.decisioning.index import current_index
+    from ads.decisioning.scoring import predict_ctr
     from ads.learning import training
-    from ads.learning.scoring import predict_ctr
     from ml import metrics
 
     quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the scratch folder

@@ -176,9 +176,9 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
     from django.utils import timezone
 
     from ads import services
-    from ads.decisioning.counters import counters
     from ads.decisioning.index import build_index, current_index
     from ads.decisioning.state import read_state
+    from ads.delivery.counters import counters
 
     index = current_index()
     rebuilds = []

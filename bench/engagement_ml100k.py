@@ -3,7 +3,7 @@
     python bench/engagement_ml100k.py [PATH]     (default: ../shared/data/ml-100k)
 
 Reads the three files with pandas and turns users and items into viewer and title attributes
-with the loader's own rules (engagement.movielens: age band, region from the ZIP code, device
+with the loader's own rules (demo.movielens: age band, region from the ZIP code, device
 from the occupation, kids profile; genres, year, maturity), so the features are exactly those
 of production. Then, with the production pipeline (`EngagementModel`: features fitted on the
 training rows, LightGBM early-stopped and Platt-calibrated on the validation rows, statistics
@@ -65,7 +65,7 @@ def read(path: Path, name: str) -> pd.DataFrame:
 
 def movielens_frames(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(rows, viewers, titles) as the shared pipeline takes them."""
-    from engagement.movielens import (
+    from demo.movielens import (
         KIDS_UNDER_AGE,
         age_band_for,
         device_for_occupation,

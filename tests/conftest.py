@@ -10,10 +10,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 
-from ads.decisioning import latency
-from ads.decisioning.counters import counters
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
+from ads.delivery import latency
+from ads.delivery.counters import counters
 from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
 from ads.services.keys import platform_keys_forget
 from ml.serving import champions

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from ads.decisioning import eligibility, keys, pacing
-from ads.decisioning.counters import MICROS, counters
+from ads.decisioning import eligibility, pacing
 from ads.decisioning.index import DemandIndex, LineItemEntry, current_index
+from ads.delivery import keys
+from ads.delivery.counters import MICROS, counters
 from ads.models import Daypart, DeliveryStatus, LineItem, daypart_at
 
 

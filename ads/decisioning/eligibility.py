@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ads.decisioning import keys
 from ads.decisioning.index import BreakEntry, LineItemEntry, TitleEntry, ViewerEntry
+from ads.delivery import keys
 from ads.models import DeliveryStatus, daypart_at
 
 # Stage names, in order; explain output names the stage and the rule.

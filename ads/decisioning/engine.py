@@ -25,13 +25,14 @@ from datetime import datetime
 import numpy as np
 from django.utils import timezone
 
-from ads.decisioning import eligibility, keys, ranking
-from ads.decisioning.counters import MICROS, Bump, Counters, counters
+from ads.decisioning import eligibility, ranking
 from ads.decisioning.eligibility import Context
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
+from ads.decisioning.scoring import ctr_champion, predict_ctr
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder, thompson_order
-from ads.decisioning.tokens import TrackingClaim, make_token
-from ads.learning.scoring import ctr_champion, predict_ctr
+from ads.delivery import keys
+from ads.delivery.counters import MICROS, Bump, Counters, counters
+from ads.delivery.tokens import TrackingClaim, make_token
 from ads.models import Creative
 
 DEFAULT_MAX_ADS = 6

@@ -24,8 +24,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ads.decisioning import keys
-from ads.decisioning.counters import MICROS, Bump, counters
+from ads.delivery import keys
+from ads.delivery.counters import MICROS, Bump, counters
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem
 from catalog.models import AdBreak, AgeBand, Device, Genre, MaturityRating, Region, Title, Viewer
 

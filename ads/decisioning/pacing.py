@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ads.decisioning import keys
-from ads.decisioning.counters import Counters
 from ads.decisioning.index import LineItemEntry
+from ads.delivery import keys
+from ads.delivery.counters import Counters
 
 HORIZON_MINUTES = 15
 SMOOTHING = 0.3

@@ -13,9 +13,9 @@ import time
 from django.db import close_old_connections
 from django.utils import timezone
 
-from ads.decisioning.counters import counters
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import REFRESH_SECONDS, state_holder
+from ads.delivery.counters import counters
 
 logger = logging.getLogger(__name__)
 _started = threading.Event()

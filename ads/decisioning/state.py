@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from ads.decisioning import keys, pacing, ranking
-from ads.decisioning.counters import Counters
+from ads.decisioning import pacing, ranking
 from ads.decisioning.eligibility import budget_keys, budget_rejection, live_rejection
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry
+from ads.delivery import keys
+from ads.delivery.counters import Counters
 from ads.models import daypart_at
 
 REFRESH_SECONDS = 1.0

@@ -26,10 +26,10 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from ads.decisioning import keys
-from ads.decisioning.counters import Bump, counters
 from ads.decisioning.index import current_index
-from ads.decisioning.tokens import InvalidToken, TrackingClaim, read_token
+from ads.delivery import keys
+from ads.delivery.counters import Bump, counters
+from ads.delivery.tokens import InvalidToken, TrackingClaim, read_token
 from ads.models import AdEvent, Creative, LineItem
 from catalog.models import AdBreak, Title, Viewer
 

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "engagement",
     "analytics",
     "insights",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -13,7 +13,7 @@ from django.db import close_old_connections
 
 from ads import services
 from ads.api import DecisionInput, parse_decision_request
-from ads.decisioning import latency
+from ads.delivery import latency
 from ads.models import AdEvent, PlatformKey
 from ads.services.keys import platform_keys_forget
 from config.api_wsgi import APIHandler, routed

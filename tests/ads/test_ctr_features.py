@@ -9,9 +9,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from ads.decisioning.index import CreativeEntry
+from ads.decisioning.scoring import ctr_champion
 from ads.learning import features, training
 from ads.learning.features import History, beta_strength, history_columns, viewer_clock
-from ads.learning.scoring import ctr_champion
 from ml.models import ModelVersion
 from tests.ads.test_ctr_model import history  # noqa: F401 - the seed-4 history world
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 from ads import tasks
 from ads.decisioning.engine import _resolve
 from ads.decisioning.index import current_index
+from ads.decisioning.scoring import ctr_champion, predict_ctr
 from ads.learning import training
-from ads.learning.scoring import ctr_champion, predict_ctr
 from ads.models import AdEvent
 from ml import metrics
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun

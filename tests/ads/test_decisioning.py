@@ -10,12 +10,13 @@ import pytest
 from django.utils import timezone
 
 from ads import services
-from ads.decisioning import engine, index, keys, latency
-from ads.decisioning.counters import counters
+from ads.decisioning import engine, index
 from ads.decisioning.eligibility import live_rejection, targeting_rejection
 from ads.decisioning.engine import DecisionRequestError
 from ads.decisioning.index import current_index
 from ads.decisioning.state import live_now, state_holder
+from ads.delivery import keys, latency
+from ads.delivery.counters import counters
 from ads.models import DeliveryStatus, LineItem
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.factories import TitleFactory, ViewerFactory

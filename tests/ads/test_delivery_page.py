@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from ads import services
-from ads.decisioning import keys
-from ads.decisioning.counters import Bump, counters
+from ads.delivery import keys
+from ads.delivery.counters import Bump, counters
 from ads.models import DeliveryStatus
 from tests.factories import TitleFactory, ViewerFactory
 

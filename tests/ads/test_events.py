@@ -12,8 +12,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from ads import services
-from ads.decisioning import keys, tokens
-from ads.decisioning.counters import counters
+from ads.delivery import keys, tokens
+from ads.delivery.counters import counters
 from ads.models import AdEvent
 from ads.services import events as event_service
 from tests.ads.conftest import line_item_with_creative

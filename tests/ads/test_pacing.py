@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from ads.decisioning import keys, pacing
-from ads.decisioning.counters import counters
+from ads.decisioning import pacing
 from ads.decisioning.engine import decide
+from ads.delivery import keys
+from ads.delivery.counters import counters
 from ads.models import LineItem
 from tests.ads.conftest import line_item_with_creative
 

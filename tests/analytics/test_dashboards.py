@@ -14,8 +14,8 @@ from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
 
-from ads.decisioning import keys
-from ads.decisioning.counters import Bump, counters
+from ads.delivery import keys
+from ads.delivery.counters import Bump, counters
 from ads.models import DeliveryStatus, LineItem
 from analytics import services
 from analytics.forms import MAX_DAYS

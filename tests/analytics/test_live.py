@@ -10,9 +10,9 @@ from django.db import connections
 from django.test import Client
 
 from ads import services
-from ads.decisioning.counters import counters
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
+from ads.delivery.counters import counters
 from config.routing import websocket_urlpatterns
 from tests.ads.conftest import line_item_with_creative
 from tests.factories import AdBreakFactory, ViewerFactory

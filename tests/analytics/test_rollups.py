@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from ads.decisioning import keys
-from ads.decisioning.counters import Bump, counters
+from ads.delivery import keys
+from ads.delivery.counters import Bump, counters
 from analytics import selectors, services, tasks
 from analytics.models import DailyBreakdown, DailyDelivery
 from tests.factories import (

@@ -11,9 +11,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from ads.decisioning import keys
-from ads.decisioning.counters import Bump, counters
-from ads.decisioning.latency import recorder
+from ads.delivery import keys
+from ads.delivery.counters import Bump, counters
+from ads.delivery.latency import recorder
 from engagement.models import ViewingSession
 from ml.models import DriftMeasurement, ModelVersion
 from tests.factories import TitleFactory, UserFactory, ViewerFactory

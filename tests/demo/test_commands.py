@@ -181,7 +181,7 @@ def test_load_movielens_leaves_nothing_behind_when_a_write_fails(monkeypatch):
     def fail(**kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr("engagement.movielens.ratings_upsert", fail)
+    monkeypatch.setattr("demo.movielens.ratings_upsert", fail)
     with pytest.raises(RuntimeError):
         load()
     assert counts(*ML_MINI_COUNTS) == dict.fromkeys(ML_MINI_COUNTS, 0)

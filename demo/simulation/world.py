@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from ads.models import Advertiser, Creative, LineItem
 from catalog.models import REGION_TIMEZONES, AdBreak, MaturityRating, Title, Viewer
-from engagement.simulation.profiles import (
+from demo.simulation.profiles import (
     BreakProfile,
     CreativeProfile,
     TitleProfile,

@@ -11,10 +11,10 @@ the real decision engine and fires the real tracking events (``manage.py simulat
 * ``recording``: tallies, the sessions written, the truth file.
 """
 
-from engagement.simulation.history import HistoryOptions, simulate_history
-from engagement.simulation.live import LiveOptions, LiveSimulationError, simulate_live
-from engagement.simulation.recording import TRUTH_COLUMNS, SimulationResult
-from engagement.simulation.world import World
+from demo.simulation.history import HistoryOptions, simulate_history
+from demo.simulation.live import LiveOptions, LiveSimulationError, simulate_live
+from demo.simulation.recording import TRUTH_COLUMNS, SimulationResult
+from demo.simulation.world import World
 
 __all__ = [
     "TRUTH_COLUMNS",

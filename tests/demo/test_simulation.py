@@ -22,15 +22,13 @@ from django.test import Client
 from django.utils import timezone
 
 from ads import services as ads_services
-from ads.decisioning.counters import counters
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
+from ads.delivery.counters import counters
 from ads.models import AdEvent, Creative, LineItem
 from catalog.models import AgeBand, Device, Region, Title, Viewer
 from catalog.services import ad_breaks_ensure
-from engagement.models import PlaybackEvent, ViewingSession
-from engagement.services import PlaybackSpec, SessionSpec, viewing_sessions_record
-from engagement.simulation import (
+from demo.simulation import (
     TRUTH_COLUMNS,
     HistoryOptions,
     LiveOptions,
@@ -39,12 +37,14 @@ from engagement.simulation import (
     simulate_live,
     truth,
 )
-from engagement.simulation.profiles import (
+from demo.simulation.profiles import (
     AdContext,
     CreativeProfile,
     TitleProfile,
     ViewerProfile,
 )
+from engagement.models import PlaybackEvent, ViewingSession
+from engagement.services import PlaybackSpec, SessionSpec, viewing_sessions_record
 from tests.ads.conftest import line_item_with_creative
 from tests.factories import AdvertiserFactory, GenreFactory, TitleFactory, ViewerFactory
 
@@ -201,10 +201,10 @@ def test_truth_interactions_are_not_main_effects():
 def test_nothing_outside_the_simulator_imports_the_truth():
     """Models must learn the truth from events, never read it. Its own tests may."""
     pattern = re.compile(
-        r"(engagement\.simulation\.truth|from\s+engagement\.simulation\s+import\s+[^\n]*\btruth\b"
+        r"(demo\.simulation\.truth|from\s+demo\.simulation\s+import\s+[^\n]*\btruth\b"
         r"|from\s+\.+\s+import\s+[^\n]*\btruth\b|import\s+truth\b)"
     )
-    simulator = REPOSITORY / "engagement" / "simulation"
+    simulator = REPOSITORY / "demo" / "simulation"
     offenders = []
     for folder, subfolders, files in os.walk(REPOSITORY):
         # Skip the simulator itself, the tests, and what is not the project's source.
@@ -221,8 +221,8 @@ def test_nothing_outside_the_simulator_imports_the_truth():
                 offenders.append(str(path.relative_to(REPOSITORY)))
     assert offenders == []
     # The check itself would see an import (so it can fail).
-    assert pattern.search("from engagement.simulation import sessions, truth")
-    assert pattern.search("import engagement.simulation.truth as t")
+    assert pattern.search("from demo.simulation import sessions, truth")
+    assert pattern.search("import demo.simulation.truth as t")
 
 
 # -- a simulated day on a small world ---------------------------------------------------------

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from engagement.simulation import truth
-from engagement.simulation.profiles import (
+from demo.simulation import truth
+from demo.simulation.profiles import (
     AdContext,
     BreakProfile,
     CreativeProfile,
     TitleProfile,
     ViewerProfile,
 )
-from engagement.simulation.world import World
+from demo.simulation.world import World
 
 # Content seconds between player actions, on average (exponential gaps).
 PAUSE_EVERY_SECONDS = 35 * 60

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from demo.simulation.sessions import SessionRun, SlotPlay
 from engagement import services as engagement_services
-from engagement.simulation.sessions import SessionRun, SlotPlay
 
 USER_AGENT = "InterludeSimulator/1.0"
 TRUTH_COLUMNS = (

@@ -18,7 +18,7 @@ from catalog.services import (
     titles_upsert,
     viewers_upsert,
 )
-from engagement.movielens import (
+from demo.movielens import (
     GENRE_TOKENS,
     duration_for,
     genre_name_and_slug,

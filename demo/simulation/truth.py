@@ -1,7 +1,7 @@
 """THE ground truth of the simulated world: how likely a viewer is to click an ad, and to
 watch it to the end.
 
-Private to the simulator. Nothing outside ``engagement/simulation/`` (its own tests aside) may
+Private to the simulator. Nothing outside ``demo/simulation/`` (its own tests aside) may
 import this module (a test greps the source tree): the CTR and engagement models must learn
 these effects from the events the simulator fires, never read them here. The simulator writes
 each impression's true click probability to ``--truth-out`` so that models can be judged
@@ -76,7 +76,7 @@ import math
 from functools import lru_cache
 from statistics import NormalDist
 
-from engagement.simulation.profiles import AdContext, CreativeProfile, TitleProfile, ViewerProfile
+from demo.simulation.profiles import AdContext, CreativeProfile, TitleProfile, ViewerProfile
 
 _NORMAL = NormalDist()
 

@@ -5,7 +5,7 @@
    synthetic catalog (``--titles``, ``--viewers``; the same every time).
 2. The staff superuser ``admin`` and three advertiser accounts (Fizzy Cola, Northwind Motors,
    Lumen Bank), each with an owner, a manager and an analyst, and campaigns, line items and
-   creatives that between them use every targeting option (``engagement/demo/accounts.py``).
+   creatives that between them use every targeting option (``demo/accounts.py``).
 3. The logins, in a table, and a one-line summary.
 
 What exists already (by external id, advertiser slug, or name within the advertiser) is kept;
@@ -19,9 +19,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from engagement.demo.accounts import Login, demo_accounts_ensure
-from engagement.demo.catalog import synthetic_catalog_ensure
-from engagement.movielens import MovieLensError, movielens_load
+from demo.accounts import Login, demo_accounts_ensure
+from demo.catalog import synthetic_catalog_ensure
+from demo.movielens import MovieLensError, movielens_load
 
 DEFAULT_PASSWORD = "interlude-demo"
 

@@ -25,14 +25,14 @@ import httpx2
 from django.utils import timezone
 from tqdm import tqdm
 
-from engagement.simulation.profiles import BreakProfile, CreativeProfile, ViewerProfile
-from engagement.simulation.recording import (
+from demo.simulation.profiles import BreakProfile, CreativeProfile, ViewerProfile
+from demo.simulation.recording import (
     USER_AGENT,
     SessionSink,
     SimulationResult,
     TruthWriter,
 )
-from engagement.simulation.sessions import (
+from demo.simulation.sessions import (
     PodPlay,
     SessionPlan,
     SessionRun,
@@ -41,7 +41,7 @@ from engagement.simulation.sessions import (
     plan_pod,
     play,
 )
-from engagement.simulation.world import World, derived_seed
+from demo.simulation.world import World, derived_seed
 
 FIRST_START_WITHIN_SECONDS = 120
 NEXT_SESSION_GAP_SECONDS = (10, 120)

@@ -1,5 +1,5 @@
 """``manage.py simulate_traffic``: viewers watch titles, reach ad breaks, ask the real decision
-engine and fire the real tracking events (``engagement/simulation/``).
+engine and fire the real tracking events (``demo/simulation/``).
 
 History (the default): the ``--days`` days before now, in-process on a simulated clock, so the
 dashboards, reports and models have a past. ``--viewers`` viewers are active each day, with
@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ads import services as ads_services
-from engagement.simulation import (
+from demo.simulation import (
     HistoryOptions,
     LiveOptions,
     LiveSimulationError,

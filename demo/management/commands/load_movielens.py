@@ -40,7 +40,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from engagement.movielens import MovieLensError, movielens_load
+from demo.movielens import MovieLensError, movielens_load
 
 
 class Command(BaseCommand):

@@ -36,14 +36,14 @@ from django.db import transaction
 from tqdm import tqdm
 
 from ads import services as ads_services
-from engagement.simulation.profiles import BreakProfile, CreativeProfile
-from engagement.simulation.recording import (
+from demo.simulation.profiles import BreakProfile, CreativeProfile
+from demo.simulation.recording import (
     USER_AGENT,
     SessionSink,
     SimulationResult,
     TruthWriter,
 )
-from engagement.simulation.sessions import (
+from demo.simulation.sessions import (
     RESUME_SHARE,
     PodPlay,
     SessionPlan,
@@ -53,7 +53,7 @@ from engagement.simulation.sessions import (
     plan_pod,
     play,
 )
-from engagement.simulation.world import World, derived_seed, poisson
+from demo.simulation.world import World, derived_seed, poisson
 
 FLUSH_EVERY = timedelta(minutes=1)
 COMMIT_EVERY = timedelta(hours=1)

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from ads.decisioning import keys
-from ads.decisioning.counters import Bump, counters
+from ads.delivery import keys
+from ads.delivery.counters import Bump, counters
 
 # Upper bounds of the buckets, in milliseconds; the last one catches everything slower.
 BUCKETS_MS = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 1000, 1e9)
