@@ -1,11 +1,21 @@
 """Reads of tenant data. Every read of a tenant-owned row takes `advertiser=` and never
-returns another account's rows: an id from another account raises DoesNotExist (a 404)."""
+returns another account's rows: an id from another account raises DoesNotExist (a 404).
+The delivery state's reads for the dashboards (live totals, spend, latency) are here too:
+no other app reads counters or builds their keys."""
+
+import datetime as dt
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 
 from ads.decisioning.diagnosis import Check, line_item_diagnosis
+from ads.delivery import counters as delivery_counters
+from ads.delivery import keys, latency
+from ads.delivery.counters import counters
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
+
+MICROS = delivery_counters.MICROS  # counters keep money in millionths of the currency unit
+LATENCY_BUCKETS_MS = latency.BUCKETS_MS  # upper bounds of the decision latency histogram
 
 
 def advertisers_for_user(*, user: User | AnonymousUser) -> QuerySet[Advertiser]:
@@ -108,3 +118,43 @@ def line_item_delivery(*, advertiser: Advertiser, line_item_id: int) -> list[Che
         advertiser=advertiser, pk=line_item_id
     )
     return line_item_diagnosis(line_item)
+
+
+# -- the delivery state (live counters and latency), for the dashboards --------------------
+
+
+def live_totals(*, advertiser: Advertiser, day: dt.date) -> dict[str, int]:
+    """The account's running totals for its local `day` (impressions, clicks, completes, and
+    spend in micros), from the live counters: one read."""
+    values = counters().get_many([keys.live(advertiser.pk, day, m) for m in keys.LIVE_METRICS])
+    return dict(zip(keys.LIVE_METRICS, values, strict=True))
+
+
+def platform_live_totals(*, day: dt.date) -> dict[str, int]:
+    """Staff only: the platform's running totals for a UTC `day` (spend in micros)."""
+    values = counters().get_many([keys.live_platform(day, m) for m in keys.LIVE_METRICS])
+    return dict(zip(keys.LIVE_METRICS, values, strict=True))
+
+
+def line_item_spend(
+    *, advertiser: Advertiser, line_items: list[LineItem], day: dt.date
+) -> dict[int, tuple[int, int]]:
+    """(spent on the account's local `day`, spent in the line item's lifetime), in micros,
+    for each of the account's `line_items`, from the live counters: one read. Other accounts'
+    line items are left out."""
+    own = [line_item.pk for line_item in line_items if line_item.advertiser_id == advertiser.pk]
+    values = counters().get_many(
+        [key for pk in own for key in (keys.spent_day(pk, day), keys.spent_lifetime(pk))]
+    )
+    return {pk: (values[2 * i], values[2 * i + 1]) for i, pk in enumerate(own)}
+
+
+def decision_counts(*, day: dt.date) -> tuple[int, int]:
+    """Staff only: (decisions made, decisions that returned no ad) on a UTC `day`."""
+    decisions, unfilled = counters().get_many([keys.decisions(day), keys.unfilled(day)])
+    return decisions, unfilled
+
+
+def decision_latency(*, minutes: int = 5, at: dt.datetime | None = None) -> dict:
+    """Staff only: decision latency percentiles over the last `minutes` (all processes)."""
+    return latency.latency_percentiles(minutes=minutes, at=at)

@@ -12,9 +12,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from ads.delivery import keys
-from ads.delivery.counters import MICROS, counters
-from ads.delivery.latency import latency_percentiles
+from ads import selectors as ads_selectors
 from ads.models import AdEvent, Advertiser, Campaign, DeliveryStatus, LineItem
 from analytics.models import DailyBreakdown, DailyDelivery
 from analytics.services import METRIC_FIELDS, local_day_range
@@ -22,6 +20,7 @@ from engagement.selectors import viewing_activity
 from ml.metrics import psi_band
 from ml.models import DriftMeasurement, ModelVersion
 
+MICROS = ads_selectors.MICROS
 SUMS = {name: Sum(name) for name in METRIC_FIELDS if name != "unique_viewers"}
 
 
@@ -217,13 +216,12 @@ def pacing(
     local = timezone.localtime(at, advertiser.tzinfo)
     today = local.date()
     day_share = (local - local.replace(hour=0, minute=0, second=0, microsecond=0)).seconds / 86400
-    own = [line_item for line_item in line_items if line_item.advertiser_id == advertiser.pk]
-    values = counters().get_many(
-        [key for li in own for key in (keys.spent_day(li.pk, today), keys.spent_lifetime(li.pk))]
-    )
+    spend = ads_selectors.line_item_spend(advertiser=advertiser, line_items=line_items, day=today)
     result = {}
-    for position, line_item in enumerate(own):
-        spent_today, spent_lifetime = values[2 * position : 2 * position + 2]
+    for line_item in line_items:
+        if line_item.pk not in spend:
+            continue  # another account's
+        spent_today, spent_lifetime = spend[line_item.pk]
         result[line_item.pk] = Pacing(
             spent_today=Decimal(spent_today) / MICROS,
             target_now=line_item.daily_budget * Decimal(str(round(day_share, 6))),
@@ -259,18 +257,19 @@ def campaign_table(*, advertiser: Advertiser, start: dt.date, end: dt.date) -> l
 
 def fill_rate(*, day: dt.date) -> float | None:
     """Staff only: the share of the day's decisions that returned at least one ad."""
-    decisions, unfilled = counters().get_many([keys.decisions(day), keys.unfilled(day)])
+    decisions, unfilled = ads_selectors.decision_counts(day=day)
     return (decisions - unfilled) / decisions if decisions else None
 
 
 def live_today(*, advertiser: Advertiser, at: dt.datetime | None = None) -> dict:
     """The account's running totals for its local today, from the live counters."""
     day = timezone.localtime(at or timezone.now(), advertiser.tzinfo).date()
-    impressions, clicks, completes, spend_micros = counters().get_many(
-        [keys.live(advertiser.pk, day, metric) for metric in keys.LIVE_METRICS]
-    )
+    totals = ads_selectors.live_totals(advertiser=advertiser, day=day)
     today = Kpis(
-        impressions=impressions, clicks=clicks, completes=completes, spend_micros=spend_micros
+        impressions=totals["impressions"],
+        clicks=totals["clicks"],
+        completes=totals["completes"],
+        spend_micros=totals["spend"],
     )
     return {
         "day": day.isoformat(),
@@ -289,15 +288,13 @@ def live_today(*, advertiser: Advertiser, at: dt.datetime | None = None) -> dict
 def platform_today(*, at: dt.datetime | None = None) -> dict:
     """Staff only: the platform's impressions, clicks, completes and revenue today (UTC)."""
     day = (at or timezone.now()).astimezone(dt.UTC).date()
-    impressions, clicks, completes, spend_micros = counters().get_many(
-        [keys.live_platform(day, metric) for metric in keys.LIVE_METRICS]
-    )
+    totals = ads_selectors.platform_live_totals(day=day)
     return {
         "day": day,
-        "impressions": impressions,
-        "clicks": clicks,
-        "completes": completes,
-        "revenue": Decimal(spend_micros) / MICROS,
+        "impressions": totals["impressions"],
+        "clicks": totals["clicks"],
+        "completes": totals["completes"],
+        "revenue": Decimal(totals["spend"]) / MICROS,
         "fill_rate": fill_rate(day=day),
     }
 
@@ -336,6 +333,6 @@ def executive_summary(*, at: dt.datetime | None = None) -> dict:
         "at": at,
         "viewing": viewing_activity(at=at),
         "delivery": platform_today(at=at),
-        "latency": latency_percentiles(minutes=5, at=at),
+        "latency": ads_selectors.decision_latency(minutes=5, at=at),
         "champions": champions,
     }

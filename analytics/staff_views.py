@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_htmx.http import HttpResponseClientRedirect
 
-from ads.delivery.latency import BUCKETS_MS
+from ads.selectors import LATENCY_BUCKETS_MS as BUCKETS_MS
 from analytics import selectors
 from analytics.reports import DASH, money_grouped, percent
 from ml.models import ModelKind, ModelVersion

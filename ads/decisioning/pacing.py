@@ -74,7 +74,7 @@ def pacing_tick(*, store: Counters, line_items: list[LineItemEntry], at: datetim
     process did. Returns how many line items were updated."""
     minute = at.replace(second=0, microsecond=0)
     even = [li for li in line_items if li.pacing == "even"]
-    if not even or not store.claim(keys.pacing_tick(minute), ttl=120):
+    if not even or not store.claim(keys.pacing_tick(minute), ttl=keys.PACING_TICK_TTL):
         return 0
     read = []
     for line_item in even:

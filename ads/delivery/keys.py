@@ -1,125 +1,175 @@
-"""Counter keys. Each line item's keys share the hash tag `{li:ID}` (one Redis Cluster slot)."""
+"""Counter keys, and how long each lives. Every key string of the delivery state is built
+here and nowhere else: the engine, the event path, the rebuild and the dashboards call these
+functions, and `lifetime(key_function)` says how long a key of that kind is kept (None: no
+expiry). Each line item's keys share the hash tag `{li:ID}` (one Redis Cluster slot)."""
 
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import TypeVar
 
+PREFIX = "il:"  # every key starts with it: `counters().delete_prefix(PREFIX)` forgets them all
 DAY_TTL = 3 * 86400
 HOUR_TTL = 2 * 3600
 LIFETIME_TTL = 400 * 86400
+PACING_TICK_TTL = 120
+LATENCY_TTL = 3 * 3600
+
+KeyFunction = TypeVar("KeyFunction", bound=Callable[..., str])
+_LIFETIMES: dict[Callable[..., str], int | None] = {}
+
+
+def _lives(seconds: int | None) -> Callable[[KeyFunction], KeyFunction]:
+    def mark(key_function: KeyFunction) -> KeyFunction:
+        _LIFETIMES[key_function] = seconds
+        return key_function
+
+    return mark
+
+
+def lifetime(key_function: Callable[..., str]) -> int | None:
+    """Seconds a key made by `key_function` is kept (None: no expiry)."""
+    return _LIFETIMES[key_function]
 
 
 def _li(line_item_id: int) -> str:
-    return f"il:{{li:{line_item_id}}}"
+    return f"{PREFIX}{{li:{line_item_id}}}"
 
 
+@_lives(DAY_TTL)
 def reserved_day(line_item_id: int, day: date) -> str:
     """Money reserved by decisions on the account's local `day` (budget and pacing)."""
     return f"{_li(line_item_id)}:res:{day:%Y%m%d}"
 
 
+@_lives(LIFETIME_TTL)
 def reserved_lifetime(line_item_id: int) -> str:
     return f"{_li(line_item_id)}:res:life"
 
 
+@_lives(DAY_TTL)
 def spent_day(line_item_id: int, day: date) -> str:
     """Money spent by counted events (impressions for CPM, clicks for CPC)."""
     return f"{_li(line_item_id)}:spent:{day:%Y%m%d}"
 
 
+@_lives(LIFETIME_TTL)
 def spent_lifetime(line_item_id: int) -> str:
     return f"{_li(line_item_id)}:spent:life"
 
 
+@_lives(HOUR_TTL)
 def cap_hour(line_item_id: int, viewer_id: int, at: datetime) -> str:
     return f"{_li(line_item_id)}:cap:{viewer_id}:h{at:%Y%m%d%H}"
 
 
+@_lives(DAY_TTL)
 def cap_day(line_item_id: int, viewer_id: int, day: date) -> str:
     return f"{_li(line_item_id)}:cap:{viewer_id}:d{day:%Y%m%d}"
 
 
+@_lives(LIFETIME_TTL)
 def cap_lifetime(line_item_id: int, viewer_id: int) -> str:
     return f"{_li(line_item_id)}:cap:{viewer_id}:life"
 
 
+@_lives(DAY_TTL)
 def pacing_throttle(line_item_id: int) -> str:
     """The even-pacing controller's pass probability, in millionths."""
     return f"{_li(line_item_id)}:pace:p"
 
 
+@_lives(DAY_TTL)
 def pacing_demand(line_item_id: int) -> str:
     """The controller's estimate of unthrottled spend per minute, in micros."""
     return f"{_li(line_item_id)}:pace:demand"
 
 
+@_lives(DAY_TTL)
 def pacing_last_reserved(line_item_id: int) -> str:
     return f"{_li(line_item_id)}:pace:last"
 
 
+@_lives(DAY_TTL)
 def pacing_last_tick(line_item_id: int) -> str:
     """The minute (since the epoch) of the controller's last step for this line item."""
     return f"{_li(line_item_id)}:pace:tick"
 
 
+@_lives(PACING_TICK_TTL)
 def pacing_tick(minute: datetime) -> str:
     """Claimed by the one process that runs the controller for this minute."""
-    return f"il:pace:tick:{minute:%Y%m%d%H%M}"
+    return f"{PREFIX}pace:tick:{minute:%Y%m%d%H%M}"
 
 
+@_lives(None)
 def creative_impressions(creative_id: int) -> str:
-    return f"il:cr:{creative_id}:imp"
+    return f"{PREFIX}cr:{creative_id}:imp"
 
 
+@_lives(None)
 def creative_clicks(creative_id: int) -> str:
-    return f"il:cr:{creative_id}:clk"
+    return f"{PREFIX}cr:{creative_id}:clk"
 
 
+@_lives(None)
 def category_impressions(category: str) -> str:
-    return f"il:cat:{category}:imp"
+    return f"{PREFIX}cat:{category}:imp"
 
 
+@_lives(None)
 def category_clicks(category: str) -> str:
-    return f"il:cat:{category}:clk"
+    return f"{PREFIX}cat:{category}:clk"
 
 
+@_lives(DAY_TTL)
 def invalid_events(reason: str, day: date) -> str:
-    return f"il:invalid:{reason}:{day:%Y%m%d}"
+    return f"{PREFIX}invalid:{reason}:{day:%Y%m%d}"
 
 
+@_lives(DAY_TTL)
 def exploration(day: date) -> str:
     """Decisions whose ranking sampled exploratory pCTRs, today (UTC)."""
-    return f"il:explore:{day:%Y%m%d}"
+    return f"{PREFIX}explore:{day:%Y%m%d}"
 
 
+@_lives(DAY_TTL)
 def decisions(day: date) -> str:
     """Decisions made on a UTC day; `unfilled` those that returned no ad (fill rate)."""
-    return f"il:decisions:{day:%Y%m%d}"
+    return f"{PREFIX}decisions:{day:%Y%m%d}"
 
 
+@_lives(DAY_TTL)
 def unfilled(day: date) -> str:
-    return f"il:unfilled:{day:%Y%m%d}"
+    return f"{PREFIX}unfilled:{day:%Y%m%d}"
 
 
+@_lives(None)
 def index_version() -> str:
-    return "il:index:version"
+    return f"{PREFIX}index:version"
 
 
 LIVE_METRICS = ("impressions", "clicks", "completes", "spend")
 
 
+@_lives(DAY_TTL)
 def live(advertiser_id: int, day: date, metric: str) -> str:
     """An account's running total for its local `day`, for the live dashboard."""
-    return f"il:live:{advertiser_id}:{day:%Y%m%d}:{metric}"
+    return f"{PREFIX}live:{advertiser_id}:{day:%Y%m%d}:{metric}"
 
 
+@_lives(DAY_TTL)
 def live_platform(day: date, metric: str) -> str:
     """The platform's running total for a UTC `day`, for the executive dashboard."""
-    return f"il:live:all:{day:%Y%m%d}:{metric}"
+    return f"{PREFIX}live:all:{day:%Y%m%d}:{metric}"
 
 
 def live_throttle(advertiser_id: int) -> str:
-    return f"il:live:{advertiser_id}:throttle"
+    """Claimed for a moment by each live message to an account (its lifetime is the
+    throttle interval the publisher sets)."""
+    return f"{PREFIX}live:{advertiser_id}:throttle"
 
 
+@_lives(LATENCY_TTL)
 def latency(at: datetime, bucket: int) -> str:
     """Decisions of the minute of `at` (UTC) whose time fell in latency bucket `bucket`."""
-    return f"il:latency:{at:%Y%m%d%H%M}:{bucket}"
+    return f"{PREFIX}latency:{at:%Y%m%d%H%M}:{bucket}"

@@ -17,7 +17,6 @@ from ads.delivery.counters import Bump, counters
 # Upper bounds of the buckets, in milliseconds; the last one catches everything slower.
 BUCKETS_MS = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 1000, 1e9)
 FLUSH_SECONDS = 1.0
-TTL = 3 * 3600
 
 
 class LatencyRecorder:
@@ -40,7 +39,7 @@ class LatencyRecorder:
     def flush(self, counts: list[int], at: datetime) -> None:
         counters().add_many(
             [
-                Bump(keys.latency(at, bucket), count, TTL)
+                Bump(keys.latency(at, bucket), count, keys.LATENCY_TTL)
                 for bucket, count in enumerate(counts)
                 if count
             ]

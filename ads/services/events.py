@@ -432,8 +432,7 @@ def _count(outcomes: list[EventOutcome], accepted: list[_Pending], now: datetime
     if totals:
         bumps = []
         for (key_of, *arguments), amount in totals.items():
-            key = key_of(*arguments)
-            bumps.append(Bump(key, amount, _ttl(key)))
+            bumps.append(Bump(key_of(*arguments), amount, keys.lifetime(key_of)))
         counters().add_many(bumps)
     live_publish(advertiser_ids=touched)
 
@@ -496,10 +495,6 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-def _ttl(key: str) -> int | None:
-    return None if key.endswith(":life") or ":cr:" in key or ":cat:" in key else keys.DAY_TTL
-
-
 def counters_rebuild(*, since: datetime | None = None) -> int:
     """Recompute spend and click-through counters from the event table (after losing Redis).
 
@@ -508,7 +503,8 @@ def counters_rebuild(*, since: datetime | None = None) -> int:
     are set to at least the spend, so budgets hold. Returns the number of keys written.
     """
     since = since or timezone.now() - timedelta(days=2)
-    values: dict[str, int] = {}
+    # Values per (key function, its arguments): each key's lifetime comes from its function.
+    values: Counter[tuple] = Counter()
     line_items = {
         line_item.pk: line_item
         for line_item in LineItem.objects.select_related("advertiser").only(
@@ -517,35 +513,36 @@ def counters_rebuild(*, since: datetime | None = None) -> int:
     }
     lifetime = AdEvent.objects.values("line_item").annotate(spent=Sum("cost_micros"))
     for row in lifetime:
-        values[keys.spent_lifetime(row["line_item"])] = row["spent"] or 0
+        spent = row["spent"] or 0
+        values[(keys.spent_lifetime, row["line_item"])] = spent
+        # Reservations cover at least what was spent (CPM reserves at the decision).
+        values[(keys.reserved_lifetime, row["line_item"])] = spent
     recent = AdEvent.objects.filter(occurred_at__gte=since, cost_micros__gt=0).values_list(
         "line_item", "occurred_at", "cost_micros"
     )
     for line_item_id, occurred_at, cost in recent.iterator(chunk_size=10_000):
-        tz = line_items[line_item_id].advertiser.tzinfo
-        key = keys.spent_day(line_item_id, occurred_at.astimezone(tz).date())
-        values[key] = values.get(key, 0) + cost
-    for key, value in list(values.items()):
-        # Reservations cover at least what was spent (CPM reserves at the decision).
-        values[key.replace(":spent:", ":res:")] = value
+        day = occurred_at.astimezone(line_items[line_item_id].advertiser.tzinfo).date()
+        values[(keys.spent_day, line_item_id, day)] += cost
+        values[(keys.reserved_day, line_item_id, day)] += cost
     stats = AdEvent.objects.values("creative", "creative__category").annotate(
         impressions=Count("id", filter=Q(event_type=AdEvent.Type.IMPRESSION)),
         clicks=Count("id", filter=Q(event_type=AdEvent.Type.CLICK)),
     )
-    by_category: Counter[str] = Counter()
     for stat in stats:
-        values[keys.creative_impressions(stat["creative"])] = stat["impressions"]
-        values[keys.creative_clicks(stat["creative"])] = stat["clicks"]
-        by_category[keys.category_impressions(stat["creative__category"])] += stat["impressions"]
-        by_category[keys.category_clicks(stat["creative__category"])] += stat["clicks"]
-    values.update(by_category)
+        values[(keys.creative_impressions, stat["creative"])] = stat["impressions"]
+        values[(keys.creative_clicks, stat["creative"])] = stat["clicks"]
+        values[(keys.category_impressions, stat["creative__category"])] += stat["impressions"]
+        values[(keys.category_clicks, stat["creative__category"])] += stat["clicks"]
+    reservations = {keys.reserved_day, keys.reserved_lifetime}
     store = counters()
-    current = dict(zip(values, store.get_many(list(values)), strict=True))
-    # Never lower a reservation: decisions may have reserved more than was spent.
-    values = {
-        key: max(value, current[key]) if ":res:" in key else value for key, value in values.items()
-    }
-    daily = {key: value for key, value in values.items() if _ttl(key)}
-    store.set_many(daily, ttl=keys.DAY_TTL)
-    store.set_many({key: value for key, value in values.items() if key not in daily})
+    named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
+    current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
+    by_lifetime: dict[int | None, dict[str, int]] = {}
+    for (key_of, *arguments), value in values.items():
+        key = named[(key_of, *arguments)]
+        # Never lower a reservation: decisions may have reserved more than was spent.
+        kept = max(value, current[key]) if key_of in reservations else value
+        by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
+    for seconds, group in by_lifetime.items():
+        store.set_many(group, ttl=seconds)
     return len(values)

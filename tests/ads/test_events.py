@@ -191,7 +191,7 @@ def test_counters_rebuild_from_the_event_table(world):
     ]
     before = counters().get_many(watched)
     assert before == [37_500, 37_500, 3]
-    counters().delete_prefix("il:")  # Redis lost its data
+    counters().delete_prefix(keys.PREFIX)  # Redis lost its data
     assert counters().get_many(watched) == [0, 0, 0]
     services.counters_rebuild(since=world.at - timedelta(days=1))
     assert counters().get_many(watched) == before
@@ -200,7 +200,7 @@ def test_counters_rebuild_from_the_event_table(world):
 
 def test_the_rebuild_command_restores_spend(world, slot):
     services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
-    counters().delete_prefix("il:")
+    counters().delete_prefix(keys.PREFIX)
     output = io.StringIO()
     call_command("rebuild_counters", stdout=output)
     assert output.getvalue().startswith("Rebuilt ")

@@ -1,6 +1,8 @@
 """The live dashboard socket: members only, events posted through the API reach it, and
 nothing of another account ever does."""
 
+import datetime as dt
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
@@ -9,10 +11,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connections
 from django.test import Client
 
+from ads import selectors as ads_selectors
 from ads import services
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
-from ads.delivery.counters import counters
 from config.routing import websocket_urlpatterns
 from tests.ads.conftest import line_item_with_creative
 from tests.factories import AdBreakFactory, ViewerFactory
@@ -97,10 +99,8 @@ async def test_a_burst_of_events_sends_a_few_messages_and_the_final_numbers(tena
     # One batch: the leading message and the trailing re-read, not one per event.
     assert 1 <= len(messages) <= 3
     assert messages[-1]["impressions"] == 20
-    day = messages[-1]["day"].replace("-", "")
-    assert (
-        await sync_to_async(counters().get_many)(
-            [f"il:live:{tenancy.advertiser.pk}:{day}:impressions"]
-        )
-    ) == [20]
+    totals = await sync_to_async(ads_selectors.live_totals)(
+        advertiser=tenancy.advertiser, day=dt.date.fromisoformat(messages[-1]["day"])
+    )
+    assert totals["impressions"] == 20
     await communicator.disconnect()
