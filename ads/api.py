@@ -29,6 +29,7 @@ from ads.delivery import latency
 from ads.delivery.tokens import TrackingClaim
 from ads.models import AdEvent
 from catalog.models import Device, Region
+from config.api import error_body
 
 
 class PlatformClient:
@@ -275,14 +276,7 @@ def _decision_response(request: HttpRequest, decision_request: DecisionRequest) 
         decision = decide(decision_request)
     except DecisionRequestError as error:
         return _json_response(
-            {
-                "error": {
-                    "code": "invalid",
-                    "message": error.message,
-                    "fields": {error.field: [error.message]},
-                }
-            },
-            status=400,
+            error_body("invalid", error.message, {error.field: [error.message]}), status=400
         )
     latency.recorder.record((time.perf_counter() - started) * 1000)
     return _json_response(decision_payload(decision, request.build_absolute_uri("/t/")))
@@ -439,10 +433,7 @@ def track(request: HttpRequest, token: str, event_type: str) -> HttpResponse:
     if outcome.status == "accepted":
         return HttpResponse(status=204)
     code = outcome.reason or "rejected"
-    return JsonResponse(
-        {"error": {"code": code, "message": REJECTION_MESSAGES.get(code, code), "fields": {}}},
-        status=400,
-    )
+    return JsonResponse(error_body(code, REJECTION_MESSAGES.get(code, code)), status=400)
 
 
 REJECTION_MESSAGES = {

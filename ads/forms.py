@@ -6,7 +6,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from ads import selectors
 from ads.models import Advertiser, Campaign, Creative, LineItem, http_url
-from catalog.models import Genre, Title
+from catalog import selectors as catalog_selectors
 
 # Labels of the targeting fields, shared by the form and the line item page.
 TARGETING_LABELS = {
@@ -102,17 +102,17 @@ class LineItemForm(FieldsetsMixin, forms.ModelForm):
     target_age_bands = forms.MultipleChoiceField(required=False)
     target_dayparts = forms.MultipleChoiceField(required=False)
     target_genres = forms.ModelMultipleChoiceField(
-        queryset=Genre.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+        queryset=catalog_selectors.genres(), required=False, widget=forms.CheckboxSelectMultiple
     )
     # ~1,700 titles: a plain multi-select (ctrl/cmd-click) keeps the page usable without JS.
     include_titles = forms.ModelMultipleChoiceField(
-        queryset=Title.objects.all(),
+        queryset=catalog_selectors.titles(),
         required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Empty means every title. Ctrl/Cmd-click to pick several.",
     )
     exclude_titles = forms.ModelMultipleChoiceField(
-        queryset=Title.objects.all(),
+        queryset=catalog_selectors.titles(),
         required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Ctrl/Cmd-click to pick several.",

@@ -7,15 +7,19 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict:
+    """The body of every API error; views that answer without DRF (the decision fast path,
+    tracking links) send it too."""
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
 def api_error(
     code: str,
     message: str,
     fields: dict[str, Any] | None = None,
     http_status: int = status.HTTP_400_BAD_REQUEST,
 ) -> Response:
-    return Response(
-        {"error": {"code": code, "message": message, "fields": fields or {}}}, status=http_status
-    )
+    return Response(error_body(code, message, fields), status=http_status)
 
 
 def _first_message(detail: Any) -> str:

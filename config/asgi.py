@@ -13,16 +13,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
-from ads.decisioning.index import warm_up  # noqa: E402
-from ads.decisioning.refresher import start_refresher  # noqa: E402
+from ads.services import server_start  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 # Import every view now (URL resolution would on the first request), then build the index,
 # whose freeze takes all of it out of the garbage collector's sight: a full collection then
 # walks a few thousand objects (under a millisecond) instead of tens of thousands.
 get_resolver().url_patterns  # noqa: B018  (the property imports the URL modules)
-warm_up()  # before the first request, not during it
-start_refresher()  # and keep it (and the delivery state) current off the request path
+server_start()  # build the index now and keep it (and the delivery state) current
 
 application = ProtocolTypeRouter(
     {

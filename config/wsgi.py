@@ -12,8 +12,7 @@ full_application = get_wsgi_application()  # sets Django up
 
 from django.urls import get_resolver  # noqa: E402
 
-from ads.decisioning.index import warm_up  # noqa: E402
-from ads.decisioning.refresher import start_refresher  # noqa: E402
+from ads.services import server_start  # noqa: E402
 from config.api_wsgi import APIHandler, routed  # noqa: E402
 
 application = routed(full_application, APIHandler())
@@ -22,7 +21,6 @@ application = routed(full_application, APIHandler())
 # whose freeze takes all of it out of the garbage collector's sight: a full collection then
 # walks a few thousand objects (under a millisecond) instead of tens of thousands.
 get_resolver().url_patterns  # noqa: B018  (the property imports the URL modules)
-warm_up()  # before the first request, not during it
 # Each worker imports this module itself (gunicorn without --preload), so the thread runs in
 # the process that serves: threads do not survive a fork.
-start_refresher()
+server_start()

@@ -27,7 +27,8 @@ from django.utils import timezone
 from ads.delivery import keys
 from ads.delivery.counters import MICROS, Bump, counters
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem
-from catalog.models import AdBreak, AgeBand, Device, Genre, MaturityRating, Region, Title, Viewer
+from catalog import selectors as catalog_selectors
+from catalog.models import AgeBand, Device, MaturityRating, Region
 
 VERSION_CHECK_SECONDS = 1.0
 logger = logging.getLogger(__name__)
@@ -278,10 +279,8 @@ def build_index(version: int) -> DemandIndex:
                 creatives=tuple(creatives_by_line_item.get(line_item.pk, ())),
             )
         )
-    genre_slugs = dict(Genre.objects.values_list("pk", "slug"))
-    genres_by_title: dict[int, set[int]] = {}
-    for title_id, genre_id in Title.genres.through.objects.values_list("title_id", "genre_id"):
-        genres_by_title.setdefault(title_id, set()).add(genre_id)
+    genre_slugs = catalog_selectors.genre_slugs()
+    genres_by_title = catalog_selectors.title_genre_ids()
     titles = {
         pk: TitleEntry(
             pk,
@@ -291,21 +290,21 @@ def build_index(version: int) -> DemandIndex:
             year,
             frozenset(genre_slugs[genre] for genre in genres_by_title.get(pk, ())),
         )
-        for pk, maturity, duration, year in Title.objects.values_list(
-            "pk", "maturity_rating", "duration_seconds", "year"
+        for pk, maturity, duration, year in catalog_selectors.title_values(
+            "maturity_rating", "duration_seconds", "year"
         )
     }
     breaks = {
         pk: BreakEntry(pk, title_id, offset, max_pod)
-        for pk, title_id, offset, max_pod in AdBreak.objects.values_list(
-            "pk", "title_id", "offset_seconds", "max_pod_duration_seconds"
+        for pk, title_id, offset, max_pod in catalog_selectors.ad_break_values(
+            "title_id", "offset_seconds", "max_pod_duration_seconds"
         )
     }
     viewers = {
         external_id: ViewerEntry(pk, external_id, age_band, region, device, is_kids, gender)
         for pk, external_id, age_band, region, device, is_kids, gender in (
-            Viewer.objects.values_list(
-                "pk", "external_id", "age_band", "region", "device", "is_kids", "gender"
+            catalog_selectors.viewer_values(
+                "external_id", "age_band", "region", "device", "is_kids", "gender"
             )
         )
     }

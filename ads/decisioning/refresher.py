@@ -13,7 +13,7 @@ import time
 from django.db import close_old_connections
 from django.utils import timezone
 
-from ads.decisioning.index import index_holder
+from ads.decisioning.index import index_holder, warm_up
 from ads.decisioning.state import REFRESH_SECONDS, state_holder
 from ads.delivery.counters import counters
 
@@ -52,3 +52,11 @@ def start_refresher() -> None:
     index_holder.background = True
     state_holder.background = True
     threading.Thread(target=_run, name="decision-refresher", daemon=True).start()
+
+
+def server_start() -> None:
+    """What a server process does once, after importing its views: build the decision index
+    (whose freeze takes everything imported so far out of the garbage collector's sight) and
+    keep it and the delivery state current in a background thread."""
+    warm_up()  # before the first request, not during it
+    start_refresher()

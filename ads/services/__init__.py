@@ -2,6 +2,7 @@
 
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import index_changed
+from ads.decisioning.refresher import server_start
 from ads.services.demand import (
     advertiser_create,
     campaign_create,
@@ -48,4 +49,5 @@ __all__ = [
     "membership_set",
     "platform_key_authenticate",
     "platform_key_create",
+    "server_start",
 ]

@@ -31,6 +31,7 @@ from ads.delivery import keys
 from ads.delivery.counters import Bump, counters
 from ads.delivery.tokens import InvalidToken, TrackingClaim, read_token
 from ads.models import AdEvent, Creative, LineItem
+from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 
 MAX_BATCH = 1000
@@ -240,9 +241,9 @@ def _with_known_references(
                 "pk", "line_item_id", "advertiser_id"
             )
         )
-        viewers = set(Viewer.objects.filter(pk__in=viewer_ids).values_list("pk", flat=True))
-        titles = set(Title.objects.filter(pk__in=title_ids).values_list("pk", flat=True))
-        ad_breaks = set(AdBreak.objects.filter(pk__in=ad_break_ids).values_list("pk", flat=True))
+        viewers, titles, ad_breaks = catalog_selectors.existing_ids(
+            viewer_ids=viewer_ids, title_ids=title_ids, ad_break_ids=ad_break_ids
+        )
     kept = []
     for item in unique:
         claim = item.claim

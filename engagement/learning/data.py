@@ -10,6 +10,7 @@ from datetime import datetime
 import pandas as pd
 from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Q
 
+from catalog import selectors as catalog_selectors
 from catalog.models import Title, Viewer
 from engagement.models import Rating, ViewingSession
 
@@ -18,7 +19,6 @@ ENGAGED_RATING = 4
 ENGAGED_WATCH_RATIO = 0.9
 VIEWER_FIELDS = ("age_band", "gender", "region", "device", "is_kids")
 ROW_COLUMNS = ("viewer", "title", "label", "score", "session", "at")
-LOOKUP_CHUNK = 500
 
 
 def session_engaged() -> Q:
@@ -100,20 +100,8 @@ def viewer_frame(viewers: Iterable[Viewer]) -> pd.DataFrame:
 
 
 def all_viewers_frame() -> pd.DataFrame:
-    values = list(Viewer.objects.order_by("pk").values_list("pk", *VIEWER_FIELDS))
+    values = catalog_selectors.viewer_values(*VIEWER_FIELDS)
     return pd.DataFrame(values, columns=["viewer", *VIEWER_FIELDS]).set_index("viewer")
-
-
-def _genre_slugs(title_ids: Sequence[int]) -> dict[int, list[str]]:
-    """Each title's genre slugs, one query per LOOKUP_CHUNK titles."""
-    slugs: dict[int, list[str]] = {}
-    through = Title.genres.through
-    for start in range(0, len(title_ids), LOOKUP_CHUNK):
-        chunk = title_ids[start : start + LOOKUP_CHUNK]
-        pairs = through.objects.filter(title_id__in=chunk).values_list("title_id", "genre__slug")
-        for title_id, slug in pairs.order_by("title_id", "genre__slug"):
-            slugs.setdefault(title_id, []).append(slug)
-    return slugs
 
 
 def title_frame(titles: Sequence[Title]) -> pd.DataFrame:
@@ -123,7 +111,7 @@ def title_frame(titles: Sequence[Title]) -> pd.DataFrame:
     if prefetched:
         genres = {t.pk: sorted(genre.slug for genre in t.genres.all()) for t in titles}
     else:
-        genres = _genre_slugs([t.pk for t in titles])
+        genres = catalog_selectors.title_genre_slugs(title_ids=[t.pk for t in titles])
     return pd.DataFrame(
         {
             "year": [t.year for t in titles],
@@ -135,11 +123,8 @@ def title_frame(titles: Sequence[Title]) -> pd.DataFrame:
 
 
 def all_titles_frame() -> pd.DataFrame:
-    values = list(Title.objects.order_by("pk").values_list("pk", "year", "maturity_rating"))
+    values = catalog_selectors.title_values("year", "maturity_rating")
     frame = pd.DataFrame(values, columns=["title", "year", "maturity_rating"]).set_index("title")
-    slugs: dict[int, list[str]] = {}
-    pairs = Title.genres.through.objects.values_list("title_id", "genre__slug")
-    for title_id, slug in pairs.order_by("title_id", "genre__slug"):
-        slugs.setdefault(title_id, []).append(slug)
+    slugs = catalog_selectors.title_genre_slugs()
     frame["genres"] = [tuple(slugs.get(pk, ())) for pk in frame.index]
     return frame
