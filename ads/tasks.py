@@ -1,23 +1,41 @@
 """Celery tasks of ads: thin wrappers that take strings and call a service."""
 
 import datetime as dt
+from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
 
-from ads.learning.training import ctr_drift_measure, ctr_model_retrain
+from ads.services import ctr_drift_measure, ctr_model_train
+from ml import selectors as ml_selectors
+from ml.services import TrainingError, training_window_end
+
+RETRAIN_SOFT_TIME_LIMIT = 55 * 60
+RETRAIN_TIME_LIMIT = 60 * 60
 
 
-@shared_task(time_limit=60 * 60, soft_time_limit=55 * 60)
-def retrain_ctr_model_task(window_end_iso: str | None = None, days: int = 14) -> int | None:
-    """Retrain the CTR model on the `days` before `window_end_iso` (default: now). Re-running
-    a night makes an equivalent candidate, never a second champion (ml.services)."""
-    window_end = dt.datetime.fromisoformat(window_end_iso) if window_end_iso else None
-    version = ctr_model_retrain(window_end=window_end, days=days)
-    return version.pk if version else None
+@shared_task(
+    name="ads.tasks.retrain_ctr_model_task",
+    soft_time_limit=RETRAIN_SOFT_TIME_LIMIT,
+    time_limit=RETRAIN_TIME_LIMIT,
+)
+def retrain_ctr_model_task(
+    window_end_iso: str | None = None, window_days: int | None = None
+) -> dict[str, Any]:
+    """Nightly: train the CTR model on the window ending at `window_end_iso` (ISO 8601; a
+    time without a zone is UTC; default: now) and register it. Re-running a night makes an
+    equivalent candidate, never a second champion (ml.services). A window with too little
+    data is a recorded failed run, returned here, not raised; any other error (also
+    recorded) propagates, e.g. the soft time limit."""
+    window = {"window_days": window_days} if window_days else {}
+    try:
+        version = ctr_model_train(window_end=training_window_end(window_end_iso), **window)
+    except TrainingError as error:
+        return {"outcome": "failed", "error": str(error)}
+    return ml_selectors.training_outcome(version)
 
 
-@shared_task(time_limit=30 * 60, soft_time_limit=25 * 60)
+@shared_task(name="ads.tasks.measure_ctr_drift_task", time_limit=30 * 60, soft_time_limit=25 * 60)
 def measure_ctr_drift_task(day_iso: str | None = None) -> float | None:
     """The CTR champion's score drift on a day (default: yesterday, UTC)."""
     day = (

@@ -17,8 +17,8 @@ from ads.models import AdEvent, Advertiser, Campaign, DeliveryStatus, LineItem
 from analytics.models import DailyBreakdown, DailyDelivery
 from analytics.services import METRIC_FIELDS, local_day_range
 from engagement.selectors import viewing_activity
-from ml.metrics import psi_band
-from ml.models import DriftMeasurement, ModelVersion
+from ml import selectors as ml_selectors
+from ml.models import ModelVersion
 
 MICROS = ads_selectors.MICROS
 SUMS = {name: Sum(name) for name in METRIC_FIELDS if name != "unique_viewers"}
@@ -302,13 +302,18 @@ def platform_today(*, at: dt.datetime | None = None) -> dict:
 def model_monitoring(*, kind: str) -> dict:
     """Staff only: a model kind's versions with their held-out metrics, the champion's
     reliability table, and its daily drift with the conventional PSI bands."""
-    versions = list(ModelVersion.objects.filter(kind=kind).defer("artifact").order_by("version"))
+    versions = ml_selectors.model_versions(kind=kind)
     champion = next((v for v in versions if v.status == ModelVersion.Status.CHAMPION), None)
     drift = []
     if champion is not None:
         drift = [
-            {"day": row.day, "psi": row.psi, "rows": row.rows, "band": psi_band(row.psi)}
-            for row in DriftMeasurement.objects.filter(model_version=champion).order_by("day")
+            {
+                "day": row.day,
+                "psi": row.psi,
+                "rows": row.rows,
+                "band": ml_selectors.psi_band(row.psi),
+            }
+            for row in ml_selectors.drift_measurements(model_version=champion)
         ]
     return {
         "kind": kind,
@@ -323,16 +328,10 @@ def executive_summary(*, at: dt.datetime | None = None) -> dict:
     """Staff only: the platform now: viewing, delivery and revenue today, fill rate, decision
     latency over the last five minutes, and the champions' held-out accuracy."""
     at = at or timezone.now()
-    champions = {
-        version.kind: version
-        for version in ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).defer(
-            "artifact"
-        )
-    }
     return {
         "at": at,
         "viewing": viewing_activity(at=at),
         "delivery": platform_today(at=at),
         "latency": ads_selectors.decision_latency(minutes=5, at=at),
-        "champions": champions,
+        "champions": ml_selectors.champion_versions(),
     }

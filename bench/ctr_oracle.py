@@ -73,7 +73,7 @@ def _cover_the_window(start, days: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    # 14 days: the nightly training's window (ads.learning.training.ctr_model_train).
+    # 14 days: the nightly training's window (ads.services.ctr_model_train).
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--viewers", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=11)

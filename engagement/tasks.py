@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import shared_task
 
-from engagement.learning import EngagementTrainingError, engagement_model_train
+from engagement.services import engagement_model_train
+from ml import selectors as ml_selectors
+from ml.services import TrainingError, training_window_end
 
 RETRAIN_SOFT_TIME_LIMIT = 25 * 60
 RETRAIN_TIME_LIMIT = 30 * 60
@@ -26,18 +27,10 @@ def retrain_engagement_model_task(
     second run for the same window adds an equivalent candidate, never a second champion.
     A window with too little data is a recorded failed run, returned here, not raised; any
     other error (also recorded) propagates, e.g. the soft time limit."""
-    window_end = None
-    if window_end_iso:
-        window_end = datetime.fromisoformat(window_end_iso)
-        if window_end.tzinfo is None:
-            window_end = window_end.replace(tzinfo=UTC)
     try:
-        version = engagement_model_train(window_end=window_end, window_days=window_days)
-    except EngagementTrainingError as error:
+        version = engagement_model_train(
+            window_end=training_window_end(window_end_iso), window_days=window_days
+        )
+    except TrainingError as error:
         return {"outcome": "failed", "error": str(error)}
-    return {
-        "outcome": "promoted" if version.status == version.Status.CHAMPION else "kept",
-        "model_version_id": version.pk,
-        "version": version.version,
-        "decision": version.decision,
-    }
+    return ml_selectors.training_outcome(version)

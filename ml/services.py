@@ -4,7 +4,7 @@ the champion, roll back, and record training runs."""
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import joblib
@@ -187,3 +187,17 @@ def drift_record(*, model_version: ModelVersion, day: date, scores) -> DriftMeas
         defaults={"kind": model_version.kind, "psi": value, "rows": len(scores)},
     )
     return measurement
+
+
+class TrainingError(Exception):
+    """A window that cannot train a model (too few rows or outcomes). The run is recorded as
+    failed and the champion stays; each kind's trainer raises a subclass."""
+
+
+def training_window_end(iso: str | None) -> datetime | None:
+    """A training task's window end from ISO 8601 (None: the trainer's default); a time
+    without a zone is UTC, as the beat schedule and the commands write it."""
+    if not iso:
+        return None
+    window_end = datetime.fromisoformat(iso)
+    return window_end if window_end.tzinfo else window_end.replace(tzinfo=UTC)

@@ -9,14 +9,14 @@ import numpy as np
 
 from ads.decisioning.index import CreativeEntry, DemandIndex
 from ads.learning.features import FORMAT_VERSION
+from ml import selectors as ml_selectors
 from ml.models import ModelKind
-from ml.serving import champion
 
 
 def ctr_champion():
     """The CTR champion of this process (None until one is trained and promoted, or while
     the champion is an artifact of an older feature layout, which cannot score requests)."""
-    current = champion(ModelKind.CTR)
+    current = ml_selectors.champion(ModelKind.CTR)
     if current is None or getattr(current.model, "format_version", 1) != FORMAT_VERSION:
         return None
     return current

@@ -33,18 +33,18 @@ from ads.learning.estimators import (  # noqa: F401 - artifacts pickled these fr
 from ads.learning.features import CATEGORICAL, FORMAT_VERSION, CtrFeatures, viewer_clock
 from ads.models import AdEvent
 from catalog.models import Title
-from ml import metrics
+from ml import selectors as ml_selectors
 from ml import services as ml_services
 from ml.models import DriftMeasurement, ModelKind, ModelVersion
-from ml.serving import champion, champions
 
 logger = logging.getLogger(__name__)
+WINDOW_DAYS = 14  # the nightly window: two weeks, the last day held out
 MIN_ROWS = 500
 MIN_CLICKS = 10
 ISOTONIC_MIN_CLICKS = 500
 
 
-class NotEnoughData(Exception):
+class NotEnoughData(ml_services.TrainingError):
     pass
 
 
@@ -228,11 +228,10 @@ def fit_models(
     ]
 
 
-def ctr_model_train(*, window_end: dt.datetime | None = None, days: int = 14) -> list[ModelVersion]:
-    """Train on the `days` before `window_end` (default now), the last day held out, and
-    register the baseline and the trees (in that order). Raises NotEnoughData."""
-    window_end = window_end or timezone.now()
-    window_start = window_end - dt.timedelta(days=days)
+def ctr_models_register(*, window_end: dt.datetime, window_days: int) -> list[ModelVersion]:
+    """Train on the `window_days` before `window_end`, the last day held out, and register
+    the baseline and the trees (in that order). Raises NotEnoughData."""
+    window_start = window_end - dt.timedelta(days=window_days)
     holdout_start = window_end - dt.timedelta(days=1)
     frame = training_frame(start=window_start, end=window_end)
     fit, calibrate, holdout = split_by_time(frame, holdout_start) if len(frame) else (frame,) * 3
@@ -247,14 +246,16 @@ def ctr_model_train(*, window_end: dt.datetime | None = None, days: int = 14) ->
     versions = []
     for model in fit_models(fit, calibrate):
         scores = model.predict_frame(holdout)
-        summary = metrics.summary(y_holdout, scores)
+        summary = ml_selectors.model_metrics(y_holdout, scores)
         train_scores = model.predict_frame(pd.concat([fit, calibrate]))
         summary["reference_scores"] = ml_services.reference_scores(train_scores)
-        summary["psi"] = metrics.psi(summary["reference_scores"], scores)
-        current = champion(ModelKind.CTR)
+        summary["psi"] = ml_selectors.score_drift(summary["reference_scores"], scores)
+        current = ml_selectors.champion(ModelKind.CTR)
         champion_metrics = None
         if current is not None and _scores_todays_rows(current.model):
-            champion_metrics = metrics.summary(y_holdout, current.model.predict_frame(holdout))
+            champion_metrics = ml_selectors.model_metrics(
+                y_holdout, current.model.predict_frame(holdout)
+            )
         versions.append(
             ml_services.model_version_register(
                 kind=ModelKind.CTR,
@@ -270,7 +271,7 @@ def ctr_model_train(*, window_end: dt.datetime | None = None, days: int = 14) ->
             )
         )
         # A version promoted here is the champion the next candidate must beat.
-        champions.reset()
+        ml_selectors.champions_reload()
     return versions
 
 
@@ -280,21 +281,31 @@ def _scores_todays_rows(model) -> bool:
     return getattr(model, "format_version", 1) == FORMAT_VERSION
 
 
-def ctr_model_retrain(
-    *, window_end: dt.datetime | None = None, days: int = 14
-) -> ModelVersion | None:
-    """The nightly job: train on the window, record the run; a failure is recorded (with
-    its reason) and leaves the champion as it was. Returns the trees' version, or None."""
+def ctr_model_train(
+    *, window_end: dt.datetime | None = None, window_days: int = WINDOW_DAYS
+) -> ModelVersion:
+    """Train the CTR model on the `window_days` before `window_end` (default: now), the
+    last day held out; register the logistic baseline and the trees, each promoted only if
+    it beats the champion (`ml.services.model_version_register`). Returns the trees' version.
+
+    Every attempt is a `TrainingRun`; on any error the run is recorded as failed, the
+    champion is left as it was, and the error is raised again (`NotEnoughData`, a
+    `TrainingError`, when the window has too little data). A window end without a time zone
+    is refused, as by every trainer."""
     window_end = window_end or timezone.now()
+    if window_end.tzinfo is None:
+        raise ValueError("window_end needs a time zone.")
     run = ml_services.training_run_start(
-        kind=ModelKind.CTR, window_start=window_end - dt.timedelta(days=days), window_end=window_end
+        kind=ModelKind.CTR,
+        window_start=window_end - dt.timedelta(days=window_days),
+        window_end=window_end,
     )
     try:
-        versions = ctr_model_train(window_end=window_end, days=days)
-    except Exception as error:  # any failure: recorded, champion untouched
-        logger.exception("CTR training failed")
+        versions = ctr_models_register(window_end=window_end, window_days=window_days)
+    except Exception as error:  # any failure: recorded, champion untouched, raised again
         ml_services.training_run_fail(run=run, error=f"{type(error).__name__}: {error}")
-        return None
+        logger.warning("CTR training failed: %s", error)
+        raise
     trees = versions[-1]
     ml_services.training_run_finish(run=run, model_version=trees)
     return trees
@@ -304,7 +315,7 @@ def ctr_drift_measure(*, day: dt.date) -> DriftMeasurement | None:
     """Score `day`'s impressions (UTC) with the CTR champion and record the PSI against its
     training window. None when there is no champion (or one of an older feature layout) or
     no impression that day."""
-    current = champion(ModelKind.CTR)
+    current = ml_selectors.champion(ModelKind.CTR)
     if current is None or not _scores_todays_rows(current.model):
         return None
     start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)

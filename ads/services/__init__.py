@@ -1,8 +1,10 @@
-"""Writes of the `ads` app: demand (campaigns, line items, creatives) and ad events."""
+"""Writes of the `ads` app: demand (campaigns, line items, creatives), decisions, ad events,
+and the CTR model's training."""
 
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import index_changed
 from ads.decisioning.refresher import server_start
+from ads.learning.training import ctr_drift_measure, ctr_model_train
 from ads.services.demand import (
     advertiser_create,
     campaign_create,
@@ -36,6 +38,8 @@ __all__ = [
     "campaign_create",
     "campaign_update",
     "counters_rebuild",
+    "ctr_drift_measure",
+    "ctr_model_train",
     "creative_create",
     "creative_update",
     "delivery_status_set",

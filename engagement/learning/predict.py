@@ -13,8 +13,8 @@ from django.db.models import Count, Q
 from catalog.models import Title, Viewer
 from engagement.learning import data
 from engagement.models import Rating, ViewingSession
+from ml import selectors as ml_selectors
 from ml.models import ModelKind
-from ml.serving import champion
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def engagement_predict(*, viewer: Viewer, titles: Sequence[Title]) -> dict[int, 
     titles = list(titles)
     if not titles:
         return {}
-    loaded = champion(ModelKind.ENGAGEMENT)
+    loaded = ml_selectors.champion(ModelKind.ENGAGEMENT)
     if loaded is None:
         return engagement_fallback(titles=titles)
     title_ids = [title.pk for title in titles]

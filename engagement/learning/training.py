@@ -14,9 +14,10 @@ import pandas as pd
 from engagement.learning import data
 from engagement.learning.config import FeatureConfig, ModelConfig
 from engagement.learning.model import EngagementModel
-from ml import metrics
+from ml import selectors as ml_selectors
 from ml.models import ModelKind, ModelVersion
 from ml.services import (
+    TrainingError,
     artifact_dumps,
     model_version_register,
     training_run_fail,
@@ -38,7 +39,7 @@ LABEL = (
 )
 
 
-class EngagementTrainingError(Exception):
+class EngagementTrainingError(TrainingError):
     """The window cannot train a model (too few rows, one outcome only); nothing registered."""
 
 
@@ -71,7 +72,7 @@ def engagement_model_train(
     The same window gives the same candidate (seeded, deterministic training), so running a
     night twice adds an equivalent candidate that is not promoted (its log loss ties).
     Every attempt is a `TrainingRun`; on any error the run is recorded as failed, the
-    champion is left as it was, and the error is raised again (`EngagementTrainingError` when
+    champion is left as it was, and the error is raised again (`EngagementTrainingError`, a `TrainingError`, when
     the window has too little data)."""
     window_end = window_end or default_window_end()
     if window_end.tzinfo is None:
@@ -150,11 +151,11 @@ def _train(
     labels = holdout["label"].to_numpy()
     probabilities = served.predict(pairs, viewers, titles)
 
-    candidate_metrics = metrics.summary(labels, probabilities)
-    drift = metrics.psi(report.train_scores, probabilities)
+    candidate_metrics = ml_selectors.model_metrics(labels, probabilities)
+    drift = ml_selectors.score_drift(report.train_scores, probabilities)
     candidate_metrics |= {
         "psi": drift,
-        "psi_band": metrics.psi_band(drift),
+        "psi_band": ml_selectors.psi_band(drift),
         "calibration_rows": len(calibration),
         "rounds": report.rounds,
         "ratings": int((rows["session"] == 0).sum()),
@@ -200,12 +201,12 @@ def _champion_metrics(
 ) -> dict | None:
     """The current champion's metrics on the candidate's held-out rows; None when there is no
     champion, or when it cannot score them (it could not serve either, so it should go)."""
-    champion = ModelVersion.objects.filter(kind=KIND, status=ModelVersion.Status.CHAMPION).first()
+    champion = ml_selectors.champion_version(kind=KIND)
     if champion is None:
         return None
     try:
         model = joblib.load(io.BytesIO(bytes(champion.artifact)))
-        return metrics.summary(labels, np.asarray(model.predict(pairs, viewers, titles)))
+        return ml_selectors.model_metrics(labels, np.asarray(model.predict(pairs, viewers, titles)))
     except Exception:
         logger.exception(
             "The engagement champion v%s cannot score the held-out rows.", champion.version

@@ -161,14 +161,14 @@ def test_serving_rows_equal_the_training_encoding_of_the_same_impression(history
 @pytest.mark.django_db
 def test_a_champion_of_an_older_layout_is_not_served_and_not_compared(history):  # noqa: F811
     end, _ = history
-    training.ctr_model_train(window_end=end, days=4)
+    training.ctr_models_register(window_end=end, window_days=4)
     current = ctr_champion()
     assert current is not None
     current.model.format_version = 1  # as unpickled from an artifact made before layout 2
     assert ctr_champion() is None  # the engine keeps its Beta posteriors
     assert training.ctr_drift_measure(day=(end - dt.timedelta(days=1)).date()) is None
     old = ModelVersion.objects.get(status="champion")
-    versions = training.ctr_model_train(window_end=end, days=4)
+    versions = training.ctr_models_register(window_end=end, window_days=4)
     # Without a comparable champion, the calibrated baseline is promoted on calibration alone
     # (then the trees must beat it as usual).
     assert versions[0].decision == "The first model of its kind, calibrated."

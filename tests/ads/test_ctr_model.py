@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from ads import tasks
+from ads import services, tasks
 from ads.decisioning.engine import _resolve
 from ads.decisioning.index import current_index
 from ads.decisioning.scoring import ctr_champion, predict_ctr
@@ -19,6 +19,7 @@ from ads.learning import training
 from ads.models import AdEvent
 from ml import metrics
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun
+from ml.services import TrainingError
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.factories import (
     AdvertiserFactory,
@@ -92,7 +93,7 @@ def history():
 
 def test_training_registers_the_baseline_and_a_better_calibrated_champion(history):
     end, truth = history
-    baseline, trees = training.ctr_model_train(window_end=end, days=4)
+    baseline, trees = training.ctr_models_register(window_end=end, window_days=4)
     assert baseline.algorithm == "logistic regression, one-hot"
     assert trees.algorithm.startswith("LightGBM + ")  # Platt below 500 calibration clicks
     assert trees.status == ModelVersion.Status.CHAMPION
@@ -112,21 +113,21 @@ def test_training_registers_the_baseline_and_a_better_calibrated_champion(histor
 
 def test_training_the_same_window_again_keeps_the_champion(history):
     end, _ = history
-    first = training.ctr_model_train(window_end=end, days=4)[1]
-    again = training.ctr_model_train(window_end=end, days=4)
+    first = training.ctr_models_register(window_end=end, window_days=4)[1]
+    again = training.ctr_models_register(window_end=end, window_days=4)
     assert [version.status for version in again] == ["candidate", "candidate"]
     assert list(ModelVersion.objects.filter(status="champion")) == [first]
 
 
 def test_too_little_data_is_refused_and_the_champion_stays(db):
     with pytest.raises(training.NotEnoughData, match="needs at least 500"):
-        training.ctr_model_train(window_end=timezone.now(), days=2)
+        training.ctr_models_register(window_end=timezone.now(), window_days=2)
     assert not ModelVersion.objects.exists()
 
 
 def test_decisions_rank_cpc_line_items_by_the_champions_pctr(history, world):
     end, _ = history
-    training.ctr_model_train(window_end=end, days=4)
+    training.ctr_models_register(window_end=end, window_days=4)
     model = ctr_champion()
     assert model is not None
     young = ViewerFactory(external_id="young", age_band="18_24")
@@ -155,13 +156,24 @@ def test_the_nightly_task_records_its_run_and_is_idempotent(history):
     second = tasks.retrain_ctr_model_task.apply(args=[end.isoformat(), 4]).get()
     runs = list(TrainingRun.objects.order_by("started_at"))
     assert [run.outcome for run in runs] == ["promoted", "kept"]
-    assert ModelVersion.objects.get(status="champion").pk == first != second
+    assert (first["outcome"], second["outcome"]) == ("promoted", "kept")
+    champion = ModelVersion.objects.get(status="champion")
+    assert champion.pk == first["model_version_id"] != second["model_version_id"]
+    # Too little data: a recorded failed run, answered (not raised) like the engagement task's.
+    late = (end + dt.timedelta(days=30)).replace(tzinfo=None).isoformat()  # naive: UTC
+    failed = tasks.retrain_ctr_model_task.apply(args=[late, 2]).get()
+    assert failed["outcome"] == "failed"
+    assert failed["error"].startswith("The training rows hold 0 impressions")
+    assert TrainingRun.objects.latest("started_at").window_end == end + dt.timedelta(days=30)
 
 
 def test_a_failed_run_is_recorded_and_the_champion_stays(history):
     end, _ = history
-    champion = training.ctr_model_retrain(window_end=end, days=4)
-    assert training.ctr_model_retrain(window_end=end + dt.timedelta(days=30), days=2) is None
+    champion = services.ctr_model_train(window_end=end, window_days=4)
+    with pytest.raises(TrainingError, match="The training rows hold 0 impressions"):
+        services.ctr_model_train(window_end=end + dt.timedelta(days=30), window_days=2)
+    with pytest.raises(ValueError, match="needs a time zone"):
+        services.ctr_model_train(window_end=end.replace(tzinfo=None), window_days=4)
     failed = TrainingRun.objects.get(outcome="failed")
     assert failed.error.startswith("NotEnoughData: The training rows hold 0 impressions")
     assert ModelVersion.objects.get(status="champion") == champion
@@ -177,7 +189,7 @@ def test_the_train_models_command_says_what_it_did(history, db):
 
 def test_drift_of_the_champions_scores_is_measured_per_day(history):
     end, _ = history
-    champion_version = training.ctr_model_train(window_end=end, days=4)[1]
+    champion_version = training.ctr_models_register(window_end=end, window_days=4)[1]
     yesterday = (end - dt.timedelta(days=1)).date()
     psi = tasks.measure_ctr_drift_task.apply(args=[yesterday.isoformat()]).get()
     measurement = DriftMeasurement.objects.get()

@@ -1,12 +1,17 @@
+"""`manage.py train_models`: every model now. It lives in analytics, the lowest app that may
+import both trainers (ads' CTR model, engagement's model)."""
+
 import time
+from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ads.learning.training import ctr_model_retrain
-from engagement.learning import EngagementTrainingError
+from ads.services import ctr_model_train
 from engagement.services import engagement_model_train
-from ml.models import ModelVersion, TrainingRun
+from ml import selectors as ml_selectors
+from ml.models import ModelVersion
+from ml.services import TrainingError
 
 
 class Command(BaseCommand):
@@ -20,31 +25,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=14, help="CTR training window in days.")
 
-    @staticmethod
-    def _engagement() -> ModelVersion | None:
-        try:
-            return engagement_model_train()
-        except EngagementTrainingError:
-            return None  # recorded as a failed run, shown in the summary
-
     def handle(self, *args, days: int, **options) -> None:
         if days < 2:
             raise CommandError("--days must be at least 2 (the last day is held out).")
         started = time.perf_counter()
-        jobs = {
-            "engagement": self._engagement,
-            "ctr": lambda: ctr_model_retrain(days=days),
+        trainers: dict[str, Callable[[], ModelVersion]] = {
+            "engagement": engagement_model_train,
+            "ctr": lambda: ctr_model_train(window_days=days),
         }
         outcomes = []
-        for kind, train in tqdm(jobs.items(), desc="models", disable=None):
-            version = train()
-            run = TrainingRun.objects.filter(kind=kind).order_by("-started_at").first()
-            if version is None:
-                outcomes.append(f"{kind}: failed ({run.error if run else 'see the log'})")
+        for kind, train in tqdm(trainers.items(), desc="models", disable=None):
+            try:
+                version = train()
+            except TrainingError as error:  # recorded as a failed run; the champion stays
+                outcomes.append(f"{kind}: failed ({error})")
                 continue
-            champion = ModelVersion.objects.filter(
-                kind=kind, status=ModelVersion.Status.CHAMPION
-            ).first()
+            champion = ml_selectors.champion_version(kind=kind)
             outcomes.append(
                 f"{kind}: v{version.version} {version.status} "
                 f"(AUC {version.metrics['auc']:.3f}); champion "
