@@ -39,9 +39,11 @@ serve: install
 test: install
 	$(BIN)/pytest
 
+# ruff, the import contracts of DESIGN.md's layers (pyproject.toml), and mypy.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy $$(git ls-files '*/services.py' '*/selectors.py' '*/services/*.py' '*/selectors/*.py')
 
 format: install

@@ -72,8 +72,8 @@ def engagement_model_train(
     The same window gives the same candidate (seeded, deterministic training), so running a
     night twice adds an equivalent candidate that is not promoted (its log loss ties).
     Every attempt is a `TrainingRun`; on any error the run is recorded as failed, the
-    champion is left as it was, and the error is raised again (`EngagementTrainingError`, a `TrainingError`, when
-    the window has too little data)."""
+    champion is left as it was, and the error is raised again (`EngagementTrainingError`, a
+    `TrainingError`, when the window has too little data)."""
     window_end = window_end or default_window_end()
     if window_end.tzinfo is None:
         raise ValueError("window_end needs a time zone.")
