@@ -120,20 +120,7 @@ class LineItemForm(FieldsetsMixin, forms.ModelForm):
 
     class Meta:
         model = LineItem
-        fields = [
-            "name",
-            "start_at",
-            "end_at",
-            "pricing",
-            "bid",
-            "daily_budget",
-            "lifetime_budget",
-            "pacing",
-            "frequency_cap_hour",
-            "frequency_cap_day",
-            "frequency_cap_lifetime",
-            *TARGETING_LABELS,
-        ]
+        fields = list(LineItem.EDITABLE_FIELDS)
         widgets = {"start_at": DateTimeLocalInput(), "end_at": DateTimeLocalInput()}
         help_texts = {"end_at": "Leave empty to run until stopped."}
         labels = {

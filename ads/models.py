@@ -204,6 +204,25 @@ class LineItem(TenantModel):
         "target_age_bands": AgeBand,
         "target_dayparts": Daypart,
     }
+    # Targeting by related rows (many-to-many): set after the line item is saved.
+    TARGETING_RELATIONS = ("target_genres", "include_titles", "exclude_titles")
+    # What an advertiser may set on a line item, through the web form, the API or a service
+    # (its campaign and advertiser are fixed at creation).
+    EDITABLE_FIELDS = (
+        "name",
+        "start_at",
+        "end_at",
+        "pricing",
+        "bid",
+        "daily_budget",
+        "lifetime_budget",
+        "pacing",
+        "frequency_cap_hour",
+        "frequency_cap_day",
+        "frequency_cap_lifetime",
+        *TARGETING_CHOICES,
+        *TARGETING_RELATIONS,
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -6,13 +6,13 @@ leaves the same rows. They check the values that bulk writes would otherwise let
 (choices and ranges) and raise ``ValidationError`` before writing anything.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from catalog.models import (
     AdBreak,
@@ -73,6 +73,20 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def rows_upsert(
+    model: type[models.Model], specs: Iterable[Any], *, keys: Sequence[str], fields: Sequence[str]
+) -> None:
+    """Insert a row of `model` for each spec (an object with an attribute per key and field),
+    or update `fields` of the row whose `keys` are taken already: one statement, so an
+    identical second load leaves the same rows (ids included)."""
+    model._default_manager.bulk_create(
+        [model(**{name: getattr(spec, name) for name in (*keys, *fields)}) for spec in specs],
+        update_conflicts=True,
+        unique_fields=list(keys),
+        update_fields=list(fields),
+    )
+
+
 def genres_upsert(*, genres: Mapping[str, str]) -> dict[str, Genre]:
     """Create or rename the genres given as ``{slug: name}``; returns every one by slug."""
     for slug, name in genres.items():
@@ -104,21 +118,11 @@ def titles_upsert(*, titles: Iterable[TitleSpec]) -> dict[str, Title]:
         _title_spec_check(spec, genre_ids)
     with transaction.atomic():
         for batch in batched(specs, BATCH_SIZE):
-            Title.objects.bulk_create(
-                [
-                    Title(
-                        external_id=spec.external_id,
-                        name=spec.name,
-                        year=spec.year,
-                        kind=spec.kind,
-                        maturity_rating=spec.maturity_rating,
-                        duration_seconds=spec.duration_seconds,
-                    )
-                    for spec in batch
-                ],
-                update_conflicts=True,
-                unique_fields=["external_id"],
-                update_fields=["name", "year", "kind", "maturity_rating", "duration_seconds"],
+            rows_upsert(
+                Title,
+                batch,
+                keys=["external_id"],
+                fields=["name", "year", "kind", "maturity_rating", "duration_seconds"],
             )
         by_external_id = _titles_by_external_id([spec.external_id for spec in specs])
         wanted = {
@@ -164,21 +168,11 @@ def viewers_upsert(*, viewers: Iterable[ViewerSpec]) -> dict[str, int]:
         _viewer_spec_check(spec)
     with transaction.atomic():
         for batch in batched(specs, BATCH_SIZE):
-            Viewer.objects.bulk_create(
-                [
-                    Viewer(
-                        external_id=spec.external_id,
-                        age_band=spec.age_band,
-                        gender=spec.gender,
-                        region=spec.region,
-                        device=spec.device,
-                        is_kids=spec.is_kids,
-                    )
-                    for spec in batch
-                ],
-                update_conflicts=True,
-                unique_fields=["external_id"],
-                update_fields=["age_band", "gender", "region", "device", "is_kids"],
+            rows_upsert(
+                Viewer,
+                batch,
+                keys=["external_id"],
+                fields=["age_band", "gender", "region", "device", "is_kids"],
             )
     ids: dict[str, int] = {}
     for chunk in batched([spec.external_id for spec in specs], LOOKUP_CHUNK):

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from catalog.models import Device
-from catalog.services import BATCH_SIZE, batched
+from catalog.services import BATCH_SIZE, batched, rows_upsert
 from engagement.models import PlaybackEvent, Rating, ViewingSession
 
 
@@ -38,19 +38,8 @@ def ratings_upsert(*, ratings: Iterable[RatingSpec], batch_size: int = BATCH_SIZ
         for batch in batched(ratings, batch_size):
             for spec in batch:
                 _rating_spec_check(spec, seen)
-            Rating.objects.bulk_create(
-                [
-                    Rating(
-                        viewer_id=spec.viewer_id,
-                        title_id=spec.title_id,
-                        rating=spec.rating,
-                        rated_at=spec.rated_at,
-                    )
-                    for spec in batch
-                ],
-                update_conflicts=True,
-                unique_fields=["viewer", "title"],
-                update_fields=["rating", "rated_at"],
+            rows_upsert(
+                Rating, batch, keys=["viewer_id", "title_id"], fields=["rating", "rated_at"]
             )
             written += len(batch)
     return written

@@ -17,22 +17,6 @@ from catalog.models import Genre, Title
 
 Demand = TypeVar("Demand", Campaign, LineItem, Creative)
 
-LINE_ITEM_RELATIONS = ("target_genres", "include_titles", "exclude_titles")
-LINE_ITEM_EDITABLE = {
-    "name",
-    "start_at",
-    "end_at",
-    "pricing",
-    "bid",
-    "daily_budget",
-    "lifetime_budget",
-    "pacing",
-    "frequency_cap_hour",
-    "frequency_cap_day",
-    "frequency_cap_lifetime",
-    *LineItem.TARGETING_CHOICES,
-}
-
 
 def _save(instance: Demand, relations: Mapping[str, Iterable[Any]] | None = None) -> Demand:
     """Validate `instance` (its fields, then its cross-field rules), save it and its
@@ -191,14 +175,16 @@ def line_item_update(*, line_item: LineItem, **changes: Any) -> LineItem:
     """Change a line item's settings or targeting; its campaign and advertiser stay."""
     _refuse_archived(line_item)
     relations = {
-        field: list(changes.pop(field)) for field in LINE_ITEM_RELATIONS if field in changes
+        field: list(changes.pop(field))
+        for field in LineItem.TARGETING_RELATIONS
+        if field in changes
     }
     _line_item_targeting_check(
         relations.get("include_titles", line_item.include_titles.all()),
         relations.get("exclude_titles", line_item.exclude_titles.all()),
     )
     for field, value in changes.items():
-        if field not in LINE_ITEM_EDITABLE:
+        if field not in LineItem.EDITABLE_FIELDS:
             raise ValidationError({field: "This field cannot be changed here."})
         setattr(line_item, field, value)
     return _save(line_item, relations)
