@@ -1,5 +1,6 @@
 """Writes to the model registry: register a trained candidate, promote it only when it beats
-the champion, roll back, and record training runs."""
+the champion (or, without one, predicting the base rate), roll back, and record training
+runs."""
 
 from __future__ import annotations
 
@@ -15,10 +16,21 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from ml.metrics import psi
+from ml.metrics import entropy, psi
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 
 CALIBRATION_RANGE = (0.9, 1.1)
+# A first model (or one whose champion cannot score the same rows) has no champion to beat, so
+# it must beat the no-skill baseline: predicting the held-out base rate for every row, whose AUC
+# is 0.5 and whose log loss is the base rate's entropy. A constant predictor is calibrated, so
+# calibration alone would promote it. The margins keep out models whose "skill" is noise: on a
+# held-out day with a few dozen clicks the AUC of a model that learnt nothing spreads about
+# ±0.04 around 0.5, so 0.52 refuses most of the luckiest no-skill models without refusing the
+# weak but real ones (the demo's first CTR baseline scores 0.60). The log-loss margin is
+# relative (a normalized entropy of at most 0.99), because a CTR's base-rate entropy is about
+# 0.06 and an engagement rate's about 0.69: the same absolute margin cannot fit both.
+FIRST_MODEL_AUC_MARGIN = 0.02
+FIRST_MODEL_LOG_LOSS_MARGIN = 0.01
 
 
 def champion_pointer_key(kind: str) -> str:
@@ -34,14 +46,22 @@ def artifact_dumps(model: Any) -> bytes:
 def promotion_verdict(
     *, candidate: dict[str, float], champion: dict[str, float] | None
 ) -> tuple[bool, str]:
-    """The promotion rule: calibration ratio within 0.9–1.1, and against a champion scored on
-    the same held-out window, an AUC not lower and a log loss lower."""
+    """The promotion rule: calibration ratio within 0.9–1.1, and then
+
+    - against a champion scored on the same held-out window: an AUC not lower and a log loss
+      lower;
+    - without one: beating the no-skill baseline (the held-out base rate for every row) by the
+      margins above, an AUC of at least 0.5 + FIRST_MODEL_AUC_MARGIN and a log loss of at most
+      (1 − FIRST_MODEL_LOG_LOSS_MARGIN) × the base rate's entropy.
+
+    `candidate` needs `calibration_ratio`, `auc`, `log_loss` and (without a champion)
+    `base_rate`, as `ml.metrics.summary` gives them."""
     low, high = CALIBRATION_RANGE
     ratio = candidate["calibration_ratio"]
     if not low <= ratio <= high:
         return False, f"Calibration ratio {ratio:.3f} is outside {low}–{high}."
     if champion is None:
-        return True, "The first model of its kind, calibrated."
+        return _no_skill_verdict(candidate)
     if candidate["auc"] < champion["auc"]:
         return False, (
             f"AUC {candidate['auc']:.4f} is lower than the champion's {champion['auc']:.4f} "
@@ -55,6 +75,26 @@ def promotion_verdict(
     return True, (
         f"AUC {candidate['auc']:.4f} ≥ {champion['auc']:.4f} and log loss "
         f"{candidate['log_loss']:.4f} < {champion['log_loss']:.4f} on the same held-out window."
+    )
+
+
+def _no_skill_verdict(candidate: dict[str, float]) -> tuple[bool, str]:
+    base_rate = candidate["base_rate"]
+    least_auc = 0.5 + FIRST_MODEL_AUC_MARGIN
+    most_log_loss = (1 - FIRST_MODEL_LOG_LOSS_MARGIN) * entropy(base_rate)
+    baseline = f"predicting the base rate {base_rate:.4f}"
+    if candidate["auc"] < least_auc:
+        return False, (
+            f"AUC {candidate['auc']:.4f} is below {least_auc:.2f}: no better than {baseline}."
+        )
+    if candidate["log_loss"] > most_log_loss:
+        return False, (
+            f"Log loss {candidate['log_loss']:.4f} is above {most_log_loss:.4f} "
+            f"({1 - FIRST_MODEL_LOG_LOSS_MARGIN:.2f} × its entropy): no better than {baseline}."
+        )
+    return True, (
+        f"Calibrated, and better than {baseline}: AUC {candidate['auc']:.4f} ≥ "
+        f"{least_auc:.2f} and log loss {candidate['log_loss']:.4f} ≤ {most_log_loss:.4f}."
     )
 
 
@@ -74,13 +114,15 @@ def model_version_register(
     """Store a trained model as a candidate, then promote it if `promotion_verdict` says so.
 
     `champion_metrics` are the current champion's metrics on the candidate's held-out rows
-    (None when there is no champion). The verdict is recorded on the version either way.
+    (None when there is no champion, or when it cannot score them: then the candidate is judged
+    as a first model, against the base rate). The verdict is recorded on the version either way.
     """
     artifact = artifact_dumps(model)
     champion = ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.CHAMPION).first()
-    promote, reason = promotion_verdict(
-        candidate=metrics, champion=champion_metrics if champion is not None else None
-    )
+    compared = champion_metrics if champion is not None else None
+    promote, reason = promotion_verdict(candidate=metrics, champion=compared)
+    if champion is not None and compared is None:
+        reason = f"Champion v{champion.version} did not score these held-out rows. {reason}"
     for _ in range(3):  # two trainings racing for the same version number
         try:
             with transaction.atomic():

@@ -2,11 +2,11 @@
 equal the training rows, the calibrators, and what an artifact of an older layout does."""
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from ads.decisioning.index import CreativeEntry
 from ads.decisioning.scoring import ctr_champion
@@ -29,13 +29,11 @@ def test_prior_strength_is_estimated_from_the_spread_of_the_rates():
     impressions = np.array([1000, 1000, 1000, 1000])
     # Rates 0.5 %, 1 %, 1.5 %, 2 % around 1.25 %: far more spread than binomial noise.
     clicks = np.array([5, 10, 15, 20])
-    prior = clicks.sum() / impressions.sum()
-    spread = (impressions * (clicks / impressions - prior) ** 2).sum()
-    between = (spread - 3 * prior * (1 - prior)) / (4000 - 4 * 1000**2 / 4000)
-    assert beta_strength(impressions, clicks, prior) == pytest.approx(
-        prior * (1 - prior) / between - 1
-    )
-    assert 400 < beta_strength(impressions, clicks, prior) < 440  # about 420 impressions
+    # By hand: prior 50 / 4000 = 0.0125; spread Σ n (rate − prior)² = 1000 × (2 × 0.0075² +
+    # 2 × 0.0025²) = 0.125; binomial noise explains (4 − 1) × 0.0125 × 0.9875 = 0.03703125;
+    # between-key variance (0.125 − 0.03703125) / (4000 − 4 × 1000² / 4000) = 2.9322917e-5;
+    # strength 0.0125 × 0.9875 / 2.9322917e-5 − 1 = 419.959.
+    assert beta_strength(impressions, clicks, 0.0125) == pytest.approx(419.959, abs=1e-3)
     # Identical rates: no between-key variance, the prior wins (the upper bound).
     same = np.array([10, 10, 10, 10])
     assert beta_strength(impressions, same, 0.01) == features.MAX_STRENGTH
@@ -85,19 +83,33 @@ def test_history_columns_are_checked_and_off_by_default():
         features.CtrFeatures(history_columns=["viewer_ctr"])
 
 
-def test_platt_and_isotonic_calibrators_apply_what_they_fitted():
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(0.001, 0.2, 5000)
-    labels = (rng.random(5000) < raw * 0.5).astype(int)
+def test_platt_calibration_passes_through_the_rates_of_two_score_groups():
+    # Two raw scores, 1,000 rows each: 0.1 clicked 5 % of the time, 0.2 clicked 10 %. Two
+    # groups and two parameters: the fit passes through both rates, so by hand
+    # slope = (logit 0.1 − logit 0.05) / (logit 0.2 − logit 0.1) = 0.92143 and
+    # intercept = logit 0.05 − slope × logit 0.1 = −0.91985, and a raw 0.4 maps to
+    # sigmoid(0.92143 × logit 0.4 − 0.91985) = 0.21527.
+    raw = np.repeat([0.1, 0.2], 1000)
+    labels = np.concatenate([np.arange(1000) < 50, np.arange(1000) < 100]).astype(int)
     platt = training.PlattCalibrator().fit(raw, labels)
-    logit = np.log(raw / (1 - raw)).reshape(-1, 1)
-    reference = LogisticRegression(C=1e4).fit(logit, labels).predict_proba(logit)[:, 1]
-    assert platt.predict(raw) == pytest.approx(reference, rel=1e-6)
-    # The raw scores are twice the truth: both calibrations halve them on average.
-    assert platt.predict(raw).mean() == pytest.approx(labels.mean(), rel=0.02)
+    # Its fit is penalised a little (C = 10⁴, so ½ slope² / 10⁴ added to the loss): close to
+    # the exact solution, not equal to it.
+    assert (platt.slope, platt.intercept) == pytest.approx((0.92143, -0.91985), abs=0.01)
+    assert platt.predict(np.array([0.1, 0.2, 0.4])) == pytest.approx(
+        [0.05, 0.10, 0.21527], abs=1e-3
+    )
+
+
+def test_isotonic_calibration_pools_rates_that_run_backwards():
+    # Ten rows at each raw score; click rates 20 %, 10 %, 50 %. The first two run backwards,
+    # so they pool: 3 clicks in 20 rows = 0.15. Between the steps it interpolates (0.25 is
+    # halfway from 0.15 to 0.5), outside them it holds the end values.
+    raw = np.repeat([0.1, 0.2, 0.3], 10)
+    labels = np.concatenate([np.arange(10) < 2, np.arange(10) < 1, np.arange(10) < 5]).astype(int)
     isotonic = training.IsotonicCalibrator().fit(raw, labels)
-    assert isotonic.predict(raw).mean() == pytest.approx(labels.mean(), rel=0.02)
-    assert np.all(np.diff(isotonic.predict(np.sort(raw))) >= 0)
+    assert isotonic.predict(np.array([0.05, 0.1, 0.2, 0.25, 0.3, 0.9])) == pytest.approx(
+        [0.15, 0.15, 0.15, 0.325, 0.5, 0.5]
+    )
 
 
 def _entry(creative_id, line_item_id, advertiser_id, category, duration):
@@ -169,8 +181,21 @@ def test_a_champion_of_an_older_layout_is_not_served_and_not_compared(history): 
     assert training.ctr_drift_measure(day=(end - dt.timedelta(days=1)).date()) is None
     old = ModelVersion.objects.get(status="champion")
     versions = training.ctr_models_register(window_end=end, window_days=4)
-    # Without a comparable champion, the calibrated baseline is promoted on calibration alone
-    # (then the trees must beat it as usual).
-    assert versions[0].decision == "The first model of its kind, calibrated."
-    assert versions[0].challenged == old
-    assert ModelVersion.objects.get(status="champion") in versions
+    # Without a comparable champion, the baseline is judged as a first model: calibrated and
+    # better than predicting the held-out day's click rate (then the trees must beat it).
+    baseline = versions[0]
+    holdout = training.training_frame(start=end - dt.timedelta(days=1), end=end)
+    rate = holdout["label"].sum() / len(holdout)
+    most_log_loss = -0.99 * (rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
+    found = baseline.metrics
+    assert found["base_rate"] == pytest.approx(rate)
+    assert found["auc"] >= 0.52 and found["log_loss"] <= most_log_loss
+    assert baseline.decision == (
+        f"Champion v{old.version} did not score these held-out rows. Calibrated, and better "
+        f"than predicting the base rate {rate:.4f}: AUC {found['auc']:.4f} ≥ 0.52 and log loss "
+        f"{found['log_loss']:.4f} ≤ {most_log_loss:.4f}."
+    )
+    assert baseline.challenged == old
+    assert baseline.status == "champion" or versions[1].status == "champion"
+    old.refresh_from_db()
+    assert old.status == "retired"

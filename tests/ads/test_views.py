@@ -46,6 +46,7 @@ STATUS_PAGES = [
 ]
 PAGES_WITH_IDS = [page for page in READ_PAGES + FORM_PAGES + STATUS_PAGES if page[1]]
 EDITORS = ["owner", "manager"]
+WRITABLE = [Campaign, LineItem, Creative]
 
 
 @pytest.fixture
@@ -216,11 +217,23 @@ def test_editor_sees_the_write_buttons(client, tenancy):
 
 
 @pytest.mark.parametrize(("name", "attr"), READ_PAGES + FORM_PAGES + STATUS_PAGES)
-def test_outsider_gets_404_for_this_account(client, tenancy, name, attr):
+def test_outsider_gets_404_for_this_account_and_changes_nothing(client, tenancy, name, attr):
+    def every_row():
+        return [list(model.objects.order_by("pk").values()) for model in WRITABLE]
+
+    before = every_row()
     client.force_login(tenancy.outsider)
     path = url(tenancy, name, attr)
     assert client.get(path).status_code == 404
-    assert client.post(path, {"status": "archived", "name": "Hijacked"}).status_code == 404
+    # Data the form would accept from a member: refused for the account, not for the input.
+    data = valid_data(tenancy, name) | {"status": "archived", "name": "Hijacked"}
+    assert client.post(path, data).status_code == 404
+    # A 404 after a write would still have written: every field of every row is as it was.
+    assert every_row() == before
+    if attr:
+        item = getattr(tenancy, attr)
+        item.refresh_from_db()
+        assert item.status == DeliveryStatus.ACTIVE
 
 
 def test_unknown_account_is_404(client, tenancy):

@@ -4,6 +4,7 @@ import datetime as dt
 import io
 import threading
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -13,6 +14,7 @@ from ads.delivery import keys
 from ads.delivery.counters import Bump, counters
 from analytics import selectors, services, tasks
 from analytics.models import DailyBreakdown, DailyDelivery
+from config.celery import app as celery_app
 from tests.factories import (
     AdEventFactory,
     CreativeFactory,
@@ -253,11 +255,26 @@ def test_the_intraday_task_refreshes_each_accounts_today(tenancy, fixture_events
     assert row.impressions == 1
 
 
-def test_the_beat_schedule_names_the_rollups(settings):
-    tasks_scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert {"analytics.tasks.rollup_last_night_task", "analytics.tasks.rollup_today_task"} <= (
-        tasks_scheduled
-    )
+def test_the_beat_schedule_runs_registered_tasks_and_the_rollups_do_their_work(
+    settings, monkeypatch, tenancy, fixture_events
+):
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    # Beat sends names only: a name no worker knows is a task that never runs. A worker
+    # imports every app's tasks module first; so does this.
+    celery_app.loader.import_default_modules()
+    names = [entry["task"] for entry in schedule.values()]
+    missing = [name for name in names if name not in celery_app.tasks]
+    assert missing == []
+    # What the hourly entry sends at 05:30 UTC on 11 March (01:30 in New York) rolls up 10 March.
+    night = dt.datetime(2026, 3, 11, 5, 30, tzinfo=dt.UTC)
+    monkeypatch.setattr(tasks, "timezone", SimpleNamespace(now=lambda: night))
+    rows = celery_app.tasks[schedule["rollup-last-night"]["task"]].apply().get()
+    assert rows == DailyDelivery.objects.filter(day=DAY).count() == 3
+    # ... and the five-minute entry refreshes today's rows as the day goes on.
+    DailyDelivery.objects.all().delete()
+    monkeypatch.setattr(tasks, "timezone", SimpleNamespace(now=lambda: at(23, 30)))
+    rows = celery_app.tasks[schedule["rollup-today"]["task"]].apply().get()
+    assert rows == DailyDelivery.objects.filter(day=DAY).count() == 3
 
 
 def test_the_rollup_command_rebuilds_a_day_and_names_bad_input(tenancy, fixture_events):

@@ -76,15 +76,27 @@ def test_psi_by_hand_on_two_bins():
     assert value == pytest.approx(expected)
 
 
-def test_summary_has_every_metric():
-    summary = metrics.summary(Y, P)
-    assert summary["rows"] == 4 and summary["base_rate"] == 0.5
-    assert summary["accuracy"] == pytest.approx(3 / 4)
-    assert set(summary) >= {
-        "auc",
-        "log_loss",
-        "normalized_entropy",
-        "calibration_ratio",
-        "ece",
-        "reliability",
+def test_summary_holds_each_metrics_value():
+    # Y, P by hand: log loss −(ln 0.9 + ln 0.6 + ln 0.35 + ln 0.8) / 4 = 0.472288; over the
+    # base rate's entropy ln 2 = 0.681368; mean prediction 1.65 / 4 = 0.4125 over 0.5 = 0.825.
+    # Ten bins of 0.1: each prediction alone in its bin, so ECE is the mean of |p − y|:
+    # (0.1 + 0.4 + 0.65 + 0.2) / 4 = 0.3375. Predictions ≥ 0.5 are "engaged": 0.1, 0.4 and 0.8
+    # are right, 0.35 is wrong.
+    reliability = [
+        {"low": 0.1, "high": 0.2, "count": 1, "predicted": 0.1, "observed": 0.0},
+        {"low": 0.3, "high": 0.4, "count": 1, "predicted": 0.35, "observed": 1.0},
+        {"low": 0.4, "high": 0.5, "count": 1, "predicted": 0.4, "observed": 0.0},
+        {"low": 0.8, "high": 0.9, "count": 1, "predicted": 0.8, "observed": 1.0},
+    ]
+    assert metrics.summary(Y, P) == {
+        "rows": 4,
+        "base_rate": 0.5,
+        "auc": pytest.approx(0.75),
+        "log_loss": pytest.approx(0.472288, abs=1e-6),
+        "normalized_entropy": pytest.approx(0.681368, abs=1e-6),
+        "calibration_ratio": pytest.approx(0.825),
+        "ece": pytest.approx(0.3375),
+        "accuracy": pytest.approx(0.75),
+        # The bin edges come from linspace (0.30000000000000004): approx on every row.
+        "reliability": [pytest.approx(row) for row in reliability],
     }

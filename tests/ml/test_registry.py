@@ -7,13 +7,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
-from ml import services, serving
+from ml import metrics, services, serving
 from ml.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 
 DAY = dt.date(2026, 3, 10)
-GOOD = {"auc": 0.75, "log_loss": 0.090, "calibration_ratio": 1.02}
+# A 2 % base rate: predicting it scores AUC 0.5 and log loss 0.0980 (its entropy).
+GOOD = {"auc": 0.75, "log_loss": 0.090, "calibration_ratio": 1.02, "base_rate": 0.02}
 
 
 class Constant:
@@ -43,10 +44,68 @@ def _fresh_serving():
     serving.champions.reset()
 
 
-def test_the_first_calibrated_model_becomes_champion():
+def test_the_first_calibrated_model_that_beats_the_base_rate_becomes_champion():
     first = register(GOOD)
     assert (first.version, first.status) == (1, "champion")
-    assert first.decision == "The first model of its kind, calibrated."
+    # 0.99 × entropy(0.02) = 0.99 × 0.098039 = 0.097059.
+    assert first.decision == (
+        "Calibrated, and better than predicting the base rate 0.0200: AUC 0.7500 ≥ 0.52 and "
+        "log loss 0.0900 ≤ 0.0971."
+    )
+
+
+def _holdout(rows: int = 4000, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out labels drawn from known probabilities (a 10 % rate on average)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.beta(1, 9, rows)
+    return (rng.random(rows) < truth).astype(int), truth
+
+
+def test_a_first_model_that_predicts_the_base_rate_is_refused():
+    labels, _ = _holdout()
+    constant = np.full(len(labels), labels.mean())  # calibrated by construction
+    found = metrics.summary(labels, constant)
+    assert (found["auc"], found["calibration_ratio"]) == (0.5, pytest.approx(1.0))
+    version = register(found)
+    assert version.status == "candidate"
+    assert version.decision.startswith("AUC 0.5000 is below 0.52: no better than predicting")
+    assert not ModelVersion.objects.filter(status="champion").exists()
+
+
+def test_a_first_model_that_knows_the_probabilities_is_promoted():
+    labels, truth = _holdout()
+    found = metrics.summary(labels, truth)
+    assert found["auc"] > 0.65  # the beta(1, 9) spread is real skill, far above the margin
+    assert found["normalized_entropy"] < 0.95
+    assert register(found).status == "champion"
+
+
+@pytest.mark.parametrize(
+    ("change", "promoted", "reason"),
+    [
+        ({"auc": 0.52}, True, "Calibrated"),  # the margins are inclusive
+        ({"auc": 0.5199}, False, "AUC 0.5199 is below 0.52"),
+        ({"log_loss": 0.0970}, True, "Calibrated"),
+        ({"log_loss": 0.0972}, False, "Log loss 0.0972 is above 0.0971 (0.99 × its entropy)"),
+        ({"calibration_ratio": 1.2}, False, "Calibration ratio 1.200 is outside 0.9–1.1."),
+    ],
+)
+def test_a_first_model_must_clear_the_no_skill_margins(change, promoted, reason):
+    version = register(GOOD | change)
+    assert version.status == ("champion" if promoted else "candidate")
+    assert version.decision.startswith(reason)
+
+
+def test_a_champion_that_cannot_score_the_rows_leaves_the_candidate_to_the_base_rate_rule():
+    register(GOOD)
+    no_skill = register(GOOD | {"auc": 0.51})  # no champion_metrics: not compared
+    assert no_skill.status == "candidate"
+    assert no_skill.decision.startswith(
+        "Champion v1 did not score these held-out rows. AUC 0.5100 is below 0.52"
+    )
+    skilful = register(GOOD)
+    assert skilful.status == "champion"
+    assert skilful.decision.startswith("Champion v1 did not score these held-out rows. Calib")
 
 
 def test_a_miscalibrated_model_stays_a_candidate():
