@@ -9,8 +9,10 @@
    due while another of the viewer's runs is put off until that one ends.
 3. At each ad break a session reaches, ask the real engine (`ads.services.decide`, at the
    simulated time, with a seeded generator); each ad's events are reported when it stops
-   playing, in batches of up to 1,000 through `ads.services.events_record`, at most a
-   simulated minute late, with `at` the simulated now, so every event lies within its
+   playing, in batches of up to 1,000 through `ads.services.events_record`, at most five
+   simulated minutes late (a batch has a fixed cost: larger ones halve the run; CPM budgets
+   and frequency caps are reserved at the decision, so only CPC spend lags), with
+   `at` the simulated now, so every event lies within its
    token's life and never in the future.
 4. Sessions are written as they end; those still running at `end` are written open.
 
@@ -55,7 +57,7 @@ from demo.simulation.sessions import (
 )
 from demo.simulation.world import World, derived_seed, poisson
 
-FLUSH_EVERY = timedelta(minutes=1)
+FLUSH_EVERY = timedelta(minutes=5)
 COMMIT_EVERY = timedelta(hours=1)
 MAX_BATCH = 1000
 BUSY_RETRY = timedelta(minutes=10)
