@@ -11,9 +11,8 @@
    simulated time, with a seeded generator); each ad's events are reported when it stops
    playing, in batches of up to 1,000 through `ads.services.events_record`, at most five
    simulated minutes late (a batch has a fixed cost: larger ones halve the run; CPM budgets
-   and frequency caps are reserved at the decision, so only CPC spend lags), with
-   `at` the simulated now, so every event lies within its
-   token's life and never in the future.
+   and frequency caps are reserved at the decision, so only CPC spend lags), with `at` the
+   simulated now, so every event lies within its token's life and never in the future.
 4. Sessions are written as they end; those still running at `end` are written open.
 
 Writes are committed once per simulated hour. Should a run fail, the hour in progress is
