@@ -145,6 +145,9 @@ def account_list(request: HttpRequest) -> HttpResponse:
         role=F("memberships__role")
     )
     accounts = [(advertiser, Membership.Role(advertiser.role).label) for advertiser in advertisers]
+    if not accounts and request.user.is_staff:
+        # Staff without an account of their own land on their dashboards (also after login).
+        return redirect("staff_dashboard")
     return render(request, "ads/account_list.html", {"accounts": accounts})
 
 

@@ -8,6 +8,8 @@ from django.http import HttpResponse
 from django.utils.log import log_response
 from django.views.defaults import server_error
 
+from tests.factories import PASSWORD, UserFactory
+
 
 def asset_urls(html: str) -> list[str]:
     return re.findall(r'<(?:script|link|img)\b[^>]*?\b(?:src|href)="([^"]+)"', html)
@@ -82,3 +84,23 @@ def test_the_500_page_renders_without_a_request_context(rf):
     page = response.content.decode()
     assert "<h1>Something went wrong on our side</h1>" in page
     assert 'href="/static/css/app.css"' in page
+
+
+@pytest.mark.django_db
+def test_staff_without_an_account_land_on_the_staff_dashboard_after_login(client):
+    UserFactory(username="admin", is_staff=True, is_superuser=True)
+    response = client.post("/login/", {"username": "admin", "password": PASSWORD}, follow=True)
+    assert response.redirect_chain == [("/a/", 302), ("/staff/", 302)]
+    assert response.status_code == 200
+    assert "not a member of any" not in response.content.decode()
+
+
+def test_members_land_on_their_accounts_after_login_staff_or_not(client, tenancy):
+    tenancy.manager.is_staff = True
+    tenancy.manager.save()
+    for user in (tenancy.owner, tenancy.manager):
+        client.logout()
+        data = {"username": user.username, "password": PASSWORD}
+        response = client.post("/login/", data, follow=True)
+        assert response.redirect_chain == [("/a/", 302)]
+        assert [account.slug for account, _ in response.context["accounts"]] == ["acme"]
