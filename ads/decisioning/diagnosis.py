@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from ads.decisioning.index import DemandIndex, LineItemEntry, current_index
 from ads.delivery import keys
 from ads.delivery.counters import MICROS, counters
 from ads.models import Daypart, DeliveryStatus, LineItem, daypart_at
+from config import formats
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Check:
 
 
 def _money(micros: int, currency: str) -> str:
-    return f"{micros / MICROS:,.2f} {currency}"
+    return formats.money(Decimal(micros) / MICROS, currency)
 
 
 def line_item_diagnosis(line_item: LineItem, *, at: datetime | None = None) -> list[Check]:

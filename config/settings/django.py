@@ -65,6 +65,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The one way pages write counts and amounts ({% load numbers %}).
+            "libraries": {"numbers": "config.formats"},
         },
     },
 ]

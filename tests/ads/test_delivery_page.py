@@ -37,7 +37,7 @@ def test_a_delivering_line_item_passes_every_check(client, tenancy):
         "Pacing",
         "Audience",
     }
-    assert checks["Daily budget"].detail == "Reserved 0.00 USD of 500.00 USD today."
+    assert checks["Daily budget"].detail == "Reserved $0.00 of $500.00 today."
     assert checks["Audience"].detail.startswith(
         "Targeting matches 100% of viewer profiles (1) and 100% of titles (1)"
     )
@@ -55,7 +55,7 @@ def test_each_blocker_is_named(client, tenancy):
     checks = checks_of(client, tenancy)
     assert not checks["Creatives"].ok and checks["Creatives"].detail == "No active creative."
     assert not checks["Daily budget"].ok
-    assert checks["Daily budget"].detail == "Reserved 500.00 USD of 500.00 USD today."
+    assert checks["Daily budget"].detail == "Reserved $500.00 of $500.00 today."
     assert not checks["Audience"].ok
     assert checks["Audience"].detail.startswith("Targeting matches 0% of viewer profiles (0)")
 
@@ -88,4 +88,4 @@ def test_budget_figures_use_the_accounts_currency(client, tenancy):
     services.line_item_update(line_item=tenancy.line_item, daily_budget=Decimal("40"))
     client.force_login(tenancy.manager)
     checks = checks_of(client, tenancy)
-    assert checks["Daily budget"].detail == "Reserved 0.00 EUR of 40.00 EUR today."
+    assert checks["Daily budget"].detail == "Reserved €0.00 of €40.00 today."
