@@ -27,6 +27,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    # The answer changes by itself within seconds (the index catching up): ask again soon.
+    pending: bool = False
 
 
 def _money(micros: int, currency: str) -> str:
@@ -86,13 +88,19 @@ def line_item_diagnosis(line_item: LineItem, *, at: datetime | None = None) -> l
     index = current_index()
     entry = next((li for li in index.line_items if li.id == line_item.pk), None)
     if entry is None:
-        checks.append(
-            Check(
-                "Decision engine",
-                False,
-                "Not in the decision index yet (it refreshes within a second).",
+        # The index leaves out what cannot deliver (archived, ended, no creative): a failed
+        # check above already says why. Only when nothing does is the index behind a change.
+        if not advertiser.is_active:
+            checks.append(Check("Account", False, "The account is deactivated."))
+        elif all(check.ok for check in checks):
+            checks.append(
+                Check(
+                    "Decision engine",
+                    False,
+                    "Not in the decision index yet (it refreshes within a second).",
+                    pending=True,
+                )
             )
-        )
         return checks
     checks += _budget_checks(entry, at, advertiser.currency)
     checks.append(_pacing_check(entry, at))
