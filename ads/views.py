@@ -8,13 +8,14 @@ selectors, so another account's id is a 404 too (DESIGN.md, "Tenancy").
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import F
 from django.forms import BaseForm
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -62,6 +63,45 @@ def _include_archived(request: HttpRequest) -> bool:
     return request.GET.get("archived") == "1"
 
 
+# How many times the delivery checks ask again while the decision index catches up (1.5 s apart).
+DELIVERY_RECHECKS = 5
+
+
+def _delivery_context(
+    advertiser: Advertiser, line_item_id: int, *, tries: int = 0
+) -> dict[str, Any]:
+    """The delivery checks of a line item, and where to ask again while one is pending."""
+    checks = _get_or_404(
+        selectors.line_item_delivery, advertiser=advertiser, line_item_id=line_item_id
+    )
+    recheck_url = ""
+    if tries < DELIVERY_RECHECKS and any(check.pending for check in checks):
+        url = reverse("line_item_delivery", args=[advertiser.slug, line_item_id])
+        recheck_url = f"{url}?tries={tries + 1}"
+    return {"checks": checks, "recheck_url": recheck_url}
+
+
+def _campaign_sections(
+    advertiser: Advertiser, campaign: Campaign, *, include_archived: bool
+) -> dict[str, Any]:
+    """What a campaign's page shows below its status: its line items."""
+    line_items = selectors.line_item_list(
+        advertiser=advertiser, campaign_id=campaign.pk, include_archived=include_archived
+    )
+    return {"campaign": campaign, "line_items": line_items, "include_archived": include_archived}
+
+
+def _line_item_sections(
+    advertiser: Advertiser, line_item: LineItem, *, include_archived: bool
+) -> dict[str, Any]:
+    """What a line item's page shows below its status: its creatives (the delivery checks load
+    by themselves)."""
+    creatives = selectors.creative_list(
+        advertiser=advertiser, line_item_id=line_item.pk, include_archived=include_archived
+    )
+    return {"line_item": line_item, "creatives": creatives, "include_archived": include_archived}
+
+
 def _post_data(request: HttpRequest) -> Any:
     """The data to bind a form to: none on GET, so the form renders unbound and error-free."""
     return request.POST if request.method == "POST" else None
@@ -101,8 +141,10 @@ def _status_change(
 ) -> HttpResponse:
     """Pause, resume or archive `item` with the POSTed `status`.
 
-    With htmx, answer with the fragment the button sits in (its list row, or the status panel
-    of a detail page) so only that is swapped; without JS, redirect back with a message.
+    With htmx, answer with the fragment the button sits in: its list row, or on a detail page
+    the status panel, plus, swapped out of band, the page's sections the change alters (a line
+    item's delivery checks and creatives, a campaign's line items: archiving reaches down, and
+    an archived item offers nothing to add). Without JS, redirect back with a message.
     A refused change (an archived item, an unknown status) is shown, never a 500.
     """
     advertiser = membership.advertiser
@@ -123,10 +165,21 @@ def _status_change(
             row = LIST_SELECTORS[type(item)](advertiser=advertiser, include_archived=True)
             item = row.get(pk=item.pk)
             template = f"ads/partials/{kind}_row.html"
+            context: dict[str, Any] = {kind: item}
         else:
-            template = "ads/partials/status_panel.html"
-        context = {kind: item, "item": item, "kind": kind, "status_error": error}
-        return _render(request, membership, template, {**context, "next_url": next_url})
+            template = "ads/partials/status_changed.html"
+            # The sections as the page shows them: with archived rows if its URL asks for them.
+            page_query = QueryDict(urlsplit(next_url).query)
+            include_archived = page_query.get("archived") == "1"
+            if isinstance(item, LineItem):
+                context = _line_item_sections(advertiser, item, include_archived=include_archived)
+                context |= _delivery_context(advertiser, item.pk)
+            elif isinstance(item, Campaign):
+                context = _campaign_sections(advertiser, item, include_archived=include_archived)
+            else:
+                context = {kind: item}
+        context |= {"item": item, "kind": kind, "status_error": error, "next_url": next_url}
+        return _render(request, membership, template, context)
 
     if error:
         messages.error(request, error)
@@ -145,6 +198,9 @@ def account_list(request: HttpRequest) -> HttpResponse:
         role=F("memberships__role")
     )
     accounts = [(advertiser, Membership.Role(advertiser.role).label) for advertiser in advertisers]
+    if not accounts and request.user.is_staff:
+        # Staff without an account of their own land on their dashboards (also after login).
+        return redirect("staff_dashboard")
     return render(request, "ads/account_list.html", {"accounts": accounts})
 
 
@@ -165,11 +221,7 @@ def campaign_list(request: HttpRequest, membership: Membership) -> HttpResponse:
 def campaign_detail(request: HttpRequest, membership: Membership, campaign_id: int) -> HttpResponse:
     advertiser = membership.advertiser
     campaign = _get_or_404(selectors.campaign_get, advertiser=advertiser, campaign_id=campaign_id)
-    include_archived = _include_archived(request)
-    line_items = selectors.line_item_list(
-        advertiser=advertiser, campaign_id=campaign.pk, include_archived=include_archived
-    )
-    context = {"campaign": campaign, "line_items": line_items, "include_archived": include_archived}
+    context = _campaign_sections(advertiser, campaign, include_archived=_include_archived(request))
     return _render(request, membership, "ads/campaign_detail.html", context)
 
 
@@ -233,16 +285,10 @@ def line_item_detail(
     line_item = _get_or_404(
         selectors.line_item_get, advertiser=advertiser, line_item_id=line_item_id
     )
-    include_archived = _include_archived(request)
-    creatives = selectors.creative_list(
-        advertiser=advertiser, line_item_id=line_item.pk, include_archived=include_archived
+    context = _line_item_sections(
+        advertiser, line_item, include_archived=_include_archived(request)
     )
-    context = {
-        "line_item": line_item,
-        "targeting": targeting_summary(line_item),
-        "creatives": creatives,
-        "include_archived": include_archived,
-    }
+    context["targeting"] = targeting_summary(line_item)
     return _render(request, membership, "ads/line_item_detail.html", context)
 
 
@@ -251,10 +297,12 @@ def line_item_delivery(
     request: HttpRequest, membership: Membership, line_item_id: int
 ) -> HttpResponse:
     """The delivery checks of a line item (loaded into its page by htmx)."""
-    checks = _get_or_404(
-        selectors.line_item_delivery, advertiser=membership.advertiser, line_item_id=line_item_id
-    )
-    return _render(request, membership, "ads/partials/line_item_delivery.html", {"checks": checks})
+    try:
+        tries = int(request.GET.get("tries", "0"))
+    except ValueError:
+        tries = DELIVERY_RECHECKS
+    context = _delivery_context(membership.advertiser, line_item_id, tries=tries)
+    return _render(request, membership, "ads/partials/line_item_delivery.html", context)
 
 
 @account_view(write=True)

@@ -1,9 +1,10 @@
 """What a dashboard page shows, as text: KPI tiles, the chart's series and tables of cells.
 
-A table is built once, as the strings a person reads; the page renders those cells and the CSV
-export writes the very same ones, so an export always says what the screen says. Money has two
-decimals, rates are percentages with two decimals, an undefined ratio is "—" (an empty cell in
-CSV), never zero.
+A table is built once: each cell holds the text a person reads and, for counts and money, the
+plain number the CSV export writes, so an export always says what the screen says, in a form a
+spreadsheet reads ("$1,250.00" on the page is 1250.00 in CSV). Counts and money are written by
+config.formats (thousands grouped, the currency's symbol), money has two decimals, rates are
+percentages with two decimals, an undefined ratio is "—" (an empty cell in CSV), never zero.
 """
 
 from __future__ import annotations
@@ -23,23 +24,20 @@ from analytics import selectors
 from analytics.forms import DateRange
 from analytics.models import DailyBreakdown
 from catalog.models import Device, Region
+from config import formats
 
-DASH = "—"  # an undefined ratio (nothing shown, nothing clicked): not zero
+DASH = formats.DASH  # an undefined ratio (nothing shown, nothing clicked): not zero
 DIMENSIONS = DailyBreakdown.Dimension
 # Codes whose readable name lives in the catalog; genres and titles carry their own label.
 VALUE_LABELS = {DIMENSIONS.REGION: dict(Region.choices), DIMENSIONS.DEVICE: dict(Device.choices)}
 
 
-# How numbers are written, on the page and in CSV alike.
+# How numbers are written: for people with config.formats (grouped, with the currency's
+# symbol), in CSV and the chart's data as plain numbers.
 
 
-def money(value: Decimal | None) -> str:
+def plain_money(value: Decimal | None) -> str:
     return DASH if value is None else f"{value:.2f}"
-
-
-def money_grouped(value: Decimal | None) -> str:
-    """Money in a tile, thousands grouped (tables are not, so they export as plain numbers)."""
-    return DASH if value is None else f"{value:,.2f}"
 
 
 def percent(value: float | None) -> str:
@@ -75,10 +73,20 @@ class Cell:
     href: str = ""
     numeric: bool = True
     bar: Bar | None = None
+    plain: str = ""  # the number as CSV writes it, when the text is formatted for people
 
     @property
     def csv(self) -> str:
-        return "" if self.text == DASH else self.text
+        text = self.plain or self.text
+        return "" if text == DASH else text
+
+
+def count_cell(value: int) -> Cell:
+    return Cell(formats.count(value), plain=str(value))
+
+
+def money_cell(value: Decimal | None, currency: str) -> Cell:
+    return Cell(formats.money(value, currency), plain=plain_money(value))
 
 
 @dataclass(frozen=True)
@@ -120,42 +128,42 @@ def kpi_headers(currency: str) -> tuple[str, ...]:
     )
 
 
-def kpi_cells(kpis: selectors.Kpis) -> list[Cell]:
+def kpi_cells(kpis: selectors.Kpis, currency: str) -> list[Cell]:
     return [
-        Cell(str(kpis.impressions)),
-        Cell(str(kpis.clicks)),
+        count_cell(kpis.impressions),
+        count_cell(kpis.clicks),
         Cell(percent(kpis.ctr)),
         Cell(percent(kpis.completion_rate)),
-        Cell(money(kpis.spend)),
-        Cell(money(kpis.ecpm)),
-        Cell(money(kpis.cpc)),
+        money_cell(kpis.spend, currency),
+        money_cell(kpis.ecpm, currency),
+        money_cell(kpis.cpc, currency),
     ]
 
 
 def range_tiles(kpis: selectors.Kpis, currency: str) -> list[Tile]:
     return [
-        Tile("impressions", "Impressions", f"{kpis.impressions:,}"),
-        Tile("clicks", "Clicks", f"{kpis.clicks:,}"),
+        Tile("impressions", "Impressions", formats.count(kpis.impressions)),
+        Tile("clicks", "Clicks", formats.count(kpis.clicks)),
         Tile("ctr", "CTR", percent(kpis.ctr)),
-        Tile("spend", "Spend", money_grouped(kpis.spend), currency),
-        Tile("ecpm", "eCPM", money_grouped(kpis.ecpm), currency if kpis.ecpm is not None else ""),
-        Tile("cpc", "CPC", money_grouped(kpis.cpc), currency if kpis.cpc is not None else ""),
+        Tile("spend", "Spend", formats.money(kpis.spend, currency)),
+        Tile("ecpm", "eCPM", formats.money(kpis.ecpm, currency)),
+        Tile("cpc", "CPC", formats.money(kpis.cpc, currency)),
         Tile("completion_rate", "Completion rate", percent(kpis.completion_rate)),
-        Tile("reach", "Reach (viewers)", f"{kpis.reach:,}"),
+        Tile("reach", "Reach (viewers)", formats.count(kpis.reach)),
         Tile("average_frequency", "Average frequency", decimal2(kpis.average_frequency)),
     ]
 
 
 def live_tiles(today: dict, currency: str) -> list[Tile]:
     """The "Today (live)" strip; dashboard.js rewrites each value from the socket's messages
-    with the same formats."""
+    with the same formats (the live strip carries the currency's affixes for it)."""
     return [
-        Tile("impressions", "Impressions", f"{today['impressions']:,}"),
-        Tile("clicks", "Clicks", f"{today['clicks']:,}"),
+        Tile("impressions", "Impressions", formats.count(today["impressions"])),
+        Tile("clicks", "Clicks", formats.count(today["clicks"])),
         Tile("ctr", "CTR", percent(today["ctr"])),
-        Tile("completes", "Completes", f"{today['completes']:,}"),
+        Tile("completes", "Completes", formats.count(today["completes"])),
         Tile("completion_rate", "Completion rate", percent(today["completion_rate"])),
-        Tile("spend", "Spend", money_grouped(Decimal(today["spend"])), currency),
+        Tile("spend", "Spend", formats.money(Decimal(today["spend"]), currency)),
     ]
 
 
@@ -194,22 +202,23 @@ class Report:
             "labels": [point["day"].isoformat() for point in self.series],
             "impressions": [point["impressions"] for point in self.series],
             "clicks": [point["clicks"] for point in self.series],
-            "spend": [float(money(point["spend"])) for point in self.series],
+            "spend": [float(plain_money(point["spend"])) for point in self.series],
             "currency": self.currency,
+            "money_affixes": formats.currency_affixes(self.currency),
         }
 
     def daily_table(self) -> Table:
         rows = [
             [
                 Cell(point["day"].isoformat(), numeric=False),
-                Cell(str(point["impressions"])),
-                Cell(str(point["clicks"])),
+                count_cell(point["impressions"]),
+                count_cell(point["clicks"]),
                 Cell(
                     percent(
                         point["clicks"] / point["impressions"] if point["impressions"] else None
                     )
                 ),
-                Cell(money(point["spend"])),
+                money_cell(point["spend"], self.currency),
             ]
             for point in self.series
         ]
@@ -224,7 +233,10 @@ class Report:
     def breakdown_table(self, dimension: str) -> Table:
         labels = VALUE_LABELS.get(dimension, {})
         rows = [
-            [Cell(labels.get(row["value"], row["label"]), numeric=False), *kpi_cells(row["kpis"])]
+            [
+                Cell(labels.get(row["value"], row["label"]), numeric=False),
+                *kpi_cells(row["kpis"], self.currency),
+            ]
             for row in selectors.breakdown(dimension=dimension, **self.scope)
         ]
         title = DIMENSIONS(dimension).label
@@ -290,10 +302,10 @@ def campaign_table(report: Report, *, now: dt.datetime, query: str) -> Table:
             [
                 Cell(campaign.name, href=href, numeric=False),
                 Cell(campaign.get_status_display(), numeric=False),
-                *kpi_cells(row["kpis"]),
-                Cell(money(paced.spent_today if paced else None)),
-                Cell(money(paced.target_now if paced else None)),
-                Cell(money(paced.daily_budget if paced else None)),
+                *kpi_cells(row["kpis"], currency),
+                money_cell(paced.spent_today if paced else None, currency),
+                money_cell(paced.target_now if paced else None, currency),
+                money_cell(paced.daily_budget if paced else None, currency),
                 Cell(
                     percent(paced.ratio if paced else None),
                     bar=pacing_bar(paced) if paced else None,

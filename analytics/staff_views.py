@@ -25,7 +25,8 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from ads.selectors import LATENCY_BUCKETS_MS as BUCKETS_MS
 from analytics import selectors
-from analytics.reports import DASH, money_grouped, percent
+from analytics.reports import DASH, percent
+from config import formats
 from ml.models import ModelKind, ModelVersion
 
 REFRESH_SECONDS = 5
@@ -61,10 +62,6 @@ def staff_view(view):
 
 def fixed(value: float | None, places: int) -> str:
     return DASH if value is None else f"{value:.{places}f}"
-
-
-def integer(value: int | None) -> str:
-    return DASH if value is None else f"{value:,}"
 
 
 def milliseconds(value: float | None) -> str:
@@ -122,13 +119,13 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
                 Figure(
                     "active_sessions",
                     "Active sessions",
-                    integer(viewing["active_sessions"]),
+                    formats.count(viewing["active_sessions"]),
                     "Viewing sessions open now (started in the last 4 hours, not ended).",
                 ),
                 Figure(
                     "sessions_today",
                     "Sessions today",
-                    integer(viewing["sessions_today"]),
+                    formats.count(viewing["sessions_today"]),
                     "Sessions started since midnight UTC.",
                 ),
                 Figure(
@@ -152,20 +149,20 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
                 Figure(
                     "impressions",
                     "Impressions",
-                    integer(delivery["impressions"]),
+                    formats.count(delivery["impressions"]),
                     "Ads shown, counted once each.",
                 ),
-                Figure("clicks", "Clicks", integer(delivery["clicks"]), "Clicks on ads."),
+                Figure("clicks", "Clicks", formats.count(delivery["clicks"]), "Clicks on ads."),
                 Figure(
                     "completes",
                     "Completes",
-                    integer(delivery["completes"]),
+                    formats.count(delivery["completes"]),
                     "Ads played to their end.",
                 ),
                 Figure(
                     "revenue",
                     "Revenue",
-                    money_grouped(delivery["revenue"]),
+                    formats.amount(delivery["revenue"]),
                     "Advertisers' spend, each in its account's currency, added up unconverted.",
                 ),
                 Figure(
@@ -183,7 +180,7 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
                 Figure(
                     "decisions",
                     "Decisions",
-                    integer(latency["decisions"]),
+                    formats.count(latency["decisions"]),
                     "Decisions timed by the API.",
                 ),
                 Figure(
@@ -264,7 +261,11 @@ def version_rows(versions: list[ModelVersion]) -> list[dict]:
                     else [DASH]
                 ),
                 "trained_at": when(version.trained_at).split(" "),
-                "rows": [f"{version.train_rows:,}", "/", f"{version.holdout_rows:,}"],
+                "rows": [
+                    formats.count(version.train_rows),
+                    "/",
+                    formats.count(version.holdout_rows),
+                ],
                 "auc": fixed(metrics.get("auc"), 4),
                 "log_loss": fixed(metrics.get("log_loss"), 4),
                 "normalized_entropy": fixed(metrics.get("normalized_entropy"), 4),
@@ -288,7 +289,7 @@ def reliability_rows(reliability: list[dict]) -> list[dict]:
     return [
         {
             "bin": f"{row['low']:.2f}–{row['high']:.2f}",
-            "count": integer(row["count"]),
+            "count": formats.count(row["count"]),
             "predicted": fixed(row["predicted"], 4),
             "observed": fixed(row["observed"], 4),
             "gap": fixed(row["observed"] - row["predicted"], 4),
@@ -315,7 +316,7 @@ def drift_rows(drift: list[dict]) -> list[dict]:
     return [
         {
             "day": f"{row['day']:%Y-%m-%d}",
-            "rows": integer(row["rows"]),
+            "rows": formats.count(row["rows"]),
             "psi": fixed(row["psi"], 4),
             "band": row["band"],
         }

@@ -25,6 +25,7 @@ from ads.models import Advertiser, LineItem, Membership
 from analytics import selectors
 from analytics.forms import PRESETS, DateRange, DateRangeForm
 from analytics.reports import Report, Table, campaign_table, live_tiles
+from config import formats
 
 
 def _date_range(
@@ -122,6 +123,7 @@ def overview(request: HttpRequest, membership: Membership) -> HttpResponse:
             "live": live_tiles(today, advertiser.currency),
             "live_day": today["day"],
             "live_url": f"/ws/a/{advertiser.slug}/live/",
+            "money_affixes": formats.currency_affixes(advertiser.currency),
             "summary": ads_selectors.account_summary(advertiser=advertiser),
         }
 

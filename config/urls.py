@@ -6,10 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ads import api as ads_api
 from analytics.urls import staff_urlpatterns
-from config import health
+from config import errors, health
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="accounts", permanent=False)),
+    path("favicon.ico", errors.favicon, name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
@@ -23,6 +24,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
 
 admin.site.site_header = "Interlude staff"
 admin.site.site_title = "Interlude staff"

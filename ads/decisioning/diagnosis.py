@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from ads.decisioning.index import DemandIndex, LineItemEntry, current_index
 from ads.delivery import keys
 from ads.delivery.counters import MICROS, counters
 from ads.models import Daypart, DeliveryStatus, LineItem, daypart_at
+from config import formats
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,12 @@ class Check:
     name: str
     ok: bool
     detail: str
+    # The answer changes by itself within seconds (the index catching up): ask again soon.
+    pending: bool = False
 
 
 def _money(micros: int, currency: str) -> str:
-    return f"{micros / MICROS:,.2f} {currency}"
+    return formats.money(Decimal(micros) / MICROS, currency)
 
 
 def line_item_diagnosis(line_item: LineItem, *, at: datetime | None = None) -> list[Check]:
@@ -84,13 +88,19 @@ def line_item_diagnosis(line_item: LineItem, *, at: datetime | None = None) -> l
     index = current_index()
     entry = next((li for li in index.line_items if li.id == line_item.pk), None)
     if entry is None:
-        checks.append(
-            Check(
-                "Decision engine",
-                False,
-                "Not in the decision index yet (it refreshes within a second).",
+        # The index leaves out what cannot deliver (archived, ended, no creative): a failed
+        # check above already says why. Only when nothing does is the index behind a change.
+        if not advertiser.is_active:
+            checks.append(Check("Account", False, "The account is deactivated."))
+        elif all(check.ok for check in checks):
+            checks.append(
+                Check(
+                    "Decision engine",
+                    False,
+                    "Not in the decision index yet (it refreshes within a second).",
+                    pending=True,
+                )
             )
-        )
         return checks
     checks += _budget_checks(entry, at, advertiser.currency)
     checks.append(_pacing_check(entry, at))

@@ -12,4 +12,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ad decisions, event tracking, campaign management and reports.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, so it works
+    # offline and its version is the pinned one (the default is a CDN's @latest).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }

@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from static/, not a CDN
     "django_htmx",
     "django_celery_beat",
     "channels",
@@ -64,6 +65,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The one way pages write counts and amounts ({% load numbers %}).
+            "libraries": {"numbers": "config.formats"},
         },
     },
 ]

@@ -10,15 +10,18 @@
   var MAX_DELAY_MS = 30000;
   var liveCharts = [];
 
-  // The same formats as analytics/views.py.
+  // The same formats as config/formats.py: grouped, money with its currency's affixes
+  // (["$", ""], or ["", " CHF"]) that the page gives.
   function integer(value) {
     return Number(value).toLocaleString("en-US");
   }
-  function money(value) {
-    return Number(value).toLocaleString("en-US", {
+  function money(value, affixes) {
+    var number = Number(value);
+    var text = Math.abs(number).toLocaleString("en-US", {
       minimumFractionDigits: 2,
       maximumFractionDigits: 2,
     });
+    return (number < 0 ? "-" : "") + affixes[0] + text + affixes[1];
   }
   function percent(value) {
     return value === null || value === undefined ? DASH : (value * 100).toFixed(2) + "%";
@@ -59,7 +62,8 @@
           callbacks: {
             label: function (item) {
               var isMoney = item.dataset.yAxisID === "spend";
-              return item.dataset.label + ": " + (isMoney ? money(item.raw) : integer(item.raw));
+              var text = isMoney ? money(item.raw, data.money_affixes) : integer(item.raw);
+              return item.dataset.label + ": " + text;
             },
           },
         },
@@ -115,7 +119,7 @@
       impressions: integer(today.impressions),
       clicks: integer(today.clicks),
       completes: integer(today.completes),
-      spend: money(today.spend),
+      spend: money(today.spend, [section.dataset.moneyPrefix, section.dataset.moneySuffix]),
       ctr: percent(today.ctr),
       completion_rate: percent(today.completion_rate),
     };

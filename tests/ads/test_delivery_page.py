@@ -10,7 +10,7 @@ from ads import services
 from ads.delivery import keys
 from ads.delivery.counters import Bump, counters
 from ads.models import DeliveryStatus
-from tests.factories import TitleFactory, ViewerFactory
+from tests.factories import CreativeFactory, TitleFactory, ViewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_a_delivering_line_item_passes_every_check(client, tenancy):
         "Pacing",
         "Audience",
     }
-    assert checks["Daily budget"].detail == "Reserved 0.00 USD of 500.00 USD today."
+    assert checks["Daily budget"].detail == "Reserved $0.00 of $500.00 today."
     assert checks["Audience"].detail.startswith(
         "Targeting matches 100% of viewer profiles (1) and 100% of titles (1)"
     )
@@ -55,7 +55,7 @@ def test_each_blocker_is_named(client, tenancy):
     checks = checks_of(client, tenancy)
     assert not checks["Creatives"].ok and checks["Creatives"].detail == "No active creative."
     assert not checks["Daily budget"].ok
-    assert checks["Daily budget"].detail == "Reserved 500.00 USD of 500.00 USD today."
+    assert checks["Daily budget"].detail == "Reserved $500.00 of $500.00 today."
     assert not checks["Audience"].ok
     assert checks["Audience"].detail.startswith("Targeting matches 0% of viewer profiles (0)")
 
@@ -88,4 +88,32 @@ def test_budget_figures_use_the_accounts_currency(client, tenancy):
     services.line_item_update(line_item=tenancy.line_item, daily_budget=Decimal("40"))
     client.force_login(tenancy.manager)
     checks = checks_of(client, tenancy)
-    assert checks["Daily budget"].detail == "Reserved 0.00 EUR of 40.00 EUR today."
+    assert checks["Daily budget"].detail == "Reserved €0.00 of €40.00 today."
+
+
+def test_an_archived_or_creative_less_line_item_is_not_said_to_wait_for_the_index(client, tenancy):
+    client.force_login(tenancy.owner)
+    services.delivery_status_set(item=tenancy.creative, status=DeliveryStatus.ARCHIVED)
+    checks = checks_of(client, tenancy)
+    assert checks["Creatives"].detail == "No active creative."
+    assert "Decision engine" not in checks
+    services.delivery_status_set(item=tenancy.line_item, status=DeliveryStatus.ARCHIVED)
+    checks = checks_of(client, tenancy)
+    assert checks["Status"].detail == "The line item is archived."
+    assert "Decision engine" not in checks
+
+
+def test_a_new_line_item_waits_for_the_index_and_the_page_asks_again(client, tenancy):
+    client.force_login(tenancy.owner)
+    checks_of(client, tenancy)  # the index is built now; a line item made after is not in it
+    new = CreativeFactory(line_item__campaign=tenancy.campaign).line_item
+    response = client.get(f"/a/acme/line-items/{new.pk}/delivery/")
+    checks = {check.name: check for check in response.context["checks"]}
+    assert checks["Decision engine"].pending
+    assert [name for name, check in checks.items() if not check.ok] == ["Decision engine"]
+    html = response.content.decode()
+    assert f'hx-get="/a/acme/line-items/{new.pk}/delivery/?tries=1"' in html
+    assert 'hx-trigger="load delay:1500ms" hx-target="#delivery-checks"' in html
+    # It stops asking after a few tries.
+    response = client.get(f"/a/acme/line-items/{new.pk}/delivery/?tries=5")
+    assert "hx-get" not in response.content.decode()

@@ -685,3 +685,86 @@ def test_membership_is_checked_per_account(client, tenancy):
     assert client.get(rival_new).status_code == 403
     assert client.get(url(tenancy, "campaign_new")).status_code == 200
     assert Membership.objects.filter(user=tenancy.manager).count() == 2
+
+
+# An htmx status change updates everything it changes on a detail page (out-of-band swaps)
+
+
+def oob(html: str, element_id: str) -> str:
+    """The out-of-band element `element_id` of an htmx response, up to its closing tag."""
+    start = html.index(f'id="{element_id}"')
+    tag = html[html.rindex("<", 0, start) + 1 :].split(" ", 1)[0]
+    return html[start : html.index(f"</{tag}>\n", start)]
+
+
+def status_change_on_page(client, tenancy, attr, status, *, page_query=""):
+    page = url(tenancy, f"{attr}_detail", attr) + page_query
+    data = {"status": status, "fragment": "panel", "next": page}
+    response = htmx_post(client, url(tenancy, f"{attr}_status", attr), data)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_htmx_pause_and_resume_on_a_line_item_page_update_its_delivery_checks(client, tenancy):
+    client.force_login(tenancy.manager)
+    html = status_change_on_page(client, tenancy, "line_item", "paused")
+    assert 'id="delivery-checks" hx-swap-oob="innerHTML"' in html
+    checks = oob(html, "delivery-checks")
+    assert (
+        '<th scope="row">Status</th>\n'
+        '          <td><span class="badge badge-blocked">Blocks delivery</span></td>\n'
+        "          <td>The line item is paused.</td>"
+    ) in checks
+    assert "Not in the decision index yet" not in checks
+
+    html = status_change_on_page(client, tenancy, "line_item", "active")
+    checks = oob(html, "delivery-checks")
+    assert (
+        '<th scope="row">Status</th>\n'
+        '          <td><span class="badge badge-active">OK</span></td>\n'
+        "          <td>The line item and its campaign are active.</td>"
+    ) in checks
+
+
+def test_htmx_archive_on_a_line_item_page_updates_checks_and_creatives(client, tenancy):
+    client.force_login(tenancy.owner)
+    page = client.get(url(tenancy, "line_item_detail", "line_item")).content.decode()
+    assert "Add creative" in page and 'id="line-item-creatives"' in page
+
+    html = status_change_on_page(client, tenancy, "line_item", "archived")
+    checks = oob(html, "delivery-checks")
+    assert "<td>The line item is archived.</td>" in checks
+    assert "decision index" not in checks  # the status says why it is not there
+    creatives = oob(html, "line-item-creatives")
+    assert creatives.startswith('id="line-item-creatives" aria-labelledby="creatives-heading"')
+    assert 'hx-swap-oob="true"' in creatives
+    assert "Add creative" not in creatives
+    assert "No creatives (archived ones are hidden)." in creatives  # archiving reached them
+
+
+def test_htmx_archive_on_a_campaign_page_removes_add_line_item(client, tenancy):
+    client.force_login(tenancy.owner)
+    html = status_change_on_page(client, tenancy, "campaign", "paused")
+    line_items = oob(html, "campaign-line-items")
+    assert "Add line item" in line_items  # a paused campaign still takes line items
+    assert f'id="line-item-{tenancy.line_item.pk}"' in line_items
+
+    html = status_change_on_page(client, tenancy, "campaign", "archived", page_query="?archived=1")
+    assert html.strip().startswith('<div class="status-panel">')
+    line_items = oob(html, "campaign-line-items")
+    assert 'hx-swap-oob="true"' in line_items
+    assert "Add line item" not in line_items
+    # The page shows archived rows (?archived=1): the line item is there, archived, no actions.
+    row = oob(line_items, f"line-item-{tenancy.line_item.pk}")
+    assert '<span class="badge badge-archived">Archived</span>' in row
+    assert "hx-post" not in row
+
+
+def test_detail_pages_carry_the_ids_the_status_change_swaps(client, tenancy):
+    client.force_login(tenancy.analyst)
+    campaign_page = client.get(url(tenancy, "campaign_detail", "campaign")).content.decode()
+    assert '<section id="campaign-line-items"' in campaign_page
+    assert 'class="striped list-table in-campaign"' in campaign_page  # no campaign column
+    line_item_page = client.get(url(tenancy, "line_item_detail", "line_item")).content.decode()
+    assert '<div id="delivery-checks" hx-get=' in line_item_page
+    assert '<section id="line-item-creatives"' in line_item_page

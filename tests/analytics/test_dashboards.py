@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -176,6 +177,16 @@ def read(client, path) -> PageReader:
     return PageReader(response.content.decode())
 
 
+def plain(text: str) -> str:
+    """A screen cell as CSV writes it: a count or amount without its grouping or currency
+    symbol; any other text as it is."""
+    if text == "—":
+        return ""
+    if re.fullmatch(r"-?\$?\d{1,3}(,\d{3})*(\.\d\d)?", text):
+        return text.replace("$", "").replace(",", "")
+    return text
+
+
 def read_csv(client, path) -> list[list[str]]:
     response = client.get(path)
     assert response.status_code == 200
@@ -288,9 +299,9 @@ def test_the_overview_tiles_are_the_hand_count(client, world):
         "impressions": "4",
         "clicks": "1",
         "ctr": "25.00%",  # 1 / 4
-        "spend": "5.75",  # 3 × 1.25 + 2.00
-        "ecpm": "1,437.50",  # 5.75 × 1000 / 4
-        "cpc": "5.75",
+        "spend": "$5.75",  # 3 × 1.25 + 2.00
+        "ecpm": "$1,437.50",  # 5.75 × 1000 / 4
+        "cpc": "$5.75",
         "completion_rate": "50.00%",  # 2 / 4
         "reach": "3",  # ann, bob, carl; ann once over both days
         "average_frequency": "1.33",  # 4 / 3
@@ -300,7 +311,7 @@ def test_the_overview_tiles_are_the_hand_count(client, world):
 def test_undefined_ratios_show_a_dash_not_zero(client, tenancy):
     client.force_login(tenancy.owner)
     tiles = read(client, page(tenancy, "overview", **RANGE)).tiles
-    assert (tiles["impressions"], tiles["spend"]) == ("0", "0.00")
+    assert (tiles["impressions"], tiles["spend"]) == ("0", "$0.00")
     for ratio in ("ctr", "ecpm", "cpc", "completion_rate", "average_frequency"):
         assert tiles[ratio] == "—"
 
@@ -327,11 +338,13 @@ def test_the_campaign_table_has_each_campaigns_numbers_and_pacing(client, world)
         "Pacing (spent / target)",
     ]
     assert rows[1:] == [
-        ["Acme summer refresh", "Active", "3", "1", "33.33%", "66.67%", "3.75", "1250.00",
-         "3.75", "125.00", "250.00", "500.00", "50.00%"],
-        ["Acme winter push", "Active", "1", "0", "0.00%", "0.00%", "2.00", "2000.00", "—",
-         "0.00", "250.00", "500.00", "0.00%"],
+        ["Acme summer refresh", "Active", "3", "1", "33.33%", "66.67%", "$3.75", "$1,250.00",
+         "$3.75", "$125.00", "$250.00", "$500.00", "50.00%"],
+        ["Acme winter push", "Active", "1", "0", "0.00%", "0.00%", "$2.00", "$2,000.00", "—",
+         "$0.00", "$250.00", "$500.00", "0.00%"],
     ]  # fmt: skip
+    exported = read_csv(client, page(world, "overview", format="csv", table="campaigns", **RANGE))
+    assert exported[1][6:] == ["3.75", "1250.00", "3.75", "125.00", "250.00", "500.00", "50.00%"]
     html = response.content.decode()
     assert 'class="pace-fill" style="width: 25.0%"' in html  # 125 of 500
     assert 'class="pace-mark" style="left: 50.0%"' in html  # the target: 250 of 500
@@ -364,9 +377,11 @@ def test_the_live_strip_starts_from_todays_counters(client, world):
         "ctr": "14.29%",  # 1 / 7
         "completes": "3",
         "completion_rate": "42.86%",  # 3 / 7
-        "spend": "4.50",
+        "spend": "$4.50",
     }
     assert 'data-live-url="/ws/a/acme/live/"' in response.content.decode()
+    # dashboard.js writes the socket's spend with the same affixes: "$4.50".
+    assert 'data-money-prefix="$" data-money-suffix=""' in response.content.decode()
 
 
 def test_the_chart_reads_the_daily_series(client, world):
@@ -380,11 +395,12 @@ def test_the_chart_reads_the_daily_series(client, world):
         "clicks": [1, 0],
         "spend": [2.5, 3.25],
         "currency": "USD",
+        "money_affixes": ["$", ""],
     }
     assert "data-live-chart" in html  # the overview's chart follows the socket
     assert PageReader(html).tables["daily"][1:] == [
-        ["2026-03-09", "2", "1", "50.00%", "2.50"],
-        ["2026-03-10", "2", "0", "0.00%", "3.25"],
+        ["2026-03-09", "2", "1", "50.00%", "$2.50"],
+        ["2026-03-10", "2", "0", "0.00%", "$3.25"],
     ]
 
 
@@ -395,14 +411,14 @@ def test_the_campaign_report_is_the_campaigns_hand_count(client, world):
         "impressions": "3",
         "clicks": "1",
         "ctr": "33.33%",
-        "spend": "3.75",
-        "ecpm": "1,250.00",
-        "cpc": "3.75",
+        "spend": "$3.75",
+        "ecpm": "$1,250.00",
+        "cpc": "$3.75",
         "completion_rate": "66.67%",
         "reach": "2",
         "average_frequency": "1.50",
     }
-    kpis = ["3", "1", "33.33%", "66.67%", "3.75", "1250.00", "3.75"]
+    kpis = ["3", "1", "33.33%", "66.67%", "$3.75", "$1,250.00", "$3.75"]
     assert reader.tables["device"][1:] == [["Connected TV", *kpis]]
     assert reader.tables["region"][1:] == [["US West", *kpis]]
     assert reader.tables["title"][1:] == [["Heat", *kpis]]
@@ -426,10 +442,10 @@ def test_the_line_item_report_is_the_line_items_hand_count(client, world):
     reader = read(client, page(world, "line_item_report", "winter_line_item", **RANGE))
     assert (reader.tiles["impressions"], reader.tiles["spend"], reader.tiles["cpc"]) == (
         "1",
-        "2.00",
+        "$2.00",
         "—",
     )
-    kpis = ["1", "0", "0.00%", "0.00%", "2.00", "2000.00", "—"]
+    kpis = ["1", "0", "0.00%", "0.00%", "$2.00", "$2,000.00", "—"]
     assert reader.tables["device"][1:] == [["Mobile", *kpis]]
     assert reader.tables["region"][1:] == [["US South", *kpis]]
     assert reader.tables["title"][1:] == [["Dune", *kpis]]
@@ -459,8 +475,9 @@ def test_every_csv_export_equals_its_table_on_screen(client, world, name, attr):
     assert sorted(screen) == sorted(TABLES[name])
     for table, rows in screen.items():
         exported = read_csv(client, page(world, name, attr, format="csv", table=table, **RANGE))
-        # The same text in every cell; an undefined ratio ("—") is an empty cell.
-        assert exported == [["" if text == "—" else text for text in row] for row in rows]
+        # The same cells; numbers plain ("$1,250.00" on screen is 1250.00), an undefined
+        # ratio ("—") is an empty cell.
+        assert exported == [[plain(text) for text in row] for row in rows]
         assert len(exported) > 1
 
 
@@ -635,7 +652,7 @@ def test_money_is_rounded_to_cents_on_the_page_and_in_the_export_alike(client, w
     DailyDelivery.objects.filter(advertiser=world.advertiser, day=TODAY).update(spend_micros=3_333)
     client.force_login(world.owner)
     rows = read(client, page(world, "overview", **RANGE)).tables["daily"]
-    assert [row[-1] for row in rows[1:]] == ["2.50", "0.01"]
+    assert [row[-1] for row in rows[1:]] == ["$2.50", "$0.01"]
     exported = read_csv(client, page(world, "overview", format="csv", table="daily", **RANGE))
     assert [row[-1] for row in exported[1:]] == ["2.50", "0.01"]
 

@@ -154,8 +154,9 @@ def test_an_unknown_model_kind_is_404(client, staff):
 
 def test_staff_find_the_pages_from_the_header_and_the_admin(client, staff, tenancy):
     client.force_login(staff)
-    header = client.get(reverse("accounts")).content.decode()
-    assert f'href="{reverse("staff_dashboard")}"' in header
+    landing = client.get(reverse("accounts"), follow=True)  # staff without accounts: /staff/
+    assert landing.redirect_chain == [(reverse("staff_dashboard"), 302)]
+    assert f'href="{reverse("staff_dashboard")}"' in landing.content.decode()
     admin_index = client.get(reverse("admin:index")).content.decode()
     for path in ("/staff/", "/staff/models/ctr/", "/staff/models/engagement/"):
         assert f'href="{path}"' in admin_index

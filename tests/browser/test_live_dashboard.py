@@ -282,7 +282,7 @@ def test_the_live_impressions_tile_changes_without_a_reload(chromium, server, wo
         assert report["accepted"] == 1, report
 
         expect(impressions).to_have_text("1", timeout=UPDATE_TIMEOUT_MS)
-        expect(live.locator('[data-live="spend"]')).to_have_text("0.01")  # a 12.50 CPM
+        expect(live.locator('[data-live="spend"]')).to_have_text("$0.01")  # a 12.50 CPM, in USD
         assert page.evaluate("() => window.stillTheSamePage === true"), "the page reloaded"
 
 
