@@ -111,6 +111,20 @@ def _detail_url(advertiser: Advertiser, item: Campaign | LineItem | Creative) ->
     return reverse(f"{KINDS[type(item)]}_detail", args=[advertiser.slug, item.pk])
 
 
+def _list_page(
+    request: HttpRequest, membership: Membership, model: type[Campaign | LineItem | Creative]
+) -> HttpResponse:
+    """The account's items of one kind, through that kind's list selector: the live ones, or
+    with ?archived=1 the archived ones too."""
+    kind = KINDS[model]
+    include_archived = _include_archived(request)
+    items = LIST_SELECTORS[model](
+        advertiser=membership.advertiser, include_archived=include_archived
+    )
+    context = {f"{kind}s": items, "include_archived": include_archived}
+    return _render(request, membership, f"ads/{kind}_list.html", context)
+
+
 def _form_page(
     request: HttpRequest,
     membership: Membership,
@@ -209,12 +223,7 @@ def account_list(request: HttpRequest) -> HttpResponse:
 
 @account_view
 def campaign_list(request: HttpRequest, membership: Membership) -> HttpResponse:
-    include_archived = _include_archived(request)
-    campaigns = selectors.campaign_list(
-        advertiser=membership.advertiser, include_archived=include_archived
-    )
-    context = {"campaigns": campaigns, "include_archived": include_archived}
-    return _render(request, membership, "ads/campaign_list.html", context)
+    return _list_page(request, membership, Campaign)
 
 
 @account_view
@@ -269,12 +278,7 @@ def campaign_status(request: HttpRequest, membership: Membership, campaign_id: i
 
 @account_view
 def line_item_list(request: HttpRequest, membership: Membership) -> HttpResponse:
-    include_archived = _include_archived(request)
-    line_items = selectors.line_item_list(
-        advertiser=membership.advertiser, include_archived=include_archived
-    )
-    context = {"line_items": line_items, "include_archived": include_archived}
-    return _render(request, membership, "ads/line_item_list.html", context)
+    return _list_page(request, membership, LineItem)
 
 
 @account_view
@@ -359,12 +363,7 @@ def line_item_status(
 
 @account_view
 def creative_list(request: HttpRequest, membership: Membership) -> HttpResponse:
-    include_archived = _include_archived(request)
-    creatives = selectors.creative_list(
-        advertiser=membership.advertiser, include_archived=include_archived
-    )
-    context = {"creatives": creatives, "include_archived": include_archived}
-    return _render(request, membership, "ads/creative_list.html", context)
+    return _list_page(request, membership, Creative)
 
 
 @account_view
