@@ -42,8 +42,12 @@ demo: install
 serve: install
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --reload
 
+# Two processes (pytest-xdist), one per core of the 2-core machine; TEST_WORKERS=0 runs in one.
+# Each worker has its own test database and Redis database (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff, the import contracts of DESIGN.md's layers (pyproject.toml), and mypy.
 lint: install

@@ -4,6 +4,7 @@ service into a failure instead of a skip."""
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -25,6 +26,7 @@ from tests.factories import (
 )
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+SHARED_REDIS_URL = settings.REDIS_URL  # before a pytest-xdist worker takes its own database
 
 
 def services_missing() -> list[str]:
@@ -36,9 +38,38 @@ def services_missing() -> list[str]:
     return missing
 
 
+def worker_redis_url(url: str, worker: str | None) -> str:
+    """REDIS_URL for one pytest-xdist worker: its database number plus the worker's index
+    (gw0 → +0, gw1 → +1, ...). Tests empty their Redis database (cache.clear() is FLUSHDB)
+    and share counter keys, so two workers on one database would wipe each other's state."""
+    if not url or not worker:
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) + int(worker.removeprefix("gw"))
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _use_the_workers_redis() -> None:
+    """Point every Redis client at this worker's database. The settings were read before any
+    conftest ran, but the clients are made on first use, after this."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or not settings.REDIS_URL:
+        return
+    url = worker_redis_url(settings.REDIS_URL, worker)
+    settings.REDIS_URL = url
+    settings.CACHES["default"]["LOCATION"] = url
+    if settings.CELERY_BROKER_URL == SHARED_REDIS_URL:
+        settings.CELERY_BROKER_URL = url
+    # Pub/sub channels are not per database: the live dashboards' groups (named after primary
+    # keys, which every worker's database hands out alike) get a prefix per worker too.
+    settings.CHANNEL_LAYERS["default"]["CONFIG"] |= {"hosts": [url], "prefix": f"asgi-{worker}"}
+    os.environ["REDIS_URL"] = url  # for the processes tests start (the browser tests' server)
+
+
 def pytest_configure(config):
     # The production hasher is slow by design; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    _use_the_workers_redis()
     if REQUIRE_SERVICES and services_missing():
         raise pytest.UsageError(
             "REQUIRE_SERVICES=1 but these are not configured: " + ", ".join(services_missing())

@@ -52,7 +52,14 @@ from tests.factories import (
     ViewerFactory,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# One pytest-xdist worker runs both (make test's --dist loadgroup): each server would have its
+# own free port anyway, but with Redis they would share the pub/sub channel names of the live
+# groups, which carry primary keys that each worker's database hands out alike.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.xdist_group("browser"),
+]
 
 CHROMIUM = "/usr/bin/chromium"
 # No first-run work, no background traffic: the browser only ever talks to 127.0.0.1.
