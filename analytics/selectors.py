@@ -301,7 +301,7 @@ def platform_today(*, at: dt.datetime | None = None) -> dict:
 
 def model_monitoring(*, kind: str) -> dict:
     """Staff only: a model kind's versions with their held-out metrics, the champion's
-    reliability table, and its daily drift with the conventional PSI bands."""
+    reliability and lift tables, and its daily drift with the conventional PSI bands."""
     versions = ml_selectors.model_versions(kind=kind)
     champion = next((v for v in versions if v.status == ModelVersion.Status.CHAMPION), None)
     drift = []
@@ -320,13 +320,14 @@ def model_monitoring(*, kind: str) -> dict:
         "versions": versions,
         "champion": champion,
         "reliability": champion.metrics.get("reliability", []) if champion else [],
+        "lift": champion.metrics.get("lift", []) if champion else [],
         "drift": drift,
     }
 
 
 def executive_summary(*, at: dt.datetime | None = None) -> dict:
     """Staff only: the platform now: viewing, delivery and revenue today, fill rate, decision
-    latency over the last five minutes, and the champions' held-out accuracy."""
+    latency over the last five minutes, and the champions' held-out metrics."""
     at = at or timezone.now()
     return {
         "at": at,

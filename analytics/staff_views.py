@@ -202,6 +202,29 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
     ]
 
 
+def lift(table: list[dict] | None) -> str:
+    """The top group's lift (its observed rate over the overall rate): how much better than
+    random the model's most confident tenth is. Accuracy would say nothing at a 1 % click
+    rate (always "no" is 99 % accurate)."""
+    if not table:
+        return DASH
+    return f"{table[0]['lift']:.2f}×"
+
+
+def lift_rows(table: list[dict]) -> list[dict]:
+    return [
+        {
+            "group": row["group"],
+            "count": formats.count(row["count"]),
+            "predicted": fixed(row["predicted"], 4),
+            "observed": fixed(row["observed"], 4),
+            "lift": f"{row['lift']:.2f}×",
+            "captured": percent(row["captured"]),
+        }
+        for row in table
+    ]
+
+
 def champion_rows(champions: dict[str, ModelVersion]) -> list[dict]:
     """Each model kind, with its champion's held-out figures (dashes when it has none)."""
     rows = []
@@ -215,7 +238,7 @@ def champion_rows(champions: dict[str, ModelVersion]) -> list[dict]:
                 "champion": champion,
                 "auc": fixed(metrics.get("auc"), 4),
                 "log_loss": fixed(metrics.get("log_loss"), 4),
-                "accuracy": percent(metrics.get("accuracy")),
+                "top_lift": lift(metrics.get("lift")),
                 "calibration_ratio": fixed(metrics.get("calibration_ratio"), 3),
             }
         )
@@ -302,12 +325,14 @@ def reliability_chart(reliability: list[dict]) -> dict:
     """Observed rate against mean prediction per bin, and the diagonal (perfect calibration)
     over the range the bins span, so that small probabilities (CTR) are not squeezed into a
     corner of the unit square."""
-    points = [{"x": row["predicted"], "y": row["observed"]} for row in reliability]
+    # Left to right (the line joins them in order; tenths come highest prediction first).
+    rows = sorted(reliability, key=lambda row: row["predicted"])
+    points = [{"x": row["predicted"], "y": row["observed"]} for row in rows]
     top = max([max(point["x"], point["y"]) for point in points] or [1.0])
     top = min(1.0, nice_ceiling(top * 1.05)) if top > 0 else 1.0
     return {
         "points": points,
-        "counts": [row["count"] for row in reliability],
+        "counts": [row["count"] for row in rows],
         "limit": top,
     }
 
@@ -338,10 +363,14 @@ def model_monitoring(request: HttpRequest, kind: str) -> HttpResponse:
             "kind_label": ModelKind(kind).label,
             "model_kinds": ModelKind.choices,
             "versions": version_rows(list(reversed(versions))),  # newest first in the table
-            "versions_chart": versions_chart(versions),
+            # A chart of one or two points says less than the table under it.
+            "versions_chart": versions_chart(versions) if len(versions) >= 3 else None,
             "champion": monitoring["champion"],
             "reliability": reliability_rows(monitoring["reliability"]),
-            "reliability_chart": reliability_chart(monitoring["reliability"]),
+            # Deciles when the champion has them: equal-width bins put a 1 % click rate's
+            # predictions all in the first bin.
+            "reliability_chart": reliability_chart(monitoring["lift"] or monitoring["reliability"]),
+            "lift": lift_rows(monitoring["lift"]),
             "drift": drift_rows(monitoring["drift"]),
             "psi_bands": PSI_BANDS,
         },

@@ -212,7 +212,22 @@ def platform(db):
         "ctr",
         2,
         "champion",
-        {"auc": 0.73125, "log_loss": 0.09123, "accuracy": 0.96875, "calibration_ratio": 1.0204},
+        {
+            "auc": 0.73125,
+            "log_loss": 0.09123,
+            "accuracy": 0.96875,  # stored, not shown: meaningless at a 1 % click rate
+            "calibration_ratio": 1.0204,
+            "lift": [
+                {
+                    "group": 1,
+                    "count": 10,
+                    "predicted": 0.05,
+                    "observed": 0.04,
+                    "lift": 3.2,
+                    "captured": 0.32,
+                }
+            ],
+        },
         algorithm="logistic regression",
     )
     version("engagement", 1, "champion", {"auc": 0.8, "log_loss": 0.5, "accuracy": 0.75})
@@ -237,9 +252,9 @@ def test_the_executive_dashboard_is_the_hand_count(client, staff, platform):
         "p99_ms": "≤ 1",  # the 99th of 100 is a 0.9 ms one, in (0.75, 1]
     }
     assert reader.tables["champions"] == [
-        ["Model", "Champion", "AUC", "Log loss", "Accuracy", "Calibration ratio"],
-        ["Click-through rate", "v2 · logistic regression", "0.7312", "0.0912", "96.88%", "1.020"],
-        ["Engagement", "v1 · logistic", "0.8000", "0.5000", "75.00%", DASH],
+        ["Model", "Champion", "AUC", "Log loss", "Lift, top 10 %", "Calibration ratio"],
+        ["Click-through rate", "v2 · logistic regression", "0.7312", "0.0912", "3.20×", "1.020"],
+        ["Engagement", "v1 · logistic", "0.8000", "0.5000", DASH, DASH],
     ]
     html = client.get(reverse("staff_dashboard")).content.decode()
     assert 'hx-get="/staff/figures/"' in html
@@ -338,6 +353,24 @@ def ctr_models(db):
                 {"low": 0.0, "high": 0.1, "count": 900, "predicted": 0.02, "observed": 0.018},
                 {"low": 0.1, "high": 0.2, "count": 100, "predicted": 0.13, "observed": 0.15},
             ],
+            "lift": [
+                {
+                    "group": 1,
+                    "count": 500,
+                    "predicted": 0.1,
+                    "observed": 0.08,
+                    "lift": 2.5,
+                    "captured": 0.625,
+                },
+                {
+                    "group": 2,
+                    "count": 500,
+                    "predicted": 0.02,
+                    "observed": 0.048,
+                    "lift": 1.5,
+                    "captured": 1.0,
+                },
+            ],
         },
         train_rows=120_000,
         holdout_rows=30_000,
@@ -405,7 +438,7 @@ def test_the_versions_chart_has_auc_and_log_loss_oldest_first(client, staff, ctr
     assert "/static/vendor/chart-4.6.1.umd.min.js" in html
 
 
-def test_the_champions_reliability_table_and_chart(client, staff, ctr_models):
+def test_the_champions_reliability_and_lift_tables_and_chart(client, staff, ctr_models):
     client.force_login(staff)
     html = client.get(reverse("staff_models", args=["ctr"])).content.decode()
     assert PageReader(html).tables["reliability"] == [
@@ -414,11 +447,38 @@ def test_the_champions_reliability_table_and_chart(client, staff, ctr_models):
         ["0.00–0.10", "900", "0.0200", "0.0180", "-0.0020"],
         ["0.10–0.20", "100", "0.1300", "0.1500", "0.0200"],
     ]  # fmt: skip
+    assert PageReader(html).tables["lift"] == [
+        ["Tenth (highest predictions first)", "Rows", "Mean predicted", "Observed rate", "Lift",
+         "Positives found so far"],
+        ["1", "500", "0.1000", "0.0800", "2.50×", "62.50%"],
+        ["2", "500", "0.0200", "0.0480", "1.50×", "100.00%"],
+    ]  # fmt: skip
+    # The chart plots the tenths (every one holds rows), not the equal-width bins.
+    script = html.split('<script id="reliability-chart" type="application/json">')[1]
+    chart = json.loads(script.split("</script>")[0])
+    assert chart["points"] == [{"x": 0.02, "y": 0.048}, {"x": 0.1, "y": 0.08}]  # left to right
+    assert chart["counts"] == [500, 500]
+    assert chart["limit"] == 0.2  # the largest value, 0.1, ×1.05 rounded up to a round axis
+
+
+def test_without_a_lift_table_the_chart_plots_the_bins(client, staff):
+    version(
+        "ctr",
+        1,
+        "champion",
+        {"auc": 0.7, "reliability": [
+            {"low": 0.0, "high": 0.1, "count": 900, "predicted": 0.02, "observed": 0.018},
+            {"low": 0.1, "high": 0.2, "count": 100, "predicted": 0.13, "observed": 0.15},
+        ]},
+    )  # fmt: skip
+    client.force_login(staff)
+    html = client.get(reverse("staff_models", args=["ctr"])).content.decode()
     script = html.split('<script id="reliability-chart" type="application/json">')[1]
     chart = json.loads(script.split("</script>")[0])
     assert chart["points"] == [{"x": 0.02, "y": 0.018}, {"x": 0.13, "y": 0.15}]
-    assert chart["counts"] == [900, 100]
-    assert chart["limit"] == 0.2  # the largest value, 0.15, rounded up to a round axis
+    assert "was trained before lift tables were kept" in html
+    # One version: the table says it all, no chart of one point.
+    assert 'data-staff-chart="versions"' not in html
 
 
 def test_the_drift_table_bands_psi_at_the_conventional_edges(client, staff, ctr_models):
@@ -441,6 +501,7 @@ def test_a_kind_without_versions_shows_empty_states(client, staff, ctr_models):
     html = response.content.decode()
     assert "No engagement model has been trained yet" in html
     assert "No champion yet, so no reliability table." in html
+    assert "No champion yet, so no lift table." in html
     assert "No champion yet, so no drift." in html
     assert "<canvas" not in html
     assert PageReader(html).tables == {}

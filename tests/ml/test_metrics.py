@@ -99,4 +99,74 @@ def test_summary_holds_each_metrics_value():
         "accuracy": pytest.approx(0.75),
         # The bin edges come from linspace (0.30000000000000004): approx on every row.
         "reliability": [pytest.approx(row) for row in reliability],
+        # Four rows in ten groups: one row a group, highest prediction first; base rate 0.5.
+        "lift": [
+            {
+                "group": 1,
+                "count": 1,
+                "predicted": 0.8,
+                "observed": 1.0,
+                "lift": 2.0,
+                "captured": 0.5,
+            },
+            {
+                "group": 2,
+                "count": 1,
+                "predicted": 0.4,
+                "observed": 0.0,
+                "lift": 0.0,
+                "captured": 0.5,
+            },
+            {
+                "group": 3,
+                "count": 1,
+                "predicted": 0.35,
+                "observed": 1.0,
+                "lift": 2.0,
+                "captured": 1,
+            },
+            {"group": 4, "count": 1, "predicted": 0.1, "observed": 0.0, "lift": 0.0, "captured": 1},
+        ],
     }
+
+
+def test_lift_table_ranks_rows_and_compares_each_group_with_the_base_rate():
+    # Ranked by prediction: 0.8 (y=1), 0.4 (y=0), 0.35 (y=1), 0.1 (y=0); base rate 0.5.
+    assert metrics.lift_table(Y, P, groups=2) == [
+        {
+            "group": 1,
+            "count": 2,
+            "predicted": pytest.approx(0.6),
+            "observed": 0.5,
+            "lift": 1.0,
+            "captured": 0.5,
+        },
+        {
+            "group": 2,
+            "count": 2,
+            "predicted": pytest.approx(0.225),
+            "observed": 0.5,
+            "lift": 1.0,
+            "captured": 1.0,
+        },
+    ]
+    assert metrics.lift_table(Y, P, groups=4) == [
+        {"group": 1, "count": 1, "predicted": 0.8, "observed": 1.0, "lift": 2.0, "captured": 0.5},
+        {"group": 2, "count": 1, "predicted": 0.4, "observed": 0.0, "lift": 0.0, "captured": 0.5},
+        {"group": 3, "count": 1, "predicted": 0.35, "observed": 1.0, "lift": 2.0, "captured": 1.0},
+        {"group": 4, "count": 1, "predicted": 0.1, "observed": 0.0, "lift": 0.0, "captured": 1.0},
+    ]
+
+
+def test_lift_table_fills_every_group_when_predictions_are_all_small():
+    # 1,000 rows at 0.5 %–1.5 %: equal-width bins would hold them all in one bin of ten.
+    rng = np.random.default_rng(3)
+    p = np.sort(rng.uniform(0.005, 0.015, 1000))
+    y = np.zeros(1000)
+    y[-30:] = 1  # the 30 highest predictions click: all in the top group
+    table = metrics.lift_table(y, p)
+    assert [row["count"] for row in table] == [100] * 10
+    assert table[0]["observed"] == pytest.approx(0.3)
+    assert table[0]["lift"] == pytest.approx(0.3 / 0.03)
+    assert table[0]["captured"] == 1.0 and table[-1]["captured"] == 1.0
+    assert len(metrics.reliability_table(y, p)) == 1
