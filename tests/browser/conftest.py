@@ -1,0 +1,264 @@
+"""What the browser tests share: Chromium (or a skip saying what is missing), a world of one
+account, the real ASGI server on a free port of 127.0.0.1 reaching the test's database, a page of
+a fresh headless Chromium, logging in through the form, and a player playing an ad.
+
+The server is a subprocess on the test's database:
+- PostgreSQL: the test database itself (the tests commit: `transaction=True`), so the server
+  sees the world the test made; with REDIS_URL it shares Redis too.
+- SQLite: the test database is in memory, invisible to another process, so the world is copied
+  into a file (SQLite's backup API) that the server opens. Nothing flows back: the browser and
+  the player talk to the server only, and what a test asserts is what the browser shows.
+Either way the server publishes to its own sockets (the in-memory channel layer is enough).
+
+Skips when Chromium (/usr/bin/chromium, Debian's `chromium`) or the playwright package is
+missing, unless REQUIRE_BROWSER=1 (CI), which makes that a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection
+
+from ads import services
+from ads.models import Advertiser
+from catalog.models import AdBreak, Viewer
+from tests.ads.conftest import line_item_with_creative
+from tests.factories import (
+    PASSWORD,
+    AdBreakFactory,
+    AdvertiserFactory,
+    MembershipFactory,
+    UserFactory,
+    ViewerFactory,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+# No first-run work, no background traffic: the browser only ever talks to 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
+SERVER_START_SECONDS = 30
+UPDATE_TIMEOUT_MS = 5000
+POLL_TIMEOUT_MS = 8000  # the executive dashboard polls every 5 s
+# A player's user agent: scripted clients' (python-requests, curl) events are not counted.
+PLAYER_AGENT = "InterludeTestPlayer/1.0"
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The browser's path, or a skip (a failure with REQUIRE_BROWSER=1) saying what is missing."""
+    missing = []
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright package (requirements/dev.txt)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"Chromium at {CHROMIUM} (Debian's chromium package)")
+    if missing:
+        reason = "needs " + " and ".join(missing)
+        if REQUIRE_BROWSER:
+            pytest.fail(f"REQUIRE_BROWSER=1 but this test {reason}", pytrace=False)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@dataclass
+class World:
+    advertiser: Advertiser
+    username: str
+    staff_username: str
+    ad_break: AdBreak
+    viewer: Viewer
+    player_key: str
+
+
+@pytest.fixture
+def world(db) -> World:
+    """An account with an owner, a staff user, a live line item with a creative, a title with
+    a break, a viewer, and a player's API key, all committed before the server starts."""
+    advertiser = AdvertiserFactory(name="Acme Sodas", slug="acme")
+    owner = UserFactory(username="olive")
+    staff = UserFactory(username="sam", is_staff=True)
+    for user in (owner, staff):
+        # The server runs with the production hashers, not the tests' fast MD5 one.
+        user.password = PBKDF2PasswordHasher().encode(PASSWORD, "browsertest", iterations=1000)
+        user.save(update_fields=["password"])
+    MembershipFactory(advertiser=advertiser, user=owner)
+    line_item_with_creative(advertiser, category="travel")
+    _, player_key = services.platform_key_create(name="player")
+    return World(
+        advertiser=advertiser,
+        username=owner.username,
+        staff_username=staff.username,
+        ad_break=AdBreakFactory(),
+        viewer=ViewerFactory(),
+        player_key=player_key,
+    )
+
+
+def _database_url(tmp_path: Path) -> str:
+    """A DATABASE_URL for the server process that reaches this test's data."""
+    connection.ensure_connection()
+    if connection.vendor == "sqlite":
+        copy = tmp_path / "server.sqlite3"
+        with contextlib.closing(sqlite3.connect(copy)) as target:
+            connection.connection.backup(target)
+        return f"sqlite:///{copy}"
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    port = db["PORT"] or 5432
+    return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def server(world, tmp_path) -> Iterator[Server]:
+    """uvicorn serving config.asgi:application on 127.0.0.1, one process, until the test ends."""
+    port = _free_port()
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _database_url(tmp_path),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_DEBUG": "true",  # static files straight from the app folders
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = Server(url=f"http://127.0.0.1:{port}", log=log)
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"The server exited ({process.returncode}):\n{running.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{running.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"The server did not start in time:\n{running.log_tail()}")
+            time.sleep(0.1)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _post(server: Server, path: str, body: dict, key: str) -> dict:
+    request = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "User-Agent": PLAYER_AGENT,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def play_an_ad(server: Server, world: World, event_id: str = "browser-e1") -> dict:
+    """What a player does at an ad break: ask for the pod, then report its impression."""
+    decision = _post(
+        server,
+        "/api/v1/decisions",
+        {
+            "viewer_id": world.viewer.external_id,
+            "title_id": world.ad_break.title_id,
+            "ad_break_id": world.ad_break.pk,
+            "device": "ctv",
+        },
+        world.player_key,
+    )
+    assert [slot["advertiser_id"] for slot in decision["pod"]] == [world.advertiser.pk], decision
+    token = decision["pod"][0]["tracking"]["impression"].split("/t/")[1].split("/")[0]
+    event = {"event_id": event_id, "token": token, "type": "impression"}
+    return _post(server, "/api/v1/events", {"events": [event]}, world.player_key)
+
+
+@contextlib.contextmanager
+def browser_page(
+    chromium: str, server: Server, tmp_path: Path, viewport: dict | None = None
+) -> Iterator:
+    """A page of a fresh headless Chromium; on failure, a screenshot and the server's log."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=viewport)
+        try:
+            yield page
+        except Exception:
+            shot = tmp_path / "page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"Screenshot: {shot}\nServer log:\n{server.log_tail()}")
+            raise
+        finally:
+            browser.close()
+
+
+def log_in(page, server: Server, username: str, path: str) -> None:
+    """Through the login form, as a person would, landing on `path`."""
+    page.goto(f"{server.url}/login/?next={path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + path)
