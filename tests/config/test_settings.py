@@ -23,6 +23,7 @@ print(json.dumps({
     "eager": settings.CELERY_TASK_ALWAYS_EAGER,
     "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "channel_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
+    "db_options": settings.DATABASES["default"].get("OPTIONS", {}),
 }))
 """
 
@@ -31,7 +32,13 @@ def run_settings(**env: str) -> subprocess.CompletedProcess:
     clean = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY"}
+        if key
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "DJANGO_DEBUG",
+            "DJANGO_SECRET_KEY",
+        }
     }
     return subprocess.run(
         [sys.executable, "-c", PRINT_SETTINGS],
@@ -53,6 +60,10 @@ def test_embedded_defaults_need_nothing_installed():
     assert values["broker"] == "memory://"
     assert values["eager"] is True
     assert values["channel_layer"] == "channels.layers.InMemoryChannelLayer"
+    # Several processes write the database: they wait for each other instead of failing.
+    assert values["db_options"]["timeout"] == 30
+    assert values["db_options"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in values["db_options"]["init_command"]
 
 
 def test_database_url_and_redis_url_switch_to_the_real_services():
@@ -70,6 +81,7 @@ def test_database_url_and_redis_url_switch_to_the_real_services():
     assert values["eager"] is False
     assert values["channel_layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert values["channel_hosts"] == ["redis://cache.internal:6379/2"]
+    assert values["db_options"].get("transaction_mode") is None
 
 
 def test_default_secret_key_is_refused_when_debug_is_off():
