@@ -39,6 +39,10 @@ def services_missing() -> list[str]:
 def pytest_configure(config):
     # The production hasher is slow by design; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Counters in each process's memory, emptied between tests, instead of the embedded
+    # default's shared file (which tests/ads/test_sqlite_counters.py tests on its own).
+    if settings.COUNTERS_BACKEND == "sqlite":
+        settings.COUNTERS_BACKEND = "memory"
     if REQUIRE_SERVICES and services_missing():
         raise pytest.UsageError(
             "REQUIRE_SERVICES=1 but these are not configured: " + ", ".join(services_missing())
