@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -561,7 +561,7 @@ def _live_totals(since: datetime) -> Counter[tuple]:
     values: Counter[tuple] = Counter()
     recent = AdEvent.objects.filter(occurred_at__gte=since)
     zones = sorted(set(Advertiser.objects.values_list("timezone", flat=True)))
-    grouped = [
+    grouped: list[tuple[str, QuerySet[AdEvent], tuple[str, ...]]] = [
         (zone, recent.filter(advertiser__timezone=zone), ("advertiser", "day", "event_type"))
         for zone in zones
     ]
