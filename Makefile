@@ -24,7 +24,7 @@ DEMO_LOGINS := .demo-logins.txt
 # While the demo serves, a simulated audience of this many viewers at once watches through the
 # API, so the dashboards move; DEMO_LIVE=0 serves without it.
 DEMO_LIVE ?= 1
-DEMO_AUDIENCE ?= 60
+DEMO_AUDIENCE ?= 600
 
 demo: install
 	$(BIN)/python manage.py migrate --noinput
