@@ -27,6 +27,10 @@ install: $(INSTALLED)
 # Three days of simulated history for this many viewers a day (more: richer models, longer).
 DEMO_VIEWERS ?= 600
 DEMO_LOGINS := .demo-logins.txt
+# While the demo serves, a simulated audience of this many viewers at once watches through the
+# API, so the dashboards move; DEMO_LIVE=0 serves without it.
+DEMO_LIVE ?= 1
+DEMO_AUDIENCE ?= 600
 
 demo: install
 	$(BIN)/python manage.py migrate --noinput
@@ -37,7 +41,9 @@ demo: install
 	$(BIN)/python manage.py train_models
 	@cat $(DEMO_LOGINS)
 	@echo "Interlude is starting on http://$(HOST):$(PORT)/ — log in with a login above."
-	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT)
+	DEMO_HOST=$(HOST) DEMO_PORT=$(PORT) DEMO_AUDIENCE=$(DEMO_AUDIENCE) PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(BIN)/honcho start -f Procfile.demo \
+		-c audience=$(if $(filter 0 false no off,$(DEMO_LIVE)),0,1)
 
 serve: install
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --reload
@@ -72,4 +78,4 @@ bench: install
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) staticfiles db.sqlite3 $(DEMO_LOGINS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) staticfiles db.sqlite3* db.counters.sqlite3* $(DEMO_LOGINS) .pytest_cache .mypy_cache .ruff_cache

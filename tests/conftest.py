@@ -70,6 +70,10 @@ def pytest_configure(config):
     # The production hasher is slow by design; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     _use_the_workers_redis()
+    # Counters in each process's memory, emptied between tests, instead of the embedded
+    # default's shared file (which tests/ads/test_sqlite_counters.py tests on its own).
+    if settings.COUNTERS_BACKEND == "sqlite":
+        settings.COUNTERS_BACKEND = "memory"
     if REQUIRE_SERVICES and services_missing():
         raise pytest.UsageError(
             "REQUIRE_SERVICES=1 but these are not configured: " + ", ".join(services_missing())

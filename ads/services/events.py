@@ -19,18 +19,20 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ads.decisioning.index import current_index
 from ads.delivery import keys
-from ads.delivery.counters import Bump, counters
+from ads.delivery.counters import Bump, Counters, counters
 from ads.delivery.tokens import InvalidToken, TrackingClaim, read_token
-from ads.models import AdEvent, Creative, LineItem
+from ads.models import AdEvent, Advertiser, Creative, LineItem
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 
@@ -496,12 +498,15 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-def counters_rebuild(*, since: datetime | None = None) -> int:
-    """Recompute spend and click-through counters from the event table (after losing Redis).
+def counters_rebuild(*, since: datetime | None = None, store: Counters | None = None) -> int:
+    """Recompute spend, click-through and live counters from the event table (after losing
+    Redis, or in a new counters file), in `store` (default: the process's counters).
 
     Spend per line item and local day (for the days since `since`, default the last two), and
-    lifetime; impressions and clicks per creative and category. Reservations made by decisions
-    are set to at least the spend, so budgets hold. Returns the number of keys written.
+    lifetime; impressions and clicks per creative and category; the live totals of each account
+    (per local day) and of the platform (per UTC day) for the days that began after `since`, so
+    the dashboards' "today" equals the event table's. Reservations made by decisions are set to
+    at least the spend, so budgets hold. Returns the number of keys written.
     """
     since = since or timezone.now() - timedelta(days=2)
     # Values per (key function, its arguments): each key's lifetime comes from its function.
@@ -534,8 +539,9 @@ def counters_rebuild(*, since: datetime | None = None) -> int:
         values[(keys.creative_clicks, stat["creative"])] = stat["clicks"]
         values[(keys.category_impressions, stat["creative__category"])] += stat["impressions"]
         values[(keys.category_clicks, stat["creative__category"])] += stat["clicks"]
+    values.update(_live_totals(since))
     reservations = {keys.reserved_day, keys.reserved_lifetime}
-    store = counters()
+    store = store or counters()
     named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
     current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
     by_lifetime: dict[int | None, dict[str, int]] = {}
@@ -547,3 +553,37 @@ def counters_rebuild(*, since: datetime | None = None) -> int:
     for seconds, group in by_lifetime.items():
         store.set_many(group, ttl=seconds)
     return len(values)
+
+
+def _live_totals(since: datetime) -> Counter[tuple]:
+    """The live counters of every whole day after `since`: per account and its local day (one
+    grouped query per time zone in use), and per UTC day for the platform."""
+    values: Counter[tuple] = Counter()
+    recent = AdEvent.objects.filter(occurred_at__gte=since)
+    zones = sorted(set(Advertiser.objects.values_list("timezone", flat=True)))
+    grouped: list[tuple[str, QuerySet[AdEvent], tuple[str, ...]]] = [
+        (zone, recent.filter(advertiser__timezone=zone), ("advertiser", "day", "event_type"))
+        for zone in zones
+    ]
+    grouped.append(("UTC", recent, ("day", "event_type")))
+    for zone, events, by in grouped:
+        tz = ZoneInfo(zone)
+        first_whole_day = since.astimezone(tz).date() + timedelta(days=1)
+        rows = (
+            events.annotate(day=TruncDate("occurred_at", tzinfo=tz))
+            .values(*by)
+            .annotate(events=Count("id"), spent=Sum("cost_micros"))
+        )
+        for row in rows:
+            if row["day"] < first_whole_day:  # a day partly before `since`: its total is unknown
+                continue
+            if "advertiser" in row:
+                key: tuple = (keys.live, row["advertiser"], row["day"])
+            else:
+                key = (keys.live_platform, row["day"])
+            metric = LIVE_METRIC.get(row["event_type"])
+            if metric:
+                values[(*key, metric)] += row["events"]
+            if row["spent"]:
+                values[(*key, "spend")] += row["spent"]
+    return values

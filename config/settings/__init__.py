@@ -1,14 +1,16 @@
 """Settings, one module per concern; every value comes from the environment.
 
 With nothing set, the embedded defaults run anywhere: SQLite, local-memory cache, the
-in-memory channel layer and eager Celery tasks. ``DATABASE_URL`` and ``REDIS_URL`` switch
-to PostgreSQL and Redis. ``.env.example`` lists every variable.
+in-memory channel layer, eager Celery tasks, and counters in a SQLite file beside the database.
+``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis. ``.env.example`` lists every
+variable.
 """
 
 from config.settings.api import *  # noqa: F403
 from config.settings.cache import *  # noqa: F403
 from config.settings.celery import *  # noqa: F403
 from config.settings.channels import *  # noqa: F403
+from config.settings.counters import *  # noqa: F403
 from config.settings.django import *  # noqa: F403
 from config.settings.llm import *  # noqa: F403
 from config.settings.logging import *  # noqa: F403

@@ -84,6 +84,19 @@ if DATABASES["default"].get("ENGINE") not in SUPPORTED_DATABASES:
 # reused (use a pooler such as PgBouncer in front of PostgreSQL for reuse). The `api` process
 # (gunicorn, gthread: threads that live as long as the worker) keeps them: config/gunicorn.py.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo runs several processes on one file (server, scheduler, audience): WAL lets
+    # readers go on while one writes; a writer waits up to `timeout` seconds for another
+    # instead of failing at once; and IMMEDIATE transactions take the write lock when they
+    # begin, because a read transaction that later writes fails at once when another process
+    # wrote meanwhile (SQLITE_BUSY), whatever the timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

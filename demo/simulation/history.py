@@ -16,8 +16,8 @@
 4. Sessions are written as they end; those still running at `end` are written open.
 
 Writes are committed once per simulated hour. Should a run fail, the hour in progress is
-rolled back while shared counters (Redis) keep what it spent; `ads.services.counters_rebuild`
-sets spend back to the event table's.
+rolled back while shared counters (Redis, the SQLite file) keep what it spent;
+`ads.services.counters_rebuild` sets spend back to the event table's.
 """
 
 from __future__ import annotations
@@ -129,9 +129,10 @@ class HistorySimulation:
 
     def run(self) -> SimulationResult:
         started = time.perf_counter()
-        if not settings.REDIS_URL:
+        if settings.COUNTERS_BACKEND == "memory":
             # Process-local counters start empty: bring spend and click-through counts back
-            # from the event table, so earlier runs' spend still holds the budgets.
+            # from the event table, so earlier runs' spend still holds the budgets (shared
+            # counters, in Redis or the SQLite file, already hold them).
             ads_services.counters_rebuild(since=self.start - timedelta(days=1))
         options = self.options
         plans = session_plans(

@@ -6,7 +6,7 @@ running server, so that open dashboards move.
 shortly after each ends. At each ad break the simulator POSTs /api/v1/decisions with a
 platform key, and GETs each ad's tracking links when the player would fire them. Sessions are
 written as they end (through the engagement services, in-process); those still running when
-the run stops (after `minutes`, or Ctrl-C) are written open.
+the run stops (after `minutes`, which may be infinite, or Ctrl-C) are written open.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ LIVE_RESUME_SHARE = 0.7
 WRITE_SESSIONS_EVERY_SECONDS = 30.0
 MAX_SLEEP_SECONDS = 0.5
 REQUEST_TIMEOUT_SECONDS = 10.0
+SERVER_POLL_SECONDS = 0.5
 
 
 class LiveSimulationError(Exception):
@@ -64,6 +65,8 @@ class LiveOptions:
     seed: int = 1
     truth_out: Path | None = None
     progress: bool = False
+    # How long to wait at the start for a server that is still starting (the demo starts both).
+    wait_for_server_seconds: float = 0.0
 
 
 @dataclass
@@ -114,6 +117,7 @@ class LiveSimulation:
         heapq.heappush(self._queue, (at, next(self._order), kind, item))
 
     def run(self) -> SimulationResult:
+        self._wait_for_server()
         self._started_wall = self._clock()
         self._started_at = timezone.now()
         deadline = self._started_wall + self.options.minutes * 60
@@ -155,6 +159,20 @@ class LiveSimulation:
             self._client.close()
         self.result.seconds = self._clock() - self._started_wall
         return self.result
+
+    def _wait_for_server(self) -> None:
+        """Ask /healthz until the server answers, for `wait_for_server_seconds` at most."""
+        deadline = self._clock() + self.options.wait_for_server_seconds
+        while True:
+            try:
+                self._client.get("/healthz")
+                return
+            except httpx2.HTTPError as error:
+                if self._clock() >= deadline:
+                    raise LiveSimulationError(
+                        f"Cannot reach {self.options.base_url} ({error}): is the server running?"
+                    ) from error
+            self._sleep(SERVER_POLL_SECONDS)
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -189,10 +189,17 @@ def test_counters_rebuild_from_the_event_table(world):
         keys.spent_lifetime(line_item.pk),
         keys.creative_impressions(creative_id),
     ]
+    day = world.at.date()
+    watched += [
+        keys.live(world.acme.pk, day, "impressions"),
+        keys.live(world.acme.pk, day, "spend"),
+        keys.live_platform(day, "impressions"),
+        keys.live_platform(day, "spend"),
+    ]
     before = counters().get_many(watched)
-    assert before == [37_500, 37_500, 3]
+    assert before == [37_500, 37_500, 3, 3, 37_500, 3, 37_500]
     counters().delete_prefix(keys.PREFIX)  # Redis lost its data
-    assert counters().get_many(watched) == [0, 0, 0]
+    assert counters().get_many(watched) == [0] * len(watched)
     services.counters_rebuild(since=world.at - timedelta(days=1))
     assert counters().get_many(watched) == before
     assert counters().get_many([keys.reserved_day(line_item.pk, world.at.date())]) == [37_500]

@@ -23,6 +23,9 @@ print(json.dumps({
     "eager": settings.CELERY_TASK_ALWAYS_EAGER,
     "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "channel_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
+    "db_options": settings.DATABASES["default"].get("OPTIONS", {}),
+    "counters": settings.COUNTERS_BACKEND,
+    "counters_path": str(settings.COUNTERS_SQLITE_PATH),
 }))
 """
 
@@ -31,7 +34,15 @@ def run_settings(**env: str) -> subprocess.CompletedProcess:
     clean = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY"}
+        if key
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "DJANGO_DEBUG",
+            "DJANGO_SECRET_KEY",
+            "COUNTERS_BACKEND",
+            "COUNTERS_SQLITE_PATH",
+        }
     }
     return subprocess.run(
         [sys.executable, "-c", PRINT_SETTINGS],
@@ -53,6 +64,25 @@ def test_embedded_defaults_need_nothing_installed():
     assert values["broker"] == "memory://"
     assert values["eager"] is True
     assert values["channel_layer"] == "channels.layers.InMemoryChannelLayer"
+    # Every local process shares the counters, in a file beside the database.
+    assert values["counters"] == "sqlite"
+    assert values["counters_path"] == values["db_name"].replace("db.sqlite3", "db.counters.sqlite3")
+    # Several processes write the database: they wait for each other instead of failing.
+    assert values["db_options"]["timeout"] == 30
+    assert values["db_options"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in values["db_options"]["init_command"]
+
+
+def test_the_counters_backend_is_a_choice():
+    memory = run_settings(COUNTERS_BACKEND="memory")
+    assert memory.returncode == 0, memory.stderr
+    assert json.loads(memory.stdout)["counters"] == "memory"
+    elsewhere = run_settings(COUNTERS_SQLITE_PATH="/tmp/elsewhere.sqlite3")
+    assert json.loads(elsewhere.stdout)["counters_path"] == "/tmp/elsewhere.sqlite3"
+    redis_without_url = run_settings(COUNTERS_BACKEND="redis")
+    assert "COUNTERS_BACKEND=redis needs REDIS_URL" in redis_without_url.stderr
+    unknown = run_settings(COUNTERS_BACKEND="files")
+    assert "COUNTERS_BACKEND must be one of redis, sqlite, memory" in unknown.stderr
 
 
 def test_database_url_and_redis_url_switch_to_the_real_services():
@@ -70,6 +100,8 @@ def test_database_url_and_redis_url_switch_to_the_real_services():
     assert values["eager"] is False
     assert values["channel_layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert values["channel_hosts"] == ["redis://cache.internal:6379/2"]
+    assert values["counters"] == "redis"
+    assert values["db_options"].get("transaction_mode") is None
 
 
 def test_default_secret_key_is_refused_when_debug_is_off():

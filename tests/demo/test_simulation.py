@@ -32,6 +32,7 @@ from demo.simulation import (
     TRUTH_COLUMNS,
     HistoryOptions,
     LiveOptions,
+    LiveSimulationError,
     World,
     simulate_history,
     simulate_live,
@@ -481,6 +482,50 @@ def test_live_mode_says_when_the_server_is_not_there(small_world):
         )
 
 
+def test_live_mode_waits_for_a_server_that_is_starting(small_world):
+    """make demo starts the server and the audience together: the audience waits for it."""
+    _, api_key = ads_services.platform_key_create(name="simulator")
+    django, clock = DjangoTransport(), FakeClock()
+    started_at = clock.now
+
+    def starting(request):
+        if clock.now < started_at + 5:  # the server answers after 5 s
+            raise httpx2.ConnectError("Connection refused", request=request)
+        return django.handle_request(request)
+
+    options = LiveOptions(
+        base_url="http://testserver", api_key=api_key, viewers=2, minutes=1, seed=2,
+        wait_for_server_seconds=30,
+    )  # fmt: skip
+    result = simulate_live(
+        World.load(seed=2),
+        options,
+        transport=httpx2.MockTransport(starting),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert django.paths["/healthz"] == 1
+    assert result.errors == 0 and result.decisions > 0
+    # ... and gives up when it does not come.
+    clock = FakeClock()
+    refusing = LiveOptions(
+        base_url="http://127.0.0.1:9", api_key=api_key, minutes=1, wait_for_server_seconds=30
+    )
+    with pytest.raises(LiveSimulationError, match="is the server running"):
+        simulate_live(
+            World.load(seed=2),
+            refusing,
+            transport=httpx2.MockTransport(_refuse),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert clock.now >= 1000 + 30
+
+
+def _refuse(request):
+    raise httpx2.ConnectError("Connection refused", request=request)
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -513,6 +558,7 @@ def test_the_command_simulates_a_day_and_says_what_it_did(small_world, tmp_path)
         (["--viewers", "0"], "--viewers"),
         (["--sessions-per-viewer", "0.5"], "--sessions-per-viewer"),
         (["--minutes", "0", "--live"], "--minutes"),
+        (["--wait-for-server", "-1", "--live"], "--wait-for-server"),
         (["--base-url", "ftp://example.com", "--live"], "--base-url"),
         (["--truth-out", "/no/such/folder/truth.csv"], "--truth-out"),
         (["--end", "yesterday"], "--end"),
@@ -524,6 +570,16 @@ def test_the_command_simulates_a_day_and_says_what_it_did(small_world, tmp_path)
 def test_the_command_refuses_bad_options(db, args, message):
     with pytest.raises(CommandError, match=message):
         simulate(*args)
+
+
+def test_the_command_runs_live_until_stopped_and_says_so(small_world):
+    out = StringIO()
+    with pytest.raises(CommandError, match="Cannot reach http://127.0.0.1:9"):
+        call_command(
+            "simulate_traffic", "--live", "--minutes", "inf", "--base-url", "http://127.0.0.1:9",
+            "--no-progress", stdout=out,
+        )  # fmt: skip
+    assert "until stopped" in out.getvalue()
 
 
 def test_the_command_needs_a_world(db):

@@ -8,15 +8,19 @@ about ``--sessions-per-viewer`` sessions each. Running it again adds another bat
 world give the same traffic.
 
 ``--live``: now, in real time, through the HTTP API of a running server (``--base-url``), with
-``--viewers`` viewers watching at once, until ``--minutes`` pass or Ctrl-C. It authenticates
-with ``--api-key``, or with a platform key named "simulator" that it creates.
+``--viewers`` viewers watching at once, until ``--minutes`` pass (``inf``: until stopped),
+Ctrl-C or SIGTERM; ``--wait-for-server`` gives a server that is still starting time to answer.
+It authenticates with ``--api-key``, or with a platform key named "simulator" that it creates.
 
 ``--truth-out PATH`` writes one CSV row per counted impression with its true click probability
 (the simulator's ground truth, which models never see), for judging models later.
 """
 
 import logging
+import math
 import random
+import signal
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +79,17 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="With --live.")
         parser.add_argument("--api-key", help="A platform key (with --live); else one is made.")
         parser.add_argument(
-            "--minutes", type=float, default=10.0, help="How long --live runs (default 10)."
+            "--minutes",
+            type=float,
+            default=10.0,
+            help="How long --live runs (default 10; inf: until stopped).",
+        )
+        parser.add_argument(
+            "--wait-for-server",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="With --live: wait this long for a server that is still starting.",
         )
         parser.add_argument("--no-progress", action="store_true", help="Do not show progress.")
 
@@ -115,10 +129,17 @@ class Command(BaseCommand):
         if not api_key:
             key, api_key = ads_services.platform_key_create(name="simulator")
             self.stdout.write(f"Created the platform key {key} for this run.")
+        minutes = options["minutes"]
+        until = "until stopped" if math.isinf(minutes) else f"for {minutes:g} min"
         self.stdout.write(
-            f"Simulating {options['viewers']} viewers live against {options['base_url']} for "
-            f"{options['minutes']:g} min (Ctrl-C stops)."
+            f"Simulating {options['viewers']} viewers live against {options['base_url']} "
+            f"{until} (Ctrl-C stops)."
         )
+        on_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            # A process manager (honcho, in make demo) stops it with SIGTERM: end as Ctrl-C
+            # does, writing the sessions still running.
+            on_sigterm = signal.signal(signal.SIGTERM, _interrupt)
         try:
             return simulate_live(
                 world,
@@ -130,10 +151,14 @@ class Command(BaseCommand):
                     seed=options["seed"],
                     truth_out=options["truth_out"],
                     progress=not options["no_progress"],
+                    wait_for_server_seconds=options["wait_for_server"],
                 ),
             )
         except LiveSimulationError as error:
             raise CommandError(str(error)) from error
+        finally:
+            if on_sigterm is not None:
+                signal.signal(signal.SIGTERM, on_sigterm)
 
     @staticmethod
     def _end(value: str | None) -> datetime:
@@ -162,6 +187,8 @@ class Command(BaseCommand):
             )
         if not options["minutes"] > 0:
             raise CommandError("--minutes must be greater than 0.")
+        if not options["wait_for_server"] >= 0:
+            raise CommandError("--wait-for-server must be 0 or more.")
         base_url = options["base_url"]
         if not base_url.startswith(("http://", "https://")):
             raise CommandError("--base-url must be an http:// or https:// URL.")
@@ -170,3 +197,7 @@ class Command(BaseCommand):
         truth_out = options["truth_out"]
         if truth_out is not None and not truth_out.parent.is_dir():
             raise CommandError(f"--truth-out: the folder {truth_out.parent} does not exist.")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,101 @@
+"""Counters for budgets, frequency caps, pacing and live stats, in one of three backends
+(`settings.COUNTERS_BACKEND`): Redis in the full stack (`redis`), a SQLite file that every
+process of the machine shares in the embedded default (`sqlite`), or a locked dictionary of one
+process (`memory`, the test suite's).
+
+Values are integers: money in micros (a millionth of the account's currency), so spend adds up
+exactly. The event table stays the truth; these can be rebuilt from it
+(`ads.services.counters_rebuild`).
+
+A *reservation* checks and increments a group of keys atomically: every key of the group must
+stay within its limit, or none is incremented. Frequency caps and budgets are reserved at the
+decision, so concurrent decisions can never push a viewer past a cap or a line item past its
+budget. A group's keys share one line item's hash tag, so a group lives in one Redis Cluster slot.
+
+A reservation refused because a key would pass its limit is remembered by the process (the key,
+the amount and the limit) for FULL_MEMORY_SECONDS at most: these counters only grow within
+their period (a new hour or day is a new key, and a rebuild never lowers them), so the engine
+skips that slot at once instead of losing the same race again, one Redis round trip each time.
+A changed limit (a raised cap or budget) is another memory key, so it takes effect at once.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
+from django.db import DatabaseError, connection
+from django.db.migrations.recorder import MigrationRecorder
+
+from ads.delivery.counters.base import (
+    FULL_MEMORY_SECONDS,
+    FULL_MEMORY_SIZE,
+    MICROS,
+    Bump,
+    FullMemory,
+)
+from ads.delivery.counters.local import LocalCounters
+from ads.delivery.counters.redis import RedisCounters
+from ads.delivery.counters.sqlite import SqliteCounters
+
+__all__ = [
+    "FULL_MEMORY_SECONDS",
+    "FULL_MEMORY_SIZE",
+    "MICROS",
+    "Bump",
+    "Counters",
+    "FullMemory",
+    "LocalCounters",
+    "RedisCounters",
+    "SqliteCounters",
+    "counters",
+]
+
+Counters = LocalCounters | RedisCounters | SqliteCounters
+
+
+@cache
+def counters() -> Counters:
+    """The process's counters, in the backend the settings name. A SQLite file that is new, or
+    was built for another database, is rebuilt from the event table first."""
+    backend = settings.COUNTERS_BACKEND
+    if backend == "redis":
+        return RedisCounters(settings.REDIS_URL)
+    if backend == "memory":
+        return LocalCounters()
+    store = SqliteCounters(settings.COUNTERS_SQLITE_PATH)
+    rebuild_if_new(store)
+    return store
+
+
+def rebuild_if_new(store: SqliteCounters) -> bool:
+    """Rebuild `store` from the event table when it does not count for this database yet (a new
+    file, or the database was made again): True when this process did. Of several processes
+    starting together, one rebuilds; the others go on at once."""
+    database = database_identity()
+    if database is None or store.counts_for() == database:
+        return False
+    if not store.start_over_for(database):
+        return False
+    # ads.services builds on this package: imported when needed, not at import time.
+    from ads.services.events import counters_rebuild
+
+    counters_rebuild(store=store)
+    return True
+
+
+def database_identity() -> str | None:
+    """This database: its name and when its first migration was applied, which changes when
+    it is made again. None before migrations (nothing to rebuild from yet)."""
+    try:
+        first_applied = (
+            MigrationRecorder.Migration.objects.order_by("pk")
+            .values_list("applied", flat=True)
+            .first()
+        )
+    except (DatabaseError, SynchronousOnlyOperation):
+        return None
+    if first_applied is None:
+        return None
+    return f"{connection.settings_dict['NAME']}@{first_applied.isoformat()}"

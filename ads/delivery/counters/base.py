@@ -1,0 +1,53 @@
+"""What every counters backend shares: the bump a caller asks for, and the process's memory of
+reservations lately refused at their limit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MICROS = 1_000_000
+FULL_MEMORY_SECONDS = 60.0
+FULL_MEMORY_SIZE = 200_000  # entries before expired ones are swept
+
+
+@dataclass(frozen=True, slots=True)
+class Bump:
+    """Add `amount` to `key`; with `limit`, only if the result stays ≤ limit."""
+
+    key: str
+    amount: int
+    ttl: int | None = None
+    limit: int | None = None
+
+
+class FullMemory:
+    """Bumps recently refused because their key was at its limit (see the package docstring).
+    Plain dict operations: safe across threads under the GIL, and a lost update only costs
+    one more round trip."""
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, int, int], float] = {}
+
+    def remember(self, bump: Bump) -> None:
+        if bump.limit is None:
+            return
+        now = time.monotonic()
+        if len(self._until) >= FULL_MEMORY_SIZE:
+            self._until = {key: until for key, until in self._until.items() if until > now}
+        seconds = min(FULL_MEMORY_SECONDS, bump.ttl or FULL_MEMORY_SECONDS)
+        self._until[(bump.key, bump.amount, bump.limit)] = now + seconds
+
+    def known_full(self, group: Sequence[Bump]) -> bool:
+        """True when a bump of `group` was refused at its limit lately: reserving it would
+        fail again."""
+        if not self._until:
+            return False
+        now = time.monotonic()
+        for bump in group:
+            if bump.limit is not None:
+                until = self._until.get((bump.key, bump.amount, bump.limit))
+                if until is not None and until > now:
+                    return True
+        return False

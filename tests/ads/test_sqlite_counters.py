@@ -1,0 +1,214 @@
+"""The embedded default's counters: a SQLite file that every local process shares, behaving as
+the in-memory and Redis backends do, rebuilt from the event table when it is new."""
+
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from ads import services
+from ads.delivery import keys
+from ads.delivery.counters import (
+    Bump,
+    LocalCounters,
+    SqliteCounters,
+    counters,
+    database_identity,
+    rebuild_if_new,
+)
+from tests.ads.conftest import line_item_with_creative
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+PLAYER = "Mozilla/5.0 (SMART-TV; Linux; Tizen 7.0) InterludePlayer/1.0"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    """Each behaviour below holds for both local backends alike."""
+    if request.param == "memory":
+        return LocalCounters()
+    return SqliteCounters(tmp_path / "counters.sqlite3")
+
+
+def test_adds_reads_and_sets(store):
+    store.add_many([Bump("a", 2), Bump("b", 5), Bump("a", 3)])
+    assert store.get_many(["a", "b", "missing"]) == [5, 5, 0]
+    store.set_many({"a": 40, "c": 7})
+    assert store.get_many(["a", "c"]) == [40, 7]
+    assert store.get_many([]) == []
+
+
+def test_a_reservation_is_whole_or_nothing_and_remembers_the_full_key(store):
+    group = [Bump("budget", 30, limit=100), Bump("cap", 1, limit=2)]
+    assert store.reserve([group, group, group]) == [True, True, False]
+    assert store.get_many(["budget", "cap"]) == [60, 2]  # the third took nothing
+    assert store.full.known_full(group)
+    assert store.reserve([[Bump("budget", 40, limit=100)]]) == [True]
+    assert store.reserve([[Bump("budget", 1, limit=100)]]) == [False]
+    assert store.get_many(["budget"]) == [100]
+
+
+def test_claims_and_deleting_a_prefix(store):
+    assert store.claim_many(["tick:1", "tick:2"], ttl=60) == [True, True]
+    assert store.claim("tick:1", ttl=60) is False
+    assert store.claim_many(["tick:1", "tick:3"], ttl=60) == [False, True]
+    store.add_many([Bump("il:x", 1), Bump("il:{li:1}:y", 1), Bump("other", 1)])
+    store.delete_prefix("il:")
+    assert store.get_many(["il:x", "il:{li:1}:y", "other"]) == [0, 0, 1]
+
+
+def test_expiry_is_wall_clock_and_a_bump_keeps_the_first_expiry(tmp_path):
+    clock = Clock()
+    store = SqliteCounters(tmp_path / "counters.sqlite3", clock=clock)
+    store.add_many([Bump("day", 1, ttl=100)])
+    clock.now += 60
+    store.add_many([Bump("day", 1, ttl=100)])  # does not push the expiry back
+    assert store.get_many(["day"]) == [2]
+    clock.now += 50
+    assert store.get_many(["day"]) == [0]
+    store.add_many([Bump("day", 4, ttl=100)])  # an expired key starts again
+    assert store.get_many(["day"]) == [4]
+    assert store.claim("lock", ttl=10) is True
+    clock.now += 11
+    assert store.claim("lock", ttl=10) is True
+    store.set_many({"pace": 9}, ttl=5)
+    clock.now += 6
+    assert store.get_many(["pace"]) == [0]
+
+
+def test_the_counts_survive_the_process_and_a_new_connection(tmp_path):
+    path = tmp_path / "counters.sqlite3"
+    SqliteCounters(path).add_many([Bump("spent", 12_500)])
+    assert SqliteCounters(path).get_many(["spent"]) == [12_500]
+
+
+# Runs in another interpreter: counts, then reserves against a shared limit as fast as it can.
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from ads.delivery.counters.sqlite import SqliteCounters
+    from ads.delivery.counters.base import Bump
+
+    path, name, attempts = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = SqliteCounters(path)
+    store.add_many([Bump(f"seen:{name}", 1)])
+    print(store.get_many(["seen:first", "seen:second"]))
+    won = sum(
+        store.reserve([[Bump("budget", 1, limit=150), Bump(f"won:{name}", 1)]])[0]
+        for _ in range(attempts)
+    )
+    print(won)
+    """
+)
+
+
+def run_worker(path: Path, name: str, attempts: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(path), name, str(attempts)],
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_processes_share_counts_and_a_reservation_limit(tmp_path):
+    path = tmp_path / "counters.sqlite3"
+    first = run_worker(path, "first", attempts=0)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert out.split("\n")[0] == "[1, 0]"
+    # The second process sees what the first counted; then both race for a limit of 150.
+    racers = [run_worker(path, "second", attempts=120), run_worker(path, "third", attempts=120)]
+    outputs = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err
+        outputs.append(out.split("\n"))
+    assert outputs[0][0] == "[1, 1]"
+    won = [int(lines[1]) for lines in outputs]
+    assert sum(won) == 150  # 240 attempts, never past the limit
+    store = SqliteCounters(path)
+    assert store.get_many(["budget", "won:second", "won:third"]) == [150, *won]
+
+
+# -- rebuilt from the event table when new -------------------------------------------------
+
+
+@dataclass
+class Spent:
+    at: datetime
+    line_item_id: int
+
+
+@pytest.fixture
+def spent_today(world) -> Spent:
+    """Three impressions of a $12.50 CPM line item, recorded now (in the memory counters)."""
+    line_item_with_creative(world.acme)
+    now = timezone.now()
+    for viewer_seed in range(3):
+        (slot,) = world.decide(at=now, seed=viewer_seed).pod
+        services.events_record(
+            events=[services.IncomingEvent(slot.token, "impression", f"i{viewer_seed}")],
+            user_agent=PLAYER,
+            at=now,
+        )
+    return Spent(at=now, line_item_id=slot.line_item.id)
+
+
+def watched_keys(world, spent: Spent) -> list[str]:
+    today = spent.at.date()  # the account's time zone is UTC
+    return [
+        keys.spent_day(spent.line_item_id, today),
+        keys.reserved_day(spent.line_item_id, today),
+        keys.live(world.acme.pk, today, "impressions"),
+        keys.live(world.acme.pk, today, "spend"),
+        keys.live_platform(today, "impressions"),
+    ]
+
+
+def test_a_new_file_is_rebuilt_from_the_event_table(world, spent_today, settings, tmp_path):
+    watched = watched_keys(world, spent_today)
+    assert counters().get_many(watched) == [37_500, 37_500, 3, 37_500, 3]
+    settings.COUNTERS_BACKEND = "sqlite"
+    settings.COUNTERS_SQLITE_PATH = tmp_path / "counters.sqlite3"
+    counters.cache_clear()
+    store = counters()
+    assert isinstance(store, SqliteCounters)
+    assert store.get_many(watched) == [37_500, 37_500, 3, 37_500, 3]
+    assert store.counts_for() == database_identity()
+    # Another process opening the same file finds it built: no second rebuild.
+    store.add_many([Bump(watched[2], 1)])
+    assert rebuild_if_new(SqliteCounters(settings.COUNTERS_SQLITE_PATH)) is False
+    assert store.get_many([watched[2]]) == [4]
+
+
+def test_a_file_built_for_another_database_starts_over(world, spent_today, tmp_path):
+    store = SqliteCounters(tmp_path / "counters.sqlite3")
+    store.start_over_for("another-database@2020-01-01")
+    store.add_many([Bump(keys.live(world.acme.pk, spent_today.at.date(), "impressions"), 999)])
+    assert rebuild_if_new(store) is True
+    assert store.get_many(watched_keys(world, spent_today)) == [37_500, 37_500, 3, 37_500, 3]
+
+
+def test_live_totals_of_a_day_partly_before_since_are_left_alone(world, spent_today):
+    spent_key, _, live_key, *_ = watched_keys(world, spent_today)
+    counters().delete_prefix(keys.PREFIX)
+    services.counters_rebuild(since=spent_today.at - timedelta(seconds=1))
+    # Spend is rebuilt from what the window holds; the live total waits for a whole day.
+    assert counters().get_many([spent_key, live_key]) == [37_500, 0]
+    services.counters_rebuild(since=spent_today.at - timedelta(days=1))
+    assert counters().get_many([live_key]) == [3]
