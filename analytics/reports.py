@@ -251,7 +251,12 @@ class Report:
         )
 
     def breakdown_tables(self) -> dict[str, Callable[[], Table]]:
-        return {dimension: partial(self.breakdown_table, dimension) for dimension in DIMENSIONS}
+        """The genre, region, device and title tables (hours have tables of their own)."""
+        return {
+            dimension: partial(self.breakdown_table, dimension)
+            for dimension in DIMENSIONS
+            if dimension != DIMENSIONS.HOUR
+        }
 
 
 def campaign_pacing(advertiser: Advertiser, now: dt.datetime) -> dict[int, selectors.Pacing]:
