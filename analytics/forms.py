@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -24,6 +25,11 @@ class DateRange:
     @property
     def days(self) -> int:
         return (self.end - self.start).days + 1
+
+    @property
+    def query(self) -> str:
+        """The range as a URL query: "start=…&end=…"."""
+        return urlencode({"start": self.start.isoformat(), "end": self.end.isoformat()})
 
     @property
     def includes_today(self) -> bool:

@@ -59,14 +59,16 @@ class DailyDelivery(Metrics):
 
 
 class DailyBreakdown(Metrics):
-    """advertiser × line item × day × one value of a dimension (genre, region, device, title).
-    A title with several genres counts once in each of its genres."""
+    """advertiser × line item × day × one value of a dimension (genre, region, device, title,
+    hour of day in the account's time zone: "00" to "23"). A title with several genres counts
+    once in each of its genres."""
 
     class Dimension(models.TextChoices):
         GENRE = "genre", "Genre"
         REGION = "region", "Region"
         DEVICE = "device", "Device"
         TITLE = "title", "Title"
+        HOUR = "hour", "Hour of day"
 
     advertiser = _reference(Advertiser, deletes_rows=False)
     campaign = _reference(Campaign, deletes_rows=False)

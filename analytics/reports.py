@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cached_property, partial
 
@@ -53,10 +53,10 @@ def decimal2(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class Bar:
-    """A horizontal bar: `fill` and `marker` in percent of its width."""
+    """A horizontal bar: `fill` and `marker` (if any) in percent of its width."""
 
     fill: float
-    marker: float
+    marker: float | None = None
 
     @property
     def fill_css(self) -> str:
@@ -64,7 +64,7 @@ class Bar:
 
     @property
     def marker_css(self) -> str:
-        return f"{self.marker:.1f}%"
+        return "" if self.marker is None else f"{self.marker:.1f}%"
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ class Tile:
     label: str
     value: str
     unit: str = ""
+    change: str = ""  # against the previous period: "+12 (+4.50%)"
+    trend: str = ""  # "up", "down" or "" (no change, or nothing to compare with)
 
 
 def kpi_headers(currency: str) -> tuple[str, ...]:
@@ -140,18 +142,90 @@ def kpi_cells(kpis: selectors.Kpis, currency: str) -> list[Cell]:
     ]
 
 
-def range_tiles(kpis: selectors.Kpis, currency: str) -> list[Tile]:
-    return [
-        Tile("impressions", "Impressions", formats.count(kpis.impressions)),
-        Tile("clicks", "Clicks", formats.count(kpis.clicks)),
-        Tile("ctr", "CTR", percent(kpis.ctr)),
-        Tile("spend", "Spend", formats.money(kpis.spend, currency)),
-        Tile("ecpm", "eCPM", formats.money(kpis.ecpm, currency)),
-        Tile("cpc", "CPC", formats.money(kpis.cpc, currency)),
-        Tile("completion_rate", "Completion rate", percent(kpis.completion_rate)),
-        Tile("reach", "Reach (viewers)", formats.count(kpis.reach)),
-        Tile("average_frequency", "Average frequency", decimal2(kpis.average_frequency)),
-    ]
+# Period comparison: each KPI of a tile, and how its value and its change are written. A rate's
+# change is in percentage points ("+1.20 pp"); every change also relative to the previous value
+# ("+4.50%"), undefined ("—") when the previous value is zero or undefined. Signs are written:
+# "+" for a rise (CSV keeps it only where the cell is a text, like the percentages).
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    kind: str  # count, money, rate or decimal
+
+    def value(self, kpis: selectors.Kpis) -> int | float | Decimal | None:
+        return getattr(kpis, self.key)
+
+
+METRICS = [
+    Metric("impressions", "Impressions", "count"),
+    Metric("clicks", "Clicks", "count"),
+    Metric("ctr", "CTR", "rate"),
+    Metric("spend", "Spend", "money"),
+    Metric("ecpm", "eCPM", "money"),
+    Metric("cpc", "CPC", "money"),
+    Metric("completion_rate", "Completion rate", "rate"),
+    Metric("reach", "Reach (viewers)", "count"),
+    Metric("average_frequency", "Average frequency", "decimal"),
+]
+
+
+def metric_cell(metric: Metric, value, currency: str) -> Cell:
+    if metric.kind == "count":
+        return count_cell(value)
+    if metric.kind == "money":
+        return money_cell(value, currency)
+    if metric.kind == "rate":
+        return Cell(percent(value))
+    return Cell(decimal2(value))
+
+
+def change_cell(metric: Metric, current, previous, currency: str) -> Cell:
+    """current − previous, written as its metric is, with its sign."""
+    if current is None or previous is None:
+        return Cell(DASH)
+    difference = current - previous
+    if metric.kind == "rate":
+        return Cell(f"{difference * 100:+.2f} pp")
+    plus = "+" if difference > 0 else ""
+    if metric.kind == "count":
+        return Cell(plus + formats.count(difference), plain=str(difference))
+    if metric.kind == "money":
+        return Cell(plus + formats.money(difference, currency), plain=plain_money(difference))
+    return Cell(f"{difference:+.2f}", plain=f"{difference:.2f}")
+
+
+def relative_change(current, previous) -> str:
+    """(current − previous) / previous, as a signed percentage."""
+    if current is None or not previous:
+        return DASH
+    return f"{(current - previous) / previous * 100:+.2f}%"
+
+
+def range_tiles(
+    kpis: selectors.Kpis, currency: str, previous: selectors.Kpis | None = None
+) -> list[Tile]:
+    """A tile per KPI of the range; with `previous`, each says its change against it."""
+    tiles = []
+    for metric in METRICS:
+        current_value = metric.value(kpis)
+        tile = Tile(metric.key, metric.label, metric_cell(metric, current_value, currency).text)
+        if previous is not None:
+            previous_value = metric.value(previous)
+            change = change_cell(metric, current_value, previous_value, currency).text
+            relative = relative_change(current_value, previous_value)
+            trend = ""
+            if current_value is not None and previous_value is not None:
+                trend = "up" if current_value > previous_value else ""
+                trend = "down" if current_value < previous_value else trend
+            tile = replace(
+                tile,
+                change=change if relative == DASH else f"{change} ({relative})",
+                trend=trend,
+            )
+        tiles.append(tile)
+    return tiles
 
 
 def live_tiles(today: dict, currency: str) -> list[Tile]:
@@ -193,8 +267,192 @@ class Report:
     def series(self) -> list[dict]:
         return selectors.daily_series(**self.scope)
 
+    @cached_property
+    def comparison(self) -> selectors.Comparison:
+        return selectors.kpis_against_previous(**self.scope)
+
+    @cached_property
+    def hours(self) -> list[dict]:
+        return selectors.by_hour_of_day(**self.scope)
+
     def tiles(self) -> list[Tile]:
-        return range_tiles(selectors.kpis(**self.scope), self.currency)
+        return range_tiles(self.comparison.current, self.currency, self.comparison.previous)
+
+    @property
+    def previous_range(self) -> str:
+        comparison = self.comparison
+        return f"{comparison.previous_start.isoformat()} to {comparison.previous_end.isoformat()}"
+
+    def comparison_table(self) -> Table:
+        """Each KPI of the range beside the previous range's, with the change."""
+        current, previous = self.comparison.current, self.comparison.previous
+        rows = []
+        for metric in METRICS:
+            now, before = metric.value(current), metric.value(previous)
+            label = f"{metric.label} ({self.currency})" if metric.kind == "money" else metric.label
+            rows.append(
+                [
+                    Cell(label, numeric=False),
+                    metric_cell(metric, now, self.currency),
+                    metric_cell(metric, before, self.currency),
+                    change_cell(metric, now, before, self.currency),
+                    Cell(relative_change(now, before)),
+                ]
+            )
+        return Table(
+            name="comparison",
+            title="Against the previous period",
+            headers=(
+                "Metric",
+                "This period",
+                f"Previous ({self.previous_range})",
+                "Change",
+                "Change %",
+            ),
+            rows=rows,
+            empty="",
+            note=(
+                "The previous period has as many days and ends the day before this one starts. "
+                "Rates change in percentage points (pp); “Change %” is relative to the previous "
+                "value, “—” when that was zero."
+            ),
+        )
+
+    def funnel_table(self) -> Table:
+        """How far the range's ads played: impression → 25 % → 50 % → 75 % → complete."""
+        kpis = self.comparison.current
+        stages = [
+            ("Impression (started)", kpis.impressions),
+            ("25% played", kpis.first_quartiles),
+            ("50% played", kpis.midpoints),
+            ("75% played", kpis.third_quartiles),
+            ("Complete", kpis.completes),
+        ]
+        rows = []
+        before = None
+        for label, count in stages:
+            share = count / kpis.impressions if kpis.impressions else None
+            rows.append(
+                [
+                    Cell(label, numeric=False),
+                    count_cell(count),
+                    Cell(
+                        percent(share),
+                        bar=Bar(fill=min(100.0, share * 100)) if share is not None else None,
+                    ),
+                    Cell(
+                        percent(count / before if before else None) if before is not None else DASH
+                    ),
+                ]
+            )
+            before = count
+        return Table(
+            name="funnel",
+            title="Video quartile funnel",
+            headers=("Stage", "Ads", "Of impressions", "Of the stage before"),
+            rows=rows if kpis.impressions else [],
+            empty="No impressions in the range.",
+            note=(
+                "Each stage counts the ads that played at least that far (the bar: its share "
+                "of the impressions)."
+            ),
+        )
+
+    @cached_property
+    def creatives(self) -> list[dict]:
+        return selectors.by_creative(**self.scope)
+
+    def creative_table(self) -> Table:
+        """Totals per creative, each linked to its page; with its line item's name unless the
+        page is the line item's."""
+        slug = self.advertiser.slug
+        show_line_item = self.scope["line_item_id"] is None
+        rows = [
+            [
+                Cell(
+                    row["creative_name"],
+                    href=reverse("creative_detail", args=[slug, row["creative_id"]]),
+                    numeric=False,
+                ),
+                *([Cell(row["line_item_name"], numeric=False)] if show_line_item else []),
+                *kpi_cells(row["kpis"], self.currency),
+            ]
+            for row in self.creatives
+        ]
+        return Table(
+            name="creatives",
+            title="By creative",
+            headers=(
+                "Creative",
+                *(("Line item",) if show_line_item else ()),
+                *kpi_headers(self.currency),
+            ),
+            rows=rows,
+            empty="No delivery in the range.",
+        )
+
+    def line_item_table(self) -> Table:
+        """Totals per line item (from the creatives' rows), each linked to its report over
+        the same range."""
+        slug = self.advertiser.slug
+        rows = [
+            [
+                Cell(
+                    row["line_item_name"],
+                    href=reverse("line_item_report", args=[slug, row["line_item_id"]])
+                    + f"?{self.dates.query}",
+                    numeric=False,
+                ),
+                *kpi_cells(row["kpis"], self.currency),
+            ]
+            for row in selectors.by_line_item(self.creatives)
+        ]
+        return Table(
+            name="line_items",
+            title="By line item",
+            headers=("Line item", *kpi_headers(self.currency)),
+            rows=rows,
+            empty="No delivery in the range.",
+        )
+
+    def hour_table(self) -> Table:
+        """Totals per hour of the day in the account's time zone; a bar per hour shows its
+        impressions against the busiest hour's."""
+        busiest = max(row["kpis"].impressions for row in self.hours)
+        rows = [
+            [
+                Cell(f"{row['hour']:02}:00–{(row['hour'] + 1) % 24:02}:00", numeric=False),
+                replace(
+                    count_cell(row["kpis"].impressions),
+                    bar=Bar(fill=row["kpis"].impressions / busiest * 100) if busiest else None,
+                ),
+                *kpi_cells(row["kpis"], self.currency)[1:],
+            ]
+            for row in self.hours
+        ]
+        return Table(
+            name="hour",
+            title="By hour of day",
+            headers=(f"Hour ({self.advertiser.timezone})", *kpi_headers(self.currency)),
+            rows=rows if busiest else [],
+            empty="No delivery in the range.",
+            note="Hours in the account's time zone, each summed over the range's days.",
+        )
+
+    def daypart_table(self) -> Table:
+        rows = [
+            [Cell(row["label"], numeric=False), *kpi_cells(row["kpis"], self.currency)]
+            for row in selectors.by_daypart(self.hours)
+        ]
+        delivered = any(row["kpis"].impressions for row in self.hours)
+        return Table(
+            name="daypart",
+            title="By daypart",
+            headers=("Daypart", *kpi_headers(self.currency)),
+            rows=rows if delivered else [],
+            empty="No delivery in the range.",
+            note="The dayparts line items target, in the account's time zone.",
+        )
 
     def chart(self) -> dict:
         """The time series for Chart.js, spend rounded as in the table."""
@@ -251,7 +509,21 @@ class Report:
         )
 
     def breakdown_tables(self) -> dict[str, Callable[[], Table]]:
-        return {dimension: partial(self.breakdown_table, dimension) for dimension in DIMENSIONS}
+        """The genre, region, device and title tables (hours have tables of their own)."""
+        return {
+            dimension: partial(self.breakdown_table, dimension)
+            for dimension in DIMENSIONS
+            if dimension != DIMENSIONS.HOUR
+        }
+
+    def period_tables(self) -> dict[str, Callable[[], Table]]:
+        """The tables every page has: the comparison, the funnel, the hours and dayparts."""
+        return {
+            "comparison": self.comparison_table,
+            "funnel": self.funnel_table,
+            "hour": self.hour_table,
+            "daypart": self.daypart_table,
+        }
 
 
 def campaign_pacing(advertiser: Advertiser, now: dt.datetime) -> dict[int, selectors.Pacing]:
@@ -279,7 +551,7 @@ def pacing_bar(pacing: selectors.Pacing) -> Bar:
     """Spent today against the daily budget (the bar's width), the even target as a marker."""
     budget = pacing.daily_budget
     if not budget:
-        return Bar(fill=0.0, marker=0.0)
+        return Bar(fill=0.0)
     return Bar(
         fill=min(100.0, float(pacing.spent_today / budget * 100)),
         marker=min(100.0, float(pacing.target_now / budget * 100)),

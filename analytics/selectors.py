@@ -4,8 +4,9 @@ function takes `advertiser=` and reads only that account's rows."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,15 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from ads import selectors as ads_selectors
-from ads.models import AdEvent, Advertiser, Campaign, DeliveryStatus, LineItem
+from ads.models import (
+    AdEvent,
+    Advertiser,
+    Campaign,
+    Daypart,
+    DeliveryStatus,
+    LineItem,
+    daypart_at,
+)
 from analytics.models import DailyBreakdown, DailyDelivery
 from analytics.services import METRIC_FIELDS, local_day_range
 from engagement.selectors import viewing_activity
@@ -31,6 +40,9 @@ class Kpis:
     completes: int = 0
     spend_micros: int = 0
     reach: int = 0
+    first_quartiles: int = 0
+    midpoints: int = 0
+    third_quartiles: int = 0
 
     @property
     def spend(self) -> Decimal:
@@ -63,12 +75,7 @@ class Kpis:
 
 def _summed(row: Mapping[str, Any]) -> Kpis:
     """Kpis from a row of SUMS (a missing row or a NULL sum is zero); reach is not summable."""
-    return Kpis(
-        impressions=row.get("impressions") or 0,
-        clicks=row.get("clicks") or 0,
-        completes=row.get("completes") or 0,
-        spend_micros=row.get("spend_micros") or 0,
-    )
+    return Kpis(**{name: row.get(name) or 0 for name in SUMS})
 
 
 def _scoped(queryset: QuerySet, campaign_id: int | None, line_item_id: int | None) -> QuerySet:
@@ -90,15 +97,14 @@ def _deliveries(
     return _scoped(rows, campaign_id, line_item_id)
 
 
-def reach(
-    *,
+def _impressions(
     advertiser: Advertiser,
     start: dt.date,
     end: dt.date,
     campaign_id: int | None = None,
     line_item_id: int | None = None,
-) -> int:
-    """Distinct viewers with an impression over the whole range (not a sum of daily uniques)."""
+) -> QuerySet[AdEvent]:
+    """The impression events of the account's local days `start` to `end`."""
     range_start, _ = local_day_range(start, advertiser.tzinfo)
     _, range_end = local_day_range(end, advertiser.tzinfo)
     events = AdEvent.objects.filter(
@@ -111,6 +117,19 @@ def reach(
         events = events.filter(line_item__campaign_id=campaign_id)
     if line_item_id is not None:
         events = events.filter(line_item_id=line_item_id)
+    return events
+
+
+def reach(
+    *,
+    advertiser: Advertiser,
+    start: dt.date,
+    end: dt.date,
+    campaign_id: int | None = None,
+    line_item_id: int | None = None,
+) -> int:
+    """Distinct viewers with an impression over the whole range (not a sum of daily uniques)."""
+    events = _impressions(advertiser, start, end, campaign_id, line_item_id)
     return events.aggregate(viewers=Count("viewer", distinct=True))["viewers"]
 
 
@@ -122,12 +141,10 @@ def kpis(
     campaign_id: int | None = None,
     line_item_id: int | None = None,
 ) -> Kpis:
+    """The range's totals (from the rollups) and reach (from the events)."""
     totals = _deliveries(advertiser, start, end, campaign_id, line_item_id).aggregate(**SUMS)
-    return Kpis(
-        impressions=totals["impressions"] or 0,
-        clicks=totals["clicks"] or 0,
-        completes=totals["completes"] or 0,
-        spend_micros=totals["spend_micros"] or 0,
+    return replace(
+        _summed(totals),
         reach=reach(
             advertiser=advertiser,
             start=start,
@@ -135,6 +152,54 @@ def kpis(
             campaign_id=campaign_id,
             line_item_id=line_item_id,
         ),
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A range's KPIs beside those of the range of the same length just before it."""
+
+    current: Kpis
+    previous: Kpis
+    previous_start: dt.date
+    previous_end: dt.date
+
+
+def kpis_against_previous(
+    *,
+    advertiser: Advertiser,
+    start: dt.date,
+    end: dt.date,
+    campaign_id: int | None = None,
+    line_item_id: int | None = None,
+) -> Comparison:
+    """The range's KPIs and the previous range's (as many days, ending the day before
+    `start`), in two queries as `kpis` needs for one range: the rollups' sums and the reach,
+    each over both ranges at once with a filter per range."""
+    days = (end - start).days + 1
+    previous_start, previous_end = start - dt.timedelta(days=days), start - dt.timedelta(days=1)
+    rows = _deliveries(advertiser, previous_start, end, campaign_id, line_item_id)
+    in_current = Q(day__gte=start)
+    totals = rows.aggregate(
+        **{f"current_{name}": Sum(name, filter=in_current) for name in SUMS},
+        **{f"previous_{name}": Sum(name, filter=~in_current) for name in SUMS},
+    )
+    current_from, _ = local_day_range(start, advertiser.tzinfo)
+    viewers = _impressions(advertiser, previous_start, end, campaign_id, line_item_id).aggregate(
+        current=Count("viewer", distinct=True, filter=Q(occurred_at__gte=current_from)),
+        previous=Count("viewer", distinct=True, filter=Q(occurred_at__lt=current_from)),
+    )
+    return Comparison(
+        current=replace(
+            _summed({name: totals[f"current_{name}"] for name in SUMS}),
+            reach=viewers["current"],
+        ),
+        previous=replace(
+            _summed({name: totals[f"previous_{name}"] for name in SUMS}),
+            reach=viewers["previous"],
+        ),
+        previous_start=previous_start,
+        previous_end=previous_end,
     )
 
 
@@ -186,6 +251,83 @@ def breakdown(
     return [
         {"value": row["value"], "label": row["label"], "kpis": _summed(row)}
         for row in rows.values("value", "label").annotate(**SUMS).order_by("-impressions", "label")
+    ]
+
+
+def by_creative(
+    *,
+    advertiser: Advertiser,
+    start: dt.date,
+    end: dt.date,
+    campaign_id: int | None = None,
+    line_item_id: int | None = None,
+) -> list[dict]:
+    """Totals per creative that delivered in the range, most impressions first, in one query:
+    `creative_id`, `creative_name`, `line_item_id`, `line_item_name`, `kpis`."""
+    rows = _deliveries(advertiser, start, end, campaign_id, line_item_id)
+    grouped = rows.values("creative", "creative__name", "line_item", "line_item__name")
+    return [
+        {
+            "creative_id": row["creative"],
+            "creative_name": row["creative__name"],
+            "line_item_id": row["line_item"],
+            "line_item_name": row["line_item__name"],
+            "kpis": _summed(row),
+        }
+        for row in grouped.annotate(**SUMS).order_by("-impressions", "creative__name", "creative")
+    ]
+
+
+def by_line_item(creatives: list[dict]) -> list[dict]:
+    """The rows of `by_creative` summed per line item, most impressions first: `line_item_id`,
+    `line_item_name`, `kpis`. No query (a creative belongs to one line item)."""
+    totals: dict[int, dict[str, int]] = {}
+    names: dict[int, str] = {}
+    for row in creatives:
+        sums = totals.setdefault(row["line_item_id"], defaultdict(int))
+        names[row["line_item_id"]] = row["line_item_name"]
+        for name in SUMS:
+            sums[name] += getattr(row["kpis"], name)
+    rows = [
+        {"line_item_id": pk, "line_item_name": names[pk], "kpis": _summed(sums)}
+        for pk, sums in totals.items()
+    ]
+    return sorted(rows, key=lambda row: (-row["kpis"].impressions, row["line_item_name"]))
+
+
+def by_hour_of_day(
+    *,
+    advertiser: Advertiser,
+    start: dt.date,
+    end: dt.date,
+    campaign_id: int | None = None,
+    line_item_id: int | None = None,
+) -> list[dict]:
+    """Totals per hour of the day in the account's time zone, summed over the range's days:
+    all 24 hours in order (`hour` 0 to 23, `kpis`), hours without delivery as zeros."""
+    rows = DailyBreakdown.objects.filter(
+        advertiser=advertiser,
+        dimension=DailyBreakdown.Dimension.HOUR,
+        day__gte=start,
+        day__lte=end,
+    )
+    rows = _scoped(rows, campaign_id, line_item_id)
+    totals = {int(row["value"]): _summed(row) for row in rows.values("value").annotate(**SUMS)}
+    return [{"hour": hour, "kpis": totals.get(hour, Kpis())} for hour in range(24)]
+
+
+def by_daypart(hours: list[dict]) -> list[dict]:
+    """The hours of `by_hour_of_day` summed into the dayparts that line items target
+    (`ads.models.Daypart`, in the same time zone), in the order of the day: `daypart`,
+    `label`, `kpis`. No query."""
+    totals: dict[str, dict[str, int]] = {part: defaultdict(int) for part in Daypart.values}
+    for row in hours:
+        part = daypart_at(dt.datetime(2000, 1, 1, row["hour"]))
+        for name in SUMS:
+            totals[part][name] += getattr(row["kpis"], name)
+    return [
+        {"daypart": part, "label": label, "kpis": _summed(totals[part])}
+        for part, label in Daypart.choices
     ]
 
 

@@ -9,8 +9,13 @@ it twice gives identical rows, ids included.
 What keeps it fast on tens of millions of events a day (bench/rollups.py):
 - one pass for all accounts: each account's local day is a row of a VALUES list joined to the
   events, not a query per time zone;
-- sums at two grains, (line item, creative, device, region) and (line item, title): the delivery,
-  region and device rows are summed from the first, the title and genre rows from the second;
+- sums at two grains, (line item, creative, device, region, local hour) and (line item, title):
+  the delivery, region, device and hour rows are summed from the first, the title and genre rows
+  from the second;
+- the hour of day in each account's time zone without time zone functions in SQL (SQLite has
+  none): a window is a stretch of the local day with one UTC offset (two on a day the clocks
+  change), and an event's local hour is (its epoch seconds + the window's offset) // 3600 mod 24,
+  right for every zone, half-hour ones included;
 - unique viewers without a COUNT(DISTINCT) over the events per breakdown: a group's unique
   viewers are its impressions less its repeats (impressions of a viewer it already counted),
   and a repeat needs a (line item, viewer) pair with two impressions or more, so the third pass
@@ -84,6 +89,13 @@ BREAKDOWNS = {
     ),
     DailyBreakdown.Dimension.REGION: _Grain("rollup_by_creative", "e.region"),
     DailyBreakdown.Dimension.DEVICE: _Grain("rollup_by_creative", "e.device"),
+    # "00" to "23": the local hour, zero-padded so that the values sort as the hours do.
+    DailyBreakdown.Dimension.HOUR: _Grain(
+        "rollup_by_creative",
+        "e.hour",
+        value="SUBSTR(CAST(100 + s.dim_key AS TEXT), 2)",
+        label="SUBSTR(CAST(100 + s.dim_key AS TEXT), 2) || ':00'",
+    ),
     DailyBreakdown.Dimension.TITLE: _Grain(
         "rollup_by_title",
         "e.title_id",
@@ -109,22 +121,50 @@ def local_day_range(day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetim
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
+def local_day_windows(day: dt.date, tz: ZoneInfo) -> list[tuple[dt.datetime, dt.datetime, int]]:
+    """`day` in time zone `tz` as stretches of one UTC offset: (UTC start, UTC end, offset in
+    seconds), one stretch, or two on a day the clocks change (found to the second)."""
+    start, end = local_day_range(day, tz)
+
+    def offset(instant: dt.datetime) -> int:
+        local = instant.astimezone(tz)
+        return int(local.utcoffset().total_seconds())  # type: ignore[union-attr]  # aware
+
+    first, last = offset(start), offset(end - dt.timedelta(seconds=1))
+    if first == last:
+        return [(start, end, first)]
+    # Seconds into the day: offset(low) is the first offset, offset(high) the last.
+    low, high = 0, int((end - start).total_seconds()) - 1
+    while high - low > 1:
+        middle = (low + high) // 2
+        if offset(start + dt.timedelta(seconds=middle)) == first:
+            low = middle
+        else:
+            high = middle
+    change = start + dt.timedelta(seconds=high)
+    return [(start, change, first), (change, end, last)]
+
+
 def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None) -> RollupResult:
     """Recompute `day` (each account's local day) for `advertisers` (default: all)."""
     accounts = advertisers if advertisers is not None else Advertiser.objects.all()
-    windows = [(advertiser.pk, *local_day_range(day, advertiser.tzinfo)) for advertiser in accounts]
+    windows = [
+        (advertiser.pk, *window)
+        for advertiser in accounts
+        for window in local_day_windows(day, advertiser.tzinfo)
+    ]
     if not windows:
         return RollupResult(day, 0, 0)
     ops = connection.ops
     events, params = _events_of_day(
         [
-            (pk, ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end))
-            for pk, start, end in windows
+            (pk, ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end), offset)
+            for pk, start, end, offset in windows
         ],
-        ops.adapt_datetimefield_value(min(start for _, start, _ in windows)),
-        ops.adapt_datetimefield_value(max(end for _, _, end in windows)),
+        ops.adapt_datetimefield_value(min(start for _, start, _, _ in windows)),
+        ops.adapt_datetimefield_value(max(end for _, _, end, _ in windows)),
     )
-    advertiser_ids = [pk for pk, _, _ in windows]
+    advertiser_ids = sorted({pk for pk, _, _, _ in windows})
     day_value = ops.adapt_datefield_value(day)
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -154,8 +194,9 @@ def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None)
 
 
 def _events_of_day(windows: list[tuple], first: object, last: object) -> tuple[str, list]:
-    """FROM … WHERE of the events of each account's day, as SQL (alias `e`) and parameters."""
-    rows = ", ".join(["(%s, %s, %s)"] * len(windows))
+    """FROM … WHERE of the events of each account's day, as SQL (alias `e`) and parameters;
+    the window's UTC offset is `w.column4`."""
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(windows))
     sql = (
         f"FROM ads_adevent e JOIN (VALUES {rows}) AS w ON w.column1 = e.advertiser_id "
         "AND e.occurred_at >= w.column2 AND e.occurred_at < w.column3 "
@@ -175,16 +216,29 @@ def _sums(alias: str, *, from_events: bool) -> str:
     return ", ".join([*counts, f"SUM({alias}.cost_micros) AS spend_micros"])
 
 
+def _local_hour() -> str:
+    """The hour of event `e` in its account's time zone, 0 to 23: its UTC epoch seconds plus
+    its window's offset (`w.column4`), in whole hours, modulo 24. PostgreSQL's EXTRACT has
+    fractions of a second (so FLOOR, where a CAST would round); SQLite's %s has none."""
+    if connection.vendor == "postgresql":
+        return (
+            "CAST(FLOOR((EXTRACT(EPOCH FROM e.occurred_at) + w.column4) / 3600) AS INTEGER) %% 24"
+        )
+    return "((CAST(strftime('%%s', e.occurred_at) AS INTEGER) + w.column4) / 3600) %% 24"
+
+
 def _aggregate_events(cursor, events: str, params: list) -> None:
     """The three passes over the events."""
+    hour = _local_hour()
     for table, grain in (
-        ("rollup_by_creative", "e.creative_id, e.device, e.region"),
-        ("rollup_by_title", "e.title_id"),
+        ("rollup_by_creative", ["e.creative_id", "e.device", "e.region", hour]),
+        ("rollup_by_title", ["e.title_id"]),
     ):
-        keys = f"e.advertiser_id, e.line_item_id, {grain}"
+        keys = ["e.advertiser_id", "e.line_item_id", *grain]
+        selected = ", ".join(key if key != hour else f"{hour} AS hour" for key in keys)
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {table} AS SELECT {keys}, "
-            f"{_sums('e', from_events=True)} {events} GROUP BY {keys}",
+            f"CREATE TEMPORARY TABLE {table} AS SELECT {selected}, "
+            f"{_sums('e', from_events=True)} {events} GROUP BY {', '.join(keys)}",
             params,
         )
     # The impressions of the (line item, viewer) pairs with two or more of them: every repeat
@@ -192,8 +246,8 @@ def _aggregate_events(cursor, events: str, params: list) -> None:
     columns = "advertiser_id, line_item_id, creative_id, viewer_id, title_id, device, region"
     prefixed = ", ".join(f"e.{column}" for column in columns.split(", "))
     cursor.execute(
-        f"CREATE TEMPORARY TABLE rollup_repeats AS SELECT {columns} FROM ("
-        f"SELECT {prefixed}, "
+        f"CREATE TEMPORARY TABLE rollup_repeats AS SELECT {columns}, hour FROM ("
+        f"SELECT {prefixed}, {hour} AS hour, "
         "COUNT(*) OVER (PARTITION BY e.line_item_id, e.viewer_id) AS seen "
         f"{events} AND e.event_type = '{Type.IMPRESSION}') AS impressions WHERE seen > 1",
         params,

@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -36,15 +35,11 @@ def _date_range(
     return form, form.date_range()
 
 
-def _range_query(dates: DateRange) -> str:
-    return urlencode({"start": dates.start.isoformat(), "end": dates.end.isoformat()})
-
-
 def _presets(dates: DateRange) -> list[dict]:
     presets = []
     for label, days in PRESETS:
         preset = DateRange.last(days, today=dates.today)
-        presets.append({"label": label, "query": _range_query(preset), "current": preset == dates})
+        presets.append({"label": label, "query": preset.query, "current": preset == dates})
     return presets
 
 
@@ -101,8 +96,9 @@ def _page(
             "form_errors": form.error_messages(),
             "dates": dates,
             "presets": _presets(dates),
-            "range_query": _range_query(dates),
+            "range_query": dates.query,
             "tiles": report.tiles(),
+            "previous_range": report.previous_range,
             "chart": report.chart(),
             "tables": {table_name: build() for table_name, build in tables.items()},
             **context(),
@@ -129,7 +125,8 @@ def overview(request: HttpRequest, membership: Membership) -> HttpResponse:
 
     tables = {
         "daily": report.daily_table,
-        "campaigns": lambda: campaign_table(report, now=now, query=_range_query(dates)),
+        "campaigns": lambda: campaign_table(report, now=now, query=dates.query),
+        **report.period_tables(),
     }
     return _page(
         request,
@@ -169,7 +166,13 @@ def campaign_report(request: HttpRequest, membership: Membership, campaign_id: i
         form=form,
         dates=dates,
         report=report,
-        tables={"daily": report.daily_table, **report.breakdown_tables()},
+        tables={
+            "daily": report.daily_table,
+            **report.period_tables(),
+            "line_items": report.line_item_table,
+            "creatives": report.creative_table,
+            **report.breakdown_tables(),
+        },
         context=context,
     )
 
@@ -193,6 +196,11 @@ def line_item_report(
         form=form,
         dates=dates,
         report=report,
-        tables={"daily": report.daily_table, **report.breakdown_tables()},
+        tables={
+            "daily": report.daily_table,
+            **report.period_tables(),
+            "creatives": report.creative_table,
+            **report.breakdown_tables(),
+        },
         context=lambda: {"item": line_item, "kind": "line_item"},
     )

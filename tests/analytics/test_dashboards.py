@@ -178,12 +178,12 @@ def read(client, path) -> PageReader:
 
 
 def plain(text: str) -> str:
-    """A screen cell as CSV writes it: a count or amount without its grouping or currency
-    symbol; any other text as it is."""
+    """A screen cell as CSV writes it: a count or amount (or a change of one) without its
+    grouping, currency symbol or plus sign; any other text (a percentage) as it is."""
     if text == "—":
         return ""
-    if re.fullmatch(r"-?\$?\d{1,3}(,\d{3})*(\.\d\d)?", text):
-        return text.replace("$", "").replace(",", "")
+    if re.fullmatch(r"[-+]?\$?\d{1,3}(,\d{3})*(\.\d\d)?", text):
+        return text.replace("$", "").replace(",", "").removeprefix("+")
     return text
 
 
@@ -198,10 +198,12 @@ def read_csv(client, path) -> list[list[str]]:
 # The report pages, each with the tenancy attribute of its object.
 PAGES = [("overview", None), ("campaign_report", "campaign"), ("line_item_report", "line_item")]
 REPORTS = PAGES[1:]
+PERIOD = ["comparison", "funnel", "daypart", "hour"]
+BREAKDOWNS = ["genre", "region", "device", "title"]
 TABLES = {
-    "overview": ["daily", "campaigns"],
-    "campaign_report": ["daily", "genre", "region", "device", "title"],
-    "line_item_report": ["daily", "genre", "region", "device", "title"],
+    "overview": ["daily", "campaigns", *PERIOD],
+    "campaign_report": ["daily", *PERIOD, "line_items", "creatives", *BREAKDOWNS],
+    "line_item_report": ["daily", *PERIOD, "creatives", *BREAKDOWNS],
 }
 
 
@@ -618,9 +620,11 @@ def account_with_campaigns(tenancy, count: int) -> None:
                 )
 
 
-# Session, user, membership; account summary (3); KPIs and reach (2); daily series (1);
-# campaign table (2); active line items for pacing (1). Counters and live totals: no query.
-OVERVIEW_QUERIES = 12
+# Session, user, membership; account summary (3); KPIs and reach, this period's and the
+# previous one's together (2); daily series (1); campaign table (2); active line items for
+# pacing (1); hours of the day, the dayparts summed from them (1). The funnel comes with the
+# KPIs. Counters and live totals: no query.
+OVERVIEW_QUERIES = 13
 
 
 @pytest.mark.parametrize("campaigns", [2, 25])
@@ -637,13 +641,19 @@ def test_the_overview_needs_the_same_queries_whatever_the_number_of_campaigns(
     assert response.context["tiles"][0].value == f"{campaigns * 2 * 2 * 10:,}"
 
 
-@pytest.mark.parametrize(("name", "attr"), REPORTS)
+# The overview's less the account summary and pacing, plus the page's object, its line items
+# (campaign) or targeting (the line item page prefetches it), and one query for the creatives
+# (the line items are summed from their creatives' rows).
+@pytest.mark.parametrize(
+    ("name", "attr", "queries"),
+    [("campaign_report", "campaign", 14), ("line_item_report", "line_item", 16)],
+)
 def test_the_reports_need_a_bounded_number_of_queries(
-    client, tenancy, django_assert_max_num_queries, name, attr
+    client, tenancy, django_assert_max_num_queries, name, attr, queries
 ):
     account_with_campaigns(tenancy, 3)
     client.force_login(tenancy.owner)
-    with django_assert_max_num_queries(14):  # the line item page prefetches its targeting
+    with django_assert_max_num_queries(queries):
         assert client.get(page(tenancy, name, attr, **RANGE)).status_code == 200
 
 
@@ -668,3 +678,171 @@ def test_the_dashboard_assets_are_served_and_chart_js_collects(client, tenancy):
     chart_js = Path(finders.find("vendor/chart-4.6.1.umd.min.js")).read_text()
     assert chart_js.startswith("/*!\n * Chart.js v4.6.1")
     assert "sourceMappingURL" not in chart_js
+
+
+# Reports by creative, line item, hour of day and daypart; the quartile funnel; the previous
+# period. The world's hand count: New York is UTC−4 in March, so ann's impressions are at 10:00
+# (9th) and 09:00 (10th), bob's at 11:00 (9th, with his click), carl's at 10:00 (10th).
+
+NO_DELIVERY = ["0", "0", "—", "—", "$0.00", "—", "—"]
+
+
+def test_the_comparison_is_the_hand_count_of_both_periods(client, world):
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", start="2026-03-10", end="2026-03-10"))
+    reader = PageReader(response.content.decode())
+    # The 10th (ann 1.25 and carl 2.00, ann completes) against the 9th (ann and bob 1.25
+    # each, bob clicks, ann completes).
+    assert reader.tables["comparison"] == [
+        ["Metric", "This period", "Previous (2026-03-09 to 2026-03-09)", "Change", "Change %"],
+        ["Impressions", "2", "2", "0", "+0.00%"],
+        ["Clicks", "0", "1", "-1", "-100.00%"],
+        ["CTR", "0.00%", "50.00%", "-50.00 pp", "-100.00%"],
+        ["Spend (USD)", "$3.25", "$2.50", "+$0.75", "+30.00%"],
+        ["eCPM (USD)", "$1,625.00", "$1,250.00", "+$375.00", "+30.00%"],
+        ["CPC (USD)", "—", "$2.50", "—", "—"],
+        ["Completion rate", "50.00%", "50.00%", "+0.00 pp", "+0.00%"],
+        ["Reach (viewers)", "2", "2", "0", "+0.00%"],  # ann and carl; ann and bob
+        ["Average frequency", "1.00", "1.00", "+0.00", "+0.00%"],
+    ]
+    tiles = {tile.key: (tile.value, tile.change, tile.trend) for tile in response.context["tiles"]}
+    assert tiles["spend"] == ("$3.25", "+$0.75 (+30.00%)", "up")
+    assert tiles["clicks"] == ("0", "-1 (-100.00%)", "down")
+    assert tiles["impressions"] == ("2", "0 (+0.00%)", "")
+    assert tiles["cpc"] == ("—", "—", "")
+    html = response.content.decode()
+    assert "Changes against the previous period, 2026-03-09 to 2026-03-09." in html
+    assert 'data-change="spend" title="Against 2026-03-09 to 2026-03-09">▲ +$0.75' in html
+    exported = read_csv(
+        client, page(world, "overview", format="csv", table="comparison", start="2026-03-10")
+    )
+    assert exported[4] == ["Spend (USD)", "3.25", "2.50", "0.75", "+30.00%"]
+    assert exported[2] == ["Clicks", "0", "1", "-1", "-100.00%"]
+
+
+def test_a_period_after_nothing_has_no_relative_change(client, world):
+    client.force_login(world.owner)
+    rows = read(client, page(world, "campaign_report", "campaign", **RANGE)).tables["comparison"]
+    assert rows[0][2] == "Previous (2026-03-07 to 2026-03-08)"
+    assert rows[1] == ["Impressions", "3", "0", "+3", "—"]
+    assert rows[4] == ["Spend (USD)", "$3.75", "$0.00", "+$3.75", "—"]
+
+
+def test_the_quartile_funnel_is_the_hand_count(client, world):
+    # Of the 4 impressions: 3 played a quarter, 3 half, 2 three quarters, 2 to the end.
+    for kind, count in (("first_quartile", 3), ("midpoint", 3), ("third_quartile", 2)):
+        for number in range(count):
+            AdEventFactory(
+                creative=world.creative, event_type=kind, occurred_at=at(TODAY, 13, number)
+            )
+    services.rollup_day(day=TODAY)
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", **RANGE))
+    assert PageReader(response.content.decode()).tables["funnel"] == [
+        ["Stage", "Ads", "Of impressions", "Of the stage before"],
+        ["Impression (started)", "4", "100.00%", "—"],
+        ["25% played", "3", "75.00%", "75.00%"],
+        ["50% played", "3", "75.00%", "100.00%"],
+        ["75% played", "2", "50.00%", "66.67%"],
+        ["Complete", "2", "50.00%", "100.00%"],
+    ]
+    assert 'class="pace-fill" style="width: 75.0%"' in response.content.decode()
+    # The line item of the winter campaign: carl's impression, played no further.
+    rows = read(client, page(world, "line_item_report", "winter_line_item", **RANGE)).tables
+    assert [row[1] for row in rows["funnel"][1:]] == ["1", "0", "0", "0", "0"]
+
+
+def test_the_hours_are_the_accounts_local_hours(client, world):
+    client.force_login(world.owner)
+    rows = read(client, page(world, "overview", **RANGE)).tables["hour"]
+    assert rows[0][0] == "Hour (America/New_York)"
+    assert len(rows) == 1 + 24
+    by_hour = {row[0]: row[1:] for row in rows[1:]}
+    assert by_hour["09:00–10:00"] == ["1", "0", "0.00%", "100.00%", "$1.25", "$1,250.00", "—"]
+    assert by_hour["10:00–11:00"] == ["2", "0", "0.00%", "50.00%", "$3.25", "$1,625.00", "—"]
+    assert by_hour["11:00–12:00"] == [
+        "1", "1", "100.00%", "0.00%", "$1.25", "$1,250.00", "$1.25"
+    ]  # fmt: skip
+    assert by_hour["23:00–00:00"] == NO_DELIVERY
+    assert [row[0] for row in rows[1:3]] == ["00:00–01:00", "01:00–02:00"]
+
+
+def test_the_dayparts_sum_the_hours_late_night_across_midnight(client, world):
+    # 03:30 UTC on the 10th is 23:30 on the 9th in New York: late night, with the small hours.
+    AdEventFactory(creative=world.creative, occurred_at=at(TODAY, 3, 30), cost_micros=MICROS)
+    services.rollup_day(day=YESTERDAY)
+    client.force_login(world.owner)
+    reader = read(client, page(world, "line_item_report", "line_item", **RANGE))
+    assert reader.tables["daypart"] == [
+        ["Daypart", *reader.tables["genre"][0][1:]],
+        ["Morning (06–12)", "3", "1", "33.33%", "66.67%", "$3.75", "$1,250.00", "$3.75"],
+        ["Daytime (12–17)", *NO_DELIVERY],
+        ["Prime time (17–23)", *NO_DELIVERY],
+        ["Late night (23–06)", "1", "0", "0.00%", "0.00%", "$1.00", "$1,000.00", "—"],
+    ]
+    assert {row[0]: row[1] for row in reader.tables["hour"][1:]}["23:00–00:00"] == "1"
+
+
+def test_the_campaign_report_by_line_item_and_by_creative(client, world):
+    client.force_login(world.owner)
+    reader = read(client, page(world, "campaign_report", "campaign", **RANGE))
+    kpis = ["3", "1", "33.33%", "66.67%", "$3.75", "$1,250.00", "$3.75"]
+    assert reader.tables["line_items"] == [
+        ["Line item", *reader.tables["genre"][0][1:]],
+        ["Acme evenings flight", *kpis],
+    ]
+    assert reader.tables["creatives"][0][:2] == ["Creative", "Line item"]
+    assert reader.tables["creatives"][1:] == [["Acme spring spot", "Acme evenings flight", *kpis]]
+    html = client.get(page(world, "campaign_report", "campaign", **RANGE)).content.decode()
+    line_item_href = page(world, "line_item_report", "line_item", **RANGE).replace("&", "&amp;")
+    assert f'<a href="{line_item_href}">Acme evenings flight</a>' in html
+    assert f'<a href="{page(world, "creative_detail", "creative")}">Acme spring spot</a>' in html
+
+
+def test_a_line_items_creatives_sum_to_it_and_list_no_other(client, world):
+    second = CreativeFactory(line_item=world.line_item, name="Acme second spot")
+    AdEventFactory(creative=second, occurred_at=at(TODAY, 20), cost_micros=4 * MICROS)
+    services.rollup_day(day=TODAY)
+    client.force_login(world.owner)
+    tables = read(client, page(world, "line_item_report", "line_item", **RANGE)).tables
+    assert tables["creatives"][0][0:2] == ["Creative", "Impressions"]  # no line item column
+    assert tables["creatives"][1:] == [
+        ["Acme spring spot", "3", "1", "33.33%", "66.67%", "$3.75", "$1,250.00", "$3.75"],
+        ["Acme second spot", "1", "0", "0.00%", "0.00%", "$4.00", "$4,000.00", "—"],
+    ]
+    campaign = read(client, page(world, "campaign_report", "campaign", **RANGE)).tables
+    assert campaign["line_items"][1:] == [
+        ["Acme evenings flight", "4", "1", "25.00%", "50.00%", "$7.75", "$1,937.50", "$7.75"]
+    ]
+
+
+def test_the_period_reports_of_an_empty_range_say_so(client, world):
+    client.force_login(world.owner)
+    response = client.get(page(world, "overview", start="2026-02-01", end="2026-02-02"))
+    tables = PageReader(response.content.decode()).tables
+    assert "funnel" not in tables and "hour" not in tables and "daypart" not in tables
+    assert response.content.decode().count("No delivery in the range.") == 2  # hours, dayparts
+    assert "No impressions in the range." in response.content.decode()
+    exported = read_csv(
+        client,
+        page(world, "overview", format="csv", table="hour", start="2026-02-01", end="2026-02-02"),
+    )
+    assert exported == [
+        ["Hour (America/New_York)", "Impressions", "Clicks", "CTR", "Completion rate",
+         "Spend (USD)", "eCPM (USD)", "CPC (USD)"]
+    ]  # fmt: skip
+
+
+def test_the_rivals_line_items_and_creatives_are_not_in_this_accounts_reports(client, world):
+    # The rival's impression at 13:00 UTC on the 10th is in its own rows only.
+    client.force_login(world.outsider)
+    response = client.get(page(world, "overview", slug=world.rival.slug, **RANGE))
+    tables = PageReader(response.content.decode()).tables
+    assert tables["hour"][1:][9] == [
+        "09:00–10:00", "1", "0", "0.00%", "0.00%", "$99.00", "$99,000.00", "—"
+    ]  # fmt: skip
+    assert tables["funnel"][1] == ["Impression (started)", "1", "100.00%", "—"]
+    assert (
+        client.get(page(world, "campaign_report", "campaign", slug=world.rival.slug)).status_code
+        == 404
+    )

@@ -286,3 +286,77 @@ def test_the_rollup_command_rebuilds_a_day_and_names_bad_input(tenancy, fixture_
         call_command("rollup", day="2026-13-01")
     with pytest.raises(CommandError, match="--days must be between 1 and 366"):
         call_command("rollup", days=0)
+
+
+# Hour of day, in the account's time zone
+
+
+def hours_of(advertiser, day, field="impressions") -> dict[str, int]:
+    rows = DailyBreakdown.objects.filter(advertiser=advertiser, day=day, dimension="hour")
+    return {row.value: getattr(row, field) for row in rows}
+
+
+def test_the_hour_breakdown_is_the_local_hour(tenancy, fixture_events):
+    services.rollup_day(day=DAY)
+    # New York is UTC−4 on 10 March: 13, 14 and 15 UTC are 09, 10 and 11; 23 UTC is 19.
+    assert hours_of(tenancy.advertiser, DAY) == {"09": 1, "10": 1, "11": 1, "19": 1}
+    assert hours_of(tenancy.advertiser, DAY, "clicks") == {"09": 0, "10": 0, "11": 1, "19": 0}
+    assert hours_of(tenancy.advertiser, DAY, "completes") == {"09": 1, "10": 0, "11": 1, "19": 0}
+    assert hours_of(tenancy.advertiser, DAY, "spend_micros")["19"] == 20_000
+    labels = DailyBreakdown.objects.filter(
+        advertiser=tenancy.advertiser, dimension="hour", value="09"
+    ).values_list("label")
+    assert list(labels) == [("09:00",)]
+    # The 02:00 UTC impression is 22:00 on New York's 9 March.
+    services.rollup_day(day=DAY - dt.timedelta(days=1))
+    assert hours_of(tenancy.advertiser, DAY - dt.timedelta(days=1)) == {"22": 1}
+    # The hours add up to the day's delivery, metric by metric.
+    day_total = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert sum(hours_of(tenancy.advertiser, DAY).values()) == day_total.impressions
+
+
+def test_the_hour_is_right_on_the_days_the_clocks_change(tenancy):
+    spring, autumn = dt.date(2026, 3, 8), dt.date(2026, 11, 1)  # New York's changes in 2026
+    # 8 March: 02:00 EST (07:00 UTC) becomes 03:00 EDT; the day is 23 hours long.
+    assert services.local_day_windows(spring, tenancy.advertiser.tzinfo) == [
+        (at(5, day=spring), at(7, day=spring), -5 * 3600),
+        (at(7, day=spring), at(4, day=spring + dt.timedelta(days=1)), -4 * 3600),
+    ]
+    moments = {
+        at(5, day=spring): "00",
+        dt.datetime(2026, 3, 8, 6, 59, 59, 900_000, tzinfo=dt.UTC): "01",  # 01:59:59.9 EST
+        at(7, day=spring): "03",
+        at(3, 59, day=spring + dt.timedelta(days=1)): "23",
+        # 1 November: 02:00 EDT (06:00 UTC) is 01:00 EST again; 01:00 to 02:00 comes twice.
+        at(5, 30, day=autumn): "01",
+        at(6, 30, day=autumn): "01",
+        at(7, 30, day=autumn): "02",
+        at(4, 59, day=autumn + dt.timedelta(days=1)): "23",
+    }
+    for moment in moments:
+        AdEventFactory(creative=tenancy.creative, occurred_at=moment)
+    AdEventFactory(creative=tenancy.creative, occurred_at=at(4, 30, day=spring))  # 7 March
+    services.rollup_day(day=spring)
+    services.rollup_day(day=autumn)
+    assert hours_of(tenancy.advertiser, spring) == {"00": 1, "01": 1, "03": 1, "23": 1}
+    assert hours_of(tenancy.advertiser, autumn) == {"01": 2, "02": 1, "23": 1}
+
+
+def test_the_hour_is_right_in_a_half_hour_time_zone(tenancy):
+    tenancy.advertiser.timezone = "Asia/Kolkata"  # UTC+05:30: 10 March is 9 March 18:30 UTC on
+    tenancy.advertiser.save()
+    for moment in (at(18, 30, day=DAY - dt.timedelta(days=1)), at(8, 45), at(18, 29)):
+        AdEventFactory(creative=tenancy.creative, occurred_at=moment)
+    AdEventFactory(creative=tenancy.creative, occurred_at=at(18, 30))  # 11 March, 00:00
+    services.rollup_day(day=DAY)
+    assert hours_of(tenancy.advertiser, DAY) == {"00": 1, "14": 1, "23": 1}
+
+
+def test_each_hours_unique_viewers_count_a_viewer_once(tenancy):
+    ann = ViewerFactory(external_id="ann")
+    for minute in (0, 10, 20):
+        AdEventFactory(creative=tenancy.creative, occurred_at=at(13, minute), viewer=ann)
+    AdEventFactory(creative=tenancy.creative, occurred_at=at(14), viewer=ann)
+    services.rollup_day(day=DAY)
+    assert hours_of(tenancy.advertiser, DAY) == {"09": 3, "10": 1}
+    assert hours_of(tenancy.advertiser, DAY, "unique_viewers") == {"09": 1, "10": 1}
