@@ -1,8 +1,12 @@
 """Forms of the advertiser web app. They parse and render; the writes go through
 `ads.services`, which validate again, so the API and admin get the same rules."""
 
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.utils import timezone
 
 from ads import selectors
 from ads.models import Advertiser, Campaign, Creative, LineItem, http_url
@@ -21,6 +25,9 @@ TARGETING_LABELS = {
 }
 
 EVERYONE = "Leave all unchecked to reach everyone."
+TITLE_PICKER = {"size": 8, "data-title-picker": ""}
+# The amounts of a line item, shown with the account's currency.
+AMOUNT_LABELS = {"bid": "Bid", "daily_budget": "Daily budget", "lifetime_budget": "Lifetime budget"}
 
 
 def targeting_summary(line_item: LineItem) -> list[tuple[str, list[str], str]]:
@@ -70,16 +77,22 @@ class DateTimeLocalInput(forms.DateTimeInput):
 
 
 class FieldsetsMixin:
-    """Lets a template render a long form in labelled groups: `form.fieldsets`."""
+    """Lets a template render a long form in labelled groups: `form.fieldsets`, each
+    (legend, bound fields, whether it spans the page's width in a sectioned layout)."""
 
     fieldset_layout: list[tuple[str, list[str]]] = []
+    wide_fieldsets: frozenset[str] = frozenset()
 
     def fieldsets(self):
         # A create form has one field more (the parent) than its edit form; skip what is absent.
         return [
-            (legend, [self[name] for name in names if name in self.fields])
+            (legend, [self[name] for name in names if name in self.fields], legend in self.wide)
             for legend, names in self.fieldset_layout
         ]
+
+    @property
+    def wide(self) -> frozenset[str]:
+        return self.wide_fieldsets
 
 
 class CampaignForm(FieldsetsMixin, forms.ModelForm):
@@ -104,18 +117,19 @@ class LineItemForm(FieldsetsMixin, forms.ModelForm):
     target_genres = forms.ModelMultipleChoiceField(
         queryset=catalog_selectors.genres(), required=False, widget=forms.CheckboxSelectMultiple
     )
-    # ~1,700 titles: a plain multi-select (ctrl/cmd-click) keeps the page usable without JS.
+    # ~1,700 titles: a plain multi-select (ctrl/cmd-click) keeps the page usable without JS;
+    # static/js/title_picker.js adds a search box, click-to-toggle and the picked titles.
     include_titles = forms.ModelMultipleChoiceField(
         queryset=catalog_selectors.titles(),
         required=False,
-        widget=forms.SelectMultiple(attrs={"size": 8}),
-        help_text="Empty means every title. Ctrl/Cmd-click to pick several.",
+        widget=forms.SelectMultiple(attrs=TITLE_PICKER),
+        help_text="Empty means every title. Without scripts, Ctrl/Cmd-click to pick several.",
     )
     exclude_titles = forms.ModelMultipleChoiceField(
         queryset=catalog_selectors.titles(),
         required=False,
-        widget=forms.SelectMultiple(attrs={"size": 8}),
-        help_text="Ctrl/Cmd-click to pick several.",
+        widget=forms.SelectMultiple(attrs=TITLE_PICKER),
+        help_text="Without scripts, Ctrl/Cmd-click to pick several.",
     )
 
     class Meta:
@@ -138,11 +152,15 @@ class LineItemForm(FieldsetsMixin, forms.ModelForm):
             "Frequency caps (empty: no cap)",
             ["frequency_cap_hour", "frequency_cap_day", "frequency_cap_lifetime"],
         ),
-        ("Targeting", list(TARGETING_LABELS)),
+        ("Audience", [*LineItem.TARGETING_CHOICES, "target_genres"]),
+        ("Titles", ["include_titles", "exclude_titles"]),
     ]
+    wide_fieldsets = frozenset({"Audience", "Titles"})
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, advertiser: Advertiser | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if advertiser is None and self.instance.advertiser_id:
+            advertiser = self.instance.advertiser
         for name, choices in LineItem.TARGETING_CHOICES.items():
             field = self.fields[name]
             field.choices = choices.choices
@@ -151,6 +169,45 @@ class LineItemForm(FieldsetsMixin, forms.ModelForm):
         self.fields["target_genres"].help_text = EVERYONE
         for name, label in TARGETING_LABELS.items():
             self.fields[name].label = label
+        if advertiser is not None:
+            for name, label in AMOUNT_LABELS.items():
+                self.fields[name].label = f"{label} ({advertiser.currency})"
+        self.fields["bid"].help_text = "Per 1,000 impressions (CPM) or per click (CPC)."
+
+
+def start_default(*, advertiser: Advertiser, campaign: Campaign | None = None) -> datetime:
+    """Where a new line item starts unless told: the next full hour in the account's zone,
+    or its campaign's first day if that is later."""
+    local = timezone.localtime(timezone.now(), advertiser.tzinfo)
+    start = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    if campaign is not None and campaign.start_date > start.date():
+        start = datetime.combine(campaign.start_date, time(0), tzinfo=advertiser.tzinfo)
+    return start
+
+
+class ReachForm(forms.Form):
+    """The line item form's targeting (and price, for what the budget buys), read by the reach
+    preview while the form is being filled in: nothing is required, wrong values are named."""
+
+    pricing = forms.ChoiceField(choices=LineItem.Pricing.choices, required=False)
+    bid = forms.DecimalField(min_value=Decimal("0.0001"), max_digits=10, required=False)
+    daily_budget = forms.DecimalField(min_value=Decimal("0.01"), max_digits=12, required=False)
+    target_genres = forms.ModelMultipleChoiceField(
+        queryset=catalog_selectors.genres(), required=False
+    )
+    include_titles = forms.ModelMultipleChoiceField(
+        queryset=catalog_selectors.titles(), required=False
+    )
+    exclude_titles = forms.ModelMultipleChoiceField(
+        queryset=catalog_selectors.titles(), required=False
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, choices in LineItem.TARGETING_CHOICES.items():
+            self.fields[name] = forms.MultipleChoiceField(choices=choices.choices, required=False)
+        for name, field in self.fields.items():
+            field.label = TARGETING_LABELS.get(name, AMOUNT_LABELS.get(name, "Pricing"))
 
 
 class LineItemCreateForm(LineItemForm):
@@ -160,7 +217,7 @@ class LineItemCreateForm(LineItemForm):
         fields = ["campaign", *LineItemForm.Meta.fields]
 
     def __init__(self, *args, advertiser: Advertiser, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, advertiser=advertiser, **kwargs)
         # Only this account's live campaigns: another account's id is "not one of the choices".
         self.fields["campaign"].queryset = selectors.campaign_list(advertiser=advertiser)
 

@@ -4,9 +4,12 @@ The delivery state's reads for the dashboards (live totals, spend, latency) are 
 no other app reads counters or builds their keys."""
 
 import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
+from django.utils import timezone
 
 from ads.decisioning.diagnosis import Check, line_item_diagnosis
 from ads.delivery import counters as delivery_counters
@@ -38,22 +41,94 @@ def _visible(queryset: QuerySet, include_archived: bool) -> QuerySet:
     return queryset if include_archived else queryset.exclude(status=DeliveryStatus.ARCHIVED)
 
 
-def campaign_list(*, advertiser: Advertiser, include_archived: bool = False) -> QuerySet[Campaign]:
-    """The account's campaigns, newest first, with their count of line items."""
+# The sort keys of the list pages; "-key" sorts the other way. Status sorts live first.
+SORT_KEYS = ("name", "start", "budget", "status")
+STATUS_RANK = Case(
+    When(status=DeliveryStatus.ACTIVE, then=Value(0)),
+    When(status=DeliveryStatus.PAUSED, then=Value(1)),
+    default=Value(2),
+)
+
+
+def _narrowed(
+    queryset: QuerySet,
+    *,
+    include_archived: bool,
+    search: str,
+    status: str,
+    sort: str,
+    sort_fields: dict[str, str],
+) -> QuerySet:
+    """A list narrowed the way its page asks: a status (archived rows only when asked for,
+    by status or by `include_archived`), a name containing `search`, sorted by one of
+    SORT_KEYS (`sort_fields` names each key's field), newest first otherwise."""
+    queryset = queryset.filter(status=status) if status else _visible(queryset, include_archived)
+    if search.strip():
+        queryset = queryset.filter(name__icontains=search.strip())
+    key = sort.removeprefix("-")
+    if key in sort_fields:
+        field = sort_fields[key]
+        if key == "status":
+            queryset = queryset.annotate(status_rank=STATUS_RANK)
+        descending = sort.startswith("-")
+        ordering = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+        return queryset.order_by(ordering, "-created_at", "-id")
+    # Aggregating drops the model's default order: say it again, for stable pages.
+    return queryset.order_by("-created_at", "-id")
+
+
+def campaign_list(
+    *,
+    advertiser: Advertiser,
+    include_archived: bool = False,
+    search: str = "",
+    status: str = "",
+    sort: str = "",
+) -> QuerySet[Campaign]:
+    """The account's campaigns, newest first (or by `sort`, see `_narrowed`), with their
+    count of line items and the daily budget of their live line items."""
+    live = ~Q(line_items__status=DeliveryStatus.ARCHIVED)
     campaigns = Campaign.objects.filter(advertiser=advertiser).annotate(
-        line_item_count=Count("line_items", filter=~Q(line_items__status=DeliveryStatus.ARCHIVED))
+        line_item_count=Count("line_items", filter=live),
+        daily_budget=Sum("line_items__daily_budget", filter=live),
     )
-    return _visible(campaigns, include_archived)
+    return _narrowed(
+        campaigns,
+        include_archived=include_archived,
+        search=search,
+        status=status,
+        sort=sort,
+        sort_fields={
+            "name": "name",
+            "start": "start_date",
+            "budget": "daily_budget",
+            "status": "status_rank",
+        },
+    )
 
 
 def campaign_get(*, advertiser: Advertiser, campaign_id: int) -> Campaign:
     return Campaign.objects.get(advertiser=advertiser, pk=campaign_id)
 
 
+def campaign_choices(*, advertiser: Advertiser) -> list[tuple[int, str]]:
+    """(id, name) of each of the account's campaigns, archived too, by name: for filters."""
+    return list(
+        Campaign.objects.filter(advertiser=advertiser).order_by("name").values_list("pk", "name")
+    )
+
+
 def line_item_list(
-    *, advertiser: Advertiser, campaign_id: int | None = None, include_archived: bool = False
+    *,
+    advertiser: Advertiser,
+    campaign_id: int | None = None,
+    include_archived: bool = False,
+    search: str = "",
+    status: str = "",
+    sort: str = "",
 ) -> QuerySet[LineItem]:
-    """The account's line items (of one campaign when given), with their count of creatives."""
+    """The account's line items (of one campaign when given), newest first (or by `sort`,
+    see `_narrowed`; budget is the daily budget), with their count of creatives."""
     line_items = (
         LineItem.objects.filter(advertiser=advertiser)
         .select_related("campaign")
@@ -63,7 +138,19 @@ def line_item_list(
     )
     if campaign_id is not None:
         line_items = line_items.filter(campaign_id=campaign_id)
-    return _visible(line_items, include_archived)
+    return _narrowed(
+        line_items,
+        include_archived=include_archived,
+        search=search,
+        status=status,
+        sort=sort,
+        sort_fields={
+            "name": "name",
+            "start": "start_at",
+            "budget": "daily_budget",
+            "status": "status_rank",
+        },
+    )
 
 
 def line_item_get(*, advertiser: Advertiser, line_item_id: int) -> LineItem:
@@ -75,14 +162,37 @@ def line_item_get(*, advertiser: Advertiser, line_item_id: int) -> LineItem:
 
 
 def creative_list(
-    *, advertiser: Advertiser, line_item_id: int | None = None, include_archived: bool = False
+    *,
+    advertiser: Advertiser,
+    line_item_id: int | None = None,
+    campaign_id: int | None = None,
+    include_archived: bool = False,
+    search: str = "",
+    status: str = "",
+    sort: str = "",
 ) -> QuerySet[Creative]:
+    """The account's creatives (of one line item, or one campaign, when given), newest first
+    (or by `sort`, see `_narrowed`: start and budget are their line item's)."""
     creatives = Creative.objects.filter(advertiser=advertiser).select_related(
         "line_item", "line_item__campaign"
     )
     if line_item_id is not None:
         creatives = creatives.filter(line_item_id=line_item_id)
-    return _visible(creatives, include_archived)
+    if campaign_id is not None:
+        creatives = creatives.filter(line_item__campaign_id=campaign_id)
+    return _narrowed(
+        creatives,
+        include_archived=include_archived,
+        search=search,
+        status=status,
+        sort=sort,
+        sort_fields={
+            "name": "name",
+            "start": "line_item__start_at",
+            "budget": "line_item__daily_budget",
+            "status": "status_rank",
+        },
+    )
 
 
 def creative_get(*, advertiser: Advertiser, creative_id: int) -> Creative:
@@ -147,6 +257,161 @@ def line_item_spend(
         [key for pk in own for key in (keys.spent_day(pk, day), keys.spent_lifetime(pk))]
     )
     return {pk: (values[2 * i], values[2 * i + 1]) for i, pk in enumerate(own)}
+
+
+# How far spend may stray from the even-pacing target and still be on track: a tenth of the
+# target, or 2 % of the daily budget early in the day, when the target is still tiny.
+ON_TRACK_SHARE = Decimal("0.10")
+ON_TRACK_FLOOR = Decimal("0.02")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Delivery against goal, in the account's currency: spend today against the even-pacing
+    target now (the daily budget × the share of the account's local day gone by, the decision
+    engine's curve), and the lifetime budget used. `state` is "on_track", "behind", "ahead",
+    or "" when nothing is meant to deliver now (paused, archived, outside its flight)."""
+
+    spent_today: Decimal
+    target_now: Decimal
+    daily_budget: Decimal
+    spent_lifetime: Decimal
+    lifetime_budget: Decimal
+    state: str
+
+    @property
+    def lifetime_used(self) -> float:
+        """The share of the lifetime budget spent, 0 to 1."""
+        return float(self.spent_lifetime / self.lifetime_budget) if self.lifetime_budget else 0.0
+
+    @property
+    def lifetime_percent(self) -> float:
+        return self.lifetime_used * 100
+
+    @property
+    def state_label(self) -> str:
+        return {"on_track": "On track", "behind": "Behind", "ahead": "Ahead"}.get(self.state, "")
+
+
+def _pacing_state(
+    *, spent: Decimal, target: Decimal, daily_budget: Decimal, asap: bool, live: bool
+) -> str:
+    if not live:
+        return ""
+    slack = max(target * ON_TRACK_SHARE, daily_budget * ON_TRACK_FLOOR)
+    if spent < target - slack:
+        return "behind"
+    # ASAP line items are meant to run ahead of the curve; reaching the budget is the goal.
+    if spent > target + slack and not asap:
+        return "ahead"
+    return "on_track"
+
+
+def _day_share(advertiser: Advertiser, at: dt.datetime) -> tuple[dt.date, Decimal]:
+    local = timezone.localtime(at, advertiser.tzinfo)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    share = min(1.0, (local - midnight).total_seconds() / 86400)
+    return local.date(), Decimal(str(round(share, 6)))
+
+
+def _is_live(line_item: LineItem, campaign_status: str, at: dt.datetime) -> bool:
+    return (
+        line_item.status == DeliveryStatus.ACTIVE
+        and campaign_status == DeliveryStatus.ACTIVE
+        and line_item.start_at <= at
+        and (line_item.end_at is None or at < line_item.end_at)
+    )
+
+
+def line_item_pacing(
+    *, advertiser: Advertiser, line_items: list[LineItem], at: dt.datetime | None = None
+) -> dict[int, Delivery]:
+    """Delivery against goal of the account's `line_items` (with their campaign loaded) at
+    `at` (now), from the live counters: one read, no query. Other accounts' are left out."""
+    at = at or timezone.now()
+    today, share = _day_share(advertiser, at)
+    spend = line_item_spend(advertiser=advertiser, line_items=line_items, day=today)
+    result = {}
+    for line_item in line_items:
+        if line_item.pk not in spend:
+            continue
+        spent_today, spent_lifetime = (Decimal(micros) / MICROS for micros in spend[line_item.pk])
+        target = line_item.daily_budget * share
+        live = _is_live(line_item, line_item.campaign.status, at)
+        result[line_item.pk] = Delivery(
+            spent_today=spent_today,
+            target_now=target,
+            daily_budget=line_item.daily_budget,
+            spent_lifetime=spent_lifetime,
+            lifetime_budget=line_item.lifetime_budget,
+            state=_pacing_state(
+                spent=spent_today,
+                target=target,
+                daily_budget=line_item.daily_budget,
+                asap=line_item.pacing == LineItem.Pacing.ASAP,
+                live=live,
+            ),
+        )
+    return result
+
+
+def campaign_pacing(
+    *, advertiser: Advertiser, campaigns: list[Campaign], at: dt.datetime | None = None
+) -> dict[int, Delivery]:
+    """Delivery against goal of the account's `campaigns`: the sums over each one's line items
+    that are not archived (its targets count only line items delivering now). One query and
+    one counter read, whatever the number of campaigns."""
+    at = at or timezone.now()
+    statuses = {campaign.pk: campaign.status for campaign in campaigns}
+    line_items = list(
+        LineItem.objects.filter(advertiser=advertiser, campaign_id__in=list(statuses))
+        .exclude(status=DeliveryStatus.ARCHIVED)
+        .only(
+            "advertiser_id",
+            "campaign_id",
+            "status",
+            "start_at",
+            "end_at",
+            "daily_budget",
+            "lifetime_budget",
+            "pacing",
+        )
+    )
+    today, share = _day_share(advertiser, at)
+    spend = line_item_spend(advertiser=advertiser, line_items=line_items, day=today)
+    sums: dict[int, dict[str, Decimal]] = {}
+    asap: dict[int, bool] = {}
+    for line_item in line_items:
+        total = sums.setdefault(
+            line_item.campaign_id,
+            dict.fromkeys(
+                ("spent_today", "target_now", "daily_budget", "spent_lifetime", "lifetime_budget"),
+                Decimal(0),
+            ),
+        )
+        spent_today, spent_lifetime = (Decimal(micros) / MICROS for micros in spend[line_item.pk])
+        total["spent_today"] += spent_today
+        total["spent_lifetime"] += spent_lifetime
+        total["lifetime_budget"] += line_item.lifetime_budget
+        if _is_live(line_item, statuses[line_item.campaign_id], at):
+            total["target_now"] += line_item.daily_budget * share
+            total["daily_budget"] += line_item.daily_budget
+            asap.setdefault(line_item.campaign_id, True)
+            asap[line_item.campaign_id] &= line_item.pacing == LineItem.Pacing.ASAP
+    result = {}
+    for campaign_id, total in sums.items():
+        live = bool(total["daily_budget"])
+        result[campaign_id] = Delivery(
+            **total,
+            state=_pacing_state(
+                spent=total["spent_today"],
+                target=total["target_now"],
+                daily_budget=total["daily_budget"],
+                asap=asap.get(campaign_id, False),
+                live=live,
+            ),
+        )
+    return result
 
 
 def decision_counts(*, day: dt.date) -> tuple[int, int]:

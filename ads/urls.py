@@ -29,6 +29,7 @@ urlpatterns = [
     # Line items
     path("<slug:slug>/line-items/", views.line_item_list, name="line_items"),
     path("<slug:slug>/line-items/new/", views.line_item_create, name="line_item_new"),
+    path("<slug:slug>/line-items/reach/", views.line_item_reach, name="line_item_reach"),
     path(
         "<slug:slug>/line-items/<int:line_item_id>/",
         views.line_item_detail,

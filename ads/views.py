@@ -13,15 +13,17 @@ from urllib.parse import urlsplit
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.paginator import Paginator
 from django.db.models import F
 from django.forms import BaseForm
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ads import selectors, services
+from ads import reach, selectors, services
 from ads.access import account_view
 from ads.forms import (
     CampaignForm,
@@ -29,10 +31,13 @@ from ads.forms import (
     CreativeForm,
     LineItemCreateForm,
     LineItemForm,
+    ReachForm,
     add_service_errors,
+    start_default,
     targeting_summary,
 )
-from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
+from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
+from ads.reach import Targeting
 
 # The name each kind of item goes by in URL names, templates and contexts.
 KINDS: dict[type, str] = {Campaign: "campaign", LineItem: "line_item", Creative: "creative"}
@@ -46,10 +51,22 @@ LIST_SELECTORS: dict[type, Callable[..., Any]] = {
 
 
 def _render(
-    request: HttpRequest, membership: Membership, template: str, context: dict[str, Any]
+    request: HttpRequest,
+    membership: Membership,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
 ) -> HttpResponse:
     context = {"membership": membership, "advertiser": membership.advertiser, **context}
-    return render(request, template, context)
+    return render(request, template, context, status=status)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _get_or_404(selector: Callable[..., Any], **kwargs: Any) -> Any:
@@ -88,6 +105,7 @@ def _campaign_sections(
     line_items = selectors.line_item_list(
         advertiser=advertiser, campaign_id=campaign.pk, include_archived=include_archived
     )
+    line_items = _with_delivery(advertiser, LineItem, list(line_items))
     return {"campaign": campaign, "line_items": line_items, "include_archived": include_archived}
 
 
@@ -99,6 +117,7 @@ def _line_item_sections(
     creatives = selectors.creative_list(
         advertiser=advertiser, line_item_id=line_item.pk, include_archived=include_archived
     )
+    creatives = _with_delivery(advertiser, Creative, list(creatives))
     return {"line_item": line_item, "creatives": creatives, "include_archived": include_archived}
 
 
@@ -111,17 +130,137 @@ def _detail_url(advertiser: Advertiser, item: Campaign | LineItem | Creative) ->
     return reverse(f"{KINDS[type(item)]}_detail", args=[advertiser.slug, item.pk])
 
 
+def _with_delivery(
+    advertiser: Advertiser, model: type[Campaign | LineItem | Creative], items: list
+) -> list:
+    """`items` with their delivery against goal as `.delivery` (a creative: its line item's),
+    or None when there is nothing to measure: one counter read, at most one query."""
+    if model is Campaign:
+        goals = selectors.campaign_pacing(advertiser=advertiser, campaigns=items)
+        for campaign in items:
+            campaign.delivery = goals.get(campaign.pk)
+    elif model is LineItem:
+        goals = selectors.line_item_pacing(advertiser=advertiser, line_items=items)
+        for line_item in items:
+            line_item.delivery = goals.get(line_item.pk)
+    else:
+        line_items = list(
+            {creative.line_item_id: creative.line_item for creative in items}.values()
+        )
+        goals = selectors.line_item_pacing(advertiser=advertiser, line_items=line_items)
+        for creative in items:
+            creative.delivery = goals.get(creative.line_item_id)
+    return items
+
+
+LIST_PAGE_SIZE = 25
+SORT_LABELS = {"name": "name", "start": "start", "budget": "daily budget", "status": "status"}
+# What the start and the budget of each kind's rows are, for the sort menu.
+SORT_OPTIONS = {
+    Campaign: [
+        ("name", "Name"),
+        ("start", "Start date"),
+        ("budget", "Daily budget"),
+        ("status", "Status"),
+    ],
+    LineItem: [
+        ("name", "Name"),
+        ("start", "Start"),
+        ("budget", "Daily budget"),
+        ("status", "Status"),
+    ],
+    Creative: [
+        ("name", "Name"),
+        ("start", "Line item's start"),
+        ("budget", "Line item's daily budget"),
+        ("status", "Status"),
+    ],
+}
+
+
+def _list_query(request: HttpRequest, advertiser: Advertiser, model: type) -> dict[str, Any]:
+    """What a list page's query string asks for: ?q= (in names), ?status=, ?campaign= (line
+    items and creatives), ?sort= (a key of SORT_LABELS, "-" first to reverse), ?archived=1.
+    A value that means nothing is named on the page and ignored; another account's campaign
+    (or a campaign id that is no id) is a 404, like its page."""
+    notes = []
+    status = request.GET.get("status", "")
+    if status not in DeliveryStatus.values:
+        if status:
+            notes.append(f"Unknown status “{status}”: showing every status.")
+        status = ""
+    sort = request.GET.get("sort", "")
+    if sort.removeprefix("-") not in SORT_LABELS:
+        if sort:
+            notes.append(f"Unknown sort “{sort}”: newest first.")
+        sort = ""
+    campaign = None
+    if model is not Campaign and request.GET.get("campaign"):
+        try:
+            campaign_id = int(request.GET["campaign"])
+        except ValueError:
+            raise Http404("No such campaign in this account.") from None
+        campaign = _get_or_404(
+            selectors.campaign_get, advertiser=advertiser, campaign_id=campaign_id
+        )
+    return {
+        "search": request.GET.get("q", "")[:120],
+        "status": status,
+        "sort": sort,
+        "campaign": campaign,
+        "include_archived": _include_archived(request),
+        "notes": notes,
+    }
+
+
+def _sort_links(sort: str) -> dict[str, dict[str, str]]:
+    """For each sortable column: the sort its header link asks for (the other way round when
+    it is the current one) and its aria-sort value."""
+    links = {}
+    for key in SORT_LABELS:
+        if sort == key:
+            links[key] = {"next": f"-{key}", "aria": "ascending", "arrow": "▲"}
+        elif sort == f"-{key}":
+            links[key] = {"next": key, "aria": "descending", "arrow": "▼"}
+        else:
+            links[key] = {"next": key, "aria": "none", "arrow": ""}
+    return links
+
+
 def _list_page(
     request: HttpRequest, membership: Membership, model: type[Campaign | LineItem | Creative]
 ) -> HttpResponse:
-    """The account's items of one kind, through that kind's list selector: the live ones, or
-    with ?archived=1 the archived ones too."""
+    """The account's items of one kind, through that kind's list selector, narrowed by the
+    query string (`_list_query`), a page of LIST_PAGE_SIZE at a time, each with its delivery
+    against goal. Links (sorting, pages, the archived toggle) keep the rest of the query."""
+    advertiser = membership.advertiser
     kind = KINDS[model]
-    include_archived = _include_archived(request)
-    items = LIST_SELECTORS[model](
-        advertiser=membership.advertiser, include_archived=include_archived
-    )
-    context = {f"{kind}s": items, "include_archived": include_archived}
+    query = _list_query(request, advertiser, model)
+    narrowing: dict[str, Any] = {
+        "include_archived": query["include_archived"],
+        "search": query["search"],
+        "status": query["status"],
+        "sort": query["sort"],
+    }
+    if query["campaign"] is not None:
+        narrowing["campaign_id"] = query["campaign"].pk
+    items = LIST_SELECTORS[model](advertiser=advertiser, **narrowing)
+    page = Paginator(items, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = _with_delivery(advertiser, model, list(page.object_list))
+    context = {
+        f"{kind}s": rows,
+        "page": page,
+        "query": query,
+        "include_archived": query["include_archived"],
+        "sort_links": _sort_links(query["sort"]),
+        "statuses": DeliveryStatus.choices,
+        "sort_options": SORT_OPTIONS[model],
+        "campaign_choices": (
+            selectors.campaign_choices(advertiser=advertiser) if model is not Campaign else []
+        ),
+        "filtered": bool(query["search"] or query["status"] or query["campaign"]),
+        "list_url": request.path,
+    }
     return _render(request, membership, f"ads/{kind}_list.html", context)
 
 
@@ -134,6 +273,7 @@ def _form_page(
     title: str,
     cancel_url: str,
     item: Campaign | LineItem | Creative | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """The create and edit pages: a valid POST calls `save` (one service call) with the
     cleaned data and redirects to the saved item; the service's ValidationError is shown on
@@ -147,7 +287,7 @@ def _form_page(
             messages.success(request, f"Saved “{saved}”.")
             return redirect(_detail_url(membership.advertiser, saved))
     context = {"form": form, "title": title, "cancel_url": cancel_url, "item": item}
-    return _render(request, membership, "ads/form.html", context)
+    return _render(request, membership, "ads/form.html", context | (extra or {}))
 
 
 def _status_change(
@@ -177,7 +317,7 @@ def _status_change(
         kind = KINDS[type(item)]
         if request.POST.get("fragment") == "row":
             row = LIST_SELECTORS[type(item)](advertiser=advertiser, include_archived=True)
-            item = row.get(pk=item.pk)
+            (item,) = _with_delivery(advertiser, type(item), [row.get(pk=item.pk)])
             template = f"ads/partials/{kind}_row.html"
             context: dict[str, Any] = {kind: item}
         else:
@@ -314,11 +454,13 @@ def line_item_delivery(
 def line_item_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     advertiser = membership.advertiser
     # ?campaign=<id> preselects the campaign; an id that is not a choice is simply ignored.
-    form = LineItemCreateForm(
-        _post_data(request),
-        advertiser=advertiser,
-        initial={"campaign": request.GET.get("campaign")},
-    )
+    form = LineItemCreateForm(_post_data(request), advertiser=advertiser)
+    campaign = form.fields["campaign"].queryset.filter(pk=_int_or_none(request.GET.get("campaign")))
+    campaign = campaign.first()
+    form.initial = {
+        "campaign": request.GET.get("campaign"),
+        "start_at": start_default(advertiser=advertiser, campaign=campaign),
+    }
     return _form_page(
         request,
         membership,
@@ -326,6 +468,7 @@ def line_item_create(request: HttpRequest, membership: Membership) -> HttpRespon
         save=lambda data: services.line_item_create(advertiser=advertiser, **data),
         title="New line item",
         cancel_url=reverse("line_items", args=[advertiser.slug]),
+        extra={"reach_url": reverse("line_item_reach", args=[advertiser.slug])},
     )
 
 
@@ -339,12 +482,67 @@ def line_item_edit(request: HttpRequest, membership: Membership, line_item_id: i
     return _form_page(
         request,
         membership,
-        LineItemForm(_post_data(request), instance=line_item),
+        LineItemForm(_post_data(request), instance=line_item, advertiser=advertiser),
         save=lambda data: services.line_item_update(line_item=line_item, **data),
         title=f"Edit line item “{line_item}”",
         cancel_url=_detail_url(advertiser, line_item),
         item=line_item,
+        extra={
+            "reach_url": reverse("line_item_reach", args=[advertiser.slug]),
+            "reach_campaign": line_item.campaign_id,
+        },
     )
+
+
+@account_view
+def line_item_reach(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The line item form's reach preview (htmx, GET with the form's current values): what its
+    targeting reaches, from the catalog and recent traffic. Wrong values answer a 400 fragment
+    that names them; another account's campaign is a 404. A read: analysts may ask too."""
+    advertiser = membership.advertiser
+    campaign = None
+    if request.GET.get("campaign"):
+        campaign_id = _int_or_none(request.GET["campaign"])
+        if campaign_id is None:
+            raise Http404("No such campaign in this account.")
+        campaign = _get_or_404(
+            selectors.campaign_get, advertiser=advertiser, campaign_id=campaign_id
+        )
+    form = ReachForm(request.GET)
+    if not form.is_valid():
+        context = {"errors": [(form[name].label, errors) for name, errors in form.errors.items()]}
+        return _render(request, membership, "ads/partials/reach_preview.html", context, status=400)
+    data = form.cleaned_data
+    targeting = Targeting(
+        genre_ids=[genre.pk for genre in data["target_genres"]],
+        maturity_ratings=data["target_maturity_ratings"],
+        regions=data["target_regions"],
+        devices=data["target_devices"],
+        age_bands=data["target_age_bands"],
+        dayparts=data["target_dayparts"],
+        include_title_ids=[title.pk for title in data["include_titles"]],
+        exclude_title_ids=[title.pk for title in data["exclude_titles"]],
+    )
+    estimate = reach.line_item_reach(
+        advertiser=advertiser,
+        targeting=targeting,
+        pricing=data["pricing"] or LineItem.Pricing.CPM,
+        bid=data["bid"],
+        daily_budget=data["daily_budget"],
+    )
+    remaining_days = None
+    if campaign is not None and campaign.end_date is not None:
+        today = timezone.localdate(timezone=advertiser.tzinfo)
+        remaining_days = max(0, (campaign.end_date - today).days + 1)
+    context = {
+        "reach": estimate,
+        "campaign": campaign,
+        "remaining_days": remaining_days,
+        "flight_breaks": (
+            round(estimate.breaks_per_day * remaining_days) if remaining_days is not None else None
+        ),
+    }
+    return _render(request, membership, "ads/partials/reach_preview.html", context)
 
 
 @account_view(write=True)

@@ -4,7 +4,7 @@ The catalog is the platform's, not a tenant's: nothing here takes `advertiser=`.
 
 from collections.abc import Iterable, Sequence
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from catalog.models import AdBreak, Genre, Title, Viewer
 
@@ -75,3 +75,54 @@ def existing_ids(
         set(Title.objects.filter(pk__in=list(title_ids)).values_list("pk", flat=True)),
         set(AdBreak.objects.filter(pk__in=list(ad_break_ids)).values_list("pk", flat=True)),
     )
+
+
+def titles_matching(
+    *,
+    genre_ids: Iterable[int] = (),
+    maturity_ratings: Iterable[str] = (),
+    include_ids: Iterable[int] = (),
+    exclude_ids: Iterable[int] = (),
+) -> QuerySet[Title]:
+    """The titles a line item's title targeting matches, as the decision engine reads it: of
+    any of `genre_ids`, rated any of `maturity_ratings`, among `include_ids`, never one of
+    `exclude_ids`; an empty rule matches every title. Lazy: usable as a subquery."""
+    matching = Title.objects.all()
+    if genre_ids := list(genre_ids):
+        in_genres = Title.genres.through.objects.filter(genre_id__in=genre_ids)
+        matching = matching.filter(pk__in=in_genres.values("title_id"))
+    if maturity_ratings := list(maturity_ratings):
+        matching = matching.filter(maturity_rating__in=maturity_ratings)
+    if include_ids := list(include_ids):
+        matching = matching.filter(pk__in=include_ids)
+    if exclude_ids := list(exclude_ids):
+        matching = matching.exclude(pk__in=exclude_ids)
+    return matching
+
+
+def inventory_reach(*, titles: QuerySet[Title]) -> dict[str, int]:
+    """How much of the catalog `titles` (from `titles_matching`) covers: titles and their ad
+    breaks, matching and in all (two queries)."""
+    title_counts = Title.objects.aggregate(
+        titles_total=Count("pk"), titles=Count("pk", filter=Q(pk__in=titles.values("pk")))
+    )
+    break_counts = AdBreak.objects.aggregate(
+        ad_breaks_total=Count("pk"),
+        ad_breaks=Count("pk", filter=Q(title_id__in=titles.values("pk"))),
+    )
+    return title_counts | break_counts
+
+
+def viewer_reach(
+    *, regions: Iterable[str] = (), devices: Iterable[str] = (), age_bands: Iterable[str] = ()
+) -> tuple[int, int]:
+    """(profiles a line item's audience targeting matches, all profiles that can see ads), by
+    each profile's usual region and device; kids profiles never see ads (one query)."""
+    rule = Q()
+    for field, values in (("region", regions), ("device", devices), ("age_band", age_bands)):
+        if values := list(values):
+            rule &= Q(**{f"{field}__in": values})
+    counts = Viewer.objects.filter(is_kids=False).aggregate(
+        matching=Count("pk", filter=rule or None), total=Count("pk")
+    )
+    return counts["matching"], counts["total"]

@@ -1,12 +1,14 @@
 """The advertiser web app: tenancy and roles on every page, the forms' writes and errors,
 and the htmx status buttons."""
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.urls import reverse
+from django.utils import timezone
 
 from ads.forms import CampaignForm, add_service_errors
 from ads.models import Campaign, Creative, DeliveryStatus, LineItem, Membership
@@ -657,24 +659,41 @@ def test_status_urls_are_post_only(client, tenancy):
 
 
 def test_campaign_list_queries_stay_bounded(client, tenancy, django_assert_max_num_queries):
-    CampaignFactory.create_batch(20, advertiser=tenancy.advertiser)
+    for campaign in CampaignFactory.create_batch(30, advertiser=tenancy.advertiser):
+        LineItemFactory(campaign=campaign)
     client.force_login(tenancy.owner)
-    # Session, user, membership with its account, the campaigns with their counts: no N+1.
-    with django_assert_max_num_queries(4):
-        response = client.get(url(tenancy, "campaigns"))
-    assert len(response.context["campaigns"]) == 21
+    # Session, user, membership with its account, the count for the pages, a page of campaigns
+    # with their counts and budgets, their line items for the delivery: no N+1.
+    with django_assert_max_num_queries(6):
+        response = client.get(url(tenancy, "campaigns"), {"sort": "-budget", "q": "campaign"})
+    assert len(response.context["campaigns"]) == 25
+    assert all(campaign.delivery is not None for campaign in response.context["campaigns"])
+    with django_assert_max_num_queries(6):
+        response = client.get(url(tenancy, "campaigns"), {"sort": "-budget", "page": "2"})
+    assert len(response.context["campaigns"]) == 6
 
 
 def test_line_item_and_creative_lists_queries_stay_bounded(
     client, tenancy, django_assert_max_num_queries
 ):
-    LineItemFactory.create_batch(10, campaign=tenancy.campaign)
-    CreativeFactory.create_batch(10, line_item=tenancy.line_item)
+    LineItemFactory.create_batch(30, campaign=tenancy.campaign)
+    CreativeFactory.create_batch(30, line_item=tenancy.line_item)
     client.force_login(tenancy.owner)
-    with django_assert_max_num_queries(4):
-        assert len(client.get(url(tenancy, "line_items")).context["line_items"]) == 11
-    with django_assert_max_num_queries(4):
-        assert len(client.get(url(tenancy, "creatives")).context["creatives"]) == 11
+    # Session, user, membership, the count, a page of rows, the campaigns of the filter menu,
+    # and with ?campaign= that campaign: the delivery is a counter read, not a query.
+    with django_assert_max_num_queries(6):
+        page = client.get(url(tenancy, "line_items"), {"sort": "start"}).context["line_items"]
+    assert len(page) == 25
+    with django_assert_max_num_queries(7):
+        response = client.get(
+            url(tenancy, "line_items"), {"campaign": tenancy.campaign.pk, "status": "active"}
+        )
+    assert len(response.context["line_items"]) == 25
+    with django_assert_max_num_queries(6):
+        assert len(client.get(url(tenancy, "creatives")).context["creatives"]) == 25
+    with django_assert_max_num_queries(7):
+        response = client.get(url(tenancy, "creatives"), {"campaign": tenancy.campaign.pk})
+    assert len(response.context["creatives"]) == 25
 
 
 def test_membership_is_checked_per_account(client, tenancy):
@@ -768,3 +787,76 @@ def test_detail_pages_carry_the_ids_the_status_change_swaps(client, tenancy):
     line_item_page = client.get(url(tenancy, "line_item_detail", "line_item")).content.decode()
     assert '<div id="delivery-checks" hx-get=' in line_item_page
     assert '<section id="line-item-creatives"' in line_item_page
+
+
+# The line item form: sections, currency, the title picker, a prefilled start, the preview
+
+
+def test_line_item_form_in_sections_with_currency_and_the_preview(client, tenancy):
+    tenancy.advertiser.currency = "EUR"
+    tenancy.advertiser.save()
+    client.force_login(tenancy.owner)
+    response = client.get(url(tenancy, "line_item_new"))
+    html = response.content.decode()
+    sections = re.findall(r'<fieldset class="form-section[^"]*">\s*<legend>([^<]+)<', html)
+    assert sections == [
+        "Flight",
+        "Price and budget",
+        "Frequency caps (empty: no cap)",
+        "Audience",
+        "Titles",
+    ]
+    assert html.count('class="form-section wide"') == 2
+    for label in ("Bid (EUR)", "Daily budget (EUR)", "Lifetime budget (EUR)"):
+        assert label in html
+    assert html.count("data-title-picker") == 2
+    assert "js/title_picker.js" in html
+    assert f'hx-get="{reverse("line_item_reach", args=["acme"])}"' in html
+    assert 'hx-include="#item-form"' in html
+    # No asset from another host.
+    assert not re.search(r'(src|href)="https?://', html)
+
+
+def test_new_line_item_starts_at_the_next_full_hour_in_the_accounts_zone(client, tenancy):
+    client.force_login(tenancy.owner)
+    html = client.get(url(tenancy, "line_item_new")).content.decode()
+    local = timezone.localtime(timezone.now(), tenancy.advertiser.tzinfo)
+    starts = {
+        (local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours)).strftime(
+            "%Y-%m-%dT%H:%M"
+        )
+        for hours in (1, 2)  # the hour may turn while the test runs
+    }
+    value = re.search(r'name="start_at" value="([^"]+)"', html).group(1)
+    assert value in starts
+
+
+def test_new_line_item_of_a_later_campaign_starts_with_it(client, tenancy):
+    later = CampaignFactory(advertiser=tenancy.advertiser, start_date=date(2031, 2, 1))
+    client.force_login(tenancy.owner)
+    html = client.get(url(tenancy, "line_item_new") + f"?campaign={later.pk}").content.decode()
+    assert 'name="start_at" value="2031-02-01T00:00"' in html
+
+
+def test_edit_form_previews_with_its_campaign(client, tenancy):
+    client.force_login(tenancy.manager)
+    html = client.get(url(tenancy, "line_item_edit", "line_item")).content.decode()
+    assert f'hx-vals=\'{{"campaign": "{tenancy.campaign.pk}"}}\'' in html
+
+
+# A creative's page previews it
+
+
+def test_creative_page_previews_the_video_with_a_placeholder(client, tenancy):
+    client.force_login(tenancy.analyst)
+    html = client.get(url(tenancy, "creative_detail", "creative")).content.decode()
+    creative = tenancy.creative
+    assert f'<video src="{creative.media_url}"' in html
+    assert 'preload="metadata"' in html
+    poster = html[html.index("data-poster>") : html.index("</figure>")]
+    assert creative.name in poster and "30 s" in poster and "Beverages" in poster
+    assert f'href="{creative.click_url}"' in html
+    # The only URL from elsewhere the page names is the creative's own (and its link).
+    foreign = set(re.findall(r'(?:src|href)="(https?://[^"]+)"', html))
+    assert foreign == {creative.media_url, creative.click_url}
+    assert 'poster="' not in html
