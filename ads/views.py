@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ads import reach, selectors, services
+from ads import selectors, services
 from ads.access import account_view
 from ads.forms import (
     CampaignForm,
@@ -37,7 +37,8 @@ from ads.forms import (
     targeting_summary,
 )
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
-from ads.reach import Targeting
+from ads.selectors import reach
+from ads.selectors.reach import Targeting
 
 # The name each kind of item goes by in URL names, templates and contexts.
 KINDS: dict[type, str] = {Campaign: "campaign", LineItem: "line_item", Creative: "creative"}

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from ads import reach
 from ads.models import Advertiser
+from ads.selectors import reach
 from tests.factories import (
     AdBreakFactory,
     AdEventFactory,
