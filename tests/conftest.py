@@ -63,7 +63,8 @@ def _use_the_workers_redis() -> None:
     # Pub/sub channels are not per database: the live dashboards' groups (named after primary
     # keys, which every worker's database hands out alike) get a prefix per worker too.
     settings.CHANNEL_LAYERS["default"]["CONFIG"] |= {"hosts": [url], "prefix": f"asgi-{worker}"}
-    os.environ["REDIS_URL"] = url  # for the processes tests start (the browser tests' server)
+    # For the processes tests start (the browser tests' servers).
+    os.environ |= {"REDIS_URL": url, "CHANNEL_LAYER_PREFIX": f"asgi-{worker}"}
 
 
 def pytest_configure(config):

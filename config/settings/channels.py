@@ -1,10 +1,12 @@
-from config.settings.env import REDIS_URL
+from config.settings.env import REDIS_URL, env
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Pub/sub channels ignore the Redis database number: deployments (or test
+            # workers) sharing one Redis keep apart by prefix.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", "asgi")},
         }
     }
 else:

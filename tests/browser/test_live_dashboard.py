@@ -15,13 +15,9 @@ from tests.browser.conftest import (
     play_an_ad,
 )
 
-# One pytest-xdist worker runs both (make test's --dist loadgroup): each server would have its
-# own free port anyway, but with Redis they would share the pub/sub channel names of the live
-# groups, which carry primary keys that each worker's database hands out alike.
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("browser"),
 ]
 
 

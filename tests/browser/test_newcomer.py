@@ -19,7 +19,6 @@ from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, play
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("browser"),
 ]
 
 LAPTOP = {"width": 1366, "height": 768}
