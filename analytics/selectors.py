@@ -428,7 +428,8 @@ def live_today(*, advertiser: Advertiser, at: dt.datetime | None = None) -> dict
 
 
 def platform_today(*, at: dt.datetime | None = None) -> dict:
-    """Staff only: the platform's impressions, clicks, completes and revenue today (UTC)."""
+    """Staff only: the platform's impressions, clicks, completes and revenue today (UTC), the
+    revenue per currency."""
     day = (at or timezone.now()).astimezone(dt.UTC).date()
     totals = ads_selectors.platform_live_totals(day=day)
     return {
@@ -436,7 +437,9 @@ def platform_today(*, at: dt.datetime | None = None) -> dict:
         "impressions": totals["impressions"],
         "clicks": totals["clicks"],
         "completes": totals["completes"],
-        "revenue": Decimal(totals["spend"]) / MICROS,
+        "revenue": {
+            currency: Decimal(micros) / MICROS for currency, micros in totals["spend"].items()
+        },
         "fill_rate": fill_rate(day=day),
     }
 

@@ -162,8 +162,12 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
                 Figure(
                     "revenue",
                     "Revenue",
-                    formats.amount(delivery["revenue"]),
-                    "Advertisers' spend, each in its account's currency, added up unconverted.",
+                    " · ".join(
+                        formats.money(revenue, currency)
+                        for currency, revenue in sorted(delivery["revenue"].items())
+                    )
+                    or formats.amount(0),
+                    "Advertisers' spend in each of their currencies (not converted, not added).",
                 ),
                 Figure(
                     "fill_rate",

@@ -206,6 +206,7 @@ class DemandIndex:
     viewers: dict[str, ViewerEntry]
     masks: TargetingMasks
     advertiser_tz: dict[int, zoneinfo.ZoneInfo]
+    advertiser_currency: dict[int, str] = field(default_factory=dict)
     creatives: dict[int, CreativeEntry] = field(default_factory=dict)
     built_at: float = field(default_factory=time.monotonic)
 
@@ -308,6 +309,7 @@ def build_index(version: int) -> DemandIndex:
             )
         )
     }
+    advertisers = list(Advertiser.objects.values_list("pk", "timezone", "currency"))
     return DemandIndex(
         version=version,
         line_items=entries,
@@ -316,10 +318,8 @@ def build_index(version: int) -> DemandIndex:
         breaks_by_offset={(b.title_id, b.offset_seconds): b for b in breaks.values()},
         viewers=viewers,
         masks=TargetingMasks.build(entries),
-        advertiser_tz={
-            pk: zoneinfo.ZoneInfo(name)
-            for pk, name in Advertiser.objects.values_list("pk", "timezone")
-        },
+        advertiser_tz={pk: zoneinfo.ZoneInfo(name) for pk, name, _ in advertisers},
+        advertiser_currency={pk: currency for pk, _, currency in advertisers},
         creatives={c.id: c for li in entries for c in li.creatives},
     )
 

@@ -163,6 +163,12 @@ def live_platform(day: date, metric: str) -> str:
     return f"{PREFIX}live:all:{day:%Y%m%d}:{metric}"
 
 
+@_lives(DAY_TTL)
+def live_platform_spend(day: date, currency: str) -> str:
+    """The platform's spend in one currency for a UTC `day` (currencies are never added up)."""
+    return f"{PREFIX}live:all:{day:%Y%m%d}:spend:{currency}"
+
+
 def live_throttle(advertiser_id: int) -> str:
     """Claimed for a moment by each live message to an account (its lifetime is the
     throttle interval the publisher sets)."""

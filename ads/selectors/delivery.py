@@ -24,10 +24,20 @@ def live_totals(*, advertiser: Advertiser, day: dt.date) -> dict[str, int]:
     return dict(zip(keys.LIVE_METRICS, values, strict=True))
 
 
-def platform_live_totals(*, day: dt.date) -> dict[str, int]:
-    """Staff only: the platform's running totals for a UTC `day` (spend in micros)."""
-    values = counters().get_many([keys.live_platform(day, m) for m in keys.LIVE_METRICS])
-    return dict(zip(keys.LIVE_METRICS, values, strict=True))
+def platform_live_totals(*, day: dt.date) -> dict:
+    """Staff only: the platform's running totals for a UTC `day`: impressions, clicks and
+    completes, and `spend` in micros per currency of the accounts (never added up across
+    currencies; a currency with no spend is left out). One query, one counter read."""
+    counted = [metric for metric in keys.LIVE_METRICS if metric != "spend"]
+    currencies = sorted(set(Advertiser.objects.values_list("currency", flat=True)))
+    values = counters().get_many(
+        [keys.live_platform(day, metric) for metric in counted]
+        + [keys.live_platform_spend(day, currency) for currency in currencies]
+    )
+    totals: dict = dict(zip(counted, values, strict=False))
+    spend = dict(zip(currencies, values[len(counted) :], strict=True))
+    totals["spend"] = {currency: micros for currency, micros in spend.items() if micros}
+    return totals
 
 
 def line_item_spend(

@@ -412,7 +412,9 @@ def _count(outcomes: list[EventOutcome], accepted: list[_Pending], now: datetime
             totals[(keys.spent_day, claim.line_item_id, day)] += cost
             totals[(keys.spent_lifetime, claim.line_item_id)] += cost
             totals[(keys.live, advertiser_id, day, "spend")] += cost
-            totals[(keys.live_platform, utc_day, "spend")] += cost
+            currency = index.advertiser_currency.get(advertiser_id)
+            if currency:
+                totals[(keys.live_platform_spend, utc_day, currency)] += cost
         metric = LIVE_METRIC.get(event_type)
         if metric:
             totals[(keys.live, advertiser_id, day, metric)] += 1
@@ -565,7 +567,7 @@ def _live_totals(since: datetime) -> Counter[tuple]:
         (zone, recent.filter(advertiser__timezone=zone), ("advertiser", "day", "event_type"))
         for zone in zones
     ]
-    grouped.append(("UTC", recent, ("day", "event_type")))
+    grouped.append(("UTC", recent, ("day", "event_type", "advertiser__currency")))
     for zone, events, by in grouped:
         tz = ZoneInfo(zone)
         first_whole_day = since.astimezone(tz).date() + timedelta(days=1)
@@ -584,6 +586,12 @@ def _live_totals(since: datetime) -> Counter[tuple]:
             metric = LIVE_METRIC.get(row["event_type"])
             if metric:
                 values[(*key, metric)] += row["events"]
-            if row["spent"]:
+            if not row["spent"]:
+                continue
+            if "advertiser" in row:
                 values[(*key, "spend")] += row["spent"]
+            else:  # the platform's spend, per currency
+                values[(keys.live_platform_spend, row["day"], row["advertiser__currency"])] += row[
+                    "spent"
+                ]
     return values

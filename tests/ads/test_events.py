@@ -194,7 +194,7 @@ def test_counters_rebuild_from_the_event_table(world):
         keys.live(world.acme.pk, day, "impressions"),
         keys.live(world.acme.pk, day, "spend"),
         keys.live_platform(day, "impressions"),
-        keys.live_platform(day, "spend"),
+        keys.live_platform_spend(day, world.acme.currency),
     ]
     before = counters().get_many(watched)
     assert before == [37_500, 37_500, 3, 3, 37_500, 3, 37_500]

@@ -16,7 +16,7 @@ from ads.delivery.counters import Bump, counters
 from ads.delivery.latency import recorder
 from engagement.models import ViewingSession
 from ml.models import DriftMeasurement, ModelVersion
-from tests.factories import TitleFactory, UserFactory, ViewerFactory
+from tests.factories import AdvertiserFactory, TitleFactory, UserFactory, ViewerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -175,11 +175,14 @@ def platform(db):
     - viewing sessions of a 5400 s title: two open ones started in the last 4 hours (25% and
       50% watched), one completed this morning (100%), one left open since 11:00 (stale: not
       active, 0%), and one from last night (not today);
-    - live counters: 5 impressions, 1 click, 3 completes, 7.50 spent; 8 decisions, 2 unfilled;
-      another day's and one account's own counters, which must not count;
+    - live counters: 5 impressions, 1 click, 3 completes, $7.50 and €2.25 spent by accounts in
+      those currencies (a GBP account spent nothing); 8 decisions, 2 unfilled; another day's
+      and one account's own counters, which must not count;
     - decision timings: 60 of 0.3 ms, 39 of 0.9 ms, one of 12 ms;
     - champions: CTR v2 (v1 retired), engagement v1.
     """
+    for currency in ("USD", "EUR", "GBP"):
+        AdvertiserFactory(currency=currency)
     title = TitleFactory(duration_seconds=5400)
     session(title, NOW - dt.timedelta(minutes=30), watched=1350)
     session(title, NOW - dt.timedelta(hours=3), watched=2700)
@@ -197,7 +200,9 @@ def platform(db):
             Bump(keys.live_platform(TODAY, "impressions"), 5),
             Bump(keys.live_platform(TODAY, "clicks"), 1),
             Bump(keys.live_platform(TODAY, "completes"), 3),
-            Bump(keys.live_platform(TODAY, "spend"), 7_500_000),
+            Bump(keys.live_platform_spend(TODAY, "USD"), 7_500_000),
+            Bump(keys.live_platform_spend(TODAY, "EUR"), 2_250_000),
+            Bump(keys.live_platform_spend(TODAY - dt.timedelta(days=1), "GBP"), 1_000_000),
             Bump(keys.live_platform(TODAY - dt.timedelta(days=1), "impressions"), 100),
             Bump(keys.live(42, TODAY, "impressions"), 1000),
             Bump(keys.decisions(TODAY), 8),
@@ -245,7 +250,7 @@ def test_the_executive_dashboard_is_the_hand_count(client, staff, platform):
         "impressions": "5",
         "clicks": "1",
         "completes": "3",
-        "revenue": "7.50",
+        "revenue": "€2.25 · $7.50",  # per currency, never added up
         "fill_rate": "75.00%",  # (8 − 2) / 8
         "decisions": "100",
         "p50_ms": "≤ 0.5",  # 0.3 ms is in the bucket (0.25, 0.5]
@@ -307,8 +312,9 @@ def test_the_executive_dashboard_queries_do_not_grow(
     for minutes in range(20):
         session(title, NOW - dt.timedelta(minutes=minutes))
     client.force_login(staff)
-    # Session and user; champions; active sessions and today's sessions. Counters: no query.
-    with django_assert_num_queries(5):
+    # Session and user; champions; active sessions and today's sessions; the accounts'
+    # currencies. Counters: no query.
+    with django_assert_num_queries(6):
         assert client.get(reverse(name)).status_code == 200
 
 
