@@ -127,6 +127,101 @@ def viewing_sessions_record(
     return len(specs)
 
 
+def viewing_session_start(
+    *, viewer_id: int, title_id: int, device: str, started_at: datetime
+) -> ViewingSession:
+    """Store a session that has just started, open: no end, nothing watched yet, neither
+    completed nor abandoned, no events. One INSERT; `viewing_session_finish` ends it.
+
+    The device must be known and `started_at` aware (ValidationError naming the field,
+    nothing written)."""
+    _session_spec_check(
+        SessionSpec(
+            viewer_id=viewer_id,
+            title_id=title_id,
+            device=device,
+            started_at=started_at,
+            ended_at=None,
+            watched_seconds=0,
+            completed=False,
+            abandoned=False,
+        )
+    )
+    return ViewingSession.objects.create(
+        viewer_id=viewer_id,
+        title_id=title_id,
+        device=device,
+        started_at=started_at,
+        ended_at=None,
+        watched_seconds=0,
+        completed=False,
+        abandoned=False,
+    )
+
+
+def viewing_session_finish(
+    *,
+    session: ViewingSession,
+    ended_at: datetime,
+    watched_seconds: int,
+    completed: bool,
+    abandoned: bool,
+    events: Sequence[PlaybackSpec] = (),
+) -> ViewingSession:
+    """End an open session: store its end, the seconds watched, whether it was completed or
+    abandoned, and its playback events, in one transaction; returns the session, updated.
+
+    Refused with a ValidationError naming the field, and nothing changed, when the session
+    has already ended (`ended_at`, also when another process ended it since `session` was
+    read), when it would end before it started or without an aware end, or when the rest
+    breaks the rules of `viewing_sessions_record`."""
+    if ended_at is None:
+        raise ValidationError({"ended_at": "A finished session needs its end."})
+    if session.ended_at is not None:
+        raise ValidationError({"ended_at": f"Session {session.pk} has already ended."})
+    _session_spec_check(
+        SessionSpec(
+            viewer_id=session.viewer_id,
+            title_id=session.title_id,
+            device=session.device,
+            started_at=session.started_at,
+            ended_at=ended_at,
+            watched_seconds=watched_seconds,
+            completed=completed,
+            abandoned=abandoned,
+            events=events,
+        )
+    )
+    fields = {
+        "ended_at": ended_at,
+        "watched_seconds": watched_seconds,
+        "completed": completed,
+        "abandoned": abandoned,
+    }
+    with transaction.atomic():
+        updated = ViewingSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(
+            **fields
+        )
+        if not updated:  # ended elsewhere since it was read, or gone
+            raise ValidationError({"ended_at": f"Session {session.pk} has already ended."})
+        PlaybackEvent.objects.bulk_create(
+            [
+                PlaybackEvent(
+                    session_id=session.pk,
+                    kind=event.kind,
+                    position_seconds=event.position_seconds,
+                    at=event.at,
+                    detail=event.detail,
+                )
+                for event in events
+            ],
+            batch_size=BATCH_SIZE,
+        )
+    for name, value in fields.items():
+        setattr(session, name, value)
+    return session
+
+
 DEVICES = frozenset(Device.values)
 PLAYBACK_KINDS = frozenset(PlaybackEvent.Kind.values)
 
