@@ -4,9 +4,11 @@ running server, so that open dashboards move.
 `viewers` viewers are online at once; each starts a session within the first two minutes
 (most of them picking a title up where they left it, so mid-rolls come soon), and another one
 shortly after each ends. At each ad break the simulator POSTs /api/v1/decisions with a
-platform key, and GETs each ad's tracking links when the player would fire them. Sessions are
-written as they end (through the engagement services, in-process); those still running when
-the run stops (after `minutes`, which may be infinite, or Ctrl-C) are written open.
+platform key, and GETs each ad's tracking links when the player would fire them. Each session
+is stored open when it starts and finished when it ends (through the engagement services,
+in-process, every few seconds), so that the sessions open now on the staff dashboard follow
+the audience; those still running when the run stops (after `minutes`, which may be infinite,
+or Ctrl-C) stay open.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tqdm import tqdm
 from demo.simulation.profiles import BreakProfile, CreativeProfile, ViewerProfile
 from demo.simulation.recording import (
     USER_AGENT,
-    SessionSink,
+    LiveSessionSink,
     SimulationResult,
     TruthWriter,
 )
@@ -46,7 +48,7 @@ from demo.simulation.world import World, derived_seed
 FIRST_START_WITHIN_SECONDS = 120
 NEXT_SESSION_GAP_SECONDS = (10, 120)
 LIVE_RESUME_SHARE = 0.7
-WRITE_SESSIONS_EVERY_SECONDS = 30.0
+WRITE_SESSIONS_EVERY_SECONDS = 5.0
 MAX_SLEEP_SECONDS = 0.5
 REQUEST_TIMEOUT_SECONDS = 10.0
 SERVER_POLL_SECONDS = 0.5
@@ -103,7 +105,7 @@ class LiveSimulation:
         self._queue: list[tuple[datetime, int, str, Any]] = []
         self._order = itertools.count()
         self._running: dict[int, SessionRun] = {}
-        self._sessions = SessionSink(self.result)
+        self._sessions = LiveSessionSink(self.result)
         self._truth = TruthWriter(options.truth_out)
         self._in_flight: list[_SlotState] = []
         self._started_wall = 0.0
@@ -154,7 +156,7 @@ class LiveSimulation:
             progress.close()
             for state in self._in_flight:
                 self._slot_done(state)
-            self._sessions.flush(running=list(self._running.values()))
+            self._sessions.flush()  # those still running stay open
             self._truth.close()
             self._client.close()
         self.result.seconds = self._clock() - self._started_wall
@@ -189,6 +191,7 @@ class LiveSimulation:
         )
         session = SessionRun(plan=plan, world=self.world, rng=random.Random(plan.seed))
         self._running[viewer.id] = session
+        self._sessions.start(session)
         self.result.sessions += 1
         self._step(session, play(session, self))
 
@@ -197,7 +200,7 @@ class LiveSimulation:
             wake_at = next(steps)
         except StopIteration:
             del self._running[session.viewer.id]
-            self._sessions.add(session)
+            self._sessions.end(session)
             gap = self._rng.uniform(*NEXT_SESSION_GAP_SECONDS)
             self._push(self.now() + timedelta(seconds=gap), "start", session.viewer)
             return

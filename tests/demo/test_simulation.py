@@ -45,6 +45,7 @@ from demo.simulation.profiles import (
     ViewerProfile,
 )
 from engagement.models import PlaybackEvent, ViewingSession
+from engagement.selectors import viewing_activity
 from engagement.services import PlaybackSpec, SessionSpec, viewing_sessions_record
 from tests.ads.conftest import line_item_with_creative
 from tests.factories import AdvertiserFactory, GenreFactory, TitleFactory, ViewerFactory
@@ -459,11 +460,51 @@ def test_live_mode_drives_the_http_api(small_world, tmp_path):
     events = Counter(AdEvent.objects.values_list("event_type", flat=True))
     assert events["impression"] == result.impressions > 0
     assert events["click"] == result.clicks
-    # Six viewers online; their sessions (open ones too) are written at the end.
+    # Six viewers online: every session is stored once, and those still running stay open.
     assert ViewingSession.objects.count() == result.sessions >= 6
     assert ViewingSession.objects.filter(ended_at=None).count() <= 6
     with truth_file.open() as file:
         assert len(list(csv.DictReader(file))) <= result.impressions
+
+
+def test_live_sessions_are_open_while_they_run_and_finished_when_they_end(small_world):
+    """The staff dashboard's open sessions follow the live audience: a session is stored open
+    when it starts and finished when it ends, not written whole at its end."""
+    _, api_key = ads_services.platform_key_create(name="simulator")
+    transport, clock = DjangoTransport(), FakeClock()
+    started_wall, started_at = clock.now, timezone.now()
+    seen: dict[int, list] = {}  # session id -> its ended_at at each look
+    active: list[int] = []
+
+    def sleep(seconds: float) -> None:  # look at the database while the audience watches
+        looked = int(clock.now - started_wall) // 5
+        clock.sleep(seconds)
+        if int(clock.now - started_wall) // 5 == looked:
+            return  # every 5 s, as a dashboard would
+        for pk, ended_at in ViewingSession.objects.values_list("pk", "ended_at"):
+            seen.setdefault(pk, []).append(ended_at)
+        at = started_at + timedelta(seconds=clock.now - started_wall + 1)
+        active.append(viewing_activity(at=at)["active_sessions"])
+
+    options = LiveOptions(
+        base_url="http://testserver", api_key=api_key, viewers=20, minutes=8, seed=2
+    )
+    result = simulate_live(World.load(seed=2), options, transport=transport, clock=clock,
+                           sleep=sleep)  # fmt: skip
+
+    assert ViewingSession.objects.count() == result.sessions
+    finished = ViewingSession.objects.filter(ended_at__isnull=False)
+    # Seen open (no end, nothing watched yet) while it ran, then finished with its events.
+    open_then_finished = [s for s in finished if seen.get(s.pk, [0])[0] is None]
+    assert len(open_then_finished) >= 2, len(open_then_finished)
+    for session in open_then_finished:
+        assert session.ended_at >= session.started_at
+        assert session.completed != session.abandoned
+        assert session.events.filter(kind="play").count() == 1
+    assert result.playback_events == PlaybackEvent.objects.count() > 0
+    # Counted among the sessions open now while they ran: as many as the audience, soon.
+    assert max(active) == 20
+    assert active[-1] == ViewingSession.objects.filter(ended_at=None).count() > 0
 
 
 def test_live_mode_says_when_the_server_is_not_there(small_world):
