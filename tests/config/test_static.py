@@ -5,9 +5,13 @@ import asyncio
 import warnings
 from pathlib import Path
 
+import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+
+# The ASGI handler's request signals may touch the connection (the file is still asserted).
+pytestmark = pytest.mark.django_db
 
 APP_CSS = Path(settings.BASE_DIR) / "static" / "css" / "app.css"
 
