@@ -147,8 +147,8 @@ class HistorySimulation:
             self._push(plan.start_at, "start", plan)
         progress = progress_bar(
             total=len(plans),
-            desc="simulated sessions",
-            unit="sessions",
+            desc="simulating",
+            unit="planned sessions",  # started, or dropped: the window ended first
             show=options.progress,
             mininterval=0.5,
         )
