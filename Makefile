@@ -26,7 +26,7 @@ install: $(INSTALLED)
 
 # Three days of simulated history for this many viewers a day (more: richer models, longer;
 # at 600 the first engagement candidate passed the promotion rules in one run of two, at 900 in
-# both runs measured, and so did the CTR candidate).
+# each of the three runs measured, and so did the CTR candidate).
 DEMO_VIEWERS ?= 900
 DEMO_LOGINS := .demo-logins.txt
 # While the demo serves, a simulated audience of this many viewers at once watches through the
