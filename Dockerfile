@@ -15,4 +15,4 @@ RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only python manage.py col
 RUN useradd --create-home interlude
 USER interlude
 EXPOSE 8000
-CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+CMD ["uvicorn", "config.asgi:application", "--lifespan", "off", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -10,7 +10,6 @@ The rules that turn MovieLens rows into titles and viewers are in the docstring 
 import hashlib
 import math
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
-from tqdm import tqdm
 
 from ads import services as ads_services
 from catalog.models import Device, Gender, MaturityRating, Region, Title, age_band_for
@@ -31,6 +29,7 @@ from catalog.services import (
     titles_upsert,
     viewers_upsert,
 )
+from config.progress import progress as progress_bar
 from engagement.services import RatingSpec, ratings_upsert
 
 EXTERNAL_ID_PREFIX = "ml:"
@@ -368,7 +367,7 @@ def movielens_load(*, path: Path, progress: bool | None = None) -> MovieLensLoad
     breaks), viewers and ratings in one transaction: bad input raises MovieLensError before
     anything is written, and a failed write leaves nothing behind. Keyed on external ids and
     (viewer, title), so a second load of the same files changes nothing. `progress`: show a
-    progress bar on stderr (None: only when stderr is a terminal)."""
+    progress bar on stderr (a bar on a terminal, one line otherwise; None: the same)."""
     try:
         return _load(path=path, progress=progress)
     except ValidationError as error:  # the services' own checks; the reader catches more
@@ -398,15 +397,9 @@ def _load(*, path: Path, progress: bool | None) -> MovieLensLoad:
             )
             for viewer, title, rating, rated_at in ratings
         )
-        # disable=None: tqdm shows the bar only when stderr is a terminal.
-        disable = None if progress is None else not progress
-        bar = tqdm(
-            specs,
-            total=len(ratings),
-            desc="ratings",
-            unit=" ratings",
-            file=sys.stderr,
-            disable=disable,
+        # None or True: a bar on a terminal, one line in a log; False: nothing.
+        bar = progress_bar(
+            specs, total=len(ratings), desc="ratings", unit="ratings", show=progress is not False
         )
         with bar:
             rating_count = ratings_upsert(ratings=bar)

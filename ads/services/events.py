@@ -381,12 +381,31 @@ def _insert_values(columns: list[list]) -> tuple[str, list]:
     rows = len(columns[0])
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = _insert_head() + "VALUES " + ", ".join([placeholders] * rows) + ON_CONFLICT
-    params = [
-        field.get_db_prep_save(UUID(value) if field.name == "decision_id" else value, connection)
-        for row in zip(*columns, strict=True)
-        for field, value in zip(fields, row, strict=True)
+    prepared = [
+        _prepared_column(field, column) for field, column in zip(fields, columns, strict=True)
     ]
+    params = [value for row in zip(*prepared, strict=True) for value in row]
     return sql, params
+
+
+# Integer, key and text columns reach the driver as they are: their fields' get_db_prep_save
+# returns ints and strings unchanged (or None). Times and UUIDs go through their field.
+_DRIVER_READY = {"ForeignKey", "CharField", "PositiveSmallIntegerField", "BigIntegerField"}
+
+
+def _prepared_column(field: Any, column: list) -> list:
+    if field.get_internal_type() in _DRIVER_READY and all(
+        value is None or type(value) in (int, str) for value in column
+    ):
+        return column
+    is_uuid = field.name == "decision_id"
+    cache: dict[Any, Any] = {}  # a batch repeats its times and decisions: convert each once
+    prepared = []
+    for value in column:
+        if value not in cache:
+            cache[value] = field.get_db_prep_save(UUID(value) if is_uuid else value, connection)
+        prepared.append(cache[value])
+    return prepared
 
 
 def _count(outcomes: list[EventOutcome], accepted: list[_Pending], now: datetime) -> None:

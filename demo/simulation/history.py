@@ -34,9 +34,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from tqdm import tqdm
 
 from ads import services as ads_services
+from config.progress import progress as progress_bar
 from demo.simulation.profiles import BreakProfile, CreativeProfile
 from demo.simulation.recording import (
     USER_AGENT,
@@ -145,8 +145,12 @@ class HistorySimulation:
         )
         for plan in plans:
             self._push(plan.start_at, "start", plan)
-        progress = tqdm(
-            total=len(plans), unit="session", disable=not options.progress, mininterval=0.5
+        progress = progress_bar(
+            total=len(plans),
+            desc="simulating",
+            unit="planned sessions",  # started, or dropped: the window ended first
+            show=options.progress,
+            mininterval=0.5,
         )
         try:
             while self._queue and self._queue[0][0] <= self.end:
@@ -165,7 +169,7 @@ class HistorySimulation:
         self.result.seconds = time.perf_counter() - started
         return self.result
 
-    def _handle(self, at: datetime, _order: int, kind: str, item: Any, progress: tqdm) -> None:
+    def _handle(self, at: datetime, _order: int, kind: str, item: Any, progress: Any) -> None:
         if self._buffered_since is not None and at - self._buffered_since >= FLUSH_EVERY:
             self._flush(at)
         if kind == "start":

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx2
 from django.utils import timezone
-from tqdm import tqdm
 
+from config.progress import progress as progress_bar
 from demo.simulation.profiles import BreakProfile, CreativeProfile, ViewerProfile
 from demo.simulation.recording import (
     USER_AGENT,
@@ -130,7 +130,9 @@ class LiveSimulation:
             delay = self._rng.uniform(0, FIRST_START_WITHIN_SECONDS)
             self._push(self._started_at + timedelta(seconds=delay), "start", viewer)
         last_write = self._clock()
-        progress = tqdm(unit="session", disable=not self.options.progress, mininterval=0.5)
+        progress = progress_bar(
+            desc="live sessions", unit="sessions", show=self.options.progress, mininterval=0.5
+        )
         try:
             while (remaining := deadline - self._clock()) > 0:
                 if self._clock() - last_write >= WRITE_SESSIONS_EVERY_SECONDS:

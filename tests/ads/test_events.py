@@ -377,3 +377,33 @@ def test_live_messages_go_once_per_account_and_interval(monkeypatch):
     assert sorted(layer.sent)[-1] == ("advertiser-3", "delivery.changed")
     assert ("advertiser-2", "delivery.changed") in layer.sent
     assert len(layer.sent) == 3
+
+
+def test_sqlite_insert_params_are_what_the_fields_would_prepare():
+    """The VALUES list passes ints and strings as they are and converts times and decision ids
+    once per distinct value: the parameters equal each field's own get_db_prep_save."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from django.db import connection
+
+    from ads.services import events as events_module
+
+    fields = events_module._insert_fields()
+    when = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    decision = uuid.uuid4().hex
+    row = [1, 2, 3, 4, 5, None, "impression", "e1", "c1", decision, 0, "tv", "us", when, when, 7]
+    other = [1, 2, 3, 4, 5, 6, "click", "e2", "c2", decision, 1, "tv", "us", when, when, 0]
+    columns = [list(pair) for pair in zip(row, other, strict=True)]
+
+    _, params = events_module._insert_values(columns)
+
+    expected = [
+        field.get_db_prep_save(
+            uuid.UUID(value) if field.name == "decision_id" else value, connection
+        )
+        for values in (row, other)
+        for field, value in zip(fields, values, strict=True)
+    ]
+    assert params == expected
+    assert len(params) == 32

@@ -3,9 +3,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
-from tqdm import tqdm
 
 from analytics import services
+from config.progress import progress
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             # Through tomorrow (UTC): accounts east of UTC may already be on it.
             days_to_roll = [today - dt.timedelta(days=n) for n in range(days, -2, -1)]
         rows = 0
-        for each in tqdm(days_to_roll, desc="days", disable=None):
+        for each in progress(days_to_roll, desc="rollup", unit="days"):
             rows += services.rollup_day(day=each).delivery_rows
         self.stdout.write(
             f"Rolled up {len(days_to_roll)} days into {rows:,} delivery rows in "

@@ -5,9 +5,9 @@ import time
 from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from ads.services import ctr_model_train
+from config.progress import progress
 from engagement.services import engagement_model_train
 from ml import selectors as ml_selectors
 from ml.models import ModelVersion
@@ -34,7 +34,7 @@ class Command(BaseCommand):
             "ctr": lambda: ctr_model_train(window_days=days),
         }
         outcomes = []
-        for kind, train in tqdm(trainers.items(), desc="models", disable=None):
+        for kind, train in progress(trainers.items(), desc="training", unit="models"):
             try:
                 version = train()
             except TrainingError as error:  # recorded as a failed run; the champion stays
