@@ -496,7 +496,9 @@ def test_live_sessions_are_open_while_they_run_and_finished_when_they_end(small_
     finished = ViewingSession.objects.filter(ended_at__isnull=False)
     # Seen open (no end, nothing watched yet) while it ran, then finished with its events.
     open_then_finished = [s for s in finished if seen.get(s.pk, [0])[0] is None]
-    assert len(open_then_finished) >= 2, len(open_then_finished)
+    # How many end within 8 minutes depends on the world's ids (1 on PostgreSQL, more on
+    # SQLite); one seen open and later finished is the behaviour (the old code gave none).
+    assert len(open_then_finished) >= 1, len(open_then_finished)
     for session in open_then_finished:
         assert session.ended_at >= session.started_at
         assert session.completed != session.abandoned
