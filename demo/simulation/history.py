@@ -161,7 +161,7 @@ class HistorySimulation:
                     while self._queue and self._queue[0][0] <= min(hour_end, self.end):
                         self._handle(*heapq.heappop(self._queue), progress)
             with transaction.atomic():
-                self._flush(self.end)
+                self._flush_due(self.end, final=True)
                 self._sessions.flush(running=list(self._running.values()))
         finally:
             progress.close()
@@ -170,8 +170,7 @@ class HistorySimulation:
         return self.result
 
     def _handle(self, at: datetime, _order: int, kind: str, item: Any, progress: Any) -> None:
-        if self._buffered_since is not None and at - self._buffered_since >= FLUSH_EVERY:
-            self._flush(at)
+        self._flush_due(at)
         if kind == "start":
             if self._start(item, at):
                 progress.update(1)
@@ -258,6 +257,17 @@ class HistorySimulation:
         self._buffered_slots.append((slot, positions))
         if self._buffered_since is None:
             self._buffered_since = at
+
+    def _flush_due(self, at: datetime, *, final: bool = False) -> None:
+        """Send the buffer if it is due by `at` (or `final`), as the player would have: at
+        most FLUSH_EVERY after its first event, not at `at`, which may come hours later
+        when the next thing to happen is the next morning's session (its tracking links
+        would have expired by then)."""
+        if self._buffered_since is None:
+            return
+        due = self._buffered_since + FLUSH_EVERY
+        if final or due <= at:
+            self._flush(min(due, at))
 
     def _flush(self, at: datetime) -> None:
         if not self._buffer:
