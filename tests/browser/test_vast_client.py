@@ -14,10 +14,11 @@ import contextlib
 import sqlite3
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from ads.models import AdEvent
 from tests.ads.conftest import line_item_with_creative
@@ -53,12 +54,21 @@ def _events(tmp_path) -> Counter:
         return Counter(
             (str(decision).replace("-", ""), creative, kind) for decision, creative, kind in rows
         )
-    return Counter(
-        (decision.hex, creative, kind)
-        for decision, creative, kind in AdEvent.objects.values_list(
-            "decision_id", "creative_id", "event_type"
-        )
-    )
+
+    def read() -> Counter:
+        try:
+            return Counter(
+                (decision.hex, creative, kind)
+                for decision, creative, kind in AdEvent.objects.values_list(
+                    "decision_id", "creative_id", "event_type"
+                )
+            )
+        finally:
+            connections.close_all()
+
+    # Playwright's sync API runs an event loop in this thread, where Django refuses queries.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(read).result()
 
 
 def _wait_for(page, condition, what: str, seconds: float = 10.0) -> None:
