@@ -401,3 +401,13 @@ def test_the_try_it_page_loads_the_vendored_client(client):
     assert response.status_code == 200
     assert b"js/vast_player.js" in response.content
     assert b'value="interlude-web"' in response.content
+
+
+def test_admin_shows_a_players_tags(admin_client, world, player):
+    response = admin_client.get(f"/admin/ads/player/{player.pk}/change/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    vmap = f"/vmap/1.0?player=web-player&amp;viewer={world.viewer.external_id}"
+    assert vmap in page
+    assert f"&amp;title={world.title.pk}&amp;break={world.ad_break.pk}&amp;device=ctv" in page
