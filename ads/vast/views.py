@@ -79,7 +79,8 @@ def _no_ads(
 
 
 def _client_address(request: HttpRequest) -> str:
-    # The server's peer; behind a proxy, the proxy sets REMOTE_ADDR from X-Forwarded-For.
+    # The server's peer. X-Forwarded-For is not trusted (any client can write it): behind a
+    # load balancer, have it pass the client's address as the peer (e.g. PROXY protocol).
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
