@@ -411,3 +411,22 @@ def test_admin_shows_a_players_tags(admin_client, world, player):
     vmap = f"/vmap/1.0?player=web-player&amp;viewer={world.viewer.external_id}"
     assert vmap in page
     assert f"&amp;title={world.title.pk}&amp;break={world.ad_break.pk}&amp;device=ctv" in page
+
+
+def test_the_api_schema_documents_the_ad_tags(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+
+    vast = schema["paths"]["/vast/4.2"]["get"]
+    assert {p["name"] for p in vast["parameters"] if p["required"]} == {
+        "player",
+        "viewer",
+        "title",
+        "device",
+    }
+    assert {p["name"] for p in vast["parameters"]} >= {"break", "offset", "pod_max_dur", "cb"}
+    assert set(vast["responses"]) == {"200", "400", "429"}
+    assert "application/xml" in vast["responses"]["200"]["content"]
+    assert schema["paths"]["/vmap/1.0"]["get"]["security"] == []
+    assert "/api/v1/decisions" in schema["paths"]  # the hook adds, it does not replace
