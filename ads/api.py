@@ -7,6 +7,7 @@ admin. Tracking links (`GET /t/<token>/<event>`) need no key: the signed token i
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -262,7 +263,7 @@ class DecisionView(PlatformAPIView):
                 if key_id is not None:
                     try:
                         data = json.loads(request.body)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # DRF's parser words the error
                         data = None
                     parsed = parse_decision_request(data)
                     if parsed is not None:
@@ -340,24 +341,38 @@ def parse_event_batch(data: Any) -> list[services.IncomingEvent]:
                 raise serializers.ValidationError({f"{where}.{name}": ["A non-empty string."]})
         if len(raw["event_id"]) > 80:
             raise serializers.ValidationError({f"{where}.event_id": ["At most 80 characters."]})
-        occurred_at: datetime | None = None
-        if raw.get("occurred_at") is not None:
-            occurred_at = (
-                parse_datetime(raw["occurred_at"]) if isinstance(raw["occurred_at"], str) else None
-            )
-            if occurred_at is None or occurred_at.tzinfo is None:
-                raise serializers.ValidationError(
-                    {f"{where}.occurred_at": ["An ISO 8601 time with a UTC offset."]}
-                )
+        occurred_at, problem = _occurred_at(raw.get("occurred_at"), where)
         parsed.append(
             services.IncomingEvent(
                 token=raw["token"],
                 event_type=raw["type"],
                 client_event_id=raw["event_id"],
                 occurred_at=occurred_at,
+                problem=problem,
             )
         )
     return parsed
+
+
+def _occurred_at(value: Any, where: str) -> tuple[datetime | None, str | None]:
+    """The reported time, and the problem that rejects this event alone if it has one.
+
+    Not a time at all ("noon", a number) is a malformed batch: a 400 naming the field. A time
+    in the right form that cannot exist (30 February, hour 25, offset +99:00, digits that are
+    not ASCII) is one bad event in a good batch, rejected as `bad_timestamp`."""
+    if value is None:
+        return None, None
+    try:
+        occurred_at = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None, "bad_timestamp"
+    if occurred_at is None or occurred_at.tzinfo is None:
+        raise serializers.ValidationError(
+            {f"{where}.occurred_at": ["An ISO 8601 time with a UTC offset."]}
+        )
+    if not value.isascii():
+        return None, "bad_timestamp"
+    return occurred_at, None
 
 
 class EventBatchView(PlatformAPIView):
@@ -395,8 +410,10 @@ class EventBatchView(PlatformAPIView):
     def post(self, request: Request) -> Response:
         """Up to 1,000 events. Idempotent: an event already counted (by its decision, creative
         and type) comes back `duplicate`, so a batch sent twice counts once. Rejection reasons:
-        `forged`, `expired`, `unknown_event_type`, `no_impression`, `bad_timestamp`, `bot`,
-        `unknown_reference`."""
+        `forged`, `expired`, `unknown_event_type`, `no_impression`, `bad_timestamp` (outside
+        the token's life, or a time that cannot exist), `invalid_event_id` (a null character
+        or a lone surrogate, which cannot be stored), `bot`, `unknown_reference`. A rejected
+        event is rejected alone: the batch's other events are stored."""
         events = parse_event_batch(request.data)
         outcomes = services.events_record(
             events=events, user_agent=request.headers.get("User-Agent", "")
@@ -409,7 +426,7 @@ class EventBatchView(PlatformAPIView):
                 "rejected": statuses.count("rejected"),
                 "results": [
                     {
-                        "event_id": outcome.client_event_id,
+                        "event_id": _printable(outcome.client_event_id),
                         "status": outcome.status,
                         "reason": outcome.reason,
                     }
@@ -417,6 +434,17 @@ class EventBatchView(PlatformAPIView):
                 ],
             }
         )
+
+
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _printable(event_id: str) -> str:
+    """The event id as a JSON answer can carry it: a lone surrogate (refused as
+    `invalid_event_id`) has no UTF-8 form, so it is echoed as U+FFFD."""
+    if event_id.isascii():
+        return event_id
+    return SURROGATES.sub("\ufffd", event_id)
 
 
 @extend_schema(exclude=True)

@@ -68,6 +68,9 @@ class IncomingEvent:
     event_type: str
     client_event_id: str = ""
     occurred_at: datetime | None = None
+    # Why the caller already knows this event is unusable (a time that cannot exist): it is
+    # rejected with this reason, alone, and the rest of its batch goes on.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,20 @@ class EventOutcome:
 def is_bot(user_agent: str) -> bool:
     agent = user_agent.lower()
     return any(marker in agent for marker in BOT_USER_AGENTS)
+
+
+def _storable(text: str) -> bool:
+    """Whether a text column takes it: PostgreSQL refuses a null character, and a lone
+    surrogate (valid in a JSON string, not in UTF-8) cannot be encoded for it."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def event_track(
@@ -137,7 +154,11 @@ def events_record(
         reason = None
         occurred = event.occurred_at or now
         event_type = event.event_type
-        if event_type not in EVENT_TYPES:
+        if event.problem:
+            reason = event.problem
+        elif not _storable(event.client_event_id):
+            reason = "invalid_event_id"
+        elif event_type not in EVENT_TYPES:
             reason = "unknown_event_type"
         elif bot:
             reason = "bot"
