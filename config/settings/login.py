@@ -16,3 +16,6 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.login.locked_out"
 # Failures only (who tried what, from where), not a row for every successful login.
 AXES_DISABLE_ACCESS_LOG = True
+# No start-up banner in every command's output; failures are still logged with the username
+# and address that count.
+AXES_VERBOSE = False
