@@ -103,11 +103,15 @@ def _storable(text: str) -> bool:
 def event_track(
     *, token: str, event_type: str, user_agent: str = "", at: datetime | None = None
 ) -> EventOutcome:
-    """One event from a tracking link."""
+    """One event from a tracking link, fired by the viewer's device: its player or browser
+    always names itself, so a missing or blank User-Agent is a script's, rejected as `bot`
+    (as the IAB's invalid-traffic guidelines do). A batch comes from a server with a
+    platform key, whose User-Agent says nothing about the viewer: a blank one passes there."""
     (outcome,) = events_record(
         events=[IncomingEvent(token=token, event_type=event_type)],
         user_agent=user_agent,
         at=at,
+        blank_agent_is_bot=True,
     )
     return outcome
 
@@ -123,7 +127,11 @@ class _Pending(NamedTuple):
 
 
 def events_record(
-    *, events: list[IncomingEvent], user_agent: str = "", at: datetime | None = None
+    *,
+    events: list[IncomingEvent],
+    user_agent: str = "",
+    at: datetime | None = None,
+    blank_agent_is_bot: bool = False,
 ) -> list[EventOutcome]:
     """Check, store and count a batch of events; one outcome per event, in order.
 
@@ -144,7 +152,7 @@ def events_record(
     latest = now + CLOCK_SKEW
     outcomes: list[EventOutcome | None] = [None] * len(events)
     pending: list[_Pending] = []
-    bot = is_bot(user_agent)
+    bot = is_bot(user_agent) or (blank_agent_is_bot and not user_agent.strip())
     for position, event in enumerate(events):
         try:
             claim = read_token(event.token, at=now)

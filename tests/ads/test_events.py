@@ -92,6 +92,28 @@ def test_bots_are_filtered(client, slot):
     assert not AdEvent.objects.exists()
 
 
+@pytest.mark.parametrize("user_agent", [None, "", "   "])
+def test_a_tracking_link_without_a_user_agent_is_a_bots(client, slot, user_agent):
+    headers = {} if user_agent is None else {"HTTP_USER_AGENT": user_agent}
+    response = client.get(f"/t/{slot.token}/impression", **headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "bot",
+        "message": "Requests from automated agents are not counted.",
+        "fields": {},
+    }
+    assert not AdEvent.objects.exists()
+    assert counters().get_many([keys.invalid_events("bot", timezone.now().date())]) == [1]
+
+
+def test_a_batch_without_a_user_agent_is_counted(slot):
+    """A batch comes from a server holding a platform key: its User-Agent is the server's."""
+    (outcome,) = services.events_record(
+        events=[services.IncomingEvent(token=slot.token, event_type="impression")]
+    )
+    assert (outcome.status, outcome.reason) == ("accepted", None)
+
+
 def test_an_unknown_event_type_is_named(client, slot):
     response = track(client, slot.token, "rewind")
     assert response.status_code == 400
