@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ads import selectors, services
+from ads.decisioning import eligibility
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import current_index
 from ads.delivery import latency
@@ -117,7 +119,16 @@ class DecisionOutput(serializers.Serializer):
     reason = serializers.ChoiceField(
         choices=["no_eligible_ads", "kids_profile", "unknown_viewer"], allow_null=True
     )
-    explain = serializers.ListField(child=serializers.DictField(), required=False)
+    explain = inline_serializer(
+        "ExplainEntry",
+        {
+            "stage": serializers.CharField(help_text="live, targeting, kids, budget, ..., pod"),
+            "rule": serializers.CharField(help_text="e.g. device, daily_budget, chosen"),
+            "line_items": serializers.IntegerField(help_text="How many it applied to."),
+        },
+        many=True,
+        required=False,
+    )
 
 
 DEVICES = frozenset(Device.values)
@@ -196,8 +207,26 @@ def decision_payload(decision: Decision, tracking_base: str) -> dict[str, Any]:
         "reason": decision.reason,
     }
     if decision.explain is not None:
-        payload["explain"] = decision.explain
+        payload["explain"] = explain_for_player(decision.explain)
     return payload
+
+
+STAGE_ORDER = {stage: position for position, stage in enumerate(eligibility.STAGES)}
+
+
+def explain_for_player(report: list[dict]) -> list[dict]:
+    """What a platform key's caller sees of `explain`: how many line items each stage and
+    rule removed (or chose), in the engine's stage order. A player needs to know why its pod
+    came back short; the line items' names, ids, advertisers and scores are each account's
+    business, and any player could ask."""
+    counts = Counter((entry["stage"], entry["rule"]) for entry in report)
+    return [
+        {"stage": stage, "rule": rule, "line_items": count}
+        for (stage, rule), count in sorted(
+            counts.items(),
+            key=lambda item: (STAGE_ORDER.get(item[0][0], len(STAGE_ORDER)), item[0][1] or ""),
+        )
+    ]
 
 
 class DecisionView(PlatformAPIView):
@@ -242,8 +271,9 @@ class DecisionView(PlatformAPIView):
     def post(self, request: Request) -> HttpResponse:
         """Answers with the pod (ordered creatives with signed tracking links), or an empty pod
         and a reason: `no_eligible_ads`, `kids_profile` (kids profiles never get ads) or
-        `unknown_viewer`. With `explain: true`, every line item with the stage and rule that
-        removed it, or its score."""
+        `unknown_viewer`. With `explain: true`, how many line items each stage and rule
+        removed (or `pod` / `chosen`): never their names, ids or scores, which belong to
+        their accounts."""
         form = DecisionInput(data=request.data)
         form.is_valid(raise_exception=True)
         return _decision_response(request, DecisionRequest(**form.validated_data))
