@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from analytics.consumers import DashboardConsumer
+from analytics.consumers import DashboardConsumer, StaffSessionsConsumer
 
 websocket_urlpatterns = [
     path("ws/a/<slug:slug>/live/", DashboardConsumer.as_asgi()),
+    path("ws/staff/sessions/", StaffSessionsConsumer.as_asgi()),
 ]
