@@ -191,11 +191,21 @@ def prefix_rows(sessions: list[ViewingSession], cuts=CUT_MINUTES) -> PrefixRows:
     )
 
 
+# Only sessions that started this long before the window's end: by then every sitting has
+# ended. Taking every session that ended in the window would keep, of the last hours, the
+# short ones (mostly abandoned) and leave out the long ones still running (mostly finishing),
+# and the held-out sessions, the latest, would be the most biased.
+SETTLED_AFTER = timedelta(hours=4)
+
+
 def finished_sessions(
     *, window_start: datetime | None, window_end: datetime
 ) -> list[ViewingSession]:
-    """Sessions that ended before `window_end` (and started from `window_start`), by start."""
-    sessions = ViewingSession.objects.filter(ended_at__isnull=False, ended_at__lt=window_end)
+    """Sessions that started from `window_start` and at least SETTLED_AFTER before
+    `window_end`, and ended before it; by start."""
+    sessions = ViewingSession.objects.filter(
+        started_at__lt=window_end - SETTLED_AFTER, ended_at__isnull=False, ended_at__lt=window_end
+    )
     if window_start is not None:
         sessions = sessions.filter(started_at__gte=window_start)
     return list(
@@ -262,7 +272,8 @@ def live_score_model_train(
     *, window_end: datetime | None = None, window_days: int | None = None
 ) -> ModelVersion:
     """Train the live score on the sessions that ended before `window_end` (default: midnight
-    UTC today) and, with `window_days`, started not earlier than that; register it, and
+    UTC today), started SETTLED_AFTER before it and, with `window_days`, not before that
+    many days; register it, and
     promote it if it beats the champion (or, first, the base rate) on the same held-out rows.
 
     1. Sessions by start: 70 % train, 15 % early-stop and calibrate, 15 % held out.
