@@ -84,6 +84,14 @@ def _client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
+def _is_bot(request: HttpRequest) -> bool:
+    """As the tracking links judge: a tag is fetched by a viewer's player or browser, which
+    always names itself, so a missing or blank User-Agent is a script's too (its trackers
+    would not count: serving it would spend caps and budget on nothing)."""
+    agent = request.headers.get("User-Agent", "")
+    return not agent.strip() or is_bot(agent)
+
+
 @require_GET
 def vast_tag(request: HttpRequest) -> HttpResponse:
     """GET /vast/4.2: the pod for one ad break, as VAST 4.2 (parameters: `params.PARAMETERS`)."""
@@ -113,7 +121,7 @@ def vast_tag(request: HttpRequest) -> HttpResponse:
         return _no_ads(
             request, player=player_id, reason="inactive_player", message="This player is off."
         )
-    if is_bot(request.headers.get("User-Agent", "")):
+    if _is_bot(request):
         return _no_ads(
             request, player=player_id, reason="bot", message="No ads for automated agents."
         )
@@ -178,12 +186,7 @@ def vmap_schedule(request: HttpRequest) -> HttpResponse:
     if title is None:
         return _json_error("invalid", "title", f"No title with id {tag.title}.")
     viewer = index.viewers.get(tag.viewer)
-    if (
-        not player.is_active
-        or viewer is None
-        or viewer.is_kids
-        or is_bot(request.headers.get("User-Agent", ""))
-    ):
+    if not player.is_active or viewer is None or viewer.is_kids or _is_bot(request):
         return _xml(documents.vmap([]))
     base = request.build_absolute_uri(VAST_PATH) + "?"
     common = {"player": tag.player, "viewer": tag.viewer, "title": title.id}
