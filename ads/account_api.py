@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -92,6 +92,27 @@ class NewestFirst(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 200
 
+    def decode_cursor(self, request: Request) -> Any:
+        """DRF's, refusing a well-formed cursor whose position is not an id (DRF passes it to
+        the query as it is: a 500)."""
+        cursor = super().decode_cursor(request)
+        position = cursor.position if cursor is not None else None
+        if position is not None and not position.isdigit():
+            raise exceptions.NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+class PageQuery(serializers.Serializer):
+    """The query of a list: a bad `limit` is named, not replaced by the default."""
+
+    cursor = serializers.CharField(required=False, help_text="From a page's next or previous.")
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=NewestFirst.max_page_size,
+        required=False,
+        help_text=f"Per page: {NewestFirst.page_size} unless given.",
+    )
+
 
 class CampaignOutput(serializers.ModelSerializer):
     class Meta:
@@ -125,7 +146,7 @@ ERROR = inline_serializer(
 AUTH_ERRORS = {401: ERROR, 403: ERROR}
 
 
-class CampaignFilters(serializers.Serializer):
+class CampaignFilters(PageQuery):
     status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
 
 
@@ -133,11 +154,7 @@ class CampaignListView(AccountAPIView):
     @extend_schema(
         operation_id="list_campaigns",
         summary="The account's campaigns, newest first",
-        parameters=[
-            CampaignFilters,
-            OpenApiParameter("cursor", str, description="From a page's `next` or `previous`."),
-            OpenApiParameter("limit", int, description="Per page: 50 unless given, ≤ 200."),
-        ],
+        parameters=[CampaignFilters],
         responses={
             200: inline_serializer(
                 "CampaignPage",

@@ -165,9 +165,18 @@ def test_campaigns_come_newest_first_in_cursor_pages(client, tenancy):
     assert seen == expected and len(seen) == 5
     paused = api.get("/api/v1/campaigns?status=paused").json()["results"]
     assert [campaign["name"] for campaign in paused] == ["Wave 3", "Wave 2", "Wave 1", "Wave 0"]
-    bad = api.get("/api/v1/campaigns?status=running")
-    assert bad.status_code == 400
-    assert list(bad.json()["error"]["fields"]) == ["status"]
+    for query, field in [
+        ("status=running", "status"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+    ]:
+        bad = api.get(f"/api/v1/campaigns?{query}")
+        assert bad.status_code == 400
+        assert list(bad.json()["error"]["fields"]) == [field]
+    # A cursor that is not one of ours: "p=abc" encoded, as DRF would encode a position.
+    for cursor in ("garbage", "cD1hYmM%3D"):
+        bad = api.get(f"/api/v1/campaigns?cursor={cursor}")
+        assert (bad.status_code, bad.json()["error"]["message"]) == (404, "Invalid cursor")
 
 
 def test_a_read_key_cannot_write(client, tenancy):
