@@ -28,11 +28,15 @@ def advertisers_for_user(*, user: User | AnonymousUser) -> QuerySet[Advertiser]:
 
 
 def membership_get(*, user: User | AnonymousUser, advertiser_slug: str) -> Membership:
-    """The user's membership in the account with this slug; DoesNotExist if there is none."""
+    """The user's membership in the account with this slug; DoesNotExist if there is none, or
+    if the user or the account was deactivated (a live socket asks again at every update)."""
     if not isinstance(user, User):
         raise Membership.DoesNotExist
     return Membership.objects.select_related("advertiser").get(
-        user=user, advertiser__slug=advertiser_slug, advertiser__is_active=True
+        user=user,
+        user__is_active=True,
+        advertiser__slug=advertiser_slug,
+        advertiser__is_active=True,
     )
 
 
