@@ -32,6 +32,7 @@ from ads.services.keys import (
     platform_key_authenticate,
     platform_key_create,
 )
+from ads.services.players import player_ensure
 
 __all__ = [
     "Decision",
@@ -62,5 +63,6 @@ __all__ = [
     "membership_set",
     "platform_key_authenticate",
     "platform_key_create",
+    "player_ensure",
     "server_start",
 ]

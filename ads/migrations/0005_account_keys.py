@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ads', '0003_adevent_fact_table'),
+        ('ads', '0004_player'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
