@@ -9,6 +9,7 @@ A step is a function of the request body returning a message dict ({"content": .
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -85,10 +86,9 @@ class StandIn:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                try:
+                # The client may have given up (a timeout test).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
 
             def _stream(self, message: dict, finish: str) -> None:
                 self.send_response(200)
