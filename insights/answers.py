@@ -88,7 +88,7 @@ def kpis_text(result: dict, metric: str | None) -> str:
     currency, values = result["currency"], result["values"]
     head = f"{scope_name(result)}, {result['period']['label']}"
     if values["impressions"] == 0:
-        return f"{head}: no impressions, so nothing to report for that period."
+        return f"{head}: 0 impressions, so nothing to report for that period."
     if metric:
         label = METRICS[metric][0]
         lead = f"{head}: {label} {number(metric, values[metric], currency)}."

@@ -202,6 +202,12 @@ def _find_names(context: Context, question: str) -> tuple[NamedScope | None, str
                 for width in range(2, size):  # the start of a longer name: "zero sugar"
                     if f" {' '.join(name_words[:width])} " in f" {text} ":
                         score = max(score, 0.9 + width / size * 0.05)
+                # A part of a name made of parts ("Prime-time TV" of "Summer Refresh ·
+                # Prime-time TV"), when the part is a few words of its own.
+                for part in re.split(r"\s[·|:/–-]\s", name)[1:]:
+                    part_key = normalized(part)
+                    if len(part_key.split()) >= 2 and f" {part_key} " in f" {text} ":
+                        score = max(score, 0.9 + len(part_key) / len(key) * 0.05)
                 if score < 0.84 or size == 1 and score < 0.9:
                     continue
             candidate = (score, -rank, NamedScope(kind, str(pk), name))
@@ -220,11 +226,17 @@ def _unknown_name(context: Context, question: str) -> str | None:
     for kind in ("campaign", "line_item", "creative"):
         known |= {normalized(name) for _, name in candidates(context, kind)}
     known_words = {word for name in known for word in name.split()}
+    vocabulary = "|".join(pattern for _, pattern in METRIC_WORDS + DIMENSION_WORDS)
     for match in re.finditer(r"(?:[A-Z][\w'’-]+)(?: [A-Z][\w'’-]+)*", question):
-        words = [w for w in normalized(match.group(0)).split() if w not in COMMON_CAPITALS]
-        words = [w for w in words if w not in _MONTH_WORDS]
-        if not words:
-            continue
+        words = [
+            word
+            for word in normalized(match.group(0)).split()
+            if word not in COMMON_CAPITALS
+            and word not in _MONTH_WORDS
+            and not re.fullmatch(vocabulary, word)
+        ]
+        if not words or (match.start() == 0 and len(match.group(0).split()) == 1):
+            continue  # a capital that starts the sentence is not a name by itself
         if all(
             word in known_words or difflib.get_close_matches(word, known_words, n=1, cutoff=0.8)
             for word in words
@@ -287,9 +299,14 @@ def understand(
     elif dimension and not (named and dimension == named.kind):
         intent.tool = "breakdown"
         intent.dimension = dimension
-        intent.order = "worst" if re.search(WORST, text) else "best"
-        if dimension in ("hour", "daypart") and not re.search(f"{WORST}|{BEST}", text):
+        if re.search(WORST, text):
+            intent.order = "worst"
+        elif re.search(BEST, text):
+            intent.order = "best"
+        elif dimension in ("hour", "daypart") and not previous:
             intent.order = "chronological"
+        else:
+            intent.order = ""  # unsaid: the question before's, else best first
     elif re.search(COMPARE, text) or second:
         intent.tool = "compare_periods"
         intent.previous_period = second[1] if second else ""
@@ -314,6 +331,9 @@ def _follow_up(intent: Intent, text: str, previous: dict | None, page_scope: dic
     is_follow_up = bool(
         previous and re.match(r"^(?:and|what about|how about|same|and for|now|then|ok)\b", text)
     )
+    if is_follow_up and previous and intent.tool == previous.get("tool"):
+        intent.metric = intent.metric or previous.get("metric")
+        intent.order = intent.order or previous.get("order", "")
     if is_follow_up and previous:
         changed_only_scope_or_period = intent.tool == "get_kpis" and not intent.metric
         if changed_only_scope_or_period:
@@ -330,6 +350,7 @@ def _follow_up(intent: Intent, text: str, previous: dict | None, page_scope: dic
             intent.scope_ref = previous.get("scope_ref", "")
     if not intent.scope_kind and page_scope:
         intent.scope_kind, intent.scope_ref = page_scope["kind"], str(page_scope["id"])
+    intent.order = intent.order or "best"
     return intent
 
 

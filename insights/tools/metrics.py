@@ -197,7 +197,7 @@ def _rows(context: Context, dimension: str, scope: Scope, span: Period) -> list[
         ]
     return [
         {"label": row["campaign"].name, "kpis": row["kpis"]}
-        for row in selectors.campaign_table(advertiser=context.advertiser, **common)
+        for row in selectors.campaign_table(**common)
         if scope.campaign_id in (None, row["campaign"].pk)
     ]
 
