@@ -12,6 +12,7 @@ arguments, the offline planner's answer is shown and the reason kept in `Reply.n
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,17 +79,34 @@ def client() -> openai.OpenAI:
     )
 
 
-def _tool_message(tool_call: Any) -> dict:
-    return {
-        "id": tool_call.id,
-        "type": "function",
-        "function": {"name": tool_call.function.name, "arguments": tool_call.function.arguments},
-    }
+def _streamed(stream: Any) -> Iterator[tuple[str, Any]]:
+    """One streamed completion: ("delta", text) as it comes, then ("message", content,
+    tool_calls, usage) with the tool calls put together from their pieces."""
+    content: list[str] = []
+    calls: dict[int, dict] = {}
+    usage = (0, 0)
+    for chunk in stream:
+        if chunk.usage:
+            usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        if delta.content:
+            content.append(delta.content)
+            yield "delta", delta.content
+        for piece in delta.tool_calls or []:
+            call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = piece.id or call["id"]
+            if piece.function:
+                call["name"] += piece.function.name or ""
+                call["arguments"] += piece.function.arguments or ""
+    yield "message", ("".join(content), [calls[index] for index in sorted(calls)], usage)
 
 
-def converse(context: Context, question: str, *, history: list[dict]) -> Reply:
-    """The LLM's own answer with the tool calls it made; LlmFailure when it has none to give
-    (the caller checks the numbers)."""
+def converse(context: Context, question: str, *, history: list[dict]) -> Iterator[tuple[str, Any]]:
+    """The LLM at work: ("tool", name) for each tool it calls, ("delta", text) as its answer
+    is generated, then ("reply", Reply) with its own answer and calls (the caller checks the
+    numbers). Raises LlmFailure when it has no usable answer to give."""
     messages: list[dict] = [
         {"role": "system", "content": INSTRUCTIONS},
         *history,
@@ -99,71 +117,77 @@ def converse(context: Context, question: str, *, history: list[dict]) -> Reply:
     llm = client()
     for _ in range(MAX_ROUNDS):
         try:
-            response = llm.chat.completions.create(
+            stream = llm.chat.completions.create(  # type: ignore[call-overload]
                 model=settings.LLM_MODEL,
-                messages=messages,  # type: ignore[arg-type]
-                tools=tools.schemas(),  # type: ignore[arg-type]
+                messages=messages,
+                tools=tools.schemas(),
                 temperature=0,
                 max_tokens=MAX_ANSWER_TOKENS,
+                stream=True,
+                stream_options={"include_usage": True},
             )
+            for kind, payload in _streamed(stream):
+                if kind == "delta":
+                    yield kind, payload
+                else:
+                    text, tool_calls, usage = payload
         except openai.APITimeoutError:
             raise LlmFailure("the LLM did not answer in time") from None
         except openai.OpenAIError as error:
             raise LlmFailure(f"the LLM failed: {type(error).__name__}") from None
-        if response.usage:
-            prompt_tokens += response.usage.prompt_tokens
-            completion_tokens += response.usage.completion_tokens
-        if not response.choices:
-            raise LlmFailure("the LLM sent no choices")
-        message = response.choices[0].message
-        if not message.tool_calls:
-            text = (message.content or "").strip()
-            if not text:
+        prompt_tokens += usage[0]
+        completion_tokens += usage[1]
+        if not tool_calls:
+            if not text.strip():
                 raise LlmFailure("the LLM sent an empty answer")
-            return Reply(
-                text=text,
+            reply = Reply(
+                text=text.strip(),
                 path="llm",
                 calls=calls,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
             )
-        if len(calls) + len(message.tool_calls) > MAX_TOOL_CALLS:
+            yield "reply", reply
+            return
+        if len(calls) + len(tool_calls) > MAX_TOOL_CALLS:
             raise LlmFailure(f"the LLM asked for more than {MAX_TOOL_CALLS} tool calls")
         messages.append(
             {
                 "role": "assistant",
-                "content": message.content or "",
-                "tool_calls": [_tool_message(tool_call) for tool_call in message.tool_calls],
+                "content": text,
+                "tool_calls": [
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["name"], "arguments": call["arguments"]},
+                    }
+                    for call in tool_calls
+                ],
             }
         )
-        for tool_call in message.tool_calls:
-            function = getattr(tool_call, "function", None)
-            if function is None:
-                raise LlmFailure("the LLM sent a tool call that is not a function call")
-            name = function.name
+        for tool_call in tool_calls:
+            name = tool_call["name"]
             if name not in tools.TOOLS:
                 raise LlmFailure(f"the LLM called an unknown tool {name!r}")
             try:
-                arguments = json.loads(function.arguments or "{}")
+                arguments = json.loads(tool_call["arguments"] or "{}")
             except json.JSONDecodeError:
                 raise LlmFailure(f"the LLM sent malformed arguments for {name}") from None
+            yield "tool", name
             record = tools.call(context, name, arguments)
             calls.append(record)
             if record.invalid:
                 raise LlmFailure(f"the LLM sent invalid arguments for {name}: {record.error}")
             content = {"error": record.error} if record.error else record.result
             messages.append(
-                {"role": "tool", "tool_call_id": tool_call.id, "content": json.dumps(content)}
+                {"role": "tool", "tool_call_id": tool_call["id"], "content": json.dumps(content)}
             )
     raise LlmFailure(f"the LLM did not answer within {MAX_ROUNDS} rounds")
 
 
-def answer(context: Context, question: str, *, history: list[dict], offline: Answer) -> Reply:
-    """The LLM's answer if its numbers check out; otherwise the offline answer, with why."""
-    try:
-        reply = converse(context, question, history=history)
-    except LlmFailure as failure:
-        return Reply.offline(offline, path="fallback", note=str(failure))
+def checked(reply: Reply, *, question: str, offline: Answer) -> Reply:
+    """The LLM's reply if every number in it comes from its tool results; otherwise the
+    offline answer, with the numbers that did not check out in its note."""
     results = [call.result or {"error": call.error} for call in reply.calls]
     unsupported = checker.unsupported_numbers(reply.text, results=results, question=question)
     if unsupported:
@@ -184,3 +208,26 @@ def answer(context: Context, question: str, *, history: list[dict], offline: Ans
             break
     reply.refused = not reply.calls
     return reply
+
+
+def answer_events(
+    context: Context, question: str, *, history: list[dict], offline: Answer
+) -> Iterator[tuple[str, Any]]:
+    """`converse`'s events, then ("reply", Reply): the checked LLM answer, or the offline
+    answer with the reason."""
+    try:
+        for kind, payload in converse(context, question, history=history):
+            if kind == "reply":
+                yield "reply", checked(payload, question=question, offline=offline)
+                return
+            yield kind, payload
+    except LlmFailure as failure:
+        yield "reply", Reply.offline(offline, path="fallback", note=str(failure))
+
+
+def answer(context: Context, question: str, *, history: list[dict], offline: Answer) -> Reply:
+    """The LLM's answer if its numbers check out; otherwise the offline answer, with why."""
+    for kind, payload in answer_events(context, question, history=history, offline=offline):
+        if kind == "reply":
+            return payload
+    raise AssertionError("answer_events ends with a reply")

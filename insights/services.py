@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -91,8 +93,36 @@ def question_ask(
     """Answer `question` for `user` (a member of `advertiser`: the caller checked) and store
     the question and the answer in `conversation` (a new one when None); returns the answer.
     Raises QuestionRejected for an empty or too long question, or over the rate limits."""
+    events = question_events(
+        advertiser=advertiser,
+        user=user,
+        question=question,
+        conversation=conversation,
+        page_scope=page_scope,
+        now=now,
+    )
+    for kind, payload in events:
+        if kind == "answer":
+            return payload
+    raise AssertionError("question_events ends with the answer")
+
+
+def question_events(
+    *,
+    advertiser: Advertiser,
+    user: User,
+    question: str,
+    conversation: Conversation | None = None,
+    page_scope: dict | None = None,
+    now: dt.datetime | None = None,
+) -> Iterator[tuple[str, Any]]:
+    """`question_ask` step by step, for a page that shows the answer as it is written:
+    ("accepted", question) once the question passed the checks (QuestionRejected is raised
+    before it), then, when an LLM answers, ("tool", name) and ("delta", text) as it works,
+    and last ("answer", Message), stored, checked, and possibly the offline answer."""
     now = now or timezone.now()
     question = _check(advertiser=advertiser, user=user, question=question, now=now)
+    yield "accepted", question
     began = time.perf_counter()
     context = Context(advertiser=advertiser, now=now)
     previous = insights_selectors.last_intent(conversation=conversation) if conversation else None
@@ -100,7 +130,11 @@ def question_ask(
     reply = llm.Reply.offline(offline)
     if settings.LLM_BASE_URL:
         history = _history(conversation) if conversation else []
-        reply = llm.answer(context, question, history=history, offline=offline)
+        for kind, payload in llm.answer_events(context, question, history=history, offline=offline):
+            if kind == "reply":
+                reply = payload
+            else:
+                yield kind, payload
         if reply.note:
             logger.warning("insights: offline answer shown (%s): %s", reply.path, reply.note)
     latency_ms = (time.perf_counter() - began) * 1000
@@ -127,7 +161,7 @@ def question_ask(
             latency_ms=round(latency_ms, 1),
         )
         conversation.save(update_fields=["updated_at"])
-    return answer
+    yield "answer", answer
 
 
 def _history(conversation: Conversation) -> list[dict]:

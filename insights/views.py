@@ -9,10 +9,13 @@ is a 404.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from ads import selectors as ads_selectors
@@ -121,21 +124,59 @@ def page(request: HttpRequest, membership: Membership) -> HttpResponse:
     )
 
 
+def _exchange_html(request: HttpRequest, advertiser, answer: Message, inline: bool) -> str:
+    question = answer.conversation.messages.filter(role=Message.Role.USER).last()
+    return render_to_string(
+        "insights/partials/exchange.html",
+        {
+            "advertiser": advertiser,
+            "exchange": {"question": question, "answer": answer},
+            "conversation_id": answer.conversation_id,
+            "inline": inline,
+        },
+        request=request,
+    )
+
+
+def _sse(event: str, data: str) -> str:
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"event: {event}\n{lines}\n"
+
+
+STATUS = {
+    "get_kpis": "Reading the totals",
+    "time_series": "Reading the days",
+    "breakdown": "Breaking the results down",
+    "compare_periods": "Comparing the periods",
+    "pacing": "Reading today's pacing",
+    "why_not_delivering": "Checking delivery",
+    "engaged_audience": "Reading the audience",
+    "list_campaigns": "Listing campaigns",
+    "list_line_items": "Listing line items",
+}
+
+
 @account_view
 def ask(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """A question, from the page's or a panel's form. With an LLM configured and a client
+    that reads server-sent events, the answer streams ("status", "delta", then "final": the
+    checked answer's HTML, which replaces the draft); otherwise the answer's HTML (htmx), or
+    a redirect to the page (a form without JavaScript)."""
     if request.method != "POST":
         return HttpResponse("Ask with POST.", status=405, headers={"Allow": "POST"})
+    advertiser = membership.advertiser
     scope = _scope(membership, request.POST.get("scope_kind", ""), request.POST.get("scope_id", ""))
     conversation = _conversation(membership, request.user, request.POST.get("conversation", ""))
     inline = request.POST.get("inline") == "1"
+    events = services.question_events(
+        advertiser=advertiser,
+        user=request.user,
+        question=request.POST.get("question", ""),
+        conversation=conversation,
+        page_scope=scope,
+    )
     try:
-        answer = services.question_ask(
-            advertiser=membership.advertiser,
-            user=request.user,
-            question=request.POST.get("question", ""),
-            conversation=conversation,
-            page_scope=scope,
-        )
+        next(events)  # the checks: length, rate
     except QuestionRejected as rejected:
         response = render(
             request,
@@ -146,20 +187,26 @@ def ask(request: HttpRequest, membership: Membership) -> HttpResponse:
         if rejected.retry_after:
             response["Retry-After"] = str(rejected.retry_after)
         return response
+    if settings.LLM_BASE_URL and "text/event-stream" in request.headers.get("Accept", ""):
+
+        def stream() -> Iterator[str]:
+            for kind, payload in events:
+                if kind == "tool":
+                    yield _sse("status", STATUS.get(payload, "Looking it up") + "…")
+                elif kind == "delta":
+                    yield _sse("delta", payload)
+                else:
+                    yield _sse("final", _exchange_html(request, advertiser, payload, inline))
+
+        response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+    answer = next(kind_payload[1] for kind_payload in events if kind_payload[0] == "answer")
     if not request.headers.get("HX-Request"):
-        url = reverse("insights", args=[membership.advertiser.slug])
+        url = reverse("insights", args=[advertiser.slug])
         return redirect(f"{url}?c={answer.conversation_id}")
-    question = answer.conversation.messages.filter(role=Message.Role.USER).last()
-    return render(
-        request,
-        "insights/partials/exchange.html",
-        {
-            "advertiser": membership.advertiser,
-            "exchange": {"question": question, "answer": answer},
-            "conversation_id": answer.conversation_id,
-            "inline": inline,
-        },
-    )
+    return HttpResponse(_exchange_html(request, advertiser, answer, inline))
 
 
 @account_view

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+
 
 @dataclass
 class Slow:
@@ -62,7 +64,8 @@ class StandIn:
                 message = {"role": "assistant", "content": None, **step(body)}
                 finish = "tool_calls" if message.get("tool_calls") else "stop"
                 if body.get("stream"):
-                    self._stream(message, finish)
+                    usage = (body.get("stream_options") or {}).get("include_usage", False)
+                    self._stream(message, finish, usage)
                     return
                 self._send(
                     200,
@@ -90,31 +93,38 @@ class StandIn:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
 
-            def _stream(self, message: dict, finish: str) -> None:
+            def _stream(self, message: dict, finish: str, usage: bool) -> None:
+                """The message in pieces, as providers stream: text a few characters at a
+                time, each tool call's arguments split in two; the usage last if asked."""
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 content = message.get("content") or ""
-                deltas = [{"role": "assistant", "content": ""}]
+                deltas: list[dict] = [{"role": "assistant", "content": ""}]
                 deltas += [{"content": content[i : i + 8]} for i in range(0, len(content), 8)]
-                if message.get("tool_calls"):
-                    deltas.append(
-                        {
-                            "tool_calls": [
-                                {"index": n, **c} for n, c in enumerate(message["tool_calls"])
-                            ]
-                        }
-                    )
-                for number, delta in enumerate(deltas):
-                    last = number == len(deltas) - 1
-                    chunk = {
+                for index, call in enumerate(message.get("tool_calls") or []):
+                    arguments = call["function"]["arguments"]
+                    half = len(arguments) // 2
+                    first = {
+                        **call,
+                        "function": {**call["function"], "arguments": arguments[:half]},
+                    }
+                    rest = {"function": {"arguments": arguments[half:]}}
+                    deltas.append({"tool_calls": [{"index": index, **first}]})
+                    deltas.append({"tool_calls": [{"index": index, **rest}]})
+                chunks = [
+                    {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    for delta in deltas
+                ]
+                chunks[-1]["choices"][0]["finish_reason"] = finish
+                if usage:
+                    chunks.append({"choices": [], "usage": USAGE})
+                for chunk in chunks:
+                    chunk |= {
                         "id": "chatcmpl-test",
                         "object": "chat.completion.chunk",
                         "created": 0,
                         "model": "stand-in",
-                        "choices": [
-                            {"index": 0, "delta": delta, "finish_reason": finish if last else None}
-                        ],
                     }
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")

@@ -189,3 +189,65 @@ def test_follow_ups_send_the_questions_before(world, provider):
         QUESTION,
         "and for Zero Sugar?",
     ]
+
+
+def stream_events(response) -> list[tuple[str, str]]:
+    text = b"".join(response.streaming_content).decode()
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = block.split("\n")
+        name = lines[0].removeprefix("event: ")
+        data = "\n".join(line.removeprefix("data: ") for line in lines[1:])
+        events.append((name, data))
+    return events
+
+
+def post_streaming(client, question=QUESTION):
+    return client.post(
+        reverse("insights_ask", args=["fizzy"]),
+        {"question": question},
+        HTTP_ACCEPT="text/event-stream, text/html",
+        HTTP_HX_REQUEST="true",
+    )
+
+
+def test_the_answer_streams_into_the_page(client, world, provider):
+    provider(calls_compare, answers_with_the_numbers)
+    client.force_login(world.owner)
+    response = post_streaming(client)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    events = stream_events(response)
+    names = [name for name, _ in events]
+    assert names[0] == "status" and names[-1] == "final"
+    assert events[0][1] == "Comparing the periods…"
+    deltas = [data for name, data in events if name == "delta"]
+    assert len(deltas) > 3  # a few characters at a time
+    answer = Message.objects.get(role="assistant")
+    assert "".join(deltas) == answer.text and answer.path == "llm"
+    assert f'id="answer-{answer.pk}"' in events[-1][1]
+    assert "data-insights-chart" in events[-1][1]
+
+
+def test_a_streamed_hallucination_is_replaced_at_the_end(client, world, provider):
+    provider(calls_compare, lambda body: {"content": "Summer Refresh had 987,654 impressions."})
+    client.force_login(world.owner)
+    events = stream_events(post_streaming(client))
+    assert "987,654" in "".join(data for name, data in events if name == "delta")
+    final = events[-1][1]
+    assert "987,654" not in final and "“Summer Refresh”, last week" in final
+    assert "could not be checked against the reports" in final
+
+
+def test_streaming_still_refuses_before_it_starts(client, world, provider):
+    provider()
+    client.force_login(world.owner)
+    response = post_streaming(client, question="x" * 600)
+    assert response.status_code == 400 and not response.streaming
+
+
+def test_outsiders_cannot_stream(client, world, provider):
+    stand_in = provider(calls_compare, answers_with_the_numbers)
+    client.force_login(world.outsider)
+    assert post_streaming(client).status_code == 404
+    assert stand_in.requests == []

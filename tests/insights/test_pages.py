@@ -174,6 +174,8 @@ def test_the_panels(client, world, name):
         args.append(world.line_items["Zero Sugar · Action fans"].pk)
     html = client.get(reverse(name, args=args)).content.decode()
     assert 'class="insights-panel"' in html
-    assert re.search(r'hx-post="/a/fizzy/insights/ask/"', html)
+    assert re.search(
+        r'<form class="insights-form" method="post" action="/a/fizzy/insights/ask/"', html
+    )
     if name != "overview":
         assert f'name="scope_id" value="{args[1]}"' in html
