@@ -9,8 +9,9 @@ is a 404.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -156,6 +157,15 @@ STATUS = {
 }
 
 
+async def _one_by_one(parts: Iterator[str]) -> AsyncIterator[str]:
+    """The parts of a stream one at a time, each made in the thread of the request's database
+    connection: under ASGI, Django reads a synchronous iterator whole before it sends the
+    first byte, which is no stream at all."""
+    advance = sync_to_async(next, thread_sensitive=True)
+    while (part := await advance(parts, None)) is not None:
+        yield part
+
+
 @account_view
 def ask(request: HttpRequest, membership: Membership) -> HttpResponse:
     """A question, from the page's or a panel's form. With an LLM configured and a client
@@ -198,7 +208,7 @@ def ask(request: HttpRequest, membership: Membership) -> HttpResponse:
                 else:
                     yield _sse("final", _exchange_html(request, advertiser, payload, inline))
 
-        response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+        response = StreamingHttpResponse(_one_by_one(stream()), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response

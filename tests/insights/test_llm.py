@@ -192,7 +192,7 @@ def test_follow_ups_send_the_questions_before(world, provider):
 
 
 def stream_events(response) -> list[tuple[str, str]]:
-    text = b"".join(response.streaming_content).decode()
+    text = b"".join(response).decode()
     events = []
     for block in text.strip().split("\n\n"):
         lines = block.split("\n")
