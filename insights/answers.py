@@ -105,6 +105,8 @@ def comparison_text(result: dict, metric: str | None) -> str:
         f"{scope_name(result)}, {result['period']['label']} against "
         f"{result['previous_period']['label']}"
     )
+    if rows["impressions"]["current"] == 0 and rows["impressions"]["previous"] == 0:
+        return f"{head}: 0 impressions in both periods, so nothing to compare."
     order = [metric] + [m for m in COMPARED if m != metric] if metric else list(COMPARED)
     parts = []
     for name in order:

@@ -408,10 +408,24 @@ def answer(
         return Answer(text=record.error, calls=[record], intent=intent.as_dict(), refused=True)
     metric = intent.metric if intent.tool in ("get_kpis", "compare_periods") else None
     chart, table = answers.visual_for(record.result)
-    return Answer(
-        text=answers.text_for(record.result, metric),
-        calls=[record],
-        intent=intent.as_dict(),
-        chart=chart,
-        table=table,
-    )
+    text = answers.text_for(record.result, metric)
+    calls = [record]
+    if _nothing_compared(record.result):
+        # Both periods empty (a campaign that started since): say what it did do lately.
+        lately = tools.call(context, "get_kpis", {**_scope_arguments(intent)})
+        if not lately.error and lately.result["values"]["impressions"]:
+            calls.append(lately)
+            text += " Lately: " + answers.text_for(lately.result, metric)
+            chart, table = answers.visual_for(lately.result)
+    return Answer(text=text, calls=calls, intent=intent.as_dict(), chart=chart, table=table)
+
+
+def _nothing_compared(result: dict) -> bool:
+    if result.get("kind") != "comparison":
+        return False
+    impressions = result["metrics"]["impressions"]
+    return impressions["current"] == 0 and impressions["previous"] == 0
+
+
+def _scope_arguments(intent: Intent) -> dict:
+    return {intent.scope_kind: intent.scope_ref} if intent.scope_kind else {}
