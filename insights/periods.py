@@ -44,7 +44,9 @@ class Period:
         """As many days, ending the day before this one starts (analytics' comparison)."""
         end = self.start - dt.timedelta(days=1)
         start = end - dt.timedelta(days=self.days - 1)
-        return Period(start, end, f"the {self.days} days before")
+        return Period(
+            start, end, "the day before" if self.days == 1 else f"the {self.days} days before"
+        )
 
     def as_dict(self) -> dict:
         return {"start": self.start.isoformat(), "end": self.end.isoformat(), "label": self.label}

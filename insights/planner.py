@@ -67,6 +67,10 @@ LISTING = (
     r"\b(?:list|what|which) (?:are )?(?:my |the |all )?(campaigns|line items)\b"
     r"|\bcampaigns do i have\b"
 )
+GENERAL = (
+    r"\b(?:how (?:are|is|am|did|do|was|were) (?:my|we|i|the|things)\b|doing|perform\w*"
+    r"|results?|numbers|overview|summary|stats)\b"
+)
 # What the tools cannot know: said plainly rather than answered with something else.
 OUT_OF_REACH = [
     (
@@ -218,6 +222,20 @@ def _find_names(context: Context, question: str) -> tuple[NamedScope | None, str
     return best[2], text
 
 
+def _campaigns_named(context: Context, text: str) -> int:
+    """How many of the account's campaigns the text names, in full or by their first words."""
+    padded = f" {normalized(text)} "
+    count = 0
+    for _, name in candidates(context, "campaign"):
+        words = normalized(name).split()
+        if any(
+            f" {' '.join(words[:width])} " in padded
+            for width in range(min(2, len(words)), len(words) + 1)
+        ):
+            count += 1
+    return count
+
+
 def _unknown_name(context: Context, question: str) -> str | None:
     """A capitalised name in the question that is nothing of this account's ("How did
     Northwind Motors do?" asked in Fizzy's account): said not found, never answered for the
@@ -296,6 +314,10 @@ def understand(
         intent.tool = "pacing"
     elif re.search(AUDIENCE, text):
         intent.tool = "engaged_audience"
+    elif _campaigns_named(context, text) >= 2 and re.search(rf"{COMPARE}|\band\b", text):
+        # "Compare Summer Refresh and Zero Sugar Launch": the campaigns side by side.
+        intent.tool, intent.dimension, intent.order = "breakdown", "campaign", "best"
+        intent.scope_kind = intent.scope_ref = ""
     elif dimension and not (named and dimension == named.kind):
         intent.tool = "breakdown"
         intent.dimension = dimension
@@ -315,7 +337,7 @@ def understand(
         intent.granularity = "week" if re.search(r"\bweek(?:ly)?\b|per week", text) else "day"
         if intent.metric not in tools.metrics.SERIES_METRICS:
             intent.metric = "impressions" if intent.metric is None else intent.metric
-    elif metric or named or period:
+    elif metric or named or period or re.search(GENERAL, text):
         intent.tool = "get_kpis"
     elif previous and re.match(r"^(?:and|what about|how about|same for|and for|now)\b", text):
         intent.tool = previous["tool"]
