@@ -210,13 +210,28 @@ def checked(reply: Reply, *, question: str, offline: Answer) -> Reply:
     return reply
 
 
+def with_page(question: str, page_scope: dict | None) -> str:
+    """The question with the page it was asked from, by id only (the id is ours; the name is
+    the tenant's, and reaches the model in tool results alone)."""
+    if not page_scope:
+        return question
+    kind = "campaign" if page_scope["kind"] == "campaign" else "line item"
+    return f"{question}\n\n(Asked from the page of the {kind} with id {page_scope['id']}.)"
+
+
 def answer_events(
-    context: Context, question: str, *, history: list[dict], offline: Answer
+    context: Context,
+    question: str,
+    *,
+    history: list[dict],
+    offline: Answer,
+    page_scope: dict | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """`converse`'s events, then ("reply", Reply): the checked LLM answer, or the offline
     answer with the reason."""
     try:
-        for kind, payload in converse(context, question, history=history):
+        asked = with_page(question, page_scope)
+        for kind, payload in converse(context, asked, history=history):
             if kind == "reply":
                 yield "reply", checked(payload, question=question, offline=offline)
                 return
@@ -225,9 +240,19 @@ def answer_events(
         yield "reply", Reply.offline(offline, path="fallback", note=str(failure))
 
 
-def answer(context: Context, question: str, *, history: list[dict], offline: Answer) -> Reply:
+def answer(
+    context: Context,
+    question: str,
+    *,
+    history: list[dict],
+    offline: Answer,
+    page_scope: dict | None = None,
+) -> Reply:
     """The LLM's answer if its numbers check out; otherwise the offline answer, with why."""
-    for kind, payload in answer_events(context, question, history=history, offline=offline):
+    events = answer_events(
+        context, question, history=history, offline=offline, page_scope=page_scope
+    )
+    for kind, payload in events:
         if kind == "reply":
             return payload
     raise AssertionError("answer_events ends with a reply")

@@ -130,7 +130,10 @@ def question_events(
     reply = llm.Reply.offline(offline)
     if settings.LLM_BASE_URL:
         history = _history(conversation) if conversation else []
-        for kind, payload in llm.answer_events(context, question, history=history, offline=offline):
+        events = llm.answer_events(
+            context, question, history=history, offline=offline, page_scope=page_scope
+        )
+        for kind, payload in events:
             if kind == "reply":
                 reply = payload
             else:

@@ -251,3 +251,17 @@ def test_outsiders_cannot_stream(client, world, provider):
     client.force_login(world.outsider)
     assert post_streaming(client).status_code == 404
     assert stand_in.requests == []
+
+
+def test_the_page_a_question_comes_from_is_said_by_id(world, provider):
+    line_item = world.line_items["Zero Sugar · Action fans"]
+    stand_in = provider(lambda body: {"content": "Which period do you mean?"})
+    services.question_ask(
+        advertiser=world.fizzy,
+        user=world.owner,
+        question="how many clicks?",
+        page_scope={"kind": "line_item", "id": line_item.pk, "name": line_item.name},
+    )
+    question = stand_in.requests[0]["messages"][-1]["content"]
+    assert question.endswith(f"(Asked from the page of the line item with id {line_item.pk}.)")
+    assert "Zero Sugar" not in question

@@ -179,3 +179,18 @@ def test_the_panels(client, world, name):
     )
     if name != "overview":
         assert f'name="scope_id" value="{args[1]}"' in html
+
+
+def test_staff_audit_answers_in_admin(client, world):
+    client.force_login(world.owner)
+    ask(client)
+    answer = Message.objects.get(role="assistant")
+    staff = UserFactory(username="staffer", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    assert client.get(reverse("admin:insights_message_changelist")).status_code == 200
+    page = client.get(reverse("admin:insights_message_change", args=[answer.pk]))
+    assert page.status_code == 200 and "compare_periods" in page.content.decode()
+    conversation = client.get(
+        reverse("admin:insights_conversation_change", args=[answer.conversation_id])
+    )
+    assert conversation.status_code == 200
