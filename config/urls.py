@@ -18,7 +18,10 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("a/", include("analytics.urls")),  # the dashboards, /a/<slug>/ (overview) first
     path("a/", include("ads.urls")),
-    path("staff/", include(staff_urlpatterns)),  # the executive dashboard, model monitoring
+    path("staff/", include(staff_urlpatterns)),
+    path(
+        "watch/", include("engagement.urls")
+    ),  # the viewer app  # the executive dashboard, model monitoring
     path("api/v1/", include("ads.api_urls")),
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
