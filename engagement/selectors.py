@@ -174,7 +174,7 @@ def watch_home(*, viewer: Viewer, name: str) -> list[HomeRow]:
     genre_rows: dict[str, HomeRow] = {}
     for card in ranked:
         for slug, genre_name in zip(card.genre_slugs, card.genre_names, strict=True):
-            row = genre_rows.setdefault(slug, HomeRow(f"genre-{slug}", genre_name, [], note))
+            row = genre_rows.setdefault(slug, HomeRow(f"genre-{slug}", genre_name, []))
             if len(row.cards) < ROW_LENGTH:
                 row.cards.append(card)
 

@@ -116,7 +116,7 @@ def player(request: HttpRequest, profile: selectors.WatchProfile, title_id: int)
 
 def vmap_url(*, viewer: Viewer, title: Title) -> str:
     """The title's VMAP for this viewer, asked as the public web player (no key)."""
-    query = {"player_id": PLAYER_ID, "viewer_id": viewer.external_id, "title_id": title.pk}
+    query = {"player": PLAYER_ID, "viewer": viewer.external_id, "title": title.pk}
     return f"/vmap/1.0?{urlencode(query | {'device': DEVICE})}"
 
 
