@@ -105,6 +105,21 @@ class TitleCard:
         colours = colours or [OTHER_GENRE_COLOUR]
         return colours[0], colours[1 if len(colours) > 1 else 0]
 
+    @property
+    def poster_style(self) -> str:
+        first, second = self.colours
+        return f"--c1: {first}; --c2: {second}"
+
+    @property
+    def running_time(self) -> str:
+        """ "1 h 52 min", "44 min"."""
+        hours, minutes = divmod(round(self.duration_seconds / 60), 60)
+        return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+    @property
+    def percent_watched(self) -> int | None:
+        return None if self.progress is None else round(self.progress * 100)
+
 
 @dataclass(frozen=True)
 class HomeRow:

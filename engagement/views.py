@@ -74,7 +74,12 @@ def profile_choose(request: HttpRequest, viewer_id: int) -> HttpResponse:
 @profile_view
 def home(request: HttpRequest, profile: selectors.WatchProfile) -> HttpResponse:
     rows = selectors.watch_home(viewer=profile.viewer, name=profile.name)
-    return render(request, "engagement/home.html", {"profile": profile, "rows": rows})
+    player_url = reverse("watch_player", args=[0]).removesuffix("0")
+    return render(
+        request,
+        "engagement/home.html",
+        {"profile": profile, "rows": rows, "player_url": player_url},
+    )
 
 
 @require_GET
