@@ -423,17 +423,25 @@ class EventBatchView(PlatformAPIView):
 @require_GET
 def track(request: HttpRequest, token: str, event_type: str) -> HttpResponse:
     """A tracking link: 204 when counted; a click redirects to the creative's click-through
-    URL (also when already counted). Rejected events answer 400 naming the reason."""
+    URL (also when already counted), except as a pixel (`?redirect=0`, VAST's ClickTracking,
+    fired beside the ClickThrough the player opens). Rejected events answer 400 naming the
+    reason."""
     outcome = services.event_track(
         token=token, event_type=event_type, user_agent=request.headers.get("User-Agent", "")
     )
-    if event_type == AdEvent.Type.CLICK and outcome.claim is not None:
+    redirect = request.GET.get("redirect") != "0"
+    response: HttpResponse
+    if redirect and event_type == AdEvent.Type.CLICK and outcome.claim is not None:
         # A genuine token's click goes to the landing page, counted or not.
-        return HttpResponseRedirect(_click_url(outcome.claim))
-    if outcome.status == "accepted":
-        return HttpResponse(status=204)
-    code = outcome.reason or "rejected"
-    return JsonResponse(error_body(code, REJECTION_MESSAGES.get(code, code)), status=400)
+        response = HttpResponseRedirect(_click_url(outcome.claim))
+    elif outcome.status == "accepted":
+        response = HttpResponse(status=204)
+    else:
+        code = outcome.reason or "rejected"
+        response = JsonResponse(error_body(code, REJECTION_MESSAGES.get(code, code)), status=400)
+    # Every call must reach the server (a browser reuses an image it may cache).
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 REJECTION_MESSAGES = {

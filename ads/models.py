@@ -339,6 +339,33 @@ class PlatformKey(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
+class Player(models.Model):
+    """A player integration's public id, named in its VAST and VMAP tags (`player=`). Tags are
+    fetched by viewers' devices, so the id is no secret: it identifies the integration for
+    its rate limit and lets staff switch it off; the signed tracking links stay the proof
+    that an event is genuine."""
+
+    public_id = models.SlugField(
+        max_length=64, unique=True, help_text="Named in the tags: player=<public id>."
+    )
+    name = models.CharField(max_length=120)
+    is_active = models.BooleanField(
+        default=True, help_text="An inactive player's tags answer no ads."
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        default=60_000,
+        validators=[MinValueValidator(1)],
+        help_text="Ad requests (VAST and VMAP) this player may make per minute, all viewers.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["public_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+
 class AdEvent(models.Model):
     """One counted ad event. The table is the truth for spend, caps and reports; the counters
     are a fast copy that can be rebuilt from it.

@@ -24,6 +24,7 @@ urlpatterns = [
     ),  # the viewer app  # the executive dashboard, model monitoring
     path("api/v1/", include("ads.api_urls")),
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
+    path("", include("ads.vast.urls")),  # VAST and VMAP ad tags
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

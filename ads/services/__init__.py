@@ -26,6 +26,7 @@ from ads.services.events import (
     live_publish,
 )
 from ads.services.keys import platform_key_authenticate, platform_key_create
+from ads.services.players import player_ensure
 
 __all__ = [
     "Decision",
@@ -53,5 +54,6 @@ __all__ = [
     "membership_set",
     "platform_key_authenticate",
     "platform_key_create",
+    "player_ensure",
     "server_start",
 ]

@@ -1,3 +1,5 @@
+from config.settings.env import env
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -18,3 +20,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# Ad tags (VAST, VMAP) answered per client address per minute; each player id has its own
+# limit too, set in admin. A household's devices share an address: a title takes one VMAP
+# and a VAST per break.
+VAST_REQUESTS_PER_ADDRESS_PER_MINUTE = env.int("VAST_REQUESTS_PER_ADDRESS_PER_MINUTE", default=120)
