@@ -13,7 +13,7 @@
 // ?timescale=N). Ads run at the same timescale, at the viewer's speed of 1.
 
 const config = JSON.parse(document.getElementById("watch-config").textContent);
-const script = document.querySelector("script[data-vast-client]");
+const script = document.querySelector("script[data-vast-player]");
 const csrfToken = document.querySelector("[name=csrfmiddlewaretoken]").value;
 const root = document.getElementById("player");
 const $ = (selector) => root.querySelector(selector);
@@ -114,23 +114,14 @@ class EngagementLog {
 }
 
 // --- Ads: the title's VMAP, each break's VAST pod, tracking through VASTTracker ----------------
-
-let vast = null; // the vast-client module, once loaded
-
-async function vastModules() {
-  const [client, vmap] = await Promise.all([
-    import(script.dataset.vastClient),
-    import(script.dataset.vmap),
-  ]);
-  vast = client;
-  return { VMAP: vmap.default };
-}
+// The road every web player takes (static/js/vast_player.js, over the vendored vast-client and
+// vmap): the schedule from the VMAP, each break's pod from its VAST tag.
 
 // VASTTracker decides when each tracking URL is due (impression, quartiles, complete, click);
 // this subclass only changes how they leave: fetch with keepalive, so a quartile fired as the
 // tab closes still arrives (the stock tracker sets an image's src).
-function keepaliveTracker() {
-  return class KeepaliveTracker extends vast.VASTTracker {
+function keepaliveTracker(VASTTracker) {
+  return class KeepaliveTracker extends VASTTracker {
     trackURLs(templates, macros = {}) {
       const values = { CACHEBUSTING: String(Math.floor(Math.random() * 1e8)), ...macros };
       values.TIMESTAMP ??= new Date().toISOString();
@@ -141,7 +132,7 @@ function keepaliveTracker() {
           const value = values[bracket || percent];
           return value === undefined ? match : encodeURIComponent(value);
         });
-        fetch(url, { keepalive: true, credentials: "same-origin" }).catch(() => {});
+        fetch(url, { keepalive: true, credentials: "omit" }).catch(() => {});
       }
     }
   };
@@ -157,43 +148,33 @@ function offsetSeconds(timeOffset) {
 
 class AdSource {
   constructor() {
-    this.breaks = new Map(); // offset seconds → VAST tag URL
+    this.breaks = new Map(); // offset seconds → the VMAP's ad break
     this.ready = config.ads ? this.load() : Promise.resolve();
   }
 
   async load() {
-    const { VMAP } = await vastModules();
-    const response = await fetch(config.vmapUrl, { credentials: "same-origin" });
-    if (!response.ok) throw new Error(`VMAP ${response.status}`);
-    const xml = new DOMParser().parseFromString(await response.text(), "text/xml");
-    for (const adBreak of new VMAP(xml).adBreaks) {
-      const tag = adBreak.adSource && adBreak.adSource.adTagURI;
-      if (tag && tag.uri) this.breaks.set(offsetSeconds(adBreak.timeOffset), tag.uri.trim());
+    this.road = await import(script.dataset.vastPlayer);
+    this.client = this.road.newClient();
+    const schedule = await this.road.fetchSchedule(config.vmapUrl);
+    for (const adBreak of schedule.adBreaks) {
+      this.breaks.set(offsetSeconds(adBreak.timeOffset), adBreak);
     }
-    this.Tracker = keepaliveTracker();
+    this.Tracker = keepaliveTracker(this.road.VASTTracker);
   }
 
-  // The pod of the break at `offset`: [{name, advertiser, duration, tracker}], empty when the
-  // break has no tag or the ad server filled nothing.
+  // The pod of the break at `offset`, in order: [{name, advertiser, duration, tracker}]; empty
+  // when the VMAP has no such break or the ad server filled nothing.
   async pod(offset) {
     await this.ready;
-    const url = this.breaks.get(offset);
-    if (!url) return [];
-    const client = new vast.VASTClient();
-    const response = await client.get(new URL(url, location.href).href);
-    const ads = [...response.ads].sort((a, b) => (a.sequence || 0) - (b.sequence || 0));
-    return ads.flatMap((ad) => {
-      const creative = ad.creatives.find((c) => c.type === "linear");
-      if (!creative) return [];
-      return [
-        {
-          name: ad.title || "Ad",
-          advertiser: (ad.advertiser && (ad.advertiser.value || ad.advertiser)) || "",
-          duration: creative.duration || 15,
-          tracker: new this.Tracker(client, ad, creative),
-        },
-      ];
-    });
+    const adBreak = this.breaks.get(offset);
+    if (!adBreak) return [];
+    const slots = await this.road.fetchPod(this.client, adBreak);
+    return slots.map(({ ad, creative }) => ({
+      name: ad.title || "Ad",
+      advertiser: (ad.advertiser && (ad.advertiser.value ?? ad.advertiser)) || "",
+      duration: creative.duration || 15,
+      tracker: new this.Tracker(this.client, ad, creative),
+    }));
   }
 }
 
@@ -460,7 +441,8 @@ class Player {
     root.dataset.state = state;
     const inAd = state.startsWith("ad") || state === "loading-ad";
     this.seekBar.disabled = inAd;
-    root.querySelectorAll('[data-action="back"], [data-action="forward"]').forEach((button) => {
+    const seekers = '[data-action="back"], [data-action="forward"], [data-action="skip-intro"]';
+    root.querySelectorAll(seekers).forEach((button) => {
       button.disabled = inAd;
     });
     const showsPause = state === "playing" || state === "ad";

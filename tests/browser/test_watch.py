@@ -11,6 +11,7 @@ Each page's screenshot is saved in WATCH_SHOTS (default: test-artifacts/watch/).
 
 import contextlib
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -19,9 +20,16 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from ads.models import Creative
 from catalog.models import AgeBand, MaturityRating
 from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page
-from tests.factories import AdBreakFactory, GenreFactory, TitleFactory, ViewerFactory
+from tests.factories import (
+    AdBreakFactory,
+    GenreFactory,
+    PlayerFactory,
+    TitleFactory,
+    ViewerFactory,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,8 +62,10 @@ def server_rows(tmp_path: Path, sql: str) -> list[tuple]:
 
 @pytest.fixture
 def watch_world(world):
-    """Beside the conftest's world (whose viewer is the first adult profile): a kids profile,
+    """Beside the conftest's world (whose viewer is the first adult profile, "Alex", and whose
+    live line item has one 30 s creative): the viewer app's public player id, a kids profile,
     a kids title and an R title, each 10 minutes with a break at BREAK_AT."""
+    PlayerFactory(public_id="interlude-web")
     family = GenreFactory(name="Animation", slug="animation")
     kids_title = TitleFactory(name="Paper Lantern", maturity_rating=MaturityRating.G,
                               duration_seconds=600)  # fmt: skip
@@ -72,6 +82,85 @@ def choose_profile(page, server, name: str) -> None:
     page.goto(f"{server.url}/watch/")
     page.get_by_role("button", name=name).click()
     page.wait_for_url(f"{server.url}/watch/home")
+
+
+def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
+    chromium, world, watch_world, server, tmp_path
+):
+    from playwright.sync_api import expect
+
+    shots = screenshots()
+    creative = Creative.objects.get(advertiser=world.advertiser)
+    title = world.ad_break.title
+    offset = world.ad_break.offset_seconds
+    with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
+        # The landing page is elsewhere: its tab opens, nothing leaves 127.0.0.1.
+        page.context.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(server.url) else route.abort()
+            ),
+        )
+        page.goto(f"{server.url}/watch/")
+        page.screenshot(path=str(shots / "profiles.png"))
+        choose_profile(page, server, "Alex")
+        page.screenshot(path=str(shots / "home.png"))
+        assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+        expect(page.locator('[data-row="picks"] h2')).to_have_text("Top picks for Alex")
+        page.locator(f'[data-row="picks"] a[data-title="{title.pk}"]').click()
+        page.wait_for_url(f"{server.url}/watch/title/{title.pk}")
+
+        page.goto(f"{page.url}?t={offset - 10}&timescale={TIMESCALE}")
+        player = page.locator("#player")
+        marks = player.locator(".break-mark")
+        expect(marks).to_have_count(1)
+        assert marks.get_attribute("data-offset") == str(offset)
+        page.get_by_role("button", name="Play").first.click()
+        overlay = page.locator("[data-ad-overlay]")
+        expect(overlay).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+        expect(player).to_have_attribute("data-state", "ad")
+        expect(page.locator("[data-ad-label]")).to_have_text(re.compile(r"^Ad 1 of 1 · 0:[0-3]\d$"))
+        expect(page.locator("[data-ad-creative]")).to_have_text(creative.name)
+        expect(page.locator("[data-ad-advertiser]")).to_have_text("Acme Sodas")
+        expect(page.locator("[data-seek]")).to_be_disabled()  # no seeking during an ad
+        page.keyboard.press("ArrowRight")
+        assert int(player.get_attribute("data-position")) == offset
+        page.screenshot(path=str(shots / "player-ad.png"))
+        with page.context.expect_page() as landing:
+            page.get_by_role("button", name="Learn more").click()
+        assert landing.value.url in (creative.click_url, "chrome-error://chromewebdata/")
+
+        # The ad plays to its end (30 s at TIMESCALE), then the film goes on past the break.
+        expect(overlay).to_be_hidden(timeout=30_000 // TIMESCALE + UPDATE_TIMEOUT_MS)
+        expect(player).to_have_attribute("data-state", "playing")
+        page.wait_for_function(
+            f"Number(document.getElementById('player').dataset.position) > {offset + 5}",
+            timeout=UPDATE_TIMEOUT_MS,
+        )
+        # Seeking back before the break does not play it again.
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function(
+            f"Number(document.getElementById('player').dataset.position) > {offset + 2}",
+            timeout=UPDATE_TIMEOUT_MS,
+        )
+        expect(overlay).to_be_hidden()
+        page.keyboard.press("Space")
+        expect(player).to_have_attribute("data-state", "paused")
+        page.goto(f"{server.url}/watch/home")  # leaving: the rest goes in a beacon
+
+    counted = server_rows(
+        tmp_path, "SELECT event_type, count(*) FROM ads_adevent GROUP BY event_type"
+    )
+    assert dict(counted) == {
+        "click": 1, "complete": 1, "first_quartile": 1, "impression": 1, "midpoint": 1,
+        "third_quartile": 1,
+    }  # fmt: skip
+    kinds = _session_events(tmp_path, viewer_id=world.viewer.pk)
+    assert kinds[0] == "play" and kinds[-1] == "abandon", kinds
+    assert kinds.count("ad_start") == kinds.count("ad_end") == 1, kinds
+    assert kinds.index("ad_start") < kinds.index("ad_end") < kinds.index("seek"), kinds
+    assert "pause" in kinds
 
 
 def test_a_kids_profile_sees_only_kids_titles_and_gets_no_ad(
