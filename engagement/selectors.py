@@ -158,10 +158,10 @@ def watch_title(*, viewer: Viewer, title_id: int) -> Title:
     return titles.get(pk=title_id)
 
 
-def viewer_session(*, viewer: Viewer, session_id: int) -> ViewingSession:
+def viewer_session(*, viewer_id: int, session_id: int) -> ViewingSession:
     """This viewer's session, with its title; ViewingSession.DoesNotExist for another
     viewer's (the caller answers 404, as for one that does not exist)."""
-    return ViewingSession.objects.select_related("title").get(pk=session_id, viewer=viewer)
+    return ViewingSession.objects.select_related("title").get(pk=session_id, viewer_id=viewer_id)
 
 
 def watch_home(*, viewer: Viewer, name: str) -> list[HomeRow]:

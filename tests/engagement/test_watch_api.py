@@ -229,3 +229,14 @@ def test_csrf_is_required_of_the_fetch_and_of_the_beacon(profiles, title):
     assert beacon.status_code == 200, beacon.content
     assert beacon.json() == {"stored": 1, "duplicates": 0, "ended": True}
     assert ViewingSession.objects.get().abandoned
+
+
+def test_a_batch_costs_a_fixed_number_of_queries(profiles, title, django_assert_max_num_queries):
+    client = as_profile(profiles[0])
+    session_id = open_session(client, title)
+    batch = [event(number, "pause" if number % 2 else "resume", 60) for number in range(50)]
+    # The browser's session, the viewing session, the known ids, the watched seconds, the
+    # insert; and the savepoint's two statements (the test runs inside a transaction).
+    with django_assert_max_num_queries(7):
+        response = send(client, session_id, batch, watched_seconds=60)
+    assert response.json()["stored"] == 50
