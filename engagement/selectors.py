@@ -6,7 +6,17 @@ import datetime as dt
 from dataclasses import dataclass, replace
 
 from django.core.cache import cache
-from django.db.models import Avg, Count, ExpressionWrapper, F, FloatField, OuterRef, Q, Subquery
+from django.db.models import (
+    Avg,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+)
 from django.utils import timezone
 
 from catalog.models import Genre, MaturityRating, Title, Viewer
@@ -198,6 +208,22 @@ def watch_home(*, viewer: Viewer, name: str) -> list[HomeRow]:
 
     rows.extend(sorted(genre_rows.values(), key=lambda row: (-appeal(row), row.heading)))
     return rows
+
+
+def watch_home_stamp(*, viewer: Viewer) -> str:
+    """What the home of this viewer depends on besides the catalog, in a few characters: the
+    engagement champion's version and the viewer's history (sessions started and ended,
+    ratings). A page cached under it is current until one of them changes (two queries)."""
+    loaded = ml_selectors.champion(ModelKind.ENGAGEMENT)
+    sessions = ViewingSession.objects.filter(viewer=viewer).aggregate(
+        count=Count("id"), last=Max("id"), ended=Max("ended_at")
+    )
+    ratings = Rating.objects.filter(viewer=viewer).aggregate(count=Count("id"), last=Max("id"))
+    ended = sessions["ended"].timestamp() if sessions["ended"] else 0
+    return (
+        f"{loaded.version_id if loaded else 0}:{sessions['count']}:{sessions['last']}:"
+        f"{ended:.0f}:{ratings['count']}:{ratings['last']}"
+    )
 
 
 def watch_scores(*, viewer: Viewer, cards: dict[int, TitleCard]) -> tuple[dict[int, float], bool]:
