@@ -334,6 +334,10 @@ class Player {
       return;
     }
     this.ad = { pod, index: -1, position: 0, offset, resumePlaying, paused: false };
+    // The pod as a whole, as the simulated audience reports it (the live score counts the
+    // ads sat through from these); then each ad's start and end.
+    const podSeconds = Math.round(pod.reduce((total, ad) => total + ad.duration, 0));
+    this.log.record("ad_break", this.position, { break: offset, ads: pod.length, pod_seconds: podSeconds });
     this.nextAd();
   }
 
