@@ -280,7 +280,8 @@ class Player {
   }
 
   seek(target, kind, reason) {
-    if (this.ad || this.state === "ended") return; // no seeking during an ad
+    // No seeking during an ad (nor while its pod loads).
+    if (this.ad || this.state === "loading-ad" || this.state === "ended") return;
     const from = this.position;
     const to = Math.min(config.duration - 1, Math.max(0, Math.round(target)));
     if (to === Math.floor(from)) return;
