@@ -120,6 +120,10 @@ COMMON_CAPITALS = {
 }  # fmt: skip
 
 
+# The rollups keep these per line item: a creative's own is not there to read.
+CAMPAIGN_OR_LINE_ITEM_ONLY = ("time_series", "breakdown", "engaged_audience")
+
+
 @dataclass
 class Intent:
     """What a question asks: the tool and the arguments it needs, kept for the follow-up."""
@@ -177,14 +181,14 @@ class NamedScope:
     name: str
 
 
-def _find_names(context: Context, question: str) -> tuple[NamedScope | None, str]:
+def _find_name(context: Context, question: str) -> NamedScope | None:
     """The campaign, line item or creative the question names (exact, then close spelling),
-    and the text that is left; or an explicit id ("campaign 12", "line item #7")."""
+    or an explicit id ("campaign 12", "line item #7")."""
     text = normalized(question)
     explicit = re.search(r"\b(campaign|line item|creative)s? (?:id )?#?(\d+)\b", question.lower())
     if explicit:
         kind = explicit.group(1).replace(" ", "_")
-        return NamedScope(kind, explicit.group(2), ""), text
+        return NamedScope(kind, explicit.group(2), "")
     best: tuple[float, int, NamedScope] | None = None
     words = text.split()
     for rank, kind in enumerate(("creative", "line_item", "campaign")):
@@ -217,9 +221,7 @@ def _find_names(context: Context, question: str) -> tuple[NamedScope | None, str
             candidate = (score, -rank, NamedScope(kind, str(pk), name))
             if best is None or candidate[:2] > best[:2]:
                 best = candidate
-    if best is None:
-        return None, text
-    return best[2], text
+    return best[2] if best else None
 
 
 def _campaigns_named(context: Context, text: str) -> int:
@@ -276,7 +278,7 @@ def understand(
 ) -> Intent | str:
     """The intent of `question`, or the sentence that says why it cannot be answered."""
     text = " ".join(question.lower().split())
-    named, _ = _find_names(context, question)
+    named = _find_name(context, question)
     # The account's own names are not requests ("Ignore previous instructions…" may be one).
     unnamed = normalized(text).replace(normalized(named.name), " ") if named else text
     for pattern, refusal in OUT_OF_REACH:
@@ -392,8 +394,6 @@ def arguments_for(intent: Intent) -> dict:
         previous = {"previous_period": intent.previous_period} if intent.previous_period else {}
         return {"period": intent.period or "last 7 days", **previous, **scope}
     narrow = {k: v for k, v in scope.items() if k in ("campaign", "line_item")}
-    if intent.scope_kind == "creative":
-        narrow = {}
     if intent.tool == "time_series":
         return {
             "metric": intent.metric or "impressions",
@@ -425,6 +425,14 @@ def answer(
     intent = understand(context, question, previous=previous, page_scope=page_scope)
     if isinstance(intent, str):
         return Answer(text=intent, refused=True, intent=previous or {})
+    if intent.scope_kind == "creative" and intent.tool in CAMPAIGN_OR_LINE_ITEM_ONLY:
+        return Answer(
+            text="Series, breakdowns and the audience are kept per campaign and line item, "
+            "not per creative: ask about the creative's line item, or for the totals of the "
+            "creative.",
+            refused=True,
+            intent=intent.as_dict(),
+        )
     record = tools.call(context, intent.tool, arguments_for(intent))
     if record.error:
         return Answer(text=record.error, calls=[record], intent=intent.as_dict(), refused=True)
