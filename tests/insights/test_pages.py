@@ -40,6 +40,7 @@ def test_the_owner_asks_and_gets_the_numbers_with_a_chart(client, world):
     assert f"impressions {comparison.current.impressions:,} against " in html
     assert f"{comparison.previous.impressions:,}" in html
     assert "data-insights-chart" in html and "How I got this" in html
+    assert "→ Summer Refresh, 2026-11-23 to 2026-11-29" in html
     answer = Message.objects.get(role="assistant")
     assert answer.path == "offline" and answer.tool_calls[0]["name"] == "compare_periods"
     assert answer.advertiser == world.fizzy and answer.conversation.user == world.owner
