@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 
 PLAYER_AGENT = "SmartTV VASTPlayer/2.0"
 TRACKED = {
-    "start": "impression",
+    "start": "impression?vast=start",
     "firstQuartile": "first_quartile",
     "midpoint": "midpoint",
     "thirdQuartile": "third_quartile",
