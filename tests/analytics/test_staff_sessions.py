@@ -88,6 +88,7 @@ async def test_the_staff_socket_shows_a_new_session_and_the_figures_within_a_sec
         0.5,
     )
     await communicator.disconnect()
+    await sync_to_async(connections.close_all)()  # the socket's reads ran in that thread
 
 
 @pytest.mark.django_db(transaction=True)
@@ -111,6 +112,7 @@ async def test_a_burst_of_changes_sends_every_row_and_few_figure_reads():
     assert 1 <= len(viewing) <= 3
     assert viewing[-1]["active_sessions"] == 10
     await communicator.disconnect()
+    await sync_to_async(connections.close_all)()  # the socket's reads ran in that thread
 
 
 @pytest.mark.django_db(transaction=True)
@@ -121,6 +123,7 @@ async def test_the_staff_socket_refuses_anyone_but_staff():
     for user in (viewer_user, retired, AnonymousUser()):
         connected, code = await socket(user).connect()
         assert (connected, code) == (False, 4404)
+    await sync_to_async(connections.close_all)()
 
 
 # -- the pages -------------------------------------------------------------------------------
