@@ -88,6 +88,15 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
         page.goto(f"{server.url}/staff/sessions/{open_session.pk}/")
         expect(page.locator("[data-table=timeline] tbody tr")).to_have_count(2)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
+        page.screenshot(path=str(tmp_path / "staff-session.png"), full_page=True)
+
+        page.goto(f"{server.url}/staff/")
+        expect(page.locator("[data-staff-socket]")).to_have_attribute(
+            "data-state", "live", timeout=UPDATE_TIMEOUT_MS
+        )
+        expect(page.locator('[data-figure="average_live_score"]')).to_have_text("58.00%")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
+        page.screenshot(path=str(tmp_path / "staff-executive.png"), full_page=True)
 
 
 @pytest.mark.services
