@@ -252,3 +252,39 @@ def test_an_unknown_session_is_a_404(client, staff, watching):
 
 def test_positions_read_as_a_clock():
     assert [clock(s) for s in (0, 59, 300, 5025, None)] == ["0:00", "0:59", "5:00", "1:23:45", "—"]
+
+
+def test_the_live_score_monitoring_page_sets_the_model_beside_the_prior(client, staff):
+    from ml.models import ModelVersion
+
+    ModelVersion.objects.create(
+        kind="live_engagement",
+        version=1,
+        status=ModelVersion.Status.CHAMPION,
+        algorithm="lightgbm+platt",
+        artifact=b"",
+        metrics={
+            "auc": 0.66,
+            "log_loss": 0.6254,
+            "calibration_ratio": 0.97,
+            "ece": 0.0658,
+            "prior_auc": 0.5558,
+            "prior_log_loss": 0.6346,
+            "prior_calibration_ratio": 0.926,
+            "prior_ece": 0.0761,
+            "prior_recalibrated_auc": 0.5558,
+            "prior_recalibrated_log_loss": 0.6477,
+            "prior_recalibrated_calibration_ratio": 0.958,
+            "prior_recalibrated_ece": 0.0886,
+        },
+    )
+    client.force_login(staff)
+    reader = read(client, reverse("staff_models", args=["live_engagement"]))
+    assert reader.tables["against-prior"] == [
+        ["Scored by", "AUC", "Log loss", "Calibration ratio", "ECE"],
+        ["The model", "0.6600", "0.6254", "0.970", "0.0658"],
+        ["The prior alone, as served", "0.5558", "0.6346", "0.926", "0.0761"],
+        ["The prior alone, recalibrated", "0.5558", "0.6477", "0.958", "0.0886"],
+    ]
+    engagement = client.get(reverse("staff_models", args=["engagement"])).content.decode()
+    assert "Against the prior alone" not in engagement
