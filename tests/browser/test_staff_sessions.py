@@ -63,6 +63,15 @@ def open_session(world):
             position_seconds=position,
             at=started + timedelta(minutes=minutes),
         )
+    playing = ViewingSession.objects.create(
+        viewer=ViewerFactory(external_id="viewer-playing"),
+        title=title,
+        device="mobile",
+        started_at=timezone.now() - timedelta(minutes=2),
+    )
+    PlaybackEvent.objects.create(
+        session=playing, kind="play", position_seconds=0, at=playing.started_at
+    )
     return session
 
 
@@ -79,6 +88,10 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
         expect(row.locator('[data-field="state"]')).to_have_text("paused")
         expect(row.locator('[data-field="position"]')).to_have_text("19:00 / 1:30:00")
         expect(row.locator('[data-field="score"]')).to_have_text("58.00%")
+        # A playing session's position runs on between messages; a paused one stands still.
+        playing = page.locator('tr[data-session]:has-text("viewer-playing") [data-field=position]')
+        expect(playing).not_to_have_text(playing.text_content(), timeout=3000)
+        expect(row.locator('[data-field="position"]')).to_have_text("19:00 / 1:30:00")
         points = row.locator("polyline").get_attribute("points")
         assert len(points.split()) == 5
         width = page.evaluate("() => document.documentElement.scrollWidth")
