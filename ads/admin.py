@@ -1,7 +1,22 @@
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
+from django.utils.html import format_html
 
 from ads import services
-from ads.models import AdEvent, Advertiser, Campaign, Creative, LineItem, Membership, PlatformKey
+from ads.models import (
+    AccountKey,
+    AdEvent,
+    Advertiser,
+    Campaign,
+    Creative,
+    LineItem,
+    Membership,
+    PlatformKey,
+    Player,
+)
+from ads.services.players import players_forget
+from catalog import selectors as catalog_selectors
 
 
 class MembershipInline(admin.TabularInline):
@@ -91,6 +106,41 @@ class PlatformKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {revoked} key(s); they stop working within 30 s.")
 
 
+@admin.register(Player)
+class PlayerAdmin(admin.ModelAdmin):
+    """Public player ids, with each one's tags: what an integrator pastes into its player."""
+
+    list_display = ["public_id", "name", "is_active", "requests_per_minute"]
+    list_filter = ["is_active"]
+    search_fields = ["public_id", "name"]
+    readonly_fields = ["vast_tag", "vmap_url", "created_at"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        players_forget()  # this process at once; the others within 30 s
+
+    def _tag(self, obj: Player, path: str, with_break: bool) -> str:
+        if obj.pk is None:
+            return "-"
+        ad_break, viewer = catalog_selectors.ad_tag_example()
+        query = {"player": obj.public_id}
+        if ad_break is not None and viewer is not None:
+            query |= {"viewer": viewer.external_id, "title": ad_break.title_id}
+            if with_break:
+                query["break"] = ad_break.pk
+            query["device"] = viewer.device
+        url = f"{path}?{urlencode(query)}"
+        return format_html('<a href="{}"><code>{}</code></a>', url, url)
+
+    @admin.display(description="VAST tag (an example viewer and break)")
+    def vast_tag(self, obj: Player) -> str:
+        return self._tag(obj, "/vast/4.2", with_break=True)
+
+    @admin.display(description="VMAP URL (an example viewer and title)")
+    def vmap_url(self, obj: Player) -> str:
+        return self._tag(obj, "/vmap/1.0", with_break=False)
+
+
 @admin.register(AdEvent)
 class AdEventAdmin(admin.ModelAdmin):
     list_display = [
@@ -113,3 +163,33 @@ class AdEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AccountKey)
+class AccountKeyAdmin(admin.ModelAdmin):
+    """Staff see every account's keys and revoke a leaked one; only owners make keys (on
+    their account's API keys page)."""
+
+    list_display = [
+        "name",
+        "advertiser",
+        "prefix",
+        "scope",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "advertiser__name"]
+    list_select_related = ["advertiser", "created_by"]
+    readonly_fields = [field.name for field in AccountKey._meta.fields if field.name != "id"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            services.account_key_revoke(key=key, revoked_by=request.user)
+        self.message_user(request, "Revoked; requests with them are refused from now on.")

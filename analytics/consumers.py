@@ -6,6 +6,9 @@ group's messages carry no numbers, only "delivery changed": each socket reads it
 account's counters, so nothing can reach another account. After the last message the socket
 reads once more, TRAILING_SECONDS later, so the final numbers always arrive even though
 publishers send at most a few messages a second.
+
+Membership is checked again at every read: a member removed from the account gets its socket
+closed (NOT_A_MEMBER) instead of the next totals.
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ def _account_of(user, slug: str) -> Advertiser | None:
         return ads_selectors.membership_get(user=user, advertiser_slug=slug).advertiser
     except Membership.DoesNotExist:
         return None
+
+
+@database_sync_to_async
+def _live_today_for_member(user, advertiser: Advertiser) -> dict | None:
+    """Today's totals, or None once the user is no longer a member (one thread hop for both:
+    an indexed lookup beside the counters' read)."""
+    try:
+        ads_selectors.membership_get(user=user, advertiser_slug=advertiser.slug)
+    except Membership.DoesNotExist:
+        return None
+    return selectors.live_today(advertiser=advertiser)
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -66,7 +80,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_totals()
 
     async def send_totals(self) -> None:
-        totals = await database_sync_to_async(selectors.live_today)(advertiser=self.advertiser)
+        if self.group is None:  # closed: the member was removed
+            return
+        totals = await _live_today_for_member(self.scope.get("user"), self.advertiser)
+        if totals is None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+            await self.close(code=NOT_A_MEMBER)
+            return
         await self.send_json({"type": "today", **totals})
 
 

@@ -66,6 +66,15 @@ def viewer_values(*fields: str) -> list[tuple]:
     return list(Viewer.objects.order_by("pk").values_list("pk", *fields))
 
 
+def ad_tag_example() -> tuple[AdBreak | None, Viewer | None]:
+    """A mid-roll (or any break) and an adult viewer, to show a working ad tag in admin."""
+    ad_break = (
+        AdBreak.objects.filter(offset_seconds__gt=0).order_by("pk").first()
+        or AdBreak.objects.order_by("pk").first()
+    )
+    return ad_break, Viewer.objects.filter(is_kids=False).order_by("pk").first()
+
+
 def existing_ids(
     *, viewer_ids: Iterable[int], title_ids: Iterable[int], ad_break_ids: Iterable[int]
 ) -> tuple[set[int], set[int], set[int]]:

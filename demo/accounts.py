@@ -198,6 +198,7 @@ TITLE_PICKS: dict[str, dict[str, str]] = {
     "documentary": {"genres__slug": "documentary"},
 }
 TITLES_PER_PICK = 5
+WEB_PLAYER = "interlude-web"  # the public player id of the viewer app's player
 
 
 @dataclass
@@ -214,14 +215,22 @@ class AccountsResult:
 
 
 def demo_accounts_ensure(*, password: str) -> AccountsResult:
-    """Create what is missing of: the staff superuser ``admin``; the three ACCOUNTS, each with
+    """Create what is missing of: the staff superuser ``admin``; the web player's public id
+    ``interlude-web`` (for the VAST and VMAP tags); the three ACCOUNTS, each with
     ``<slug>-owner``, ``<slug>-manager`` and ``<slug>-analyst``; their campaigns, line items
     and creatives (through ``ads.services``, so every rule of the web app applies). Flights run
     from three days ago to six weeks ahead, in the advertiser's time zone; the archived
     campaign ran and ended before that. Every user's password is set to `password`, also for
     users that existed, so the logins printed are the logins that work."""
     result = AccountsResult(
-        created={"advertisers": 0, "users": 0, "campaigns": 0, "line items": 0, "creatives": 0}
+        created={
+            "advertisers": 0,
+            "users": 0,
+            "campaigns": 0,
+            "line items": 0,
+            "creatives": 0,
+            "players": 0,
+        }
     )
     # One hash for all demo users: hashing is slow on purpose, and these logins are public.
     password_hash = make_password(password)
@@ -231,6 +240,9 @@ def demo_accounts_ensure(*, password: str) -> AccountsResult:
             admin.is_staff = admin.is_superuser = True
             admin.save(update_fields=["is_staff", "is_superuser"])
         result.logins.append(Login("admin", "Django admin (staff)", "superuser"))
+        # The viewer app's own web player plays its ads through the VAST and VMAP tags.
+        _, created = ads_services.player_ensure(public_id=WEB_PLAYER, name="Interlude web player")
+        result.created["players"] += created
         for plan in ACCOUNTS:
             advertiser = Advertiser.objects.filter(slug=plan.slug).first()
             if advertiser is None:

@@ -102,6 +102,9 @@ class PlaybackEvent(models.Model):
         SEEK = "seek", "Seek"
         SKIP = "skip", "Skip forward"
         AD_BREAK = "ad_break", "Ad break"
+        AD_START = "ad_start", "Ad started"
+        AD_END = "ad_end", "Ad ended"
+        SPEED = "speed", "Speed change"
         ABANDON = "abandon", "Abandon"
         COMPLETE = "complete", "Complete"
 
@@ -111,10 +114,20 @@ class PlaybackEvent(models.Model):
     at = models.DateTimeField()
     # Whatever the kind needs: a seek's or skip's target, an ad break's decision id and pod.
     detail = models.JSONField(default=dict, blank=True)
+    # The player's own id for the event: a batch sent twice (a retry, a beacon after a fetch)
+    # stores each event once. Events recorded in bulk (the simulator's history) have none.
+    client_event_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["session", "at", "id"]
         indexes = [models.Index(fields=["session", "at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "client_event_id"],
+                condition=models.Q(client_event_id__isnull=False),
+                name="playbackevent_unique_client_event_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.position_seconds}s ({self.at:%H:%M:%S})"

@@ -256,6 +256,127 @@ def _session_spec_check(spec: SessionSpec) -> None:
             raise ValidationError({"position_seconds": "Cannot be negative."})
 
 
+# --- The viewer app (/watch/): a player's batches of playback events ---------------------------
+
+# Playback events that end a session, and how: `complete` played to the end, `abandon` left.
+ENDING_KINDS = {PlaybackEvent.Kind.COMPLETE: "completed", PlaybackEvent.Kind.ABANDON: "abandoned"}
+
+
+@dataclass(frozen=True)
+class PlayerEvent:
+    """One event as a player reports it: its own id (the key of idempotency), what happened,
+    where in the title, when (already placed on the server's clock) and the kind's details."""
+
+    event_id: str
+    kind: str
+    position_seconds: int
+    at: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppendOutcome:
+    stored: int  # new events written
+    duplicates: int  # events whose id the session already had (or twice in the batch)
+    ended: bool  # the session has ended (by this batch or before it)
+
+
+def playback_events_append(
+    *,
+    session: ViewingSession,
+    events: Sequence[PlayerEvent],
+    watched_seconds: int | None = None,
+) -> AppendOutcome:
+    """Store a player's batch of events for its open session, each once per `event_id`.
+
+    1. Events whose id the session already holds, or seen earlier in the batch, are left out
+       and counted as duplicates: a batch sent twice (a retried fetch, the tab's closing
+       beacon after a fetch) stores nothing the second time.
+    2. Every new event is checked (ValidationError naming the field, nothing written): a known
+       kind, a non-negative position not past the title's end, an aware time not before the
+       session started.
+    3. New events for a session that has already ended are refused (`session`); a batch made
+       only of duplicates is answered as such, ended or not.
+    4. The new events are inserted (a concurrent copy of the same batch loses on the unique
+       (session, client_event_id) constraint and inserts nothing); `watched_seconds`, when
+       given, raises the session's figure (never lowers it; at most the title's duration); a
+       `complete` or `abandon` among them ends the session at that event, completed or
+       abandoned, as `viewing_session_finish` would.
+    5. Once committed, the session is rescored live (`engagement.live.sessions_touched`).
+    """
+    ids = [event.event_id for event in events]
+    known = set(
+        PlaybackEvent.objects.filter(session=session, client_event_id__in=ids).values_list(
+            "client_event_id", flat=True
+        )
+    )
+    new_events: list[PlayerEvent] = []
+    for event in events:
+        if event.event_id not in known:
+            known.add(event.event_id)
+            new_events.append(event)
+    duplicates = len(events) - len(new_events)
+    if not new_events:
+        return AppendOutcome(stored=0, duplicates=duplicates, ended=session.ended_at is not None)
+    if session.ended_at is not None:
+        raise ValidationError({"session": f"Session {session.pk} has already ended."})
+    duration = session.title.duration_seconds
+    for event in new_events:
+        _player_event_check(event, session=session, duration=duration)
+    if watched_seconds is not None and watched_seconds < 0:
+        raise ValidationError({"watched_seconds": "Cannot be negative."})
+    ending = next((event for event in new_events if event.kind in ENDING_KINDS), None)
+    fields: dict[str, Any] = {}
+    if watched_seconds is not None and watched_seconds > session.watched_seconds:
+        fields["watched_seconds"] = min(watched_seconds, duration)
+    if ending is not None:
+        fields |= {
+            "ended_at": max(ending.at, session.started_at),
+            "completed": ending.kind == PlaybackEvent.Kind.COMPLETE,
+            "abandoned": ending.kind == PlaybackEvent.Kind.ABANDON,
+        }
+    with transaction.atomic():
+        if fields:
+            updated = ViewingSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(
+                **fields
+            )
+            if not updated:  # ended by another request since it was read
+                raise ValidationError({"session": f"Session {session.pk} has already ended."})
+        PlaybackEvent.objects.bulk_create(
+            [
+                PlaybackEvent(
+                    session_id=session.pk,
+                    client_event_id=event.event_id,
+                    kind=event.kind,
+                    position_seconds=event.position_seconds,
+                    at=event.at,
+                    detail=event.detail,
+                )
+                for event in new_events
+            ],
+            ignore_conflicts=True,
+        )
+        _touched_on_commit(session.pk)  # the live score (engagement.live.sessions_touched)
+    for name, value in fields.items():
+        setattr(session, name, value)
+    return AppendOutcome(
+        stored=len(new_events), duplicates=duplicates, ended=session.ended_at is not None
+    )
+
+
+def _player_event_check(event: PlayerEvent, *, session: ViewingSession, duration: int) -> None:
+    if event.kind not in PLAYBACK_KINDS:
+        raise ValidationError({"kind": f"Unknown playback event {event.kind!r}."})
+    if not 0 <= event.position_seconds <= duration:
+        raise ValidationError(
+            {"position_seconds": f"{event.position_seconds} is not within 0–{duration} s."}
+        )
+    if event.at.tzinfo is None:
+        raise ValidationError({"at": "Playback event times need a time zone."})
+    if event.at < session.started_at:
+        raise ValidationError({"at": "The event cannot happen before the session started."})
+
+
 # The engagement model's training and serving live in engagement.learning; these are the
 # names other apps and the tasks may use.
 from engagement.learning import engagement_model_train, engagement_predict  # noqa: E402, F401

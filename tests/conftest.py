@@ -17,6 +17,8 @@ from ads.delivery import latency
 from ads.delivery.counters import counters
 from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
 from ads.services.keys import platform_keys_forget
+from ads.services.players import players_forget
+from ads.vast.limits import limiter as tag_limiter
 from ml.serving import champions
 from tests.factories import (
     AdvertiserFactory,
@@ -97,6 +99,8 @@ def _forget_process_state() -> None:
     index_holder.reset()
     state_holder.reset()
     platform_keys_forget()
+    players_forget()
+    tag_limiter.reset()
     latency.recorder.reset()
     champions.reset()
 

@@ -6,7 +6,7 @@ import factory
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from ads.models import AdEvent, Advertiser, Campaign, Creative, LineItem, Membership
+from ads.models import AdEvent, Advertiser, Campaign, Creative, LineItem, Membership, Player
 from catalog.models import AdBreak, AgeBand, Device, Genre, Region, Title, Viewer
 
 PASSWORD = "correct-horse-battery"
@@ -115,6 +115,17 @@ class CreativeFactory(factory.django.DjangoModelFactory):
     media_url = "https://cdn.example.com/ads/spot.mp4"
     click_url = "https://brand.example.com/landing"
     category = Creative.Category.BEVERAGES
+
+
+class PlayerFactory(factory.django.DjangoModelFactory):
+    """A public player id, as staff set one in admin for a VAST/VMAP integration."""
+
+    class Meta:
+        model = Player
+        django_get_or_create = ("public_id",)
+
+    public_id = factory.Sequence(lambda n: f"player-{n}")
+    name = factory.LazyAttribute(lambda player: f"Player {player.public_id}")
 
 
 class AdEventFactory(factory.django.DjangoModelFactory):

@@ -207,7 +207,10 @@ class DemandIndex:
     masks: TargetingMasks
     advertiser_tz: dict[int, zoneinfo.ZoneInfo]
     advertiser_currency: dict[int, str] = field(default_factory=dict)
+    advertiser_name: dict[int, str] = field(default_factory=dict)
     creatives: dict[int, CreativeEntry] = field(default_factory=dict)
+    # Each title's breaks by offset, for break schedules (VMAP) without a query.
+    breaks_by_title: dict[int, tuple[BreakEntry, ...]] = field(default_factory=dict)
     built_at: float = field(default_factory=time.monotonic)
 
 
@@ -309,7 +312,10 @@ def build_index(version: int) -> DemandIndex:
             )
         )
     }
-    advertisers = list(Advertiser.objects.values_list("pk", "timezone", "currency"))
+    advertisers = list(Advertiser.objects.values_list("pk", "timezone", "currency", "name"))
+    breaks_by_title: dict[int, list[BreakEntry]] = {}
+    for entry in sorted(breaks.values(), key=lambda entry: entry.offset_seconds):
+        breaks_by_title.setdefault(entry.title_id, []).append(entry)
     return DemandIndex(
         version=version,
         line_items=entries,
@@ -318,9 +324,11 @@ def build_index(version: int) -> DemandIndex:
         breaks_by_offset={(b.title_id, b.offset_seconds): b for b in breaks.values()},
         viewers=viewers,
         masks=TargetingMasks.build(entries),
-        advertiser_tz={pk: zoneinfo.ZoneInfo(name) for pk, name, _ in advertisers},
-        advertiser_currency={pk: currency for pk, _, currency in advertisers},
+        advertiser_tz={pk: zoneinfo.ZoneInfo(zone) for pk, zone, _, _ in advertisers},
+        advertiser_currency={pk: currency for pk, _, currency, _ in advertisers},
+        advertiser_name={pk: name for pk, _, _, name in advertisers},
         creatives={c.id: c for li in entries for c in li.creatives},
+        breaks_by_title={title_id: tuple(found) for title_id, found in breaks_by_title.items()},
     )
 
 

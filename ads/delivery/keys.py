@@ -179,3 +179,18 @@ def live_throttle(advertiser_id: int) -> str:
 def latency(at: datetime, bucket: int) -> str:
     """Decisions of the minute of `at` (UTC) whose time fell in latency bucket `bucket`."""
     return f"{PREFIX}latency:{at:%Y%m%d%H%M}:{bucket}"
+
+
+TAG_RATE_TTL = 120
+
+
+@_lives(TAG_RATE_TTL)
+def tag_requests_by_player(public_id: str, minute: int) -> str:
+    """Ad tag requests (VAST and VMAP) naming a player in one minute (Unix time // 60)."""
+    return f"{PREFIX}tags:{minute}:player:{public_id}"
+
+
+@_lives(TAG_RATE_TTL)
+def tag_requests_by_address(address: str, minute: int) -> str:
+    """Ad tag requests from one client address in one minute."""
+    return f"{PREFIX}tags:{minute}:addr:{address}"
