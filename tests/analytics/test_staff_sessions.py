@@ -67,8 +67,10 @@ async def test_the_staff_socket_shows_a_new_session_and_the_figures_within_a_sec
     assert time.monotonic() - started < 1.0
     assert update["type"] == "sessions"
     [row] = update["sessions"]
-    assert row | {"started_at": None, "history": None} == {
+    assert row | {"started_at": None, "history": None, "viewer_id": 0, "title_id": 0} == {
         "id": session_id,
+        "viewer_id": 0,
+        "title_id": 0,
         "viewer": "viewer-7",
         "title": "The Long Night",
         "device": "mobile",
@@ -233,6 +235,37 @@ def test_a_sessions_page_shows_its_playback_and_its_ads(client, staff, watching)
         "paused",
         "71.00%",
     ]
+
+
+def test_a_web_players_session_finds_its_ads_by_viewer_title_and_time(client, staff, db):
+    """The /watch/ player's breaks carry no decision id: the viewer's ads on the title while
+    the session ran are its ads, and no others."""
+    now = timezone.now().replace(microsecond=0)
+    title, other_title = TitleFactory(duration_seconds=3600), TitleFactory()
+    session = ViewingSession.objects.create(
+        viewer=ViewerFactory(), title=title, device="desktop", started_at=now
+    )
+    for kind, seconds, detail in [
+        ("play", 0, {}),
+        ("ad_start", 60, {"ad": 1, "ads": 1, "creative": "Spot"}),
+        ("ad_end", 90, {"ad": 1, "ads": 1}),
+    ]:
+        PlaybackEvent.objects.create(
+            session=session,
+            kind=kind,
+            position_seconds=60 if seconds else 0,
+            at=now + dt.timedelta(seconds=seconds),
+            detail=detail,
+        )
+    at = now + dt.timedelta(seconds=61)
+    AdEventFactory(viewer=session.viewer, title=title, occurred_at=at, creative__name="Spot")
+    AdEventFactory(viewer=session.viewer, title=other_title, occurred_at=at)  # another title
+    AdEventFactory(title=title, occurred_at=at)  # another viewer
+    AdEventFactory(viewer=session.viewer, title=title, occurred_at=now - dt.timedelta(hours=1))
+    client.force_login(staff)
+    timeline = read(client, reverse("staff_session", args=[session.pk])).tables["timeline"]
+    assert [row[1] for row in timeline[1:]] == ["Play", "Ad start", "Ad impression", "Ad end"]
+    assert timeline[3][3].startswith("Spot (")
 
 
 @pytest.mark.parametrize("name", ["staff_sessions", "staff_session"])

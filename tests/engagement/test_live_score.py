@@ -64,6 +64,27 @@ def test_the_replay_runs_while_playing_and_stands_still_when_paused_or_in_an_ad_
     assert (paused.position, paused.paused_seconds, paused.state) == (100, 150, "paused")
 
 
+def test_the_replay_reads_the_web_players_ads_one_by_one_and_its_speed():
+    events = [
+        event("play", 0, 0),
+        event("ad_break", 60, 60, ads=2, pod_seconds=45),
+        event("ad_start", 60, 60, ad=1, ads=2),
+        event("ad_end", 60, 75, ad=1, ads=2),
+        event("ad_start", 60, 75, ad=2, ads=2),
+        event("ad_end", 60, 90, ad=2, ads=2),  # the pod ended 15 s before its planned 45 s
+        event("speed", 100, 100, rate=2, **{"from": 1}),
+    ]
+    during = session_state(events, duration_seconds=3600, at=T0 + timedelta(seconds=80))
+    assert (during.state, during.position) == ("ad", 60)
+    state = session_state(events, duration_seconds=3600, at=T0 + timedelta(seconds=110))
+    assert (state.breaks_sat, state.ads_sat, state.state) == (1, 2, "playing")
+    assert state.position == 100 + 2 * 10  # double speed since 100 s
+    # Ads reported without an ad_break: the break lasts until the last one ends.
+    alone = [event("play", 0, 0), event("ad_start", 30, 30, ad=1, ads=1)]
+    waiting = session_state(alone, duration_seconds=3600, at=T0 + timedelta(seconds=300))
+    assert (waiting.state, waiting.position, waiting.ads_sat) == ("ad", 30, 0)
+
+
 def test_features_see_nothing_after_the_moment_and_never_the_ending():
     events = [event("play", 0, 0), event("pause", 60, 60)]
     later = [event("resume", 60, 600), event("skip", 100, 640, **{"from": 100, "to": 900})]
