@@ -357,13 +357,14 @@ class LiveSimulation:
             "device": plan.device,
         }
         response = self._request(self._tags, "GET", f"/vmap/1.0?{urlencode(query)}")
-        if response is None or response.status_code != 200:
-            if response is not None and "player" in _fields(response):
+        if response is None:
+            return {}
+        if response.status_code != 200:
+            if response.status_code == 400 and "player" in _fields(response):
                 raise LiveSimulationError(
                     f"{self.options.base_url} has no player {self.options.player_id!r}."
                 )
-            if response is not None:
-                self._refused(response, _reason(response))
+            self._refused(response, _reason(response))  # a limit: this session has no ads
             return {}
         breaks = {}
         root = ElementTree.fromstring(response.content)
