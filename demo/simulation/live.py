@@ -335,6 +335,8 @@ class LiveSimulation:
             headers={"X-CSRFToken": browser.csrf_token},
         )
         if response is None or response.status_code != 201:
+            if response is not None and response.status_code == 403:
+                browser.bound = False  # the server forgot the profile: choose it again
             return None
         run = SessionRun(plan=plan, world=self.world, rng=random.Random(plan.seed))
         playback = _Playback(
