@@ -7,7 +7,9 @@ admin. Tracking links (`GET /t/<token>/<event>`) need no key: the signed token i
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ads import selectors, services
+from ads.decisioning import eligibility
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import current_index
 from ads.delivery import latency
@@ -116,7 +119,16 @@ class DecisionOutput(serializers.Serializer):
     reason = serializers.ChoiceField(
         choices=["no_eligible_ads", "kids_profile", "unknown_viewer"], allow_null=True
     )
-    explain = serializers.ListField(child=serializers.DictField(), required=False)
+    explain = inline_serializer(
+        "ExplainEntry",
+        {
+            "stage": serializers.CharField(help_text="live, targeting, kids, budget, ..., pod"),
+            "rule": serializers.CharField(help_text="e.g. device, daily_budget, chosen"),
+            "line_items": serializers.IntegerField(help_text="How many it applied to."),
+        },
+        many=True,
+        required=False,
+    )
 
 
 DEVICES = frozenset(Device.values)
@@ -195,8 +207,26 @@ def decision_payload(decision: Decision, tracking_base: str) -> dict[str, Any]:
         "reason": decision.reason,
     }
     if decision.explain is not None:
-        payload["explain"] = decision.explain
+        payload["explain"] = explain_for_player(decision.explain)
     return payload
+
+
+STAGE_ORDER = {stage: position for position, stage in enumerate(eligibility.STAGES)}
+
+
+def explain_for_player(report: list[dict]) -> list[dict]:
+    """What a platform key's caller sees of `explain`: how many line items each stage and
+    rule removed (or chose), in the engine's stage order. A player needs to know why its pod
+    came back short; the line items' names, ids, advertisers and scores are each account's
+    business, and any player could ask."""
+    counts = Counter((entry["stage"], entry["rule"]) for entry in report)
+    return [
+        {"stage": stage, "rule": rule, "line_items": count}
+        for (stage, rule), count in sorted(
+            counts.items(),
+            key=lambda item: (STAGE_ORDER.get(item[0][0], len(STAGE_ORDER)), item[0][1] or ""),
+        )
+    ]
 
 
 class DecisionView(PlatformAPIView):
@@ -241,8 +271,9 @@ class DecisionView(PlatformAPIView):
     def post(self, request: Request) -> HttpResponse:
         """Answers with the pod (ordered creatives with signed tracking links), or an empty pod
         and a reason: `no_eligible_ads`, `kids_profile` (kids profiles never get ads) or
-        `unknown_viewer`. With `explain: true`, every line item with the stage and rule that
-        removed it, or its score."""
+        `unknown_viewer`. With `explain: true`, how many line items each stage and rule
+        removed (or `pod` / `chosen`): never their names, ids or scores, which belong to
+        their accounts."""
         form = DecisionInput(data=request.data)
         form.is_valid(raise_exception=True)
         return _decision_response(request, DecisionRequest(**form.validated_data))
@@ -262,7 +293,7 @@ class DecisionView(PlatformAPIView):
                 if key_id is not None:
                     try:
                         data = json.loads(request.body)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # DRF's parser words the error
                         data = None
                     parsed = parse_decision_request(data)
                     if parsed is not None:
@@ -340,24 +371,38 @@ def parse_event_batch(data: Any) -> list[services.IncomingEvent]:
                 raise serializers.ValidationError({f"{where}.{name}": ["A non-empty string."]})
         if len(raw["event_id"]) > 80:
             raise serializers.ValidationError({f"{where}.event_id": ["At most 80 characters."]})
-        occurred_at: datetime | None = None
-        if raw.get("occurred_at") is not None:
-            occurred_at = (
-                parse_datetime(raw["occurred_at"]) if isinstance(raw["occurred_at"], str) else None
-            )
-            if occurred_at is None or occurred_at.tzinfo is None:
-                raise serializers.ValidationError(
-                    {f"{where}.occurred_at": ["An ISO 8601 time with a UTC offset."]}
-                )
+        occurred_at, problem = _occurred_at(raw.get("occurred_at"), where)
         parsed.append(
             services.IncomingEvent(
                 token=raw["token"],
                 event_type=raw["type"],
                 client_event_id=raw["event_id"],
                 occurred_at=occurred_at,
+                problem=problem,
             )
         )
     return parsed
+
+
+def _occurred_at(value: Any, where: str) -> tuple[datetime | None, str | None]:
+    """The reported time, and the problem that rejects this event alone if it has one.
+
+    Not a time at all ("noon", a number) is a malformed batch: a 400 naming the field. A time
+    in the right form that cannot exist (30 February, hour 25, offset +99:00, digits that are
+    not ASCII) is one bad event in a good batch, rejected as `bad_timestamp`."""
+    if value is None:
+        return None, None
+    try:
+        occurred_at = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None, "bad_timestamp"
+    if occurred_at is None or occurred_at.tzinfo is None:
+        raise serializers.ValidationError(
+            {f"{where}.occurred_at": ["An ISO 8601 time with a UTC offset."]}
+        )
+    if not value.isascii():
+        return None, "bad_timestamp"
+    return occurred_at, None
 
 
 class EventBatchView(PlatformAPIView):
@@ -395,8 +440,10 @@ class EventBatchView(PlatformAPIView):
     def post(self, request: Request) -> Response:
         """Up to 1,000 events. Idempotent: an event already counted (by its decision, creative
         and type) comes back `duplicate`, so a batch sent twice counts once. Rejection reasons:
-        `forged`, `expired`, `unknown_event_type`, `no_impression`, `bad_timestamp`, `bot`,
-        `unknown_reference`."""
+        `forged`, `expired`, `unknown_event_type`, `no_impression`, `bad_timestamp` (outside
+        the token's life, or a time that cannot exist), `invalid_event_id` (a null character
+        or a lone surrogate, which cannot be stored), `bot`, `unknown_reference`. A rejected
+        event is rejected alone: the batch's other events are stored."""
         events = parse_event_batch(request.data)
         outcomes = services.events_record(
             events=events, user_agent=request.headers.get("User-Agent", "")
@@ -409,7 +456,7 @@ class EventBatchView(PlatformAPIView):
                 "rejected": statuses.count("rejected"),
                 "results": [
                     {
-                        "event_id": outcome.client_event_id,
+                        "event_id": _printable(outcome.client_event_id),
                         "status": outcome.status,
                         "reason": outcome.reason,
                     }
@@ -417,6 +464,17 @@ class EventBatchView(PlatformAPIView):
                 ],
             }
         )
+
+
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _printable(event_id: str) -> str:
+    """The event id as a JSON answer can carry it: a lone surrogate (refused as
+    `invalid_event_id`) has no UTF-8 form, so it is echoed as U+FFFD."""
+    if event_id.isascii():
+        return event_id
+    return SURROGATES.sub("\ufffd", event_id)
 
 
 @extend_schema(exclude=True)

@@ -1,10 +1,14 @@
-"""The live dashboard stream: one WebSocket per open dashboard, in its account's group.
+"""The live streams: one WebSocket per open advertiser dashboard, in its account's group;
+and the staff's, in one group (`StaffSessionsConsumer`, at the end).
 
 Membership is checked on connect (an outsider's socket is closed before it is accepted). The
 group's messages carry no numbers, only "delivery changed": each socket reads its own
 account's counters, so nothing can reach another account. After the last message the socket
 reads once more, TRAILING_SECONDS later, so the final numbers always arrive even though
 publishers send at most a few messages a second.
+
+Membership is checked again at every read: a member removed from the account gets its socket
+closed (NOT_A_MEMBER) instead of the next totals.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ads import selectors as ads_selectors
 from ads.models import Advertiser, Membership
 from ads.services import live_group
 from analytics import selectors
+from engagement.services import STAFF_SESSIONS_GROUP
 
 TRAILING_SECONDS = 1.0
 NOT_A_MEMBER = 4404
@@ -29,6 +34,17 @@ def _account_of(user, slug: str) -> Advertiser | None:
         return ads_selectors.membership_get(user=user, advertiser_slug=slug).advertiser
     except Membership.DoesNotExist:
         return None
+
+
+@database_sync_to_async
+def _live_today_for_member(user, advertiser: Advertiser) -> dict | None:
+    """Today's totals, or None once the user is no longer a member (one thread hop for both:
+    an indexed lookup beside the counters' read)."""
+    try:
+        ads_selectors.membership_get(user=user, advertiser_slug=advertiser.slug)
+    except Membership.DoesNotExist:
+        return None
+    return selectors.live_today(advertiser=advertiser)
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -64,5 +80,62 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_totals()
 
     async def send_totals(self) -> None:
-        totals = await database_sync_to_async(selectors.live_today)(advertiser=self.advertiser)
+        if self.group is None:  # closed: the member was removed
+            return
+        totals = await _live_today_for_member(self.scope.get("user"), self.advertiser)
+        if totals is None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+            await self.close(code=NOT_A_MEMBER)
+            return
         await self.send_json({"type": "today", **totals})
+
+
+NOT_STAFF = 4404
+VIEWING_EVERY_SECONDS = 0.5
+
+
+class StaffSessionsConsumer(AsyncJsonWebsocketConsumer):
+    """The staff's live view of viewing: the rows of sessions that changed, as
+    `engagement.live.sessions_touched` sends them ({"type": "sessions", "sessions": [...]}),
+    and the executive dashboard's viewing figures ({"type": "viewing", ...}) on connect and
+    after changes: at once when the last were sent VIEWING_EVERY_SECONDS ago or more, else
+    that long after them (one query per half second, whatever the event rate; the figures
+    arrive within a second of an event). Staff only: anyone else is closed before accept."""
+
+    viewing_sent_at: float = 0.0
+    trailing: asyncio.Task | None = None
+    joined = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if not (user and user.is_authenticated and user.is_staff and user.is_active):
+            await self.close(code=NOT_STAFF)
+            return
+        await self.channel_layer.group_add(STAFF_SESSIONS_GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+        await self.send_viewing()
+
+    async def disconnect(self, code: int) -> None:
+        if self.trailing is not None:
+            self.trailing.cancel()
+        if self.joined:
+            await self.channel_layer.group_discard(STAFF_SESSIONS_GROUP, self.channel_name)
+
+    async def sessions_changed(self, message: dict) -> None:
+        await self.send_json({"type": "sessions", "sessions": message["sessions"]})
+        wait = self.viewing_sent_at + VIEWING_EVERY_SECONDS - asyncio.get_running_loop().time()
+        if wait <= 0:
+            await self.send_viewing()
+        elif self.trailing is None or self.trailing.done():
+            self.trailing = asyncio.ensure_future(self._send_viewing_later(wait))
+
+    async def _send_viewing_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        await self.send_viewing()
+
+    async def send_viewing(self) -> None:
+        self.viewing_sent_at = asyncio.get_running_loop().time()
+        figures = await database_sync_to_async(selectors.staff_viewing_figures)()
+        await self.send_json({"type": "viewing", **figures})

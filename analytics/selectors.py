@@ -4,6 +4,7 @@ function takes `advertiser=` and reads only that account's rows."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from ads.models import (
 )
 from analytics.models import DailyBreakdown, DailyDelivery
 from analytics.services import METRIC_FIELDS, local_day_range
+from engagement import selectors as engagement_selectors
 from engagement.selectors import viewing_activity
 from ml import selectors as ml_selectors
 from ml.models import ModelVersion
@@ -481,3 +483,65 @@ def executive_summary(*, at: dt.datetime | None = None) -> dict:
         "latency": ads_selectors.decision_latency(minutes=5, at=at),
         "champions": ml_selectors.champion_versions(),
     }
+
+
+def staff_viewing_figures(*, at: dt.datetime | None = None) -> dict:
+    """Staff only: the viewing figures the staff socket pushes (the executive dashboard's
+    active sessions and average engagement, and the open sessions' average live score)."""
+    viewing = viewing_activity(at=at)
+    return {
+        name: viewing[name]
+        for name in ("active_sessions", "average_live_score", "average_engagement")
+    }
+
+
+def staff_live_sessions(*, at: dt.datetime | None = None) -> list[dict]:
+    """Staff only: the sessions open now, newest first (`engagement.selectors.live_sessions`)."""
+    return engagement_selectors.live_sessions(at=at)
+
+
+def staff_session_timeline(*, session_id: int, at: dt.datetime | None = None) -> dict:
+    """Staff only: a viewing session's row and its timeline, its playback events and the ad
+    events of the pods it played (found by the decision ids its events carry), in time order;
+    ViewingSession.DoesNotExist for an unknown id."""
+    row, events = engagement_selectors.viewing_session_detail(session_id=session_id, at=at)
+    decision_ids = set()
+    for event in events:
+        if isinstance(event.detail, dict) and event.detail.get("decision_id"):
+            try:
+                decision_ids.add(uuid.UUID(str(event.detail["decision_id"])))
+            except ValueError:  # a player's detail we cannot read: no ads to join
+                continue
+    ad_events = (
+        AdEvent.objects.filter(decision_id__in=sorted(decision_ids))
+        .select_related("creative", "advertiser")
+        .order_by("occurred_at", "pod_position", "id")
+        if decision_ids
+        else AdEvent.objects.none()
+    )
+    timeline = [
+        {
+            "at": event.at,
+            "source": "playback",
+            "kind": event.kind,
+            "position_seconds": event.position_seconds,
+            "detail": event.detail,
+        }
+        for event in events
+    ] + [
+        {
+            "at": event.occurred_at,
+            "source": "ad",
+            "kind": event.event_type,
+            "position_seconds": None,
+            "detail": {
+                "creative": event.creative.name,
+                "advertiser": event.advertiser.name,
+                "pod_position": event.pod_position,
+                "cost_micros": event.cost_micros,
+            },
+        }
+        for event in ad_events
+    ]
+    timeline.sort(key=lambda item: (item["at"], item["source"] == "ad"))
+    return {"session": row, "timeline": timeline}

@@ -27,6 +27,8 @@ from ads.selectors import LATENCY_BUCKETS_MS as BUCKETS_MS
 from analytics import selectors
 from analytics.reports import DASH, percent
 from config import formats
+from engagement.models import ViewingSession
+from ml import selectors as ml_selectors
 from ml.models import ModelKind, ModelVersion
 
 REFRESH_SECONDS = 5
@@ -121,6 +123,12 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
                     "Active sessions",
                     formats.count(viewing["active_sessions"]),
                     "Viewing sessions open now (started in the last 4 hours, not ended).",
+                ),
+                Figure(
+                    "average_live_score",
+                    "Average live score",
+                    percent(viewing["average_live_score"]),
+                    "The open sessions' mean chance of finishing their title (live score).",
                 ),
                 Figure(
                     "sessions_today",
@@ -378,4 +386,106 @@ def model_monitoring(request: HttpRequest, kind: str) -> HttpResponse:
             "drift": drift_rows(monitoring["drift"]),
             "psi_bands": PSI_BANDS,
         },
+    )
+
+
+# Live sessions
+
+SPARKLINE_WIDTH = 120
+SPARKLINE_HEIGHT = 24
+
+
+def clock(seconds: int | None) -> str:
+    """A position in a title: 5025 → "1:23:45", 300 → "5:00"."""
+    if seconds is None:
+        return DASH
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def sparkline_points(history: list[float]) -> str:
+    """The SVG polyline of a score history on a 0–1 scale, oldest at the left (the same
+    arithmetic as static/js/staff_sessions.js, which redraws it)."""
+    if not history:
+        return ""
+    step = SPARKLINE_WIDTH / max(1, len(history) - 1)
+    return " ".join(
+        f"{index * step:.1f},{(1 - score) * SPARKLINE_HEIGHT:.1f}"
+        for index, score in enumerate(history)
+    )
+
+
+def session_row(row: dict) -> dict:
+    """A session's row (`engagement.live.live_session_row`) with its figures as text."""
+    return row | {
+        "started": when(dt.datetime.fromisoformat(row["started_at"])),
+        "position": f"{clock(row['position_seconds'])} / {clock(row['duration_seconds'])}",
+        "score_text": percent(row["score"]),
+        "prior_text": percent(row["prior"]),
+        "sparkline": sparkline_points(row["history"]),
+    }
+
+
+def _sessions_context() -> dict:
+    return {
+        "model_kinds": ModelKind.choices,
+        "sparkline_width": SPARKLINE_WIDTH,
+        "sparkline_height": SPARKLINE_HEIGHT,
+    }
+
+
+@staff_view
+def live_sessions(request: HttpRequest) -> HttpResponse:
+    """The sessions open now, newest first; the page follows the staff socket from there."""
+    rows = [session_row(row) for row in selectors.staff_live_sessions(at=timezone.now())]
+    champion = ml_selectors.champion_versions().get(ModelKind.LIVE_ENGAGEMENT)
+    return render(
+        request,
+        "analytics/staff/sessions.html",
+        _sessions_context() | {"sessions": rows, "live_champion": champion},
+    )
+
+
+def timeline_rows(timeline: list[dict]) -> list[dict]:
+    rows = []
+    for item in timeline:
+        detail = item["detail"] or {}
+        if item["source"] == "ad":
+            what = f"Ad {item['kind'].replace('_', ' ')}"
+            note = f"{detail['creative']} ({detail['advertiser']}), slot {detail['pod_position']}"
+        else:
+            what = item["kind"].replace("_", " ").capitalize()
+            note = ", ".join(
+                f"{name.replace('_', ' ')} {value}"
+                for name, value in detail.items()
+                if name != "decision_id"
+            )
+            if item["kind"] in ("seek", "skip") and "to" in detail:
+                note = f"{clock(detail.get('from'))} → {clock(detail['to'])}"
+        rows.append(
+            {
+                "at": item["at"],
+                "source": item["source"],
+                "what": what,
+                "position": clock(item["position_seconds"]),
+                "note": note,
+            }
+        )
+    return rows
+
+
+@staff_view
+def live_session(request: HttpRequest, session_id: int) -> HttpResponse:
+    """One session: its row, kept current by the staff socket, and its timeline (playback
+    events and the ad events of its pods) as of the page's load."""
+    try:
+        found = selectors.staff_session_timeline(session_id=session_id, at=timezone.now())
+    except ViewingSession.DoesNotExist:
+        raise Http404("No such session.") from None
+    return render(
+        request,
+        "analytics/staff/session.html",
+        _sessions_context()
+        | {"session": session_row(found["session"]), "timeline": timeline_rows(found["timeline"])},
     )

@@ -23,4 +23,6 @@ staff_urlpatterns = [
     path("", staff_views.executive_dashboard, name="staff_dashboard"),
     path("figures/", staff_views.executive_figures_partial, name="staff_dashboard_figures"),
     path("models/<str:kind>/", staff_views.model_monitoring, name="staff_models"),
+    path("sessions/", staff_views.live_sessions, name="staff_sessions"),
+    path("sessions/<int:session_id>/", staff_views.live_session, name="staff_session"),
 ]

@@ -58,8 +58,8 @@ def _csv(table: Table, filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerow(table.headers)
-    writer.writerows([cell.csv for cell in row] for row in table.rows)
+    writer.writerow([formats.csv_cell(header) for header in table.headers])
+    writer.writerows([formats.csv_cell(cell.csv) for cell in row] for row in table.rows)
     return response
 
 

@@ -56,7 +56,7 @@ HTTP_EVENTS = EVENTS // 2
 HTTP_SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
 CONNECTIONS = (1, 4, 8, 32)
 HTTP_BODIES = 5000
-# Tracking tokens are signed with it: the bench process and the server must share it.
+# Tracking tokens are encrypted with it: the bench process and the server must share it.
 SECRET_KEY = "bench-only-secret-key-0f9c2e7d4b1a8e6c3f5d7b9a1c3e5f7a"
 
 TARGET_IN_PROCESS_P99_MS = 2.0

@@ -208,6 +208,7 @@ class Browser:
 
 def home_page(report: Report, port: int, pid: int, profiles: list[int]) -> int:
     browsers = [Browser(port, viewer_id) for viewer_id in profiles]
+    _forget_homes()  # choosing a profile opened its home: the first requests below are cold
     report.line(f"\nGET /watch/home, {len(browsers)} profiles (uvicorn, 2 workers)")
     first = []
     for browser in browsers:
@@ -215,7 +216,7 @@ def home_page(report: Report, port: int, pid: int, profiles: list[int]) -> int:
         asyncio.run(_requests(port, [("GET", "/watch/home", browser, b"")], 1, None))
         first.append((time.perf_counter() - began) * 1000)
     report.line(
-        "  first request of each profile (scores every title): "
+        "  first request of each profile (nothing cached: scores every title, renders): "
         + ", ".join(f"{value:.0f}" for value in first)
         + " ms"
     )
@@ -236,6 +237,15 @@ def home_page(report: Report, port: int, pid: int, profiles: list[int]) -> int:
                 result["p99"] <= TARGET_HOME_P99_MS,
             )
     return failures
+
+
+def _forget_homes() -> None:
+    """Drop the viewer app's cached rankings, pages and catalog cards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter("*watch:*"):
+        client.delete(key)
 
 
 def playback_events(report: Report, port: int, pid: int, profiles: list[int]) -> int:

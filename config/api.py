@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -41,3 +41,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     code = getattr(exc, "default_code", "error")
     detail = getattr(exc, "detail", str(exc))
     return api_error(str(code), str(detail), None, response.status_code)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, refusing a body nested too deeply to decode as it refuses any other
+    unreadable body: `json` raises RecursionError there, not ValueError, which was a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None

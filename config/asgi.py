@@ -9,12 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
 from ads.services import server_start  # noqa: E402
-from config.routing import websocket_urlpatterns  # noqa: E402
+from config.routing import WebSocketRouter, websocket_urlpatterns  # noqa: E402
 
 # Import every view now (URL resolution would on the first request), then build the index,
 # whose freeze takes all of it out of the garbage collector's sight: a full collection then
@@ -26,7 +26,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(WebSocketRouter(websocket_urlpatterns))
         ),
     }
 )

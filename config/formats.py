@@ -8,6 +8,7 @@ amount ("1,234.50 CHF"): "$" alone would be ambiguous between USD, CAD and AUD, 
 gets it.
 """
 
+import re
 from decimal import Decimal
 
 from django import template
@@ -18,6 +19,11 @@ DASH = "—"  # an undefined ratio (nothing shown, nothing clicked): not zero
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 Number = int | float | Decimal
+
+# A spreadsheet reads a cell that starts with one of these as a formula (OWASP's list), so a
+# campaign named '=HYPERLINK("http://x","click")' would become a live link in an export.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?%?")
 
 
 def count(value: Number | None) -> str:
@@ -57,3 +63,12 @@ def count_filter(value: Number | None) -> str:
 @register.filter(name="money")
 def money_filter(value: Number | str | None, currency: str) -> str:
     return money(value, currency)
+
+
+def csv_cell(text: str) -> str:
+    """A cell as every CSV export writes it: text that a spreadsheet would run as a formula
+    gets a leading apostrophe, which spreadsheets show as text; plain numbers ("-4.50",
+    "+12%") stay numbers."""
+    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text

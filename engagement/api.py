@@ -40,6 +40,7 @@ REQUIRED_DETAIL: dict[str, dict[str, type]] = {
     PlaybackEvent.Kind.SEEK: {"from": int, "to": int},
     PlaybackEvent.Kind.SKIP: {"from": int, "to": int},
     PlaybackEvent.Kind.SPEED: {"rate": float},
+    PlaybackEvent.Kind.AD_BREAK: {"break": int, "ads": int, "pod_seconds": int},
     PlaybackEvent.Kind.AD_START: {"break": int, "ad": int, "ads": int},
     PlaybackEvent.Kind.AD_END: {"break": int, "ad": int, "ads": int},
 }

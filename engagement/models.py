@@ -44,12 +44,28 @@ class ViewingSession(models.Model):
     )
     completed = models.BooleanField(default=False)
     abandoned = models.BooleanField(default=False)
+    # The live engagement score (engagement/live.py): the probability that the viewer finishes
+    # the title, given the engagement model's prior and the session's behaviour so far; kept
+    # while the session runs, and its last value after it ends.
+    engagement_prior = models.FloatField(
+        null=True, blank=True, help_text="The engagement model's prior for viewer × title."
+    )
+    engagement_score = models.FloatField(null=True, blank=True)
+    score_updated_at = models.DateTimeField(null=True, blank=True)
+    # The last few scores, oldest first, as [unix seconds, score] pairs (the staff sparkline).
+    score_history = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [
             models.Index(fields=["viewer", "started_at"]),
             models.Index(fields=["started_at"]),
+            # The staff list of live sessions: the open ones, newest first.
+            models.Index(
+                fields=["-started_at"],
+                condition=models.Q(ended_at__isnull=True),
+                name="viewingsession_open",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from catalog.models import Device
 from catalog.services import BATCH_SIZE, batched, rows_upsert
+from engagement.live import sessions_touched
 from engagement.models import PlaybackEvent, Rating, ViewingSession
 
 
@@ -147,7 +148,7 @@ def viewing_session_start(
             abandoned=False,
         )
     )
-    return ViewingSession.objects.create(
+    session = ViewingSession.objects.create(
         viewer_id=viewer_id,
         title_id=title_id,
         device=device,
@@ -157,6 +158,8 @@ def viewing_session_start(
         completed=False,
         abandoned=False,
     )
+    _touched_on_commit(session.pk)
+    return session
 
 
 def viewing_session_finish(
@@ -219,7 +222,14 @@ def viewing_session_finish(
         )
     for name, value in fields.items():
         setattr(session, name, value)
+    _touched_on_commit(session.pk)
     return session
+
+
+def _touched_on_commit(session_id: int) -> None:
+    """Score the session and tell the staff once the change is committed (never a session
+    that was rolled back)."""
+    transaction.on_commit(lambda: sessions_touched(session_ids=[session_id]))
 
 
 DEVICES = frozenset(Device.values)
@@ -292,6 +302,7 @@ def playback_events_append(
        given, raises the session's figure (never lowers it; at most the title's duration); a
        `complete` or `abandon` among them ends the session at that event, completed or
        abandoned, as `viewing_session_finish` would.
+    5. Once committed, the session is rescored live (`engagement.live.sessions_touched`).
     """
     ids = [event.event_id for event in events]
     known = set(
@@ -345,9 +356,7 @@ def playback_events_append(
             ],
             ignore_conflicts=True,
         )
-        # LIVE SCORE HOOK (issue 11, item 5): the one call site, connected when
-        # engagement/live.py lands:
-        # transaction.on_commit(lambda: live.sessions_touched(session_ids=[session.pk]))
+        _touched_on_commit(session.pk)  # the live score (engagement.live.sessions_touched)
     for name, value in fields.items():
         setattr(session, name, value)
     return AppendOutcome(
@@ -371,3 +380,5 @@ def _player_event_check(event: PlayerEvent, *, session: ViewingSession, duration
 # The engagement model's training and serving live in engagement.learning; these are the
 # names other apps and the tasks may use.
 from engagement.learning import engagement_model_train, engagement_predict  # noqa: E402, F401
+from engagement.learning.live_training import live_score_model_train  # noqa: E402, F401
+from engagement.live import STAFF_SESSIONS_GROUP  # noqa: E402, F401

@@ -8,6 +8,7 @@ from django.db.models import Q
 class ModelKind(models.TextChoices):
     CTR = "ctr", "Click-through rate"
     ENGAGEMENT = "engagement", "Engagement"
+    LIVE_ENGAGEMENT = "live_engagement", "Live engagement"
 
 
 class ModelVersion(models.Model):

@@ -20,6 +20,7 @@ LIVE, TARGETING, KIDS, BUDGET, FREQUENCY_CAP, PACING, POD = (
     "pacing",
     "pod",
 )
+STAGES = (LIVE, TARGETING, KIDS, BUDGET, FREQUENCY_CAP, PACING, POD)
 
 
 @dataclass(frozen=True, slots=True)

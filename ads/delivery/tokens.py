@@ -1,35 +1,42 @@
-"""Signed tracking tokens: what a tracking link or a reported event proves.
+"""Tracking tokens: what a tracking link or a reported event proves, unreadable to the viewer.
 
 A token names the decision, the slot (creative, line item, position), the viewer, the title and
-break, the price, and when it was issued; it is signed with the secret key (HMAC-SHA256), so a
-changed byte makes it invalid. It expires TOKEN_TTL after the decision.
+break, the price, and when it was issued. It travels on viewers' devices, so it is encrypted,
+not only signed: nobody can read the price or the advertiser out of it, and a changed byte
+makes it invalid. It expires TOKEN_TTL after the decision.
 
-The format is Django's ``signing.Signer(salt=SALT).sign_object(values)``: URL-safe base64 of
-compact JSON, ":", URL-safe base64 of the HMAC-SHA256, so tokens signed before and after a
-deploy stay valid (SECRET_KEY_FALLBACKS included). Event ingestion checks up to 1,000 tokens a
-batch, and the Signer derives its HMAC key from the secret at every call, so this module signs
-and checks them itself: the keys derived once per secret, the signature compared in constant
-time, the JSON decoded without the wrappers of `json.loads`.
+The format is URL-safe base64 (no padding) of AES-SIV (RFC 5297, `cryptography`'s AESSIV) of
+the claim's values as compact JSON. AES-SIV is deterministic authenticated encryption: it needs
+no nonce, so there is no nonce to repeat (AES-GCM's random 96-bit nonces would wear a key out
+after about 2^32 tokens, a few days of decisions); identical plaintexts would give identical
+tokens, and none are identical, as each carries its decision's random id and its position.
+The key is derived (HKDF-SHA256) from the secret key; tokens made under SECRET_KEY_FALLBACKS
+stay valid, tried after the current key, so a secret rotates without losing the tokens in
+flight. Event ingestion reads up to 1,000 tokens a batch: the ciphers are built once per
+secret, and the JSON decoded without the wrappers of `json.loads` (bench/tokens.py).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 TOKEN_TTL = timedelta(hours=4)
-SALT = "interlude.tracking.v1"
+SALT = "interlude.tracking.v2"  # v1: HMAC-signed, readable base64 JSON
 _DECODER = json.JSONDecoder()
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
 
 
 class InvalidToken(Exception):
@@ -61,13 +68,15 @@ class TrackingClaim(NamedTuple):
 
 
 @cache
-def _macs() -> tuple[hmac.HMAC, ...]:
-    """HMAC-SHA256 states keyed with the secret, then each fallback, as Signer keys them
-    (`django.utils.crypto.salted_hmac`: the key is SHA-256 of the key salt and the secret);
-    each signature starts from a copy. Derived again when a test changes the settings."""
-    key_salt = (SALT + "signer").encode()
+def _ciphers() -> tuple[AESSIV, ...]:
+    """AES-256-SIV keyed from the secret, then from each fallback. Derived again when a test
+    changes the settings."""
     return tuple(
-        hmac.new(hashlib.sha256(key_salt + key.encode()).digest(), digestmod=hashlib.sha256)
+        AESSIV(
+            HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=SALT.encode()).derive(
+                key.encode()
+            )
+        )
         for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)
     )
 
@@ -75,13 +84,7 @@ def _macs() -> tuple[hmac.HMAC, ...]:
 @receiver(setting_changed)
 def _secret_changed(*, setting: str, **kwargs: object) -> None:
     if setting in ("SECRET_KEY", "SECRET_KEY_FALLBACKS"):
-        _macs.cache_clear()
-
-
-def _signature(mac: hmac.HMAC, payload: bytes) -> bytes:
-    signer = mac.copy()
-    signer.update(payload)
-    return base64.urlsafe_b64encode(signer.digest()).rstrip(b"=")
+        _ciphers.cache_clear()
 
 
 def make_token(claim: TrackingClaim) -> str:
@@ -100,24 +103,34 @@ def make_token(claim: TrackingClaim) -> str:
         int(claim.is_cpm),
         int(claim.issued_at.timestamp()),
     ]
-    payload = base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode())
-    payload = payload.rstrip(b"=")
-    return (payload + b":" + _signature(_macs()[0], payload)).decode()
+    sealed = _ciphers()[0].encrypt(json.dumps(values, separators=(",", ":")).encode(), None)
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
 
 
 def read_token(token: str, *, at: datetime) -> TrackingClaim:
     """The claim a token carries; InvalidToken("forged") or ("expired") otherwise."""
     try:
-        payload, _, signature = token.encode().rpartition(b":")
-    except (UnicodeError, AttributeError):
+        encoded = token.encode("ascii")
+        # Strict: only the URL-safe alphabet, no padding, and the one encoding of its bytes
+        # (base64's last character may carry unused bits: another token for the same bytes).
+        if b"=" in encoded:
+            raise ValueError("Padding")
+        padded = encoded.translate(_TO_STANDARD_ALPHABET) + b"=" * (-len(encoded) % 4)
+        sealed = binascii.a2b_base64(padded, strict_mode=True)
+        if base64.urlsafe_b64encode(sealed).rstrip(b"=") != encoded:
+            raise ValueError("Not the canonical encoding")
+    except (UnicodeError, AttributeError, ValueError):  # binascii.Error is a ValueError
         raise InvalidToken("forged") from None
-    for mac in _macs() if payload else ():
-        if hmac.compare_digest(signature, _signature(mac, payload)):
+    for cipher in _ciphers():
+        try:
+            plain = cipher.decrypt(sealed, None)
             break
+        except (InvalidTag, ValueError):  # ValueError: shorter than the tag
+            continue
     else:
         raise InvalidToken("forged")
     try:
-        text = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)).decode()
+        text = plain.decode()
         values, end = _DECODER.raw_decode(text)
         if end != len(text):
             raise ValueError("Trailing data")
@@ -136,7 +149,7 @@ def read_token(token: str, *, at: datetime) -> TrackingClaim:
             is_cpm,
             issued,
         ) = values
-        # Values as make_token wrote them (the signature proves it): no conversions.
+        # Values as make_token wrote them (the tag proves it): no conversions.
         claim = TrackingClaim(
             decision,
             creative,
@@ -152,7 +165,7 @@ def read_token(token: str, *, at: datetime) -> TrackingClaim:
             bool(is_cpm),
             datetime.fromtimestamp(issued, tz=UTC),
         )
-    except (binascii.Error, ValueError, TypeError):
+    except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
         raise InvalidToken("forged") from None
     if at - claim.issued_at > TOKEN_TTL:
         raise InvalidToken("expired")

@@ -68,6 +68,9 @@ class IncomingEvent:
     event_type: str
     client_event_id: str = ""
     occurred_at: datetime | None = None
+    # Why the caller already knows this event is unusable (a time that cannot exist): it is
+    # rejected with this reason, alone, and the rest of its batch goes on.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +86,32 @@ def is_bot(user_agent: str) -> bool:
     return any(marker in agent for marker in BOT_USER_AGENTS)
 
 
+def _storable(text: str) -> bool:
+    """Whether a text column takes it: PostgreSQL refuses a null character, and a lone
+    surrogate (valid in a JSON string, not in UTF-8) cannot be encoded for it."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def event_track(
     *, token: str, event_type: str, user_agent: str = "", at: datetime | None = None
 ) -> EventOutcome:
-    """One event from a tracking link."""
+    """One event from a tracking link, fired by the viewer's device: its player or browser
+    always names itself, so a missing or blank User-Agent is a script's, rejected as `bot`
+    (as the IAB's invalid-traffic guidelines do). A batch comes from a server with a
+    platform key, whose User-Agent says nothing about the viewer: a blank one passes there."""
     (outcome,) = events_record(
         events=[IncomingEvent(token=token, event_type=event_type)],
         user_agent=user_agent,
         at=at,
+        blank_agent_is_bot=True,
     )
     return outcome
 
@@ -106,7 +127,11 @@ class _Pending(NamedTuple):
 
 
 def events_record(
-    *, events: list[IncomingEvent], user_agent: str = "", at: datetime | None = None
+    *,
+    events: list[IncomingEvent],
+    user_agent: str = "",
+    at: datetime | None = None,
+    blank_agent_is_bot: bool = False,
 ) -> list[EventOutcome]:
     """Check, store and count a batch of events; one outcome per event, in order.
 
@@ -127,7 +152,7 @@ def events_record(
     latest = now + CLOCK_SKEW
     outcomes: list[EventOutcome | None] = [None] * len(events)
     pending: list[_Pending] = []
-    bot = is_bot(user_agent)
+    bot = is_bot(user_agent) or (blank_agent_is_bot and not user_agent.strip())
     for position, event in enumerate(events):
         try:
             claim = read_token(event.token, at=now)
@@ -137,7 +162,11 @@ def events_record(
         reason = None
         occurred = event.occurred_at or now
         event_type = event.event_type
-        if event_type not in EVENT_TYPES:
+        if event.problem:
+            reason = event.problem
+        elif not _storable(event.client_event_id):
+            reason = "invalid_event_id"
+        elif event_type not in EVENT_TYPES:
             reason = "unknown_event_type"
         elif bot:
             reason = "bot"

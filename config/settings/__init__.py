@@ -14,3 +14,4 @@ from config.settings.counters import *  # noqa: F403
 from config.settings.django import *  # noqa: F403
 from config.settings.llm import *  # noqa: F403
 from config.settings.logging import *  # noqa: F403
+from config.settings.login import *  # noqa: F403

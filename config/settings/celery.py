@@ -37,6 +37,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "engagement.tasks.retrain_engagement_model_task",
         "schedule": crontab(hour=2, minute=30),
     },
+    # The live engagement score takes the engagement champion's prior: after its retraining.
+    "retrain-live-score-model": {
+        "task": "engagement.tasks.retrain_live_score_model_task",
+        "schedule": crontab(hour=2, minute=50),
+    },
     # Drift of the champion's scores on yesterday against its training window (monitoring).
     "measure-ctr-drift": {
         "task": "ads.tasks.measure_ctr_drift_task",

@@ -280,7 +280,8 @@ class Player {
   }
 
   seek(target, kind, reason) {
-    if (this.ad || this.state === "ended") return; // no seeking during an ad
+    // No seeking during an ad (nor while its pod loads).
+    if (this.ad || this.state === "loading-ad" || this.state === "ended") return;
     const from = this.position;
     const to = Math.min(config.duration - 1, Math.max(0, Math.round(target)));
     if (to === Math.floor(from)) return;
@@ -334,6 +335,10 @@ class Player {
       return;
     }
     this.ad = { pod, index: -1, position: 0, offset, resumePlaying, paused: false };
+    // The pod as a whole, as the simulated audience reports it (the live score counts the
+    // ads sat through from these); then each ad's start and end.
+    const podSeconds = Math.round(pod.reduce((total, ad) => total + ad.duration, 0));
+    this.log.record("ad_break", this.position, { break: offset, ads: pod.length, pod_seconds: podSeconds });
     this.nextAd();
   }
 

@@ -96,19 +96,23 @@ def test_an_empty_pod_says_why(api, world):
     assert response.json()["reason"] == "kids_profile"
 
 
-def test_explain_lists_every_line_item(api, world):
-    line_item = line_item_with_creative(world.acme, target_devices=["mobile"])
-    body = post(api, "/api/v1/decisions", decision_body(world, explain=True)).json()
+def test_explain_tells_a_player_stages_and_rules_but_no_accounts_line_items(api, world):
+    """Any player may ask for `explain`: it says how many line items each rule removed, never
+    which ones, whose, what they are called or how they scored."""
+    mobile_only = line_item_with_creative(world.acme, target_devices=["mobile"])
+    rival_mobile_only = line_item_with_creative(world.globex, target_devices=["mobile"])
+    chosen = line_item_with_creative(world.initech)
+    response = post(api, "/api/v1/decisions", decision_body(world, explain=True))
+    body = response.json()
+    assert [slot["line_item_id"] for slot in body["pod"]] == [chosen.pk]
     assert body["explain"] == [
-        {
-            "line_item_id": line_item.pk,
-            "advertiser_id": world.acme.pk,
-            "name": line_item.name,
-            "stage": "targeting",
-            "rule": "device",
-            "score": None,
-        }
+        {"stage": "targeting", "rule": "device", "line_items": 2},
+        {"stage": "pod", "rule": "chosen", "line_items": 1},
     ]
+    text = response.content.decode()
+    for line_item in (mobile_only, rival_mobile_only, chosen):
+        assert line_item.name not in text
+    assert "score" not in text
 
 
 @pytest.mark.parametrize(

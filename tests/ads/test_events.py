@@ -1,6 +1,8 @@
 """Events: signed tracking links and batches, each counted exactly once."""
 
+import base64
 import io
+import os
 import threading
 from datetime import timedelta
 
@@ -90,6 +92,28 @@ def test_bots_are_filtered(client, slot):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bot"
     assert not AdEvent.objects.exists()
+
+
+@pytest.mark.parametrize("user_agent", [None, "", "   "])
+def test_a_tracking_link_without_a_user_agent_is_a_bots(client, slot, user_agent):
+    headers = {} if user_agent is None else {"HTTP_USER_AGENT": user_agent}
+    response = client.get(f"/t/{slot.token}/impression", **headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "bot",
+        "message": "Requests from automated agents are not counted.",
+        "fields": {},
+    }
+    assert not AdEvent.objects.exists()
+    assert counters().get_many([keys.invalid_events("bot", timezone.now().date())]) == [1]
+
+
+def test_a_batch_without_a_user_agent_is_counted(slot):
+    """A batch comes from a server holding a platform key: its User-Agent is the server's."""
+    (outcome,) = services.events_record(
+        events=[services.IncomingEvent(token=slot.token, event_type="impression")]
+    )
+    assert (outcome.status, outcome.reason) == ("accepted", None)
 
 
 def test_an_unknown_event_type_is_named(client, slot):
@@ -317,17 +341,29 @@ def test_the_event_table_has_no_foreign_key_constraints_nor_redundant_indexes(db
         assert not [name for name in constraints if name.endswith("_like")]
 
 
-def test_tokens_are_djangos_signed_objects(world):
-    """Tokens signed before the fast signer, or by Django's, stay valid, and the other way."""
+def test_tokens_are_opaque(world):
+    """A token travels on the viewer's device: nothing in it is readable, neither as it is nor
+    decoded (the price, the advertiser, the viewer)."""
     line_item_with_creative(world.acme)
-    decision = world.decide()
-    (slot,) = decision.pod
-    signer = signing.Signer(salt=tokens.SALT)
-    values = signer.unsign_object(slot.token)
-    assert values[:2] == [decision.decision_id, slot.creative.id]
-    assert tokens.read_token(signer.sign_object(values), at=world.at) == tokens.read_token(
-        slot.token, at=world.at
-    )
+    (slot,) = world.decide().pod
+    claim = tokens.read_token(slot.token, at=world.at)
+    assert (claim.price_micros, claim.advertiser_id) == (12_500, world.acme.pk)
+    readable = [slot.token] + [
+        base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode("latin-1")
+        for part in slot.token.split(":")  # the signed format was payload:signature
+    ]
+    for secret in (str(claim.price_micros), claim.decision_id, '"ctv"', '"us_west"'):
+        assert not any(secret in text for text in readable)
+    with pytest.raises(signing.BadSignature):  # not a signed object any more
+        signing.Signer(salt="interlude.tracking.v1").unsign_object(slot.token)
+
+
+def test_two_slots_of_one_decision_have_unrelated_tokens(world):
+    line_item_with_creative(world.acme)
+    line_item_with_creative(world.globex, category="travel")
+    first, second = world.decide().pod
+    shared = os.path.commonprefix([first.token, second.token])
+    assert len(shared) < 4  # deterministic encryption, but of plaintexts that differ
 
 
 def test_every_changed_character_of_a_token_is_a_forgery(world):
@@ -340,7 +376,7 @@ def test_every_changed_character_of_a_token_is_a_forgery(world):
             with pytest.raises(tokens.InvalidToken) as error:
                 tokens.read_token(changed, at=world.at)
             assert error.value.reason == "forged"
-    for changed in ["", ":", token + "=", token[: token.index(":")], "\ud800" + token]:
+    for changed in ["", ":", token + "=", token[:-1], token[:22], token + "A", "\ud800" + token]:
         with pytest.raises(tokens.InvalidToken):
             tokens.read_token(changed, at=world.at)
 

@@ -21,6 +21,7 @@ from ads.models import DeliveryStatus, LineItem
 from analytics import services
 from analytics.forms import MAX_DAYS
 from analytics.models import DailyDelivery
+from catalog.models import Genre, Title
 from tests.factories import (
     AdEventFactory,
     CampaignFactory,
@@ -481,6 +482,36 @@ def test_every_csv_export_equals_its_table_on_screen(client, world, name, attr):
         # ratio ("—") is an empty cell.
         assert exported == [[plain(text) for text in row] for row in rows]
         assert len(exported) > 1
+
+
+FORMULA = '=HYPERLINK("http://x","click")'
+
+
+@pytest.mark.parametrize(("name", "attr"), PAGES)
+def test_no_csv_cell_is_a_formula_a_spreadsheet_would_run(client, world, name, attr):
+    """Names that advertisers and staff choose reach every export: a campaign, a line item, a
+    creative, a title, a genre named like a formula are written as text (a leading
+    apostrophe); plain numbers, negative ones included, stay numbers."""
+    hostile = [
+        (world.campaign, FORMULA),
+        (world.line_item, "+SUM(1,2)"),
+        (world.creative, "@cmd"),
+        (Title.objects.get(name="Heat"), "-2+3"),
+        (Genre.objects.get(name="Drama"), "\t=1"),
+    ]
+    for item, text in hostile:
+        type(item).objects.filter(pk=item.pk).update(name=text)
+    client.force_login(world.owner)
+    cells = []
+    for table in TABLES[name]:
+        cells += sum(
+            read_csv(client, page(world, name, attr, format="csv", table=table, **RANGE)), []
+        )
+    formulas = [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert [cell for cell in formulas if not re.fullmatch(r"[-+]?\d+(\.\d+)?%?", cell)] == []
+    expected = {"overview": "'" + FORMULA, "campaign_report": "'+SUM(1,2)"}
+    expected["line_item_report"] = "'@cmd"
+    assert expected[name] in cells
 
 
 def test_the_csv_is_named_after_the_page_table_and_range(client, world):

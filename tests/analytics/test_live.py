@@ -15,7 +15,8 @@ from ads import selectors as ads_selectors
 from ads import services
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
-from config.routing import websocket_urlpatterns
+from ads.models import Membership
+from config.routing import WebSocketRouter, websocket_urlpatterns
 from tests.ads.conftest import line_item_with_creative
 from tests.factories import AdBreakFactory, ViewerFactory
 
@@ -104,3 +105,25 @@ async def test_a_burst_of_events_sends_a_few_messages_and_the_final_numbers(tena
     )
     assert totals["impressions"] == 20
     await communicator.disconnect()
+
+
+async def test_a_member_removed_from_the_account_stops_receiving_its_totals(tenancy):
+    communicator = socket(tenancy.analyst)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=2)
+    await sync_to_async(Membership.objects.filter(user=tenancy.analyst).delete)()
+    report = await sync_to_async(decide_and_report)(tenancy, tenancy.advertiser)
+    assert report["accepted"] == 1
+    # The next update closes the socket instead of carrying the numbers.
+    assert await communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": 4404,
+    }
+    assert await communicator.receive_nothing(timeout=1.5)
+
+
+@pytest.mark.parametrize("path", ["/ws/nowhere/", "/ws/a/acme/", "/ws/a/acme/live/extra/"])
+async def test_a_socket_on_an_unrouted_path_is_refused_not_a_500(tenancy, path):
+    communicator = WebsocketCommunicator(WebSocketRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = tenancy.owner
+    assert await communicator.connect() == (False, 4404)

@@ -28,6 +28,8 @@ STAFF_PAGES = [
     ("staff_dashboard_figures", []),
     ("staff_models", ["ctr"]),
     ("staff_models", ["engagement"]),
+    ("staff_models", ["live_engagement"]),
+    ("staff_sessions", []),
 ]
 
 
@@ -100,7 +102,7 @@ def version(kind, number, status, metrics=None, **fields) -> ModelVersion:
     )
 
 
-def session(title, started, *, ended=None, watched=0, completed=False, abandoned=False):
+def session(title, started, *, ended=None, watched=0, completed=False, abandoned=False, score=None):
     return ViewingSession.objects.create(
         viewer=ViewerFactory(),
         title=title,
@@ -110,6 +112,7 @@ def session(title, started, *, ended=None, watched=0, completed=False, abandoned
         watched_seconds=watched,
         completed=completed,
         abandoned=abandoned,
+        engagement_score=score,
     )
 
 
@@ -173,8 +176,9 @@ def platform(db):
     """Hand-counted platform activity on 10 March (UTC), at 16:00:
 
     - viewing sessions of a 5400 s title: two open ones started in the last 4 hours (25% and
-      50% watched), one completed this morning (100%), one left open since 11:00 (stale: not
-      active, 0%), and one from last night (not today);
+      50% watched; live scores 0.6 and 0.3), one completed this morning (100%), one left open
+      since 11:00 (stale: not active, 0%; its old score 0.9 does not count), and one from last
+      night (not today);
     - live counters: 5 impressions, 1 click, 3 completes, $7.50 and €2.25 spent by accounts in
       those currencies (a GBP account spent nothing); 8 decisions, 2 unfilled; another day's
       and one account's own counters, which must not count;
@@ -184,8 +188,8 @@ def platform(db):
     for currency in ("USD", "EUR", "GBP"):
         AdvertiserFactory(currency=currency)
     title = TitleFactory(duration_seconds=5400)
-    session(title, NOW - dt.timedelta(minutes=30), watched=1350)
-    session(title, NOW - dt.timedelta(hours=3), watched=2700)
+    session(title, NOW - dt.timedelta(minutes=30), watched=1350, score=0.6)
+    session(title, NOW - dt.timedelta(hours=3), watched=2700, score=0.3)
     session(
         title,
         dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC),
@@ -193,7 +197,7 @@ def platform(db):
         watched=5400,
         completed=True,
     )
-    session(title, dt.datetime(2026, 3, 10, 11, 0, tzinfo=dt.UTC))
+    session(title, dt.datetime(2026, 3, 10, 11, 0, tzinfo=dt.UTC), score=0.9)
     session(title, dt.datetime(2026, 3, 9, 23, 0, tzinfo=dt.UTC), watched=600)
     counters().add_many(
         [
@@ -244,6 +248,7 @@ def test_the_executive_dashboard_is_the_hand_count(client, staff, platform):
     assert reader.figures == {
         "at": "2026-03-10 16:00:00",
         "active_sessions": "2",
+        "average_live_score": "45.00%",  # (0.6 + 0.3) / 2, the open sessions only
         "sessions_today": "4",  # not last night's
         "completion_rate": "25.00%",  # 1 of 4
         "average_engagement": "43.75%",  # (0.25 + 0.5 + 1 + 0) / 4
@@ -260,6 +265,7 @@ def test_the_executive_dashboard_is_the_hand_count(client, staff, platform):
         ["Model", "Champion", "AUC", "Log loss", "Lift, top 10 %", "Calibration ratio"],
         ["Click-through rate", "v2 · logistic regression", "0.7312", "0.0912", "3.20×", "1.020"],
         ["Engagement", "v1 · logistic", "0.8000", "0.5000", DASH, DASH],
+        ["Live engagement", "none yet", DASH, DASH, DASH, DASH],
     ]
     html = client.get(reverse("staff_dashboard")).content.decode()
     assert 'hx-get="/staff/figures/"' in html

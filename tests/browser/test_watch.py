@@ -1,6 +1,7 @@
 """The viewer app in a real browser at 1,366 × 768: a profile picks a title and watches it with
 its ad break (VMAP, then the break's VAST pod through the vendored vast-client), sees the
-overlay, clicks "Learn more"; a kids profile sees only kids titles and gets no ad.
+overlay, clicks "Learn more", while staff see the session arrive on /staff/sessions/ over its
+socket; a kids profile sees only kids titles and gets no ad.
 
 The film runs faster than the clock (`?timescale=N`) and starts just before the break (`?t=`).
 What the server stored is read back from its database: on PostgreSQL the test's own, on SQLite
@@ -22,7 +23,7 @@ from django.db import connection
 
 from ads.models import Creative
 from catalog.models import AgeBand, MaturityRating
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page
+from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in
 from tests.factories import (
     AdBreakFactory,
     GenreFactory,
@@ -110,6 +111,10 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         page.locator(f'[data-row="picks"] a[data-title="{title.pk}"]').click()
         page.wait_for_url(f"{server.url}/watch/title/{title.pk}")
 
+        # Staff watch the live sessions in another browser context (their own login).
+        staff_page = page.context.browser.new_context(viewport=LAPTOP).new_page()
+        log_in(staff_page, server, world.staff_username, "/staff/sessions/")
+
         page.goto(f"{page.url}?t={offset - 10}&timescale={TIMESCALE}")
         player = page.locator("#player")
         marks = player.locator(".break-mark")
@@ -129,6 +134,10 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         with page.context.expect_page() as landing:
             page.get_by_role("button", name="Learn more").click()
         assert landing.value.url in (creative.click_url, "chrome-error://chromewebdata/")
+        # The session reached the staff page over its socket, without a reload.
+        row = staff_page.locator(f'tr[data-session="{player.get_attribute("data-session")}"]')
+        expect(row).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
+        expect(row.locator(".session-title")).to_have_text(title.name)
 
         # The ad plays to its end (30 s at TIMESCALE), then the film goes on past the break.
         expect(overlay).to_be_hidden(timeout=30_000 // TIMESCALE + UPDATE_TIMEOUT_MS)
@@ -158,7 +167,7 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
     }  # fmt: skip
     kinds = _session_events(tmp_path, viewer_id=world.viewer.pk)
     assert kinds[0] == "play" and kinds[-1] == "abandon", kinds
-    assert kinds.count("ad_start") == kinds.count("ad_end") == 1, kinds
+    assert kinds.count("ad_break") == kinds.count("ad_start") == kinds.count("ad_end") == 1, kinds
     assert kinds.index("ad_start") < kinds.index("ad_end") < kinds.index("seek"), kinds
     assert "pause" in kinds
 
@@ -199,7 +208,7 @@ def test_a_kids_profile_sees_only_kids_titles_and_gets_no_ad(
     assert not [url for url in requests if "/vmap/" in url or "/vast/" in url]
     kinds = _session_events(tmp_path, viewer_id=watch_world["kids"].pk)
     assert kinds[0] == "play" and kinds[-1] == "abandon"
-    assert "pause" in kinds and "ad_start" not in kinds
+    assert "pause" in kinds and not {"ad_break", "ad_start"} & set(kinds)
     assert server_rows(tmp_path, "SELECT count(*) FROM ads_adevent") == [(0,)]
 
 

@@ -44,7 +44,11 @@ def test_setup_demo_runs_every_step_and_ends_with_their_times_and_the_logins(tmp
     assert AdEvent.objects.filter(event_type="impression").exists()
     assert DailyDelivery.objects.exists()
     # A day of 40 viewers is too little to train on: each training is tried and recorded.
-    assert set(TrainingRun.objects.values_list("kind", flat=True)) == {"ctr", "engagement"}
+    assert set(TrainingRun.objects.values_list("kind", flat=True)) == {
+        "ctr",
+        "engagement",
+        "live_engagement",
+    }
     # The logins end the output and are in the file too.
     assert "interlude-demo" in logins.read_text()
     assert text.rstrip().endswith(logins.read_text().strip().splitlines()[-1])

@@ -102,23 +102,24 @@ def test_a_batch_is_stored_once_per_event_id(profiles, title):
         event(1, "play", 0),
         event(2, "seek", 40, detail={"from": 40, "to": 900}),
         event(3, "speed", 900, detail={"rate": 1.5, "from": 1}),
-        event(4, "ad_start", 900, detail={"break": 900, "ad": 1, "ads": 2, "creative": "Fizz"}),
-        event(5, "ad_end", 900, detail={"break": 900, "ad": 1, "ads": 2}),
-        event(6, "pause", 950),
+        event(4, "ad_break", 900, detail={"break": 900, "ads": 2, "pod_seconds": 45}),
+        event(5, "ad_start", 900, detail={"break": 900, "ad": 1, "ads": 2, "creative": "Fizz"}),
+        event(6, "ad_end", 900, detail={"break": 900, "ad": 1, "ads": 2}),
+        event(7, "pause", 950),
     ]
     first = send(client, session_id, batch, watched_seconds=90)
     assert first.status_code == 200, first.content
-    assert first.json() == {"stored": 6, "duplicates": 0, "ended": False}
+    assert first.json() == {"stored": 7, "duplicates": 0, "ended": False}
 
     # The same batch again (a retry), then one overlapping it: only what is new is stored.
-    assert send(client, session_id, batch).json() == {"stored": 0, "duplicates": 6, "ended": False}
-    again = send(client, session_id, [batch[5], event(7, "resume", 950), event(7, "resume", 950)])
+    assert send(client, session_id, batch).json() == {"stored": 0, "duplicates": 7, "ended": False}
+    again = send(client, session_id, [batch[6], event(8, "resume", 950), event(8, "resume", 950)])
     assert again.json() == {"stored": 1, "duplicates": 2, "ended": False}
 
     stored = PlaybackEvent.objects.filter(session_id=session_id).order_by("id")
-    assert [e.client_event_id for e in stored] == [f"e{n}" for n in range(1, 8)]
+    assert [e.client_event_id for e in stored] == [f"e{n}" for n in range(1, 9)]
     assert [e.kind for e in stored] == [
-        "play", "seek", "speed", "ad_start", "ad_end", "pause", "resume",
+        "play", "seek", "speed", "ad_break", "ad_start", "ad_end", "pause", "resume",
     ]  # fmt: skip
     assert stored[1].detail == {"from": 40, "to": 900}
     assert ViewingSession.objects.get(pk=session_id).watched_seconds == 90
@@ -183,6 +184,11 @@ def test_another_viewers_or_a_forged_session_is_a_404_and_stores_nothing(profile
         ([event(1, "skip", 10, detail={"from": 10, "to": "90"})], {}, "events[0].detail.to"),
         ([event(1, "speed", 10, detail={"rate": 16})], {}, "events[0].detail.rate"),
         ([event(1, "ad_start", 10, detail={"break": 0, "ad": 1})], {}, "events[0].detail.ads"),
+        (
+            [event(1, "ad_break", 10, detail={"break": 0, "ads": 2})],
+            {},
+            "events[0].detail.pod_seconds",
+        ),
         ([event(1, detail=[1])], {}, "events[0].detail"),
         ([event(1, detail={"x": "y" * 1200})], {}, "events[0].detail"),
         ([event(1)], {"watched_seconds": -5}, "watched_seconds"),

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ads.services import ctr_model_train
 from config.progress import progress
-from engagement.services import engagement_model_train
+from engagement.services import engagement_model_train, live_score_model_train
 from ml import selectors as ml_selectors
 from ml.models import ModelVersion
 from ml.services import TrainingError
@@ -17,7 +17,8 @@ from ml.services import TrainingError
 class Command(BaseCommand):
     help = (
         "Train the models now, with the code the nightly tasks run: the engagement model on "
-        "ratings and viewing sessions, and the CTR model on the recent event table (the last "
+        "ratings and viewing sessions, the live engagement score on finished sessions (cut at "
+        "several moments), and the CTR model on the recent event table (the last "
         "day held out). A model is promoted only if it beats the champion; a failed training "
         "is recorded and leaves the champion as it was."
     )
@@ -31,6 +32,8 @@ class Command(BaseCommand):
         started = time.perf_counter()
         trainers: dict[str, Callable[[], ModelVersion]] = {
             "engagement": engagement_model_train,
+            # After the engagement model: its champion gives the live score its prior.
+            "live_engagement": live_score_model_train,
             "ctr": lambda: ctr_model_train(window_days=days),
         }
         outcomes = []

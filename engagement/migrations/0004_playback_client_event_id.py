@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('engagement', '0002_viewingsession_playbackevent_and_more'),
+        ('engagement', '0003_viewingsession_live_score'),
     ]
 
     operations = [

@@ -1,0 +1,213 @@
+"""The live engagement score of open sessions, and the staff's live view of them.
+
+`sessions_touched` is called wherever a session changes: when it starts or ends
+(`engagement.services.viewing_session_start` / `_finish`) and after each stored batch of
+playback events. It rescores the sessions (the live score champion on their events so far and
+the engagement prior; the prior alone before there is a champion), stores the score with a
+short history on the session, and sends the sessions' rows to the staff's Channels group,
+whose sockets (`analytics.consumers.StaffSessionsConsumer`) forward them to the open pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Coroutine, Iterable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import get_channel_layer
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from engagement.learning.live_features import Playback, SessionState, feature_row, session_state
+from engagement.learning.predict import engagement_predict
+from engagement.models import PlaybackEvent, ViewingSession
+from ml import selectors as ml_selectors
+from ml.models import ModelKind
+
+logger = logging.getLogger(__name__)
+
+STAFF_SESSIONS_GROUP = "staff-sessions"
+HISTORY_POINTS = 40  # the sparkline's points: the last scores of a session
+
+
+def sessions_touched(*, session_ids: list[int], at: datetime | None = None) -> None:
+    """Rescore these sessions at `at` (default: now) and tell the staff's open pages.
+
+    1. Each session without one gets its engagement prior (the engagement champion for
+       viewer × title, batched per viewer), kept on the session: it does not change while the
+       session runs.
+    2. Each open session is scored from its events up to `at` and its prior, in one call of the
+       live score champion; the score and `at` are stored, and appended to its history (the
+       last HISTORY_POINTS). An ended session keeps its last score.
+    3. Their rows (`live_session_row`) go to the STAFF_SESSIONS_GROUP, in one message.
+
+    Unknown ids are skipped. Scoring never raises to the caller: the events are stored
+    already, and a failing model only leaves the scores as they were (logged)."""
+    at = at or timezone.now()
+    sessions = list(
+        _with_their_title(ViewingSession.objects.filter(pk__in=set(session_ids))).select_related(
+            "viewer"
+        )
+    )
+    if not sessions:
+        return
+    events = session_events(session_ids=[session.pk for session in sessions])
+    try:
+        _score(sessions, events, at)
+    except Exception:
+        logger.exception("Live scores of sessions %s failed.", session_ids[:10])
+    rows = [live_session_row(session, events[session.pk], at=at) for session in sessions]
+    staff_publish(message={"type": "sessions.changed", "sessions": rows})
+
+
+def _with_their_title(queryset: QuerySet[ViewingSession]) -> QuerySet[ViewingSession]:
+    return queryset.select_related("title").prefetch_related("title__genres")
+
+
+def session_events(*, session_ids: Iterable[int]) -> dict[int, list[Playback]]:
+    """Each session's playback events, in time order (one query)."""
+    found: dict[int, list[Playback]] = defaultdict(list)
+    for session_id, kind, position, at, detail in (
+        PlaybackEvent.objects.filter(session_id__in=list(session_ids))
+        .order_by("session_id", "at", "id")
+        .values_list("session_id", "kind", "position_seconds", "at", "detail")
+    ):
+        found[session_id].append(Playback(kind, position, at, detail))
+    return found
+
+
+def _score(sessions: list[ViewingSession], events: dict[int, list[Playback]], at: datetime):
+    by_viewer: dict[int, list[ViewingSession]] = defaultdict(list)
+    for session in sessions:
+        if session.engagement_prior is None:
+            by_viewer[session.viewer_id].append(session)
+    for viewer_sessions in by_viewer.values():
+        priors = engagement_predict(
+            viewer=viewer_sessions[0].viewer, titles=[s.title for s in viewer_sessions]
+        )
+        for session in viewer_sessions:
+            session.engagement_prior = priors[session.title_id]
+    open_sessions = [session for session in sessions if session.ended_at is None]
+    scores = live_scores(
+        [
+            feature_row(
+                events[session.pk],
+                started_at=session.started_at,
+                duration_seconds=session.title.duration_seconds,
+                prior=session.engagement_prior or 0.5,
+                at=at,
+            )
+            for session in open_sessions
+        ],
+        priors=[session.engagement_prior or 0.5 for session in open_sessions],
+    )
+    stamp = int(at.timestamp())
+    for session, score in zip(open_sessions, scores, strict=True):
+        session.engagement_score = round(float(score), 4)
+        session.score_updated_at = at
+        history = [point for point in session.score_history if point[0] < stamp]
+        session.score_history = [*history, [stamp, session.engagement_score]][-HISTORY_POINTS:]
+    ViewingSession.objects.bulk_update(
+        sessions, ["engagement_prior", "engagement_score", "score_updated_at", "score_history"]
+    )
+
+
+def live_scores(rows: list[list[float]], *, priors: list[float]) -> np.ndarray:
+    """The live score champion's probabilities for these feature rows; the priors as they
+    are before there is a champion, or if it fails."""
+    if not rows:
+        return np.zeros(0)
+    loaded = ml_selectors.champion(ModelKind.LIVE_ENGAGEMENT)
+    if loaded is not None:
+        try:
+            return np.asarray(loaded.model.predict(np.array(rows, dtype=float)))
+        except Exception:
+            logger.exception("Live score model v%s failed; using the priors.", loaded.version)
+    return np.array(priors, dtype=float)
+
+
+def state_of(session: ViewingSession, state: SessionState) -> str:
+    if session.completed:
+        return "completed"
+    if session.abandoned:
+        return "abandoned"
+    if session.ended_at is not None:
+        return "ended"
+    return {"starting": "starting", "paused": "paused", "ad": "ad break"}.get(
+        state.state, "playing"
+    )
+
+
+def live_session_row(
+    session: ViewingSession, events: list[Playback], *, at: datetime
+) -> dict[str, Any]:
+    """What the staff pages show of a session at `at` (JSON-ready): who watches what, where
+    the player is and in which state, the score and its history."""
+    duration = session.title.duration_seconds
+    if session.ended_at is not None:
+        state = session_state(events, duration_seconds=duration, at=session.ended_at)
+        position = duration if session.completed else round(state.position)
+    else:
+        state = session_state(events, duration_seconds=duration, at=at)
+        position = round(state.position)
+    return {
+        "id": session.pk,
+        "viewer": session.viewer.external_id,
+        "title": session.title.name,
+        "device": session.device,
+        "started_at": session.started_at.isoformat(),
+        "position_seconds": position,
+        "duration_seconds": duration,
+        "state": state_of(session, state),
+        "open": session.ended_at is None,
+        "score": session.engagement_score,
+        "prior": session.engagement_prior,
+        "history": [point[1] for point in session.score_history],
+    }
+
+
+def staff_publish(*, message: dict[str, Any]) -> None:
+    """Send `message` to the staff's open session pages (nothing without a channel layer)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        if getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None:
+            # A sync view under ASGI (run by sync_to_async): async_to_sync uses the server's loop.
+            async_to_sync(layer.group_send)(STAFF_SESSIONS_GROUP, message)
+        else:
+            _publisher.run(layer.group_send(STAFF_SESSIONS_GROUP, message))
+    except Exception:  # the staff's view is not worth failing a viewer's request for
+        logger.exception("Could not tell the staff's session pages.")
+
+
+class _Publisher:
+    """An event loop in a daemon thread, for sends from plain sync code (the simulator,
+    commands, tasks): async_to_sync there would start a thread and a loop at every call, and
+    the Redis channel layer a connection per loop (as `ads.services.events` does for the
+    advertisers' dashboards)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # none yet, or forked since
+                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
+                threading.Thread(
+                    target=self._loop.run_forever, name="staff-publish", daemon=True
+                ).start()
+            loop = self._loop
+        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=5)
+
+
+_publisher = _Publisher()

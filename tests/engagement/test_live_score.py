@@ -1,0 +1,311 @@
+"""The live engagement score: features from a prefix of a session only, training and
+promotion on simulated sessions (against the prior alone), scoring open sessions through
+`sessions_touched`, the nightly task and the train_models step."""
+
+import random
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from demo.simulation import HistoryOptions, World, simulate_history
+from engagement import services
+from engagement.learning.live_features import FEATURES, Playback, feature_row, session_state
+from engagement.learning.live_training import (
+    LiveScoreTrainingError,
+    finished_sessions,
+    live_score_model_train,
+    prefix_rows,
+)
+from engagement.live import HISTORY_POINTS, sessions_touched
+from engagement.models import PlaybackEvent, ViewingSession
+from engagement.tasks import retrain_live_score_model_task
+from ml.models import ModelKind, ModelVersion, TrainingRun
+from tests.demo.test_simulation import small_world  # noqa: F401  (a fixture)
+from tests.factories import TitleFactory, ViewerFactory
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 5, 4, 20, 0, tzinfo=UTC)
+
+
+def event(kind, position, seconds, **detail) -> Playback:
+    return Playback(kind, position, T0 + timedelta(seconds=seconds), detail)
+
+
+# -- features from a prefix ------------------------------------------------------------------
+
+
+def test_the_replay_runs_while_playing_and_stands_still_when_paused_or_in_an_ad_break():
+    events = [
+        event("play", 0, 0),
+        event("pause", 100, 100),
+        event("resume", 100, 400),  # five minutes paused
+        event("ad_break", 200, 500, ads=2, pod_seconds=45),
+        event("seek", 300, 645, **{"from": 300, "to": 240}),  # back a minute
+        event("skip", 340, 745, **{"from": 340, "to": 370}),
+    ]
+    state = session_state(events, duration_seconds=3600, at=T0 + timedelta(seconds=845))
+    assert state.position == 470  # 370 at the skip, then 100 s of play
+    assert state.played_seconds == 100 + 100 + 100 + 100 + 100  # 500 s of content
+    assert (state.pauses, state.paused_seconds) == (1, 300)
+    assert (state.seeks_back, state.seek_back_seconds) == (1, 60)
+    assert (state.skips, state.skipped_seconds) == (1, 30)
+    assert (state.breaks_sat, state.ads_sat, state.state) == (1, 2, "playing")
+    # In the middle of the pod, and in the middle of the pause: standing still.
+    assert session_state(events, duration_seconds=3600, at=T0 + timedelta(seconds=520)).state == (
+        "ad"
+    )
+    paused = session_state(events, duration_seconds=3600, at=T0 + timedelta(seconds=250))
+    assert (paused.position, paused.paused_seconds, paused.state) == (100, 150, "paused")
+
+
+def test_features_see_nothing_after_the_moment_and_never_the_ending():
+    events = [event("play", 0, 0), event("pause", 60, 60)]
+    later = [event("resume", 60, 600), event("skip", 100, 640, **{"from": 100, "to": 900})]
+    at = T0 + timedelta(seconds=300)
+    row = feature_row(events, started_at=T0, duration_seconds=1800, prior=0.7, at=at)
+    assert len(row) == len(FEATURES)
+    for ending in ("abandon", "complete"):
+        with_future = events + later + [event(ending, 900, 700)]
+        assert feature_row(with_future, started_at=T0, duration_seconds=1800, prior=0.7, at=at) == (
+            row
+        )
+    named = dict(zip(FEATURES, row, strict=True))
+    assert named["elapsed_minutes"] == 5
+    assert named["position_share"] == pytest.approx(60 / 1800)
+    assert (named["pauses"], named["paused_now"], named["paused_minutes"]) == (1, 1.0, 4.0)
+    assert named["prior_logit"] == pytest.approx(np.log(0.7 / 0.3))
+
+
+def test_training_rows_are_prefixes_cut_before_each_session_ended(db):
+    viewer, title = ViewerFactory(), TitleFactory(duration_seconds=3600)
+    services.viewing_sessions_record(
+        sessions=[
+            services.SessionSpec(
+                viewer_id=viewer.pk,
+                title_id=title.pk,
+                device="ctv",
+                started_at=T0,
+                ended_at=T0 + timedelta(minutes=12),
+                watched_seconds=700,
+                completed=False,
+                abandoned=True,
+                events=[
+                    services.PlaybackSpec("play", 0, T0),
+                    services.PlaybackSpec("skip", 600, T0 + timedelta(minutes=10), {"to": 640}),
+                    services.PlaybackSpec("abandon", 700, T0 + timedelta(minutes=12)),
+                ],
+            )
+        ]
+    )
+    rows = prefix_rows(finished_sessions(window_start=None, window_end=T0 + timedelta(days=1)))
+    assert rows.cut_minutes.tolist() == [1, 3, 5, 10]  # the session ended before 15 minutes
+    assert rows.y.tolist() == [0, 0, 0, 0]
+    skips = rows.x[:, FEATURES.index("skips")]
+    assert skips.tolist() == [0, 0, 0, 1]  # the skip at 10 minutes, seen from that cut on
+
+
+# -- training on simulated sessions ----------------------------------------------------------
+
+
+@pytest.fixture
+def simulated_days(small_world):  # noqa: F811
+    """Ten seeded days of the simulator on the small world (about 1,500 sessions)."""
+    end = timezone.now().replace(microsecond=0)
+    simulate_history(
+        World.load(seed=5),
+        HistoryOptions(end=end, days=10, viewers=48, seed=5, sessions_per_viewer=3),
+    )
+    return end + timedelta(seconds=1)
+
+
+def test_the_live_score_beats_the_prior_alone_on_held_out_simulated_sessions(simulated_days):
+    version = live_score_model_train(window_end=simulated_days)
+    metrics = version.metrics
+    assert version.kind == ModelKind.LIVE_ENGAGEMENT
+    assert version.status == ModelVersion.Status.CHAMPION
+    assert metrics["holdout_sessions"] > 200
+    # Measured 0.725 against 0.708 (SQLite) and 0.623 against 0.568 (PostgreSQL, where the
+    # world's ids differ, and so does its traffic); the log loss 0.583 against 0.609 and 0.617
+    # against 0.634. A small world: about 230 held-out sessions, so the margin is small;
+    # bench/live_score.py measures it on 944 held-out sessions of a day never trained on.
+    assert metrics["auc"] > metrics["prior_auc"] + 0.01
+    assert metrics["prior_recalibrated_auc"] == pytest.approx(metrics["prior_auc"])
+    assert metrics["log_loss"] < metrics["prior_recalibrated_log_loss"]
+    assert 0.9 <= metrics["calibration_ratio"] <= 1.1
+    assert metrics["ece"] < 0.1
+    assert TrainingRun.objects.get(kind=ModelKind.LIVE_ENGAGEMENT).outcome == "promoted"
+    # The same window again: an equivalent candidate, not promoted (its log loss ties).
+    again = live_score_model_train(window_end=simulated_days)
+    assert again.metrics["auc"] == metrics["auc"]
+    assert again.status == ModelVersion.Status.CANDIDATE
+
+
+def test_too_few_sessions_is_a_recorded_failure(db):
+    with pytest.raises(LiveScoreTrainingError, match="Not enough finished sessions"):
+        live_score_model_train(window_end=T0)
+    assert retrain_live_score_model_task.apply(kwargs={"window_end_iso": T0.isoformat()}).get()[
+        "outcome"
+    ] == ("failed")
+    runs = TrainingRun.objects.filter(kind=ModelKind.LIVE_ENGAGEMENT)
+    assert [run.outcome for run in runs] == ["failed", "failed"]
+
+
+def test_train_models_trains_the_live_score_after_the_engagement_model(simulated_days):
+    out = StringIO()
+    call_command("train_models", stdout=out)
+    text = out.getvalue()
+    assert text.index("engagement: ") < text.index("live_engagement: v1 champion")
+
+
+# -- a world where behaviour says who will leave ---------------------------------------------
+
+
+def disengaged_world(sessions: int = 700, seed: int = 3):
+    """Sessions of one 60-minute title whose outcome is decided at the start: a viewer who
+    will leave (40 %) pauses in the first minutes and skips every few minutes, then leaves
+    somewhere in the title; one who stays rarely does either. The rule the live score should
+    learn, and the simulator of `demo` does not have (its pauses and skips are the same for
+    both)."""
+    rng = random.Random(seed)
+    title = TitleFactory(duration_seconds=3600)
+    viewers = [ViewerFactory() for _ in range(20)]
+    specs = []
+    for number in range(sessions):
+        start = T0 - timedelta(days=30) + timedelta(hours=number)
+        leaves = rng.random() < 0.4
+        end_minute = rng.uniform(8, 55) if leaves else 60
+        events = [services.PlaybackSpec("play", 0, start)]
+        position, clock = 0, start
+        minute = 0.0
+        if rng.random() < (0.8 if leaves else 0.1):  # an early pause
+            minute = rng.uniform(0.5, 3)
+            position = int(minute * 60)
+            clock = start + timedelta(minutes=minute)
+            events.append(services.PlaybackSpec("pause", position, clock))
+            clock += timedelta(minutes=rng.uniform(1, 4))
+            events.append(services.PlaybackSpec("resume", position, clock))
+        skip_every = 3 if leaves else 40
+        while True:
+            gap = rng.expovariate(1 / skip_every)
+            if position + gap * 60 >= end_minute * 60:
+                break
+            clock += timedelta(minutes=gap)
+            position += int(gap * 60)
+            events.append(
+                services.PlaybackSpec(
+                    "skip", position, clock, {"from": position, "to": position + 30}
+                )
+            )
+            position += 30
+        clock += timedelta(seconds=max(0, end_minute * 60 - position))
+        events.append(services.PlaybackSpec("abandon" if leaves else "complete", 0, clock))
+        specs.append(
+            services.SessionSpec(
+                viewer_id=viewers[number % len(viewers)].pk,
+                title_id=title.pk,
+                device="ctv",
+                started_at=start,
+                ended_at=clock,
+                watched_seconds=int(end_minute * 60),
+                completed=not leaves,
+                abandoned=leaves,
+                events=events,
+            )
+        )
+    services.viewing_sessions_record(sessions=specs)
+    return viewers[0], title
+
+
+def test_skips_and_an_early_pause_score_lower_than_watching_straight_through(
+    db, django_capture_on_commit_callbacks
+):
+    viewer, title = disengaged_world()
+    version = live_score_model_train(window_end=T0)
+    assert version.status == ModelVersion.Status.CHAMPION
+    assert version.metrics["auc"] > version.metrics["prior_auc"] + 0.2
+
+    now = T0 + timedelta(days=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        straight = services.viewing_session_start(
+            viewer_id=viewer.pk, title_id=title.pk, device="ctv", started_at=now
+        )
+        fidgety = services.viewing_session_start(
+            viewer_id=viewer.pk, title_id=title.pk, device="ctv", started_at=now
+        )
+    PlaybackEvent.objects.create(session=straight, kind="play", position_seconds=0, at=now)
+    fidgety_events = [("play", 0, 0, {}), ("pause", 60, 60, {}), ("resume", 60, 180, {})]
+    for number in range(4):  # a 30-second skip every two minutes from minute 5
+        at, position = 300 + 120 * number, 180 + 150 * number
+        fidgety_events.append(("skip", position, at, {"from": position, "to": position + 30}))
+    for kind, position, seconds, detail in fidgety_events:
+        PlaybackEvent.objects.create(
+            session=fidgety,
+            kind=kind,
+            position_seconds=position,
+            at=now + timedelta(seconds=seconds),
+            detail=detail,
+        )
+    sessions_touched(session_ids=[straight.pk, fidgety.pk], at=now + timedelta(minutes=15))
+    straight.refresh_from_db()
+    fidgety.refresh_from_db()
+    assert straight.engagement_prior == fidgety.engagement_prior  # the same viewer × title
+    assert fidgety.engagement_score < straight.engagement_score - 0.3
+    assert straight.engagement_score > 0.8
+
+
+# -- scoring open sessions -------------------------------------------------------------------
+
+
+def test_sessions_touched_keeps_a_short_history_and_leaves_ended_sessions_alone(
+    db, django_capture_on_commit_callbacks
+):
+    viewer, title = ViewerFactory(), TitleFactory(duration_seconds=3600)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        session = services.viewing_session_start(
+            viewer_id=viewer.pk, title_id=title.pk, device="ctv", started_at=T0
+        )
+    assert len(callbacks) == 1  # scored when the start committed
+    session.refresh_from_db()
+    # No model of either kind: the prior is the title's fallback rate (no data: 0.5), and the
+    # score is the prior.
+    assert (session.engagement_prior, session.engagement_score) == (0.5, 0.5)
+    for minute in range(1, HISTORY_POINTS + 5):
+        sessions_touched(session_ids=[session.pk], at=T0 + timedelta(minutes=minute))
+    session.refresh_from_db()
+    assert len(session.score_history) == HISTORY_POINTS
+    assert session.score_history[-1] == [int((T0 + timedelta(minutes=44)).timestamp()), 0.5]
+    assert session.score_updated_at == T0 + timedelta(minutes=44)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.viewing_session_finish(
+            session=session,
+            ended_at=T0 + timedelta(minutes=50),
+            watched_seconds=3000,
+            completed=False,
+            abandoned=True,
+        )
+    assert len(callbacks) == 1
+    session.refresh_from_db()
+    assert session.score_updated_at == T0 + timedelta(minutes=44)  # not rescored once ended
+    sessions_touched(session_ids=[session.pk, 10**9])  # an unknown id is skipped
+    assert ViewingSession.objects.get(pk=session.pk).score_history == session.score_history
+
+
+def test_a_rolled_back_start_is_never_scored(db, django_capture_on_commit_callbacks):
+    viewer, title = ViewerFactory(), TitleFactory()
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        services.viewing_session_start(
+            viewer_id=viewer.pk, title_id=title.pk, device="ctv", started_at=T0
+        )
+        raise RuntimeError("the request failed after the start")
+    assert callbacks == []
