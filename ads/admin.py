@@ -5,6 +5,7 @@ from django.utils.html import format_html
 
 from ads import services
 from ads.models import (
+    AccountKey,
     AdEvent,
     Advertiser,
     Campaign,
@@ -162,3 +163,33 @@ class AdEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AccountKey)
+class AccountKeyAdmin(admin.ModelAdmin):
+    """Staff see every account's keys and revoke a leaked one; only owners make keys (on
+    their account's API keys page)."""
+
+    list_display = [
+        "name",
+        "advertiser",
+        "prefix",
+        "scope",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "advertiser__name"]
+    list_select_related = ["advertiser", "created_by"]
+    readonly_fields = [field.name for field in AccountKey._meta.fields if field.name != "id"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            services.account_key_revoke(key=key, revoked_by=request.user)
+        self.message_user(request, "Revoked; requests with them are refused from now on.")

@@ -9,7 +9,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils import timezone
 
 from ads import selectors
-from ads.models import Advertiser, Campaign, Creative, LineItem, http_url
+from ads.models import AccountKey, Advertiser, Campaign, Creative, LineItem, http_url
 from catalog import selectors as catalog_selectors
 
 # Labels of the targeting fields, shared by the form and the line item page.
@@ -256,3 +256,14 @@ class CreativeCreateForm(CreativeForm):
         field = self.fields["line_item"]
         field.queryset = selectors.line_item_list(advertiser=advertiser)
         field.label_from_instance = lambda line_item: f"{line_item.campaign} › {line_item}"
+
+
+class AccountKeyForm(forms.ModelForm):
+    class Meta:
+        model = AccountKey
+        fields = ["name", "scope"]
+        help_texts = {
+            "name": "What uses it, e.g. “Reporting warehouse”.",
+            "scope": "Read: reports and lists. Read and write: also create and change campaigns.",
+        }
+        widgets = {"scope": forms.RadioSelect}

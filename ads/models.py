@@ -366,6 +366,42 @@ class Player(models.Model):
         return f"{self.name} ({self.public_id})"
 
 
+class AccountKey(models.Model):
+    """An API key of one advertiser account, created by its owner for an integration (a
+    reporting tool, a campaign manager). Only a hash is stored; the key is shown once. Revoked
+    keys are kept (who made them, when they were last used) and stop working at once."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Read and write"
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=120)
+    scope = models.CharField(max_length=5, choices=Scope.choices, default=Scope.READ)
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == self.Scope.WRITE
+
+
 class AdEvent(models.Model):
     """One counted ad event. The table is the truth for spend, caps and reports; the counters
     are a fast copy that can be rebuilt from it.

@@ -4,7 +4,7 @@ refer to `accounts` (LOGIN_REDIRECT_URL) and pages link across apps: the account
 
 from django.urls import path
 
-from ads import views
+from ads import key_views, views
 
 urlpatterns = [
     path("", views.account_list, name="accounts"),
@@ -67,5 +67,12 @@ urlpatterns = [
         "<slug:slug>/creatives/<int:creative_id>/status/",
         views.creative_status,
         name="creative_status",
+    ),
+    # API keys (owners only)
+    path("<slug:slug>/keys/", key_views.account_keys, name="account_keys"),
+    path(
+        "<slug:slug>/keys/<int:key_id>/revoke/",
+        key_views.account_key_revoke,
+        name="account_key_revoke",
     ),
 ]

@@ -158,13 +158,19 @@ def python_run(
     connections: int,
     seconds: float | None = None,
     keep_bodies: bool = False,
+    get_paths: list[str] | None = None,
 ) -> LoadResult:
     """A keep-alive HTTP/1.1 client on asyncio: `connections` connections POST `bodies`,
-    round-robin until `seconds` pass, or (seconds=None) each body once."""
-    return asyncio.run(_python_run(port, path, key, bodies, connections, seconds, keep_bodies))
+    round-robin until `seconds` pass, or (seconds=None) each body once. With `get_paths`, they
+    GET those paths instead (ad tags: the query is the request)."""
+    return asyncio.run(
+        _python_run(port, path, key, bodies, connections, seconds, keep_bodies, get_paths)
+    )
 
 
-async def _python_run(port, path, key, bodies, connections, seconds, keep_bodies) -> LoadResult:
+async def _python_run(
+    port, path, key, bodies, connections, seconds, keep_bodies, get_paths=None
+) -> LoadResult:
     latencies: list[float] = []
     statuses: list[int] = []
     kept: list[bytes] = []
@@ -179,12 +185,17 @@ async def _python_run(port, path, key, bodies, connections, seconds, keep_bodies
             for position in positions:
                 if deadline is not None and time.perf_counter() >= deadline:
                     return
-                body = bodies[position % len(bodies)]
-                head = (
-                    f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-                    f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                )
+                if get_paths:
+                    body = b""
+                    target = get_paths[position % len(get_paths)]
+                    head = f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n"
+                else:
+                    body = bodies[position % len(bodies)]
+                    head = (
+                        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n"
+                    )
                 sent = time.perf_counter()
                 writer.write(head.encode() + body)
                 status, payload = await _read_response(reader)

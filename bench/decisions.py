@@ -10,6 +10,10 @@
    client when wrk is missing), and the CPU each request cost the server and Redis;
 3. batched event ingestion into PostgreSQL: in process (4 threads, as the API process has 2
    workers × 2 threads) and over POST /api/v1/events to the `api:` process (4 clients);
+4. the VAST 4.2 ad tag beside the JSON decision, on the same random requests: through their
+   views in process (latency, CPU per request, and the XML rendering alone against the JSON
+   payload's), and over HTTP to the `api:` process at 8 connections (the same Python client
+   for both); the ratio of their CPU per request against the goal (≤ 1.2);
 
 then each figure beside its target. The load generator shares the machine's cores with the
 server. Every run drops and creates the scratch database and flushes the Redis db (kept
@@ -62,6 +66,10 @@ SECRET_KEY = "bench-only-secret-key-0f9c2e7d4b1a8e6c3f5d7b9a1c3e5f7a"
 TARGET_IN_PROCESS_P99_MS = 2.0
 TARGET_HTTP_P99_MS = 10.0
 TARGET_HTTP_PER_SECOND = 1000
+VAST_COMPARISONS = max(DECISIONS // 4, 500)  # requests of each kind, in process
+VAST_HTTP_CONNECTIONS = 8
+BENCH_PLAYER = "bench-player"
+TARGET_VAST_CPU_RATIO = 1.2  # the XML costs at most 20 % on top of the decision
 
 
 def main() -> int:
@@ -83,6 +91,8 @@ def main() -> int:
         DJANGO_ALLOWED_HOSTS=_http.HOST,
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="config.settings",
+        # One address sends every ad tag of the bench.
+        VAST_REQUESTS_PER_ADDRESS_PER_MINUTE=str(10**9),
     )
     import django
     from django.core.management import call_command
@@ -114,6 +124,7 @@ def main() -> int:
 
     rng = random.Random(7)
     tokens = in_process_decisions(report, world, rng)
+    vast_beside_json(report, world, rng)
     local_slots, http_slots = _events.slots_for(EVENTS), _events.slots_for(HTTP_EVENTS)
     accepted = {"in process": _events.in_process(report, tokens[:local_slots], rng, EVENTS)}
     failures = over_http(
@@ -367,6 +378,7 @@ def over_http(
                     f"{os.cpu_count()} idle cores with no load generator"
                 )
                 if kind == "wsgi":
+                    failures += vast_over_http(report, world, rng, port=port, pid=pid, key=key)
                     accepted["over HTTP"], failed = _events.over_http(
                         report,
                         port=port,
@@ -400,6 +412,163 @@ def over_http(
         "HTTP both at one concurrency",
         ", ".join(str(r.connections) for r in both) or "none",
         bool(both),
+    )
+    return failures
+
+
+def _vast_path(fields: dict, number: int) -> str:
+    """The VAST tag a player would fetch for the JSON API's request `fields`."""
+    from urllib.parse import urlencode
+
+    query = {
+        "player": BENCH_PLAYER,
+        "viewer": fields["viewer_id"],
+        "title": fields["title_id"],
+        "break": fields["ad_break_id"],
+        "device": fields["device"],
+        "cb": number,
+    }
+    return f"/vast/4.2?{urlencode(query)}"
+
+
+def _bench_player() -> None:
+    from ads.models import Player
+
+    Player.objects.update_or_create(
+        public_id=BENCH_PLAYER, defaults={"name": "bench", "requests_per_minute": 10**9}
+    )
+
+
+def vast_beside_json(report: Report, world, rng: random.Random) -> None:
+    """The same random requests through the JSON decision's view and the VAST tag's view, in
+    turns (which goes first alternates), in this process: each includes parsing, the
+    decision, its rendering (and, for VAST, the player and rate-limit checks). Then the
+    rendering alone, JSON payload against VAST document, on the same decisions."""
+    from django.test import RequestFactory
+
+    from ads import api, services
+    from ads.decisioning.index import current_index
+    from ads.vast import render as vast_render
+    from ads.vast import views as vast_views
+
+    _bench_player()
+    _, key = services.platform_key_create(name="bench-in-process")
+    factory = RequestFactory(HTTP_HOST=_http.HOST)  # an allowed host
+    json_view = api.DecisionView.as_view()
+    requests = [world.request(rng) for _ in range(VAST_COMPARISONS)]
+
+    def json_call(fields: dict, number: int):
+        request = factory.post(
+            "/api/v1/decisions",
+            data=json.dumps(fields),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+        )
+        return lambda: json_view(request)
+
+    def vast_call(fields: dict, number: int):
+        request = factory.get(_vast_path(fields, number))
+        return lambda: vast_views.vast_tag(request)
+
+    kinds = {"JSON decision": json_call, "VAST tag": vast_call}
+    latencies: dict[str, list[float]] = {kind: [] for kind in kinds}
+    cpu: dict[str, float] = dict.fromkeys(kinds, 0.0)
+    sizes: dict[str, int] = dict.fromkeys(kinds, 0)
+    failures = 0
+    for warm in (True, False):
+        for number, fields in enumerate(requests[:500] if warm else requests):
+            order = list(kinds) if number % 2 else list(reversed(kinds))
+            for kind in order:
+                call = kinds[kind](fields, number)
+                began_cpu, began = time.process_time(), time.perf_counter()
+                response = call()
+                elapsed, spent = time.perf_counter() - began, time.process_time() - began_cpu
+                failures += response.status_code != 200
+                if not warm:
+                    latencies[kind].append(elapsed)
+                    cpu[kind] += spent
+                    sizes[kind] += len(response.content)
+    report.line(
+        f"\nVAST tag beside the JSON decision, in process: {VAST_COMPARISONS:,} random requests "
+        "each, through their views, in turns"
+    )
+    per_request = {kind: cpu[kind] / VAST_COMPARISONS for kind in kinds}
+    for kind in kinds:
+        values = sorted(latencies[kind])
+        report.line(
+            f"  {kind:14s} p50 {ms(percentile(values, 0.5))}  p99 {ms(percentile(values, 0.99))}"
+            f"  mean {ms(statistics.fmean(values))}  CPU/request {ms(per_request[kind])}"
+            f"  {sizes[kind] / VAST_COMPARISONS:,.0f} bytes"
+        )
+    ratio = per_request["VAST tag"] / per_request["JSON decision"]
+    failed = f"; {failures} answers not 200" if failures else ""
+    report.line(f"  CPU ratio VAST / JSON {ratio:.2f}{failed}")
+
+    decisions = [
+        services.decide(services.DecisionRequest(**fields), rng=rng) for fields in requests[:2000]
+    ]
+    decisions = [decision for decision in decisions if decision.pod]
+    names = current_index().advertiser_name
+    began = time.process_time()
+    for decision in decisions:
+        json.dumps(api.decision_payload(decision, "http://bench/t/"), separators=(",", ":"))
+    json_render = (time.process_time() - began) / len(decisions)
+    began = time.process_time()
+    for decision in decisions:
+        vast_render.vast_pod(
+            decision,
+            advertiser_names=names,
+            links="http://bench/t/",
+            error_url="http://bench/vast/error?code=[ERRORCODE]",
+            expires_seconds=14400,
+        )
+    vast_render_seconds = (time.process_time() - began) / len(decisions)
+    report.line(
+        f"  rendering alone, {len(decisions):,} filled pods: JSON payload "
+        f"{ms(json_render)}, VAST document {ms(vast_render_seconds)}"
+    )
+    report.target(
+        f"VAST tag CPU ≤ {TARGET_VAST_CPU_RATIO:g} × the JSON decision's (in process)",
+        f"{ratio:.2f}",
+        ratio <= TARGET_VAST_CPU_RATIO,
+    )
+
+
+def vast_over_http(report: Report, world, rng: random.Random, *, port: int, pid: int, key: str):
+    """JSON decisions and VAST tags for the same requests, one after the other, over HTTP to
+    the `api:` process, from the same Python client. Returns the failures."""
+    _bench_player()
+    requests = [world.request(rng) for _ in range(HTTP_BODIES)]
+    bodies = [json.dumps(fields).encode() for fields in requests]
+    paths = [_vast_path(fields, number) for number, fields in enumerate(requests)]
+    report.line(
+        f"  VAST tag beside the JSON decision over HTTP ({VAST_HTTP_CONNECTIONS} connections, "
+        f"{HTTP_SECONDS} s each, the Python client for both)"
+    )
+    server_ms = {}
+    failures = 0
+    loads = (("JSON decision", {"bodies": bodies}), ("VAST tag", {"get_paths": paths}))
+    for kind, options in loads:
+        before = _cpu.tree_seconds(pid)
+        with _cpu.Meter() as meter:
+            run = _http.python_run(
+                port=port,
+                path="/api/v1/decisions",
+                key=key,
+                connections=VAST_HTTP_CONNECTIONS,
+                seconds=HTTP_SECONDS,
+                **({"bodies": []} | options),
+            )
+        server_ms[kind] = (_cpu.tree_seconds(pid) - before) / max(run.requests, 1) * 1000
+        services_ms = meter.usage.services_seconds / max(run.requests, 1) * 1000
+        report.line(
+            f"    {kind:14s} p50 {run.p50_ms:.2f} ms  p99 {run.p99_ms:.2f} ms  "
+            f"{run.per_second:,.0f}/s  CPU/request: server {server_ms[kind]:.2f} ms, "
+            f"Redis+PG {services_ms:.2f} ms  non-2xx {run.non_2xx}"
+        )
+        failures += run.non_2xx + run.socket_errors
+    report.line(
+        f"    server CPU ratio VAST / JSON {server_ms['VAST tag'] / server_ms['JSON decision']:.2f}"
     )
     return failures
 

@@ -32,6 +32,24 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         return super().authenticate(request, username, password, **kwargs)
 
 
+def client_address(request: HttpRequest) -> str | None:
+    """The address failures are counted against. Behind LOGIN_TRUSTED_PROXIES proxies (a TLS
+    terminator, a load balancer), REMOTE_ADDR is the nearest proxy's, the same for everyone:
+    the client is the entry the farthest trusted proxy appended to X-Forwarded-For, counted
+    from the right (entries further left are whatever the client sent, and could be forged).
+    """
+    proxies = settings.LOGIN_TRUSTED_PROXIES
+    if proxies:
+        forwarded = [
+            entry.strip()
+            for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if entry.strip()
+        ]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR")
+
+
 def lockout_message() -> str:
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     return (

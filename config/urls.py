@@ -18,10 +18,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("a/", include("analytics.urls")),  # the dashboards, /a/<slug>/ (overview) first
     path("a/", include("ads.urls")),
-    path("staff/", include(staff_urlpatterns)),
-    path(
-        "watch/", include("engagement.urls")
-    ),  # the viewer app  # the executive dashboard, model monitoring
+    path("a/", include("insights.urls")),
+    path("staff/", include(staff_urlpatterns)),  # the executive dashboard, model monitoring
+    path("watch/", include("engagement.urls")),  # the viewer app
     path("api/v1/", include("ads.api_urls")),
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
     path("", include("ads.vast.urls")),  # VAST and VMAP ad tags

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from engagement.learning.live_features import Playback, SessionState, feature_row, session_state
@@ -52,9 +51,7 @@ def sessions_touched(*, session_ids: list[int], at: datetime | None = None) -> N
     already, and a failing model only leaves the scores as they were (logged)."""
     at = at or timezone.now()
     sessions = list(
-        _with_their_title(ViewingSession.objects.filter(pk__in=set(session_ids))).select_related(
-            "viewer"
-        )
+        ViewingSession.objects.filter(pk__in=set(session_ids)).select_related("viewer", "title")
     )
     if not sessions:
         return
@@ -65,10 +62,6 @@ def sessions_touched(*, session_ids: list[int], at: datetime | None = None) -> N
         logger.exception("Live scores of sessions %s failed.", session_ids[:10])
     rows = [live_session_row(session, events[session.pk], at=at) for session in sessions]
     staff_publish(message={"type": "sessions.changed", "sessions": rows})
-
-
-def _with_their_title(queryset: QuerySet[ViewingSession]) -> QuerySet[ViewingSession]:
-    return queryset.select_related("title").prefetch_related("title__genres")
 
 
 def session_events(*, session_ids: Iterable[int]) -> dict[int, list[Playback]]:
@@ -88,7 +81,7 @@ def _score(sessions: list[ViewingSession], events: dict[int, list[Playback]], at
     for session in sessions:
         if session.engagement_prior is None:
             by_viewer[session.viewer_id].append(session)
-    for viewer_sessions in by_viewer.values():
+    for viewer_sessions in by_viewer.values():  # once per session: the prior is kept
         priors = engagement_predict(
             viewer=viewer_sessions[0].viewer, titles=[s.title for s in viewer_sessions]
         )

@@ -18,6 +18,7 @@ from ads.delivery.counters import counters
 from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
 from ads.services.keys import platform_keys_forget
 from ads.services.players import players_forget
+from ads.vast.limits import limiter as tag_limiter
 from ml.serving import champions
 from tests.factories import (
     AdvertiserFactory,
@@ -99,6 +100,7 @@ def _forget_process_state() -> None:
     state_holder.reset()
     platform_keys_forget()
     players_forget()
+    tag_limiter.reset()
     latency.recorder.reset()
     champions.reset()
 

@@ -9,7 +9,15 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
 
 from ads.decisioning.diagnosis import Check, line_item_diagnosis
-from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
+from ads.models import (
+    AccountKey,
+    Advertiser,
+    Campaign,
+    Creative,
+    DeliveryStatus,
+    LineItem,
+    Membership,
+)
 
 
 def advertisers_for_user(*, user: User | AnonymousUser) -> QuerySet[Advertiser]:
@@ -20,11 +28,15 @@ def advertisers_for_user(*, user: User | AnonymousUser) -> QuerySet[Advertiser]:
 
 
 def membership_get(*, user: User | AnonymousUser, advertiser_slug: str) -> Membership:
-    """The user's membership in the account with this slug; DoesNotExist if there is none."""
+    """The user's membership in the account with this slug; DoesNotExist if there is none, or
+    if the user or the account was deactivated (a live socket asks again at every update)."""
     if not isinstance(user, User):
         raise Membership.DoesNotExist
     return Membership.objects.select_related("advertiser").get(
-        user=user, advertiser__slug=advertiser_slug, advertiser__is_active=True
+        user=user,
+        user__is_active=True,
+        advertiser__slug=advertiser_slug,
+        advertiser__is_active=True,
     )
 
 
@@ -259,3 +271,12 @@ __all__ = [
     "membership_get",
     "platform_live_totals",
 ]
+
+
+def account_key_list(*, advertiser: Advertiser) -> QuerySet[AccountKey]:
+    """The account's API keys, revoked ones too, newest first, with who made them."""
+    return AccountKey.objects.filter(advertiser=advertiser).select_related("created_by")
+
+
+def account_key_get(*, advertiser: Advertiser, key_id: int) -> AccountKey:
+    return AccountKey.objects.select_related("advertiser").get(advertiser=advertiser, pk=key_id)

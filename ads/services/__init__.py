@@ -25,7 +25,13 @@ from ads.services.events import (
     live_group,
     live_publish,
 )
-from ads.services.keys import platform_key_authenticate, platform_key_create
+from ads.services.keys import (
+    account_key_authenticate,
+    account_key_create,
+    account_key_revoke,
+    platform_key_authenticate,
+    platform_key_create,
+)
 from ads.services.players import player_ensure
 
 __all__ = [
@@ -35,6 +41,9 @@ __all__ = [
     "decide",
     "EventOutcome",
     "IncomingEvent",
+    "account_key_authenticate",
+    "account_key_create",
+    "account_key_revoke",
     "advertiser_create",
     "campaign_create",
     "campaign_update",

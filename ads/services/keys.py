@@ -1,5 +1,8 @@
-"""Platform API keys: for the player and SSAI integrations that ask for decisions and report
-events. A key is shown once, when created; only its SHA-256 is stored."""
+"""API keys, shown once when created; only their SHA-256 is stored.
+
+Platform keys: for the player and SSAI integrations that ask for decisions and report events
+(staff make them in admin). Account keys: for an advertiser account's own integrations, made
+and revoked by the account's owners."""
 
 from __future__ import annotations
 
@@ -7,11 +10,14 @@ import hashlib
 import secrets
 import time
 
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from ads.models import PlatformKey
+from ads.models import AccountKey, Advertiser, Membership, PlatformKey
 
 KEY_PREFIX = "il_"
+ACCOUNT_KEY_PREFIX = "ila_"
 CACHE_SECONDS = 30.0
 LAST_USED_EVERY_SECONDS = 600.0
 
@@ -60,3 +66,60 @@ def platform_keys_forget() -> None:
     """Drop the process cache (tests, and right after staff revoke a key in this process)."""
     _known.clear()
     _last_used.clear()
+
+
+def account_key_create(
+    *, advertiser: Advertiser, created_by: User, name: str, scope: str
+) -> tuple[AccountKey, str]:
+    """A key acting for `advertiser` only; returns it with the raw key, never shown again.
+    Only the account's owners make keys (PermissionDenied for anyone else)."""
+    _require_owner(user=created_by, advertiser=advertiser)
+    raw_key = ACCOUNT_KEY_PREFIX + secrets.token_urlsafe(32)
+    start = len(ACCOUNT_KEY_PREFIX)
+    key = AccountKey.objects.create(
+        advertiser=advertiser,
+        name=name,
+        scope=scope,
+        prefix=raw_key[start : start + 8],
+        key_hash=_digest(raw_key),
+        created_by=created_by,
+    )
+    return key, raw_key
+
+
+def account_key_revoke(*, key: AccountKey, revoked_by: User) -> AccountKey:
+    """Revoke at once: the next request with the key is refused (nothing caches account keys).
+    The account's owners revoke, and staff (a leaked key, in admin); revoking twice keeps the
+    first time."""
+    if not revoked_by.is_staff:
+        _require_owner(user=revoked_by, advertiser=key.advertiser)
+    AccountKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db(fields=["revoked_at"])
+    return key
+
+
+def account_key_authenticate(*, raw_key: str) -> AccountKey | None:
+    """The active key `raw_key` is, with its advertiser, or None. One indexed query per
+    request, so a revocation holds from the next one; the last use is written at most once
+    every LAST_USED_EVERY_SECONDS."""
+    key = (
+        AccountKey.objects.select_related("advertiser")
+        .filter(key_hash=_digest(raw_key), revoked_at__isnull=True, advertiser__is_active=True)
+        .first()
+    )
+    if key is None:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= (
+        LAST_USED_EVERY_SECONDS
+    ):
+        AccountKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def _require_owner(*, user: User, advertiser: Advertiser) -> None:
+    if not Membership.objects.filter(
+        user=user, advertiser=advertiser, role=Membership.Role.OWNER
+    ).exists():
+        raise PermissionDenied("Only the account's owners manage its API keys.")

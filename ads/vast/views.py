@@ -17,20 +17,19 @@ import logging
 import time
 from urllib.parse import quote, urlencode
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from ads.decisioning.engine import DecisionRequestError, decide
 from ads.decisioning.index import current_index
-from ads.delivery import keys, latency
-from ads.delivery.counters import Bump, counters
+from ads.delivery import latency
 from ads.delivery.tokens import TOKEN_TTL
 from ads.services.events import is_bot
-from ads.services.players import PlayerState, player_for_tag
+from ads.services.players import player_for_tag
 from ads.vast import params
 from ads.vast import render as documents
+from ads.vast.limits import limiter
 from config.api import error_body
 
 logger = logging.getLogger(__name__)
@@ -80,39 +79,17 @@ def _no_ads(
 
 
 def _client_address(request: HttpRequest) -> str:
-    # The server's peer; behind a proxy, the proxy sets REMOTE_ADDR from X-Forwarded-For.
+    # The server's peer. X-Forwarded-For is not trusted (any client can write it): behind a
+    # load balancer, have it pass the client's address as the peer (e.g. PROXY protocol).
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def _seconds_over_limit(player: PlayerState, address: str) -> int | None:
-    """None when this request is within the player's and the address's limits for the
-    minute (both counted in one round trip); else the seconds until the next minute."""
-    now = time.time()
-    minute = int(now // 60)
-    ttl = keys.lifetime(keys.tag_requests_by_player)
-    by_player, by_address = counters().reserve(
-        [
-            [
-                Bump(
-                    keys.tag_requests_by_player(player.public_id, minute),
-                    1,
-                    ttl,
-                    player.requests_per_minute,
-                )
-            ],
-            [
-                Bump(
-                    keys.tag_requests_by_address(address, minute),
-                    1,
-                    ttl,
-                    settings.VAST_REQUESTS_PER_ADDRESS_PER_MINUTE,
-                )
-            ],
-        ]
-    )
-    if by_player and by_address:
-        return None
-    return 60 - int(now % 60)
+def _is_bot(request: HttpRequest) -> bool:
+    """As the tracking links judge: a tag is fetched by a viewer's player or browser, which
+    always names itself, so a missing or blank User-Agent is a script's too (its trackers
+    would not count: serving it would spend caps and budget on nothing)."""
+    agent = request.headers.get("User-Agent", "")
+    return not agent.strip() or is_bot(agent)
 
 
 @require_GET
@@ -144,11 +121,11 @@ def vast_tag(request: HttpRequest) -> HttpResponse:
         return _no_ads(
             request, player=player_id, reason="inactive_player", message="This player is off."
         )
-    if is_bot(request.headers.get("User-Agent", "")):
+    if _is_bot(request):
         return _no_ads(
             request, player=player_id, reason="bot", message="No ads for automated agents."
         )
-    retry_after = _seconds_over_limit(player, _client_address(request))
+    retry_after = limiter.seconds_over(player, _client_address(request))
     if retry_after is not None:
         return _no_ads(
             request,
@@ -197,7 +174,7 @@ def vmap_schedule(request: HttpRequest) -> HttpResponse:
     player = player_for_tag(public_id=tag.player)
     if player is None:
         return _json_error("invalid", "player", f"No player has the id {tag.player[:64]!r}.")
-    retry_after = _seconds_over_limit(player, _client_address(request))
+    retry_after = limiter.seconds_over(player, _client_address(request))
     if retry_after is not None:
         response = _json_error(
             "throttled", "player", "Too many ad requests; try again later.", status=429
@@ -209,12 +186,7 @@ def vmap_schedule(request: HttpRequest) -> HttpResponse:
     if title is None:
         return _json_error("invalid", "title", f"No title with id {tag.title}.")
     viewer = index.viewers.get(tag.viewer)
-    if (
-        not player.is_active
-        or viewer is None
-        or viewer.is_kids
-        or is_bot(request.headers.get("User-Agent", ""))
-    ):
+    if not player.is_active or viewer is None or viewer.is_kids or _is_bot(request):
         return _xml(documents.vmap([]))
     base = request.build_absolute_uri(VAST_PATH) + "?"
     common = {"player": tag.player, "viewer": tag.viewer, "title": title.id}

@@ -24,6 +24,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The VAST and VMAP ad tags are plain Django views: a hook documents them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ads.vast.schema.ad_tag_paths",
+    ],
 }
 
 # Ad tags (VAST, VMAP) answered per client address per minute; each player id has its own

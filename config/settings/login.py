@@ -13,6 +13,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=1
 # Either one locks: a username tried from many addresses, or an address trying many usernames.
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+# How many proxies in front of the site append to X-Forwarded-For (0: clients connect directly).
+LOGIN_TRUSTED_PROXIES = env.int("LOGIN_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "config.login.client_address"
 AXES_LOCKOUT_CALLABLE = "config.login.locked_out"
 # Failures only (who tried what, from where), not a row for every successful login.
 AXES_DISABLE_ACCESS_LOG = True

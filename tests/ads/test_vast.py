@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from ads.models import AdEvent, Player
 from ads.services.players import players_forget
@@ -18,6 +18,7 @@ from tests.factories import AdBreakFactory, PlayerFactory
 
 pytestmark = pytest.mark.django_db
 
+PLAYER_AGENT = "SmartTV VASTPlayer/2.0"
 TRACKED = {
     "start": "impression",
     "firstQuartile": "first_quartile",
@@ -25,6 +26,12 @@ TRACKED = {
     "thirdQuartile": "third_quartile",
     "complete": "complete",
 }
+
+
+@pytest.fixture
+def client():
+    """A player's requests: it names itself (a blank User-Agent is a script's, a bot's)."""
+    return Client(HTTP_USER_AGENT=PLAYER_AGENT)
 
 
 @pytest.fixture
@@ -128,16 +135,14 @@ def test_every_tracker_counts_once_and_a_replay_counts_nothing(client, world, pl
         calls.append(inline.findtext(f"{VAST}Impression"))
         calls += [t.text for t in linear.findall(f"{VAST}TrackingEvents/{VAST}Tracking")]
         calls.append(linear.findtext(f"{VAST}VideoClicks/{VAST}ClickTracking"))
-    player_agent = {"HTTP_USER_AGENT": "SmartTV VASTPlayer/2.0"}
-
-    first = [client.get(path_of(url), **player_agent).status_code for url in calls]
+    first = [client.get(path_of(url)).status_code for url in calls]
     # Per ad: Impression 204, start (the impression's link again) 400 replayed, then 204s.
     assert first == [204, 400, 204, 204, 204, 204, 204] * 2
     counted = list(AdEvent.objects.values_list("creative_id", "event_type"))
     assert len(counted) == 12 and len(set(counted)) == 12
     assert {event for _, event in counted} == set(AdEvent.Type.values)
 
-    second = [client.get(path_of(url), **player_agent).status_code for url in calls]
+    second = [client.get(path_of(url)).status_code for url in calls]
     assert second == [400] * 14
     assert AdEvent.objects.count() == 12
 
@@ -150,7 +155,7 @@ def test_a_forged_or_altered_tracker_counts_nothing(client, world, player, pod_o
     altered = token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
     forged = f"/t/{altered}/impression"
 
-    response = client.get(forged, HTTP_USER_AGENT="SmartTV VASTPlayer/2.0")
+    response = client.get(forged)
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "forged"
@@ -162,13 +167,12 @@ def test_a_click_tracker_is_a_pixel_and_the_plain_link_still_redirects(
 ):
     root = valid_vast(client.get("/vast/4.2", tag(world)).content)
     inline = ads_of(root)[0].find(f"{VAST}InLine")
-    player_agent = {"HTTP_USER_AGENT": "SmartTV VASTPlayer/2.0"}
-    client.get(path_of(inline.findtext(f"{VAST}Impression")), **player_agent)
+    client.get(path_of(inline.findtext(f"{VAST}Impression")))
     linear = inline.find(f"{VAST}Creatives/{VAST}Creative/{VAST}Linear")
     pixel = path_of(linear.findtext(f"{VAST}VideoClicks/{VAST}ClickTracking"))
 
-    assert client.get(pixel, **player_agent).status_code == 204
-    plain = client.get(pixel.removesuffix("?redirect=0"), **player_agent)
+    assert client.get(pixel).status_code == 204
+    plain = client.get(pixel.removesuffix("?redirect=0"))
     assert plain.status_code == 302
     assert plain["Location"] == linear.findtext(f"{VAST}VideoClicks/{VAST}ClickThrough")
     assert AdEvent.objects.filter(event_type="click").count() == 1
@@ -280,8 +284,9 @@ def test_an_inactive_player_id_gets_no_ads(client, world, player, pod_of_two):
     assert vmap_breaks(client.get("/vmap/1.0", tag(world)).content) == []
 
 
-def test_a_bot_gets_no_ads(client, world, player, pod_of_two):
-    response = client.get("/vast/4.2", tag(world), HTTP_USER_AGENT="Googlebot/2.1")
+@pytest.mark.parametrize("agent", ["Googlebot/2.1", "curl/8.5.0", "", "   "])
+def test_a_bot_or_a_nameless_client_gets_no_ads(client, world, player, pod_of_two, agent):
+    response = client.get("/vast/4.2", tag(world), HTTP_USER_AGENT=agent)
 
     root = valid_vast(response.content)
     assert ads_of(root) == []
@@ -403,3 +408,32 @@ def test_the_try_it_page_loads_the_vendored_client(client):
     assert response.status_code == 200
     assert b"js/vast_player.js" in response.content
     assert b'value="interlude-web"' in response.content
+
+
+def test_admin_shows_a_players_tags(admin_client, world, player):
+    response = admin_client.get(f"/admin/ads/player/{player.pk}/change/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    vmap = f"/vmap/1.0?player=web-player&amp;viewer={world.viewer.external_id}"
+    assert vmap in page
+    assert f"&amp;title={world.title.pk}&amp;break={world.ad_break.pk}&amp;device=ctv" in page
+
+
+def test_the_api_schema_documents_the_ad_tags(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+
+    vast = schema["paths"]["/vast/4.2"]["get"]
+    assert {p["name"] for p in vast["parameters"] if p["required"]} == {
+        "player",
+        "viewer",
+        "title",
+        "device",
+    }
+    assert {p["name"] for p in vast["parameters"]} >= {"break", "offset", "pod_max_dur", "cb"}
+    assert set(vast["responses"]) == {"200", "400", "429"}
+    assert "application/xml" in vast["responses"]["200"]["content"]
+    assert schema["paths"]["/vmap/1.0"]["get"]["security"] == []
+    assert "/api/v1/decisions" in schema["paths"]  # the hook adds, it does not replace

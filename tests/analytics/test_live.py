@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connections
 from django.test import Client
 
@@ -107,11 +107,15 @@ async def test_a_burst_of_events_sends_a_few_messages_and_the_final_numbers(tena
     await communicator.disconnect()
 
 
-async def test_a_member_removed_from_the_account_stops_receiving_its_totals(tenancy):
+@pytest.mark.parametrize("removal", ["membership deleted", "user deactivated"])
+async def test_a_member_removed_from_the_account_stops_receiving_its_totals(tenancy, removal):
     communicator = socket(tenancy.analyst)
     assert (await communicator.connect())[0]
     await communicator.receive_json_from(timeout=2)
-    await sync_to_async(Membership.objects.filter(user=tenancy.analyst).delete)()
+    if removal == "membership deleted":
+        await sync_to_async(Membership.objects.filter(user=tenancy.analyst).delete)()
+    else:
+        await sync_to_async(User.objects.filter(pk=tenancy.analyst.pk).update)(is_active=False)
     report = await sync_to_async(decide_and_report)(tenancy, tenancy.advertiser)
     assert report["accepted"] == 1
     # The next update closes the socket instead of carrying the numbers.

@@ -79,3 +79,19 @@ def test_logins_without_a_request_are_not_throttled(client, tenancy):
     for _ in range(LIMIT + 1):
         assert not client.login(username=tenancy.owner.username, password="wrong")
     assert client.login(username=tenancy.owner.username, password=PASSWORD)
+
+
+def test_behind_a_proxy_failures_count_per_client_not_per_proxy(client, tenancy, settings):
+    settings.LOGIN_TRUSTED_PROXIES = 1
+    proxy = {"REMOTE_ADDR": "10.9.9.9"}
+
+    def via_proxy(username, password, forwarded_for):
+        data = {"username": username, "password": password}
+        return client.post("/login/", data, HTTP_X_FORWARDED_FOR=forwarded_for, **proxy)
+
+    # The attacker forges an address on the left; the proxy appends the real one.
+    for number in range(LIMIT):
+        via_proxy(f"guess{number}", "wrong", f"1.1.1.{number}, 203.0.113.5")
+    assert via_proxy(tenancy.owner.username, PASSWORD, "203.0.113.5").status_code == 429
+    # Another client behind the same proxy logs in.
+    assert via_proxy(tenancy.manager.username, PASSWORD, "198.51.100.7").status_code == 302

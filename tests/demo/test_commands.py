@@ -11,7 +11,15 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
+from ads.models import (
+    Advertiser,
+    Campaign,
+    Creative,
+    DeliveryStatus,
+    LineItem,
+    Membership,
+    Player,
+)
 from catalog.models import (
     AdBreak,
     AgeBand,
@@ -228,8 +236,16 @@ def test_load_movielens_names_the_line_of_a_malformed_row_and_loads_nothing(
 
 # -- seed_demo -------------------------------------------------------------------------------
 
-DEMAND = (Advertiser, User, Membership, Campaign, LineItem, Creative)
-DEMAND_COUNTS = {Advertiser: 3, User: 10, Membership: 9, Campaign: 8, LineItem: 12, Creative: 18}
+DEMAND = (Advertiser, User, Membership, Campaign, LineItem, Creative, Player)
+DEMAND_COUNTS = {
+    Advertiser: 3,
+    User: 10,
+    Membership: 9,
+    Campaign: 8,
+    LineItem: 12,
+    Creative: 18,
+    Player: 1,
+}
 
 
 def test_seed_demo_synthetic_twice_gives_the_same_world():
@@ -246,6 +262,8 @@ def test_seed_demo_synthetic_twice_gives_the_same_world():
     assert counts(Title, Genre, AdBreak, Viewer, *DEMAND) == world
     assert "created this run: 3 advertisers, 10 users, 8 campaigns, 12 line items" in first
     assert "created this run: 0 advertisers, 0 users, 0 campaigns, 0 line items" in second
+    # The viewer app's web player plays through the VAST and VMAP tags under this id.
+    assert Player.objects.filter(public_id="interlude-web", is_active=True).exists()
 
 
 def test_seed_demo_synthetic_catalog_covers_every_choice():

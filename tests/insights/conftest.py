@@ -1,0 +1,21 @@
+import pytest
+from django.utils import timezone
+
+from insights.tools import Context
+from tests.insights import world as insights_world
+
+
+@pytest.fixture(autouse=True)
+def frozen_now(monkeypatch):
+    """Periods and pacing read the clock: fix it at noon on Wednesday 2 December, New York."""
+    monkeypatch.setattr(timezone, "now", lambda: insights_world.NOW)
+
+
+@pytest.fixture
+def world(db) -> insights_world.World:
+    return insights_world.build(events_per_day=8)
+
+
+@pytest.fixture
+def context(world) -> Context:
+    return Context(advertiser=world.fizzy, now=insights_world.NOW)
