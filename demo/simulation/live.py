@@ -10,11 +10,12 @@ each session
 
 1. opens it (POST /watch/api/sessions, with the CSRF token in X-CSRFToken, as the player's
    fetch does) and asks the title's VMAP (GET /vmap/1.0; a kids profile asks none);
-2. sends what the player reports (play, pause, resume, seek and skip with from and to, ad_start
-   and ad_end per ad, complete, abandon) in batches to /watch/api/sessions/<id>/events, each
-   event's `offset_ms` counted from the session's opening; a batch leaves FLUSH_SECONDS after
-   its first event, as the player's timer sends it; `complete` is sent at once, `abandon` as
-   the beacon of a closing tab (a form with the CSRF token);
+2. sends what the player reports (play, pause, resume, seek and skip with from and to, an ad
+   break's pod, ad_start and ad_end per ad, complete, abandon) in batches to
+   /watch/api/sessions/<id>/events, each event's `offset_ms` counted from the session's
+   opening; a batch leaves FLUSH_SECONDS after its first event, as the player's timer sends
+   it; `complete` is sent at once, `abandon` as the beacon of a closing tab (a form with the
+   CSRF token);
 3. at each ad break, asks the break's VAST tag from the VMAP, reads the pod from the VAST
    (ElementTree) and fires each ad's trackers (impression, quartiles, complete, click) when
    the simulated viewer reaches them, without cookies, as the player's trackers do.
@@ -389,7 +390,8 @@ class LiveSimulation:
 
     def _record(self, playback: _Playback) -> None:
         """Put the session's new player actions in the outbox, as the player records them
-        (an ad break is reported by its ads' ad_start and ad_end, queued by `ad_break`)."""
+        (an ad break with its ads' ad_start and ad_end is queued by `ad_break`, with what the
+        VAST gave)."""
         for kind, position, at, detail in playback.run.events[playback.recorded :]:
             if kind == "ad_break":
                 continue
@@ -484,6 +486,10 @@ class LiveSimulation:
             for ad in ads
         ]
         pod = plan_pod(session, ad_break, ads[0].decision_id, slots, at)
+        # The pod as a whole, then each ad's start and end, as the player reports them.
+        pod_seconds = sum(ad.duration_seconds for ad in ads)
+        pod_detail = {"break": ad_break.offset_seconds, "ads": len(ads), "pod_seconds": pod_seconds}
+        playback.queue("ad_break", session.position, at, pod_detail)
         for number, slot_play in enumerate(pod.slots, 1):
             state = _SlotState(slot_play, remaining=len(slot_play.events))
             self._in_flight.append(state)

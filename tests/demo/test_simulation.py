@@ -493,9 +493,13 @@ def test_live_mode_goes_through_the_viewer_app_and_the_ad_tags(small_world, tmp_
     assert paths["t"] == sum(events.values())
     assert events["impression"] == result.impressions > 0
     assert events["click"] == result.clicks and events["complete"] == result.completes
-    # The player's events: ad_start for every impression, never the simulator's ad_break.
+    # The player's events: a break with a pod, then ad_start for every impression.
     kinds = Counter(PlaybackEvent.objects.values_list("kind", flat=True))
-    assert kinds["ad_start"] == result.impressions and "ad_break" not in kinds
+    assert kinds["ad_start"] == result.impressions
+    filled = {(event.decision_id, event.ad_break_id) for event in AdEvent.objects.all()}
+    assert kinds["ad_break"] == len(filled) <= result.decisions
+    for ad_break in PlaybackEvent.objects.filter(kind="ad_break"):
+        assert set(ad_break.detail) == {"break", "ads", "pod_seconds"}
     assert kinds["play"] == result.sessions
     assert not PlaybackEvent.objects.filter(client_event_id=None).exists()
     with truth_file.open() as file:
