@@ -71,8 +71,9 @@ def _events(tmp_path) -> Counter:
         return pool.submit(read).result()
 
 
-def _wait_for(page, condition, what: str, seconds: float = 10.0) -> None:
-    """Polls through the page: Playwright delivers its events while the page is waited on."""
+def _wait_for(page, condition, what: str, seconds: float = 30.0) -> None:
+    """Polls through the page: Playwright delivers its events while the page is waited on.
+    Generous: on a loaded 2-core machine the 28 keepalive fetches took over 10 s."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
