@@ -49,12 +49,15 @@ def _reference() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--server-pid", type=int, required=True)
+    parser.add_argument("--base-url", help="The running server (make bench: skipped without).")
+    parser.add_argument("--server-pid", type=int, help="Its process id, for its CPU.")
     parser.add_argument("--viewers", type=int, default=600)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    if not (args.base_url and args.server_pid):
+        print("skipped: give a running server (--base-url) and its process id (--server-pid)")
+        return 0
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
