@@ -502,7 +502,8 @@ def staff_live_sessions(*, at: dt.datetime | None = None) -> list[dict]:
 
 def staff_session_timeline(*, session_id: int, at: dt.datetime | None = None) -> dict:
     """Staff only: a viewing session's row and its timeline, its playback events and the ad
-    events of the pods it played (found by the decision ids its events carry), in time order;
+    events of the pods it played (found by the decision ids its events carry; without any,
+    the viewer's ad events on the title between its start and last event), in time order;
     ViewingSession.DoesNotExist for an unknown id."""
     row, events = engagement_selectors.viewing_session_detail(session_id=session_id, at=at)
     decision_ids = set()
@@ -512,12 +513,20 @@ def staff_session_timeline(*, session_id: int, at: dt.datetime | None = None) ->
                 decision_ids.add(uuid.UUID(str(event.detail["decision_id"])))
             except ValueError:  # a player's detail we cannot read: no ads to join
                 continue
-    ad_events = (
-        AdEvent.objects.filter(decision_id__in=sorted(decision_ids))
-        .select_related("creative", "advertiser")
-        .order_by("occurred_at", "pod_position", "id")
-        if decision_ids
-        else AdEvent.objects.none()
+    if decision_ids:
+        ad_events = AdEvent.objects.filter(decision_id__in=sorted(decision_ids))
+    else:
+        # The web player's breaks carry no decision id: the viewer's ads on this title while
+        # the session ran (no index serves it; a staff page, read one session at a time).
+        started = dt.datetime.fromisoformat(row["started_at"])
+        ad_events = AdEvent.objects.filter(
+            viewer_id=row["viewer_id"],
+            title_id=row["title_id"],
+            occurred_at__gte=started,
+            occurred_at__lte=events[-1].at if events else started,
+        )
+    ad_events = ad_events.select_related("creative", "advertiser").order_by(
+        "occurred_at", "pod_position", "id"
     )
     timeline = [
         {

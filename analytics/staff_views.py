@@ -361,6 +361,27 @@ def drift_rows(drift: list[dict]) -> list[dict]:
     ]
 
 
+def prior_rows(metrics: dict) -> list[dict]:
+    """The live score's held-out figures beside the prior alone's on the same rows (as served,
+    and recalibrated to finishing), when the champion's metrics have them; else none."""
+    if "prior_auc" not in metrics:
+        return []
+    return [
+        {
+            "name": name,
+            "auc": fixed(metrics.get(f"{prefix}auc"), 4),
+            "log_loss": fixed(metrics.get(f"{prefix}log_loss"), 4),
+            "calibration_ratio": fixed(metrics.get(f"{prefix}calibration_ratio"), 3),
+            "ece": fixed(metrics.get(f"{prefix}ece"), 4),
+        }
+        for name, prefix in (
+            ("The model", ""),
+            ("The prior alone, as served", "prior_"),
+            ("The prior alone, recalibrated", "prior_recalibrated_"),
+        )
+    ]
+
+
 @staff_view
 def model_monitoring(request: HttpRequest, kind: str) -> HttpResponse:
     if kind not in ModelKind.values:
@@ -385,6 +406,9 @@ def model_monitoring(request: HttpRequest, kind: str) -> HttpResponse:
             "lift": lift_rows(monitoring["lift"]),
             "drift": drift_rows(monitoring["drift"]),
             "psi_bands": PSI_BANDS,
+            "against_prior": prior_rows(monitoring["champion"].metrics)
+            if monitoring["champion"]
+            else [],
         },
     )
 

@@ -24,6 +24,9 @@ HOST = "127.0.0.1"
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "decisions.lua"
 
 
+PLAYER_AGENT = "InterludeBenchPlayer/1.0"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -188,7 +191,10 @@ async def _python_run(
                 if get_paths:
                     body = b""
                     target = get_paths[position % len(get_paths)]
-                    head = f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n"
+                    head = (
+                        f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                        f"User-Agent: {PLAYER_AGENT}\r\n\r\n"  # a tag without one is a bot's
+                    )
                 else:
                     body = bodies[position % len(bodies)]
                     head = (

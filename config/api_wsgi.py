@@ -1,8 +1,9 @@
 """The integration API's WSGI stack: the same Django project, with only the middleware a
 platform-key API needs.
 
-Players and SSAI servers call three paths many times a second: decisions, event batches and
-tracking links. They authenticate with a platform key or a signed token, never a session, so
+Players and SSAI servers call a few paths many times a second: decisions, event batches,
+tracking links and the VAST/VMAP ad tags. They authenticate with a platform key, a signed
+token or a public player id, never a session, so
 the session, CSRF, authentication, messages, htmx and static-file middleware only cost time;
 worse, the objects they hang on each request (session store, lazy user, message storage, htmx
 details) refer back to it, so every request left ~40 objects for the cyclic garbage collector,
@@ -18,8 +19,16 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
-# Paths served by the lean stack (see ads/api_urls.py and config/urls.py).
-API_PATHS = ("/api/v1/decisions", "/api/v1/events", "/t/")
+# Paths served by the lean stack (see ads/api_urls.py, ads/vast/urls.py and config/urls.py):
+# the ad tags are fetched by players as often as decisions (not /vast/try/, a page).
+API_PATHS = (
+    "/api/v1/decisions",
+    "/api/v1/events",
+    "/t/",
+    "/vast/4.2",
+    "/vmap/1.0",
+    "/vast/error",
+)
 API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -152,6 +152,8 @@ def live_session_row(
         position = round(state.position)
     return {
         "id": session.pk,
+        "viewer_id": session.viewer_id,
+        "title_id": session.title_id,
         "viewer": session.viewer.external_id,
         "title": session.title.name,
         "device": session.device,

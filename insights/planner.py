@@ -17,107 +17,26 @@ from insights import answers, tools
 from insights.periods import PeriodError, find_period
 from insights.tools.base import Context
 from insights.tools.scope import candidates, normalized
+from insights.vocabulary import (
+    AUDIENCE,
+    BEST,
+    COMMON_CAPITALS,
+    COMPARE,
+    DIMENSION_WORDS,
+    GENERAL,
+    HELP,
+    LISTING,
+    METRIC_WORDS,
+    MONTH_WORDS,
+    OUT_OF_REACH,
+    PACING,
+    SERIES,
+    WHY,
+    WORST,
+)
 
-METRIC_WORDS = [
-    ("completion_rate", r"completion rates?|complete rate|vcr|completion|finish(?:ed)? rate"),
-    ("completes", r"complet(?:es|ed|ions)|completed views|watched to the end|finished"),
-    ("ctr", r"ctr|click[- ]?through(?: rate)?|click rate"),
-    ("cpc", r"cpc|cost per click"),
-    ("ecpm", r"e?cpm|cost per (?:thousand|mille)"),
-    ("clicks", r"clicks?|clicked"),
-    ("reach", r"reach|unique viewers|unique people|how many (?:people|viewers)|reached"),
-    ("average_frequency", r"frequency|times per viewer"),
-    ("spend", r"spend|spent|spending|cost|costs|budget used|money"),
-    ("impressions", r"impressions?|views|delivered|delivery|served|shown|plays"),
-]
-DIMENSION_WORDS = [
-    ("line_item", r"line items?|flights?"),
-    ("creative", r"creatives?|ads?|spots?|videos?"),
-    ("campaign", r"campaigns?"),
-    ("genre", r"genres?"),
-    ("region", r"regions?|where|areas?"),
-    ("device", r"devices?|screens?|platforms?"),
-    ("title", r"titles?|shows?|movies?|films?"),
-    ("hour", r"hours?|time of day|what time"),
-    ("daypart", r"dayparts?|part of the day"),
-]
-WORST = r"\b(?:worst|lowest|least|poorest|bottom|weakest|underperform\w*)\b"
-BEST = r"\b(?:best|top|highest|most|strongest|leading|biggest)\b"
-COMPARE = (
-    r"\b(?:compared?|comparing|vs\.?|versus|against|than|change[ds]?|week over week|up or down"
-    r"|grow(?:th|n)?|improv\w*|drop(?:ped)?)\b"
-)
-SERIES = (
-    r"\b(?:per day|daily|each day|day by day|by day|trend|over time|per week|weekly|each week"
-    r"|by week|chart)\b"
-)
-WHY = (
-    r"\b(?:why|not delivering|no (?:impressions|delivery)|stopped|stuck"
-    r"|isn'?t (?:running|delivering)|not running|no spend)\b"
-)
-PACING = (
-    r"\b(?:pacing|pace|on track|budget left|remaining budget|budget remaining|left to spend"
-    r"|budget|overspend\w*|underspend\w*)\b"
-)
-AUDIENCE = (
-    r"\b(?:audience|who (?:engages|watches|clicks|completes)|engag\w*"
-    r"|where (?:do|are) (?:my )?ads)\b"
-)
-LISTING = (
-    r"\b(?:list|what|which) (?:are )?(?:my |the |all )?(campaigns|line items)\b"
-    r"|\bcampaigns do i have\b"
-)
-GENERAL = (
-    r"\b(?:how (?:are|is|am|did|do|was|were) (?:my|we|i|the|things)\b|doing|perform\w*"
-    r"|results?|numbers|overview|summary|stats)\b"
-)
-# What the tools cannot know: said plainly rather than answered with something else.
-OUT_OF_REACH = [
-    (
-        r"\b(?:conversions?|sales|purchases?|roas|revenue|installs?|sign[- ]?ups?)\b",
-        "I only see delivery data (impressions, quartiles, clicks and spend), not what "
-        "viewers did after an ad: conversions, sales and revenue are not here.",
-    ),
-    (
-        r"\b(?:age|gender|income|men|women|male|female|demographics?)\b",
-        "Reports are not broken down by age or gender; I can break results down by genre, "
-        "region, device, title, hour, daypart, campaign, line item or creative.",
-    ),
-    (
-        r"\b(?:forecast|predict\w*|next (?:week|month)|tomorrow|will (?:i|we|it))\b",
-        "I report what happened, not forecasts.",
-    ),
-    (
-        r"\b(?:other (?:advertisers?|accounts?|brands?|customers?)|every advertiser"
-        r"|all advertisers|competitors?|platform[- ]wide|whole platform)\b",
-        "I can only see this account's own data.",
-    ),
-    (
-        r"\b(?:system prompt|your instructions|your prompt|ignore (?:all |the )?previous"
-        r"|developer mode|api key|password)\b",
-        "I answer questions about this account's results, and nothing else.",
-    ),
-    (
-        r"\b(?:sql|select \*|drop table|delete|pause|archive|(?:change|raise|lower|set) the "
-        r"(?:bid|budget))\b",
-        "I only read results: I can't run queries or change campaigns. Use the campaign "
-        "pages for changes.",
-    ),
-]
-HELP = (
-    "I can answer questions about this account's results: a metric (impressions, clicks, CTR, "
-    "completion rate, spend, eCPM, CPC, reach) for a period and a campaign, line item or "
-    "creative; a breakdown by genre, region, device, title, hour or daypart; a comparison "
-    "of two periods; pacing and budget left; and why a line item is not delivering."
-)
-# Capitalised words that are not names the person means.
-COMMON_CAPITALS = {
-    "how", "what", "which", "why", "when", "where", "who", "did", "does", "do", "is", "was",
-    "are", "show", "give", "tell", "list", "compare", "and", "i", "my", "the", "a", "in", "on",
-    "for", "of", "ctr", "cpc", "cpm", "ecpm", "tv", "vcr", "us", "ok", "please", "can", "could",
-    "since", "last", "this", "from", "to", "vs", "what's", "whats", "yesterday", "today",
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "hello", "hi",
-}  # fmt: skip
+# The rollups keep these per line item: a creative's own is not there to read.
+CAMPAIGN_OR_LINE_ITEM_ONLY = ("time_series", "breakdown", "engaged_audience")
 
 
 @dataclass
@@ -177,14 +96,14 @@ class NamedScope:
     name: str
 
 
-def _find_names(context: Context, question: str) -> tuple[NamedScope | None, str]:
+def _find_name(context: Context, question: str) -> NamedScope | None:
     """The campaign, line item or creative the question names (exact, then close spelling),
-    and the text that is left; or an explicit id ("campaign 12", "line item #7")."""
+    or an explicit id ("campaign 12", "line item #7")."""
     text = normalized(question)
     explicit = re.search(r"\b(campaign|line item|creative)s? (?:id )?#?(\d+)\b", question.lower())
     if explicit:
         kind = explicit.group(1).replace(" ", "_")
-        return NamedScope(kind, explicit.group(2), ""), text
+        return NamedScope(kind, explicit.group(2), "")
     best: tuple[float, int, NamedScope] | None = None
     words = text.split()
     for rank, kind in enumerate(("creative", "line_item", "campaign")):
@@ -217,9 +136,7 @@ def _find_names(context: Context, question: str) -> tuple[NamedScope | None, str
             candidate = (score, -rank, NamedScope(kind, str(pk), name))
             if best is None or candidate[:2] > best[:2]:
                 best = candidate
-    if best is None:
-        return None, text
-    return best[2], text
+    return best[2] if best else None
 
 
 def _campaigns_named(context: Context, text: str) -> int:
@@ -250,7 +167,7 @@ def _unknown_name(context: Context, question: str) -> str | None:
             word
             for word in normalized(match.group(0)).split()
             if word not in COMMON_CAPITALS
-            and word not in _MONTH_WORDS
+            and word not in MONTH_WORDS
             and not re.fullmatch(vocabulary, word)
         ]
         if not words or (match.start() == 0 and len(match.group(0).split()) == 1):
@@ -264,19 +181,12 @@ def _unknown_name(context: Context, question: str) -> str | None:
     return None
 
 
-_MONTH_WORDS = {
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
-    "sept", "oct", "nov", "dec",
-}  # fmt: skip
-
-
 def understand(
     context: Context, question: str, *, previous: dict | None = None, page_scope: dict | None = None
 ) -> Intent | str:
     """The intent of `question`, or the sentence that says why it cannot be answered."""
     text = " ".join(question.lower().split())
-    named, _ = _find_names(context, question)
+    named = _find_name(context, question)
     # The account's own names are not requests ("Ignore previous instructions…" may be one).
     unnamed = normalized(text).replace(normalized(named.name), " ") if named else text
     for pattern, refusal in OUT_OF_REACH:
@@ -392,8 +302,6 @@ def arguments_for(intent: Intent) -> dict:
         previous = {"previous_period": intent.previous_period} if intent.previous_period else {}
         return {"period": intent.period or "last 7 days", **previous, **scope}
     narrow = {k: v for k, v in scope.items() if k in ("campaign", "line_item")}
-    if intent.scope_kind == "creative":
-        narrow = {}
     if intent.tool == "time_series":
         return {
             "metric": intent.metric or "impressions",
@@ -425,6 +333,14 @@ def answer(
     intent = understand(context, question, previous=previous, page_scope=page_scope)
     if isinstance(intent, str):
         return Answer(text=intent, refused=True, intent=previous or {})
+    if intent.scope_kind == "creative" and intent.tool in CAMPAIGN_OR_LINE_ITEM_ONLY:
+        return Answer(
+            text="Series, breakdowns and the audience are kept per campaign and line item, "
+            "not per creative: ask about the creative's line item, or for the totals of the "
+            "creative.",
+            refused=True,
+            intent=intent.as_dict(),
+        )
     record = tools.call(context, intent.tool, arguments_for(intent))
     if record.error:
         return Answer(text=record.error, calls=[record], intent=intent.as_dict(), refused=True)

@@ -22,6 +22,7 @@ from django.urls import reverse
 from ads import selectors as ads_selectors
 from ads.access import account_view
 from ads.models import Membership
+from config import formats
 from insights import selectors, services
 from insights.models import Conversation, Message
 from insights.services import MAX_QUESTION_CHARS, QuestionRejected
@@ -233,8 +234,9 @@ def answer_csv(request: HttpRequest, membership: Membership, message_id: int) ->
     filename = f"{membership.advertiser.slug}-insights-{message.pk}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerow(message.table["headers"])
+    writer.writerow([formats.csv_cell(str(header)) for header in message.table["headers"]])
     writer.writerows(
-        ["" if cell is None else cell for cell in row] for row in message.table["rows"]
+        [formats.csv_cell("" if cell is None else str(cell)) for cell in row]
+        for row in message.table["rows"]
     )
     return response

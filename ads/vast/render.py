@@ -22,12 +22,13 @@ VMAP_NAMESPACE = "http://www.iab.net/videosuite/vmap"
 AD_SYSTEM = '<AdSystem version="1.0">Interlude</AdSystem>'
 CATEGORY_AUTHORITY = "urn:interlude:creative-category"  # the platform's own list
 UNIVERSAL_AD_ID_REGISTRY = "interlude"
-# VAST tracking event → the platform's event of the signed link. `start` is the impression's
-# link too: a player that fires both counts once (the event is idempotent), one that fires
-# only `start` (some stitchers) still counts its impression. pause, resume and skip are not
-# counted, so they are not asked for.
+# VAST tracking event → the platform's event of the signed link (with its query). `start` is
+# the impression's link too: a player that fires both counts once (the event is idempotent),
+# one that fires only `start` (some stitchers) still counts its impression. Its own query
+# keeps the URL distinct, or a browser firing both at once makes one request of the two
+# images. pause, resume and skip are not counted, so they are not asked for.
 TRACKED_EVENTS = (
-    ("start", "impression"),
+    ("start", "impression?vast=start"),
     ("firstQuartile", "first_quartile"),
     ("midpoint", "midpoint"),
     ("thirdQuartile", "third_quartile"),

@@ -75,16 +75,25 @@ def session_state(
     """Replay `events` (in time order) up to `at`: events after `at` and ending events are
     ignored. Between events the position runs at 1× while playing, stands still while paused,
     and waits out an ad break's `pod_seconds` (detail) before running again; each event puts
-    the position where the player said it was (a seek or skip: its `to`)."""
+    the position where the player said it was (a seek or skip: its `to`). A player that
+    reports each ad (`ad_start`, `ad_end` with `ad` and `ads`) ends the break at its last
+    ad's end; a `speed` change (`rate`) runs the position faster or slower."""
     duration = max(1, duration_seconds)
     state = SessionState()
     last_at: datetime | None = None
     paused_since: datetime | None = None
     ad_until: datetime | None = None
     pending_ads = 0
+    rate = 1.0
+
+    def _end_of_break() -> None:
+        nonlocal ad_until, pending_ads
+        state.state, ad_until = "playing", None
+        state.breaks_sat += 1 if pending_ads else 0
+        state.ads_sat += pending_ads
+        pending_ads = 0
 
     def run_until(moment: datetime) -> None:
-        nonlocal ad_until, pending_ads
         if last_at is None or moment <= last_at:
             return
         start = last_at
@@ -92,12 +101,9 @@ def session_state(
             if moment < ad_until:
                 return
             start = max(start, ad_until)
-            state.state, ad_until = "playing", None
-            state.breaks_sat += 1 if pending_ads else 0
-            state.ads_sat += pending_ads
-            pending_ads = 0
+            _end_of_break()
         if state.state == "playing":
-            seconds = (moment - start).total_seconds()
+            seconds = (moment - start).total_seconds() * rate
             seconds = min(seconds, max(0.0, duration - state.position))
             state.position += seconds
             state.played_seconds += seconds
@@ -109,7 +115,7 @@ def session_state(
             continue
         run_until(event.at)
         last_at = event.at
-        detail = event.detail or {}
+        detail = event.detail if isinstance(event.detail, dict) else {}
         if event.kind == "play" and state.state == "starting":
             state.start_position = float(event.position_seconds)
         if state.state == "paused" and event.kind != "pause" and paused_since is not None:
@@ -123,8 +129,10 @@ def session_state(
                 paused_since = event.at
             state.state = "paused"
         elif event.kind in ("seek", "skip"):
-            origin = float(detail.get("from", event.position_seconds))
-            target = float(min(max(0, detail.get("to", event.position_seconds)), duration))
+            origin = float(_number(detail.get("from"), event.position_seconds))
+            target = float(
+                min(max(0.0, _number(detail.get("to"), event.position_seconds)), duration)
+            )
             jump = target - origin
             if jump < 0:
                 state.seeks_back += 1
@@ -133,18 +141,38 @@ def session_state(
                 state.skips += 1
                 state.skipped_seconds += jump
             state.position = target
-            if state.state not in ("ad",):
+            if state.state != "ad":
                 state.state = "playing"
         elif event.kind == "ad_break":
-            pending_ads = int(detail.get("ads", 0) or 0)
+            pending_ads = int(_number(detail.get("ads"), 0))
             ad_until = event.at + _seconds(detail.get("pod_seconds", 0))
             state.state = "ad"
+        elif event.kind == "ad_start" and state.state != "ad":
+            # A player that reports its ads one by one without an ad_break first: the break
+            # lasts until its last ad ends.
+            pending_ads, ad_until = int(_number(detail.get("ads"), 1)), None
+            state.state = "ad"
+        elif event.kind == "ad_end":
+            if state.state == "ad" and _number(detail.get("ad"), 0) >= _number(
+                detail.get("ads"), 1
+            ):
+                _end_of_break()
+        elif event.kind == "speed":
+            rate = min(max(_number(detail.get("rate"), 1.0), 0.25), 4.0)
         elif state.state != "ad":  # play, resume, and kinds this replay does not know
             state.state = "playing"
     if state.state == "paused" and paused_since is not None:
         state.paused_seconds += max(0.0, (at - paused_since).total_seconds())
     run_until(at)
     return state
+
+
+def _number(value: Any, default: float) -> float:
+    """A number from a player's detail, or `default` when it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float(default)
 
 
 def _seconds(value: Any) -> timedelta:

@@ -3,6 +3,8 @@
    active_sessions, average_live_score, average_engagement} on connect and after changes.
    - The live sessions page updates its rows, adds new sessions at the top and lets ended ones
      go after a few seconds; a session's page updates its own row.
+   - Between messages, a playing session's position runs on at 1× (a display, as the player's
+     own clock would; the next message sets it again).
    - Any page with [data-figure] spans for the viewing figures (the executive dashboard) writes
      them, formatted as the server does (config/formats.py, analytics/reports.py).
    No polling: nothing here asks the server for anything but the socket. */
@@ -95,10 +97,28 @@
     return tr;
   }
 
+  // Where each row's position stood, and when (this page's clock).
+  var positions = new WeakMap();
+
+  function showPosition(tr) {
+    var base = positions.get(tr);
+    if (!base) return;
+    var position = base.position;
+    if (tr.dataset.state === "playing") {
+      position = Math.min(base.duration, position + (Date.now() - base.since) / 1000);
+    }
+    tr.querySelector('[data-field="position"]').textContent =
+      clock(position) + " / " + clock(base.duration);
+  }
+
   function fill(tr, row) {
     tr.dataset.state = row.state;
-    tr.querySelector('[data-field="position"]').textContent =
-      clock(row.position_seconds) + " / " + clock(row.duration_seconds);
+    positions.set(tr, {
+      position: row.position_seconds,
+      duration: row.duration_seconds,
+      since: Date.now(),
+    });
+    showPosition(tr);
     var badge = tr.querySelector('[data-field="state"] span');
     badge.className = "badge badge-session-" + slug(row.state);
     badge.textContent = row.state;
@@ -147,6 +167,21 @@
         element.textContent = values[key];
       });
     });
+  }
+
+  if (table) {
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (tr) {
+      positions.set(tr, {
+        position: Number(tr.dataset.position),
+        duration: Number(tr.dataset.duration),
+        since: Date.now(),
+      });
+    });
+    window.setInterval(function () {
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (tr) {
+        if (tr.dataset.state === "playing") showPosition(tr);
+      });
+    }, 1000);
   }
 
   var failures = 0;

@@ -5,13 +5,19 @@ inactive player ids, bad parameters, bots and floods (never a 500)."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+import gc
+import io
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client, override_settings
 
 from ads.models import AdEvent, Player
 from ads.services.players import players_forget
+from config.api_wsgi import APIHandler, routed
 from tests.ads.conftest import line_item_with_creative
 from tests.ads.vast_schema import VAST, valid_vast, vmap_breaks, with_macros_replaced
 from tests.factories import AdBreakFactory, PlayerFactory
@@ -20,7 +26,7 @@ pytestmark = pytest.mark.django_db
 
 PLAYER_AGENT = "SmartTV VASTPlayer/2.0"
 TRACKED = {
-    "start": "impression",
+    "start": "impression?vast=start",
     "firstQuartile": "first_quartile",
     "midpoint": "midpoint",
     "thirdQuartile": "third_quartile",
@@ -437,3 +443,51 @@ def test_the_api_schema_documents_the_ad_tags(client):
     assert "application/xml" in vast["responses"]["200"]["content"]
     assert schema["paths"]["/vmap/1.0"]["get"]["security"] == []
     assert "/api/v1/decisions" in schema["paths"]  # the hook adds, it does not replace
+
+
+def _wsgi_get(application, path: str, query: dict) -> tuple[str, bytes]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": urlencode(query),
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": io.StringIO(),
+        "HTTP_USER_AGENT": PLAYER_AGENT,
+    }
+    started = []
+    # As Django's test client does: a request's end must not close the test's connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        chunks = application(environ, lambda status, headers, exc_info=None: started.append(status))
+        try:
+            return started[0], b"".join(chunks)
+        finally:
+            chunks.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def test_the_api_process_serves_the_ad_tags_through_its_lean_stack(world, player, pod_of_two):
+    """config/api_wsgi.py: the tags are as hot as decisions, so they skip the session, auth,
+    messages and htmx middleware and leave no cyclic garbage."""
+    application = routed(WSGIHandler(), APIHandler())
+    status, body = _wsgi_get(application, "/vast/4.2", tag(world))
+    assert status.startswith("200")
+    assert len(ads_of(valid_vast(body))) == 2
+    status, body = _wsgi_get(application, "/vmap/1.0", tag(world))
+    assert status.startswith("200") and len(vmap_breaks(body)) == 1
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            _wsgi_get(application, "/vast/4.2", tag(world))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

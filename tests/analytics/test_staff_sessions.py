@@ -67,8 +67,10 @@ async def test_the_staff_socket_shows_a_new_session_and_the_figures_within_a_sec
     assert time.monotonic() - started < 1.0
     assert update["type"] == "sessions"
     [row] = update["sessions"]
-    assert row | {"started_at": None, "history": None} == {
+    assert row | {"started_at": None, "history": None, "viewer_id": 0, "title_id": 0} == {
         "id": session_id,
+        "viewer_id": 0,
+        "title_id": 0,
         "viewer": "viewer-7",
         "title": "The Long Night",
         "device": "mobile",
@@ -88,6 +90,7 @@ async def test_the_staff_socket_shows_a_new_session_and_the_figures_within_a_sec
         0.5,
     )
     await communicator.disconnect()
+    await sync_to_async(connections.close_all)()  # the socket's reads ran in that thread
 
 
 @pytest.mark.django_db(transaction=True)
@@ -111,6 +114,7 @@ async def test_a_burst_of_changes_sends_every_row_and_few_figure_reads():
     assert 1 <= len(viewing) <= 3
     assert viewing[-1]["active_sessions"] == 10
     await communicator.disconnect()
+    await sync_to_async(connections.close_all)()  # the socket's reads ran in that thread
 
 
 @pytest.mark.django_db(transaction=True)
@@ -121,6 +125,7 @@ async def test_the_staff_socket_refuses_anyone_but_staff():
     for user in (viewer_user, retired, AnonymousUser()):
         connected, code = await socket(user).connect()
         assert (connected, code) == (False, 4404)
+    await sync_to_async(connections.close_all)()
 
 
 # -- the pages -------------------------------------------------------------------------------
@@ -232,6 +237,37 @@ def test_a_sessions_page_shows_its_playback_and_its_ads(client, staff, watching)
     ]
 
 
+def test_a_web_players_session_finds_its_ads_by_viewer_title_and_time(client, staff, db):
+    """The /watch/ player's breaks carry no decision id: the viewer's ads on the title while
+    the session ran are its ads, and no others."""
+    now = timezone.now().replace(microsecond=0)
+    title, other_title = TitleFactory(duration_seconds=3600), TitleFactory()
+    session = ViewingSession.objects.create(
+        viewer=ViewerFactory(), title=title, device="desktop", started_at=now
+    )
+    for kind, seconds, detail in [
+        ("play", 0, {}),
+        ("ad_start", 60, {"ad": 1, "ads": 1, "creative": "Spot"}),
+        ("ad_end", 90, {"ad": 1, "ads": 1}),
+    ]:
+        PlaybackEvent.objects.create(
+            session=session,
+            kind=kind,
+            position_seconds=60 if seconds else 0,
+            at=now + dt.timedelta(seconds=seconds),
+            detail=detail,
+        )
+    at = now + dt.timedelta(seconds=61)
+    AdEventFactory(viewer=session.viewer, title=title, occurred_at=at, creative__name="Spot")
+    AdEventFactory(viewer=session.viewer, title=other_title, occurred_at=at)  # another title
+    AdEventFactory(title=title, occurred_at=at)  # another viewer
+    AdEventFactory(viewer=session.viewer, title=title, occurred_at=now - dt.timedelta(hours=1))
+    client.force_login(staff)
+    timeline = read(client, reverse("staff_session", args=[session.pk])).tables["timeline"]
+    assert [row[1] for row in timeline[1:]] == ["Play", "Ad start", "Ad impression", "Ad end"]
+    assert timeline[3][3].startswith("Spot (")
+
+
 @pytest.mark.parametrize("name", ["staff_sessions", "staff_session"])
 def test_the_pages_are_staff_only(client, watching, name):
     args = [watching.pk] if name == "staff_session" else []
@@ -249,3 +285,39 @@ def test_an_unknown_session_is_a_404(client, staff, watching):
 
 def test_positions_read_as_a_clock():
     assert [clock(s) for s in (0, 59, 300, 5025, None)] == ["0:00", "0:59", "5:00", "1:23:45", "—"]
+
+
+def test_the_live_score_monitoring_page_sets_the_model_beside_the_prior(client, staff):
+    from ml.models import ModelVersion
+
+    ModelVersion.objects.create(
+        kind="live_engagement",
+        version=1,
+        status=ModelVersion.Status.CHAMPION,
+        algorithm="lightgbm+platt",
+        artifact=b"",
+        metrics={
+            "auc": 0.66,
+            "log_loss": 0.6254,
+            "calibration_ratio": 0.97,
+            "ece": 0.0658,
+            "prior_auc": 0.5558,
+            "prior_log_loss": 0.6346,
+            "prior_calibration_ratio": 0.926,
+            "prior_ece": 0.0761,
+            "prior_recalibrated_auc": 0.5558,
+            "prior_recalibrated_log_loss": 0.6477,
+            "prior_recalibrated_calibration_ratio": 0.958,
+            "prior_recalibrated_ece": 0.0886,
+        },
+    )
+    client.force_login(staff)
+    reader = read(client, reverse("staff_models", args=["live_engagement"]))
+    assert reader.tables["against-prior"] == [
+        ["Scored by", "AUC", "Log loss", "Calibration ratio", "ECE"],
+        ["The model", "0.6600", "0.6254", "0.970", "0.0658"],
+        ["The prior alone, as served", "0.5558", "0.6346", "0.926", "0.0761"],
+        ["The prior alone, recalibrated", "0.5558", "0.6477", "0.958", "0.0886"],
+    ]
+    engagement = client.get(reverse("staff_models", args=["engagement"])).content.decode()
+    assert "Against the prior alone" not in engagement

@@ -63,6 +63,15 @@ def open_session(world):
             position_seconds=position,
             at=started + timedelta(minutes=minutes),
         )
+    playing = ViewingSession.objects.create(
+        viewer=ViewerFactory(external_id="viewer-playing"),
+        title=title,
+        device="mobile",
+        started_at=timezone.now() - timedelta(minutes=2),
+    )
+    PlaybackEvent.objects.create(
+        session=playing, kind="play", position_seconds=0, at=playing.started_at
+    )
     return session
 
 
@@ -79,6 +88,10 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
         expect(row.locator('[data-field="state"]')).to_have_text("paused")
         expect(row.locator('[data-field="position"]')).to_have_text("19:00 / 1:30:00")
         expect(row.locator('[data-field="score"]')).to_have_text("58.00%")
+        # A playing session's position runs on between messages; a paused one stands still.
+        playing = page.locator('tr[data-session]:has-text("viewer-playing") [data-field=position]')
+        expect(playing).not_to_have_text(playing.text_content(), timeout=3000)
+        expect(row.locator('[data-field="position"]')).to_have_text("19:00 / 1:30:00")
         points = row.locator("polyline").get_attribute("points")
         assert len(points.split()) == 5
         width = page.evaluate("() => document.documentElement.scrollWidth")
@@ -88,6 +101,15 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
         page.goto(f"{server.url}/staff/sessions/{open_session.pk}/")
         expect(page.locator("[data-table=timeline] tbody tr")).to_have_count(2)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
+        page.screenshot(path=str(tmp_path / "staff-session.png"), full_page=True)
+
+        page.goto(f"{server.url}/staff/")
+        expect(page.locator("[data-staff-socket]")).to_have_attribute(
+            "data-state", "live", timeout=UPDATE_TIMEOUT_MS
+        )
+        expect(page.locator('[data-figure="average_live_score"]')).to_have_text("58.00%")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
+        page.screenshot(path=str(tmp_path / "staff-executive.png"), full_page=True)
 
 
 @pytest.mark.services
@@ -130,7 +152,9 @@ def test_a_session_reaches_the_staff_screens_within_a_second(chromium, server, w
             "paused", timeout=UPDATE_TIMEOUT_MS
         )
         assert time.monotonic() - started < 1.0
-        assert len(row.locator("polyline").get_attribute("points").split()) == 2
+        # One point per second scored (a second score within the same second replaces it).
+        history = off_the_loop(lambda: ViewingSession.objects.get(pk=session.pk).score_history)
+        assert len(row.locator("polyline").get_attribute("points").split()) == len(history)
         assert page.evaluate("() => window.stillTheSamePage === true"), "the page reloaded"
 
         # The executive dashboard's active sessions, pushed over the same socket (its htmx

@@ -71,13 +71,14 @@ def _events(tmp_path) -> Counter:
         return pool.submit(read).result()
 
 
-def _wait_for(page, condition, what: str, seconds: float = 30.0) -> None:
+def _wait_for(page, condition, what: str, seconds: float = 30.0, seen: list | None = None) -> None:
     """Polls through the page: Playwright delivers its events while the page is waited on.
-    Generous: on a loaded 2-core machine the 28 keepalive fetches took over 10 s."""
+    Generous: on a loaded 2-core machine the 28 tracker calls took over 10 s."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}: {condition.__doc__ or ''}")
+            calls = "" if seen is None else f"; {len(seen)} seen: {seen}"
+            pytest.fail(f"timed out waiting for {what}{calls}")
         page.wait_for_timeout(100)
 
 
@@ -108,7 +109,12 @@ def test_the_dailymotion_client_plays_every_break_and_counts_each_event_once(
         status = page.inner_text("#status")
         assert status.startswith("Played: 2 breaks, 4 ads"), status
         first_run = 4 * TRACKER_CALLS_PER_AD
-        _wait_for(page, lambda: len(tracking) == first_run, "the first run's trackers")
+        _wait_for(
+            page,
+            lambda: len(tracking) == first_run,
+            f"the first run's trackers (of {first_run})",
+            seen=tracking,
+        )
 
         counted = _events(tmp_path)
         ads = {(decision, creative) for decision, creative, _ in counted}

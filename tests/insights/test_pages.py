@@ -40,6 +40,7 @@ def test_the_owner_asks_and_gets_the_numbers_with_a_chart(client, world):
     assert f"impressions {comparison.current.impressions:,} against " in html
     assert f"{comparison.previous.impressions:,}" in html
     assert "data-insights-chart" in html and "How I got this" in html
+    assert "→ Summer Refresh, 2026-11-23 to 2026-11-29" in html
     answer = Message.objects.get(role="assistant")
     assert answer.path == "offline" and answer.tool_calls[0]["name"] == "compare_periods"
     assert answer.advertiser == world.fizzy and answer.conversation.user == world.owner
@@ -194,3 +195,17 @@ def test_staff_audit_answers_in_admin(client, world):
         reverse("admin:insights_conversation_change", args=[answer.conversation_id])
     )
     assert conversation.status_code == 200
+
+
+def test_the_answer_csv_writes_a_formula_like_name_as_text(client, world):
+    client.force_login(world.owner)
+    ask(client)
+    answer = Message.objects.get(role="assistant")
+    answer.table = {
+        "headers": ["Campaign", "Change"],
+        "rows": [['=HYPERLINK("http://x","click")', -4.5], ["@SUM(A1)", None]],
+    }
+    answer.save(update_fields=["table"])
+    table = client.get(reverse("insights_answer_csv", args=["fizzy", answer.pk]))
+    rows = list(csv.reader(io.StringIO(table.content.decode())))
+    assert rows[1:] == [['\'=HYPERLINK("http://x","click")', "-4.5"], ["'@SUM(A1)", ""]]

@@ -56,3 +56,11 @@ def test_what_it_cannot_answer_it_says(context, question, says):
     answer = planner.answer(context, question)
     assert answer.refused and says in answer.text
     assert not any(call.result for call in answer.calls)
+
+
+def test_a_breakdown_of_one_creative_is_refused_not_widened(context):
+    """The rollups break results down per line item: a creative's genres are not there, and
+    the account's must not be shown in their place."""
+    answer = planner.answer(context, "Which genre did Morning Fizz 15s do best in last week?")
+    assert answer.refused and "not per creative" in answer.text
+    assert answer.calls == []
