@@ -187,12 +187,15 @@ def watch_profiles() -> list[WatchProfile]:
 
 
 def watch_profile(*, viewer_id: int) -> WatchProfile:
-    """The offered profile of this viewer; Viewer.DoesNotExist for any other viewer, so a
-    browser cannot bind itself to an arbitrary viewer by its id."""
+    """The profile of this catalog viewer: one of the household /watch/ offers, under its
+    name, or any other viewer of the catalog under its external id (the demo's simulated
+    audience binds its viewers through the same form); Viewer.DoesNotExist when there is no
+    such viewer. A kids viewer is a kids profile either way."""
     for profile in watch_profiles():
         if profile.viewer.pk == viewer_id:
             return profile
-    raise Viewer.DoesNotExist(f"Viewer {viewer_id} is not a profile of /watch/.")
+    viewer = Viewer.objects.get(pk=viewer_id)
+    return WatchProfile(viewer, viewer.external_id)
 
 
 def watch_title(*, viewer: Viewer, title_id: int) -> Title:

@@ -3,8 +3,9 @@
 A browser is bound to one profile by choosing it (its viewer id in the Django session); every
 page and the playback API (`engagement.api`) read that profile's data only, and no page carries
 a platform key: ads reach the player through the public VAST/VMAP tags of the player id
-`interlude-web`. The household is the demo's (`selectors.watch_profiles`): a browser can bind
-itself to those profiles only, not to any viewer by its id.
+`interlude-web`. /watch/ offers the demo's household (`selectors.watch_profiles`); the choice
+accepts any viewer of the catalog (`selectors.watch_profile`), which is how the simulated
+audience of the demo binds its hundreds of viewers, each in its own browser session.
 """
 
 from __future__ import annotations

@@ -8,11 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from django.db import transaction
-
 from demo.simulation.sessions import SessionRun, SlotPlay
 from engagement import services as engagement_services
-from engagement.models import ViewingSession
 
 USER_AGENT = "InterludeSimulator/1.0"
 TRUTH_COLUMNS = (
@@ -38,6 +35,7 @@ class SimulationResult:
     completes: int = 0
     spend_micros: Counter[str] = field(default_factory=Counter)  # by currency
     rejected: Counter[str] = field(default_factory=Counter)  # by reason
+    refused: Counter[str] = field(default_factory=Counter)  # live ad tags refused, by reason
     errors: int = 0  # HTTP failures in live mode
     seconds: float = 0.0
 
@@ -70,6 +68,9 @@ class SimulationResult:
         )
         problems = [
             f"{count:,} events rejected ({reason})" for reason, count in self.rejected.items()
+        ]
+        problems += [
+            f"{count:,} ad tags refused ({reason})" for reason, count in self.refused.items()
         ]
         if self.errors:
             problems.append(f"{self.errors:,} failed requests")
@@ -141,55 +142,6 @@ class SessionSink:
             sessions=[session_spec(session) for session in sessions]
         )
         self._result.playback_events += sum(len(session.events) for session in sessions)
-
-
-class LiveSessionSink:
-    """Live mode's sessions, stored as they happen so that the sessions open now move with the
-    audience: each is stored open when it starts (no end, nothing watched) and finished when
-    it ends (its end, the seconds watched, how it ended, its playback events).
-
-    Starts and ends wait for `flush`, which writes them all in one transaction (the starts
-    first, so that a session started and ended since the last flush is found). A session still
-    running when the run stops stays open as it was started: it is not written again."""
-
-    def __init__(self, result: SimulationResult) -> None:
-        self._result = result
-        self._starting: list[SessionRun] = []
-        self._ending: list[SessionRun] = []
-        self._rows: dict[int, ViewingSession] = {}  # by id() of the SessionRun, while it runs
-
-    def start(self, session: SessionRun) -> None:
-        self._starting.append(session)
-
-    def end(self, session: SessionRun) -> None:
-        self._ending.append(session)
-
-    def flush(self) -> None:
-        if not (self._starting or self._ending):
-            return
-        rows = dict(self._rows)
-        with transaction.atomic():
-            for session in self._starting:
-                rows[id(session)] = engagement_services.viewing_session_start(
-                    viewer_id=session.viewer.id,
-                    title_id=session.title.id,
-                    device=session.plan.device,
-                    started_at=session.plan.start_at,
-                )
-            for session in self._ending:
-                spec = session_spec(session)
-                engagement_services.viewing_session_finish(
-                    session=rows.pop(id(session)),
-                    ended_at=spec.ended_at,
-                    watched_seconds=spec.watched_seconds,
-                    completed=spec.completed,
-                    abandoned=spec.abandoned,
-                    events=spec.events,
-                )
-        # Written: only now forget what was waiting (a failed flush is tried again).
-        self._result.playback_events += sum(len(session.events) for session in self._ending)
-        self._rows = rows
-        self._starting, self._ending = [], []
 
 
 def session_spec(session: SessionRun) -> engagement_services.SessionSpec:

@@ -106,6 +106,7 @@ class World:
     # Per line item: (is CPM, price of an impression (CPM) or click (CPC) in micros).
     prices: dict[int, tuple[bool, int]] = field(default_factory=dict)
     currencies: dict[int, str] = field(default_factory=dict)  # by advertiser id
+    line_items: dict[int, int] = field(default_factory=dict)  # by creative id
     _tastes: dict[int, tuple[list[str], list[float]]] = field(default_factory=dict)
 
     @classmethod
@@ -166,12 +167,13 @@ class World:
 
         A platform-wide read of the ads app's tables, as the decision engine's index does; the
         simulator is staff tooling, not a tenant's view."""
-        self.creatives = {
-            pk: CreativeProfile(pk, advertiser_id, category, duration)
-            for pk, advertiser_id, category, duration in Creative.objects.values_list(
-                "pk", "advertiser_id", "category", "duration_seconds"
-            )
-        }
+        creatives = Creative.objects.values_list(
+            "pk", "advertiser_id", "category", "duration_seconds", "line_item_id"
+        )
+        self.creatives, self.line_items = {}, {}
+        for pk, advertiser_id, category, duration, line_item_id in creatives:
+            self.creatives[pk] = CreativeProfile(pk, advertiser_id, category, duration)
+            self.line_items[pk] = line_item_id
         self.prices = {
             pk: (
                 pricing == LineItem.Pricing.CPM,

@@ -29,7 +29,11 @@ def test_the_demo_serves_the_site_the_schedule_and_an_audience(processes):
     assert set(processes) == {"web", "scheduler", "audience"}
     web = processes["web"]
     # One server process: the in-memory channel layer reaches only its own dashboards.
-    assert web[:2] == ["uvicorn", "config.asgi:application"] and "--workers" not in web
+    uvicorn = web.index("uvicorn")
+    assert web[uvicorn + 1] == "config.asgi:application" and "--workers" not in web
+    # The whole audience asks its ad tags from one address: its limit fits hundreds of viewers.
+    (limit,) = [word for word in web[:uvicorn] if word.startswith("VAST_REQUESTS_PER_ADDRESS")]
+    assert int(limit.rsplit(":-", 1)[1].rstrip("}")) >= 10_000
     scheduler = processes["scheduler"]
     assert "CELERY_TASK_ALWAYS_EAGER=true" in scheduler  # tasks run inside beat
     celery = scheduler.index("celery")

@@ -1,4 +1,5 @@
-"""The viewer app's pages: profiles (a browser binds to the household's profiles only), the home
+"""The viewer app's pages: profiles (/watch/ offers the household; a browser binds to any viewer
+of the catalog, as the simulated audience does), the home
 (kids filtering, popularity without a model, the ranking of the real engagement model), the
 player page (its ad configuration; a kids profile gets none)."""
 
@@ -82,12 +83,10 @@ def test_profiles_are_the_first_four_adults_and_the_first_kids_profile(client):
     assert response.content.count(b'class="profile-button"') == 5
 
 
-def test_choosing_a_profile_binds_the_browser_to_it_and_only_to_offered_ones(client):
+def test_choosing_a_profile_binds_the_browser_to_it_and_only_to_a_viewer(client):
     adults, kids = household()
     assert client.get("/watch/home")["Location"] == "/watch/"  # no profile yet
 
-    for outsider in (adults[4], kids[1]):  # viewers, but not profiles of /watch/
-        assert client.post(f"/watch/profiles/{outsider.pk}").status_code == 404
     assert client.post("/watch/profiles/999999").status_code == 404
     assert client.get(f"/watch/profiles/{adults[0].pk}").status_code == 405
     assert "watch_viewer_id" not in client.session
@@ -100,7 +99,20 @@ def test_choosing_a_profile_binds_the_browser_to_it_and_only_to_offered_ones(cli
     assert b"il_" not in response.content  # no platform key on the page
 
 
-def test_a_kids_profile_sees_only_kids_titles_and_cannot_open_others(client):
+def test_any_viewer_of_the_catalog_binds_under_its_external_id(client):
+    """/watch/ offers the household only; the choice takes any viewer (the simulated audience)."""
+    adults, _ = household()
+    assert adults[4].pk not in {p.viewer.pk for p in client.get("/watch/").context["profiles"]}
+    choose(client, adults[4])
+    assert client.session["watch_viewer_id"] == adults[4].pk
+    response = client.get("/watch/home")
+    assert response.context["profile"].name == adults[4].external_id
+    assert page_rows(response.content)["picks"].heading == f"Top picks for {adults[4].external_id}"
+
+
+# The household's kids profile, and a kids viewer of the catalog outside the household.
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_kids_profile_sees_only_kids_titles_and_cannot_open_others(client, which):
     _, kids = household()
     comedy = GenreFactory(name="Comedy", slug="comedy")
     by_rating = {}
@@ -108,7 +120,7 @@ def test_a_kids_profile_sees_only_kids_titles_and_cannot_open_others(client):
         title = TitleFactory(maturity_rating=rating)
         title.genres.set([comedy])
         by_rating[rating] = title
-    choose(client, kids[0])
+    choose(client, kids[which])
 
     rows = home_rows(client)
     kids_titles = {by_rating["G"].pk, by_rating["PG"].pk}

@@ -7,10 +7,13 @@ about ``--sessions-per-viewer`` sessions each. Running it again adds another bat
 (a new seed each time, printed in the summary); the same ``--seed`` and ``--end`` on the same
 world give the same traffic.
 
-``--live``: now, in real time, through the HTTP API of a running server (``--base-url``), with
-``--viewers`` viewers watching at once, until ``--minutes`` pass (``inf``: until stopped),
-Ctrl-C or SIGTERM; ``--wait-for-server`` gives a server that is still starting time to answer.
-It authenticates with ``--api-key``, or with a platform key named "simulator" that it creates.
+``--live``: now, in real time, with ``--viewers`` viewers watching at once, until ``--minutes``
+pass (``inf``: until stopped), Ctrl-C or SIGTERM, through the endpoints a running server
+(``--base-url``) offers every viewer: each viewer binds its profile on /watch/, opens its sessions
+and sends their playback events to the viewer app's API, and plays its ad breaks from the
+title's VMAP and each break's VAST tag, firing the trackers. No key: the ad tags name the
+audience's public player id (``interlude-audience``, made here when missing, shown in admin).
+``--wait-for-server`` gives a server that is still starting time to answer.
 
 ``--truth-out PATH`` writes one CSV row per counted impression with its true click probability
 (the simulator's ground truth, which models never see), for judging models later.
@@ -31,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 
 from ads import services as ads_services
 from demo.simulation import (
+    AUDIENCE_PLAYER,
     HistoryOptions,
     LiveOptions,
     LiveSimulationError,
@@ -77,7 +81,6 @@ class Command(BaseCommand):
         )
         parser.add_argument("--live", action="store_true", help="Real time, over HTTP.")
         parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="With --live.")
-        parser.add_argument("--api-key", help="A platform key (with --live); else one is made.")
         parser.add_argument(
             "--minutes",
             type=float,
@@ -125,10 +128,11 @@ class Command(BaseCommand):
     def _live(self, world: World, options):
         # The HTTP client logs every request at INFO: thousands of lines a minute here.
         logging.getLogger("httpx2").setLevel(logging.WARNING)
-        api_key = options["api_key"]
-        if not api_key:
-            key, api_key = ads_services.platform_key_create(name="simulator")
-            self.stdout.write(f"Created the platform key {key} for this run.")
+        _, created = ads_services.player_ensure(
+            public_id=AUDIENCE_PLAYER, name="Simulated audience (demo)"
+        )
+        if created:
+            self.stdout.write(f"Created the public player id {AUDIENCE_PLAYER} for the audience.")
         minutes = options["minutes"]
         until = "until stopped" if math.isinf(minutes) else f"for {minutes:g} min"
         self.stdout.write(
@@ -145,7 +149,6 @@ class Command(BaseCommand):
                 world,
                 LiveOptions(
                     base_url=options["base_url"],
-                    api_key=api_key,
                     viewers=options["viewers"],
                     minutes=options["minutes"],
                     seed=options["seed"],
