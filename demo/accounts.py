@@ -199,6 +199,9 @@ TITLE_PICKS: dict[str, dict[str, str]] = {
 }
 TITLES_PER_PICK = 5
 WEB_PLAYER = "interlude-web"  # the public player id of the viewer app's player
+# Far enough back for setup_demo's history (14 thin days, then 3 full ones) to give every
+# account "last week" and "the week before", which advertisers compare first.
+FLIGHTS_BEGAN_DAYS_AGO = 21
 
 
 @dataclass
@@ -218,8 +221,9 @@ def demo_accounts_ensure(*, password: str) -> AccountsResult:
     """Create what is missing of: the staff superuser ``admin``; the web player's public id
     ``interlude-web`` (for the VAST and VMAP tags); the three ACCOUNTS, each with
     ``<slug>-owner``, ``<slug>-manager`` and ``<slug>-analyst``; their campaigns, line items
-    and creatives (through ``ads.services``, so every rule of the web app applies). Flights run
-    from three days ago to six weeks ahead, in the advertiser's time zone; the archived
+    and creatives (through ``ads.services``, so every rule of the web app applies). Campaigns
+    run from FLIGHTS_BEGAN_DAYS_AGO days ago (line items two days later) to six weeks ahead,
+    in the advertiser's time zone; the archived
     campaign ran and ended before that. Every user's password is set to `password`, also for
     users that existed, so the logins printed are the logins that work."""
     result = AccountsResult(
@@ -280,7 +284,7 @@ def _campaign_ensure(
     if campaign_plan.archived:
         start, end = today - timedelta(days=60), today - timedelta(days=20)
     else:
-        start, end = today - timedelta(days=5), today + timedelta(days=60)
+        start, end = today - timedelta(days=FLIGHTS_BEGAN_DAYS_AGO), today + timedelta(days=60)
     if campaign is None:
         campaign = ads_services.campaign_create(
             advertiser=advertiser,

@@ -2,6 +2,8 @@
 
 Migrate, seed the world (``seed_demo``: MovieLens when ``MOVIELENS_PATH`` names a folder),
 simulate ``--days`` days of history for ``--viewers`` viewers a day (``simulate_traffic``),
+after ``--backfill-days`` thinner days before them (an eighth of the viewers: enough for
+"last week against the week before" to have numbers in every account, for little time),
 roll the days up (``rollup``) and train the models once (``train_models``): the commands a
 person can run one by one, called here in one process so Django, the engine and the models are
 imported once rather than five times. Each step says when it starts and what it did; a table of
@@ -12,10 +14,12 @@ follow it, also written to ``--logins-out``.
 import io
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 STEP_WIDTH = 18
 
@@ -29,6 +33,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=3, help="Days of simulated history.")
         parser.add_argument("--viewers", type=int, default=600, help="Viewers a simulated day.")
+        parser.add_argument(
+            "--backfill-days",
+            type=int,
+            default=14,
+            help="Thinner days of history before those (0: none).",
+        )
         parser.add_argument("--seed", type=int, default=7, help="The simulation's seed.")
         parser.add_argument(
             "--since",
@@ -44,6 +54,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["days"] < 1 or options["viewers"] < 1:
             raise CommandError("--days and --viewers must be at least 1.")
+        if options["backfill_days"] < 0:
+            raise CommandError("--backfill-days cannot be negative.")
         started = time.perf_counter()
         timings: list[tuple[str, float]] = []
         if options["since"] is not None:
@@ -52,20 +64,15 @@ class Command(BaseCommand):
         steps: list[tuple[str, Callable[[], None]]] = [
             ("migrate", lambda: call_command("migrate", interactive=False, verbosity=0)),
             ("seed_demo", lambda: call_command("seed_demo", stdout=logins)),
-            (
-                "simulate_traffic",
-                lambda: call_command(
-                    "simulate_traffic",
-                    days=options["days"],
-                    viewers=options["viewers"],
-                    seed=options["seed"],
-                    stdout=self.stdout,
-                ),
-            ),
+            ("simulate_traffic", lambda: self._simulate(options)),
             # Every simulated day, today and tomorrow (UTC) for accounts east of UTC.
             (
                 "rollup",
-                lambda: call_command("rollup", days=options["days"] + 1, stdout=self.stdout),
+                lambda: call_command(
+                    "rollup",
+                    days=options["backfill_days"] + options["days"] + 1,
+                    stdout=self.stdout,
+                ),
             ),
             ("train_models", lambda: call_command("train_models", stdout=self.stdout)),
         ]
@@ -90,3 +97,23 @@ class Command(BaseCommand):
         self.stdout.write(logins.getvalue().strip())
         if options["logins_out"] is not None:
             options["logins_out"].write_text(logins.getvalue())
+
+    def _simulate(self, options) -> None:
+        """The thin backfill first, ending where the full days begin, then the full days."""
+        if options["backfill_days"]:
+            recent_start = timezone.now() - timedelta(days=options["days"])
+            call_command(
+                "simulate_traffic",
+                days=options["backfill_days"],
+                viewers=max(1, options["viewers"] // 8),
+                seed=options["seed"] + 1,
+                end=recent_start.isoformat(),
+                stdout=self.stdout,
+            )
+        call_command(
+            "simulate_traffic",
+            days=options["days"],
+            viewers=options["viewers"],
+            seed=options["seed"],
+            stdout=self.stdout,
+        )
