@@ -63,12 +63,17 @@ export async function trackPlayback(client, slot, onEvent = () => {}, stepMs = 1
   for (const name of PLAYBACK_EVENTS) {
     tracker.on(name, (data) => onEvent(name, data));
   }
-  const pause = () => new Promise((resolve) => setTimeout(resolve, stepMs));
+  const pause = (ms = stepMs) => new Promise((resolve) => setTimeout(resolve, ms));
   const duration = slot.creative.duration;
   tracker.trackImpression();
+  // A real ad reaches its first quartile seconds after its impression, and the server
+  // refuses a quartile whose impression it has not stored yet (`no_impression`): give the
+  // impression's request that time even when the steps are quick (on a loaded machine it
+  // took longer than two steps of 150 ms).
+  await pause(Math.max(stepMs, 1500));
   for (const share of [0.01, 0.26, 0.51, 0.76]) {
-    await pause();
     tracker.setProgress(duration * share);
+    await pause();
   }
   await pause();
   tracker.complete();
