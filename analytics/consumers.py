@@ -17,6 +17,7 @@ import asyncio
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from ads import selectors as ads_selectors
 from ads.models import Advertiser, Membership
@@ -95,13 +96,24 @@ NOT_STAFF = 4404
 VIEWING_EVERY_SECONDS = 0.5
 
 
+@database_sync_to_async
+def _viewing_for_staff(user_id: int) -> dict | None:
+    """The viewing figures, or None once the user is no longer active staff (one thread hop
+    for both: a primary-key lookup beside the figures' read)."""
+    if not get_user_model().objects.filter(pk=user_id, is_staff=True, is_active=True).exists():
+        return None
+    return selectors.staff_viewing_figures()
+
+
 class StaffSessionsConsumer(AsyncJsonWebsocketConsumer):
     """The staff's live view of viewing: the rows of sessions that changed, as
     `engagement.live.sessions_touched` sends them ({"type": "sessions", "sessions": [...]}),
     and the executive dashboard's viewing figures ({"type": "viewing", ...}) on connect and
     after changes: at once when the last were sent VIEWING_EVERY_SECONDS ago or more, else
     that long after them (one query per half second, whatever the event rate; the figures
-    arrive within a second of an event). Staff only: anyone else is closed before accept."""
+    arrive within a second of an event). Staff only: anyone else is closed before accept, and
+    staff status is read again with every read of the figures, so a user who stops being staff
+    is closed at the next one (within VIEWING_EVERY_SECONDS of a change)."""
 
     viewing_sent_at: float = 0.0
     trailing: asyncio.Task | None = None
@@ -124,6 +136,8 @@ class StaffSessionsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(STAFF_SESSIONS_GROUP, self.channel_name)
 
     async def sessions_changed(self, message: dict) -> None:
+        if not self.joined:  # closed: no longer staff
+            return
         await self.send_json({"type": "sessions", "sessions": message["sessions"]})
         wait = self.viewing_sent_at + VIEWING_EVERY_SECONDS - asyncio.get_running_loop().time()
         if wait <= 0:
@@ -136,6 +150,13 @@ class StaffSessionsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_viewing()
 
     async def send_viewing(self) -> None:
+        if not self.joined:
+            return
         self.viewing_sent_at = asyncio.get_running_loop().time()
-        figures = await database_sync_to_async(selectors.staff_viewing_figures)()
+        figures = await _viewing_for_staff(self.scope["user"].pk)
+        if figures is None:
+            await self.channel_layer.group_discard(STAFF_SESSIONS_GROUP, self.channel_name)
+            self.joined = False
+            await self.close(code=NOT_STAFF)
+            return
         await self.send_json({"type": "viewing", **figures})

@@ -128,6 +128,30 @@ async def test_the_staff_socket_refuses_anyone_but_staff():
     await sync_to_async(connections.close_all)()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_user_who_stops_being_staff_is_closed_at_the_next_change():
+    staff = await sync_to_async(UserFactory)(username="sam", is_staff=True)
+    title = await sync_to_async(TitleFactory)(duration_seconds=3600)
+    viewer = await sync_to_async(ViewerFactory)()
+    communicator = socket(staff)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=2)  # the figures on connect
+    await sync_to_async(type(staff).objects.filter(pk=staff.pk).update)(is_staff=False)
+
+    await sync_to_async(start_session)(viewer.pk, title.pk)
+    messages = []
+    while True:
+        output = await communicator.receive_output(timeout=2)
+        if output["type"] == "websocket.close":
+            break
+        messages.append(output)
+    assert output["code"] == 4404
+    # The change's row may have gone out before the check; no figures did.
+    assert all('"viewing"' not in message.get("text", "") for message in messages)
+    await sync_to_async(connections.close_all)()
+
+
 # -- the pages -------------------------------------------------------------------------------
 
 
