@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ads import selectors, services
+from ads.api import bearer_key
 from ads.models import AccountKey, Advertiser, Campaign, DeliveryStatus
 
 
@@ -37,13 +38,10 @@ class AccountKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[AccountClient, AccountKey] | None:
-        header = authentication.get_authorization_header(request).decode(errors="replace")
-        if not header:
+        raw_key = bearer_key(request)
+        if raw_key is None:
             return None
-        scheme, _, raw_key = header.partition(" ")
-        if scheme != self.keyword or not raw_key.strip():
-            raise exceptions.AuthenticationFailed("Use the header: Authorization: Bearer <key>.")
-        key = services.account_key_authenticate(raw_key=raw_key.strip())
+        key = services.account_key_authenticate(raw_key=raw_key)
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked account key.")
         return AccountClient(key), key

@@ -44,17 +44,26 @@ class PlatformClient:
         self.key_id = key_id
 
 
+def bearer_key(request: Request) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header; None without the header, and
+    AuthenticationFailed for any other form of it (platform and account keys alike)."""
+    header = authentication.get_authorization_header(request).decode(errors="replace")
+    if not header:
+        return None
+    scheme, _, raw_key = header.partition(" ")
+    if scheme != "Bearer" or not raw_key.strip():
+        raise exceptions.AuthenticationFailed("Use the header: Authorization: Bearer <key>.")
+    return raw_key.strip()
+
+
 class PlatformKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[PlatformClient, None] | None:
-        header = authentication.get_authorization_header(request).decode(errors="replace")
-        if not header:
+        raw_key = bearer_key(request)
+        if raw_key is None:
             return None
-        scheme, _, raw_key = header.partition(" ")
-        if scheme != self.keyword or not raw_key.strip():
-            raise exceptions.AuthenticationFailed("Use the header: Authorization: Bearer <key>.")
-        key_id = services.platform_key_authenticate(raw_key=raw_key.strip())
+        key_id = services.platform_key_authenticate(raw_key=raw_key)
         if key_id is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked platform key.")
         return PlatformClient(key_id), None

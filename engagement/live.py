@@ -10,12 +10,9 @@ whose sockets (`analytics.consumers.StaffSessionsConsumer`) forward them to the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +21,7 @@ from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
+from config.publish import Publisher
 from engagement.learning.live_features import Playback, SessionState, feature_row, session_state
 from engagement.learning.predict import engagement_predict
 from engagement.models import PlaybackEvent, ViewingSession
@@ -183,26 +181,4 @@ def staff_publish(*, message: dict[str, Any]) -> None:
         logger.exception("Could not tell the staff's session pages.")
 
 
-class _Publisher:
-    """An event loop in a daemon thread, for sends from plain sync code (the simulator,
-    commands, tasks): async_to_sync there would start a thread and a loop at every call, and
-    the Redis channel layer a connection per loop (as `ads.services.events` does for the
-    advertisers' dashboards)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():  # none yet, or forked since
-                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
-                threading.Thread(
-                    target=self._loop.run_forever, name="staff-publish", daemon=True
-                ).start()
-            loop = self._loop
-        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=5)
-
-
-_publisher = _Publisher()
+_publisher = Publisher("staff-publish", timeout=5)  # the staff's view waits at most 5 s

@@ -10,10 +10,7 @@ returned, and `counters_rebuild` recomputes them from the table after a cache lo
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -35,6 +32,7 @@ from ads.delivery.tokens import InvalidToken, TrackingClaim, read_token
 from ads.models import AdEvent, Advertiser, Creative, LineItem
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
+from config.publish import Publisher
 
 MAX_BATCH = 1000
 LIVE_INTERVAL = 0.25  # seconds between two live messages to one account's dashboards
@@ -523,29 +521,7 @@ async def _group_send_all(layer: BaseChannelLayer, groups: list[str]) -> None:
     )
 
 
-class _Publisher:
-    """An event loop in a daemon thread, for sends from plain sync code (tasks, commands, the
-    traffic simulator, in-process benchmarks). There async_to_sync would start a thread and an
-    event loop at every call, and the Redis channel layer a connection for each new loop: about
-    7 ms of CPU a batch."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():  # none yet, or forked since
-                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
-                threading.Thread(
-                    target=self._loop.run_forever, name="live-publish", daemon=True
-                ).start()
-            loop = self._loop
-        asyncio.run_coroutine_threadsafe(coroutine, loop).result()
-
-
-_publisher = _Publisher()
+_publisher = Publisher("live-publish")
 
 
 def counters_rebuild(*, since: datetime | None = None, store: Counters | None = None) -> int:
