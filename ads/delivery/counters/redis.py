@@ -133,9 +133,11 @@ def _reserve_command(sha: str, group: Sequence[Bump]) -> bytes:
 
 
 def _packed(args: Sequence[str | int]) -> bytes:
-    """A command in the Redis protocol (RESP): an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
+    """A command in the Redis protocol (RESP): an array of bulk strings (formatted as text and
+    encoded once; a bulk string's length counts its UTF-8 bytes)."""
+    parts = [f"*{len(args)}\r\n"]
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else b"%d" % arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+        text = str(arg)
+        size = len(text) if text.isascii() else len(text.encode())
+        parts.append(f"${size}\r\n{text}\r\n")
+    return "".join(parts).encode()
