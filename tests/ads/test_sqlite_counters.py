@@ -90,6 +90,9 @@ def test_redis_reloads_its_script_and_reports_a_wrong_key(store):
         store.reserve([group, [Bump("listed", 1)]])
     assert store.reserve([[Bump("budget", 40, limit=100)]]) == [True]
     assert store.get_many(["budget"]) == [100]
+    lifetime = 123_456_789_012_345_678  # micros: beyond a Lua number's exact integers
+    assert store.reserve([[Bump("spent", lifetime, limit=-1 + 2 * lifetime)]]) == [True]
+    assert store.get_many(["spent"]) == [lifetime]
 
 
 def test_claims_and_deleting_a_prefix(store):
