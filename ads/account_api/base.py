@@ -74,13 +74,17 @@ class AccountKeyScheme(OpenApiAuthenticationExtension):
 
 
 class KeyScope(permissions.BasePermission):
+    """A read key reads; a view whose POST only reads (asking a question) says so with
+    `posts_read = True`."""
+
     message = "This key is read-only; writing needs a read-and-write key."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         client = request.user
         if not isinstance(client, AccountClient):
             return False
-        return request.method in permissions.SAFE_METHODS or client.key.can_write
+        reads = request.method in permissions.SAFE_METHODS or getattr(view, "posts_read", False)
+        return reads or client.key.can_write
 
 
 class AccountKeyThrottle(SimpleRateThrottle):
@@ -381,6 +385,7 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
         409: "The Idempotency-Key was used with another body, or is in flight.",
         412: "If-Match did not match: the resource changed since it was read.",
         413: f"The body is larger than {MAX_BODY_BYTES:,} bytes.",
+        406: "`Accept` names a type this operation does not answer in.",
         415: "The body is not JSON.",
         429: "Too many requests with this key: wait `Retry-After` seconds.",
     }
