@@ -246,15 +246,23 @@ class DecisionView(PlatformAPIView):
         responses={200: DecisionOutput},
         examples=[
             OpenApiExample(
-                "A mid-roll on a connected TV",
-                value={"viewer_id": "ml:42", "title_id": 7, "ad_break_id": 31, "device": "ctv"},
+                "A pre-roll on a connected TV",
+                description="The demo's first title, at its pre-roll (every title has one, at "
+                "0 s), for its first viewer: demo:viewer:1 (ml:1 with the MovieLens catalog; "
+                "an unknown viewer gets an empty pod and the reason unknown_viewer).",
+                value={
+                    "viewer_id": "demo:viewer:1",
+                    "title_id": 1,
+                    "offset_seconds": 0,
+                    "device": "ctv",
+                },
                 request_only=True,
             ),
             OpenApiExample(
                 "A pod of two",
                 value={
                     "decision_id": "5f0c2b9e8a2d4c1f9b7e6d5c4b3a2910",
-                    "ad_break_id": 31,
+                    "ad_break_id": 1,
                     "max_duration_seconds": 90,
                     "duration_seconds": 45,
                     "pod": [
