@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ads import selectors as ads_selectors
-from ads.account_api import AccountAPIView, errors, get_or_404
+from ads.account_api import AccountAPIView, errors, get_or_404, id_field
 from analytics import selectors
 from analytics.forms import DateRange, DateRangeForm
 from analytics.reports import METRICS, VALUE_LABELS, Report, plain_money
@@ -70,8 +70,8 @@ class ReportQuery(serializers.Serializer):
         required=False, help_text="First day, in the account's time zone (default: a week ago)."
     )
     end = serializers.DateField(required=False, help_text="Last day, included (default: today).")
-    campaign = serializers.IntegerField(min_value=1, required=False, help_text="Only this one.")
-    line_item = serializers.IntegerField(min_value=1, required=False, help_text="Only this one.")
+    campaign = id_field(required=False, help_text="Only this one.")
+    line_item = id_field(required=False, help_text="Only this one.")
 
 
 class DeliveryQuery(ReportQuery):

@@ -17,7 +17,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ads.account_api import AccountAPIView, errors, not_found
+from ads.account_api import AccountAPIView, errors, id_field, not_found
 from config.api import api_error
 from insights import selectors, services
 from insights.services import MAX_QUESTION_CHARS, QuestionRejected
@@ -28,8 +28,7 @@ class QuestionInput(serializers.Serializer):
         max_length=MAX_QUESTION_CHARS,
         help_text="In the account's words, e.g. “How did last week compare with the week before?”",
     )
-    conversation = serializers.IntegerField(
-        min_value=1,
+    conversation = id_field(
         required=False,
         help_text="A conversation this key's questions started, for a follow-up.",
     )

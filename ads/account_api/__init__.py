@@ -14,7 +14,8 @@ from ads.account_api.base import (
     AccountAPIView,
     errors,
     get_or_404,
+    id_field,
     not_found,
 )
 
-__all__ = ["AccountAPIView", "errors", "get_or_404", "not_found"]
+__all__ = ["AccountAPIView", "errors", "get_or_404", "id_field", "not_found"]

@@ -26,11 +26,13 @@ from ads.account_api.base import (
     IDEMPOTENCY_KEY,
     IF_MATCH,
     AccountAPIView,
+    Id,
     PageQuery,
     Pages,
     check_if_match,
     errors,
     get_or_404,
+    id_field,
     idempotent,
     page_of,
     service_errors,
@@ -115,22 +117,16 @@ class LineItemOutput(serializers.ModelSerializer):
 
 class LineItemUpdate(Input):
     locals().update(_targeting_fields())
-    target_genres = serializers.PrimaryKeyRelatedField(
-        queryset=catalog_selectors.genres(), many=True, required=False
-    )
-    include_titles = serializers.PrimaryKeyRelatedField(
-        queryset=catalog_selectors.titles(), many=True, required=False
-    )
-    exclude_titles = serializers.PrimaryKeyRelatedField(
-        queryset=catalog_selectors.titles(), many=True, required=False
-    )
+    target_genres = Id(queryset=catalog_selectors.genres(), many=True, required=False)
+    include_titles = Id(queryset=catalog_selectors.titles(), many=True, required=False)
+    exclude_titles = Id(queryset=catalog_selectors.titles(), many=True, required=False)
 
     class Meta:
         model = LineItem
         fields = forms.LineItemForm.Meta.fields
 
 
-class OfTheAccount(serializers.PrimaryKeyRelatedField):
+class OfTheAccount(Id):
     """A parent chosen by id among the account's live ones, as the create forms offer them:
     another account's id is "does not exist", the same as an id that never was."""
 
@@ -258,19 +254,13 @@ class CampaignFilters(ListFilters):
 
 
 class LineItemFilters(CampaignFilters):
-    campaign = serializers.IntegerField(
-        min_value=1, required=False, help_text="Only this campaign's."
-    )
+    campaign = id_field(required=False, help_text="Only this campaign's.")
     ordering = _ordering_field(LINE_ITEM_ORDERINGS)
 
 
 class CreativeFilters(ListFilters):
-    campaign = serializers.IntegerField(
-        min_value=1, required=False, help_text="Only this campaign's."
-    )
-    line_item = serializers.IntegerField(
-        min_value=1, required=False, help_text="Only this line item's."
-    )
+    campaign = id_field(required=False, help_text="Only this campaign's.")
+    line_item = id_field(required=False, help_text="Only this line item's.")
     ordering = _ordering_field(CREATIVE_ORDERINGS)
 
 

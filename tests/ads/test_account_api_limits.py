@@ -167,3 +167,42 @@ def test_every_schema_example_succeeds_against_the_demo_world(client, django_db_
         "/api/v1/insights/questions",
         "/api/v1/line_items",
     ]
+
+
+HUGE = 2**64
+
+
+def test_hostile_input_is_a_4xx_in_the_envelope_never_a_500(writer, tenancy):
+    """What a fuzzer sends: ids past the database's range (PostgreSQL refuses them in a query),
+    null characters and lone surrogates (it refuses them in text), bodies that are not objects,
+    forged cursors."""
+    line_item = tenancy.line_item.pk
+    requests = [
+        ("get", f"/api/v1/campaigns/{HUGE}", None, 404),
+        ("patch", f"/api/v1/line_items/{HUGE}", {"name": "x"}, 404),
+        ("post", f"/api/v1/creatives/{HUGE}/pause", {}, 404),
+        ("get", f"/api/v1/line_items/{HUGE}/delivery", None, 404),
+        ("get", f"/api/v1/creatives?campaign={HUGE}", None, 400),
+        ("get", f"/api/v1/reports/delivery?line_item={HUGE}", None, 400),
+        ("post", "/api/v1/line_items", {"campaign": HUGE}, 400),
+        ("patch", f"/api/v1/line_items/{line_item}", {"include_titles": [HUGE]}, 400),
+        ("patch", f"/api/v1/line_items/{line_item}", {"name": "a\x00b"}, 400),
+        ("patch", f"/api/v1/line_items/{line_item}", {"name": "a\ud800b"}, 400),
+        ("patch", f"/api/v1/line_items/{line_item}", [1, 2], 400),
+        ("post", "/api/v1/campaigns", "just a string", 400),
+        ("post", "/api/v1/insights/questions", {"question": "q", "conversation": HUGE}, 400),
+    ]
+    for method, url, body, expected in requests:
+        if method == "get":
+            response = writer.get(url)
+        else:
+            response = getattr(writer, method)(url, body, content_type="application/json")
+        assert response.status_code == expected, (method, url, body, response.content)
+        assert set(response.json()["error"]) == {"code", "message", "fields"}
+    # A cursor whose position is an id past the range.
+    import base64
+
+    cursor = base64.b64encode(f"p={HUGE}".encode()).decode()
+    assert writer.get(f"/api/v1/campaigns?cursor={cursor}").status_code == 404
+    tenancy.line_item.refresh_from_db()
+    assert tenancy.line_item.name != "a\x00b"

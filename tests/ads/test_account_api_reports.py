@@ -74,6 +74,8 @@ def test_every_dashboard_breakdown(api, world):
     ] == [("Acme spring spot", 3, 1, 2, "3.75"), ("B", 1, 0, 0, "2.00")]
     assert by_creative[0]["ecpm"] == "1250.00" and by_creative[0]["cpc"] == "3.75"
     assert by_creative[1]["cpc"] is None  # undefined, not zero
+    assert [row["ctr"] for row in by_creative] == [1 / 3, 0.0]
+    assert by_creative[0]["completion_rate"] == 2 / 3
     assert [(r["line_item_name"], r["impressions"]) for r in rows(api, "line_item")] == [
         ("Acme evenings flight", 3),
         ("Acme mornings flight", 1),
@@ -95,6 +97,7 @@ def test_every_dashboard_breakdown(api, world):
         (11, 1),
     ]
     assert len(hours) == 24
+    assert (hours[0]["ctr"], hours[0]["spend"]) == (None, "0.00")  # nothing shown: undefined
     dayparts = [(row["daypart"], row["impressions"]) for row in rows(api, "daypart")]
     assert dayparts == [("morning", 4), ("daytime", 0), ("primetime", 0), ("late_night", 0)]
 
