@@ -30,8 +30,8 @@ from ads.api import bearer_key
 from ads.models import AccountKey, Advertiser
 from config.api import JSONParser, api_exception_handler
 
-# The largest id a database key holds (PostgreSQL's bigint): a larger one in a URL, a filter or
-# a body is an id that does not exist, never a query the database refuses (a 500).
+# The largest id a database key holds (PostgreSQL's bigint). Django answers a lookup past it
+# as "no row"; a cursor's position is compared raw (`id < position`), which PostgreSQL refuses.
 MAX_ID = 2**63 - 1
 # Bodies larger than this are refused (413): the largest honest body, a line item targeting
 # every one of ~1,700 titles by id, is about 12 KB.
@@ -107,16 +107,6 @@ class AccountKeyThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": client.key.pk}
 
 
-class Id(serializers.PrimaryKeyRelatedField):
-    """A related row by id: an id too large for the database does not exist, like any other
-    unknown id (DRF would pass it to the query, which PostgreSQL refuses)."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, int) and not isinstance(data, bool) and data > MAX_ID:
-            self.fail("does_not_exist", pk_value=data)
-        return super().to_internal_value(data)
-
-
 def id_field(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
@@ -158,8 +148,6 @@ def not_found(kind: str) -> exceptions.NotFound:
 
 def get_or_404(selector: Callable[..., Any], kind: str, **kwargs: Any) -> Any:
     """The account's row, or a 404 that does not say whether another account has it."""
-    if any(isinstance(value, int) and value > MAX_ID for value in kwargs.values()):
-        raise not_found(kind)
     try:
         return selector(**kwargs)
     except ObjectDoesNotExist:

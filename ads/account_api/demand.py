@@ -26,7 +26,6 @@ from ads.account_api.base import (
     IDEMPOTENCY_KEY,
     IF_MATCH,
     AccountAPIView,
-    Id,
     PageQuery,
     Pages,
     check_if_match,
@@ -117,16 +116,22 @@ class LineItemOutput(serializers.ModelSerializer):
 
 class LineItemUpdate(Input):
     locals().update(_targeting_fields())
-    target_genres = Id(queryset=catalog_selectors.genres(), many=True, required=False)
-    include_titles = Id(queryset=catalog_selectors.titles(), many=True, required=False)
-    exclude_titles = Id(queryset=catalog_selectors.titles(), many=True, required=False)
+    target_genres = serializers.PrimaryKeyRelatedField(
+        queryset=catalog_selectors.genres(), many=True, required=False
+    )
+    include_titles = serializers.PrimaryKeyRelatedField(
+        queryset=catalog_selectors.titles(), many=True, required=False
+    )
+    exclude_titles = serializers.PrimaryKeyRelatedField(
+        queryset=catalog_selectors.titles(), many=True, required=False
+    )
 
     class Meta:
         model = LineItem
         fields = forms.LineItemForm.Meta.fields
 
 
-class OfTheAccount(Id):
+class OfTheAccount(serializers.PrimaryKeyRelatedField):
     """A parent chosen by id among the account's live ones, as the create forms offer them:
     another account's id is "does not exist", the same as an id that never was."""
 
