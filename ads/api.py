@@ -18,7 +18,12 @@ from django.http.response import HttpResponseBase
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import authentication, exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,7 +37,7 @@ from ads.delivery import latency
 from ads.delivery.tokens import TrackingClaim
 from ads.models import AdEvent
 from catalog.models import Device, Region
-from config.api import error_body
+from config.api import ERROR, error_body
 
 
 class PlatformClient:
@@ -78,6 +83,14 @@ class PlatformKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A platform key: il_..."}
+
+
+# What a platform operation can answer besides its 200 (the schema's).
+PLATFORM_ERRORS = {
+    400: OpenApiResponse(ERROR, description="Bad input: `fields` names the bad field."),
+    401: OpenApiResponse(ERROR, description="No key, or an unknown or revoked one."),
+    415: OpenApiResponse(ERROR, description="The body is not JSON."),
+}
 
 
 class PlatformAPIView(APIView):
@@ -243,7 +256,7 @@ class DecisionView(PlatformAPIView):
         operation_id="decide",
         summary="Choose the pod of ads for an ad break",
         request=DecisionInput,
-        responses={200: DecisionOutput},
+        responses={200: DecisionOutput, **PLATFORM_ERRORS},
         examples=[
             OpenApiExample(
                 "A pre-roll on a connected TV",
@@ -427,7 +440,7 @@ class EventBatchView(PlatformAPIView):
         operation_id="report_events",
         summary="Report a batch of ad events (server-side tracking)",
         request=EventBatchInput,
-        responses={200: EventBatchOutput},
+        responses={200: EventBatchOutput, **PLATFORM_ERRORS},
         examples=[
             OpenApiExample(
                 "An impression and a click",

@@ -3,9 +3,25 @@
 import io
 from typing import Any
 
-from rest_framework import exceptions, parsers, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+# The envelope, as the schema documents it.
+ERROR = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorDetail",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(help_text="Each bad field, with its messages."),
+            },
+        )
+    },
+)
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict:

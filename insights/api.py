@@ -56,7 +56,7 @@ class QuestionView(AccountAPIView):
         "it shows in that owner's insights history. Rate limited per maker and per account "
         "(429 with Retry-After), besides the key's own limit.",
         request=QuestionInput,
-        responses={201: AnswerOutput, **errors(400, 404, 413, 415)},
+        responses={201: AnswerOutput, **errors(400, 403, 404, 413, 415)},
         examples=[
             OpenApiExample(
                 "Last week",

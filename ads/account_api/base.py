@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 from ads import services
 from ads.api import bearer_key
 from ads.models import AccountKey, Advertiser
-from config.api import JSONParser, api_exception_handler
+from config.api import ERROR, JSONParser, api_exception_handler
 
 # The largest id a database key holds (PostgreSQL's bigint). Django answers a lookup past it
 # as "no row"; a cursor's position is compared raw (`id < position`), which PostgreSQL refuses.
@@ -367,28 +367,14 @@ def _created_or_refused(create: Callable[[], Response]) -> Response:
 
 # Errors, as the schema documents them ------------------------------------------------------
 
-ERROR = inline_serializer(
-    "Error",
-    {
-        "error": inline_serializer(
-            "ErrorDetail",
-            {
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(help_text="Each bad field, with its messages."),
-            },
-        )
-    },
-)
-
 
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """The error responses of an operation: every account API operation can answer 401, 403
-    (a read key writing) and 429 (with Retry-After); each operation adds its own."""
+    """The error responses of an operation: every account API operation can answer 401 and
+    429 (with Retry-After); each operation adds its own (403: a read key writing)."""
     described = {
         400: "Bad input: `fields` names each bad field.",
         401: "No key, or an unknown or revoked one.",
-        403: "A read key may only read.",
+        403: "Not for this key: a read key writing (or asking with a key whose maker was deleted).",
         404: "Not in this account (another account's id is a 404 too).",
         409: "The Idempotency-Key was used with another body, or is in flight.",
         412: "If-Match did not match: the resource changed since it was read.",
@@ -399,5 +385,5 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     }
     return {
         code: OpenApiResponse(ERROR, description=described[code])
-        for code in sorted({401, 403, 429, *statuses})
+        for code in sorted({401, 429, *statuses})
     }

@@ -471,7 +471,7 @@ def views(resource: Resource) -> dict[str, Any]:
             summary=f"Create a {kind}",
             request=resource.create_input,
             parameters=[IDEMPOTENCY_KEY],
-            responses={201: output, **errors(400, 409, 413, 415)},
+            responses={201: output, **errors(400, 403, 409, 413, 415)},
             examples=[OpenApiExample(f"A {kind}", value=resource.example, request_only=True)],
         ),
     )(type(f"{name}_list", (ResourceListView,), {"resource": resource}))
@@ -486,7 +486,7 @@ def views(resource: Resource) -> dict[str, Any]:
             summary=f"Change some fields of a {kind}",
             request=resource.update_input,
             parameters=[IF_MATCH],
-            responses={200: output, **errors(400, 404, 412, 413, 415)},
+            responses={200: output, **errors(400, 403, 404, 412, 413, 415)},
         ),
     )(type(f"{name}_detail", (ResourceDetailView,), {"resource": resource}))
     actions = {
@@ -498,7 +498,7 @@ def views(resource: Resource) -> dict[str, Any]:
                 "archived (or under something archived) can be resumed or changed: a 400.",
                 request=None,
                 parameters=[IF_MATCH],
-                responses={200: output, **errors(400, 404, 412)},
+                responses={200: output, **errors(400, 403, 404, 412)},
             )
         )(
             type(
