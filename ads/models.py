@@ -5,7 +5,7 @@ scoping is always one ``filter(advertiser=...)`` (DESIGN.md, "Tenancy").
 """
 
 import zoneinfo
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -411,17 +411,25 @@ class AdEventQuerySet(models.QuerySet["AdEvent"]):
         the partitions that can hold them."""
         events = self
         if start is not None:
-            events = events.filter(
-                occurred_at__gte=start, decided_at__gte=start - EVENT_AFTER_DECISION
-            )
+            events = events.filter(occurred_at__gte=start, decided_at__gte=decided_from(start))
         if end is not None:
-            events = events.filter(occurred_at__lt=end, decided_at__lt=end + CLOCK_SKEW)
+            events = events.filter(occurred_at__lt=end, decided_at__lt=decided_before(end))
         return events
 
 
 # How long after its decision an event can occur (ingestion rejects later times): an event
-# that occurred at t was decided in (t - EVENT_AFTER_DECISION, t + CLOCK_SKEW].
+# that occurred at t was decided in [t - EVENT_AFTER_DECISION, t + CLOCK_SKEW].
 EVENT_AFTER_DECISION = TOKEN_TTL + CLOCK_SKEW
+
+
+def decided_from(occurred_from: datetime) -> datetime:
+    """The earliest decision of an event that occurred at `occurred_from` or later."""
+    return occurred_from - EVENT_AFTER_DECISION
+
+
+def decided_before(occurred_before: datetime) -> datetime:
+    """A time every decision of an event that occurred before `occurred_before` precedes."""
+    return occurred_before + CLOCK_SKEW + timedelta(seconds=1)
 
 
 class AdEvent(models.Model):

@@ -76,7 +76,10 @@ def _swap(schema_editor, *, partitioned):
             "UNIQUE (event_id, decided_at)"
         )
         for definition in indexes:
-            cursor.execute(definition.replace(f" ON public.{OLD} ", f" ON public.{TABLE} "))
+            # A partitioned table's index is defined ON ONLY it: made again on all of the table.
+            on = f" ON ONLY public.{OLD} " if f" ON ONLY public.{OLD} " in definition else None
+            on = on or f" ON public.{OLD} "
+            cursor.execute(definition.replace(on, f" ON public.{TABLE} "))
         cursor.execute(f"ANALYZE {TABLE}")
 
 

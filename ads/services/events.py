@@ -569,8 +569,10 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
         values[(keys.spent_lifetime, row["line_item"])] = spent
         # Reservations cover at least what was spent (CPM reserves at the decision).
         values[(keys.reserved_lifetime, row["line_item"])] = spent
-    recent = AdEvent.objects.filter(occurred_at__gte=since, cost_micros__gt=0).values_list(
-        "line_item", "occurred_at", "cost_micros"
+    recent = (
+        AdEvent.objects.occurred_between(since, None)
+        .filter(cost_micros__gt=0)
+        .values_list("line_item", "occurred_at", "cost_micros")
     )
     for line_item_id, occurred_at, cost in recent.iterator(chunk_size=10_000):
         day = occurred_at.astimezone(line_items[line_item_id].advertiser.tzinfo).date()
@@ -605,7 +607,7 @@ def _live_totals(since: datetime) -> Counter[tuple]:
     """The live counters of every whole day after `since`: per account and its local day (one
     grouped query per time zone in use), and per UTC day for the platform."""
     values: Counter[tuple] = Counter()
-    recent = AdEvent.objects.filter(occurred_at__gte=since)
+    recent = AdEvent.objects.occurred_between(since, None)
     zones = sorted(set(Advertiser.objects.values_list("timezone", flat=True)))
     grouped: list[tuple[str, QuerySet[AdEvent], tuple[str, ...]]] = [
         (zone, recent.filter(advertiser__timezone=zone), ("advertiser", "day", "event_type"))
