@@ -27,7 +27,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 
 from ads.models import AdEvent
 
@@ -76,18 +76,29 @@ def event_partitions_make(*, first_day: date, last_day: date) -> list[date]:
     existing = set(event_partition_days())
     made = []
     day = first_day
-    with connection.cursor() as cursor:
-        while day <= last_day:
-            if day not in existing:
-                start = datetime.combine(day, time.min, tzinfo=UTC)
-                cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {TABLE} "
-                    "FOR VALUES FROM (%s) TO (%s)",
-                    [start, start + timedelta(days=1)],
-                )
-                made.append(day)
-            day += timedelta(days=1)
+    while day <= last_day:
+        if day not in existing and _make(day):
+            made.append(day)
+        day += timedelta(days=1)
     return made
+
+
+def _make(day: date) -> bool:
+    """Make one day's partition; False when another process made it first (two CREATE TABLE
+    IF NOT EXISTS at once: the second can fail on the catalog's unique index)."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {TABLE} "
+                "FOR VALUES FROM (%s) TO (%s)",
+                [start, start + timedelta(days=1)],
+            )
+    except (IntegrityError, ProgrammingError):
+        if day not in event_partition_days():
+            raise
+        return False
+    return True
 
 
 def event_partitions_make_ahead(*, at: datetime) -> list[date]:
