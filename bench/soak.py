@@ -187,6 +187,11 @@ def _soak() -> int:
         _batches_flush(tally, api_port, key)
 
     failures = _report(tally, samples, meter)
+    achieved = tally.requests["decision"] / SECONDS
+    print(
+        f"Decisions: {achieved:.1f}/s of the {DECISIONS_PER_SECOND}/s offered"
+        + ("" if achieved >= 0.95 * DECISIONS_PER_SECOND else " (the machine kept up no faster)")
+    )
     stored = AdEvent.objects.count()
     accepted = tally.events["accepted"]
     print(
