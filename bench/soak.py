@@ -115,11 +115,8 @@ def main() -> int:
 
 
 def _machine() -> str:
-    """The machine reference every bench prints (bench/_scratch.py when it has one)."""
-    reference = getattr(_scratch, "machine_reference", None)
-    if reference is None:
-        from live_score import machine_reference as reference
-    return f"Machine: {reference()}"
+    """The machine reference every bench prints (bench/_scratch.py)."""
+    return _scratch.machine_reference()
 
 
 def _load() -> str:
