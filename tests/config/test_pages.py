@@ -105,3 +105,13 @@ def test_members_land_on_their_accounts_after_login_staff_or_not(client, tenancy
         response = client.post("/login/", data, follow=True)
         assert response.redirect_chain == [("/a/", 302)]
         assert [account.slug for account, _ in response.context["accounts"]] == ["acme"]
+
+
+@pytest.mark.django_db
+def test_an_api_path_no_route_matches_answers_the_apis_json_error(client):
+    response = client.get("/api/v1/campaigns/not-a-number")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
