@@ -115,14 +115,16 @@ def _fresh_cache():
     _forget_process_state()
 
 
-def module_world(build: Callable[[], object]):
-    """A fixture that builds an expensive world once for a test module instead of once per
-    test. The world lives in a transaction opened here, so each test's `db` transaction is a
-    savepoint inside it (what a test writes is rolled back after it), and after the module's
-    last test the world is rolled back too: the next module sees an empty database. Tests may
-    read the world's objects but must not change them in memory."""
+def world_once(build: Callable[[], object], *, scope: str = "module"):
+    """A fixture that builds an expensive world once for a test module (or class) instead of
+    once per test. The world lives in a transaction opened here, so each test's `db`
+    transaction is a savepoint inside it (what a test writes is rolled back after it), and
+    after the scope's last test the world is rolled back too. Every test of the scope that
+    runs after the first one to ask for the world sees it in the database, so a module whose
+    other tests need an empty database keeps the world's tests in a class (scope="class").
+    Tests may read the world's objects but must not change them in memory."""
 
-    @pytest.fixture(scope="module")
+    @pytest.fixture(scope=scope)
     def fixture(django_db_setup, django_db_blocker):
         with django_db_blocker.unblock():
             outer = transaction.atomic(using=DEFAULT_DB_ALIAS)

@@ -23,7 +23,7 @@ from ml import metrics
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 from ml.services import TrainingError
 from tests.ads.conftest import line_item_with_creative, rebuild
-from tests.conftest import module_world
+from tests.conftest import world_once
 from tests.factories import (
     AdvertiserFactory,
     CreativeFactory,
@@ -100,7 +100,7 @@ def make_history(seed: int):
 
 # `make_history`, built once for the module: building and training it for each test took
 # most of the suite's time.
-history = module_world(lambda: make_history(4))
+history = world_once(lambda: make_history(4))
 
 
 def test_training_registers_the_baseline_and_a_better_calibrated_champion(history):
