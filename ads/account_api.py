@@ -22,7 +22,6 @@ from rest_framework.views import APIView
 from ads import selectors, services
 from ads.api import bearer_key
 from ads.models import AccountKey, Advertiser, Campaign, DeliveryStatus
-from config.api import ERROR
 
 
 class AccountClient:
@@ -128,6 +127,19 @@ class CampaignOutput(serializers.ModelSerializer):
         ]
 
 
+ERROR = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorDetail",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(help_text="Each bad field, with its messages."),
+            },
+        )
+    },
+)
 # Every account API operation can answer these.
 AUTH_ERRORS = {401: ERROR, 403: ERROR}
 

@@ -2,8 +2,7 @@
 
 from typing import Any
 
-from drf_spectacular.utils import inline_serializer
-from rest_framework import exceptions, parsers, serializers, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -12,22 +11,6 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     """The body of every API error; views that answer without DRF (the decision fast path,
     tracking links) send it too."""
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
-
-
-# The envelope in the OpenAPI schema: every documented error answer of every operation.
-ERROR = inline_serializer(
-    "Error",
-    {
-        "error": inline_serializer(
-            "ErrorDetail",
-            {
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(help_text="Each bad field, with its messages."),
-            },
-        )
-    },
-)
 
 
 def api_error(
