@@ -169,3 +169,24 @@ def test_an_outsider_sees_no_history_of_another_account(client, tenancy):
         url(tenancy, "line_item_detail", "rival_line_item", slug=tenancy.rival.slug)
     ).content.decode()
     assert "No changes recorded yet." in rival_page
+
+
+def test_the_account_api_records_its_key_as_the_actor(client, tenancy):
+    key, raw_key = services.account_key_create(
+        advertiser=tenancy.advertiser, created_by=tenancy.owner, name="Planner", scope="write"
+    )
+    auth = {"Authorization": f"Bearer {raw_key}"}
+    line_item = tenancy.line_item
+    response = client.patch(
+        f"/api/v1/line_items/{line_item.pk}",
+        {"daily_budget": "55.00"},
+        content_type="application/json",
+        headers=auth,
+    )
+    assert response.status_code == 200, response.content
+    paused = client.post(f"/api/v1/line_items/{line_item.pk}/pause", headers=auth)
+    assert paused.status_code == 200, paused.content
+    changed, pause = entries(line_item)
+    assert (changed.action, changed.path, changed.key, changed.user) == ("update", "api", key, None)
+    assert changed.changes["daily_budget"][1] == "55"
+    assert (pause.action, pause.path, pause.key) == ("pause", "api", key)
