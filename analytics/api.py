@@ -66,7 +66,9 @@ class CSVRenderer(renderers.BaseRenderer):
             writer.writerows(
                 [formats.csv_cell(_csv_text(value)) for value in row.values()] for row in rows
             )
-        return out.getvalue().encode()
+        # No rows: one empty line, not an empty body, which DRF would send without its
+        # Content-Type (so a client could not tell a CSV answer from a broken one).
+        return out.getvalue().encode() or b"\r\n"
 
 
 def _csv_text(value: Any) -> str:

@@ -152,6 +152,17 @@ def test_a_report_asked_as_csv_answers_its_errors_and_options_in_json(client, ke
     assert refused.json()["error"]["code"] == "authentication_failed"
 
 
+def test_an_empty_report_in_csv_is_still_csv(client, keys):
+    auth = {"Authorization": f"Bearer {keys['account-read']}"}
+    empty = client.get(
+        "/api/v1/reports/delivery?start=2001-01-01&end=2001-01-02&breakdown=device&format=csv",
+        headers=auth,
+    )
+    assert empty.status_code == 200
+    assert empty["Content-Type"] == "text/csv; charset=utf-8"
+    assert empty.content == b"\r\n"
+
+
 def test_a_delivery_row_has_only_the_columns_of_its_breakdown(client, keys):
     schema_rows = client.get("/api/schema/?format=json").json()["components"]["schemas"]
     assert schema_rows["DeliveryRow"]["required"] == ["clicks", "ctr", "impressions", "spend"]
