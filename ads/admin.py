@@ -1,13 +1,14 @@
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from ads import services
 from ads.models import (
     AccountKey,
     AdEvent,
     Advertiser,
+    AuditEntry,
     Campaign,
     Creative,
     LineItem,
@@ -15,6 +16,7 @@ from ads.models import (
     PlatformKey,
     Player,
 )
+from ads.services.audit import OBJECT_TYPES, Actor, audit_record, audit_stored
 from ads.services.players import players_forget
 from catalog import selectors as catalog_selectors
 
@@ -42,8 +44,54 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "advertiser"]
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """A change saved in admin leaves its audit entry (ads.services.audit), as the pages and
+    the API do, and the change page shows the object's latest entries. The state before is
+    read from the database in save_model (the form has already changed the instance); the
+    entry is written after save_related, once the many-to-many fields are saved too."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "history"]
+
+    def save_model(self, request, obj, form, change):
+        request.audit_before = audit_stored(obj) if change else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        audit_record(
+            item=form.instance,
+            actor=Actor.admin(request.user),
+            before=getattr(request, "audit_before", None),
+        )
+
+    @admin.display(description="History")
+    def history(self, obj) -> str:
+        if obj is None or obj.pk is None:
+            return "—"
+        entries = AuditEntry.objects.filter(
+            advertiser_id=obj.advertiser_id, object_type=OBJECT_TYPES[type(obj)], object_id=obj.pk
+        ).select_related("user", "key")[:10]
+        return (
+            format_html_join(
+                "",
+                "<p>{} · {} · {} · {}</p>",
+                (
+                    (
+                        entry.at.strftime("%Y-%m-%d %H:%M"),
+                        entry.get_action_display(),
+                        f"{entry.actor} ({entry.get_path_display()})",
+                        "; ".join(entry.change_lines),
+                    )
+                    for entry in entries
+                ),
+            )
+            or "—"
+        )
+
+
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(AuditedAdmin):
     list_display = ["name", "advertiser", "objective", "status", "start_date", "end_date"]
     list_filter = ["status", "objective", "advertiser"]
     search_fields = ["name", "advertiser__name"]
@@ -51,7 +99,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(LineItem)
-class LineItemAdmin(admin.ModelAdmin):
+class LineItemAdmin(AuditedAdmin):
     list_display = [
         "name",
         "campaign",
@@ -72,7 +120,7 @@ class LineItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Creative)
-class CreativeAdmin(admin.ModelAdmin):
+class CreativeAdmin(AuditedAdmin):
     list_display = ["name", "line_item", "advertiser", "category", "duration_seconds", "status"]
     list_filter = ["status", "category", "duration_seconds", "advertiser"]
     search_fields = ["name", "line_item__name", "advertiser__name"]
@@ -191,5 +239,27 @@ class AccountKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
-            services.account_key_revoke(key=key, revoked_by=request.user)
+            services.account_key_revoke(
+                key=key, revoked_by=request.user, actor=Actor.admin(request.user)
+            )
         self.message_user(request, "Revoked; requests with them are refused from now on.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit trail, read-only: entries are only ever added, by the services."""
+
+    list_display = ["at", "advertiser", "object_type", "object_name", "action", "actor", "path"]
+    list_filter = ["path", "action", "object_type", "advertiser"]
+    search_fields = ["object_name", "advertiser__name", "user__username", "key__name"]
+    list_select_related = ["advertiser", "user", "key"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -374,10 +374,18 @@ class EventBatchInput(serializers.Serializer):
     events = inline_serializer(
         "ReportedEvent",
         {
-            "event_id": serializers.CharField(max_length=80, help_text="Your id for the event."),
-            "token": serializers.CharField(help_text="The slot's token from the decision."),
+            "event_id": serializers.CharField(
+                min_length=1, max_length=80, help_text="Your id for the event."
+            ),
+            "token": serializers.CharField(
+                min_length=1, help_text="The slot's token from the decision."
+            ),
             "type": serializers.ChoiceField(choices=AdEvent.Type.choices),
-            "occurred_at": serializers.DateTimeField(required=False),
+            "occurred_at": serializers.DateTimeField(
+                required=False,
+                allow_null=True,
+                help_text="When it happened, with its UTC offset; absent or null: on arrival.",
+            ),
         },
         many=True,
     )

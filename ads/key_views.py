@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from ads import selectors, services
 from ads.access import account_view
 from ads.forms import AccountKeyForm
-from ads.models import Membership
+from ads.models import AuditEntry, Membership
 
 OWNERS_ONLY = "Only the account's owners manage its API keys."
 
@@ -45,6 +45,9 @@ def account_keys(request: HttpRequest, membership: Membership) -> HttpResponse:
         "advertiser": advertiser,
         "form": form,
         "keys": selectors.account_key_list(advertiser=advertiser),
+        "history": selectors.audit_history(
+            advertiser=advertiser, object_type=AuditEntry.ObjectType.ACCOUNT_KEY
+        ),
         "new_key": new_key,
         "raw_key": raw_key,
     }

@@ -525,3 +525,91 @@ class AdEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} of creative {self.creative_id} ({self.event_id})"
+
+
+class AuditEntry(models.Model):
+    """One change to an account's demand or keys: who made it (a user, or an account key),
+    through which path (the pages, the API, admin, or the platform itself: seed and demo
+    commands), when, and what changed, field by field ({"bid": ["2.50", "3.00"]}).
+
+    Our own small table rather than django-simple-history or django-auditlog: those record
+    from model signals, with a user as the only actor and no tenant column, while here the
+    services record (the one way every path goes through, ads.services.audit), the actor may
+    be an API key, the path is part of the entry, and every row carries `advertiser_id` like
+    every tenant-owned row, so an account's history is one filter away and never another's.
+    Entries are only added, never changed (admin shows them read-only)."""
+
+    class ObjectType(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign"
+        LINE_ITEM = "line_item", "Line item"
+        CREATIVE = "creative", "Creative"
+        ACCOUNT_KEY = "account_key", "API key"
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Changed"
+        PAUSE = "pause", "Paused"
+        RESUME = "resume", "Resumed"
+        ARCHIVE = "archive", "Archived"
+        REVOKE = "revoke", "Revoked"
+
+    class Path(models.TextChoices):
+        PAGE = "page", "Page"
+        API = "api", "API key"
+        ADMIN = "admin", "Admin"
+        SYSTEM = "system", "Platform"
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
+    object_type = models.CharField(max_length=12, choices=ObjectType.choices)
+    object_id = models.BigIntegerField()
+    object_name = models.CharField(max_length=200, help_text="Its name at the time.")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    changes = models.JSONField(default=dict, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    key = models.ForeignKey(
+        AccountKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    path = models.CharField(max_length=6, choices=Path.choices)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(
+                fields=["advertiser", "object_type", "object_id", "-at"], name="audit_object"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.get_object_type_display()} “{self.object_name}”"
+
+    @property
+    def change_lines(self) -> list[str]:
+        """What changed, a line a field: "bid: 2.5 → 3", "status: active → paused". A
+        creation lists nothing: the object's page shows what it is now."""
+        if self.action == self.Action.CREATE:
+            return []
+        return [
+            f"{field.replace('_', ' ')}: {_shown(old)} → {_shown(new)}"
+            for field, (old, new) in self.changes.items()
+        ]
+
+    @property
+    def actor(self) -> str:
+        """Who, as a person reads it: a username, an API key's name, or the platform."""
+        if self.key is not None:
+            return f"API key “{self.key.name}”"
+        if self.user is not None:
+            return self.user.get_username()
+        return "Interlude" if self.path == self.Path.SYSTEM else "a deleted user or key"
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

@@ -36,7 +36,15 @@ from ads.forms import (
     start_default,
     targeting_summary,
 )
-from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
+from ads.models import (
+    Advertiser,
+    AuditEntry,
+    Campaign,
+    Creative,
+    DeliveryStatus,
+    LineItem,
+    Membership,
+)
 from ads.selectors import reach
 from ads.selectors.reach import Targeting
 
@@ -304,7 +312,11 @@ def _status_change(
     """
     advertiser = membership.advertiser
     try:
-        services.delivery_status_set(item=item, status=request.POST.get("status", ""))
+        services.delivery_status_set(
+            item=item,
+            status=request.POST.get("status", ""),
+            actor=services.Actor.page(request.user),
+        )
         error = None
     except ValidationError as exc:
         error = " ".join(exc.messages)
@@ -372,6 +384,9 @@ def campaign_detail(request: HttpRequest, membership: Membership, campaign_id: i
     advertiser = membership.advertiser
     campaign = _get_or_404(selectors.campaign_get, advertiser=advertiser, campaign_id=campaign_id)
     context = _campaign_sections(advertiser, campaign, include_archived=_include_archived(request))
+    context["history"] = selectors.audit_history(
+        advertiser=advertiser, object_type=AuditEntry.ObjectType.CAMPAIGN, object_id=campaign.pk
+    )
     return _render(request, membership, "ads/campaign_detail.html", context)
 
 
@@ -383,7 +398,9 @@ def campaign_create(request: HttpRequest, membership: Membership) -> HttpRespons
         request,
         membership,
         CampaignForm(_post_data(request)),
-        save=lambda data: services.campaign_create(advertiser=advertiser, **data),
+        save=lambda data: services.campaign_create(
+            advertiser=advertiser, actor=services.Actor.page(request.user), **data
+        ),
         title="New campaign",
         cancel_url=reverse("campaigns", args=[advertiser.slug]),
     )
@@ -398,7 +415,9 @@ def campaign_edit(request: HttpRequest, membership: Membership, campaign_id: int
         request,
         membership,
         CampaignForm(_post_data(request), instance=campaign),
-        save=lambda data: services.campaign_update(campaign=campaign, **data),
+        save=lambda data: services.campaign_update(
+            campaign=campaign, actor=services.Actor.page(request.user), **data
+        ),
         title=f"Edit campaign “{campaign}”",
         cancel_url=_detail_url(advertiser, campaign),
         item=campaign,
@@ -434,6 +453,9 @@ def line_item_detail(
         advertiser, line_item, include_archived=_include_archived(request)
     )
     context["targeting"] = targeting_summary(line_item)
+    context["history"] = selectors.audit_history(
+        advertiser=advertiser, object_type=AuditEntry.ObjectType.LINE_ITEM, object_id=line_item.pk
+    )
     return _render(request, membership, "ads/line_item_detail.html", context)
 
 
@@ -466,7 +488,9 @@ def line_item_create(request: HttpRequest, membership: Membership) -> HttpRespon
         request,
         membership,
         form,
-        save=lambda data: services.line_item_create(advertiser=advertiser, **data),
+        save=lambda data: services.line_item_create(
+            advertiser=advertiser, actor=services.Actor.page(request.user), **data
+        ),
         title="New line item",
         cancel_url=reverse("line_items", args=[advertiser.slug]),
         extra={"reach_url": reverse("line_item_reach", args=[advertiser.slug])},
@@ -484,7 +508,9 @@ def line_item_edit(request: HttpRequest, membership: Membership, line_item_id: i
         request,
         membership,
         LineItemForm(_post_data(request), instance=line_item, advertiser=advertiser),
-        save=lambda data: services.line_item_update(line_item=line_item, **data),
+        save=lambda data: services.line_item_update(
+            line_item=line_item, actor=services.Actor.page(request.user), **data
+        ),
         title=f"Edit line item “{line_item}”",
         cancel_url=_detail_url(advertiser, line_item),
         item=line_item,
@@ -570,7 +596,13 @@ def creative_detail(request: HttpRequest, membership: Membership, creative_id: i
     creative = _get_or_404(
         selectors.creative_get, advertiser=membership.advertiser, creative_id=creative_id
     )
-    return _render(request, membership, "ads/creative_detail.html", {"creative": creative})
+    history = selectors.audit_history(
+        advertiser=membership.advertiser,
+        object_type=AuditEntry.ObjectType.CREATIVE,
+        object_id=creative.pk,
+    )
+    context = {"creative": creative, "history": history}
+    return _render(request, membership, "ads/creative_detail.html", context)
 
 
 @account_view(write=True)
@@ -587,7 +619,9 @@ def creative_create(request: HttpRequest, membership: Membership) -> HttpRespons
         request,
         membership,
         form,
-        save=lambda data: services.creative_create(advertiser=advertiser, **data),
+        save=lambda data: services.creative_create(
+            advertiser=advertiser, actor=services.Actor.page(request.user), **data
+        ),
         title="New creative",
         cancel_url=reverse("creatives", args=[advertiser.slug]),
     )
@@ -602,7 +636,9 @@ def creative_edit(request: HttpRequest, membership: Membership, creative_id: int
         request,
         membership,
         CreativeForm(_post_data(request), instance=creative),
-        save=lambda data: services.creative_update(creative=creative, **data),
+        save=lambda data: services.creative_update(
+            creative=creative, actor=services.Actor.page(request.user), **data
+        ),
         title=f"Edit creative “{creative}”",
         cancel_url=_detail_url(advertiser, creative),
         item=creative,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +51,13 @@ class CSVRenderer(renderers.BaseRenderer):
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
+        if not isinstance(data, dict) or "rows" not in data:
+            # Not a report (an error in the envelope, OPTIONS' description): JSON, as the
+            # schema documents them, not a 500 for want of rows.
+            response = (renderer_context or {}).get("response")
+            if response is not None:
+                response["Content-Type"] = "application/json"
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
         rows = data["rows"]
         out = io.StringIO()
         writer = csv.writer(out)
@@ -58,7 +66,9 @@ class CSVRenderer(renderers.BaseRenderer):
             writer.writerows(
                 [formats.csv_cell(_csv_text(value)) for value in row.values()] for row in rows
             )
-        return out.getvalue().encode()
+        # No rows: one empty line, not an empty body, which DRF would send without its
+        # Content-Type (so a client could not tell a CSV answer from a broken one).
+        return out.getvalue().encode() or b"\r\n"
 
 
 def _csv_text(value: Any) -> str:
@@ -82,32 +92,33 @@ class DeliveryQuery(ReportQuery):
     )
 
 
-def _optional(field: serializers.Field) -> serializers.Field:
-    field.required = False
-    field.allow_null = True
-    return field
+def _optional(field_class: type[serializers.Field], **kwargs: Any) -> serializers.Field:
+    """A column some breakdowns have and others do not: absent or null. Given as arguments,
+    not set on a made field: a serializer copies its fields from their arguments, so a
+    changed attribute was lost and the schema called every column required."""
+    return field_class(required=False, allow_null=True, **kwargs)
 
 
 DELIVERY_ROW = inline_serializer(
     "DeliveryRow",
     {
-        "day": _optional(serializers.DateField()),
-        "creative_id": _optional(serializers.IntegerField()),
-        "creative_name": _optional(serializers.CharField()),
-        "line_item_id": _optional(serializers.IntegerField()),
-        "line_item_name": _optional(serializers.CharField()),
-        "value": _optional(serializers.CharField(help_text="genre, region, device, title id")),
-        "label": _optional(serializers.CharField()),
-        "hour": _optional(serializers.IntegerField(help_text="0 to 23, account time")),
-        "daypart": _optional(serializers.CharField()),
+        "day": _optional(serializers.DateField),
+        "creative_id": _optional(serializers.IntegerField),
+        "creative_name": _optional(serializers.CharField),
+        "line_item_id": _optional(serializers.IntegerField),
+        "line_item_name": _optional(serializers.CharField),
+        "value": _optional(serializers.CharField, help_text="genre, region, device, title id"),
+        "label": _optional(serializers.CharField),
+        "hour": _optional(serializers.IntegerField, help_text="0 to 23, account time"),
+        "daypart": _optional(serializers.CharField),
         "impressions": serializers.IntegerField(),
         "clicks": serializers.IntegerField(),
-        "completes": _optional(serializers.IntegerField()),
+        "completes": _optional(serializers.IntegerField),
         "spend": serializers.CharField(help_text="Two decimals, the account's currency."),
         "ctr": serializers.FloatField(allow_null=True),
-        "completion_rate": _optional(serializers.FloatField()),
-        "ecpm": _optional(serializers.CharField()),
-        "cpc": _optional(serializers.CharField()),
+        "completion_rate": _optional(serializers.FloatField),
+        "ecpm": _optional(serializers.CharField),
+        "cpc": _optional(serializers.CharField),
     },
     many=True,
 )
@@ -322,10 +333,10 @@ class ComparisonReportView(ReportView):
                         "MetricComparison",
                         {
                             "metric": serializers.CharField(),
-                            "current": _optional(serializers.JSONField()),
-                            "previous": _optional(serializers.JSONField()),
-                            "change": _optional(serializers.JSONField()),
-                            "change_ratio": _optional(serializers.FloatField()),
+                            "current": _optional(serializers.JSONField),
+                            "previous": _optional(serializers.JSONField),
+                            "change": _optional(serializers.JSONField),
+                            "change_ratio": _optional(serializers.FloatField),
                         },
                         many=True,
                     ),

@@ -80,6 +80,7 @@ def main() -> int:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "CHANNEL_LAYER_PREFIX": "bench-live",
         "DJANGO_DEBUG": "false",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP on 127.0.0.1
         "DJANGO_SECRET_KEY": SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
     }

@@ -66,6 +66,7 @@ def main() -> int:
     os.environ.update(
         DATABASE_URL=DATABASE_URL,
         DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1
         DJANGO_SECRET_KEY=SECRET_KEY,
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="config.settings",

@@ -2,9 +2,11 @@
 /favicon.ico. The 500 page stays Django's own handler: it renders 500.html without a request, so
 it cannot fail on what failed the request."""
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
+
+from config.api import error_body
 
 
 def _message(exception: Exception) -> str:
@@ -19,6 +21,11 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A page for people; under /api/ (a path no route matches, such as
+    /api/v1/campaigns/abc) the API's JSON error, which is what its clients read."""
+    if request.path.startswith("/api/"):
+        body = error_body("not_found", "No such resource: " + request.path)
+        return JsonResponse(body, status=404)
     context = {"message": _message(exception), "request_path": request.path}
     return render(request, "404.html", context, status=404)
 

@@ -312,7 +312,9 @@ CAMPAIGN = Resource(
     ),
     get=lambda advertiser, pk: selectors.campaign_get(advertiser=advertiser, campaign_id=pk),
     create=services.campaign_create,
-    update=lambda item, changes: services.campaign_update(campaign=item, **changes),
+    update=lambda item, changes, actor: services.campaign_update(
+        campaign=item, actor=actor, **changes
+    ),
     example={
         "name": "Winter Warmers",
         "objective": "awareness",
@@ -337,7 +339,9 @@ LINE_ITEM = Resource(
     ).prefetch_related(*LineItem.TARGETING_RELATIONS),
     get=lambda advertiser, pk: selectors.line_item_get(advertiser=advertiser, line_item_id=pk),
     create=services.line_item_create,
-    update=lambda item, changes: services.line_item_update(line_item=item, **changes),
+    update=lambda item, changes, actor: services.line_item_update(
+        line_item=item, actor=actor, **changes
+    ),
     example={
         "campaign": 1,
         "name": "Evenings on TV",
@@ -365,7 +369,9 @@ CREATIVE = Resource(
     ),
     get=lambda advertiser, pk: selectors.creative_get(advertiser=advertiser, creative_id=pk),
     create=services.creative_create,
-    update=lambda item, changes: services.creative_update(creative=item, **changes),
+    update=lambda item, changes, actor: services.creative_update(
+        creative=item, actor=actor, **changes
+    ),
     example={
         "line_item": 1,
         "name": "Cocoa 30s",
@@ -393,6 +399,11 @@ class ResourceView(AccountAPIView):
         response = Response(self.resource.output(item).data, status=http_status)
         return with_etag(response)
 
+    @property
+    def actor(self) -> services.Actor:
+        """Who writes, for the audit trail: this account key, through the API."""
+        return services.Actor.api(self.key)
+
     def write(self, save: Callable[[], Any]) -> Any:
         try:
             return save()
@@ -419,7 +430,9 @@ class ResourceListView(ResourceView):
         )
         form.is_valid(raise_exception=True)
         item = self.write(
-            lambda: self.resource.create(advertiser=self.advertiser, **form.validated_data)
+            lambda: self.resource.create(
+                advertiser=self.advertiser, actor=self.actor, **form.validated_data
+            )
         )
         response = self.shown(self.one(item.pk), status.HTTP_201_CREATED)
         response["Location"] = self.request.build_absolute_uri(
@@ -439,7 +452,7 @@ class ResourceDetailView(ResourceView):
             item, data=request.data, partial=True, context={"advertiser": self.advertiser}
         )
         form.is_valid(raise_exception=True)
-        self.write(lambda: self.resource.update(item, dict(form.validated_data)))
+        self.write(lambda: self.resource.update(item, dict(form.validated_data), self.actor))
         return self.shown(self.one(pk))
 
 
@@ -449,7 +462,11 @@ class ResourceActionView(ResourceView):
     def post(self, request: Request, pk: int) -> Response:
         item = self.one(pk)
         check_if_match(request, self.resource.output(item).data)
-        self.write(lambda: services.delivery_status_set(item=item, status=ACTIONS[self.action]))
+        self.write(
+            lambda: services.delivery_status_set(
+                item=item, status=ACTIONS[self.action], actor=self.actor
+            )
+        )
         return self.shown(self.one(pk))
 
 

@@ -14,6 +14,7 @@ from ads.decisioning.diagnosis import Check, line_item_diagnosis
 from ads.models import (
     AccountKey,
     Advertiser,
+    AuditEntry,
     Campaign,
     Creative,
     DeliveryStatus,
@@ -275,6 +276,7 @@ __all__ = [
     "Delivery",
     "account_summary",
     "advertisers_for_user",
+    "audit_history",
     "campaign_choices",
     "campaign_get",
     "campaign_list",
@@ -302,3 +304,14 @@ def account_key_list(*, advertiser: Advertiser) -> QuerySet[AccountKey]:
 
 def account_key_get(*, advertiser: Advertiser, key_id: int) -> AccountKey:
     return AccountKey.objects.select_related("advertiser").get(advertiser=advertiser, pk=key_id)
+
+
+def audit_history(
+    *, advertiser: Advertiser, object_type: str, object_id: int | None = None, limit: int = 10
+) -> list[AuditEntry]:
+    """The latest changes to one object of the account (or, without `object_id`, to all its
+    objects of that type: the API keys page), newest first, with who made them."""
+    entries = AuditEntry.objects.filter(advertiser=advertiser, object_type=object_type)
+    if object_id is not None:
+        entries = entries.filter(object_id=object_id)
+    return list(entries.select_related("user", "key")[:limit])

@@ -5,6 +5,7 @@ from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestErr
 from ads.decisioning.index import index_changed
 from ads.decisioning.refresher import server_start
 from ads.learning.training import ctr_drift_measure, ctr_model_train
+from ads.services.audit import SYSTEM, Actor
 from ads.services.demand import (
     advertiser_create,
     campaign_create,
@@ -41,6 +42,8 @@ from ads.services.partitions import (
 from ads.services.players import player_ensure
 
 __all__ = [
+    "SYSTEM",
+    "Actor",
     "Decision",
     "DecisionRequest",
     "DecisionRequestError",

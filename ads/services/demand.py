@@ -13,19 +13,28 @@ from django.utils import timezone
 
 from ads.decisioning.index import index_changed
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem, Membership
+from ads.services.audit import SYSTEM, Actor, audit_record, audit_record_archived, audit_stored
 from catalog.models import Genre, Title
 
 Demand = TypeVar("Demand", Campaign, LineItem, Creative)
 
 
-def _save(instance: Demand, relations: Mapping[str, Iterable[Any]] | None = None) -> Demand:
+def _save(
+    instance: Demand,
+    *,
+    actor: Actor,
+    before: dict[str, Any] | None,
+    relations: Mapping[str, Iterable[Any]] | None = None,
+) -> Demand:
     """Validate `instance` (its fields, then its cross-field rules), save it and its
-    many-to-many relations in one transaction."""
+    many-to-many relations, and record what changed since `before` (None: a creation) in the
+    audit trail, in one transaction."""
     instance.full_clean()
     with transaction.atomic():
         instance.save()
         for field, values in (relations or {}).items():
             getattr(instance, field).set(values)
+        audit_record(item=instance, actor=actor, before=before)
     return instance
 
 
@@ -57,6 +66,7 @@ def campaign_create(
     end_date: date | None = None,
     objective: str = Campaign.Objective.AWARENESS,
     status: str = DeliveryStatus.ACTIVE,
+    actor: Actor = SYSTEM,
 ) -> Campaign:
     """Create a campaign; raises ValidationError naming each bad field."""
     campaign = Campaign(
@@ -67,13 +77,14 @@ def campaign_create(
         end_date=end_date,
         status=status,
     )
-    return _save(campaign)
+    return _save(campaign, actor=actor, before=None)
 
 
-def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
+def campaign_update(*, campaign: Campaign, actor: Actor = SYSTEM, **changes: Any) -> Campaign:
     """Change a campaign's name, objective or dates. An archived campaign is read-only, and
     new dates must still hold every line item's flight."""
     _refuse_archived(campaign)
+    before = audit_stored(campaign)
     for field, value in changes.items():
         if field not in {"name", "objective", "start_date", "end_date"}:
             raise ValidationError({field: "This field cannot be changed here."})
@@ -91,7 +102,7 @@ def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
                 f"{', '.join(sorted(outside))}."
             }
         )
-    return _save(campaign)
+    return _save(campaign, actor=actor, before=before)
 
 
 def _flight_outside(line_item: LineItem, campaign: Campaign) -> bool:
@@ -135,6 +146,7 @@ def line_item_create(
     include_titles: Iterable[Title] = (),
     exclude_titles: Iterable[Title] = (),
     status: str = DeliveryStatus.ACTIVE,
+    actor: Actor = SYSTEM,
 ) -> LineItem:
     """Create a line item under `campaign`, which must belong to `advertiser`."""
     _refuse_archived(campaign)
@@ -163,7 +175,9 @@ def line_item_create(
     )
     return _save(
         line_item,
-        {
+        actor=actor,
+        before=None,
+        relations={
             "target_genres": list(target_genres),
             "include_titles": include_titles,
             "exclude_titles": exclude_titles,
@@ -171,9 +185,10 @@ def line_item_create(
     )
 
 
-def line_item_update(*, line_item: LineItem, **changes: Any) -> LineItem:
+def line_item_update(*, line_item: LineItem, actor: Actor = SYSTEM, **changes: Any) -> LineItem:
     """Change a line item's settings or targeting; its campaign and advertiser stay."""
     _refuse_archived(line_item)
+    before = audit_stored(line_item)
     relations = {
         field: list(changes.pop(field))
         for field in LineItem.TARGETING_RELATIONS
@@ -187,7 +202,7 @@ def line_item_update(*, line_item: LineItem, **changes: Any) -> LineItem:
         if field not in LineItem.EDITABLE_FIELDS:
             raise ValidationError({field: "This field cannot be changed here."})
         setattr(line_item, field, value)
-    return _save(line_item, relations)
+    return _save(line_item, actor=actor, before=before, relations=relations)
 
 
 def creative_create(
@@ -200,6 +215,7 @@ def creative_create(
     category: str,
     duration_seconds: int = Creative.Duration.STANDARD,
     status: str = DeliveryStatus.ACTIVE,
+    actor: Actor = SYSTEM,
 ) -> Creative:
     """Create a creative for `line_item`, which must belong to `advertiser`."""
     _refuse_archived(line_item)
@@ -213,20 +229,21 @@ def creative_create(
         duration_seconds=duration_seconds,
         status=status,
     )
-    return _save(creative)
+    return _save(creative, actor=actor, before=None)
 
 
-def creative_update(*, creative: Creative, **changes: Any) -> Creative:
+def creative_update(*, creative: Creative, actor: Actor = SYSTEM, **changes: Any) -> Creative:
     """Change a creative's name, media, click URL, category or duration."""
     _refuse_archived(creative)
+    before = audit_stored(creative)
     for field, value in changes.items():
         if field not in {"name", "media_url", "click_url", "category", "duration_seconds"}:
             raise ValidationError({field: "This field cannot be changed here."})
         setattr(creative, field, value)
-    return _save(creative)
+    return _save(creative, actor=actor, before=before)
 
 
-def delivery_status_set(*, item: Demand, status: str) -> Demand:
+def delivery_status_set(*, item: Demand, status: str, actor: Actor = SYSTEM) -> Demand:
     """Pause, resume or archive a campaign, line item or creative.
 
     Archiving is final: an archived item stays archived and can no longer be edited, and
@@ -240,9 +257,11 @@ def delivery_status_set(*, item: Demand, status: str) -> Demand:
     _refuse_archived(item)
     for parent in _parents(item):
         _refuse_archived(parent)
+    before = audit_stored(item)
     with transaction.atomic():
         item.status = status
         item.save(update_fields=["status", "updated_at"])
+        audit_record(item=item, actor=actor, before=before)
         if status == DeliveryStatus.ARCHIVED:
             # Archiving is final for what hangs below too.
             children: list = []
@@ -254,9 +273,9 @@ def delivery_status_set(*, item: Demand, status: str) -> Demand:
             elif isinstance(item, LineItem):
                 children = [Creative.objects.filter(line_item=item)]
             for queryset in children:
-                queryset.exclude(status=DeliveryStatus.ARCHIVED).update(
-                    status=DeliveryStatus.ARCHIVED, updated_at=timezone.now()
-                )
+                live = queryset.exclude(status=DeliveryStatus.ARCHIVED)
+                audit_record_archived(items=list(live), actor=actor)
+                live.update(status=DeliveryStatus.ARCHIVED, updated_at=timezone.now())
             index_changed()  # bulk updates send no signals
     return item
 

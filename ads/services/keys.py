@@ -12,9 +12,11 @@ import time
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.utils import timezone
 
-from ads.models import AccountKey, Advertiser, Membership, PlatformKey
+from ads.models import AccountKey, Advertiser, AuditEntry, Membership, PlatformKey
+from ads.services.audit import Actor, audit_record, audit_stored
 
 KEY_PREFIX = "il_"
 ACCOUNT_KEY_PREFIX = "ila_"
@@ -76,25 +78,39 @@ def account_key_create(
     _require_owner(user=created_by, advertiser=advertiser)
     raw_key = ACCOUNT_KEY_PREFIX + secrets.token_urlsafe(32)
     start = len(ACCOUNT_KEY_PREFIX)
-    key = AccountKey.objects.create(
-        advertiser=advertiser,
-        name=name,
-        scope=scope,
-        prefix=raw_key[start : start + 8],
-        key_hash=_digest(raw_key),
-        created_by=created_by,
-    )
+    with transaction.atomic():
+        key = AccountKey.objects.create(
+            advertiser=advertiser,
+            name=name,
+            scope=scope,
+            prefix=raw_key[start : start + 8],
+            key_hash=_digest(raw_key),
+            created_by=created_by,
+        )
+        audit_record(item=key, actor=Actor.page(created_by), before=None)
     return key, raw_key
 
 
-def account_key_revoke(*, key: AccountKey, revoked_by: User) -> AccountKey:
+def account_key_revoke(
+    *, key: AccountKey, revoked_by: User, actor: Actor | None = None
+) -> AccountKey:
     """Revoke at once: the next request with the key is refused (nothing caches account keys).
     The account's owners revoke, and staff (a leaked key, in admin); revoking twice keeps the
-    first time."""
+    first time. `actor` says through which path (default: the owner's page)."""
     if not revoked_by.is_staff:
         _require_owner(user=revoked_by, advertiser=key.advertiser)
-    AccountKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    key.refresh_from_db(fields=["revoked_at"])
+    before = audit_stored(key)
+    with transaction.atomic():
+        AccountKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        key.refresh_from_db(fields=["revoked_at"])
+        audit_record(
+            item=key,
+            actor=actor or Actor.page(revoked_by),
+            before=before,
+            action=AuditEntry.Action.REVOKE,
+        )
     return key
 
 

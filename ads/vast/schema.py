@@ -30,13 +30,21 @@ EXAMPLE_VMAP = (
 )
 
 
+def _schema(name: str) -> dict[str, Any]:
+    """What the views accept: ids are positive, offsets and pod limits are not negative, and a
+    required text parameter is not empty."""
+    if name in INTEGERS:
+        return {"type": "integer", "minimum": 1 if name in {"title", "break"} else 0}
+    return {"type": "string", "minLength": 1} if name in REQUIRED else {"type": "string"}
+
+
 def _parameter(name: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": name in REQUIRED,
         "description": params.PARAMETERS[name],
-        "schema": {"type": "integer"} if name in INTEGERS else {"type": "string"},
+        "schema": _schema(name),
     }
 
 

@@ -16,3 +16,4 @@ from config.settings.events import *  # noqa: F403
 from config.settings.llm import *  # noqa: F403
 from config.settings.logging import *  # noqa: F403
 from config.settings.login import *  # noqa: F403
+from config.settings.security import *  # noqa: F403

@@ -262,3 +262,15 @@ def log_in(page, server: Server, username: str, path: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(server.url + path)
+
+
+def wait_until(page, expression: str, timeout_ms: int = UPDATE_TIMEOUT_MS) -> None:
+    """Waits until the JavaScript `expression` is true in the page. Not page.wait_for_function:
+    Playwright runs that predicate through `new Function` inside the page, which the pages'
+    Content-Security-Policy refuses (no eval); page.evaluate goes through the DevTools protocol,
+    which the policy does not govern."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_ms} ms waiting for: {expression}")
+        page.wait_for_timeout(50)

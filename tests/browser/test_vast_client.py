@@ -22,7 +22,7 @@ from django.db import connection, connections
 
 from ads.models import AdEvent
 from tests.ads.conftest import line_item_with_creative
-from tests.browser.conftest import browser_page
+from tests.browser.conftest import browser_page, wait_until
 from tests.factories import AdBreakFactory, AdvertiserFactory, PlayerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -102,9 +102,10 @@ def test_the_dailymotion_client_plays_every_break_and_counts_each_event_once(
         )
         page.goto(f"{server.url}/vast/try/?{urlencode(query)}")
         page.click("#play")
-        page.wait_for_function(
+        wait_until(
+            page,
             "document.getElementById('status').textContent.startsWith('Played:')",
-            timeout=PLAY_TIMEOUT_MS,
+            timeout_ms=PLAY_TIMEOUT_MS,
         )
         status = page.inner_text("#status")
         assert status.startswith("Played: 2 breaks, 4 ads"), status
@@ -128,8 +129,10 @@ def test_the_dailymotion_client_plays_every_break_and_counts_each_event_once(
         assert sorted(status for _, status in tracking).count(204) == 4 * len(EVENT_TYPES)
 
         page.click("#replay")
-        page.wait_for_function(
-            "document.getElementById('status').textContent.startsWith('Played again')"
+        wait_until(
+            page,
+            "document.getElementById('status').textContent.startsWith('Played again')",
+            timeout_ms=PLAY_TIMEOUT_MS,
         )
         _wait_for(page, lambda: len(tracking) == 2 * first_run, "the second run's trackers")
         assert {status for _, status in tracking[first_run:]} == {400}

@@ -23,7 +23,7 @@ from django.db import connection
 
 from ads.models import Creative
 from catalog.models import AgeBand, MaturityRating
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in
+from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, wait_until
 from tests.factories import (
     AdBreakFactory,
     GenreFactory,
@@ -142,16 +142,18 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         # The ad plays to its end (30 s at TIMESCALE), then the film goes on past the break.
         expect(overlay).to_be_hidden(timeout=30_000 // TIMESCALE + UPDATE_TIMEOUT_MS)
         expect(player).to_have_attribute("data-state", "playing")
-        page.wait_for_function(
+        wait_until(
+            page,
             f"Number(document.getElementById('player').dataset.position) > {offset + 5}",
-            timeout=UPDATE_TIMEOUT_MS,
+            timeout_ms=UPDATE_TIMEOUT_MS,
         )
         # Seeking back before the break does not play it again.
         page.keyboard.press("ArrowLeft")
         page.keyboard.press("ArrowLeft")
-        page.wait_for_function(
+        wait_until(
+            page,
             f"Number(document.getElementById('player').dataset.position) > {offset + 2}",
-            timeout=UPDATE_TIMEOUT_MS,
+            timeout_ms=UPDATE_TIMEOUT_MS,
         )
         expect(overlay).to_be_hidden()
         page.keyboard.press("Space")
@@ -196,9 +198,10 @@ def test_a_kids_profile_sees_only_kids_titles_and_gets_no_ad(
         assert player.locator(".break-mark").count() == 0  # no ads: no marks
         page.keyboard.press("Space")
         expect(player).to_have_attribute("data-state", "playing")
-        page.wait_for_function(
+        wait_until(
+            page,
             f"Number(document.getElementById('player').dataset.position) > {BREAK_AT + 20}",
-            timeout=UPDATE_TIMEOUT_MS,
+            timeout_ms=UPDATE_TIMEOUT_MS,
         )
         page.keyboard.press("k")
         expect(player).to_have_attribute("data-state", "paused")

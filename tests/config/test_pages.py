@@ -22,7 +22,8 @@ def test_api_docs_load_swagger_ui_from_static_files_not_a_cdn(client):
     urls = asset_urls(response.content.decode())
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in urls
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css" in urls
-    assert all(url.startswith("/static/") for url in urls), urls
+    # Swagger UI's start-up script is the page's own (?script), not a CDN's.
+    assert all(url.startswith(("/static/", "/api/docs/?script")) for url in urls), urls
     assert client.get(urls[0]).status_code == 200
 
 
@@ -104,3 +105,13 @@ def test_members_land_on_their_accounts_after_login_staff_or_not(client, tenancy
         response = client.post("/login/", data, follow=True)
         assert response.redirect_chain == [("/a/", 302)]
         assert [account.slug for account, _ in response.context["accounts"]] == ["acme"]
+
+
+@pytest.mark.django_db
+def test_an_api_path_no_route_matches_answers_the_apis_json_error(client):
+    response = client.get("/api/v1/campaigns/not-a-number")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
