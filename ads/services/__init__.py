@@ -33,6 +33,7 @@ from ads.services.keys import (
     platform_key_create,
 )
 from ads.services.players import player_ensure
+from ads.services.recovery import counters_backlog_drain, counters_heal
 
 __all__ = [
     "Decision",
@@ -47,6 +48,8 @@ __all__ = [
     "advertiser_create",
     "campaign_create",
     "campaign_update",
+    "counters_backlog_drain",
+    "counters_heal",
     "counters_rebuild",
     "ctr_drift_measure",
     "ctr_model_train",
