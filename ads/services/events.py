@@ -623,8 +623,9 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
 def _rebuilt_values(since: datetime) -> Counter[tuple]:
     """The counters' values per (key function, its arguments), read in one snapshot of the
     table, in which the backlog entries it counts are deleted."""
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql" and outermost:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         values = _spend_values(since)
