@@ -67,14 +67,16 @@ def redis_server(settings, db):
         pytest.skip("needs redis-server")
     server = RedisServer()
     server.start()
-    settings.COUNTERS_BACKEND = "redis"
-    settings.REDIS_URL = server.url
-    counters.cache_clear()
-    assert services.counters_heal() is True  # a new, empty Redis: known once built
-    rebuild()  # the heal built an index before the test's line items
-    yield server
-    server.stop()
-    counters.cache_clear()
+    try:
+        settings.COUNTERS_BACKEND = "redis"
+        settings.REDIS_URL = server.url
+        counters.cache_clear()
+        assert services.counters_heal() is True  # a new, empty Redis: known once built
+        rebuild()  # the heal built an index before the test's line items
+        yield server
+    finally:
+        server.stop()
+        counters.cache_clear()
 
 
 @pytest.fixture
