@@ -2,6 +2,7 @@
 and Redis when DATABASE_URL and REDIS_URL are set; REQUIRE_SERVICES=1 (CI) turns a missing
 service into a failure instead of a skip."""
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "services" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The suite builds its database from the models (--no-migrations): on PostgreSQL the event
+    table is then partitioned as migration 0006 does, so that every test writes and reads the
+    partitioned table production has."""
+    from django.db import connection
+
+    from ads.services.partitions import is_partitioned
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql" and not is_partitioned():
+            migration = importlib.import_module("ads.migrations.0006_adevent_partitioned_by_day")
+            with connection.schema_editor() as schema_editor:
+                migration.partition(None, schema_editor)
 
 
 def _forget_process_state() -> None:

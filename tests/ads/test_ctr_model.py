@@ -19,6 +19,7 @@ from ads.decisioning.index import current_index
 from ads.decisioning.scoring import ctr_champion, predict_ctr
 from ads.learning import training
 from ads.models import AdEvent
+from ads.services import event_partitions_make
 from ml import metrics
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 from ml.services import TrainingError
@@ -91,9 +92,11 @@ def make_history(seed: int):
                 device=device,
                 region="us_west",
                 occurred_at=when,
+                decided_at=when,
             )
             for kind in kinds
         ]
+    event_partitions_make(first_day=(end - dt.timedelta(days=3)).date(), last_day=end.date())
     AdEvent.objects.bulk_create(events, batch_size=2_000)
     return end, truth
 

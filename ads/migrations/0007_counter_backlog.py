@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ads', '0005_account_keys'),
+        ('ads', '0006_adevent_partitioned_by_day'),
     ]
 
     operations = [
