@@ -139,7 +139,7 @@ class DecisionOutput(serializers.Serializer):
     duration_seconds = serializers.IntegerField()
     pod = SlotOutput(many=True)
     reason = serializers.ChoiceField(
-        choices=["no_eligible_ads", "kids_profile", "unknown_viewer"], allow_null=True
+        choices=["no_eligible_ads", "kids_profile", "unknown_viewer", "degraded"], allow_null=True
     )
     explain = inline_serializer(
         "ExplainEntry",
@@ -300,10 +300,11 @@ class DecisionView(PlatformAPIView):
     )
     def post(self, request: Request) -> HttpResponse:
         """Answers with the pod (ordered creatives with signed tracking links), or an empty pod
-        and a reason: `no_eligible_ads`, `kids_profile` (kids profiles never get ads) or
-        `unknown_viewer`. With `explain: true`, how many line items each stage and rule
-        removed (or `pod` / `chosen`): never their names, ids or scores, which belong to
-        their accounts."""
+        and a reason: `no_eligible_ads`, `kids_profile` (kids profiles never get ads),
+        `unknown_viewer` or `degraded` (the platform cannot check budgets and caps for a
+        moment: play the title on, as with no fill). With `explain: true`, how many line
+        items each stage and rule removed (or `pod` / `chosen`): never their names, ids or
+        scores, which belong to their accounts."""
         form = DecisionInput(data=request.data)
         form.is_valid(raise_exception=True)
         return _decision_response(request, DecisionRequest(**form.validated_data))

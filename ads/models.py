@@ -613,3 +613,19 @@ def _shown(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
     return str(value)
+
+
+class CounterBacklog(models.Model):
+    """The counter effects of one batch of stored events, written in the same transaction as
+    the events and deleted once the counters have them. An entry outlives its request when the
+    counters could not be reached (Redis down, or being healed): the refresher of every server
+    applies it later (`ads.services.counters_backlog_drain`), and a heal that rebuilds the
+    counters from the event table deletes the entries its rebuild already counted. Each entry
+    is applied at most once: the store records its id in the same step as the bumps."""
+
+    # [[key, amount, ttl or null], ...]: the bumps, aggregated per key.
+    bumps = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"counter backlog {self.pk}"

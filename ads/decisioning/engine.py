@@ -13,6 +13,12 @@
 
 With `explain`, every line item in the index is also run through the stages one by one, with
 fresh counter reads, and reported with the rule that removed it or its score.
+
+When the counters cannot be used (Redis down, or restarted and not yet healed), the decision is
+an empty pod with reason `degraded` rather than an error: a player handles an empty pod as it
+handles no fill, resuming the title at once, where a 503 would make it wait, retry or show an
+error at the break. Nothing is served against unknown budgets and caps (see
+`ads.services.recovery`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, cur
 from ads.decisioning.scoring import ctr_champion, predict_ctr
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder, thompson_order
 from ads.delivery import keys
-from ads.delivery.counters import MICROS, Bump, Counters, counters
+from ads.delivery.counters import MICROS, Bump, Counters, DeliveryStateUnavailable, counters
 from ads.delivery.tokens import TrackingClaim, make_token
 from ads.models import Creative
 
@@ -136,10 +142,30 @@ def decide(
 ) -> Decision:
     """Choose the pod for one ad break. Raises DecisionRequestError for a request naming a
     title or break that does not exist; an unknown viewer or a kids profile gets an empty pod
-    with the reason."""
+    with the reason, and so does a decision the counters cannot back (`degraded`)."""
     at = at or timezone.now()
     rng = rng or _RANDOM
     store = store or counters()
+    try:
+        return _decide(request, at, rng, store)
+    except DeliveryStateUnavailable as error:
+        # Imported here: the services build on the engine.
+        from ads.services.recovery import heal_here
+
+        if heal_here(error):
+            try:
+                return _decide(request, at, rng, store)
+            except DeliveryStateUnavailable:
+                pass
+        return Decision(uuid.uuid4().hex, request.ad_break_id, 0, [], reason=DEGRADED)
+
+
+DEGRADED = "degraded"
+
+
+def _decide(
+    request: DecisionRequest, at: datetime, rng: random.Random, store: Counters
+) -> Decision:
     index = current_index()
     decision_id = uuid.uuid4().hex
     resolved = _resolve(index, request, at)

@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ads.delivery import keys
-from ads.delivery.counters import MICROS, Bump, counters
+from ads.delivery.counters import MICROS, Bump, DeliveryStateUnavailable, counters
 from ads.models import Advertiser, Campaign, Creative, DeliveryStatus, LineItem
 from catalog import selectors as catalog_selectors
 from catalog.models import AgeBand, Device, MaturityRating, Region
@@ -351,9 +351,18 @@ class IndexHolder:
 
     def refresh(self) -> DemandIndex:
         """Check the shared version; rebuild when it moved."""
-        (version,) = counters().get_many([keys.index_version()])
-        self._checked_at = time.monotonic()
         index = self._index
+        try:
+            (version,) = counters().get_many([keys.index_version()])
+        except DeliveryStateUnavailable:
+            # Without the shared version, the index this process has is the best there is;
+            # a first one is built under a version no store holds, so the next check after
+            # the counters come back builds it again.
+            if index is not None:
+                self._checked_at = time.monotonic()
+                return index
+            version = -1
+        self._checked_at = time.monotonic()
         if index is not None and index.version == version:
             return index
         with self._lock:
@@ -388,4 +397,13 @@ def warm_up() -> None:
 
 def index_changed() -> None:
     """Tell every process to rebuild its index (after the current transaction commits)."""
-    transaction.on_commit(lambda: counters().add_many([Bump(keys.index_version(), 1)]))
+    transaction.on_commit(_bump_index_version)
+
+
+def _bump_index_version() -> None:
+    try:
+        counters().add_many([Bump(keys.index_version(), 1)])
+    except DeliveryStateUnavailable:
+        # The change is committed; the processes see it when the counters come back (a heal
+        # moves the version too).
+        logger.warning("The index version could not be moved: the counters are unavailable.")

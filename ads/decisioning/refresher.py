@@ -1,7 +1,10 @@
 """In a server process, a daemon thread keeps the index and the delivery state current, so
 that no request pays for a rebuild (up to a second for a large index) or a state refresh
 (tens of milliseconds), nor waits behind one. Requests still refresh by themselves if the
-thread falls silent, and always for a decision time other than now (the simulator's)."""
+thread falls silent, and always for a decision time other than now (the simulator's).
+
+The same thread keeps the counters whole after a fault: it heals them when they lost their state
+and applies the backlog of counter effects that stored events could not apply at once."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from django.utils import timezone
 
 from ads.decisioning.index import index_holder, warm_up
 from ads.decisioning.state import REFRESH_SECONDS, state_holder
-from ads.delivery.counters import counters
+from ads.delivery.counters import DeliveryStateUnavailable, counters
 
 logger = logging.getLogger(__name__)
 _started = threading.Event()
@@ -27,8 +30,11 @@ def _run() -> None:
         started = time.monotonic()
         try:
             close_old_connections()
+            _keep_counters()
             index = index_holder.refresh()
             state_holder.refresh(index, counters(), timezone.now())
+        except DeliveryStateUnavailable as error:  # Redis down: decisions answer degraded
+            logger.warning("The decision refresher waits for the counters: %s", error)
         except Exception:  # keep refreshing: a passing database or Redis error must not stop it
             logger.exception("The decision refresher failed; retrying.")
         # Once a second, and just after each new minute (the live window and pacing move
@@ -36,6 +42,16 @@ def _run() -> None:
         now = timezone.now()
         to_next_minute = 60 - now.second - now.microsecond / 1e6 + 0.001
         time.sleep(max(0.0, min(REFRESH_SECONDS - (time.monotonic() - started), to_next_minute)))
+
+
+def _keep_counters() -> None:
+    """Heal the counters if they lost their state (one process does; the others wait), then
+    apply the backlog of stored events' counter effects that could not be applied at once."""
+    # Imported here: the services build on the engine.
+    from ads.services.recovery import counters_backlog_drain, counters_heal
+
+    if counters_heal():
+        counters_backlog_drain()
 
 
 def start_refresher() -> None:

@@ -20,7 +20,7 @@ from ads.decisioning import pacing, ranking
 from ads.decisioning.eligibility import budget_keys, budget_rejection, live_rejection
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry
 from ads.delivery import keys
-from ads.delivery.counters import Counters
+from ads.delivery.counters import Counters, DeliveryStateUnavailable
 from ads.models import daypart_at
 
 REFRESH_SECONDS = 1.0
@@ -206,12 +206,19 @@ _keys_cache: dict[int, tuple[DemandIndex, tuple, tuple[list[str], list, list[str
 
 
 def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
-    """One read of the counters for every line item and creative in the index."""
+    """One read of the counters for every line item and creative in the index; raises
+    DeliveryStateUnavailable when the counters are not known (a store that lost its state
+    reads as zeros: every budget unspent)."""
     minute = at.replace(second=0, microsecond=0)
     pacing.pacing_tick(store=store, line_items=index.line_items, at=at)
     line_items = index.line_items
     read, creatives, categories = _read_keys(index, at)
-    values = iter(store.get_many(read))
+    read_values = store.get_many([*read, keys.epoch(), keys.healing()])
+    epoch, healing = read_values[-2:]
+    if not epoch or healing:
+        # Lost, or being rebuilt: these values may be zeros that are not true.
+        raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
+    values = iter(read_values)
 
     budget_ok, per_line_item = 0, {}
     for position, line_item in enumerate(line_items):

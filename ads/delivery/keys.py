@@ -144,6 +144,30 @@ def unfilled(day: date) -> str:
 
 
 @_lives(None)
+def epoch() -> str:
+    """Present while the counters are known: set by the heal that rebuilt them from the event
+    table, gone when the store lost its state (a Redis restarted empty, a flushed database)."""
+    return f"{PREFIX}epoch"
+
+
+HEAL_TTL = 120
+
+
+@_lives(HEAL_TTL)
+def healing() -> str:
+    """Claimed by the one process that rebuilds lost counters; while it is held nothing is
+    reserved or applied, so the rebuild's values are not overwritten half-way."""
+    return f"{PREFIX}healing"
+
+
+@_lives(3 * 86400)
+def applied(backlog_id: int) -> str:
+    """Set when the counter effects of backlog entry `backlog_id` were applied, in the same
+    step: applying it again is a no-op (nothing counted twice)."""
+    return f"{PREFIX}applied:{backlog_id}"
+
+
+@_lives(None)
 def index_version() -> str:
     return f"{PREFIX}index:version"
 

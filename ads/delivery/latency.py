@@ -5,6 +5,7 @@ dashboard can read p50/p99 over the last minutes without a write per decision.""
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from ads.delivery import keys
-from ads.delivery.counters import Bump, counters
+from ads.delivery.counters import Bump, DeliveryStateUnavailable, counters
 
 # Upper bounds of the buckets, in milliseconds; the last one catches everything slower.
 BUCKETS_MS = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 1000, 1e9)
@@ -37,13 +38,16 @@ class LatencyRecorder:
         self.flush(counts, at or timezone.now())
 
     def flush(self, counts: list[int], at: datetime) -> None:
-        counters().add_many(
-            [
-                Bump(keys.latency(at, bucket), count, keys.LATENCY_TTL)
-                for bucket, count in enumerate(counts)
-                if count
-            ]
-        )
+        """Add the counts to the shared histograms; with the counters out of reach, that
+        second's counts are dropped (statistics: never worth failing a decision for)."""
+        with contextlib.suppress(DeliveryStateUnavailable):
+            counters().add_many(
+                [
+                    Bump(keys.latency(at, bucket), count, keys.LATENCY_TTL)
+                    for bucket, count in enumerate(counts)
+                    if count
+                ]
+            )
 
     def reset(self) -> None:
         with self._lock:

@@ -40,6 +40,7 @@ from ads.services.partitions import (
     event_partitions_make_ahead,
 )
 from ads.services.players import player_ensure
+from ads.services.recovery import counters_backlog_drain, counters_heal
 
 __all__ = [
     "SYSTEM",
@@ -56,6 +57,8 @@ __all__ = [
     "advertiser_create",
     "campaign_create",
     "campaign_update",
+    "counters_backlog_drain",
+    "counters_heal",
     "counters_rebuild",
     "ctr_drift_measure",
     "ctr_model_train",

@@ -27,10 +27,16 @@ from django.utils import timezone
 
 from ads.decisioning.index import current_index
 from ads.delivery import keys
-from ads.delivery.counters import Bump, Counters, counters
+from ads.delivery.counters import Bump, Counters, DeliveryStateUnavailable, counters
 from ads.delivery.tokens import CLOCK_SKEW, InvalidToken, TrackingClaim, read_token
-from ads.models import AdEvent, Advertiser, Creative, LineItem
+from ads.models import AdEvent, Advertiser, CounterBacklog, Creative, LineItem
 from ads.services import partitions
+from ads.services.recovery import (
+    HealInProgress,
+    backlog_apply,
+    backlog_write,
+    retried_on_lost_connection,
+)
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 from config.publish import Publisher
@@ -186,19 +192,41 @@ def events_record(
             seen.add(item.event_id)
             unique.append(item)
 
+    stored = retried_on_lost_connection(lambda: _store(unique, outcomes, events, now))
+    final = [outcome for outcome in outcomes if outcome is not None]
+    _count(final, stored, now)
+    return final
+
+
+class _Stored(NamedTuple):
+    accepted: list[_Pending]
+    backlog_id: int | None  # the entry holding their counter effects
+    bumps: list[Bump]
+    advertiser_ids: set[int]
+
+
+def _store(
+    unique: list[_Pending],
+    outcomes: list[EventOutcome | None],
+    events: list[IncomingEvent],
+    now: datetime,
+) -> _Stored:
+    """Steps 3 to 5, and the accepted events' counter effects written to the backlog in the
+    insert's transaction: stored events never lose their counting, whatever fails next."""
     unique = _with_impressions(unique, outcomes, events)
     unique, ad_breaks = _with_known_references(unique, outcomes, events)
-    inserted = _insert(unique, events, now, ad_breaks)
-    accepted = []
-    for item in unique:
-        if item.event_id in inserted:
-            outcomes[item.position] = _outcome("accepted", None, item, events)
-            accepted.append(item)
-        else:
-            outcomes[item.position] = _outcome("duplicate", "replayed", item, events)
-    final = [outcome for outcome in outcomes if outcome is not None]
-    _count(final, accepted, now)
-    return final
+    with transaction.atomic():
+        inserted = _insert(unique, events, now, ad_breaks)
+        accepted = []
+        for item in unique:
+            if item.event_id in inserted:
+                outcomes[item.position] = _outcome("accepted", None, item, events)
+                accepted.append(item)
+            else:
+                outcomes[item.position] = _outcome("duplicate", "replayed", item, events)
+        bumps, advertiser_ids = _event_bumps(accepted)
+        backlog_id = backlog_write(bumps=bumps)
+    return _Stored(accepted, backlog_id, bumps, advertiser_ids)
 
 
 def _outcome(
@@ -326,8 +354,8 @@ def event_cost(claim: TrackingClaim, event_type: str) -> int:
 def _insert(
     unique: list[_Pending], events: list[IncomingEvent], now: datetime, ad_breaks: set[int]
 ) -> set[str]:
-    """Store the rows in one statement; returns the event ids it inserted (not the ones
-    already stored)."""
+    """Store the rows in one statement (in the caller's transaction); returns the event ids it
+    inserted (not the ones already stored)."""
     if not unique:
         return set()
     claims = [item.claim for item in unique]
@@ -362,7 +390,7 @@ def _insert(
         with transaction.atomic():
             return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
     sql, params = _insert_values(columns)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {event_id for (event_id,) in cursor.fetchall()}
 
@@ -455,11 +483,13 @@ def _prepared_column(field: Any, column: list) -> list:
     return prepared
 
 
-def _count(outcomes: list[EventOutcome], accepted: list[_Pending], now: datetime) -> None:
-    """Bump the counters of accepted events, aggregated per key, in one round trip. Totals are
-    kept per (key function, its arguments) and each key is written once at the end."""
+def _event_bumps(accepted: list[_Pending]) -> tuple[list[Bump], set[int]]:
+    """The counter effects of accepted events, aggregated per key (totals are kept per (key
+    function, its arguments), each key made once at the end), and the accounts they touch."""
     totals: Counter[tuple] = Counter()
     touched: set[int] = set()
+    if not accepted:
+        return [], touched
     index = current_index()
     local_days: dict[tuple[int, datetime], date] = {}
     utc_days: dict[datetime, date] = {}
@@ -496,16 +526,34 @@ def _count(outcomes: list[EventOutcome], accepted: list[_Pending], now: datetime
             creative = index.creatives.get(claim.creative_id)
             if creative:
                 totals[(keys.category_clicks, creative.category)] += 1
+    bumps = [
+        Bump(key_of(*arguments), amount, keys.lifetime(key_of))
+        for (key_of, *arguments), amount in totals.items()
+    ]
+    return bumps, touched
+
+
+def _count(outcomes: list[EventOutcome], stored: _Stored, now: datetime) -> None:
+    """Apply the stored events' backlog entry, count rejections by reason, and tell the
+    dashboards. With the counters out of reach the entry waits for the drain, and the
+    rejection tallies (statistics, not in the table) are skipped."""
+    if stored.backlog_id is not None:
+        backlog_apply(entry_id=stored.backlog_id, bumps=stored.bumps)
+    rejected: Counter[str] = Counter(
+        outcome.reason or "unknown" for outcome in outcomes if outcome.status != "accepted"
+    )
     today = now.date()
-    for outcome in outcomes:
-        if outcome.status != "accepted":
-            totals[(keys.invalid_events, outcome.reason or "unknown", today)] += 1
-    if totals:
-        bumps = []
-        for (key_of, *arguments), amount in totals.items():
-            bumps.append(Bump(key_of(*arguments), amount, keys.lifetime(key_of)))
-        counters().add_many(bumps)
-    live_publish(advertiser_ids=touched)
+    try:
+        if rejected:
+            counters().add_many(
+                [
+                    Bump(keys.invalid_events(reason, today), amount, keys.DAY_TTL)
+                    for reason, amount in rejected.items()
+                ]
+            )
+        live_publish(advertiser_ids=stored.advertiser_ids)
+    except DeliveryStateUnavailable:
+        pass
 
 
 def live_group(advertiser_id: int) -> str:
@@ -545,17 +593,71 @@ _publisher = Publisher("live-publish")
 
 
 def counters_rebuild(*, since: datetime | None = None, store: Counters | None = None) -> int:
-    """Recompute spend, click-through and live counters from the event table (after losing
-    Redis, or in a new counters file), in `store` (default: the process's counters).
+    """Recompute spend, frequency caps, click-through and live counters from the event table
+    (after losing Redis, or in a new counters file), in `store` (default: the process's
+    counters), and mark them known. Returns the number of keys written.
 
     Spend per line item and local day (for the days since `since`, default the last two), and
-    lifetime; impressions and clicks per creative and category; the live totals of each account
-    (per local day) and of the platform (per UTC day) for the days that began after `since`, so
-    the dashboards' "today" equals the event table's. Reservations made by decisions are set to
-    at least the spend, so budgets hold. Returns the number of keys written.
+    lifetime; each capped line item's impressions per viewer this hour and today (its local
+    ones) and, with a lifetime cap, ever; impressions and clicks per creative and category; the
+    live totals of each account (per local day) and of the platform (per UTC day) for the days
+    that began after `since`, so the dashboards' "today" equals the event table's. Reservations
+    made by decisions are set to at least the spend, so budgets hold.
+
+    It holds the healing key throughout (HealInProgress if another process does), so nothing
+    is reserved or applied meanwhile; reads the table in one snapshot and deletes there the
+    backlog entries that snapshot holds (their events are counted here), so an entry is
+    counted by the rebuild or by the drain, never both (see `ads.services.recovery`).
     """
-    since = since or timezone.now() - timedelta(days=2)
-    # Values per (key function, its arguments): each key's lifetime comes from its function.
+    store = store or counters()
+    if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
+        raise HealInProgress()
+    try:
+        values = _rebuilt_values(since or timezone.now() - timedelta(days=2))
+        reservations = {
+            keys.reserved_day,
+            keys.reserved_lifetime,
+            keys.cap_hour,
+            keys.cap_day,
+            keys.cap_lifetime,
+        }
+        named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
+        current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
+        by_lifetime: dict[int | None, dict[str, int]] = {}
+        for (key_of, *arguments), value in values.items():
+            key = named[(key_of, *arguments)]
+            # Never lower a reservation or a cap: decisions may have reserved more than the
+            # events show.
+            kept = max(value, current[key]) if key_of in reservations else value
+            by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
+        for seconds, group in by_lifetime.items():
+            store.set_many(group, ttl=seconds)
+        store.mark_known()
+    except BaseException:
+        store.release(keys.healing())
+        raise
+    # Every process builds its index again (the version key may have been lost with the rest).
+    store.add_many([Bump(keys.index_version(), 1)])
+    return len(values)
+
+
+def _rebuilt_values(since: datetime) -> Counter[tuple]:
+    """The counters' values per (key function, its arguments), read in one snapshot of the
+    table, in which the backlog entries it counts are deleted."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and outermost:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        values = _spend_values(since)
+        values.update(_cap_values())
+        values.update(_creative_values())
+        values.update(_live_totals(since))
+        CounterBacklog.objects.all().delete()
+    return values
+
+
+def _spend_values(since: datetime) -> Counter[tuple]:
     values: Counter[tuple] = Counter()
     line_items = {
         line_item.pk: line_item
@@ -578,6 +680,54 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
         day = occurred_at.astimezone(line_items[line_item_id].advertiser.tzinfo).date()
         values[(keys.spent_day, line_item_id, day)] += cost
         values[(keys.reserved_day, line_item_id, day)] += cost
+    return values
+
+
+def _cap_values() -> Counter[tuple]:
+    """Impressions per viewer under each cap of the live line items (the index's): this local
+    hour's and day's, and ever for a lifetime cap. Caps are reserved at the decision, so a
+    decision whose impression never came counted too; rebuilt from the impressions, a cap
+    forgets those (at most the decisions served just before the loss)."""
+    values: Counter[tuple] = Counter()
+    now = timezone.now()
+    capped = {
+        entry.id: entry
+        for entry in current_index().line_items
+        if entry.cap_hour or entry.cap_day or entry.cap_lifetime
+    }
+    if not capped:
+        return values
+    impressions = AdEvent.objects.filter(
+        line_item__in=list(capped), event_type=AdEvent.Type.IMPRESSION
+    )
+    ever = [entry.id for entry in capped.values() if entry.cap_lifetime]
+    if ever:
+        for row in (
+            impressions.filter(line_item__in=ever)
+            .values("line_item", "viewer")
+            .annotate(shown=Count("id"))
+        ):
+            values[(keys.cap_lifetime, row["line_item"], row["viewer"])] = row["shown"]
+    # A local day began at most 26 hours ago, whatever the zone.
+    today = impressions.occurred_between(now - timedelta(hours=26), None).values_list(
+        "line_item", "viewer", "occurred_at"
+    )
+    for line_item_id, viewer_id, occurred_at in today.iterator(chunk_size=10_000):
+        entry = capped[line_item_id]
+        local, local_now = occurred_at.astimezone(entry.tz), now.astimezone(entry.tz)
+        if local.date() != local_now.date():
+            continue
+        if entry.cap_day:
+            values[(keys.cap_day, line_item_id, viewer_id, local.date())] += 1
+        if entry.cap_hour and local.hour == local_now.hour:
+            # The key's hour is the local one (eligibility.cap_keys).
+            hour = local.replace(minute=0, second=0, microsecond=0)
+            values[(keys.cap_hour, line_item_id, viewer_id, hour)] += 1
+    return values
+
+
+def _creative_values() -> Counter[tuple]:
+    values: Counter[tuple] = Counter()
     stats = AdEvent.objects.values("creative", "creative__category").annotate(
         impressions=Count("id", filter=Q(event_type=AdEvent.Type.IMPRESSION)),
         clicks=Count("id", filter=Q(event_type=AdEvent.Type.CLICK)),
@@ -587,20 +737,7 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
         values[(keys.creative_clicks, stat["creative"])] = stat["clicks"]
         values[(keys.category_impressions, stat["creative__category"])] += stat["impressions"]
         values[(keys.category_clicks, stat["creative__category"])] += stat["clicks"]
-    values.update(_live_totals(since))
-    reservations = {keys.reserved_day, keys.reserved_lifetime}
-    store = store or counters()
-    named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
-    current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
-    by_lifetime: dict[int | None, dict[str, int]] = {}
-    for (key_of, *arguments), value in values.items():
-        key = named[(key_of, *arguments)]
-        # Never lower a reservation: decisions may have reserved more than was spent.
-        kept = max(value, current[key]) if key_of in reservations else value
-        by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
-    for seconds, group in by_lifetime.items():
-        store.set_many(group, ttl=seconds)
-    return len(values)
+    return values
 
 
 def _live_totals(since: datetime) -> Counter[tuple]:

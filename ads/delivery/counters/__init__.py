@@ -17,6 +17,11 @@ the amount and the limit) for FULL_MEMORY_SECONDS at most: these counters only g
 their period (a new hour or day is a new key, and a rebuild never lowers them), so the engine
 skips that slot at once instead of losing the same race again, one Redis round trip each time.
 A changed limit (a raised cap or budget) is another memory key, so it takes effect at once.
+
+The counters are *known* while the epoch key is present (`keys.epoch`). A store that lost its
+state (Redis restarted empty) has no epoch: it refuses reservations and backlog applications
+(DeliveryStateUnavailable, `lost`) until `ads.services.counters_heal` has rebuilt it from the
+event table, so no line item spends its budget, nor any viewer passes a cap, a second time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ads.delivery.counters.base import (
     FULL_MEMORY_SIZE,
     MICROS,
     Bump,
+    DeliveryStateUnavailable,
     FullMemory,
 )
 from ads.delivery.counters.local import LocalCounters
@@ -45,6 +51,7 @@ __all__ = [
     "MICROS",
     "Bump",
     "Counters",
+    "DeliveryStateUnavailable",
     "FullMemory",
     "LocalCounters",
     "RedisCounters",

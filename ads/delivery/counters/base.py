@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 MICROS = 1_000_000
+APPLIED_TTL = 3 * 86400  # how long a store remembers a backlog entry it applied
 FULL_MEMORY_SECONDS = 60.0
 FULL_MEMORY_SIZE = 200_000  # entries before expired ones are swept
 
@@ -51,3 +52,14 @@ class FullMemory:
                 if until is not None and until > now:
                     return True
         return False
+
+
+class DeliveryStateUnavailable(Exception):
+    """The counters cannot be used now, so nothing may be reserved against them: the store
+    does not answer (`lost` False: Redis down or restarting), or it answers but lost its state
+    and has not been healed yet (`lost` True: Redis restarted empty, or a heal is running).
+    Decisions answer degraded; stored events keep their counter effects in the backlog."""
+
+    def __init__(self, message: str, *, lost: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost

@@ -6,7 +6,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from ads.delivery.counters.base import Bump, FullMemory
+from ads.delivery import keys
+from ads.delivery.counters.base import APPLIED_TTL, Bump, DeliveryStateUnavailable, FullMemory
 
 
 class LocalCounters:
@@ -18,6 +19,37 @@ class LocalCounters:
         self._values: dict[str, tuple[int, float | None]] = {}
         self._lock = threading.Lock()
         self.full = FullMemory()
+        # A new process's memory holds nothing to lose: known from the start (forgetting the
+        # keys, as the tests do to play a Redis restart, forgets this too).
+        self._values[keys.epoch()] = (1, None)
+
+    def _known(self, now: float) -> bool:
+        return bool(self._get(keys.epoch(), now)) and not self._get(keys.healing(), now)
+
+    def state_known(self) -> bool:
+        with self._lock:
+            return self._known(time.monotonic())
+
+    def mark_known(self) -> None:
+        with self._lock:
+            self._values[keys.epoch()] = (1, None)
+            self._values.pop(keys.healing(), None)
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+
+    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
+        """Add `bumps` unless `marker` says they were added: True when this call did."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._known(now):
+                raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
+            if self._get(marker, now):
+                return False
+            self._values[marker] = (1, now + APPLIED_TTL)
+            self._add(bumps, now)
+            return True
 
     def _get(self, key: str, now: float) -> int:
         value, expires = self._values.get(key, (0, None))
@@ -32,12 +64,24 @@ class LocalCounters:
             return [self._get(key, now) for key in keys]
 
     def add_many(self, bumps: Sequence[Bump]) -> None:
-        self.reserve([bumps])
+        with self._lock:
+            self._add(bumps, time.monotonic())
+
+    def _add(self, bumps: Sequence[Bump], now: float) -> None:
+        for bump in bumps:
+            # Read again: a key may come twice (as INCRBY would add both).
+            value = self._get(bump.key, now)
+            expires = self._values.get(bump.key, (0, None))[1]
+            if bump.ttl is not None and expires is None:
+                expires = now + bump.ttl
+            self._values[bump.key] = (value + bump.amount, expires)
 
     def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
         now = time.monotonic()
         results = []
         with self._lock:
+            if not self._known(now):
+                raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
             for group in groups:
                 current = [self._get(bump.key, now) for bump in group]
                 blocker = next(
@@ -52,13 +96,7 @@ class LocalCounters:
                     self.full.remember(blocker)
                     results.append(False)
                     continue
-                for bump in group:
-                    # Read again: a key may come twice in a group (as INCRBY would add both).
-                    value = self._get(bump.key, now)
-                    expires = self._values.get(bump.key, (0, None))[1]
-                    if bump.ttl is not None and expires is None:
-                        expires = now + bump.ttl
-                    self._values[bump.key] = (value + bump.amount, expires)
+                self._add(group, now)
                 results.append(True)
         return results
 

@@ -1,53 +1,129 @@
-"""The Redis backend (the full stack): shared by every process of every machine."""
+"""The Redis backend (the full stack): shared by every process of every machine.
+
+Connections are made again without the caller seeing an error: a pooled connection that
+Redis closed (a restart) is found by a PING before use when it sat idle for
+HEALTH_CHECK_SECONDS, and a command that fails on a connection error is sent once more on a
+new connection. What still fails (Redis down) is raised as DeliveryStateUnavailable, the one
+error the engine and the event path know how to answer.
+
+Reservations and backlog applications check, in the same script, that the counters are known
+(the epoch key is present and no heal holds the healing key): a Redis that restarted empty
+refuses them, instead of letting a line item spend its budget again from zero.
+"""
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from ads.delivery.counters.base import Bump, FullMemory
+from ads.delivery import keys
+from ads.delivery.counters.base import APPLIED_TTL, Bump, DeliveryStateUnavailable, FullMemory
 
-# KEYS: the group's keys; ARGV[1]: "amount ttl limit" for each key in turn, space-separated
-# (ttl 0: none, limit -1: none): one argument to pack instead of three a key. The amounts
-# reach INCRBY as the strings sent (a Lua number would print large ones as 1e+15).
-# Returns 1 when reserved, or -i when key i (from 1) would pass its limit.
+HEALTH_CHECK_SECONDS = 5
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+# KEYS: epoch, healing, then the group's keys; ARGV[1]: "amount ttl limit" for each group key
+# in turn, space-separated (ttl 0: none, limit -1: none): one argument to pack instead of three
+# a key. The amounts reach INCRBY as the strings sent (a Lua number would print large ones as
+# 1e+15). Returns 1 when reserved, 0 when the counters are not known, or -i when group key i
+# (from 1) would pass its limit.
 RESERVE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local spec = {}
 for word in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = word end
-local n = #KEYS
+local n = #KEYS - 2
 for i = 1, n do
   local limit = tonumber(spec[3 * i])
   if limit >= 0 then
-    local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+    local value = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
     if value + tonumber(spec[3 * i - 2]) > limit then return -i end
   end
 end
 for i = 1, n do
-  redis.call('INCRBY', KEYS[i], spec[3 * i - 2])
+  redis.call('INCRBY', KEYS[i + 2], spec[3 * i - 2])
   local ttl = tonumber(spec[3 * i - 1])
+  if ttl > 0 and redis.call('TTL', KEYS[i + 2]) < 0 then redis.call('EXPIRE', KEYS[i + 2], ttl) end
+end
+return 1
+"""
+# KEYS: epoch, healing, marker, then the bumps' keys; ARGV: the marker's ttl, then amount and
+# ttl (0: none) for each bump. Returns 1 when applied, 0 when the marker says it was, and -1
+# when the counters are not known.
+APPLY_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[1]) == false then return 0 end
+for i = 4, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 6])
+  local ttl = tonumber(ARGV[2 * i - 5])
   if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
 end
 return 1
 """
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _unavailable_when_unreachable(method: Method) -> Method:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except UNREACHABLE as error:
+            raise DeliveryStateUnavailable(f"Redis does not answer: {error}") from error
+        except redis.exceptions.BusyLoadingError as error:  # a restart loading its data
+            raise DeliveryStateUnavailable("Redis is loading its data.") from error
+
+    return wrapper  # type: ignore[return-value]
 
 
 class RedisCounters:
     shared = True
 
     def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            health_check_interval=HEALTH_CHECK_SECONDS,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=list(UNREACHABLE),
+        )
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
-        self._redis.script_load(RESERVE_SCRIPT)
+        self._apply = self._redis.register_script(APPLY_SCRIPT)
         self.full = FullMemory()
+        self._guard = [keys.epoch(), keys.healing()]
         self._local = threading.local()  # each thread's connection for reservations
 
+    def _run_scripts(self, calls: Sequence[tuple[Any, list[str], list]]) -> list:
+        """EVALSHA of each (script, keys, args) in one pipeline (a registered Script object
+        called on a pipeline asks SCRIPT EXISTS first, one more round trip); after a restart
+        that lost the scripts, they are loaded and the calls sent again."""
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for script, script_keys, args in calls:
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                for script in {script for script, _, _ in calls}:
+                    self._redis.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    @_unavailable_when_unreachable
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
             return []
         return [int(value or 0) for value in self._redis.mget(keys)]
 
+    @_unavailable_when_unreachable
     def add_many(self, bumps: Sequence[Bump]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for bump in bumps:
@@ -56,11 +132,14 @@ class RedisCounters:
                 pipe.expire(bump.key, bump.ttl, nx=True)
         pipe.execute()
 
+    @_unavailable_when_unreachable
     def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
         """One EVALSHA of RESERVE_SCRIPT per group, written to one connection at once (a
         pipeline without redis-py's pipeline object: packing each argument through it cost
         about a third of a decision's CPU)."""
-        payload = b"".join(_reserve_command(self._reserve.sha, group) for group in groups)
+        payload = b"".join(
+            _reserve_command(self._reserve.sha, self._guard, group) for group in groups
+        )
         results = self._send(payload, len(groups))
         if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
             # Redis restarted or flushed its scripts: nothing of this pod was reserved.
@@ -69,6 +148,8 @@ class RedisCounters:
         for result in results:
             if isinstance(result, Exception):
                 raise result
+        if 0 in results:
+            raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
         for group, result in zip(groups, results, strict=True):
             if result < 0:
                 self.full.remember(group[-result - 1])
@@ -100,15 +181,47 @@ class RedisCounters:
             connection.disconnect()  # made again at the next send
             raise
 
+    @_unavailable_when_unreachable
+    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
+        """Add `bumps` unless `marker` says they were added, in one step: True when this call
+        did."""
+        args: list[int] = [APPLIED_TTL]
+        for bump in bumps:
+            args += [bump.amount, bump.ttl or 0]
+        script_keys = [*self._guard, marker, *(bump.key for bump in bumps)]
+        (result,) = self._run_scripts([(self._apply, script_keys, args)])
+        if result < 0:
+            raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
+        return result == 1
+
+    @_unavailable_when_unreachable
+    def state_known(self) -> bool:
+        epoch, healing = self._redis.mget(self._guard)
+        return epoch is not None and healing is None
+
+    @_unavailable_when_unreachable
+    def mark_known(self) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(keys.epoch(), 1)
+        pipe.delete(keys.healing())
+        pipe.execute()
+
+    @_unavailable_when_unreachable
+    def release(self, key: str) -> None:
+        self._redis.delete(key)
+
+    @_unavailable_when_unreachable
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for key, value in values.items():
             pipe.set(key, value, ex=ttl)
         pipe.execute()
 
+    @_unavailable_when_unreachable
     def claim(self, key: str, ttl: float) -> bool:
         return bool(self._redis.set(key, 1, nx=True, px=int(ttl * 1000)))
 
+    @_unavailable_when_unreachable
     def delete_prefix(self, prefix: str) -> None:
         batch = []
         for key in self._redis.scan_iter(match=prefix + "*", count=1000):
@@ -119,6 +232,7 @@ class RedisCounters:
         if batch:
             self._redis.delete(*batch)
 
+    @_unavailable_when_unreachable
     def claim_many(self, keys: Sequence[str], ttl: float) -> list[bool]:
         """`claim` of each key, in one round trip."""
         if not keys:
@@ -129,13 +243,16 @@ class RedisCounters:
         return [bool(result) for result in pipe.execute()]
 
 
-def _reserve_command(sha: str, group: Sequence[Bump]) -> bytes:
-    """EVALSHA of the reserve script for `group`, in the Redis protocol."""
+def _reserve_command(sha: str, guard: Sequence[str], group: Sequence[Bump]) -> bytes:
+    """EVALSHA of the reserve script for `group` (after the guard keys), in the Redis
+    protocol."""
     spec = " ".join(
         f"{bump.amount} {bump.ttl or 0} {-1 if bump.limit is None else bump.limit}"
         for bump in group
     )
-    return _packed(["EVALSHA", sha, len(group), *(bump.key for bump in group), spec])
+    return _packed(
+        ["EVALSHA", sha, len(guard) + len(group), *guard, *(bump.key for bump in group), spec]
+    )
 
 
 def _packed(args: Sequence[str | int]) -> bytes:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ads.delivery.counters.base import Bump, FullMemory
+from ads.delivery import keys
+from ads.delivery.counters.base import APPLIED_TTL, Bump, DeliveryStateUnavailable, FullMemory
 
 BUSY_TIMEOUT_SECONDS = 30.0
 SWEEP_EVERY_SECONDS = 300.0
@@ -133,12 +134,46 @@ class SqliteCounters:
         with self._writing() as db:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
 
+    def _check_known(self, db: sqlite3.Connection, now: float) -> None:
+        guard = self._read(db, [keys.epoch(), keys.healing()], now)
+        if not guard.get(keys.epoch()) or guard.get(keys.healing()):
+            raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
+
+    def state_known(self) -> bool:
+        try:
+            self._check_known(self._connection(), self._clock())
+        except DeliveryStateUnavailable:
+            return False
+        return True
+
+    def mark_known(self) -> None:
+        with self._writing() as db:
+            db.execute(SET_SQL, (keys.epoch(), 1, None))
+            db.execute("DELETE FROM counter WHERE key = ?", (keys.healing(),))
+
+    def release(self, key: str) -> None:
+        with self._writing() as db:
+            db.execute("DELETE FROM counter WHERE key = ?", (key,))
+
+    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
+        """Add `bumps` unless `marker` says they were added, in one transaction: True when
+        this call did."""
+        now = self._clock()
+        with self._writing() as db:
+            self._check_known(db, now)
+            if self._read(db, [marker], now):
+                return False
+            db.execute(SET_SQL, (marker, 1, now + APPLIED_TTL))
+            db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
+            return True
+
     def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
         """Each group whole or not at all, as the Redis script does; all groups in one
         transaction (one lock, one commit)."""
         now = self._clock()
         results = []
         with self._writing() as db:
+            self._check_known(db, now)
             for group in groups:
                 current = self._read(db, [bump.key for bump in group], now)
                 blocker = next(

@@ -1,0 +1,137 @@
+"""Faults: counters that heal themselves, a backlog that keeps stored events' counter effects
+until the counters take them, and one retry of database work whose connection was lost.
+
+The protocol, which keeps every counter exact through a Redis restart (nothing lost, nothing
+counted twice, no budget or cap spent again):
+
+1. An event batch is stored with its counter effects (one `CounterBacklog` entry) in one
+   transaction. After the commit the entry is applied (`backlog_apply`): the store adds the
+   bumps and records the entry's id in one step, then the entry is deleted. If the counters
+   cannot be reached, the entry stays; the answer is still the truth (`accepted`).
+2. Each server's refresher drains the backlog every second (`counters_backlog_drain`): entries
+   the store already recorded are only deleted, the others applied.
+3. A store that lost its state (no epoch key) refuses reservations and applications until the
+   first process to notice heals it (`counters_heal`): it claims the healing key (refused:
+   another process heals), rebuilds the counters from the event table in one snapshot of the
+   database, deletes in that same snapshot the backlog entries the rebuild counted, commits,
+   writes the values and sets the epoch. Entries committed after the snapshot were not
+   counted by the rebuild and are applied by the next drain. While the healing key is held,
+   nothing is reserved or applied, so the rebuild's values are never overwritten.
+4. A decision that meets unknown counters is not served (an empty pod, reason `degraded`):
+   the bound on what a line item can spend or show beyond its budget or caps while its state
+   is unknown is zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TypeVar
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.utils import timezone
+
+from ads.decisioning.state import state_holder
+from ads.delivery import keys
+from ads.delivery.counters import Bump, Counters, DeliveryStateUnavailable, counters
+from ads.models import CounterBacklog
+
+logger = logging.getLogger(__name__)
+DRAIN_AFTER = timedelta(seconds=2)  # an entry younger than this is its own request's to apply
+DRAIN_BATCH = 500
+Result = TypeVar("Result")
+
+
+def backlog_write(*, bumps: Sequence[Bump]) -> int | None:
+    """Store the counter effects of events being stored, in the caller's transaction."""
+    if not bumps:
+        return None
+    entry = CounterBacklog.objects.create(
+        bumps=[[bump.key, bump.amount, bump.ttl] for bump in bumps]
+    )
+    return entry.pk
+
+
+def backlog_apply(*, entry_id: int, bumps: Sequence[Bump], store: Counters | None = None) -> bool:
+    """Apply a committed backlog entry and delete it: True when the counters have it now
+    (applied by this call or before), False when they cannot take it yet (the entry stays for
+    the drain). Where no refresher runs (a command, a worker, the tests), a store that lost its
+    state is healed here first."""
+    store = store or counters()
+    try:
+        store.apply_once(keys.applied(entry_id), bumps)
+    except DeliveryStateUnavailable as error:
+        if not heal_here(error):
+            return False
+        store.apply_once(keys.applied(entry_id), bumps)
+    try:
+        CounterBacklog.objects.filter(pk=entry_id).delete()
+    except DatabaseError:  # applied: the drain deletes it later, without applying it again
+        logger.warning("Backlog entry %s applied but not deleted.", entry_id, exc_info=True)
+    return True
+
+
+def counters_backlog_drain(*, store: Counters | None = None, at=None) -> int:
+    """Apply the backlog entries older than DRAIN_AFTER, oldest first; returns how many the
+    counters took. Stops at the first the store refuses (down, or not known)."""
+    store = store or counters()
+    before = (at or timezone.now()) - DRAIN_AFTER
+    entries = CounterBacklog.objects.filter(created_at__lt=before).order_by("pk")[:DRAIN_BATCH]
+    done = []
+    try:
+        for entry_id, raw in entries.values_list("pk", "bumps"):
+            bumps = [Bump(key, amount, ttl) for key, amount, ttl in raw]
+            store.apply_once(keys.applied(entry_id), bumps)
+            done.append(entry_id)
+    except DeliveryStateUnavailable:
+        pass
+    if done:
+        CounterBacklog.objects.filter(pk__in=done).delete()
+    return len(done)
+
+
+def heal_here(error: DeliveryStateUnavailable) -> bool:
+    """After `error`, heal the counters in this call when they lost their state and no
+    refresher thread will (a command, a worker, the tests): True when they are known now."""
+    if not error.lost or state_holder.background:
+        return False
+    return counters_heal()
+
+
+def counters_heal(*, store: Counters | None = None) -> bool:
+    """Rebuild the counters if they lost their state: True when they are known afterwards
+    (already, or healed by this call); False while another process heals them or the store
+    does not answer."""
+    from ads.services.events import counters_rebuild
+
+    store = store or counters()
+    try:
+        if store.state_known():
+            return True
+        counters_rebuild(store=store)
+    except DeliveryStateUnavailable:
+        return False
+    except HealInProgress:
+        return False
+    return True
+
+
+class HealInProgress(Exception):
+    """Another process holds the healing key."""
+
+
+def retried_on_lost_connection(work: Callable[[], Result]) -> Result:
+    """Run `work`, and once more on a new connection if the database connection was lost
+    (a restarted server, a terminated backend). Only for idempotent work outside any
+    transaction: the first attempt may have committed before its connection died."""
+    if connection.in_atomic_block:
+        return work()
+    try:
+        return work()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        logger.warning("Database connection lost; retrying once.", exc_info=True)
+        connection.close()
+        return work()

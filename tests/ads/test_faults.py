@@ -1,0 +1,283 @@
+"""Faults: a lost or unreachable counters store never costs a 500, an event, a double count, or
+a budget or cap spent twice (ads.services.recovery).
+
+The Redis tests start a Redis server of their own (redis-server on a free port, stopped by its
+process), since they stop and restart it; the rest runs on the in-memory counters."""
+
+import shutil
+import socket
+import subprocess
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import redis
+from django.db import connection
+from django.utils import timezone
+
+from ads import services
+from ads.decisioning.state import state_holder
+from ads.delivery import keys
+from ads.delivery.counters import Bump, DeliveryStateUnavailable, counters
+from ads.models import AdEvent, CounterBacklog
+from tests.ads.conftest import line_item_with_creative, rebuild
+from tests.factories import ViewerFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
+PLAYER = "Mozilla/5.0 (SMART-TV; Linux; Tizen 7.0) InterludePlayer/1.0"
+
+
+class RedisServer:
+    """A redis-server of this test's own, without persistence: stopped, it comes back empty,
+    as a crashed cache does."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(settings, db):
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    server = RedisServer()
+    server.start()
+    try:
+        settings.COUNTERS_BACKEND = "redis"
+        settings.REDIS_URL = server.url
+        counters.cache_clear()
+        assert services.counters_heal() is True  # a new, empty Redis: known once built
+        rebuild()  # the heal built an index before the test's line items
+        yield server
+    finally:
+        server.stop()
+        counters.cache_clear()
+
+
+@pytest.fixture
+def api(client):
+    _, raw_key = services.platform_key_create(name="Living-room player")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw_key}"
+    return client
+
+
+@pytest.fixture
+def served_by_a_server(db):
+    """As in a server process: a refresher thread heals (as it does first here: on Redis the
+    suite starts each test with an empty database), so requests do not."""
+    assert services.counters_heal() is True
+    state_holder.background = True
+    yield
+    state_holder.background = False
+
+
+def decide(api, world) -> dict:
+    response = api.post(
+        "/api/v1/decisions",
+        {
+            "viewer_id": world.viewer.external_id,
+            "title_id": world.title.pk,
+            "ad_break_id": world.ad_break.pk,
+            "device": "ctv",
+        },
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def batch(api, tokens: list[str], event_type: str = "impression") -> dict:
+    response = api.post(
+        "/api/v1/events",
+        {
+            "events": [
+                {"event_id": f"e-{n}", "token": token, "type": event_type}
+                for n, token in enumerate(tokens)
+            ]
+        },
+        content_type="application/json",
+        HTTP_USER_AGENT=PLAYER,
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def token_of(payload: dict) -> str:
+    return payload["pod"][0]["tracking"]["impression"].split("/t/")[1].split("/")[0]
+
+
+def spend_keys(line_item, creative) -> list[str]:
+    today = timezone.now().date()
+    return [
+        keys.spent_day(line_item.id, today),
+        keys.spent_lifetime(line_item.id),
+        keys.creative_impressions(creative.id),
+        keys.live(line_item.campaign.advertiser_id, today, "impressions"),
+    ]
+
+
+def test_redis_down_degrades_decisions_and_stores_events_counted_once_after(
+    api, world, redis_server, served_by_a_server
+):
+    line_item = line_item_with_creative(world.acme)
+    creative = line_item.creatives.get()
+    tokens = [token_of(decide(api, world)) for _ in range(3)]
+    assert batch(api, tokens[:1])["accepted"] == 1
+
+    redis_server.stop()
+    degraded = decide(api, world)
+    assert (degraded["pod"], degraded["reason"]) == ([], "degraded")
+    down = batch(api, tokens[1:])
+    assert (down["accepted"], down["duplicates"]) == (2, 0)  # stored, and said so
+    assert AdEvent.objects.count() == 3
+    assert CounterBacklog.objects.count() == 1  # their counter effects, kept
+    link = api.get(f"/t/{tokens[0]}/first_quartile", HTTP_USER_AGENT=PLAYER)
+    assert link.status_code == 204
+
+    redis_server.start()  # empty: the state is lost
+    with pytest.raises(DeliveryStateUnavailable):
+        counters().reserve([[Bump("x", 1, limit=5)]])
+    assert decide(api, world)["reason"] == "degraded"  # not served before the heal
+    assert services.counters_heal() is True
+    assert CounterBacklog.objects.count() == 0  # counted by the rebuild
+    assert counters().get_many(spend_keys(line_item, creative)) == [3 * 12_500, 3 * 12_500, 3, 3]
+    # The batch sent again (its first answer lost): nothing counted twice.
+    assert batch(api, tokens[1:])["duplicates"] == 2
+    assert services.counters_backlog_drain() == 0
+    assert counters().get_many(spend_keys(line_item, creative)) == [3 * 12_500, 3 * 12_500, 3, 3]
+    assert decide(api, world)["pod"]
+
+
+def test_a_restart_is_healed_by_the_first_request_where_no_refresher_runs(api, world, redis_server):
+    line_item = line_item_with_creative(world.acme)
+    creative = line_item.creatives.get()
+    assert batch(api, [token_of(decide(api, world))])["accepted"] == 1
+    redis_server.stop()
+    redis_server.start()
+    # Pooled connections to the old server are made again without an error reaching anyone,
+    # and the request that finds the state lost heals it.
+    assert decide(api, world)["pod"]
+    assert counters().get_many(spend_keys(line_item, creative)) == [12_500, 12_500, 1, 1]
+
+
+def test_a_spent_budget_stays_spent_through_a_loss(world, served_by_a_server):
+    at = timezone.now()
+    # Two $12.50 CPM impressions (to two viewers), not three.
+    line_item = line_item_with_creative(world.acme, daily_budget=Decimal("0.03"), pacing="asap")
+    ViewerFactory(external_id="viewer-2", age_band="25_34", region="us_west", device="ctv")
+    rebuild()
+    for viewer in ("viewer-1", "viewer-2"):
+        (slot,) = world.decide(at=at, viewer_id=viewer).pod
+        services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    assert world.decide(at=at).reason == "no_eligible_ads"
+
+    counters().delete_prefix(keys.PREFIX)  # the store lost everything
+    state_holder.reset()
+    assert world.decide(at=at).reason == "degraded"
+    assert services.counters_heal() is True
+    state_holder.reset()
+    assert world.decide(at=at).reason == "no_eligible_ads"
+    today = at.date()
+    assert counters().get_many([keys.reserved_day(line_item.id, today)]) == [25_000]
+
+
+def test_frequency_caps_are_rebuilt_from_the_impressions(world, served_by_a_server):
+    at = timezone.now()
+    line_item = line_item_with_creative(world.acme, frequency_cap_day=1, pacing="asap")
+    rebuild()
+    (slot,) = world.decide(at=at).pod
+    services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    assert world.decide(at=at).reason == "no_eligible_ads"
+
+    counters().delete_prefix(keys.PREFIX)
+    assert services.counters_heal() is True
+    state_holder.reset()
+    decision = world.decide(at=at, explain=True)
+    assert decision.reason == "no_eligible_ads"  # still capped for this viewer
+    assert [(entry["stage"], entry["rule"]) for entry in decision.explain] == [
+        ("frequency_cap", "frequency_cap_day")
+    ]
+    today = at.date()
+    assert counters().get_many([keys.cap_day(line_item.id, world.viewer.id, today)]) == [1]
+
+
+def test_a_heal_holds_decisions_and_events_back_then_the_backlog_counts_once(
+    world, served_by_a_server
+):
+    line_item = line_item_with_creative(world.acme)
+    creative = line_item.creatives.get()
+    rebuild()
+    at = timezone.now()
+    (slot,) = world.decide(at=at).pod
+    store = counters()
+    assert store.claim(keys.healing(), ttl=60)  # another process is healing
+    outcome = services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    assert outcome.status == "accepted"
+    assert world.decide(at=at).reason == "degraded"
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
+    assert store.get_many(spend_keys(line_item, creative)) == [0, 0, 0, 0]
+
+    store.release(keys.healing())
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 1
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
+    assert store.get_many(spend_keys(line_item, creative)) == [12_500, 12_500, 1, 1]
+
+
+def test_a_backlog_entry_is_applied_once_however_often_it_is_offered(served_by_a_server):
+    store = counters()
+    bumps = [Bump("il:x", 5)]
+    assert store.apply_once(keys.applied(41), bumps) is True
+    assert store.apply_once(keys.applied(41), bumps) is False
+    assert store.get_many(["il:x"]) == [5]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_is_retried_once(world):
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL backend")
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide(at=timezone.now()).pod
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    import psycopg
+
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    (outcome,) = services.events_record(
+        events=[services.IncomingEvent(token=slot.token, event_type="impression")],
+        user_agent=PLAYER,
+    )
+    assert outcome.status == "accepted"
+    assert AdEvent.objects.count() == 1
