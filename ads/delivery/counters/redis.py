@@ -159,27 +159,30 @@ class RedisCounters:
         """Send packed commands on this thread's own connection and read their `replies`, each
         a value or the ResponseError it answered (every reply is read, so the connection is
         clean for the next send). The pool's checkout and return cost a tenth of a decision;
-        a server thread sends one reservation at a time. A connection that fails before
-        anything was sent (one the server closed while it was idle) is made again once."""
+        a server thread sends one reservation at a time. A connection that fails before its
+        first reply (one the server closed: a restart, an idle timeout) is made again and the
+        commands sent once more, as the pool's retry does for the other commands."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = self._redis.connection_pool.make_connection()
-        try:
+        for attempt in (1, 2):
+            results: list = []
             try:
                 connection.send_packed_command([payload])
+                for _ in range(replies):
+                    try:
+                        results.append(connection.read_response(disconnect_on_error=False))
+                    except redis.exceptions.ResponseError as error:
+                        results.append(error)
+                return results
             except redis.exceptions.ConnectionError:
+                connection.disconnect()  # made again at the next send
+                if results or attempt == 2:
+                    raise
+            except BaseException:
                 connection.disconnect()
-                connection.send_packed_command([payload])
-            results: list = []
-            for _ in range(replies):
-                try:
-                    results.append(connection.read_response(disconnect_on_error=False))
-                except redis.exceptions.ResponseError as error:
-                    results.append(error)
-            return results
-        except BaseException:
-            connection.disconnect()  # made again at the next send
-            raise
+                raise
+        raise AssertionError("unreachable")
 
     @_unavailable_when_unreachable
     def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
