@@ -3,6 +3,7 @@ and Redis when DATABASE_URL and REDIS_URL are set; REQUIRE_SERVICES=1 (CI) turns
 service into a failure instead of a skip."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
@@ -111,6 +113,34 @@ def _fresh_cache():
     _forget_process_state()
     yield
     _forget_process_state()
+
+
+def module_world(build: Callable[[], object]):
+    """A fixture that builds an expensive world once for a test module instead of once per
+    test. The world lives in a transaction opened here, so each test's `db` transaction is a
+    savepoint inside it (what a test writes is rolled back after it), and after the module's
+    last test the world is rolled back too: the next module sees an empty database. Tests may
+    read the world's objects but must not change them in memory."""
+
+    @pytest.fixture(scope="module")
+    def fixture(django_db_setup, django_db_blocker):
+        with django_db_blocker.unblock():
+            outer = transaction.atomic(using=DEFAULT_DB_ALIAS)
+            outer.__enter__()
+            try:
+                built = build()
+            except BaseException:
+                transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
+                outer.__exit__(None, None, None)
+                raise
+        try:
+            yield built
+        finally:
+            with django_db_blocker.unblock():
+                transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
+                outer.__exit__(None, None, None)
+
+    return fixture
 
 
 @dataclass
