@@ -11,9 +11,10 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    The difference is what the break costs beyond what the content loses anyway.
 3. The content's drop-off at each minute (the hazard with break minutes replaced by their
    neighbours'), smoothed over SMOOTH_MINUTES either side: where a break would cost least.
-   Viewers leave at an ad most where the story already loses them, so a break is recommended
-   to move to the minute of least content drop-off within MOVE_WINDOW_MINUTES, when that is at
-   most MOVE_IF_BELOW of its own; its expected abandonment scales with that ratio.
+   Viewers leave at an ad most where the story already loses them, so a break that sits where
+   the content loses HIGH_DROPOFF times the title's median minute or more is recommended to
+   move to the minute of least content drop-off within MOVE_WINDOW_MINUTES, when that is at
+   most MOVE_IF_BELOW of its own; its expected excess abandonment scales with that ratio.
 4. A break is recommended to go when the ad seconds it costs (the viewers it drives away,
    times the ads they would have seen at the later breaks) exceed the ad seconds it plays.
 
@@ -24,6 +25,7 @@ per session that starts the title.
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from dataclasses import asdict, dataclass
 
 from django.contrib.auth.models import User
@@ -40,7 +42,11 @@ AFTER_BREAK_SECONDS = 60
 BASELINE_MINUTES = 10  # the curve's hazard either side of a break, for its baseline
 SMOOTH_MINUTES = 2
 MOVE_WINDOW_MINUTES = 6
-MOVE_IF_BELOW = 0.6  # move when the content's drop-off there is at most 60 % of the break's
+MOVE_IF_BELOW = 0.5  # move when the content's drop-off there is at most half the break's
+# ...and only a break in a stretch that loses viewers markedly faster than the title's median
+# minute: elsewhere the minute-to-minute differences are mostly noise, and chasing them moves
+# breaks for nothing.
+HIGH_DROPOFF = 1.5
 MIN_GAP_MINUTES = 5  # between two breaks, after moves
 NO_BREAK_BEFORE_END_MINUTES = 10  # as catalog's ad_break_plan
 MIN_SESSIONS = 100  # below this a title is not analysed
@@ -195,6 +201,7 @@ def analyse(
         return curve[min(seconds // 60, len(curve) - 1)]
 
     recommendations: list[Recommendation] = []
+    typical = statistics.median(content) if content else 0.0
     taken = [b.offset_seconds // 60 for b in mid_rolls]
     last_minute = duration_seconds // 60 - NO_BREAK_BEFORE_END_MINUTES
     for number, item in enumerate(figures):
@@ -238,6 +245,7 @@ def analyse(
         if (
             best != minute
             and here > 0
+            and here >= HIGH_DROPOFF * typical
             and content[best] <= MOVE_IF_BELOW * here
             and item.excess > 0
         ):

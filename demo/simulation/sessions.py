@@ -41,7 +41,7 @@ from demo.simulation.profiles import (
     TitleProfile,
     ViewerProfile,
 )
-from demo.simulation.world import World, stable_unit
+from demo.simulation.world import World, derived_seed, stable_unit
 
 # Content seconds between player actions, on average (exponential gaps).
 PAUSE_EVERY_SECONDS = 35 * 60
@@ -84,9 +84,11 @@ WAVERING_SHARE = 0.25
 WAVERING_PAUSE_FACTOR = 1.5
 WAVERING_SEEK_FACTOR = 1.3
 WAVERING_SKIP_FACTOR = 1.8
-# Lulls: in each LULL_WINDOW_SECONDS of a title, a lull of LULL_SECONDS with chance LULL_SHARE
-# (hashed from the title's id and the window); a break in one loses viewers LULL_BREAK_FACTOR
-# times as often, and LULL_STOP_SHARE of the viewers who stop early stop in one.
+# Lulls: in each LULL_WINDOW_SECONDS of a title, a lull of LULL_SECONDS starting anywhere in
+# it, with chance LULL_SHARE (hashed from the title's id and the window): about a quarter of
+# the title, and of the catalog's breaks every 20 minutes. A break in one loses viewers
+# LULL_BREAK_FACTOR times as often, and LULL_STOP_SHARE of the viewers who stop early stop in
+# one.
 LULL_WINDOW_SECONDS = 10 * 60
 LULL_SECONDS = 5 * 60
 LULL_SHARE = 0.5
@@ -164,6 +166,7 @@ class SessionRun:
     # out) or "restless" (will stop before the end, whatever the ads).
     intent: str = "settled"
     engagement_prior: float | None = None  # asked once, when a decision needs the live score
+    pods_played: int = 0
 
     @property
     def viewer(self) -> ViewerProfile:
@@ -189,8 +192,10 @@ def _lulls(title_id: int, duration_seconds: int) -> tuple[tuple[int, int], ...]:
     for window in range(1, duration_seconds // LULL_WINDOW_SECONDS):
         if stable_unit("lull", title_id, window) >= LULL_SHARE:
             continue
-        slack = LULL_WINDOW_SECONDS - LULL_SECONDS
-        start = window * LULL_WINDOW_SECONDS + int(slack * stable_unit("lull-at", title_id, window))
+        # Anywhere in its window, so it may run into the next (where a break may sit).
+        start = window * LULL_WINDOW_SECONDS + int(
+            LULL_WINDOW_SECONDS * stable_unit("lull-at", title_id, window)
+        )
         lulls.append((start, min(start + LULL_SECONDS, duration_seconds)))
     return tuple(lulls)
 
@@ -347,8 +352,13 @@ def plan_pod(
     at: datetime,
 ) -> PodPlay:
     """Play a pod for the session starting at `at`: who completes, who clicks, whether the
-    viewer leaves. Draws from the session's generator, so the same pod plays the same way."""
-    rng = session.rng
+    viewer leaves. Draws from a generator of its own, seeded from the session's seed and the
+    break (and how many pods came before), never from the session's: the same pod plays the
+    same way, and the session's own timeline (pauses, seeks, where it stops) does not depend on
+    how many ads its pods held. Two runs that differ only in their pods (an ad load policy,
+    moved breaks) then differ only where the pods' effects reach."""
+    rng = random.Random(derived_seed(session.plan.seed, "pod", ad_break.id, session.pods_played))
+    session.pods_played += 1
     viewer, title = session.viewer, session.title
     tz = session.world.timezone_of(viewer)
     pod_seconds = sum(slot.creative.duration_seconds for slot in slots)
