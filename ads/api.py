@@ -111,6 +111,14 @@ class DecisionInput(serializers.Serializer):
     pod_size = serializers.IntegerField(min_value=1, max_value=10, required=False)
     max_duration_seconds = serializers.IntegerField(min_value=15, max_value=600, required=False)
     explain = serializers.BooleanField(default=False)
+    engagement_score = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        help_text="The session's live engagement score (chance of finishing the title), for "
+        "the platform's ad load policy: with AD_LOAD_POLICY=engagement a session at risk gets "
+        "a shorter pod, or none.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "ad_break_id" not in attrs and "offset_seconds" not in attrs:
@@ -139,7 +147,8 @@ class DecisionOutput(serializers.Serializer):
     duration_seconds = serializers.IntegerField()
     pod = SlotOutput(many=True)
     reason = serializers.ChoiceField(
-        choices=["no_eligible_ads", "kids_profile", "unknown_viewer", "degraded"], allow_null=True
+        choices=["no_eligible_ads", "kids_profile", "unknown_viewer", "degraded", "ad_load_policy"],
+        allow_null=True,
     )
     explain = inline_serializer(
         "ExplainEntry",
@@ -203,6 +212,11 @@ def parse_decision_request(data: Any) -> DecisionRequest | None:
         if type(data["explain"]) is not bool:
             return None
         values["explain"] = data["explain"]
+    if "engagement_score" in data:
+        score = data["engagement_score"]
+        if type(score) not in (int, float) or not 0 <= score <= 1:
+            return None
+        values["engagement_score"] = float(score)
     return DecisionRequest(**values)
 
 
@@ -301,10 +315,11 @@ class DecisionView(PlatformAPIView):
     def post(self, request: Request) -> HttpResponse:
         """Answers with the pod (ordered creatives with signed tracking links), or an empty pod
         and a reason: `no_eligible_ads`, `kids_profile` (kids profiles never get ads),
-        `unknown_viewer` or `degraded` (the platform cannot check budgets and caps for a
-        moment: play the title on, as with no fill). With `explain: true`, how many line
-        items each stage and rule removed (or `pod` / `chosen`): never their names, ids or
-        scores, which belong to their accounts."""
+        `unknown_viewer`, `degraded` (the platform cannot check budgets and caps for a moment:
+        play the title on, as with no fill) or `ad_load_policy` (the platform's ad load policy
+        skipped the break for a session at risk, given its `engagement_score`). With
+        `explain: true`, how many line items each stage and rule removed (or `pod` / `chosen`):
+        never their names, ids or scores, which belong to their accounts."""
         form = DecisionInput(data=request.data)
         form.is_valid(raise_exception=True)
         return _decision_response(request, DecisionRequest(**form.validated_data))

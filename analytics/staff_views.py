@@ -27,6 +27,7 @@ from ads.selectors import LATENCY_BUCKETS_MS as BUCKETS_MS
 from analytics import selectors
 from analytics.reports import DASH, percent
 from config import formats
+from engagement import selectors as engagement_selectors
 from engagement.models import ViewingSession
 from ml import selectors as ml_selectors
 from ml.models import ModelKind, ModelVersion
@@ -270,7 +271,28 @@ def _executive_context() -> dict:
 
 @staff_view
 def executive_dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "analytics/staff/executive.html", _executive_context())
+    context = _executive_context()
+    # Nightly figures: with the page, not with the polled tiles.
+    context["worst_breaks"] = worst_break_rows(engagement_selectors.worst_breaks(limit=5))
+    return render(request, "analytics/staff/executive.html", context)
+
+
+def worst_break_rows(rows: list[dict]) -> list[dict]:
+    return [
+        row
+        | {
+            "at": clock(row["offset_seconds"]),
+            "abandonment_text": percent(row["abandonment"]),
+            "baseline_text": percent(row["baseline"]),
+            "excess_text": percent(row["excess"]),
+            "action_text": (
+                f"move to {clock(row['to_offset_seconds'])}"
+                if row["action"] == "move"
+                else row["action"]
+            ),
+        }
+        for row in rows
+    ]
 
 
 @staff_view

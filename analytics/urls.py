@@ -3,7 +3,7 @@ theirs: `overview` is the account's home page); and the staff pages, mounted at 
 
 from django.urls import path
 
-from analytics import staff_views, views
+from analytics import staff_titles, staff_views, views
 
 urlpatterns = [
     path("<slug:slug>/", views.overview, name="overview"),
@@ -25,4 +25,5 @@ staff_urlpatterns = [
     path("models/<str:kind>/", staff_views.model_monitoring, name="staff_models"),
     path("sessions/", staff_views.live_sessions, name="staff_sessions"),
     path("sessions/<int:session_id>/", staff_views.live_session, name="staff_session"),
+    path("titles/<int:title_id>/", staff_titles.title_breaks, name="staff_title"),
 ]

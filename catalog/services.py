@@ -255,3 +255,58 @@ def _viewer_spec_check(spec: ViewerSpec) -> None:
         errors["is_kids"] = "A kids profile must be in the under-18 age band."
     if errors:
         raise ValidationError({f"{spec.external_id}.{key}": value for key, value in errors.items()})
+
+
+@dataclass(frozen=True)
+class BreakPosition:
+    """Where one of a title's breaks should be: an existing break (`id`) moved or left, or a
+    new one (`id` None)."""
+
+    offset_seconds: int
+    max_pod_duration_seconds: int
+    id: int | None = None
+
+
+def title_ad_breaks_set(*, title: Title, breaks: Sequence[BreakPosition]) -> list[AdBreak]:
+    """Make the title's ad breaks exactly `breaks`: existing ones keep their ids (moved in
+    place, so their ad events still point at them), those not listed are deleted, new ones
+    are created. Raises ValidationError naming `breaks` for an offset outside the title, two
+    breaks at one offset, a pod length out of range or an id of another title's break; writes
+    nothing then. Returns the breaks by offset."""
+    existing = {ad_break.pk: ad_break for ad_break in AdBreak.objects.filter(title=title)}
+    offsets = [position.offset_seconds for position in breaks]
+    problems = []
+    if len(set(offsets)) != len(offsets):
+        problems.append("Two breaks at the same offset.")
+    for position in breaks:
+        if not 0 <= position.offset_seconds < title.duration_seconds:
+            problems.append(
+                f"Offset {position.offset_seconds} s is outside the title "
+                f"(0 to {title.duration_seconds - 1} s)."
+            )
+        if not 15 <= position.max_pod_duration_seconds <= 600:
+            problems.append(f"A pod of {position.max_pod_duration_seconds} s is not 15 to 600 s.")
+        if position.id is not None and position.id not in existing:
+            problems.append(f"Ad break {position.id} is not one of this title's.")
+    if problems:
+        raise ValidationError({"breaks": problems})
+    kept = {position.id for position in breaks if position.id is not None}
+    with transaction.atomic():
+        for pk, ad_break in existing.items():
+            if pk not in kept:
+                ad_break.delete()
+        # Kept breaks first go past the title's end (each to its own offset), so that no two
+        # share an offset mid-way while they move.
+        for position in breaks:
+            if position.id is not None:
+                AdBreak.objects.filter(pk=position.id).update(
+                    offset_seconds=title.duration_seconds + position.id
+                )
+        result = []
+        for position in breaks:
+            ad_break = existing[position.id] if position.id is not None else AdBreak(title=title)
+            ad_break.offset_seconds = position.offset_seconds
+            ad_break.max_pod_duration_seconds = position.max_pod_duration_seconds
+            ad_break.save()  # signals: the decision engine's index rebuilds
+            result.append(ad_break)
+    return sorted(result, key=lambda ad_break: ad_break.offset_seconds)

@@ -1,5 +1,6 @@
 """What viewers watched and how they liked it."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -131,3 +132,52 @@ class PlaybackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.position_seconds}s ({self.at:%H:%M:%S})"
+
+
+class BreakPlacement(models.Model):
+    """The nightly drop-off and break-placement analysis of one title (engagement.placement),
+    one row per title and day: rerunning the night replaces the day's row."""
+
+    title = models.ForeignKey(Title, on_delete=models.CASCADE, related_name="break_placements")
+    day = models.DateField(help_text="The analysis covers the sessions ended before this day.")
+    computed_at = models.DateTimeField()
+    window_days = models.PositiveIntegerField()
+    sessions = models.PositiveIntegerField()
+    # engagement.placement.Analysis.as_json(): the curve, each break's figures, the
+    # recommendations and their expected effect.
+    analysis = models.JSONField()
+    # The worst break's excess abandonment (its abandonment minus the curve's baseline), so the
+    # executive tile can rank titles in the database.
+    worst_excess = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["-day", "title"]
+        constraints = [
+            models.UniqueConstraint(fields=["title", "day"], name="breakplacement_unique_day")
+        ]
+        indexes = [models.Index(fields=["day", "-worst_excess"])]
+
+    def __str__(self) -> str:
+        return f"Break placement of {self.title} on {self.day}"
+
+
+class AdBreakChange(models.Model):
+    """A change of a title's ad breaks made from the staff title page: who, when, before and
+    after (lists of [id, offset, max pod]), and the analysis it applied."""
+
+    title = models.ForeignKey(Title, on_delete=models.CASCADE, related_name="ad_break_changes")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    changed_at = models.DateTimeField()
+    placement = models.ForeignKey(
+        BreakPlacement, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes"
+    )
+    before = models.JSONField()
+    after = models.JSONField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Ad breaks of {self.title} changed at {self.changed_at:%Y-%m-%d %H:%M}"

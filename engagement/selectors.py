@@ -22,9 +22,9 @@ from django.utils import timezone
 
 from catalog.models import Genre, MaturityRating, Title, Viewer
 from engagement.learning import engagement_predict
-from engagement.learning.live_features import Playback
-from engagement.live import live_session_row, session_events
-from engagement.models import PlaybackEvent, Rating, ViewingSession
+from engagement.learning.live_features import Playback, feature_row
+from engagement.live import live_scores, live_session_row, session_events
+from engagement.models import AdBreakChange, BreakPlacement, PlaybackEvent, Rating, ViewingSession
 from ml import selectors as ml_selectors
 from ml.models import ModelKind
 
@@ -392,3 +392,87 @@ def _popularity() -> dict[int, float]:
                 popularity[title_id] = popularity.get(title_id, 0.0) + count
         cache.set("watch:popularity", popularity, CATALOG_SECONDS)
     return popularity
+
+
+# -- break placement (engagement.placement) ---------------------------------------------------
+
+
+def break_placement_latest(*, title_id: int) -> BreakPlacement | None:
+    """The title's latest stored analysis (None before the first night with enough data)."""
+    return (
+        BreakPlacement.objects.filter(title_id=title_id)
+        .select_related("title")
+        .order_by("-day")
+        .first()
+    )
+
+
+def ad_break_changes(*, title_id: int, limit: int = 20) -> list[AdBreakChange]:
+    """The title's recorded ad-break changes, newest first, with who made them."""
+    return list(
+        AdBreakChange.objects.filter(title_id=title_id).select_related("changed_by")[:limit]
+    )
+
+
+def worst_breaks(*, limit: int = 5) -> list[dict[str, Any]]:
+    """The breaks that lose the most viewers beyond the retention curve's baseline, from each
+    title's latest analysis of the latest day analysed: title, offset, abandonment, baseline,
+    excess and what the analysis recommends for it."""
+    latest = BreakPlacement.objects.order_by("-day").values_list("day", flat=True).first()
+    if latest is None:
+        return []
+    rows = []
+    for placement in (
+        BreakPlacement.objects.filter(day=latest, worst_excess__gt=0)
+        .select_related("title")
+        .order_by("-worst_excess")[:limit]
+    ):
+        actions = {r["break_id"]: r for r in placement.analysis["recommendations"]}
+        for figures in placement.analysis["breaks"]:
+            recommendation = actions.get(figures["id"], {})
+            rows.append(
+                {
+                    "title_id": placement.title_id,
+                    "title": placement.title.name,
+                    "break_id": figures["id"],
+                    "offset_seconds": figures["offset_seconds"],
+                    "abandonment": figures["abandonment"],
+                    "baseline": figures["baseline"],
+                    "excess": figures["excess"],
+                    "action": recommendation.get("action", "keep"),
+                    "to_offset_seconds": recommendation.get("to_offset_seconds"),
+                }
+            )
+    rows.sort(key=lambda row: -row["excess"])
+    return [row for row in rows if row["excess"] > 0][:limit]
+
+
+# -- the live score of a session being played elsewhere (the simulator's decisions) -----------
+
+
+def engagement_prior(*, viewer_id: int, title_id: int) -> float:
+    """The engagement champion's prior for viewer × title (its fallback without one)."""
+    viewer = Viewer.objects.get(pk=viewer_id)
+    title = Title.objects.get(pk=title_id)
+    return float(engagement_predict(viewer=viewer, titles=[title])[title_id])
+
+
+def live_score_of(
+    *,
+    events: list[tuple[str, int, dt.datetime, dict]],
+    started_at: dt.datetime,
+    duration_seconds: int,
+    prior: float,
+    at: dt.datetime,
+) -> float:
+    """The live score champion's score of a session from its (kind, position, at, detail)
+    events so far: what `sessions_touched` stores on a stored session, for one that is not
+    stored (the simulator's history asks the engine with it)."""
+    row = feature_row(
+        [Playback(*event) for event in events],
+        started_at=started_at,
+        duration_seconds=duration_seconds,
+        prior=prior,
+        at=at,
+    )
+    return float(live_scores([row], priors=[prior])[0])

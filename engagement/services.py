@@ -12,6 +12,8 @@ from catalog.models import Device
 from catalog.services import BATCH_SIZE, batched, rows_upsert
 from engagement.live import sessions_touched
 from engagement.models import PlaybackEvent, Rating, ViewingSession
+from engagement.placement import break_placement_analyse as break_placement_analyse
+from engagement.placement import break_placement_apply as break_placement_apply
 
 
 @dataclass(frozen=True)

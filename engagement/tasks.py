@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
-from engagement.services import engagement_model_train, live_score_model_train
+from engagement.services import (
+    break_placement_analyse,
+    engagement_model_train,
+    live_score_model_train,
+)
 from ml import selectors as ml_selectors
 from ml.services import TrainingError, training_window_end
 
@@ -55,3 +61,16 @@ def retrain_live_score_model_task(
     except TrainingError as error:
         return {"outcome": "failed", "error": str(error)}
     return ml_selectors.training_outcome(version)
+
+
+@shared_task(
+    name="engagement.tasks.break_placement_task",
+    soft_time_limit=RETRAIN_SOFT_TIME_LIMIT,
+    time_limit=RETRAIN_TIME_LIMIT,
+)
+def break_placement_task(day_iso: str | None = None) -> dict[str, Any]:
+    """Nightly: the drop-off and break-placement analysis of every title with enough sessions
+    in the two weeks before `day_iso` (default: today, UTC), stored per title and day.
+    Idempotent: a second run for the same day replaces that day's rows."""
+    day = dt.date.fromisoformat(day_iso) if day_iso else timezone.now().date()
+    return {"day": day.isoformat(), "titles": break_placement_analyse(day=day)}

@@ -31,7 +31,7 @@ from datetime import datetime
 import numpy as np
 from django.utils import timezone
 
-from ads.decisioning import eligibility, ranking
+from ads.decisioning import ad_load, eligibility, ranking
 from ads.decisioning.eligibility import Context
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
 from ads.decisioning.scoring import ctr_champion, predict_ctr
@@ -68,6 +68,7 @@ class DecisionRequest:
     pod_size: int | None = None
     max_duration_seconds: int | None = None
     explain: bool = False
+    engagement_score: float | None = None  # the session's live score, for AD_LOAD_POLICY
 
 
 @dataclass
@@ -118,7 +119,10 @@ def _resolve(index: DemandIndex, request: DecisionRequest, at: datetime) -> Cont
     viewer = index.viewers.get(request.viewer_id)
     if viewer is None:
         return "unknown_viewer"
-    max_duration = ad_break.max_pod_duration_seconds
+    max_duration = ad_load.pod_seconds(
+        max_seconds=ad_break.max_pod_duration_seconds,
+        engagement_score=request.engagement_score,
+    )
     if request.max_duration_seconds is not None:
         max_duration = min(max_duration, request.max_duration_seconds)
     return Context(
@@ -179,6 +183,10 @@ def _decide(
         decision = Decision(
             decision_id, context.ad_break.id, context.max_duration_seconds, [], "kids_profile"
         )
+        decision.explain = explain
+        return decision
+    if context.max_duration_seconds == 0:  # the ad load policy skips this break
+        decision = Decision(decision_id, context.ad_break.id, 0, [], "ad_load_policy")
         decision.explain = explain
         return decision
 

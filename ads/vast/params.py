@@ -25,6 +25,8 @@ PARAMETERS = {
     "region": "The viewer's region, if not the one in their profile.",
     "pod_max_dur": "The most seconds of ads the player will play here (15 to 600).",
     "pod_ad_slots": "The most ads the player will play here (1 to 10).",
+    "engagement": "The session's live engagement score, 0 to 1, for the platform's ad load "
+    "policy (a session at risk may get a shorter pod, or none).",
     "cb": "A cache-buster (any value, ignored): answers are never cached.",
 }
 
@@ -67,6 +69,19 @@ def _optional_integer(
     query: Mapping[str, str], name: str, smallest: int, largest: int | None
 ) -> int | None:
     return _integer(query, name, smallest, largest) if query.get(name) else None
+
+
+def _optional_score(query: Mapping[str, str], name: str) -> float | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw) if raw.isascii() and len(raw) <= 12 else None
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:  # NaN fails the comparison too
+        raise TagError(name, f"{name} must be a number from 0 to 1, not {raw[:20]!r}.")
+    return value
 
 
 def player_of(query: Mapping[str, str]) -> str:
@@ -113,4 +128,5 @@ def decision_request_of(query: Mapping[str, str]) -> tuple[Tag, DecisionRequest]
         region=tag.region,
         pod_size=_optional_integer(query, "pod_ad_slots", 1, 10),
         max_duration_seconds=_optional_integer(query, "pod_max_dur", 15, 600),
+        engagement_score=_optional_score(query, "engagement"),
     )

@@ -6,6 +6,7 @@ in-memory channel layer, eager Celery tasks, and counters in a SQLite file besid
 variable.
 """
 
+from config.settings.ad_load import *  # noqa: F403
 from config.settings.api import *  # noqa: F403
 from config.settings.cache import *  # noqa: F403
 from config.settings.celery import *  # noqa: F403

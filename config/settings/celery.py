@@ -52,6 +52,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "engagement.tasks.retrain_live_score_model_task",
         "schedule": crontab(hour=2, minute=50),
     },
+    # Where each title's viewers drop off, and where its ad breaks should be (staff title page).
+    "break-placement": {
+        "task": "engagement.tasks.break_placement_task",
+        "schedule": crontab(hour=3, minute=40),
+    },
     # Drift of the champion's scores on yesterday against its training window (monitoring).
     "measure-ctr-drift": {
         "task": "ads.tasks.measure_ctr_drift_task",

@@ -55,6 +55,7 @@ from demo.simulation.sessions import (
     play,
 )
 from demo.simulation.world import World, derived_seed, poisson
+from engagement import selectors as engagement_selectors
 
 FLUSH_EVERY = timedelta(minutes=5)
 COMMIT_EVERY = timedelta(hours=1)
@@ -71,6 +72,9 @@ class HistoryOptions:
     seed: int = 1
     truth_out: Path | None = None
     progress: bool = False
+    # Send each decision the session's live engagement score (the live score champion on its
+    # events so far), as a player does for the engagement ad load policy.
+    engagement_scores: bool = False
 
 
 def session_plans(
@@ -207,6 +211,21 @@ class HistorySimulation:
             return
         self._push(wake_at, "session", (session, steps))
 
+    def _live_score(self, session: SessionRun, at: datetime) -> float | None:
+        if not self.options.engagement_scores:
+            return None
+        if session.engagement_prior is None:
+            session.engagement_prior = engagement_selectors.engagement_prior(
+                viewer_id=session.viewer.id, title_id=session.title.id
+            )
+        return engagement_selectors.live_score_of(
+            events=session.events,
+            started_at=session.plan.start_at,
+            duration_seconds=session.title.duration_seconds,
+            prior=session.engagement_prior,
+            at=at,
+        )
+
     def ad_break(self, session: SessionRun, ad_break: BreakProfile, at: datetime) -> PodPlay:
         decision = ads_services.decide(
             ads_services.DecisionRequest(
@@ -214,6 +233,7 @@ class HistorySimulation:
                 title_id=session.title.id,
                 ad_break_id=ad_break.id,
                 device=session.plan.device,
+                engagement_score=self._live_score(session, at),
             ),
             at=at,
             rng=self.decision_rng,

@@ -6,6 +6,22 @@ abandon, complete) and, at each ad break it reaches, asks `host.ad_break(...)` f
 plays it (`plan_pod`): per ad, a completion drawn from the truth's completion probability
 (quartiles consistent with it), a click drawn from its click probability, and a chance that the
 viewer gives up on the session, rising with every break and with the pod's length.
+
+The viewing truth (effect sizes are the named constants below):
+
+* Intent is drawn at the start and shows in behaviour. A viewer who will stop early is
+  restless: pauses, seeks and taps forward come RESTLESS_*_FACTOR times as often. A share of
+  those who mean to finish waver (WAVERING_SHARE): they fidget in between (WAVERING_*_FACTOR)
+  and feel a pod's length more (ABANDON_PER_POD_SECOND_RESTLESS, as restless viewers do), so
+  long pods are what turns them into leavers. So a model can learn from behaviour who leaves.
+* Each title has lulls (`title_lulls`: hashed from its id, one in LULL_SHARE of its
+  LULL_WINDOW_SECONDS windows, LULL_SECONDS long): slow stretches where viewers who stop early
+  tend to stop (LULL_STOP_SHARE of them), and where an ad break is LULL_BREAK_FACTOR times as
+  likely to lose the viewer. A break's position therefore matters, and the retention curve
+  shows where: its drop-off is steeper in the lulls.
+* A pod's length: ABANDON_PER_POD_SECOND (settled viewers) or ABANDON_PER_POD_SECOND_RESTLESS
+  (restless and wavering ones) per second of ads, on top of the base and of each break already
+  sat through.
 """
 
 from __future__ import annotations
@@ -14,6 +30,7 @@ import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from demo.simulation import truth
@@ -24,7 +41,7 @@ from demo.simulation.profiles import (
     TitleProfile,
     ViewerProfile,
 )
-from demo.simulation.world import World
+from demo.simulation.world import World, derived_seed, stable_unit
 
 # Content seconds between player actions, on average (exponential gaps).
 PAUSE_EVERY_SECONDS = 35 * 60
@@ -50,11 +67,33 @@ FINISH_LIFT_FOR_TASTE = 0.2
 RESUME_SHARE = {"movie": 0.2, "series": 0.0}  # picked up where the viewer left them
 RESUME_POSITION = (0.1, 0.7)
 # Leaving at an ad break: base, plus per break of ads already sat through, plus per second of
-# the pod.
+# the pod (three times as much for restless and wavering viewers: a 120 s pod adds 0.048 to a
+# settled viewer's chance of leaving and 0.144 to a restless one's), times LULL_BREAK_FACTOR
+# when the break falls in a lull of the title.
 ABANDON_AT_BREAK_BASE = 0.01
 ABANDON_PER_BREAK = 0.012
 ABANDON_PER_POD_SECOND = 0.0004
+ABANDON_PER_POD_SECOND_RESTLESS = 0.0012
 ABANDON_AT_BREAK_MAX = 0.6
+# Intent in behaviour: how much more often restless viewers (who will stop before the end)
+# and wavering ones (who mean to finish, a share of them) pause, seek and tap forward.
+RESTLESS_PAUSE_FACTOR = 2.0
+RESTLESS_SEEK_FACTOR = 1.6
+RESTLESS_SKIP_FACTOR = 2.5
+WAVERING_SHARE = 0.25
+WAVERING_PAUSE_FACTOR = 1.5
+WAVERING_SEEK_FACTOR = 1.3
+WAVERING_SKIP_FACTOR = 1.8
+# Lulls: in each LULL_WINDOW_SECONDS of a title, a lull of LULL_SECONDS starting anywhere in
+# it, with chance LULL_SHARE (hashed from the title's id and the window): about a quarter of
+# the title, and of the catalog's breaks every 20 minutes. A break in one loses viewers
+# LULL_BREAK_FACTOR times as often, and LULL_STOP_SHARE of the viewers who stop early stop in
+# one.
+LULL_WINDOW_SECONDS = 10 * 60
+LULL_SECONDS = 5 * 60
+LULL_SHARE = 0.5
+LULL_BREAK_FACTOR = 3.0
+LULL_STOP_SHARE = 0.5
 # Where a viewer who does not finish an ad stops watching it: Beta(1, 1.6), mostly early.
 AD_DROP_BETA = (1.0, 1.6)
 
@@ -123,6 +162,11 @@ class SessionRun:
     ended_at: datetime | None = None
     completed: bool = False
     abandoned: bool = False
+    # "settled" (means to finish), "wavering" (means to finish, but long pods may push them
+    # out) or "restless" (will stop before the end, whatever the ads).
+    intent: str = "settled"
+    engagement_prior: float | None = None  # asked once, when a decision needs the live score
+    pods_played: int = 0
 
     @property
     def viewer(self) -> ViewerProfile:
@@ -136,6 +180,38 @@ class SessionRun:
         self.events.append((kind, self.position, at, detail))
 
 
+def title_lulls(title: TitleProfile) -> tuple[tuple[int, int], ...]:
+    """The title's lulls as (start, end) seconds: see the module's docstring."""
+    return _lulls(title.id, title.duration_seconds)
+
+
+@lru_cache(maxsize=8192)
+def _lulls(title_id: int, duration_seconds: int) -> tuple[tuple[int, int], ...]:
+    lulls = []
+    # None in the first window: the opening holds everyone (and the pre-roll stays clear).
+    for window in range(1, duration_seconds // LULL_WINDOW_SECONDS):
+        if stable_unit("lull", title_id, window) >= LULL_SHARE:
+            continue
+        # Anywhere in its window, so it may run into the next (where a break may sit).
+        start = window * LULL_WINDOW_SECONDS + int(
+            LULL_WINDOW_SECONDS * stable_unit("lull-at", title_id, window)
+        )
+        lulls.append((start, min(start + LULL_SECONDS, duration_seconds)))
+    return tuple(lulls)
+
+
+def in_lull(title: TitleProfile, position: int) -> bool:
+    return any(start <= position < end for start, end in title_lulls(title))
+
+
+# How often each kind of viewer pauses, seeks and taps forward, against a settled viewer.
+FIDGET_FACTORS = {
+    "settled": (1.0, 1.0, 1.0),
+    "wavering": (WAVERING_PAUSE_FACTOR, WAVERING_SEEK_FACTOR, WAVERING_SKIP_FACTOR),
+    "restless": (RESTLESS_PAUSE_FACTOR, RESTLESS_SEEK_FACTOR, RESTLESS_SKIP_FACTOR),
+}
+
+
 def play(session: SessionRun, host: Host) -> Generator[datetime, None, None]:
     """The session's timeline. Yields the next time it needs; returns when it ends."""
     rng = session.rng
@@ -146,10 +222,18 @@ def play(session: SessionRun, host: Host) -> Generator[datetime, None, None]:
         session.position = int(duration * rng.uniform(*RESUME_POSITION))
     finish_share = FINISH_SHARE.get(title.kind, FINISH_SHARE["movie"])
     finish_share += FINISH_LIFT_FOR_TASTE * session.world.affinity(viewer, title)
-    if rng.random() < finish_share:
+    finishes, wavers = rng.random() < finish_share, rng.random() < WAVERING_SHARE
+    if finishes:
         stop_at = duration
+        session.intent = "wavering" if wavers else "settled"
     else:
-        stop_at = session.position + int((duration - session.position) * rng.uniform(0.05, 1.0))
+        session.intent = "restless"
+        lulls = [lull for lull in title_lulls(title) if lull[0] > session.position]
+        if lulls and rng.random() < LULL_STOP_SHARE:
+            stop_at = rng.randint(*rng.choice(lulls))
+        else:
+            stop_at = session.position + int((duration - session.position) * rng.uniform(0.05, 1.0))
+    pause_factor, seek_factor, skip_factor = FIDGET_FACTORS[session.intent]
     intro_skip_at = None
     if title.kind == "series" and session.position == 0 and rng.random() < INTRO_SKIP_SHARE:
         intro_skip_at = rng.randint(*INTRO_STARTS)
@@ -169,9 +253,9 @@ def play(session: SessionRun, host: Host) -> Generator[datetime, None, None]:
     while True:
         candidates: list[tuple[float, str]] = [
             (stop_at - session.position, "stop"),
-            (rng.expovariate(1 / PAUSE_EVERY_SECONDS), "pause"),
-            (rng.expovariate(1 / SEEK_EVERY_SECONDS), "seek"),
-            (rng.expovariate(1 / tap_every), "skip"),
+            (rng.expovariate(pause_factor / PAUSE_EVERY_SECONDS), "pause"),
+            (rng.expovariate(seek_factor / SEEK_EVERY_SECONDS), "seek"),
+            (rng.expovariate(skip_factor / tap_every), "skip"),
         ]
         if pending:
             candidates.append((pending[0].offset_seconds - session.position, "break"))
@@ -268,16 +352,21 @@ def plan_pod(
     at: datetime,
 ) -> PodPlay:
     """Play a pod for the session starting at `at`: who completes, who clicks, whether the
-    viewer leaves. Draws from the session's generator, so the same pod plays the same way."""
-    rng = session.rng
+    viewer leaves. Draws from a generator of its own, seeded from the session's seed and the
+    break (and how many pods came before), never from the session's: the same pod plays the
+    same way, and the session's own timeline (pauses, seeks, where it stops) does not depend on
+    how many ads its pods held. Two runs that differ only in their pods (an ad load policy,
+    moved breaks) then differ only where the pods' effects reach."""
+    rng = random.Random(derived_seed(session.plan.seed, "pod", ad_break.id, session.pods_played))
+    session.pods_played += 1
     viewer, title = session.viewer, session.title
     tz = session.world.timezone_of(viewer)
     pod_seconds = sum(slot.creative.duration_seconds for slot in slots)
-    leave_chance = min(
-        ABANDON_AT_BREAK_MAX,
-        ABANDON_AT_BREAK_BASE
-        + ABANDON_PER_BREAK * session.breaks_played
-        + ABANDON_PER_POD_SECOND * pod_seconds,
+    leave_chance = break_leave_chance(
+        intent=session.intent,
+        breaks_before=session.breaks_played,
+        pod_seconds=pod_seconds,
+        in_lull=in_lull(title, ad_break.offset_seconds),
     )
     leaves = bool(slots) and rng.random() < leave_chance
     plays: list[SlotPlay] = []
@@ -334,6 +423,17 @@ def plan_pod(
             return PodPlay(decision_id, plays, _seconds(at, watched_until), abandoned=True)
         start += timedelta(seconds=seconds)
     return PodPlay(decision_id, plays, _seconds(at, start), abandoned=leaves)
+
+
+def break_leave_chance(
+    *, intent: str, breaks_before: int, pod_seconds: int, in_lull: bool
+) -> float:
+    """The chance that a viewer gives up on the session at a pod of `pod_seconds`."""
+    per_second = ABANDON_PER_POD_SECOND if intent == "settled" else ABANDON_PER_POD_SECOND_RESTLESS
+    chance = (
+        ABANDON_AT_BREAK_BASE + ABANDON_PER_BREAK * breaks_before + per_second * pod_seconds
+    ) * (LULL_BREAK_FACTOR if in_lull else 1.0)
+    return min(ABANDON_AT_BREAK_MAX, chance)
 
 
 def _seconds(start: datetime, end: datetime) -> int:

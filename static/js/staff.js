@@ -127,7 +127,71 @@
     });
   }
 
-  var charts = { versions: versionsChart, reliability: reliabilityChart };
+  // The retention curve (share still watching by minute) with the ad breaks as points, and
+  // the recommended new places as hollow points.
+  function retentionChart(canvas, data) {
+    var percent = function (value) { return (100 * value).toFixed(1) + " %"; };
+    return new window.Chart(canvas, {
+      type: "line",
+      data: {
+        datasets: [
+          {
+            label: "Still watching",
+            data: data.minutes.map(function (minute, i) { return { x: minute, y: data.curve[i] }; }),
+            pointRadius: 0,
+            borderWidth: 2,
+          },
+          {
+            label: "Ad breaks",
+            type: "scatter",
+            data: data.breaks.map(function (b) {
+              return { x: b.minute, y: b.share, abandonment: b.abandonment, baseline: b.baseline };
+            }),
+            pointRadius: 6,
+            pointStyle: "rectRot",
+          },
+          {
+            label: "Recommended places",
+            type: "scatter",
+            data: data.moves.map(function (m) { return { x: m.minute, y: m.share }; }),
+            pointRadius: 6,
+            pointStyle: "circle",
+            backgroundColor: "transparent",
+          },
+        ],
+      },
+      options: motion({
+        responsive: true,
+        maintainAspectRatio: false,
+        scales: {
+          x: { type: "linear", title: { display: true, text: "minute of the title" } },
+          y: { min: 0, max: 1, ticks: { callback: percent } },
+        },
+        plugins: {
+          tooltip: {
+            callbacks: {
+              label: function (item) {
+                var point = item.raw;
+                var text = item.dataset.label + " at minute " + Number(point.x).toFixed(1) +
+                  ": " + percent(point.y) + " still watching";
+                if (point.abandonment !== undefined) {
+                  text += "; leave here " + percent(point.abandonment) +
+                    " (baseline " + percent(point.baseline) + ")";
+                }
+                return text;
+              },
+            },
+          },
+        },
+      }),
+    });
+  }
+
+  var charts = {
+    versions: versionsChart,
+    reliability: reliabilityChart,
+    retention: retentionChart,
+  };
 
   document.querySelectorAll("canvas[data-staff-chart]").forEach(function (canvas) {
     var draw = charts[canvas.dataset.staffChart];

@@ -124,6 +124,12 @@ def test_explain_tells_a_player_stages_and_rules_but_no_accounts_line_items(api,
         ({"ad_break_id": None}, "ad_break_id", "This field may not be null."),
         ({"pod_size": 0}, "pod_size", "Ensure this value is greater than or equal to 1."),
         ({"region": "mars"}, "region", '"mars" is not a valid choice.'),
+        (
+            {"engagement_score": 1.5},
+            "engagement_score",
+            "Ensure this value is less than or equal to 1.0.",
+        ),
+        ({"engagement_score": "high"}, "engagement_score", "A valid number is required."),
     ],
 )
 def test_bad_decision_input_is_a_400_naming_the_field(api, world, overrides, field, message):

@@ -241,6 +241,9 @@ def test_an_unknown_viewer_gets_no_ads(client, world, player, pod_of_two):
         ({"pod_max_dur": "5"}, "pod_max_dur"),
         ({"pod_ad_slots": "11"}, "pod_ad_slots"),
         ({"title": "１２"}, "title"),  # full-width digits
+        ({"engagement": "high"}, "engagement"),
+        ({"engagement": "1.5"}, "engagement"),
+        ({"engagement": "nan"}, "engagement"),
     ],
 )
 def test_a_bad_parameter_is_a_vast_error_naming_it(

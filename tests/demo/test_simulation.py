@@ -36,6 +36,7 @@ from demo.simulation import (
     LiveOptions,
     LiveSimulationError,
     World,
+    sessions,
     simulate_history,
     simulate_live,
     truth,
@@ -755,3 +756,61 @@ def test_staff_browse_sessions_and_playback_events_in_admin(admin_client, db):
         response = admin_client.get(url)
         assert response.status_code == 200, url
     assert b"seek" in admin_client.get("/admin/engagement/playbackevent/?kind__exact=seek").content
+
+
+# -- the viewing truth: lulls, pod length, intent in behaviour -------------------------------
+
+
+def test_a_break_in_a_lull_and_a_long_pod_lose_more_viewers():
+    chance = sessions.break_leave_chance
+    calm = chance(intent="settled", breaks_before=1, pod_seconds=90, in_lull=False)
+    assert calm == pytest.approx(0.01 + 0.012 + 0.0004 * 90)
+    assert chance(intent="settled", breaks_before=1, pod_seconds=90, in_lull=True) == (
+        pytest.approx(sessions.LULL_BREAK_FACTOR * calm)
+    )
+    assert chance(intent="settled", breaks_before=1, pod_seconds=30, in_lull=False) < calm
+    # Restless and wavering viewers feel each second of ads three times as much.
+    for intent in ("restless", "wavering"):
+        assert chance(intent=intent, breaks_before=1, pod_seconds=90, in_lull=False) == (
+            pytest.approx(0.01 + 0.012 + 0.0012 * 90)
+        )
+    assert chance(intent="restless", breaks_before=30, pod_seconds=600, in_lull=True) == 0.6
+
+
+def test_lulls_are_hashed_per_title_and_spare_the_opening():
+    title = replace(TITLE, duration_seconds=7200)
+    lulls = sessions.title_lulls(title)
+    assert lulls == sessions.title_lulls(title)
+    assert 3 <= len(lulls) <= 9  # about half of the eleven windows after the first
+    assert all(600 <= start < end <= min(start + 300, 7200) for start, end in lulls)
+    assert sessions.title_lulls(replace(title, id=2)) != lulls
+    start, _ = lulls[0]
+    assert sessions.in_lull(title, start) and not sessions.in_lull(title, 0)
+
+
+class NoAds:
+    """A host whose breaks are empty (they cost the viewer nothing)."""
+
+    def ad_break(self, session, ad_break, at):
+        return sessions.PodPlay("", [], 0, abandoned=False)
+
+
+def test_viewers_who_will_stop_early_fidget_more():
+    """Pauses, seeks and skips per hour watched, by intent, over 3,000 seeded sessions."""
+    world = World(seed=1, viewers=[VIEWER], titles={1: TITLE}, shelves={})
+    start = timezone.now()
+    actions: Counter = Counter()
+    hours: Counter = Counter()
+    for seed in range(3000):
+        plan = sessions.SessionPlan(
+            viewer=VIEWER, title=TITLE, device="ctv", start_at=start, seed=seed
+        )
+        run = sessions.SessionRun(plan=plan, world=world, rng=random.Random(seed))
+        for _ in sessions.play(run, NoAds()):
+            pass
+        actions[run.intent] += sum(1 for e in run.events if e[0] in ("pause", "seek", "skip"))
+        hours[run.intent] += run.watched_seconds / 3600
+    rate = {intent: actions[intent] / hours[intent] for intent in hours}
+    assert set(rate) == {"settled", "wavering", "restless"}
+    assert rate["restless"] > 1.6 * rate["settled"]
+    assert rate["settled"] < rate["wavering"] < rate["restless"]

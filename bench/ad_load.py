@@ -1,0 +1,214 @@
+"""The ad load policies against each other in the simulator: title completion, ad
+impressions and revenue for `none` (full pods), `shorter` (every pod cut) and `engagement`
+(pods cut, or breaks skipped, for sessions whose live engagement score says they are at risk).
+
+    python bench/ad_load.py [--seeds 31,32,33] [--days 2] [--viewers 500] [--titles 80]
+
+1. Seeds a demo world and simulates `--train-days` days (seed 30) to train the engagement
+   model (the prior) and the live engagement score on, as the nightly tasks do.
+2. For each seed and each policy: forgets the delivery (sessions, ad events, counters) and
+   simulates the same `--days` days with the same seed, every decision carrying the session's
+   live score (HistoryOptions.engagement_scores), AD_LOAD_POLICY set to the policy.
+3. Prints per policy the mean over seeds (and the spread across seeds) of title completion
+   (of the sessions that started at least SETTLED before the end, the share that finished
+   their title), impressions and revenue (ad spend), and each
+   against `none`; then the goal: completion up ≥ 5 % (relative) at ≤ 2 % revenue lost.
+
+Runs on a throwaway SQLite file (or BENCH_DATABASE_URL), counters in process memory.
+"""
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "bench"))
+
+COMPLETION_GOAL = 0.05
+REVENUE_LOSS_GOAL = 0.02
+TRAIN_SEED = 30
+SETTLED = dt.timedelta(hours=6)  # longer than any title with its pauses and pods
+
+
+def policies(at_risk_below: list[float]) -> list[tuple[str, dict]]:
+    """(name, settings) of each policy run: none, shorter, and engagement at each threshold
+    (pods halved below it), plus one that also skips the break below half of it."""
+    runs = [("none", {"AD_LOAD_POLICY": "none"}), ("shorter", {"AD_LOAD_POLICY": "shorter"})]
+    for threshold in at_risk_below:
+        runs.append(
+            (
+                f"engagement <{threshold:g}",
+                {"AD_LOAD_POLICY": "engagement", "AD_LOAD_AT_RISK_BELOW": threshold},
+            )
+        )
+    threshold = at_risk_below[-1]
+    runs.append(
+        (
+            f"engagement <{threshold:g}, skip <{threshold / 2:g}",
+            {
+                "AD_LOAD_POLICY": "engagement",
+                "AD_LOAD_AT_RISK_BELOW": threshold,
+                "AD_LOAD_SKIP_BELOW": threshold / 2,
+            },
+        )
+    )
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", default="31,32,33")
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--train-days", type=int, default=6)
+    parser.add_argument("--viewers", type=int, default=500)
+    parser.add_argument("--audience", type=int, default=3000, help="viewers in the world")
+    parser.add_argument("--titles", type=int, default=80)
+    parser.add_argument("--at-risk-below", default="0.3,0.45")
+    options = parser.parse_args()
+    seeds = [int(seed) for seed in options.seeds.split(",")]
+    thresholds = [float(value) for value in options.at_risk_below.split(",")]
+    scratch = tempfile.TemporaryDirectory()
+    os.environ["DATABASE_URL"] = os.environ.get(
+        "BENCH_DATABASE_URL", f"sqlite:///{scratch.name}/ad_load.sqlite3"
+    )
+    os.environ.pop("REDIS_URL", None)  # the bench owns its world
+    os.environ["COUNTERS_BACKEND"] = "memory"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+    import django
+
+    django.setup()
+    from break_placement import forget_delivery
+    from ctr_oracle import _cover_the_window
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db.models import Sum
+    from django.utils import timezone
+    from live_score import machine_reference
+
+    from ads.models import AdEvent
+    from demo.simulation import HistoryOptions, World, simulate_history
+    from engagement.learning import engagement_model_train
+    from engagement.learning.live_training import live_score_model_train
+    from engagement.models import ViewingSession
+    from ml import serving
+    from ml.services import model_version_promote
+
+    quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the scratch folder
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    call_command(
+        "seed_demo", viewers=options.audience, titles=options.titles, no_progress=True, stdout=quiet
+    )
+    end = timezone.now().replace(microsecond=0, second=0, minute=0)
+    train_end = end - dt.timedelta(days=options.days)
+    _cover_the_window(train_end - dt.timedelta(days=options.train_days + 1), 4 * options.days)
+    print(f"machine: {machine_reference()}")
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    simulate_history(
+        World.load(seed=TRAIN_SEED),
+        HistoryOptions(
+            end=train_end, days=options.train_days, viewers=options.viewers, seed=TRAIN_SEED
+        ),
+    )
+    serving.champions.reset()
+    prior = engagement_model_train(window_end=train_end)
+    serving.champions.reset()
+    live = live_score_model_train(window_end=train_end)
+    # The bench measures the policy, not the promotion rule: a candidate that missed the
+    # calibration band on these few days is promoted all the same.
+    for version in (prior, live):
+        if version.status != "champion":
+            model_version_promote(model_version=version, reason="bench/ad_load.py")
+    serving.champions.reset()
+    print(
+        f"trained on {options.train_days} days (seed {TRAIN_SEED}): engagement v{prior.version} "
+        f"{prior.status}, live score v{live.version} {live.status} (held-out AUC "
+        f"{live.metrics['auc']:.3f} against the prior's {live.metrics['prior_auc']:.3f})"
+    )
+    # The evaluation days start empty: the training sessions stay out of every figure.
+    ViewingSession.objects.all().delete()
+    AdEvent.objects.all().delete()
+
+    runs = policies(thresholds)
+    figures: dict[str, list[dict]] = {name: [] for name, _ in runs}
+    original = {name: getattr(settings, name) for name in runs[-1][1] | runs[2][1]}
+    for seed in seeds:
+        for name, values in runs:
+            forget_delivery()
+            for key, value in original.items():
+                setattr(settings, key, value)
+            for key, value in values.items():
+                setattr(settings, key, value)
+            result = simulate_history(
+                World.load(seed=seed),
+                HistoryOptions(
+                    end=end,
+                    days=options.days,
+                    viewers=options.viewers,
+                    seed=seed,
+                    engagement_scores=True,
+                ),
+            )
+            # Sessions that started at least SETTLED before the end have all ended: counting
+            # only ended ones would favour short sessions (shorter pods end more of them).
+            settled = ViewingSession.objects.filter(started_at__lt=end - SETTLED)
+            figures[name].append(
+                {
+                    "sessions": settled.count(),
+                    "completion": settled.filter(completed=True).count() / max(1, settled.count()),
+                    "impressions": result.impressions,
+                    "revenue": (AdEvent.objects.aggregate(spent=Sum("cost_micros"))["spent"] or 0)
+                    / 1e6,
+                }
+            )
+            print(
+                f"  seed {seed} {name:28s} completion {figures[name][-1]['completion']:.2%} "
+                f"impressions {result.impressions:,} revenue {figures[name][-1]['revenue']:,.0f}"
+                f" ({result.seconds:.0f} s)",
+                flush=True,
+            )
+    for key, value in original.items():
+        setattr(settings, key, value)
+
+    def mean(name: str, key: str) -> float:
+        return statistics.mean(run[key] for run in figures[name])
+
+    def relative(name: str, key: str) -> list[float]:
+        return [
+            run[key] / base[key] - 1
+            for run, base in zip(figures[name], figures["none"], strict=True)
+        ]
+
+    print(f"\nMean over seeds {seeds} ({options.days} days each); change against none per seed")
+    print(
+        f"  {'policy':30s} {'completion':>10s} {'Δ (rel.)':>16s} {'impressions':>11s} "
+        f"{'Δ':>16s} {'revenue':>9s} {'Δ':>16s}"
+    )
+    for name, _ in runs:
+        cells = []
+        for key in ("completion", "impressions", "revenue"):
+            changes = relative(name, key)
+            spread = f"{statistics.mean(changes):+.1%} ±{statistics.pstdev(changes):.1%}"
+            value = mean(name, key)
+            cells.append(
+                (f"{value:10.2%}" if key == "completion" else f"{value:11,.0f}") + f" {spread:>16s}"
+            )
+        print(f"  {name:30s} {cells[0]} {cells[1]} {cells[2]}")
+    print("\nGoal: completion up ≥ 5 % (relative) at ≤ 2 % revenue lost")
+    for name, _ in runs[1:]:
+        up = statistics.mean(relative(name, "completion"))
+        lost = -statistics.mean(relative(name, "revenue"))
+        verdict = "PASS" if up >= COMPLETION_GOAL and lost <= REVENUE_LOSS_GOAL else "MISS"
+        print(f"  {name:30s} completion {up:+.1%}, revenue lost {lost:.1%}  {verdict}")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

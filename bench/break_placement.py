@@ -1,0 +1,279 @@
+"""Ad-break placement, checked against the simulator's truth: abandonment at breaks and ad
+minutes before and after applying the recommendations.
+
+    python bench/break_placement.py [--days 7] [--viewers 700] [--titles 40] [--seed 21]
+
+1. Seeds a demo world (`--titles` titles, so each has sessions enough) and simulates `--days`
+   days of viewing (the simulator of `demo`, whose truth makes a break in a title's lull, and a
+   long pod, lose more viewers: demo/simulation/sessions.py).
+2. Runs the nightly analysis (`engagement.services.break_placement_analyse`) on those days and
+   applies every title's recommendations (`break_placement_apply`: moves and drops).
+3. Forgets the delivery (sessions, ad events, counters) and simulates the same days again with
+   the same seed: the same viewers pick the same titles at the same times.
+4. Prints, before and after, over the titles analysed and over all: sessions, sessions that
+   left at an ad break (per 100 sessions: at any break, and at a mid-roll, the breaks the
+   analysis judges and moves; and per 100 mid-roll breaks played), ad impressions,
+   ad minutes, title completion; and the goals (abandonment at breaks down ≥ 20 %, ad minutes
+   kept ≥ 95 %). `--check-seed` adds the same before/after on another seed, which the analysis
+   never saw.
+
+Runs on a throwaway SQLite file (or BENCH_DATABASE_URL), counters in process memory.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "bench"))
+
+MOVES_DOWN_GOAL = 0.20
+AD_MINUTES_KEPT_GOAL = 0.95
+
+
+def measure(title_ids: set[int] | None) -> dict:
+    """The run's figures from the stored sessions, playback events and ad events."""
+    from collections import defaultdict
+
+    from django.db.models import Sum
+
+    from ads.models import AdEvent
+    from engagement.models import PlaybackEvent, ViewingSession
+
+    sessions = ViewingSession.objects.all()
+    if title_ids is not None:
+        sessions = sessions.filter(title_id__in=title_ids)
+    ended = sessions.exclude(ended_at=None)
+    left_at_break = left_at_mid_roll = 0
+    breaks_played = 0
+    last: dict[int, tuple[str, int]] = {}
+    for session_id, kind, position, detail in (
+        PlaybackEvent.objects.filter(session__in=sessions, kind__in=("ad_break", "abandon"))
+        .order_by("session_id", "at", "id")
+        .values_list("session_id", "kind", "position_seconds", "detail")
+    ):
+        if kind == "ad_break":
+            if position > 0 and detail.get("ads"):
+                breaks_played += 1
+            last[session_id] = (kind, position)
+        elif last.get(session_id) == ("ad_break", position):
+            left_at_break += 1
+            left_at_mid_roll += position > 0
+    impressions = AdEvent.objects.filter(event_type="impression")
+    if title_ids is not None:
+        impressions = impressions.filter(title_id__in=title_ids)
+    ad_seconds = impressions.aggregate(seconds=Sum("creative__duration_seconds"))["seconds"] or 0
+    count = ended.count()
+    by_kind: dict[str, int] = defaultdict(int)
+    by_kind["completed"] = ended.filter(completed=True).count()
+    return {
+        "sessions": count,
+        "left_at_break": left_at_break,
+        "per_100_sessions": 100 * left_at_break / max(1, count),
+        "mid_roll_per_100_sessions": 100 * left_at_mid_roll / max(1, count),
+        "per_100_breaks": 100 * left_at_mid_roll / max(1, breaks_played),
+        "breaks_played": breaks_played,
+        "impressions": impressions.count(),
+        "ad_minutes": ad_seconds / 60,
+        "completion": by_kind["completed"] / max(1, count),
+    }
+
+
+def forget_delivery() -> None:
+    """Back to the world before any traffic: no sessions, events or counters."""
+    from django.core.cache import cache
+
+    from ads.decisioning.index import index_holder
+    from ads.decisioning.state import state_holder
+    from ads.delivery.counters import counters
+    from ads.models import AdEvent
+    from engagement.models import BreakPlacement, ViewingSession
+
+    AdEvent.objects.all().delete()
+    ViewingSession.objects.all().delete()
+    BreakPlacement.objects.all().delete()
+    cache.clear()
+    counters.cache_clear()
+    index_holder.reset()
+    state_holder.reset()
+
+
+def simulate(end, days: int, viewers: int, seed: int) -> float:
+    from demo.simulation import HistoryOptions, World, simulate_history
+
+    began = time.perf_counter()
+    simulate_history(
+        World.load(seed=seed),
+        HistoryOptions(end=end, days=days, viewers=viewers, seed=seed),
+    )
+    return time.perf_counter() - began
+
+
+def table(rows: list[tuple[str, dict, dict]]) -> None:
+    print(
+        f"  {'':24s} {'sessions':>9s} {'left/100 s.':>11s} {'mid-roll':>9s} {'/100 br.':>9s} "
+        f"{'impressions':>11s} {'ad min':>9s} {'completion':>10s}"
+    )
+    for name, before, after in rows:
+        for label, figures in (("before", before), ("after", after)):
+            print(
+                f"  {name + ' ' + label:24s} {figures['sessions']:9,} "
+                f"{figures['per_100_sessions']:11.2f} "
+                f"{figures['mid_roll_per_100_sessions']:9.2f} {figures['per_100_breaks']:9.2f} "
+                f"{figures['impressions']:11,} {figures['ad_minutes']:9,.0f} "
+                f"{figures['completion']:10.1%}"
+            )
+        print(
+            f"  {name + ' change':24s} {'':9s} "
+            f"{after['per_100_sessions'] / before['per_100_sessions'] - 1:+11.1%} "
+            f"{after['mid_roll_per_100_sessions'] / before['mid_roll_per_100_sessions'] - 1:+9.1%} "
+            f"{after['per_100_breaks'] / before['per_100_breaks'] - 1:+9.1%} "
+            f"{after['impressions'] / before['impressions'] - 1:+11.1%} "
+            f"{after['ad_minutes'] / before['ad_minutes'] - 1:+9.1%} "
+            f"{after['completion'] - before['completion']:+10.1%}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--viewers", type=int, default=700)
+    parser.add_argument("--audience", type=int, default=3000, help="viewers in the world")
+    parser.add_argument("--titles", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--check-seed", type=int, help="also before/after on this seed")
+    options = parser.parse_args()
+    scratch = tempfile.TemporaryDirectory()
+    os.environ["DATABASE_URL"] = os.environ.get(
+        "BENCH_DATABASE_URL", f"sqlite:///{scratch.name}/break_placement.sqlite3"
+    )
+    os.environ.pop("REDIS_URL", None)  # the bench owns its world
+    os.environ["COUNTERS_BACKEND"] = "memory"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+    import django
+
+    django.setup()
+    import datetime as dt
+
+    from ctr_oracle import _cover_the_window
+    from django.core.management import call_command
+    from django.utils import timezone
+    from live_score import machine_reference
+
+    from catalog.models import AdBreak
+    from demo.simulation import World
+    from demo.simulation.sessions import in_lull
+    from engagement import services
+    from engagement.models import BreakPlacement
+
+    quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the scratch folder
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    call_command(
+        "seed_demo", viewers=options.audience, titles=options.titles, no_progress=True, stdout=quiet
+    )
+    end = timezone.now().replace(microsecond=0, second=0, minute=0)
+    _cover_the_window(end - dt.timedelta(days=options.days + 1), options.days * 2)
+    print(f"machine: {machine_reference()}")
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+    seconds = simulate(end, options.days, options.viewers, options.seed)
+    print(f"before: {options.days} days simulated in {seconds:.0f} s (seed {options.seed})")
+    day = (end + dt.timedelta(days=1)).date()
+    analysed = services.break_placement_analyse(day=day, window_days=options.days + 2)
+    placements = list(BreakPlacement.objects.filter(day=day).select_related("title"))
+    title_ids = {placement.title_id for placement in placements}
+    before = {"analysed": measure(title_ids), "all": measure(None)}
+    actions: dict[str, int] = {"move": 0, "drop": 0, "keep": 0}
+    before_breaks: dict[int, list] = {}
+    lulls: Counter = Counter()  # (was in a lull, is in one) of each move or drop, by the truth
+    expected_before = expected_after = ad_before = ad_after = 0.0
+    for placement in placements:
+        analysis = placement.analysis
+        for recommendation in analysis["recommendations"]:
+            actions[recommendation["action"]] += 1
+        expected_before += analysis["abandonment_at_breaks"] * analysis["sessions"]
+        expected_after += analysis["expected_abandonment_at_breaks"] * analysis["sessions"]
+        ad_before += analysis["ad_seconds_per_session"] * analysis["sessions"]
+        ad_after += analysis["expected_ad_seconds_per_session"] * analysis["sessions"]
+        services.break_placement_apply(placement=placement, break_ids=None, user=None)
+        before_breaks[placement.title_id] = placement.changes.get().before
+        profile = World.load(seed=options.seed).titles[placement.title_id]
+        for recommendation in analysis["recommendations"]:
+            if recommendation["action"] != "keep":
+                was = in_lull(profile, recommendation["offset_seconds"])
+                now = recommendation["to_offset_seconds"]
+                lulls[(was, now is not None and in_lull(profile, now))] += 1
+    print(
+        f"analysis: {analysed} of {AdBreak.objects.values('title').distinct().count()} titles "
+        f"had enough sessions; recommendations: {actions['move']} moves, {actions['drop']} "
+        f"drops, {actions['keep']} kept; expected: abandonment at breaks "
+        f"{expected_after / max(expected_before, 1e-9) - 1:+.1%}, ad seconds "
+        f"{ad_after / max(ad_before, 1e-9) - 1:+.1%}"
+    )
+    print(
+        "  checked against the simulator's lulls: "
+        f"{lulls[(True, False)]} out of a lull, {lulls[(False, True)]} into one, "
+        f"{lulls[(True, True)]} within, {lulls[(False, False)]} neither"
+    )
+    forget_delivery()
+    seconds = simulate(end, options.days, options.viewers, options.seed)
+    print(f"after: the same {options.days} days simulated again in {seconds:.0f} s")
+    after = {"analysed": measure(title_ids), "all": measure(None)}
+    print("\nSame seed, before and after applying the recommendations")
+    table(
+        [
+            ("analysed titles", before["analysed"], after["analysed"]),
+            ("all titles", before["all"], after["all"]),
+        ]
+    )
+    down = (
+        1
+        - after["analysed"]["mid_roll_per_100_sessions"]
+        / before["analysed"]["mid_roll_per_100_sessions"]
+    )
+    down_all = 1 - after["analysed"]["per_100_sessions"] / before["analysed"]["per_100_sessions"]
+    kept = after["analysed"]["ad_minutes"] / before["analysed"]["ad_minutes"]
+    print("\nGoals (analysed titles, same seed)")
+    print(
+        f"  abandonment at mid-roll breaks down ≥ {MOVES_DOWN_GOAL:.0%}: {down:.1%}  "
+        f"{'PASS' if down >= MOVES_DOWN_GOAL else 'MISS'}  (all breaks, the pre-roll's "
+        f"unchanged leavers too: {down_all:.1%})"
+    )
+    print(
+        f"  ad minutes kept ≥ {AD_MINUTES_KEPT_GOAL:.0%}: {kept:.1%}  "
+        f"{'PASS' if kept >= AD_MINUTES_KEPT_GOAL else 'MISS'}"
+    )
+
+    if options.check_seed is not None:
+        from catalog.services import BreakPosition, title_ad_breaks_set
+
+        forget_delivery()
+        simulate(end, options.days, options.viewers, options.check_seed)
+        check_after = measure(title_ids)
+        # Back to the breaks as they were (a dropped break comes back as a new one).
+        for placement in placements:
+            existing = set(placement.title.ad_breaks.values_list("pk", flat=True))
+            title_ad_breaks_set(
+                title=placement.title,
+                breaks=[
+                    BreakPosition(offset, max_pod, pk if pk in existing else None)
+                    for pk, offset, max_pod in before_breaks[placement.title_id]
+                ],
+            )
+        forget_delivery()
+        simulate(end, options.days, options.viewers, options.check_seed)
+        check_before = measure(title_ids)
+        print(f"\nAnother seed ({options.check_seed}), which the analysis never saw")
+        table([("analysed titles", check_before, check_after)])
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

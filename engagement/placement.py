@@ -1,0 +1,466 @@
+"""Drop-off and ad-break placement per title, from its finished sessions: the analysis
+(`analyse`, pure), the nightly run that stores it (`break_placement_analyse`, one
+BreakPlacement per title and day) and applying its recommendations (`break_placement_apply`).
+Other apps reach these through `engagement.services` and `engagement.selectors`.
+
+1. The retention curve: for each minute m of the title, the share of sessions (those that
+   started at the beginning and ended) still watching at m, i.e. that ended at or after m.
+2. Each break's abandonment: of the sessions that reached the break, the share that ended in
+   the AFTER_BREAK_SECONDS from its offset ("at and just after" it), against the baseline: the
+   curve's own per-minute drop-off (hazard) around the break, minutes with a break excluded.
+   The difference is what the break costs beyond what the content loses anyway.
+3. The content's drop-off at each minute (the hazard with break minutes replaced by their
+   neighbours'), smoothed over SMOOTH_MINUTES either side: where a break would cost least.
+   Viewers leave at an ad most where the story already loses them, so a break that sits where
+   the content loses HIGH_DROPOFF times the title's median minute or more is recommended to
+   move to the minute of least content drop-off within MOVE_WINDOW_MINUTES, when that is at
+   most MOVE_IF_BELOW of its own; its expected excess abandonment scales with that ratio.
+4. A break is recommended to go when the ad seconds it costs (the viewers it drives away,
+   times the ads they would have seen at the later breaks) exceed the ad seconds it plays.
+
+Every recommendation carries its expected change in abandonment at breaks and in ad seconds
+per session that starts the title.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import asdict, dataclass
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from catalog.models import AdBreak, Title
+from catalog.services import BreakPosition, title_ad_breaks_set
+from engagement.models import AdBreakChange, BreakPlacement, PlaybackEvent, ViewingSession
+
+AFTER_BREAK_SECONDS = 60
+BASELINE_MINUTES = 10  # the curve's hazard either side of a break, for its baseline
+SMOOTH_MINUTES = 2
+MOVE_WINDOW_MINUTES = 6
+MOVE_IF_BELOW = 0.5  # move when the content's drop-off there is at most half the break's
+# ...and only a break in a stretch that loses viewers markedly faster than the title's median
+# minute: elsewhere the minute-to-minute differences are mostly noise, and chasing them moves
+# breaks for nothing.
+HIGH_DROPOFF = 1.5
+MIN_GAP_MINUTES = 5  # between two breaks, after moves
+NO_BREAK_BEFORE_END_MINUTES = 10  # as catalog's ad_break_plan
+MIN_SESSIONS = 100  # below this a title is not analysed
+WINDOW_DAYS = 14  # the nightly analysis reads the sessions of the last two weeks
+
+
+@dataclass(frozen=True)
+class SessionTrace:
+    """What the analysis needs of one finished session that started at the beginning."""
+
+    end_seconds: int  # where in the title it ended (the duration when completed)
+    abandoned: bool
+    pods: dict[int, int]  # ad break id → seconds of ads it played there
+
+
+@dataclass(frozen=True)
+class BreakSpot:
+    id: int
+    offset_seconds: int
+    max_pod_duration_seconds: int
+
+
+@dataclass
+class BreakFigures:
+    id: int
+    offset_seconds: int
+    reached: int  # sessions that reached it
+    left: int  # of those, ended at or just after it
+    abandonment: float  # left / reached
+    baseline: float  # the curve's drop-off over as long a span elsewhere nearby
+    excess: float  # abandonment − baseline
+    pod_seconds: float  # ads played there per session that reached it
+    content_dropoff: float  # the smoothed content hazard at its minute
+
+
+@dataclass
+class Recommendation:
+    break_id: int
+    action: str  # keep | move | drop
+    offset_seconds: int
+    to_offset_seconds: int | None
+    abandonment_before: float
+    abandonment_after: float  # expected
+    ad_seconds_change: float  # expected, per session that started the title
+    reason: str
+
+
+@dataclass
+class Analysis:
+    sessions: int
+    duration_seconds: int
+    curve: list[float]  # share still watching at each minute, from minute 0
+    content_dropoff: list[float]  # smoothed per-minute hazard, break minutes bridged
+    breaks: list[BreakFigures]
+    recommendations: list[Recommendation]
+    abandonment_at_breaks: float  # sessions that left at a break, per session that started
+    expected_abandonment_at_breaks: float  # the same after the recommendations
+    ad_seconds_per_session: float
+    expected_ad_seconds_per_session: float
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def retention_curve(traces: list[SessionTrace], duration_seconds: int) -> list[float]:
+    """The share of sessions still watching at each whole minute (minute 0 is 1.0)."""
+    minutes = duration_seconds // 60
+    counts = [0] * (minutes + 2)
+    for trace in traces:
+        counts[min(trace.end_seconds // 60, minutes + 1)] += 1
+    # still[m]: sessions that ended at minute m or later.
+    still, running = [0] * (minutes + 1), 0
+    for minute in range(minutes + 1, -1, -1):
+        running += counts[minute]
+        if minute <= minutes:
+            still[minute] = running
+    total = len(traces)
+    return [round(value / total, 5) if total else 0.0 for value in still]
+
+
+def _hazards(curve: list[float]) -> list[float]:
+    """The drop-off in each minute: the share of those watching at m who stop before m + 1."""
+    return [
+        (curve[m] - curve[m + 1]) / curve[m] if curve[m] > 0 else 0.0 for m in range(len(curve) - 1)
+    ]
+
+
+def _content_dropoff(hazards: list[float], break_minutes: set[int]) -> list[float]:
+    bridged = list(hazards)
+    for minute in sorted(break_minutes):
+        if 0 <= minute < len(hazards):
+            around = [
+                hazards[m]
+                for m in (minute - 2, minute - 1, minute + 1, minute + 2)
+                if 0 <= m < len(hazards) and m not in break_minutes
+            ]
+            bridged[minute] = sum(around) / len(around) if around else hazards[minute]
+    smoothed = []
+    for minute in range(len(bridged)):
+        window = bridged[max(0, minute - SMOOTH_MINUTES) : minute + SMOOTH_MINUTES + 1]
+        smoothed.append(sum(window) / len(window))
+    return smoothed
+
+
+def analyse(
+    traces: list[SessionTrace], breaks: list[BreakSpot], duration_seconds: int
+) -> Analysis | None:
+    """The title's curve, its breaks' figures and the recommendations (None: too few
+    sessions). Only mid-rolls are judged: nothing comes before a pre-roll to compare with."""
+    if len(traces) < MIN_SESSIONS:
+        return None
+    total = len(traces)
+    curve = retention_curve(traces, duration_seconds)
+    hazards = _hazards(curve)
+    mid_rolls = sorted((b for b in breaks if b.offset_seconds > 0), key=lambda b: b.offset_seconds)
+    break_minutes = {b.offset_seconds // 60 for b in mid_rolls}
+    content = _content_dropoff(hazards, break_minutes)
+
+    figures: list[BreakFigures] = []
+    for spot in mid_rolls:
+        minute = spot.offset_seconds // 60
+        reached = [t for t in traces if t.end_seconds >= spot.offset_seconds]
+        left = sum(
+            1
+            for t in reached
+            if t.abandoned and t.end_seconds < spot.offset_seconds + AFTER_BREAK_SECONDS
+        )
+        around = [
+            hazards[m]
+            for m in range(minute - BASELINE_MINUTES, minute + BASELINE_MINUTES + 1)
+            if 0 <= m < len(hazards) and m not in break_minutes
+        ]
+        baseline = sum(around) / len(around) if around else 0.0
+        abandonment = left / len(reached) if reached else 0.0
+        figures.append(
+            BreakFigures(
+                id=spot.id,
+                offset_seconds=spot.offset_seconds,
+                reached=len(reached),
+                left=left,
+                abandonment=round(abandonment, 5),
+                baseline=round(baseline, 5),
+                excess=round(abandonment - baseline, 5),
+                pod_seconds=round(sum(t.pods.get(spot.id, 0) for t in reached) / len(reached), 2)
+                if reached
+                else 0.0,
+                content_dropoff=round(content[minute] if minute < len(content) else 0.0, 5),
+            )
+        )
+
+    def reach(seconds: int) -> float:
+        return curve[min(seconds // 60, len(curve) - 1)]
+
+    recommendations: list[Recommendation] = []
+    typical = statistics.median(content) if content else 0.0
+    taken = [b.offset_seconds // 60 for b in mid_rolls]
+    last_minute = duration_seconds // 60 - NO_BREAK_BEFORE_END_MINUTES
+    for number, item in enumerate(figures):
+        minute = item.offset_seconds // 60
+        later = figures[number + 1 :]
+        # Ad seconds a session that stays past this break goes on to see, per session here.
+        later_ad_seconds = sum(
+            other.pod_seconds * other.reached / item.reached for other in later if item.reached
+        )
+        share_here = reach(item.offset_seconds)
+        cost = max(item.excess, 0.0) * later_ad_seconds
+        if later and cost > item.pod_seconds:
+            recommendations.append(
+                Recommendation(
+                    break_id=item.id,
+                    action="drop",
+                    offset_seconds=item.offset_seconds,
+                    to_offset_seconds=None,
+                    abandonment_before=item.abandonment,
+                    abandonment_after=item.baseline,
+                    ad_seconds_change=round(share_here * (cost - item.pod_seconds), 2),
+                    reason=(
+                        f"It drives away {max(item.excess, 0):.1%} of its viewers, who would "
+                        f"have seen {later_ad_seconds:.0f} s of later ads each: more than the "
+                        f"{item.pod_seconds:.0f} s it plays."
+                    ),
+                )
+            )
+            taken[number] = -10_000
+            continue
+        others = [m for n, m in enumerate(taken) if n != number]
+        candidates = [
+            m
+            for m in range(minute - MOVE_WINDOW_MINUTES, minute + MOVE_WINDOW_MINUTES + 1)
+            if 1 <= m <= last_minute
+            and m < len(content)
+            and all(abs(m - other) >= MIN_GAP_MINUTES for other in others)
+        ]
+        best = min(candidates, key=lambda m: (content[m], abs(m - minute)), default=minute)
+        here = content[minute] if minute < len(content) else 0.0
+        if (
+            best != minute
+            and here > 0
+            and here >= HIGH_DROPOFF * typical
+            and content[best] <= MOVE_IF_BELOW * here
+            and item.excess > 0
+        ):
+            ratio = content[best] / here
+            after = item.baseline + item.excess * ratio
+            saved = item.abandonment - after
+            to_offset = best * 60
+            change = item.pod_seconds * (reach(to_offset) - share_here) + (
+                share_here * saved * later_ad_seconds
+            )
+            recommendations.append(
+                Recommendation(
+                    break_id=item.id,
+                    action="move",
+                    offset_seconds=item.offset_seconds,
+                    to_offset_seconds=to_offset,
+                    abandonment_before=item.abandonment,
+                    abandonment_after=round(after, 5),
+                    ad_seconds_change=round(change, 2),
+                    reason=(
+                        f"The content loses {here:.2%} of viewers a minute here and "
+                        f"{content[best]:.2%} at minute {best}: a break there should lose "
+                        f"{after:.1%} instead of {item.abandonment:.1%}."
+                    ),
+                )
+            )
+            taken[number] = best
+        else:
+            recommendations.append(
+                Recommendation(
+                    break_id=item.id,
+                    action="keep",
+                    offset_seconds=item.offset_seconds,
+                    to_offset_seconds=None,
+                    abandonment_before=item.abandonment,
+                    abandonment_after=item.abandonment,
+                    ad_seconds_change=0.0,
+                    reason="No nearby minute loses markedly fewer viewers.",
+                )
+            )
+
+    left_at_breaks = sum(item.left for item in figures) / total
+    by_id = {item.id: item for item in figures}
+    expected_left = (
+        sum(by_id[r.break_id].reached * r.abandonment_after for r in recommendations) / total
+    )
+    ad_seconds = sum(sum(t.pods.values()) for t in traces) / total
+    return Analysis(
+        sessions=total,
+        duration_seconds=duration_seconds,
+        curve=curve,
+        content_dropoff=[round(value, 5) for value in content],
+        breaks=figures,
+        recommendations=recommendations,
+        abandonment_at_breaks=round(left_at_breaks, 5),
+        expected_abandonment_at_breaks=round(expected_left, 5),
+        ad_seconds_per_session=round(ad_seconds, 2),
+        expected_ad_seconds_per_session=round(
+            ad_seconds + sum(r.ad_seconds_change for r in recommendations), 2
+        ),
+    )
+
+
+def breaks_after(
+    breaks: list[BreakSpot], recommendations: list[dict]
+) -> list[tuple[int, int, int]]:
+    """The title's breaks once `recommendations` (as stored) are applied: (id, offset, max pod)
+    for each break kept or moved, by offset."""
+    actions = {r["break_id"]: r for r in recommendations}
+    result = []
+    for spot in breaks:
+        action = actions.get(spot.id)
+        if action is not None and action["action"] == "drop":
+            continue
+        offset = spot.offset_seconds
+        if action is not None and action["action"] == "move":
+            offset = action["to_offset_seconds"]
+        result.append((spot.id, offset, spot.max_pod_duration_seconds))
+    return sorted(result, key=lambda item: item[1])
+
+
+# -- the titles' sessions and the stored analyses (engagement.services / selectors) ----------
+
+
+def title_traces(
+    *, title_id: int, start: dt.datetime | None, end: dt.datetime
+) -> list[SessionTrace]:
+    """The title's sessions that ended in [start, end) and started at the beginning (two
+    queries). A session picked up mid-title says nothing about the minutes before it."""
+    sessions = ViewingSession.objects.filter(title_id=title_id, ended_at__lt=end)
+    if start is not None:
+        sessions = sessions.filter(ended_at__gte=start)
+    summaries = {
+        pk: (completed, abandoned, duration)
+        for pk, completed, abandoned, duration in sessions.values_list(
+            "pk", "completed", "abandoned", "title__duration_seconds"
+        )
+    }
+    ends: dict[int, int] = {}
+    pods: dict[int, dict[int, int]] = {}
+    resumed: set[int] = set()
+    for session_id, kind, position, detail in (
+        PlaybackEvent.objects.filter(
+            session__in=sessions, kind__in=("play", "ad_break", "abandon", "complete")
+        )
+        .order_by("session_id", "at", "id")
+        .values_list("session_id", "kind", "position_seconds", "detail")
+    ):
+        if kind == "play":
+            if detail.get("resumed") or position > 0:
+                resumed.add(session_id)
+        elif kind == "ad_break":
+            break_id = detail.get("ad_break_id")
+            if isinstance(break_id, int):
+                pods.setdefault(session_id, {}).setdefault(
+                    break_id, int(detail.get("pod_seconds") or 0)
+                )
+        else:
+            ends[session_id] = position
+    traces = []
+    for pk, (completed, abandoned, duration) in summaries.items():
+        if pk in resumed:
+            continue
+        traces.append(
+            SessionTrace(
+                end_seconds=duration if completed else ends.get(pk, 0),
+                abandoned=abandoned,
+                pods=pods.get(pk, {}),
+            )
+        )
+    return traces
+
+
+def break_placement_analyse(
+    *, day: dt.date, window_days: int = WINDOW_DAYS, title_ids: list[int] | None = None
+) -> int:
+    """Analyse every title with at least MIN_SESSIONS sessions that ended in the `window_days`
+    before `day` (midnight UTC) and store one BreakPlacement per title for `day`, replacing
+    that day's row (idempotent). Returns how many titles were analysed."""
+    end = dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
+    start = end - dt.timedelta(days=window_days)
+    busy = (
+        ViewingSession.objects.filter(ended_at__gte=start, ended_at__lt=end)
+        .values("title_id")
+        .annotate(sessions=Count("id"))
+        .filter(sessions__gte=MIN_SESSIONS)
+    )
+    if title_ids is not None:
+        busy = busy.filter(title_id__in=title_ids)
+    analysed = 0
+    for title_id in sorted(row["title_id"] for row in busy):
+        title = Title.objects.get(pk=title_id)
+        spots = [
+            BreakSpot(pk, offset, max_pod)
+            for pk, offset, max_pod in AdBreak.objects.filter(title=title).values_list(
+                "pk", "offset_seconds", "max_pod_duration_seconds"
+            )
+        ]
+        analysis = analyse(
+            title_traces(title_id=title_id, start=start, end=end), spots, title.duration_seconds
+        )
+        if analysis is None:
+            continue
+        BreakPlacement.objects.update_or_create(
+            title=title,
+            day=day,
+            defaults={
+                "computed_at": timezone.now(),
+                "window_days": window_days,
+                "sessions": analysis.sessions,
+                "analysis": analysis.as_json(),
+                "worst_excess": max((b.excess for b in analysis.breaks), default=0.0),
+            },
+        )
+        analysed += 1
+    return analysed
+
+
+def break_placement_apply(
+    *, placement: BreakPlacement, break_ids: set[int] | None, user: User | None
+) -> AdBreakChange:
+    """Apply the placement's move and drop recommendations (those of `break_ids`, or all) to
+    its title's ad breaks through catalog's `title_ad_breaks_set`, and record the change (who,
+    when, before, after). Raises ValidationError when the title's breaks changed since the
+    analysis (it would move breaks that are no longer where it saw them)."""
+    title = placement.title
+    with transaction.atomic():
+        current = [
+            BreakSpot(pk, offset, max_pod)
+            for pk, offset, max_pod in AdBreak.objects.select_for_update()
+            .filter(title=title)
+            .order_by("offset_seconds")
+            .values_list("pk", "offset_seconds", "max_pod_duration_seconds")
+        ]
+        seen = {(b["id"], b["offset_seconds"]) for b in placement.analysis["breaks"]}
+        now_mid_rolls = {(b.id, b.offset_seconds) for b in current if b.offset_seconds > 0}
+        if seen != now_mid_rolls:
+            raise ValidationError(
+                "The title's ad breaks changed since this analysis: wait for the next one."
+            )
+        chosen = [
+            r
+            for r in placement.analysis["recommendations"]
+            if r["action"] != "keep" and (break_ids is None or r["break_id"] in break_ids)
+        ]
+        after = breaks_after(current, chosen)
+        title_ad_breaks_set(
+            title=title,
+            breaks=[BreakPosition(offset, max_pod, pk) for pk, offset, max_pod in after],
+        )
+        return AdBreakChange.objects.create(
+            title=title,
+            changed_by=user,
+            changed_at=timezone.now(),
+            placement=placement,
+            before=[[b.id, b.offset_seconds, b.max_pod_duration_seconds] for b in current],
+            after=[list(item) for item in after],
+        )

@@ -1,0 +1,200 @@
+"""Drop-off and break placement (engagement.placement): the retention curve and each break's
+abandonment on a hand-built set of sessions, a break moved off a drop-off point, a break that
+costs more ads than it plays dropped, the nightly analysis stored once per day, and applying it
+to the title's ad breaks (moved in place, recorded)."""
+
+import datetime as dt
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from catalog.models import AdBreak
+from engagement import selectors, services
+from engagement.models import AdBreakChange, BreakPlacement
+from engagement.placement import BreakSpot, SessionTrace, analyse, retention_curve
+from engagement.tasks import break_placement_task
+from tests.factories import AdBreakFactory, TitleFactory, UserFactory, ViewerFactory
+
+DAY = dt.date(2026, 5, 10)
+T0 = dt.datetime(2026, 5, 8, 20, 0, tzinfo=dt.UTC)
+BREAKS = [BreakSpot(1, 0, 90), BreakSpot(2, 1200, 120), BreakSpot(3, 2400, 120)]
+
+
+def hand_built() -> list[tuple[int, bool]]:
+    """200 sessions of a 60-minute title as (where it ended, completed): 100 finish; one
+    leaves in the middle of each minute 1 to 59; a lull from minute 36 to 41 loses four more
+    a minute; 10 leave at the break at 20:00 and 7 at the break at 40:00 (in the lull)."""
+    ends = [(3600, True)] * 100
+    ends += [(minute * 60 + 30, False) for minute in range(1, 60)]
+    ends += [(minute * 60 + 10, False) for minute in range(36, 42) for _ in range(4)]
+    ends += [(1200, False)] * 10 + [(2400, False)] * 7
+    return ends
+
+
+def traces() -> list[SessionTrace]:
+    return [
+        SessionTrace(
+            end_seconds=end,
+            abandoned=not completed,
+            pods={b.id: 60 for b in BREAKS if b.offset_seconds <= end},
+        )
+        for end, completed in hand_built()
+    ]
+
+
+def test_the_retention_curve_is_the_share_still_watching_at_each_minute():
+    curve = retention_curve(traces(), 3600)
+    assert len(curve) == 61
+    assert curve[0] == 1.0
+    assert curve[1] == 1.0  # the first to leave leaves at 1:30
+    assert curve[2] == 199 / 200
+    assert curve[20] == 181 / 200  # 19 gone before 20:00; the 10 at 20:00 still count
+    assert curve[21] == 170 / 200
+    assert curve[40] == 200 / 200 - (39 + 16 + 10) / 200  # 39 one a minute, 4 lull minutes
+    assert curve[60] == 100 / 200
+
+
+def test_each_break_against_the_curves_baseline_and_a_move_off_the_lull():
+    analysis = analyse(traces(), BREAKS, 3600)
+    first, second = analysis.breaks  # the pre-roll is not judged
+    assert (first.offset_seconds, first.reached, first.left) == (1200, 181, 11)
+    assert first.abandonment == pytest.approx(11 / 181, abs=1e-5)
+    # The baseline: one a minute out of those watching, about 0.6 % around minute 20.
+    assert 0.005 < first.baseline < 0.0075
+    assert first.excess == pytest.approx(first.abandonment - first.baseline, abs=1e-5)
+    # The 7 at 40:00, the 4 of the lull's minute 40 and the one at 40:30; 65 left before.
+    assert (second.offset_seconds, second.reached, second.left) == (2400, 135, 12)
+    assert second.baseline > 2 * first.baseline  # the lull's minutes are in its baseline
+    assert second.content_dropoff > 3 * first.content_dropoff  # the lull
+
+    actions = {r.break_id: r for r in analysis.recommendations}
+    assert actions[2].action == "keep"  # minute 20 is no worse than its neighbours
+    move = actions[3]
+    assert move.action == "move"
+    assert move.to_offset_seconds == 44 * 60  # the nearest calm minutes after the lull
+    assert move.abandonment_after < move.abandonment_before
+    assert analysis.expected_abandonment_at_breaks < analysis.abandonment_at_breaks
+    assert analysis.abandonment_at_breaks == pytest.approx((11 + 12) / 200)
+
+
+def test_a_break_that_costs_more_ads_than_it_plays_is_dropped():
+    # The same sessions, but the break at 20:00 plays 15 s and the one at 40:00 a long 600 s:
+    # the 5.5 % the first drives away would each have seen 600 s × 135 / 181 later, 24.6 s
+    # per session at 20:00: more than the 15 s it plays.
+    sessions = [
+        SessionTrace(
+            t.end_seconds,
+            t.abandoned,
+            {2: 15, 3: 600} if t.end_seconds >= 2400 else {2: 15} if t.end_seconds >= 1200 else {},
+        )
+        for t in traces()
+    ]
+    actions = {r.break_id: r for r in analyse(sessions, BREAKS, 3600).recommendations}
+    assert actions[2].action == "drop"
+    assert actions[2].ad_seconds_change > 0
+
+
+def test_too_few_sessions_are_not_analysed():
+    assert analyse(traces()[:99], BREAKS, 3600) is None
+
+
+@pytest.fixture
+def title_with_sessions(db):
+    """The hand-built sessions, stored as the player would report them."""
+    title = TitleFactory(duration_seconds=3600)
+    breaks = [
+        AdBreakFactory(title=title, offset_seconds=offset, max_pod_duration_seconds=pod)
+        for offset, pod in ((0, 90), (1200, 120), (2400, 120))
+    ]
+    viewer = ViewerFactory()
+    specs = []
+    for number, (end, completed) in enumerate(hand_built()):
+        start = T0 + dt.timedelta(minutes=number)
+        events = [services.PlaybackSpec("play", 0, start)]
+        for ad_break in breaks:
+            if ad_break.offset_seconds <= end:
+                events.append(
+                    services.PlaybackSpec(
+                        "ad_break",
+                        ad_break.offset_seconds,
+                        start + dt.timedelta(seconds=ad_break.offset_seconds),
+                        {"ad_break_id": ad_break.pk, "ads": 2, "pod_seconds": 60},
+                    )
+                )
+        ended = start + dt.timedelta(seconds=end + 120)
+        events.append(services.PlaybackSpec("complete" if completed else "abandon", end, ended))
+        specs.append(
+            services.SessionSpec(
+                viewer_id=viewer.pk,
+                title_id=title.pk,
+                device="ctv",
+                started_at=start,
+                ended_at=ended,
+                watched_seconds=end,
+                completed=completed,
+                abandoned=not completed,
+                events=events,
+            )
+        )
+    # A session picked up at 30:00 says nothing about the minutes before: left out.
+    specs.append(
+        services.SessionSpec(
+            viewer_id=viewer.pk,
+            title_id=title.pk,
+            device="ctv",
+            started_at=T0,
+            ended_at=T0 + dt.timedelta(minutes=5),
+            watched_seconds=60,
+            completed=False,
+            abandoned=True,
+            events=[
+                services.PlaybackSpec("play", 1800, T0, {"resumed": True}),
+                services.PlaybackSpec("abandon", 1860, T0 + dt.timedelta(minutes=5)),
+            ],
+        )
+    )
+    services.viewing_sessions_record(sessions=specs)
+    return title, breaks
+
+
+def test_the_nightly_analysis_is_stored_once_per_title_and_day(title_with_sessions):
+    title, breaks = title_with_sessions
+    assert break_placement_task.apply(kwargs={"day_iso": DAY.isoformat()}).get() == {
+        "day": DAY.isoformat(),
+        "titles": 1,
+    }
+    assert services.break_placement_analyse(day=DAY) == 1  # again: the same row, replaced
+    placement = BreakPlacement.objects.get()
+    assert (placement.title, placement.day, placement.sessions) == (title, DAY, 200)
+    stored = {b["id"]: b for b in placement.analysis["breaks"]}
+    assert (stored[breaks[1].pk]["reached"], stored[breaks[1].pk]["left"]) == (181, 11)
+    assert placement.worst_excess == pytest.approx(
+        max(b["excess"] for b in placement.analysis["breaks"])
+    )
+    assert selectors.break_placement_latest(title_id=title.pk) == placement
+    worst = selectors.worst_breaks(limit=1)
+    assert [(row["title_id"], row["offset_seconds"], row["action"]) for row in worst] == [
+        (title.pk, 2400, "move")
+    ]
+    # Sessions that ended on or after the day are not in that day's analysis.
+    assert services.break_placement_analyse(day=T0.date()) == 0
+
+
+def test_applying_moves_breaks_in_place_and_records_who_and_what(title_with_sessions):
+    title, breaks = title_with_sessions
+    services.break_placement_analyse(day=DAY)
+    placement = BreakPlacement.objects.get()
+    staff = UserFactory(is_staff=True)
+    change = services.break_placement_apply(placement=placement, break_ids=None, user=staff)
+    after = list(AdBreak.objects.filter(title=title).values_list("pk", "offset_seconds"))
+    assert after == [(breaks[0].pk, 0), (breaks[1].pk, 1200), (breaks[2].pk, 44 * 60)]
+    assert change.changed_by == staff
+    assert change.before == [[b.pk, b.offset_seconds, b.max_pod_duration_seconds] for b in breaks]
+    assert change.after == [
+        [b, offset, pod] for (b, offset), pod in zip(after, (90, 120, 120), strict=True)
+    ]
+    assert list(selectors.ad_break_changes(title_id=title.pk)) == [change]
+    # The breaks moved since the analysis: applying it again would move the wrong ones.
+    with pytest.raises(ValidationError, match="changed since this analysis"):
+        services.break_placement_apply(placement=placement, break_ids=None, user=staff)
+    assert AdBreakChange.objects.count() == 1
