@@ -29,6 +29,7 @@ from ads.decisioning.index import current_index
 from ads.delivery import keys
 from ads.delivery.counters import Bump, Counters, counters
 from ads.delivery.tokens import InvalidToken, TrackingClaim, read_token
+from ads.learning.features import fatigue_bucket
 from ads.models import AdEvent, Advertiser, Creative, LineItem
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
@@ -468,6 +469,8 @@ def _count(outcomes: list[EventOutcome], accepted: list[_Pending], now: datetime
         touched.add(advertiser_id)
         if event_type == impression:
             totals[(keys.creative_impressions, claim.creative_id)] += 1
+            bucket = fatigue_bucket(occurred)
+            totals[(keys.viewer_ads, claim.viewer_id, bucket)] += 1
             creative = index.creatives.get(claim.creative_id)
             if creative:
                 totals[(keys.category_impressions, creative.category)] += 1
@@ -529,7 +532,8 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
     Redis, or in a new counters file), in `store` (default: the process's counters).
 
     Spend per line item and local day (for the days since `since`, default the last two), and
-    lifetime; impressions and clicks per creative and category; the live totals of each account
+    lifetime; impressions and clicks per creative and category, and per viewer and ten-minute
+    bucket over the last three hours (the CTR model's fatigue); the live totals of each account
     (per local day) and of the platform (per UTC day) for the days that began after `since`, so
     the dashboards' "today" equals the event table's. Reservations made by decisions are set to
     at least the spend, so budgets hold. Returns the number of keys written.
@@ -566,6 +570,13 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
         values[(keys.category_impressions, stat["creative__category"])] += stat["impressions"]
         values[(keys.category_clicks, stat["creative__category"])] += stat["clicks"]
     values.update(_live_totals(since))
+    # The viewers' impressions per ten-minute bucket, as long as the CTR model reads them.
+    recent_from = timezone.now() - timedelta(seconds=keys.VIEWER_ADS_TTL)
+    seen = AdEvent.objects.filter(
+        event_type=AdEvent.Type.IMPRESSION, occurred_at__gte=recent_from
+    ).values_list("viewer_id", "occurred_at")
+    for viewer_id, occurred_at in seen.iterator(chunk_size=10_000):
+        values[(keys.viewer_ads, viewer_id, fatigue_bucket(occurred_at))] += 1
     reservations = {keys.reserved_day, keys.reserved_lifetime}
     store = store or counters()
     named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}

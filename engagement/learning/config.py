@@ -44,5 +44,9 @@ class ModelConfig:
     early_stopping_rounds: int = 50
     threads: int = 2
     seed: int = 0
+    # Platt scaling is fitted on the latest share of the calibration rows by time, scored
+    # with statistics refreshed with every row before them (1: all of them, train-only
+    # statistics).
+    calibration_share: float = 0.5
     # The logistic regression's inverse regularisation strength, on standardised features.
     logistic_c: float = 1.0

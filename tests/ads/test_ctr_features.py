@@ -143,7 +143,10 @@ def test_serving_rows_equal_the_training_encoding_of_the_same_impression(history
         }
         creative = _entry(row.creative, row.line_item, row.advertiser, row.category, row.duration)
         unknown = _entry(10**9, 10**9, 10**9, "x", 15)
-        got = model.serving.matrix(context, row.viewer_id, [creative, unknown], row.occurred_at)
+        fatigue = (row.ads_last_hour, row.ads_last_3h, row.minutes_since_ad)
+        got = model.serving.matrix(
+            context, row.viewer_id, [creative, unknown], row.occurred_at, fatigue=fatigue
+        )
         np.testing.assert_array_equal(got[0], want)
         # A creative the model never saw: its codes are unknown (NaN), the context is shared.
         columns = model.features.columns
