@@ -6,9 +6,9 @@ Reads the three files with pandas and turns users and items into viewer and titl
 with the loader's own rules (demo.movielens: age band, region from the ZIP code, device
 from the occupation, kids profile; genres, year, maturity), so the features are exactly those
 of production. Then, with the production pipeline (`EngagementModel`: features fitted on the
-training rows, LightGBM early-stopped on the validation rows and Platt-calibrated on their
-latest half by time, scored with statistics refreshed with the earlier half; statistics
-refreshed with all the validation rows before scoring the test rows):
+training rows, LightGBM early-stopped and Platt-calibrated on the validation rows, statistics
+refreshed with the validation rows before scoring the test rows; ModelConfig.calibration_share
+says why calibrating on the latest slice of them alone is not the default):
 
 * a random 80/10/10 split of the ratings over 5 seeds;
 * a chronological split: all ratings by timestamp, the first 80 % to train, the next 10 % to
