@@ -18,7 +18,12 @@ from django.http.response import HttpResponseBase
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import authentication, exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,7 +37,7 @@ from ads.delivery import latency
 from ads.delivery.tokens import TrackingClaim
 from ads.models import AdEvent
 from catalog.models import Device, Region
-from config.api import error_body
+from config.api import ERROR, error_body
 
 
 class PlatformClient:
@@ -78,6 +83,14 @@ class PlatformKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "A platform key: il_..."}
+
+
+# What a platform operation can answer besides its 200 (the schema's).
+PLATFORM_ERRORS = {
+    400: OpenApiResponse(ERROR, description="Bad input: `fields` names the bad field."),
+    401: OpenApiResponse(ERROR, description="No key, or an unknown or revoked one."),
+    415: OpenApiResponse(ERROR, description="The body is not JSON."),
+}
 
 
 class PlatformAPIView(APIView):
@@ -243,18 +256,26 @@ class DecisionView(PlatformAPIView):
         operation_id="decide",
         summary="Choose the pod of ads for an ad break",
         request=DecisionInput,
-        responses={200: DecisionOutput},
+        responses={200: DecisionOutput, **PLATFORM_ERRORS},
         examples=[
             OpenApiExample(
-                "A mid-roll on a connected TV",
-                value={"viewer_id": "ml:42", "title_id": 7, "ad_break_id": 31, "device": "ctv"},
+                "A pre-roll on a connected TV",
+                description="The demo's first title, at its pre-roll (every title has one, at "
+                "0 s), for its first viewer: demo:viewer:1 (ml:1 with the MovieLens catalog; "
+                "an unknown viewer gets an empty pod and the reason unknown_viewer).",
+                value={
+                    "viewer_id": "demo:viewer:1",
+                    "title_id": 1,
+                    "offset_seconds": 0,
+                    "device": "ctv",
+                },
                 request_only=True,
             ),
             OpenApiExample(
                 "A pod of two",
                 value={
                     "decision_id": "5f0c2b9e8a2d4c1f9b7e6d5c4b3a2910",
-                    "ad_break_id": 31,
+                    "ad_break_id": 1,
                     "max_duration_seconds": 90,
                     "duration_seconds": 45,
                     "pod": [
@@ -419,7 +440,7 @@ class EventBatchView(PlatformAPIView):
         operation_id="report_events",
         summary="Report a batch of ad events (server-side tracking)",
         request=EventBatchInput,
-        responses={200: EventBatchOutput},
+        responses={200: EventBatchOutput, **PLATFORM_ERRORS},
         examples=[
             OpenApiExample(
                 "An impression and a click",

@@ -1,10 +1,27 @@
 """One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
 
+import io
 from typing import Any
 
-from rest_framework import exceptions, parsers, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+# The envelope, as the schema documents it.
+ERROR = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorDetail",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(help_text="Each bad field, with its messages."),
+            },
+        )
+    },
+)
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict:
@@ -37,17 +54,43 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return None
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        return api_error("invalid", _first_message(exc.detail), fields, response.status_code)
+        error = api_error("invalid", _first_message(exc.detail), fields, response.status_code)
+        return _with_headers(error, response)
     code = getattr(exc, "default_code", "error")
     detail = getattr(exc, "detail", str(exc))
-    return api_error(str(code), str(detail), None, response.status_code)
+    return _with_headers(api_error(str(code), str(detail), None, response.status_code), response)
+
+
+def _with_headers(error: Response, original: Response) -> Response:
+    """The envelope keeps the headers DRF set on its own answer: `Retry-After` on a 429,
+    `WWW-Authenticate` on a 401."""
+    for name, value in original.items():
+        if name.lower() != "content-type":
+            error[name] = value
+    return error
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+    default_detail = "The request body is too large."
 
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing a body nested too deeply to decode as it refuses any other
-    unreadable body: `json` raises RecursionError there, not ValueError, which was a 500."""
+    unreadable body: `json` raises RecursionError there, not ValueError, which was a 500.
+
+    A subclass with `max_bytes` refuses a longer body with a 413 in the envelope, having read
+    no more than one byte past the limit (a missing or false Content-Length cannot get past)."""
+
+    max_bytes: int | None = None
 
     def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+        if self.max_bytes is not None and stream is not None:
+            body = stream.read(self.max_bytes + 1)
+            if len(body) > self.max_bytes:
+                raise RequestTooLarge(f"The request body is larger than {self.max_bytes:,} bytes.")
+            stream = io.BytesIO(body)
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:

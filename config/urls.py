@@ -22,6 +22,8 @@ urlpatterns = [
     path("staff/", include(staff_urlpatterns)),  # the executive dashboard, model monitoring
     path("watch/", include("engagement.urls")),  # the viewer app
     path("api/v1/", include("ads.api_urls")),
+    path("api/v1/", include("analytics.api_urls")),  # reports (account keys)
+    path("api/v1/", include("insights.api_urls")),  # the insights question (account keys)
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
     path("", include("ads.vast.urls")),  # VAST and VMAP ad tags
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

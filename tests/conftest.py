@@ -2,7 +2,9 @@
 and Redis when DATABASE_URL and REDIS_URL are set; REQUIRE_SERVICES=1 (CI) turns a missing
 service into a failure instead of a skip."""
 
+import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
@@ -93,6 +96,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The suite builds its database from the models (--no-migrations): on PostgreSQL the event
+    table is then partitioned as migration 0006 does, so that every test writes and reads the
+    partitioned table production has."""
+    from django.db import connection
+
+    from ads.services.partitions import is_partitioned
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql" and not is_partitioned():
+            migration = importlib.import_module("ads.migrations.0006_adevent_partitioned_by_day")
+            with connection.schema_editor() as schema_editor:
+                migration.partition(None, schema_editor)
+
+
 def _forget_process_state() -> None:
     cache.clear()  # on Redis this empties the database, counters included
     counters.cache_clear()
@@ -111,6 +130,36 @@ def _fresh_cache():
     _forget_process_state()
     yield
     _forget_process_state()
+
+
+def world_once(build: Callable[[], object], *, scope: str = "module"):
+    """A fixture that builds an expensive world once for a test module (or class) instead of
+    once per test. The world lives in a transaction opened here, so each test's `db`
+    transaction is a savepoint inside it (what a test writes is rolled back after it), and
+    after the scope's last test the world is rolled back too. Every test of the scope that
+    runs after the first one to ask for the world sees it in the database, so a module whose
+    other tests need an empty database keeps the world's tests in a class (scope="class").
+    Tests may read the world's objects but must not change them in memory."""
+
+    @pytest.fixture(scope=scope)
+    def fixture(django_db_setup, django_db_blocker):
+        with django_db_blocker.unblock():
+            outer = transaction.atomic(using=DEFAULT_DB_ALIAS)
+            outer.__enter__()
+            try:
+                built = build()
+            except BaseException:
+                transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
+                outer.__exit__(None, None, None)
+                raise
+        try:
+            yield built
+        finally:
+            with django_db_blocker.unblock():
+                transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
+                outer.__exit__(None, None, None)
+
+    return fixture
 
 
 @dataclass

@@ -5,6 +5,8 @@ Accounts, campaigns, line items and creatives are here; `delivery` reads the del
 for the dashboards and the lists (live totals, spend, delivery against goal, latency: no other
 app reads counters or builds their keys); `reach` estimates what a targeting can reach."""
 
+from datetime import date, datetime, time, timedelta
+
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
 
@@ -87,11 +89,19 @@ def campaign_list(
     search: str = "",
     status: str = "",
     sort: str = "",
+    starts_from: date | None = None,
+    starts_until: date | None = None,
 ) -> QuerySet[Campaign]:
     """The account's campaigns, newest first (or by `sort`, see `_narrowed`), with their
-    count of line items and the daily budget of their live line items."""
+    count of line items and the daily budget of their live line items; starting on or
+    between `starts_from` and `starts_until` when given."""
     live = ~Q(line_items__status=DeliveryStatus.ARCHIVED)
-    campaigns = Campaign.objects.filter(advertiser=advertiser).annotate(
+    campaigns = Campaign.objects.filter(advertiser=advertiser)
+    if starts_from is not None:
+        campaigns = campaigns.filter(start_date__gte=starts_from)
+    if starts_until is not None:
+        campaigns = campaigns.filter(start_date__lte=starts_until)
+    campaigns = campaigns.annotate(
         line_item_count=Count("line_items", filter=live),
         daily_budget=Sum("line_items__daily_budget", filter=live),
     )
@@ -129,9 +139,12 @@ def line_item_list(
     search: str = "",
     status: str = "",
     sort: str = "",
+    starts_from: date | None = None,
+    starts_until: date | None = None,
 ) -> QuerySet[LineItem]:
     """The account's line items (of one campaign when given), newest first (or by `sort`,
-    see `_narrowed`; budget is the daily budget), with their count of creatives."""
+    see `_narrowed`; budget is the daily budget), with their count of creatives; starting on
+    or between the account's local days `starts_from` and `starts_until` when given."""
     line_items = (
         LineItem.objects.filter(advertiser=advertiser)
         .select_related("campaign")
@@ -141,6 +154,11 @@ def line_item_list(
     )
     if campaign_id is not None:
         line_items = line_items.filter(campaign_id=campaign_id)
+    if starts_from is not None:
+        line_items = line_items.filter(start_at__gte=_local_midnight(starts_from, advertiser))
+    if starts_until is not None:
+        next_day = starts_until + timedelta(days=1)
+        line_items = line_items.filter(start_at__lt=_local_midnight(next_day, advertiser))
     return _narrowed(
         line_items,
         include_archived=include_archived,
@@ -154,6 +172,10 @@ def line_item_list(
             "status": "status_rank",
         },
     )
+
+
+def _local_midnight(day: date, advertiser: Advertiser) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=advertiser.tzinfo)
 
 
 def line_item_get(*, advertiser: Advertiser, line_item_id: int) -> LineItem:

@@ -5,11 +5,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "config.api.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: every endpoint takes JSON, and the schema advertises what the parsers take
+    # (a form body is a 415 in the error envelope, not an advertised type that is refused).
+    "DEFAULT_PARSER_CLASSES": ["config.api.JSONParser"],
+    # Per account key (ads.account_api.AccountKeyThrottle), counted in the default cache:
+    # Redis when REDIS_URL is set, so every process shares the count; local memory otherwise.
+    "DEFAULT_THROTTLE_RATES": {"account_key": env.str("ACCOUNT_API_RATE", default="600/min")},
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "config.api.api_exception_handler",
 }
@@ -19,6 +20,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ad decisions, event tracking, campaign management and reports.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One name per choice set that several fields share.
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "ads.models.DeliveryStatus",
+        "RegionEnum": "catalog.models.Region",
+        "DeviceEnum": "catalog.models.Device",
+    },
     # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, so it works
     # offline and its version is the pinned one (the default is a CDN's @latest).
     "SWAGGER_UI_DIST": "SIDECAR",

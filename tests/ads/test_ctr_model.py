@@ -11,7 +11,6 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from ads import services, tasks
@@ -21,10 +20,12 @@ from ads.decisioning.scoring import ctr_champion, predict_ctr, viewer_fatigue
 from ads.delivery.counters import counters
 from ads.learning import training
 from ads.models import AdEvent
+from ads.services import event_partitions_make
 from ml import metrics
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 from ml.services import TrainingError
 from tests.ads.conftest import line_item_with_creative, rebuild
+from tests.conftest import world_once
 from tests.factories import (
     AdvertiserFactory,
     CreativeFactory,
@@ -92,29 +93,18 @@ def make_history(seed: int):
                 device=device,
                 region="us_west",
                 occurred_at=when,
+                decided_at=when,
             )
             for kind in kinds
         ]
+    event_partitions_make(first_day=(end - dt.timedelta(days=3)).date(), last_day=end.date())
     AdEvent.objects.bulk_create(events, batch_size=2_000)
     return end, truth
 
 
-@pytest.fixture(scope="module")
-def history(django_db_setup, django_db_blocker):
-    """`make_history`, built once for the module: building and training it for each test took
-    most of the suite's time. It lives in a transaction opened here, so each test's `db`
-    transaction is a savepoint inside it (what a test trains is rolled back after it), and
-    the module's last test rolls the world back too: the next module sees an empty database."""
-    with django_db_blocker.unblock():
-        world = transaction.atomic(using=DEFAULT_DB_ALIAS)
-        world.__enter__()
-        built = make_history(4)
-    try:
-        yield built
-    finally:
-        with django_db_blocker.unblock():
-            transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
-            world.__exit__(None, None, None)
+# `make_history`, built once for the module: building and training it for each test took
+# most of the suite's time.
+history = world_once(lambda: make_history(4))
 
 
 def test_training_registers_the_baseline_and_a_better_calibrated_champion(history):

@@ -2,6 +2,7 @@ import pytest
 from django.utils import timezone
 
 from insights.tools import Context
+from tests.conftest import world_once
 from tests.insights import world as insights_world
 
 
@@ -11,9 +12,13 @@ def frozen_now(monkeypatch):
     monkeypatch.setattr(timezone, "now", lambda: insights_world.NOW)
 
 
+# Five weeks of events rolled up: built once for each module of the insights tests.
+_world = world_once(lambda: insights_world.build(events_per_day=8))
+
+
 @pytest.fixture
-def world(db) -> insights_world.World:
-    return insights_world.build(events_per_day=8)
+def world(_world, db) -> insights_world.World:
+    return _world
 
 
 @pytest.fixture
