@@ -215,42 +215,45 @@ def main() -> None:
         )
         return models
 
-    baseline, trees = trained(1.0, True)
-    print(f"history columns: {', '.join(trees.features.history_columns) or 'none'}")
-    print(f"fatigue columns: {', '.join(features.FATIGUE)}")
-    runs = [(f"{trees.algorithm}", trees.predict_frame(holdout))]
-    runs.append((baseline.algorithm, baseline.predict_frame(holdout)))
-    if not options.quick:
-        runs.append(("LightGBM without fatigue", trained(1.0, False)[1].predict_frame(holdout)))
-        for share in (0.5, 0.25):
-            runs.append(
-                (
-                    f"LightGBM, {share:.0%} of the rows",
-                    trained(share, True)[1].predict_frame(holdout),
-                )
-            )
-
-    rows = [("oracle (true p)", oracle)]
-    if not np.isnan(seen).any():
-        rows += [("oracle without the viewer term", seen), ("oracle without fatigue", rested)]
-    rows += runs
+    # Each row of the table as soon as its model is trained (the learning curve takes long).
     oracle_auc = metrics.auc(y, oracle)
     oracle_expected = expected_auc(oracle, oracle)
-    print(
-        f"\n{'held-out day':38s} {'AUC':>7s} {'gap':>7s} {'log loss':>9s} {'NE':>6s} {'calib':>6s}"
-        f" {'E[AUC]':>7s} {'E[gap]':>7s} {'E[cal]':>6s}"
-    )
     expected = {}
-    for name, scores in rows:
+    runs = []
+
+    def report(name, scores, model=True):
         auc = metrics.auc(y, scores)
         entropy = metrics.normalized_entropy(y, scores)
         expected[name] = expected_auc(oracle, scores)
+        if model:
+            runs.append((name, scores))
         print(
             f"{name:38s} {auc:7.4f} {auc - oracle_auc:+7.4f} {metrics.log_loss(y, scores):9.5f} "
             f"{entropy:6.3f} {metrics.calibration_ratio(y, scores):6.3f}"
             f" {expected[name]:7.4f} {expected[name] - oracle_expected:+7.4f}"
-            f" {scores.mean() / oracle.mean():6.3f}"
+            f" {scores.mean() / oracle.mean():6.3f}",
+            flush=True,
         )
+
+    print(
+        f"\n{'held-out day':38s} {'AUC':>7s} {'gap':>7s} {'log loss':>9s} {'NE':>6s} {'calib':>6s}"
+        f" {'E[AUC]':>7s} {'E[gap]':>7s} {'E[cal]':>6s}"
+    )
+    report("oracle (true p)", oracle, model=False)
+    if not np.isnan(seen).any():
+        report("oracle without the viewer term", seen, model=False)
+        report("oracle without fatigue", rested, model=False)
+    baseline, trees = trained(1.0, True)
+    report(trees.algorithm, trees.predict_frame(holdout))
+    report(baseline.algorithm, baseline.predict_frame(holdout))
+    if not options.quick:
+        report("LightGBM without fatigue", trained(1.0, False)[1].predict_frame(holdout))
+        for share in (0.5, 0.25):
+            report(
+                f"LightGBM, {share:.0%} of the rows", trained(share, True)[1].predict_frame(holdout)
+            )
+    print(f"history columns: {', '.join(trees.features.history_columns) or 'none'}")
+    print(f"fatigue columns: {', '.join(features.FATIGUE)}")
     tree_scores = runs[0][1]
     clicks = int(y.sum())
     sd = hanley_mcneil_sd(oracle_auc, clicks, len(y) - clicks)
