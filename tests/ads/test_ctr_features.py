@@ -76,7 +76,14 @@ def test_a_training_rows_history_never_holds_its_own_click():
 def test_history_columns_are_checked_and_off_by_default():
     assert features.HISTORY == []
     plain = features.CtrFeatures(genres=["drama"])
-    assert plain.columns == [*features.CATEGORICAL, *features.NUMERIC, "genre_drama"]
+    assert plain.columns == [
+        *features.CATEGORICAL,
+        *features.NUMERIC,
+        *features.FATIGUE,
+        "genre_drama",
+    ]
+    rested = features.CtrFeatures(genres=["drama"], fatigue=False)
+    assert rested.columns == [*features.CATEGORICAL, *features.NUMERIC, "genre_drama"]
     with_history = features.CtrFeatures(genres=["drama"], history_columns=["viewer_lift"])
     assert with_history.columns[-2:] == ["viewer_lift", "genre_drama"]
     with pytest.raises(ValueError, match="viewer_ctr"):
