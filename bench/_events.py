@@ -101,6 +101,7 @@ def in_process(report: Report, tokens: list[str], rng: random.Random, total: int
         f"Redis: a ceiling of {ceiling:,.0f} events/s for one process on idle cores"
     )
     report.usage(meter)
+    report.figures["events in process"] = per_second
     report.target(
         f"events ingested in process ≥ {TARGET_EVENTS_PER_SECOND:,}/s",
         f"{per_second:,.0f}/s",
@@ -162,6 +163,7 @@ def over_http(
         f"PostgreSQL and Redis: a ceiling of {ceiling:,.0f} events/s on idle cores"
     )
     report.usage(meter)
+    report.figures["events over HTTP"] = per_second
     report.target(
         f"events ingested over HTTP ≥ {TARGET_EVENTS_PER_SECOND:,}/s",
         f"{per_second:,.0f}/s",

@@ -13,6 +13,7 @@ class Report:
 
     def __init__(self) -> None:
         self.targets: list[tuple[str, str, bool]] = []
+        self.figures: dict[str, float] = {}  # for targets that compare two parts of the run
         self.busiest_other_cores = 0.0
 
     def line(self, text: str = "") -> None:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
 
 import _cpu  # noqa: E402
+import _scratch  # noqa: E402
 
 
 def _path_key(path: str) -> str:
@@ -38,13 +39,6 @@ def _path_key(path: str) -> str:
     if path.startswith("/watch/profiles/"):
         return "/watch/profiles/<id>"
     return path
-
-
-def _reference() -> str:
-    """A fixed pure-Python workload, to compare machines and runs."""
-    began = time.perf_counter()
-    sum(i * i % 7 for i in range(2_000_000))
-    return f"Machine reference: pure Python {(time.perf_counter() - began) * 1000:.0f} ms"
 
 
 def main() -> int:
@@ -87,7 +81,7 @@ def main() -> int:
             self.by_minute[int(elapsed // 60)][_path_key(request.url.path)] += 1
             return super().handle_request(request)
 
-    print(_reference())
+    print(_scratch.machine_reference())
     ads_services.player_ensure(public_id=AUDIENCE_PLAYER, name="Simulated audience (demo)")
     world = World.load(seed=args.seed)
     transport = Counting()

@@ -15,7 +15,13 @@
    payload's), and over HTTP to the `api:` process at 8 connections (the same Python client
    for both); the ratio of their CPU per request against the goal (≤ 1.2);
 
-then each figure beside its target. The load generator shares the machine's cores with the
+5. with BENCH_BASELINE_PATH (a checkout of an earlier commit, e.g. `git worktree add
+   ../base 112704d`), the engine's CPU per decision from that tree and from this one, each in
+   a process of its own (bench/_engine_cpu.py), in turns on the same requests: old / new;
+
+then each figure beside its target, among them the api process's CPU per decision over HTTP
+against the engine's own in process (the overhead of the request path) and events over HTTP
+against events in process. The load generator shares the machine's cores with the
 server. Every run drops and creates the scratch database and flushes the Redis db (kept
 afterwards for a look); it skips, exiting 0, when PostgreSQL or Redis does not answer.
 
@@ -23,6 +29,7 @@ afterwards for a look); it skips, exiting 0, when PostgreSQL or Redis does not a
     BENCH_DATABASE_URL   postgres://postgres@127.0.0.1:5432/interlude_bench (name must say bench)
     BENCH_REDIS_URL      redis://127.0.0.1:6379/3
     BENCH_DECISIONS=20000 BENCH_EVENTS=100000 BENCH_HTTP_SECONDS=10   (smaller for a quick run)
+    BENCH_BASELINE_PATH  a source tree to compare the engine's CPU with (old against new)
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +78,10 @@ VAST_COMPARISONS = max(DECISIONS // 4, 500)  # requests of each kind, in process
 VAST_HTTP_CONNECTIONS = 8
 BENCH_PLAYER = "bench-player"
 TARGET_VAST_CPU_RATIO = 1.2  # the XML costs at most 20 % on top of the decision
+BASELINE_PATH = os.environ.get("BENCH_BASELINE_PATH", "")
+BASELINE_ROUNDS = 2  # each tree this many times, in turns
+TARGET_OVERHEAD_RATIO = 1.5  # the api process's CPU per decision / the engine's in process
+TARGET_OLD_NEW_RATIO = 1.5  # the baseline's engine CPU per decision / this tree's
 
 
 def main() -> int:
@@ -101,6 +113,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     report = Report()
     report.line(_machine())
+    report.line(_scratch.machine_reference() + _load())
     with _cpu.Meter() as idle:
         time.sleep(2)
     report.line(
@@ -124,6 +137,8 @@ def main() -> int:
 
     rng = random.Random(7)
     tokens = in_process_decisions(report, world, rng)
+    if BASELINE_PATH:
+        old_against_new(report, world, rng)
     vast_beside_json(report, world, rng)
     local_slots, http_slots = _events.slots_for(EVENTS), _events.slots_for(HTTP_EVENTS)
     accepted = {"in process": _events.in_process(report, tokens[:local_slots], rng, EVENTS)}
@@ -131,6 +146,16 @@ def main() -> int:
         report, world, tokens[local_slots : local_slots + http_slots], rng, accepted
     )
     failures += _check_rows(report, accepted)
+    events_http, events_local = (
+        report.figures["events over HTTP"],
+        report.figures["events in process"],
+    )
+    report.target(
+        "events over HTTP ≥ events in process",
+        f"{events_http / events_local:.2f}×",
+        events_http >= events_local,
+    )
+    report.line(f"\nLoad at the end{_load()}")
     report.verdicts()
     print(f"\nbench/decisions.py done in {time.perf_counter() - started:.0f} s")
     return 1 if failures else 0
@@ -167,6 +192,11 @@ def _machine() -> str:
         f"{platform.python_version()}, PostgreSQL {postgres // 10000}.{postgres % 10000}, "
         f"Redis {redis_version}"
     )
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"; load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def _counts() -> str:
@@ -262,12 +292,57 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
         f"{1 / cpu_per_decision:,.0f} decisions/s per idle core"
     )
     report.usage(meter)
+    report.figures["engine CPU ms"] = cpu_per_decision * 1000
     report.target(
         f"in-process decision p99 ≤ {TARGET_IN_PROCESS_P99_MS:g} ms",
         ms(p99),
         p99 * 1000 <= TARGET_IN_PROCESS_P99_MS,
     )
     return tokens
+
+
+def old_against_new(report: Report, world, rng: random.Random) -> None:
+    """The engine's CPU per decision from BENCH_BASELINE_PATH's tree and from this one, each in
+    a process of its own on the same requests, database and Redis, in turns (a busy spell of
+    the shared machine then weighs on both)."""
+    warm_up, measured = 2000, max(DECISIONS // 2, 2000)
+    requests = [world.request(rng) for _ in range(warm_up + measured)]
+    trees = {"old": os.path.abspath(BASELINE_PATH), "new": str(BASE_DIR)}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as requests_file:
+        json.dump(requests, requests_file)
+        requests_file.flush()
+        for _ in range(BASELINE_ROUNDS):
+            for name, tree in trees.items():
+                finished = subprocess.run(
+                    [
+                        sys.executable,
+                        str(BASE_DIR / "bench" / "_engine_cpu.py"),
+                        tree,
+                        requests_file.name,
+                        str(warm_up),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=dict(os.environ),
+                )
+                runs[name].append(json.loads(finished.stdout.strip().splitlines()[-1]))
+    cpu = {name: statistics.median(run["cpu_ms"] for run in runs[name]) for name in trees}
+    report.line(
+        f"\nOld against new: the engine in a process of its own, {measured:,} decisions after "
+        f"{warm_up:,} to warm up, {BASELINE_ROUNDS} runs of each tree in turns (median)"
+    )
+    for name, tree in trees.items():
+        p99s = ", ".join(f"{run['p99_ms']:.2f}" for run in runs[name])
+        report.line(
+            f"  {name}  {tree}: CPU per decision {cpu[name]:.3f} ms (runs: "
+            + ", ".join(f"{run['cpu_ms']:.3f}" for run in runs[name])
+            + f"), p99 {p99s} ms"
+        )
+    ratio = cpu["old"] / cpu["new"]
+    report.line(f"  CPU per decision old / new {ratio:.2f}")
+    report.target(f"engine CPU old / new ≥ {TARGET_OLD_NEW_RATIO:g}", f"{ratio:.2f}", ratio >= 1.5)
 
 
 def _full_collection_timer(pauses: list[float]):
@@ -405,6 +480,20 @@ def over_http(
             f"{run.per_second:,.0f}/s",
             run.per_second >= TARGET_HTTP_PER_SECOND,
         )
+    engine_ms = report.figures["engine CPU ms"]
+    ratios = [run.server_cpu_ms / engine_ms for run in runs]
+    report.line(
+        f"\nOverhead: the api process's CPU per decision over HTTP / the engine's in process "
+        f"({engine_ms:.3f} ms): "
+        + ", ".join(
+            f"{ratio:.2f} at {run.connections}" for ratio, run in zip(ratios, runs, strict=True)
+        )
+    )
+    report.target(
+        f"api CPU / engine CPU ≤ {TARGET_OVERHEAD_RATIO:g} (best level)",
+        f"{min(ratios):.2f}",
+        min(ratios) <= TARGET_OVERHEAD_RATIO,
+    )
     both = [
         r for r in runs if r.p99_ms <= TARGET_HTTP_P99_MS and r.per_second >= TARGET_HTTP_PER_SECOND
     ]

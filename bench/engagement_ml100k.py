@@ -224,4 +224,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _scratch
+
+    print(_scratch.machine_reference(), flush=True)
     main()

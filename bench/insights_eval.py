@@ -32,21 +32,13 @@ BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
 
+import _scratch  # noqa: E402
 from _report import percentile  # noqa: E402
 from insights_sets import ADVERSARIAL, GOLDEN, Golden  # noqa: E402
 
 NUMBER = re.compile(r"(?<![\w.])[-+−]?[$€£¥₹]?(\d[\d,]*(?:\.\d+)?)\s?(k|m)?(?![\w])", re.I)
 SCALES = {"k": 1000, "m": 1_000_000}
 GOALS = {"exact": 0.90, "p99_ms": 300}
-
-
-def machine_reference_ms() -> float:
-    """A fixed pure-Python workload, to read the latencies against the machine."""
-    began = time.perf_counter()
-    total = 0
-    for number in range(1_000_000):
-        total += number * number % 7
-    return (time.perf_counter() - began) * 1000
 
 
 def has_number(text: str, value) -> bool:
@@ -465,7 +457,7 @@ def main() -> None:
         path = options.path or ("llm" if settings.LLM_BASE_URL else "offline")
         ask = ask_llm if path == "llm" else ask_offline
         where = f" ({settings.LLM_MODEL} at {settings.LLM_BASE_URL})" if path == "llm" else ""
-        print(f"path: {path}{where}; machine reference: {machine_reference_ms():.0f} ms")
+        print(f"path: {path}{where}; {_scratch.machine_reference()}")
         context = Context(advertiser=world.fizzy, now=NOW)
         expectations = Expectations(world)
         # A serving process has built the decision index (the delivery check reads it) and

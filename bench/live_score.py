@@ -29,28 +29,14 @@ sys.path.insert(0, str(BASE_DIR / "bench"))
 
 
 def machine_reference() -> str:
-    """The machine, and two fixed workloads timed here (best of three): a pure-Python loop
-    and a numpy matrix product, so figures from different machines can be put side by side."""
+    """The machine, and the shared reference workloads (bench/_scratch.machine_reference)."""
     import platform
 
-    import numpy as np
     from _scratch import cpu_model
+    from _scratch import machine_reference as reference
 
-    def best(work) -> float:
-        times = []
-        for _ in range(3):
-            began = time.perf_counter()
-            work()
-            times.append(time.perf_counter() - began)
-        return min(times) * 1000
-
-    matrix = np.random.default_rng(0).random((300, 300))
-    python_ms = best(lambda: sum(i * i for i in range(1_000_000)))
-    numpy_ms = best(lambda: [matrix @ matrix for _ in range(20)])
     return (
-        f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}; "
-        f"reference: 10⁶ squares summed in Python {python_ms:.0f} ms, 20 numpy 300×300 "
-        f"products {numpy_ms:.0f} ms"
+        f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}; {reference()}"
     )
 
 

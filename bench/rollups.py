@@ -281,4 +281,5 @@ def _machine() -> str:
 
 
 if __name__ == "__main__":
+    print(_scratch.machine_reference(), flush=True)
     sys.exit(main())

@@ -115,11 +115,8 @@ def main() -> int:
 
 
 def _machine() -> str:
-    """The machine reference every bench prints (bench/_scratch.py when it has one)."""
-    reference = getattr(_scratch, "machine_reference", None)
-    if reference is None:
-        from live_score import machine_reference as reference
-    return f"Machine: {reference()}"
+    """The machine reference every bench prints (bench/_scratch.py)."""
+    return _scratch.machine_reference()
 
 
 def _load() -> str:
@@ -187,6 +184,11 @@ def _soak() -> int:
         _batches_flush(tally, api_port, key)
 
     failures = _report(tally, samples, meter)
+    achieved = tally.requests["decision"] / SECONDS
+    print(
+        f"Decisions: {achieved:.1f}/s of the {DECISIONS_PER_SECOND}/s offered"
+        + ("" if achieved >= 0.95 * DECISIONS_PER_SECOND else " (the machine kept up no faster)")
+    )
     stored = AdEvent.objects.count()
     accepted = tally.events["accepted"]
     print(

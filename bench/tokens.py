@@ -22,6 +22,9 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "bench"))
+
+import _scratch  # noqa: E402  (beside this file)
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "20000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -37,19 +40,6 @@ def cpu_per_call(operation: Callable[[object], object], items: list) -> float:
             operation(item)
         best = min(best, (time.process_time() - began) / len(items))
     return best
-
-
-def machine_reference() -> str:
-    """A fixed pure-Python workload and a fixed numpy one, in ms of CPU (best of 3)."""
-    import numpy as np
-
-    def python_work() -> int:
-        return sum(number * number % 7 for number in range(300_000))
-
-    matrix = np.random.default_rng(1).random((300, 300))
-    python_ms = cpu_per_call(lambda _: python_work(), [None] * 3) * 1000
-    numpy_ms = cpu_per_call(lambda _: matrix @ matrix, [None] * 20) * 1000
-    return f"pure Python {python_ms:.1f} ms, numpy 300x300 matmul {numpy_ms:.2f} ms"
 
 
 def main() -> int:
@@ -84,7 +74,7 @@ def main() -> int:
         )
         for _ in range(TOKENS)
     ]
-    print(f"Machine reference: {machine_reference()}")
+    print(_scratch.machine_reference())
     print(f"{TOKENS:,} tokens, best of {ROUNDS} rounds, CPU per operation:")
 
     made = cpu_per_call(tokens.make_token, claims)

@@ -94,7 +94,7 @@ def main() -> int:
     django.setup()
     report = Report()
     report.line(_machine())
-    report.line(_reference())
+    report.line(_scratch.machine_reference())
     seeding = time.perf_counter()
     with redirect_stdout(io.StringIO()):
         call_command("setup_demo", days=3, viewers=VIEWERS)
@@ -143,21 +143,6 @@ def _machine() -> str:
         f"{platform.python_version()}, PostgreSQL {postgres // 10000}.{postgres % 10000}, "
         f"Redis {redis_version}"
     )
-
-
-def _reference() -> str:
-    """A fixed pure-Python and a fixed numpy workload, to compare machines and runs."""
-    import numpy as np
-
-    began = time.perf_counter()
-    sum(i * i % 7 for i in range(2_000_000))
-    python_ms = (time.perf_counter() - began) * 1000
-    matrix = np.random.default_rng(0).random((400, 400))
-    began = time.perf_counter()
-    for _ in range(10):
-        matrix @ matrix
-    numpy_ms = (time.perf_counter() - began) * 1000
-    return f"Machine reference: pure Python {python_ms:.0f} ms, numpy {numpy_ms:.0f} ms"
 
 
 def _champion() -> str:

@@ -13,11 +13,20 @@ through the full stack, so a misrouted page still works.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
+from http.client import responses
+from types import ModuleType
 from typing import Any
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
+from django.core import signals
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.exception import response_for_exception
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+from rest_framework.exceptions import ValidationError
 
 # Paths served by the lean stack (see ads/api_urls.py, ads/vast/urls.py and config/urls.py):
 # the ad tags are fetched by players as often as decisions (not /vast/try/, a page).
@@ -63,3 +72,163 @@ def routed(full: WSGIApp, api: WSGIApp) -> WSGIApp:
         return full(environ, start_response)
 
     return application
+
+
+DECISIONS_PATH = "/api/v1/decisions"
+EVENTS_PATH = "/api/v1/events"
+JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
+
+
+class HotPath:
+    """The two hot POSTs without Django's request machinery: a plain request (a known
+    platform key, a JSON body orjson reads, fields valid as the API's parsers check them) is
+    answered here, through the same functions as the views (ads.api.decision_answer and
+    events_answer), with the headers API_MIDDLEWARE adds; anything else (no or a bad key,
+    invalid input, another method, a refused host) goes to `django`, which words each answer
+    as it always has. The WSGIRequest, URL resolution and middleware chain cost about as much
+    CPU as the decision itself.
+
+    The request signals are sent as Django sends them (they open and close database
+    connections); an exception is answered by Django's own handling (`response_for_exception`):
+    where a degraded answer belongs, it belongs in ads.api's *_answer functions, shared by both
+    paths."""
+
+    def __init__(self, django: WSGIApp, api: ModuleType) -> None:
+        # `api` is ads.api (config, the bottom layer, does not import the apps; config.wsgi
+        # hands it over).
+        self.django = django
+        self.api = api
+        self._origins: dict[tuple, tuple[str, bool] | None] = {}
+        self._headers: dict[bool, list[tuple[str, str]]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if (
+            path in (DECISIONS_PATH, EVENTS_PATH)
+            and environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("CONTENT_TYPE", "").lower() in JSON_TYPES
+        ):
+            answered = self._post(path, environ, start_response)
+            if answered is not None:
+                return answered
+        return self.django(environ, start_response)
+
+    def _post(
+        self, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes] | None:
+        api = self.api
+        origin = self._origin(environ)
+        length = environ.get("CONTENT_LENGTH") or ""
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if origin is None or not length.isdigit() or (limit is not None and int(length) > limit):
+            return None
+        tracking_base, secure = origin
+        signals.request_started.send(sender=self.__class__, environ=environ)
+        try:
+            if api.platform_key_id(environ.get("HTTP_AUTHORIZATION", "")) is None:
+                return None
+            body = environ["wsgi.input"].read(int(length))
+            environ["wsgi.input"] = io.BytesIO(body)  # for Django, if it answers after all
+            data = api.plain_json(body)
+            try:
+                if path == DECISIONS_PATH:
+                    parsed = api.parse_decision_request(data)
+                    if parsed is None:
+                        return None
+                    status, payload = api.decision_answer(parsed, tracking_base)
+                    headers = [("Content-Type", "application/json")]
+                else:
+                    try:
+                        events = api.parse_event_batch(data)
+                    except ValidationError:
+                        return None
+                    status = 200
+                    payload = api.events_answer(events, environ.get("HTTP_USER_AGENT", ""))
+                    # As DRF's Response for the view carries it.
+                    headers = [("Content-Type", "application/json"), ("Allow", "POST, OPTIONS")]
+                content = api.json_bytes(payload)
+            except Exception as error:
+                environ["wsgi.input"].seek(0)
+                return self._django_response(
+                    response_for_exception(WSGIRequest(environ), error),
+                    secure,
+                    environ,
+                    start_response,
+                )
+            headers.append(("Content-Length", str(len(content))))
+            start_response(
+                f"{status} {responses[status]}", headers + self._middleware_headers(secure, environ)
+            )
+            return [content]
+        finally:
+            signals.request_finished.send(sender=self.__class__)
+
+    def _origin(self, environ: dict[str, Any]) -> tuple[str, bool] | None:
+        """(The tracking links' base, whether the request is secure) as Django works them out
+        from these headers (allowed hosts, the proxy's scheme header); None for a request
+        Django must answer itself (a refused host, a redirect to HTTPS, a refused agent)."""
+        key = tuple(environ.get(name) for name in ORIGIN_KEYS)
+        if key in self._origins:
+            return self._origins[key]
+        request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
+        try:
+            origin: tuple[str, bool] | None = (
+                request.build_absolute_uri("/t/"),
+                request.is_secure(),
+            )
+        except DisallowedHost:
+            origin = None
+        if origin is not None and (
+            (settings.SECURE_SSL_REDIRECT and not origin[1])
+            or settings.DISALLOWED_USER_AGENTS
+            or settings.PREPEND_WWW
+        ):
+            origin = None
+        if len(self._origins) >= 256:  # forged Host headers must not grow it without end
+            self._origins.clear()
+        self._origins[key] = origin
+        return origin
+
+    def _middleware_headers(self, secure: bool, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        """The headers API_MIDDLEWARE adds to an answer (X-Frame-Options, nosniff, ...), taken
+        once from the middleware themselves (on a request of an allowed host, as `environ` is)."""
+        if secure not in self._headers:
+            chain: Callable[[HttpRequest], HttpResponse] = lambda request: HttpResponse()  # noqa: E731
+            for name in reversed(API_MIDDLEWARE):
+                chain = import_string(name)(chain)
+            probe = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
+            response = chain(probe)
+            self._headers[secure] = [
+                (name, value)
+                for name, value in response.items()
+                if name not in ("Content-Type", "Content-Length")
+            ]
+        return self._headers[secure]
+
+    def _django_response(
+        self,
+        response: HttpResponse,
+        secure: bool,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        headers = list(response.items())
+        present = {name.lower() for name, _ in headers}
+        headers += [
+            h for h in self._middleware_headers(secure, environ) if h[0].lower() not in present
+        ]
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        return [response.content]
+
+
+# What _origin depends on: the scheme (or the proxy's header for it) and the host.
+ORIGIN_KEYS = (
+    "wsgi.url_scheme",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_HOST",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "HTTP_USER_AGENT",
+)

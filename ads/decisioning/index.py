@@ -76,15 +76,13 @@ class LineItemEntry:
     include_titles: frozenset[int]
     exclude_titles: frozenset[int]
     creatives: tuple[CreativeEntry, ...] = ()
+    # Derived once here, not at each read: a decision reads them for every line item it walks.
+    is_cpm: bool = field(init=False)
+    price_micros: int = field(init=False)  # what one impression (CPM) or one click (CPC) costs
 
-    @property
-    def is_cpm(self) -> bool:
-        return self.pricing == LineItem.Pricing.CPM
-
-    @property
-    def price_micros(self) -> int:
-        """What one impression (CPM) or one click (CPC) costs."""
-        return self.bid_micros // 1000 if self.is_cpm else self.bid_micros
+    def __post_init__(self) -> None:
+        self.is_cpm = self.pricing == LineItem.Pricing.CPM
+        self.price_micros = self.bid_micros // 1000 if self.is_cpm else self.bid_micros
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -105,7 +106,8 @@ def make_token(claim: TrackingClaim) -> str:
         int(claim.is_cpm),
         int(claim.issued_at.timestamp()),
     ]
-    sealed = _ciphers()[0].encrypt(json.dumps(values, separators=(",", ":")).encode(), None)
+    # orjson writes the same compact JSON as json.dumps for these ASCII strings and integers.
+    sealed = _ciphers()[0].encrypt(orjson.dumps(values), None)
     return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
 
 

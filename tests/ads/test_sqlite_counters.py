@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
@@ -18,6 +20,7 @@ from ads.delivery import keys
 from ads.delivery.counters import (
     Bump,
     LocalCounters,
+    RedisCounters,
     SqliteCounters,
     counters,
     database_identity,
@@ -37,11 +40,18 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request, tmp_path):
-    """Each behaviour below holds for both local backends alike."""
+    """Each behaviour below holds for the local backends and Redis alike (Redis when the
+    suite runs with REDIS_URL)."""
     if request.param == "memory":
         return LocalCounters()
+    if request.param == "redis":
+        if not settings.REDIS_URL:
+            pytest.skip("Redis: no REDIS_URL")
+        redis_store = RedisCounters(settings.REDIS_URL)
+        redis_store._redis.flushdb()
+        return redis_store
     return SqliteCounters(tmp_path / "counters.sqlite3")
 
 
@@ -61,6 +71,28 @@ def test_a_reservation_is_whole_or_nothing_and_remembers_the_full_key(store):
     assert store.reserve([[Bump("budget", 40, limit=100)]]) == [True]
     assert store.reserve([[Bump("budget", 1, limit=100)]]) == [False]
     assert store.get_many(["budget"]) == [100]
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis: no REDIS_URL")
+def test_redis_reloads_its_script_and_reports_a_wrong_key(store):
+    """Redis forgets scripts when restarted (SCRIPT FLUSH here): the reservation loads it
+    again and counts once. A key holding something else is Redis's error, raised whole, and
+    the connection is left clean for the next reservation."""
+    if not isinstance(store, RedisCounters):
+        pytest.skip("Redis only")
+    store._redis.script_flush()
+    group = [Bump("budget", 30, ttl=60, limit=100), Bump("cap", 1, limit=2)]
+    assert store.reserve([group, group]) == [True, True]
+    assert store.get_many(["budget", "cap"]) == [60, 2]
+    assert 0 < store._redis.ttl("budget") <= 60 and store._redis.ttl("cap") == -1
+    store._redis.rpush("listed", "x")
+    with pytest.raises(redis.exceptions.ResponseError):
+        store.reserve([group, [Bump("listed", 1)]])
+    assert store.reserve([[Bump("budget", 40, limit=100)]]) == [True]
+    assert store.get_many(["budget"]) == [100]
+    lifetime = 123_456_789_012_345_678  # micros: beyond a Lua number's exact integers
+    assert store.reserve([[Bump("spent", lifetime, limit=-1 + 2 * lifetime)]]) == [True]
+    assert store.get_many(["spent"]) == [lifetime]
 
 
 def test_claims_and_deleting_a_prefix(store):

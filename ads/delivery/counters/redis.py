@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import redis
 
 from ads.delivery.counters.base import Bump, FullMemory
 
-# KEYS: the group's keys; ARGV: amount, ttl (0: none), limit (-1: none) for each key in turn.
+# KEYS: the group's keys; ARGV[1]: "amount ttl limit" for each key in turn, space-separated
+# (ttl 0: none, limit -1: none): one argument to pack instead of three a key. The amounts
+# reach INCRBY as the strings sent (a Lua number would print large ones as 1e+15).
 # Returns 1 when reserved, or -i when key i (from 1) would pass its limit.
 RESERVE_SCRIPT = """
+local spec = {}
+for word in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = word end
 local n = #KEYS
 for i = 1, n do
-  local limit = tonumber(ARGV[3 * i])
+  local limit = tonumber(spec[3 * i])
   if limit >= 0 then
     local value = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if value + tonumber(ARGV[3 * i - 2]) > limit then return -i end
+    if value + tonumber(spec[3 * i - 2]) > limit then return -i end
   end
 end
 for i = 1, n do
-  local value = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
-  local ttl = tonumber(ARGV[3 * i - 1])
+  redis.call('INCRBY', KEYS[i], spec[3 * i - 2])
+  local ttl = tonumber(spec[3 * i - 1])
   if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
 end
 return 1
@@ -36,6 +41,7 @@ class RedisCounters:
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
         self._redis.script_load(RESERVE_SCRIPT)
         self.full = FullMemory()
+        self._local = threading.local()  # each thread's connection for reservations
 
     def get_many(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -51,24 +57,48 @@ class RedisCounters:
         pipe.execute()
 
     def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
-        # EVALSHA straight into the pipeline: a registered Script object called on a pipeline
-        # asks SCRIPT EXISTS first, one more round trip per decision.
-        pipe = self._redis.pipeline(transaction=False)
-        for group in groups:
-            args: list[int] = []
-            for bump in group:
-                args += [bump.amount, bump.ttl or 0, -1 if bump.limit is None else bump.limit]
-            keys = [bump.key for bump in group]
-            pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
-        try:
-            results = pipe.execute()
-        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+        """One EVALSHA of RESERVE_SCRIPT per group, written to one connection at once (a
+        pipeline without redis-py's pipeline object: packing each argument through it cost
+        about a third of a decision's CPU)."""
+        payload = b"".join(_reserve_command(self._reserve.sha, group) for group in groups)
+        results = self._send(payload, len(groups))
+        if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+            # Redis restarted or flushed its scripts: nothing of this pod was reserved.
             self._redis.script_load(RESERVE_SCRIPT)
             return self.reserve(groups)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         for group, result in zip(groups, results, strict=True):
             if result < 0:
                 self.full.remember(group[-result - 1])
         return [result == 1 for result in results]
+
+    def _send(self, payload: bytes, replies: int) -> list:
+        """Send packed commands on this thread's own connection and read their `replies`, each
+        a value or the ResponseError it answered (every reply is read, so the connection is
+        clean for the next send). The pool's checkout and return cost a tenth of a decision;
+        a server thread sends one reservation at a time. A connection that fails before
+        anything was sent (one the server closed while it was idle) is made again once."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._redis.connection_pool.make_connection()
+        try:
+            try:
+                connection.send_packed_command([payload])
+            except redis.exceptions.ConnectionError:
+                connection.disconnect()
+                connection.send_packed_command([payload])
+            results: list = []
+            for _ in range(replies):
+                try:
+                    results.append(connection.read_response(disconnect_on_error=False))
+                except redis.exceptions.ResponseError as error:
+                    results.append(error)
+            return results
+        except BaseException:
+            connection.disconnect()  # made again at the next send
+            raise
 
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -97,3 +127,23 @@ class RedisCounters:
         for key in keys:
             pipe.set(key, 1, nx=True, px=int(ttl * 1000))
         return [bool(result) for result in pipe.execute()]
+
+
+def _reserve_command(sha: str, group: Sequence[Bump]) -> bytes:
+    """EVALSHA of the reserve script for `group`, in the Redis protocol."""
+    spec = " ".join(
+        f"{bump.amount} {bump.ttl or 0} {-1 if bump.limit is None else bump.limit}"
+        for bump in group
+    )
+    return _packed(["EVALSHA", sha, len(group), *(bump.key for bump in group), spec])
+
+
+def _packed(args: Sequence[str | int]) -> bytes:
+    """A command in the Redis protocol (RESP): an array of bulk strings (formatted as text and
+    encoded once; a bulk string's length counts its UTF-8 bytes)."""
+    parts = [f"*{len(args)}\r\n"]
+    for arg in args:
+        text = str(arg)
+        size = len(text) if text.isascii() else len(text.encode())
+        parts.append(f"${size}\r\n{text}\r\n")
+    return "".join(parts).encode()
