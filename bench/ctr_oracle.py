@@ -55,6 +55,36 @@ def hanley_mcneil_sd(auc: float, positives: int, negatives: int) -> float:
     return variance**0.5
 
 
+def _split_the_gap(expected: dict, oracle: float, model: str, days: int) -> None:
+    """Where LightGBM's expected AUC falls short of the oracle's: what no model can see (the
+    viewer's hidden propensity), what the fatigue columns recover of what fatigue is worth,
+    and what more rows would buy (the learning curve's last doubling)."""
+    full, half, quarter = (
+        expected[model],
+        expected["LightGBM, 50% of the rows"],
+        expected["LightGBM, 25% of the rows"],
+    )
+    unseen = oracle - expected["oracle without the viewer term"]
+    fatigue_worth = oracle - expected["oracle without fatigue"]
+    recovered = full - expected["LightGBM without fatigue"]
+    print(f"\nLightGBM beside the oracle at {days} days (expected AUC, no click noise):")
+    print(f"  oracle {oracle:.4f}, LightGBM {full:.4f}: gap {oracle - full:.4f}")
+    print(f"  no model can see the viewer's hidden term:  {unseen:.4f}")
+    print(
+        f"  fatigue, worth {fatigue_worth:.4f} to the oracle; the fatigue columns recover "
+        f"{recovered:+.4f}"
+    )
+    print(
+        f"  data: 25 % of the rows {quarter:.4f}, 50 % {half:.4f}, 100 % {full:.4f} "
+        f"(each doubling {half - quarter:+.4f}, then {full - half:+.4f})"
+    )
+    rest = oracle - full - unseen
+    print(
+        f"  what the model could see but did not learn: {rest:.4f} "
+        f"({rest / max(full - half, 1e-9):.1f} times the last doubling's gain)"
+    )
+
+
 def _cover_the_window(start, days: int) -> None:
     """The demo's live campaigns start a few days before now, so a longer simulation would
     have days without ads: start them (and their line items) before the window, and give
@@ -83,6 +113,11 @@ def main() -> None:
         help="history columns to use, comma-separated (default: the model's, "
         "ads.learning.features.HISTORY; 'none' for none)",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="train the served model only (no run without fatigue, no learning curve)",
+    )
     options = parser.parse_args()
     scratch = tempfile.TemporaryDirectory()
     folder = Path(scratch.name)
@@ -102,13 +137,15 @@ def main() -> None:
     import datetime as dt
 
     import numpy as np
+    import pandas as pd
     from django.core.management import call_command
     from django.utils import timezone
 
     from ads.decisioning.engine import DecisionRequest, _resolve
     from ads.decisioning.index import current_index
-    from ads.decisioning.scoring import predict_ctr
-    from ads.learning import training
+    from ads.decisioning.scoring import predict_ctr, viewer_fatigue
+    from ads.delivery.counters import counters
+    from ads.learning import features, training
     from ml import metrics
 
     quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the scratch folder
@@ -137,52 +174,87 @@ def main() -> None:
 
     frame = training.training_frame(start=end - dt.timedelta(days=options.days), end=end)
     fit, calibrate, holdout = training.split_by_time(frame, end - dt.timedelta(days=1))
+    # The truth of each impression: its click probability, the same without the viewer's
+    # hidden propensity (no feature shows it), and without fatigue.
     truth = {}
     with truth_path.open() as file:
         for row in csv.DictReader(file):
-            truth[(row["decision_id"].replace("-", ""), int(row["creative_id"]))] = float(
-                row["p_click"]
+            key = (row["decision_id"].replace("-", ""), int(row["creative_id"]))
+            truth[key] = tuple(
+                float(row.get(name) or "nan")
+                for name in ("p_click", "p_click_seen", "p_click_rested")
             )
-    oracle = np.array(
-        [
-            truth[(d.hex, c)]
-            for d, c in zip(holdout["decision_id"], holdout["creative"], strict=True)
-        ]
-    )
+    keys = list(zip((d.hex for d in holdout["decision_id"]), holdout["creative"], strict=True))
+    oracle, seen, rested = (np.array([truth[key][n] for key in keys]) for n in range(3))
     y = holdout["label"].to_numpy()
     training_clicks = int(fit["label"].sum() + calibrate["label"].sum())
     print(
         f"rows: {len(fit) + len(calibrate):,} training ({training_clicks:,} clicks), "
         f"{len(holdout):,} held out ({int(y.sum()):,} clicks, CTR {y.mean():.3%})"
     )
-    fitted = time.perf_counter()
     history = None
     if options.history:
         history = [] if options.history == "none" else options.history.split(",")
-    baseline, trees = training.fit_models(fit, calibrate, history=history)
-    print(f"history columns: {', '.join(trees.features.history_columns) or 'none'}")
-    print(f"training: {time.perf_counter() - fitted:.1f} s")
 
-    rows = [("oracle (true p)", oracle)] + [
-        (model.algorithm, model.predict_frame(holdout)) for model in (trees, baseline)
-    ]
+    def trained(share: float, fatigue: bool):
+        """The two models fitted on `share` of the training rows (a random sample of them,
+        kept in time order: the same days, fewer impressions), with or without fatigue."""
+        rows = pd.concat([fit, calibrate])
+        if share < 1:
+            chosen = np.random.default_rng(0).random(len(rows)) < share
+            rows = rows[chosen]
+        cut = int(len(rows) * 0.8)
+        began = time.perf_counter()
+        models = training.fit_models(
+            rows.iloc[:cut], rows.iloc[cut:], history=history, fatigue=fatigue
+        )
+        print(
+            f"  trained on {share:.0%} of the rows ({len(rows):,}), fatigue "
+            f"{'on' if fatigue else 'off'}: {time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
+        return models
+
+    # Each row of the table as soon as its model is trained (the learning curve takes long).
     oracle_auc = metrics.auc(y, oracle)
     oracle_expected = expected_auc(oracle, oracle)
+    expected = {}
+    runs = []
+
+    def report(name, scores, model=True):
+        auc = metrics.auc(y, scores)
+        entropy = metrics.normalized_entropy(y, scores)
+        expected[name] = expected_auc(oracle, scores)
+        if model:
+            runs.append((name, scores))
+        print(
+            f"{name:38s} {auc:7.4f} {auc - oracle_auc:+7.4f} {metrics.log_loss(y, scores):9.5f} "
+            f"{entropy:6.3f} {metrics.calibration_ratio(y, scores):6.3f}"
+            f" {expected[name]:7.4f} {expected[name] - oracle_expected:+7.4f}"
+            f" {scores.mean() / oracle.mean():6.3f}",
+            flush=True,
+        )
+
     print(
         f"\n{'held-out day':38s} {'AUC':>7s} {'gap':>7s} {'log loss':>9s} {'NE':>6s} {'calib':>6s}"
         f" {'E[AUC]':>7s} {'E[gap]':>7s} {'E[cal]':>6s}"
     )
-    for name, scores in rows:
-        auc = metrics.auc(y, scores)
-        entropy = metrics.normalized_entropy(y, scores)
-        expected = expected_auc(oracle, scores)
-        print(
-            f"{name:38s} {auc:7.4f} {auc - oracle_auc:+7.4f} {metrics.log_loss(y, scores):9.5f} "
-            f"{entropy:6.3f} {metrics.calibration_ratio(y, scores):6.3f}"
-            f" {expected:7.4f} {expected - oracle_expected:+7.4f}"
-            f" {scores.mean() / oracle.mean():6.3f}"
-        )
-    tree_scores = rows[1][1]
+    report("oracle (true p)", oracle, model=False)
+    if not np.isnan(seen).any():
+        report("oracle without the viewer term", seen, model=False)
+        report("oracle without fatigue", rested, model=False)
+    baseline, trees = trained(1.0, True)
+    report(trees.algorithm, trees.predict_frame(holdout))
+    report(baseline.algorithm, baseline.predict_frame(holdout))
+    if not options.quick:
+        report("LightGBM without fatigue", trained(1.0, False)[1].predict_frame(holdout))
+        for share in (0.5, 0.25):
+            report(
+                f"LightGBM, {share:.0%} of the rows", trained(share, True)[1].predict_frame(holdout)
+            )
+    print(f"history columns: {', '.join(trees.features.history_columns) or 'none'}")
+    print(f"fatigue columns: {', '.join(features.FATIGUE)}")
+    tree_scores = runs[0][1]
     clicks = int(y.sum())
     sd = hanley_mcneil_sd(oracle_auc, clicks, len(y) - clicks)
     rng = np.random.default_rng(0)
@@ -205,12 +277,14 @@ def main() -> None:
     print(f"goal AUC within 0.005 of the oracle: {'PASS' if gap <= 0.005 else 'MISS'} ({gap:.4f})")
     verdict = "PASS" if abs(ratio - 1) <= 0.05 else "MISS"
     print(f"goal calibration ratio 1.00 ± 0.05:  {verdict} ({ratio:.3f})")
-    expected_gap = oracle_expected - expected_auc(oracle, tree_scores)
+    expected_gap = oracle_expected - expected[runs[0][0]]
     expected_ratio = tree_scores.mean() / oracle.mean()
     print(
         f"in expectation over the truth (no click noise): AUC gap {expected_gap:.4f}, "
         f"calibration ratio {expected_ratio:.3f}"
     )
+    if not options.quick and "oracle without the viewer term" in expected:
+        _split_the_gap(expected, oracle_expected, runs[0][0], options.days)
 
     # Scoring cost inside a decision: 100 candidate creatives, one batched call.
     index = current_index()
@@ -238,6 +312,26 @@ def main() -> None:
     print(
         f"pCTR of 100 candidates: p50 {p50:.3f} ms, p99 {p99:.3f} ms "
         f"({'PASS' if p99 <= 1 else 'MISS'} ≤ 1 ms)"
+    )
+    # What fatigue and slot ranking add to a decision, in CPU: one read of the viewer's 18
+    # counters (this bench's counters: in process), and the head of the ranking (12 line
+    # items, 36 creatives) scored again at slots 2 to 6.
+    store = counters()
+    head = creatives[:36]
+
+    def cpu_ms(work, repeat=2_000) -> float:
+        began = time.process_time()
+        for _ in range(repeat):
+            work()
+        return (time.process_time() - began) / repeat * 1000
+
+    read = cpu_ms(lambda: viewer_fatigue(store, viewer.id, end))
+    slots = cpu_ms(
+        lambda: predict_ctr(trees, index, context, head, end, positions=range(2, 7)), 500
+    )
+    print(
+        f"added CPU per decision: the fatigue read {read:.3f} ms ({type(store).__name__}), "
+        f"slot ranking (36 creatives at slots 2-6) {slots:.3f} ms"
     )
     scratch.cleanup()
 

@@ -7,7 +7,8 @@ with the loader's own rules (demo.movielens: age band, region from the ZIP code,
 from the occupation, kids profile; genres, year, maturity), so the features are exactly those
 of production. Then, with the production pipeline (`EngagementModel`: features fitted on the
 training rows, LightGBM early-stopped and Platt-calibrated on the validation rows, statistics
-refreshed with the validation rows before scoring the test rows):
+refreshed with the validation rows before scoring the test rows; ModelConfig.calibration_share
+says why calibrating on the latest slice of them alone is not the default):
 
 * a random 80/10/10 split of the ratings over 5 seeds;
 * a chronological split: all ratings by timestamp, the first 80 % to train, the next 10 % to
@@ -54,6 +55,7 @@ GOALS = (
     ("random", "log_loss", "<=", 0.550),
     ("random", "ece", "<=", 0.02),
     ("chronological", "auc", ">=", 0.72),
+    ("chronological", "ece", "<=", 0.02),
 )
 
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 from ads.decisioning import ad_load, eligibility, ranking
 from ads.decisioning.eligibility import Context
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
-from ads.decisioning.scoring import ctr_champion, predict_ctr
+from ads.decisioning.scoring import ctr_champion, predict_ctr, rank_by_slot, viewer_fatigue
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder, thompson_order
 from ads.delivery import keys
 from ads.delivery.counters import MICROS, Bump, Counters, DeliveryStateUnavailable, counters
@@ -205,7 +205,9 @@ def _decide(
     if model is None:
         candidates = state.candidates(eligible, rng if explored else None)
     else:
-        candidates = _model_scored(state.candidates(eligible), model.model, index, context, at)
+        candidates = _model_scored(
+            state.candidates(eligible), model.model, index, context, at, store
+        )
         candidates = _explored(candidates, explored, rng)
     why: dict[int, str] = {}
     day = at.date()
@@ -246,16 +248,24 @@ def _decide(
 
 
 def _model_scored(
-    candidates: list[Ranked], model, index: DemandIndex, context: Context, at: datetime
+    candidates: list[Ranked],
+    model,
+    index: DemandIndex,
+    context: Context,
+    at: datetime,
+    store: Counters,
 ) -> list[Ranked]:
     """Re-rank with the CTR champion: one batched call scores every creative of the CPC line
-    items (a CPM bid is its own expected value). Each creative's posterior is re-centred on
-    the model's pCTR, with the strength its impressions earned, for exploration to sample."""
+    items at position 1 (a CPM bid is its own expected value), a second the head of that
+    ranking at the pod's later slots (`scoring.rank_by_slot`). Each creative's posterior is
+    re-centred on the model's pCTR, with the strength its impressions earned, for
+    exploration to sample. The viewer's fatigue is one read of the counters."""
     cpc = [entry for entry in candidates if not entry.line_item.is_cpm]
     if not cpc:
         return candidates
+    fatigue = viewer_fatigue(store, context.viewer.id, at) if model.features.fatigue else None
     creatives = [creative for entry in cpc for creative, _ in entry.creatives]
-    pctrs = iter(predict_ctr(model, index, context, creatives, at).tolist())
+    pctrs = iter(predict_ctr(model, index, context, creatives, at, fatigue=fatigue).tolist())
     rescored = {}
     for entry in cpc:
         posteriors = []
@@ -280,7 +290,8 @@ def _model_scored(
         rescored[entry.line_item.id] = replace(entry, score=score, creatives=posteriors)
     merged = [rescored.get(entry.line_item.id, entry) for entry in candidates]
     merged.sort(key=lambda entry: (-entry.score, entry.line_item.id))
-    return merged
+    slots = min(context.max_ads, context.max_duration_seconds // SHORTEST_CREATIVE)
+    return rank_by_slot(merged, model, index, context, at, slots=slots, fatigue=fatigue)
 
 
 def _explored(candidates: list[Ranked], explored: bool, rng: random.Random) -> list[Ranked]:

@@ -101,6 +101,17 @@ def pacing_tick(minute: datetime) -> str:
     return f"{PREFIX}pace:tick:{minute:%Y%m%d%H%M}"
 
 
+# A viewer's impressions per ten-minute bucket live three hours and a bucket (the CTR
+# model's fatigue columns read the last 18, ads.learning.features.FATIGUE_BUCKETS).
+VIEWER_ADS_TTL = 3 * 3600 + 600
+
+
+@_lives(VIEWER_ADS_TTL)
+def viewer_ads(viewer_id: int, bucket: int) -> str:
+    """The viewer's accepted impressions in one ten-minute bucket (Unix time // 600)."""
+    return f"{PREFIX}vw:{viewer_id}:ads:{bucket}"
+
+
 @_lives(None)
 def creative_impressions(creative_id: int) -> str:
     return f"{PREFIX}cr:{creative_id}:imp"

@@ -7,8 +7,11 @@ A row is an impression. Its features, all known at decision time:
 * request: device and region (the decision's, which may differ from the profile's);
 * title: maturity, year, genres (one column per genre);
 * creative: category, duration, advertiser, and the creative itself (new ones are unknown);
-* context: position in the pod (1 when ranking, since the pod is not built yet), break offset
-  and whether it is a pre-roll;
+* context: position in the pod (ranking scores a candidate at the slot it would fill), break
+  offset and whether it is a pre-roll;
+* fatigue (`FATIGUE`): the viewer's ad impressions in the last hour and the last three hours,
+  and the minutes since their last ad, all counted before the decision (`fatigue_columns` from
+  the event table, `fatigue_from_buckets` from the delivery counters at serving);
 * the viewer's own clock: hour, daypart and weekend in the time zone of the request's region
   (people click by their own clock, not by the advertiser's);
 * history, when asked for (`HISTORY`, off by default: it measured no gain): smoothed
@@ -58,6 +61,17 @@ NUMERIC = [
     "viewer_hour",
     "viewer_weekend",
 ]
+# Fatigue: the viewer's impressions counted in ten-minute buckets of Unix time (the delivery
+# counters keep one counter per viewer and bucket, ads.delivery.keys.viewer_ads). "The last
+# hour" is the decision's bucket and the 5 before it (50 to 60 minutes), "the last three
+# hours" the bucket and the 17 before it; the minutes since the last ad are measured from the
+# start of the latest bucket holding one, at most FATIGUE_MINUTES (none in three hours).
+# Training counts the same buckets from the event table, so the two are equal by definition.
+FATIGUE = ["ads_last_hour", "ads_last_3h", "minutes_since_ad"]
+FATIGUE_BUCKET_SECONDS = 600
+FATIGUE_HOUR_BUCKETS = 6
+FATIGUE_BUCKETS = 18
+FATIGUE_MINUTES = FATIGUE_BUCKETS * FATIGUE_BUCKET_SECONDS / 60
 HISTORY_KEYS = ("viewer", "creative", "line_item", "advertiser")
 HISTORY_CHOICES = [f"{key}_{stat}" for key in HISTORY_KEYS for stat in ("lift", "impressions")]
 # The history columns a model uses by default: none. Measured with bench/ctr_oracle.py
@@ -74,7 +88,7 @@ _ZONES = {str(region): zoneinfo.ZoneInfo(name) for region, name in REGION_TIMEZO
 _UTC = zoneinfo.ZoneInfo("UTC")
 # Artifacts of an older feature layout cannot score today's rows: serving skips them (the
 # engine's Beta posteriors stand in) and training does not compare against them.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: fatigue columns
 # Beta prior strengths (in impressions) are estimated per key from the window (empirical
 # Bayes); these bound them where a key has too little data to tell.
 MIN_STRENGTH, MAX_STRENGTH = 20.0, 100_000.0
@@ -85,6 +99,73 @@ def viewer_clock(region: str, at: dt.datetime) -> tuple[str, float, float]:
     parts of the day)."""
     local = at.astimezone(_ZONES.get(region, _UTC))
     return str(daypart_at(local)), float(local.hour), float(local.weekday() >= 5)
+
+
+def fatigue_bucket(at: dt.datetime) -> int:
+    """The ten-minute bucket of Unix time holding `at`."""
+    return int(at.timestamp() // FATIGUE_BUCKET_SECONDS)
+
+
+def fatigue_from_buckets(counts, at: dt.datetime) -> tuple[float, float, float]:
+    """(ads in the last hour, in the last three hours, minutes since the last ad) at `at` from
+    the viewer's impression counts per bucket, `counts[k]` the bucket k before `at`'s
+    (k = 0 … FATIGUE_BUCKETS − 1): what serving reads from the delivery counters."""
+    counts = [int(count) for count in counts]
+    hour, hours = sum(counts[:FATIGUE_HOUR_BUCKETS]), sum(counts[:FATIGUE_BUCKETS])
+    latest = next((k for k, count in enumerate(counts[:FATIGUE_BUCKETS]) if count > 0), None)
+    if latest is None:
+        return float(hour), float(hours), FATIGUE_MINUTES
+    start = (fatigue_bucket(at) - latest) * FATIGUE_BUCKET_SECONDS
+    return float(hour), float(hours), min((at.timestamp() - start) / 60, FATIGUE_MINUTES)
+
+
+def fatigue_columns(frame: pd.DataFrame, impressions: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The fatigue columns of each training row, from `impressions` (viewer_id, occurred_at:
+    every impression from FATIGUE_BUCKETS buckets before the frame's first row on). A row's
+    time is its decision's: the first impression of the pod, as the counters are read once
+    per decision before the pod plays. Only impressions strictly before that time count: the
+    pod's own and any later one never do (no leakage; the pod's earlier slots are the
+    position column's business)."""
+    decision_at = frame.groupby("decision_id")["occurred_at"].transform("min")
+    at_seconds = _seconds(decision_at)
+    viewers = frame["viewer_id"].to_numpy(dtype=np.int64)
+    times = _seconds(impressions["occurred_at"])
+    codes, known = pd.factorize(
+        np.concatenate([impressions["viewer_id"].to_numpy(dtype=np.int64), viewers])
+    )
+    event_codes, row_codes = codes[: len(times)], codes[len(times) :]
+    # One sorted key per impression: viewer code, then microseconds since the earliest time.
+    origin = min(times.min() if len(times) else 0, at_seconds.min())
+    scale = 2**42
+
+    def key(code, seconds):
+        return code.astype(np.int64) * scale + np.round((seconds - origin) * 1e6).astype(np.int64)
+
+    order = np.sort(key(event_codes, times))
+    bucket = np.floor(at_seconds / FATIGUE_BUCKET_SECONDS)
+    before = np.searchsorted(order, key(row_codes, at_seconds), side="left")
+    hour_from = (bucket - (FATIGUE_HOUR_BUCKETS - 1)) * FATIGUE_BUCKET_SECONDS
+    hours_from = (bucket - (FATIGUE_BUCKETS - 1)) * FATIGUE_BUCKET_SECONDS
+    in_hour = before - np.searchsorted(order, key(row_codes, hour_from), side="left")
+    in_hours = before - np.searchsorted(order, key(row_codes, hours_from), side="left")
+    latest = (order[np.maximum(before - 1, 0)] % scale) / 1e6 + origin
+    latest_start = np.floor(latest / FATIGUE_BUCKET_SECONDS) * FATIGUE_BUCKET_SECONDS
+    minutes = np.where(
+        in_hours > 0,
+        np.minimum((at_seconds - latest_start) / 60, FATIGUE_MINUTES),
+        FATIGUE_MINUTES,
+    )
+    return {
+        "ads_last_hour": in_hour.astype(float),
+        "ads_last_3h": in_hours.astype(float),
+        "minutes_since_ad": minutes,
+    }
+
+
+def _seconds(times) -> np.ndarray:
+    """Unix seconds (float) of a column of aware datetimes."""
+    values = pd.to_datetime(pd.Series(times), utc=True)
+    return (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
 
 
 def beta_strength(impressions: np.ndarray, clicks: np.ndarray, prior: float) -> float:
@@ -206,6 +287,9 @@ class CtrFeatures:
     genres: list[str] = field(default_factory=list)
     history: History = field(default_factory=History)
     history_columns: list[str] = field(default_factory=lambda: list(HISTORY))
+    # Whether the model sees the FATIGUE columns (bench/ctr_oracle.py --no-fatigue measures
+    # what they are worth); an artifact pickled before they existed has none.
+    fatigue: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.history_columns) - set(HISTORY_CHOICES)
@@ -213,10 +297,14 @@ class CtrFeatures:
             raise ValueError(f"Unknown history columns: {sorted(unknown)}.")
 
     @property
+    def numeric(self) -> list[str]:
+        return [*NUMERIC, *(FATIGUE if self.fatigue else [])]
+
+    @property
     def columns(self) -> list[str]:
         return [
             *CATEGORICAL,
-            *NUMERIC,
+            *self.numeric,
             *self.history_columns,
             *(f"genre_{slug}" for slug in self.genres),
         ]
@@ -242,7 +330,7 @@ class CtrFeatures:
         parts = [
             frame[name].map(self.vocabularies[name]).to_numpy(dtype=float) for name in CATEGORICAL
         ]
-        parts += [frame[name].to_numpy(dtype=float) for name in NUMERIC]
+        parts += [frame[name].to_numpy(dtype=float) for name in self.numeric]
         if training:
             history = history_columns(frame, self.history, self.history_keys)
         else:
@@ -292,7 +380,9 @@ class ServingRows:
         self.viewer_history = [
             name for name in features.history_columns if _key_of(name) == "viewer"
         ]
-        self.genre_offset = len(CATEGORICAL) + len(NUMERIC) + len(features.history_columns)
+        self.genre_offset = len(CATEGORICAL) + len(features.numeric) + len(features.history_columns)
+        self.fatigue = features.fatigue
+        self.position_column = self.index["position"]
 
     def _creative_values(self, creative) -> list[float]:
         features, history = self.features, self.features.history
@@ -326,8 +416,11 @@ class ServingRows:
             self.cache = (slot, table)
         return table[[slot[creative] for creative in creatives]]
 
-    def context_row(self, context: dict, viewer_id: int, at: dt.datetime, position: int):
-        """The columns every candidate shares: viewer, request, title, clock and position."""
+    def context_row(
+        self, context: dict, viewer_id: int, at: dt.datetime, position: int, fatigue=None
+    ):
+        """The columns every candidate shares: viewer, request, title, clock, position and
+        `fatigue` (`fatigue_from_buckets`'s three values; NaN when not given)."""
         features, at_index = self.features, self.index
         base = np.full(self.width, np.nan)
         daypart, hour, weekend = viewer_clock(context["region"], at)
@@ -344,6 +437,8 @@ class ServingRows:
             "viewer_hour": hour,
             "viewer_weekend": weekend,
         }
+        if self.fatigue and fatigue is not None:
+            numeric |= dict(zip(FATIGUE, fatigue, strict=True))
         for name, value in numeric.items():
             if value is not None:
                 base[at_index[name]] = value
@@ -357,9 +452,26 @@ class ServingRows:
         ]
         return base
 
-    def matrix(self, context: dict, viewer_id: int, creatives, at: dt.datetime, position=1):
+    def matrix(
+        self,
+        context: dict,
+        viewer_id: int,
+        creatives,
+        at: dt.datetime,
+        position=1,
+        *,
+        fatigue=None,
+        positions=None,
+    ):
         """Rows for one decision: `context` holds age_band, gender, region, device, maturity,
-        year, break_minutes, is_preroll and genres; `creatives` are index entries."""
-        rows = np.tile(self.context_row(context, viewer_id, at, position), (len(creatives), 1))
+        year, break_minutes, is_preroll and genres; `creatives` are index entries; `fatigue`
+        the viewer's (`fatigue_from_buckets`). With `positions`, the creatives' rows at each
+        of them in turn (position-major: the rows of the first position, then the next)."""
+        base = self.context_row(context, viewer_id, at, position, fatigue)
+        rows = np.tile(base, (len(creatives), 1))
         rows[:, self.creative_columns] = self.creative_block(creatives)
+        if positions is None:
+            return rows
+        rows = np.tile(rows, (len(positions), 1))
+        rows[:, self.position_column] = np.repeat(np.asarray(positions, float), len(creatives))
         return rows

@@ -30,7 +30,15 @@ from ads.learning.estimators import (  # noqa: F401 - artifacts pickled these fr
     OneHotLogistic,
     PlattCalibrator,
 )
-from ads.learning.features import CATEGORICAL, FORMAT_VERSION, CtrFeatures, viewer_clock
+from ads.learning.features import (
+    CATEGORICAL,
+    FATIGUE_BUCKET_SECONDS,
+    FATIGUE_BUCKETS,
+    FORMAT_VERSION,
+    CtrFeatures,
+    fatigue_columns,
+    viewer_clock,
+)
 from ads.models import AdEvent
 from catalog.models import Title
 from ml import selectors as ml_selectors
@@ -120,6 +128,17 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     frame["break_minutes"] = frame["break_offset"] / 60
     frame["is_preroll"] = (frame["break_offset"] == 0).astype(float)
     frame["label"] = frame["clicked_at"].notna().astype(int)
+    # Fatigue counts the viewer's impressions before each decision, back to the first
+    # bucket that the window's earliest decision can see.
+    earlier = start - dt.timedelta(seconds=FATIGUE_BUCKETS * FATIGUE_BUCKET_SECONDS)
+    seen = AdEvent.objects.filter(
+        event_type=AdEvent.Type.IMPRESSION,
+        occurred_at__gte=earlier,
+        occurred_at__lt=end,
+    ).values_list("viewer_id", "occurred_at")
+    impressions = pd.DataFrame.from_records(list(seen), columns=["viewer_id", "occurred_at"])
+    for name, values in fatigue_columns(frame, impressions).items():
+        frame[name] = values
     return frame
 
 
@@ -183,10 +202,14 @@ def _cross_fitted_scores(matrix: np.ndarray, labels: np.ndarray, n_trees: int) -
 
 
 def fit_models(
-    fit: pd.DataFrame, calibrate: pd.DataFrame, *, history: list[str] | None = None
+    fit: pd.DataFrame,
+    calibrate: pd.DataFrame,
+    *,
+    history: list[str] | None = None,
+    fatigue: bool = True,
 ) -> list[CtrModel]:
     """The baseline and the calibrated trees, from the training rows (oldest first), with the
-    `history` columns (default: features.HISTORY):
+    `history` columns (default: features.HISTORY) and, unless told not to, the fatigue ones:
 
     1. features and history from all of them (each row's history: out of fold);
     2. the number of trees by early stopping: fitted on `fit`, stopped on `calibrate`'s log
@@ -197,7 +220,7 @@ def fit_models(
     """
     rows = pd.concat([fit, calibrate])
     columns = list(features_module.HISTORY if history is None else history)
-    features = CtrFeatures(history_columns=columns).fit(rows)
+    features = CtrFeatures(history_columns=columns, fatigue=fatigue).fit(rows)
     matrix, labels = features.matrix(rows, training=True), rows["label"].to_numpy()
     x_fit, y_fit = matrix[: len(fit)], labels[: len(fit)]
     x_cal, y_cal = matrix[len(fit) :], labels[len(fit) :]

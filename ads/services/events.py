@@ -29,6 +29,7 @@ from ads.decisioning.index import current_index
 from ads.delivery import keys
 from ads.delivery.counters import Bump, Counters, DeliveryStateUnavailable, counters
 from ads.delivery.tokens import CLOCK_SKEW, InvalidToken, TrackingClaim, read_token
+from ads.learning.features import fatigue_bucket
 from ads.models import AdEvent, Advertiser, CounterBacklog, Creative, LineItem
 from ads.services import partitions
 from ads.services.recovery import (
@@ -518,6 +519,8 @@ def _event_bumps(accepted: list[_Pending]) -> tuple[list[Bump], set[int]]:
         touched.add(advertiser_id)
         if event_type == impression:
             totals[(keys.creative_impressions, claim.creative_id)] += 1
+            bucket = fatigue_bucket(occurred)
+            totals[(keys.viewer_ads, claim.viewer_id, bucket)] += 1
             creative = index.creatives.get(claim.creative_id)
             if creative:
                 totals[(keys.category_impressions, creative.category)] += 1
@@ -599,7 +602,8 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
 
     Spend per line item and local day (for the days since `since`, default the last two), and
     lifetime; each capped line item's impressions per viewer this hour and today (its local
-    ones) and, with a lifetime cap, ever; impressions and clicks per creative and category; the
+    ones) and, with a lifetime cap, ever; impressions and clicks per creative and category, and
+    per viewer and ten-minute bucket over the last three hours (the CTR model's fatigue); the
     live totals of each account (per local day) and of the platform (per UTC day) for the days
     that began after `since`, so the dashboards' "today" equals the event table's. Reservations
     made by decisions are set to at least the spend, so budgets hold.
@@ -652,6 +656,7 @@ def _rebuilt_values(since: datetime) -> Counter[tuple]:
         values = _spend_values(since)
         values.update(_cap_values())
         values.update(_creative_values())
+        values.update(_fatigue_values())
         values.update(_live_totals(since))
         CounterBacklog.objects.all().delete()
     return values
@@ -737,6 +742,20 @@ def _creative_values() -> Counter[tuple]:
         values[(keys.creative_clicks, stat["creative"])] = stat["clicks"]
         values[(keys.category_impressions, stat["creative__category"])] += stat["impressions"]
         values[(keys.category_clicks, stat["creative__category"])] += stat["clicks"]
+    return values
+
+
+def _fatigue_values() -> Counter[tuple]:
+    """The viewers' impressions per ten-minute bucket, as long as the CTR model reads them."""
+    values: Counter[tuple] = Counter()
+    recent_from = timezone.now() - timedelta(seconds=keys.VIEWER_ADS_TTL)
+    seen = (
+        AdEvent.objects.occurred_between(recent_from, None)
+        .filter(event_type=AdEvent.Type.IMPRESSION)
+        .values_list("viewer_id", "occurred_at")
+    )
+    for viewer_id, occurred_at in seen.iterator(chunk_size=10_000):
+        values[(keys.viewer_ads, viewer_id, fatigue_bucket(occurred_at))] += 1
     return values
 
 

@@ -21,6 +21,8 @@ TRUTH_COLUMNS = (
     "occurred_at",
     "p_click",
     "clicked",
+    "p_click_seen",
+    "p_click_rested",
 )
 SESSIONS_PER_WRITE = 500
 
@@ -110,6 +112,8 @@ class TruthWriter:
                 slot.start_at.isoformat(),
                 f"{slot.p_click:.6f}",
                 int(clicked),
+                f"{slot.p_click_seen:.6f}",
+                f"{slot.p_click_rested:.6f}",
             )
         )
         self.rows += 1

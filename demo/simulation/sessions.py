@@ -133,6 +133,10 @@ class SlotPlay:
     clicked: bool
     completed: bool
     events: list[tuple[str, datetime]]  # (AdEvent type, occurred at), in time order
+    # The click probability without the viewer's hidden propensity, and without fatigue
+    # (truth.click_probabilities): for the truth file, so benches can split a model's gap.
+    p_click_seen: float = 0.0
+    p_click_rested: float = 0.0
 
 
 @dataclass
@@ -383,7 +387,7 @@ def plan_pod(
             break_offset_seconds=ad_break.offset_seconds,
             ads_before=session.ads_played,
         )
-        p_click = truth.click_probability(
+        p_click, p_click_seen, p_click_rested = truth.click_probabilities(
             viewer=viewer, title=title, creative=creative, context=context
         )
         p_complete = truth.completion_probability(
@@ -412,6 +416,8 @@ def plan_pod(
                 start_at=start,
                 end_at=watched_until if not completed else start + timedelta(seconds=seconds),
                 p_click=p_click,
+                p_click_seen=p_click_seen,
+                p_click_rested=p_click_rested,
                 clicked=clicked,
                 completed=completed,
                 events=events,

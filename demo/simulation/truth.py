@@ -334,6 +334,25 @@ def click_probability(
     return _sigmoid(sum(terms.values()))
 
 
+def click_probabilities(
+    *,
+    viewer: ViewerProfile,
+    title: TitleProfile,
+    creative: CreativeProfile,
+    context: AdContext,
+) -> tuple[float, float, float]:
+    """(the true click probability; the same without the viewer's hidden propensity, the best
+    any model can rank by; the same without fatigue): the last two let a bench split a model's
+    gap to the truth into what no feature shows and what fatigue is worth."""
+    terms = click_terms(viewer=viewer, title=title, creative=creative, context=context)
+    logit = sum(terms.values())
+    return (
+        _sigmoid(logit),
+        _sigmoid(logit - terms["viewer"]),
+        _sigmoid(logit - terms["fatigue"]),
+    )
+
+
 def completion_probability(
     *,
     viewer: ViewerProfile,

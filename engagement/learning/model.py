@@ -103,9 +103,10 @@ class EngagementModel:
         else:
             raise ValueError(f"Unknown algorithm {self.model_config.algorithm!r}.")
 
-        calibration_raw = self._raw(calibration_x)
-        platt = LogisticRegression(C=1e6).fit(calibration_raw[:, None], calibration_y)
+        latest_x, latest_y = self._latest_slice(train, calibration, viewers, titles)
+        platt = LogisticRegression(C=1e6).fit(self._raw(latest_x)[:, None], latest_y)
         self.slope, self.intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        calibration_raw = self._raw(calibration_x)
         report = FitReport(
             train_rows=len(train),
             calibration_rows=len(calibration),
@@ -116,6 +117,27 @@ class EngagementModel:
         if refresh_statistics:
             self.features.refit_statistics(pd.concat([train, calibration]), viewers, titles)
         return report
+
+    def _latest_slice(
+        self,
+        train: pd.DataFrame,
+        calibration: pd.DataFrame,
+        viewers: pd.DataFrame,
+        titles: pd.DataFrame,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows Platt scaling is fitted on: the latest `calibration_share` of the
+        calibration rows by time, with the statistics refreshed with every row before them,
+        so they are scored as served rows are (knowing everything before them)."""
+        share = self.model_config.calibration_share
+        ordered = calibration.sort_values("at", kind="mergesort") if "at" in calibration else None
+        cut = len(calibration) - int(round(len(calibration) * share))
+        if ordered is None or share >= 1 or cut <= 0 or ordered.iloc[cut:]["label"].nunique() < 2:
+            rows = calibration
+        else:
+            earlier, rows = ordered.iloc[:cut], ordered.iloc[cut:]
+            self.features.refit_statistics(pd.concat([train, earlier]), viewers, titles)  # type: ignore[union-attr]
+        x = self.features.transform(rows, viewers, titles)  # type: ignore[union-attr]
+        return x, rows["label"].to_numpy(float)
 
     def _fit_booster(
         self, train_x: np.ndarray, train_y: np.ndarray, stop_x: np.ndarray, stop_y: np.ndarray

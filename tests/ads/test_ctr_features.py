@@ -76,7 +76,14 @@ def test_a_training_rows_history_never_holds_its_own_click():
 def test_history_columns_are_checked_and_off_by_default():
     assert features.HISTORY == []
     plain = features.CtrFeatures(genres=["drama"])
-    assert plain.columns == [*features.CATEGORICAL, *features.NUMERIC, "genre_drama"]
+    assert plain.columns == [
+        *features.CATEGORICAL,
+        *features.NUMERIC,
+        *features.FATIGUE,
+        "genre_drama",
+    ]
+    rested = features.CtrFeatures(genres=["drama"], fatigue=False)
+    assert rested.columns == [*features.CATEGORICAL, *features.NUMERIC, "genre_drama"]
     with_history = features.CtrFeatures(genres=["drama"], history_columns=["viewer_lift"])
     assert with_history.columns[-2:] == ["viewer_lift", "genre_drama"]
     with pytest.raises(ValueError, match="viewer_ctr"):
@@ -143,7 +150,10 @@ def test_serving_rows_equal_the_training_encoding_of_the_same_impression(history
         }
         creative = _entry(row.creative, row.line_item, row.advertiser, row.category, row.duration)
         unknown = _entry(10**9, 10**9, 10**9, "x", 15)
-        got = model.serving.matrix(context, row.viewer_id, [creative, unknown], row.occurred_at)
+        fatigue = (row.ads_last_hour, row.ads_last_3h, row.minutes_since_ad)
+        got = model.serving.matrix(
+            context, row.viewer_id, [creative, unknown], row.occurred_at, fatigue=fatigue
+        )
         np.testing.assert_array_equal(got[0], want)
         # A creative the model never saw: its codes are unknown (NaN), the context is shared.
         columns = model.features.columns

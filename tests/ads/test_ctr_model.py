@@ -16,7 +16,8 @@ from django.utils import timezone
 from ads import services, tasks
 from ads.decisioning.engine import _resolve
 from ads.decisioning.index import current_index
-from ads.decisioning.scoring import ctr_champion, predict_ctr
+from ads.decisioning.scoring import ctr_champion, predict_ctr, viewer_fatigue
+from ads.delivery.counters import counters
 from ads.learning import training
 from ads.models import AdEvent
 from ads.services import event_partitions_make
@@ -185,8 +186,22 @@ def test_decisions_rank_cpc_line_items_by_the_champions_pctr(history, world):
     index = current_index()
     context = _resolve(index, world.request(viewer_id="young", device="mobile"), world.at)
     creatives = [index.creatives[slot.creative.id] for slot in cpc_slots]
-    expected = predict_ctr(model.model, index, context, creatives, world.at)
-    assert [slot.pctr for slot in cpc_slots] == pytest.approx(expected.tolist())
+    fatigue = viewer_fatigue(counters(), young.id, world.at)
+    assert fatigue == (0.0, 0.0, 180.0)  # no ad in three hours
+    # Each slot's pCTR is its creative's at the slot's position in the pod.
+    expected = [
+        predict_ctr(
+            model.model,
+            index,
+            context,
+            [creative],
+            world.at,
+            fatigue=fatigue,
+            positions=[slot.position],
+        )[0, 0]
+        for slot, creative in zip(cpc_slots, creatives, strict=True)
+    ]
+    assert [slot.pctr for slot in cpc_slots] == pytest.approx(expected)
     assert expected[0] > expected[1] > 0
 
 

@@ -417,3 +417,53 @@ def test_sessions_after_an_imported_history_are_split_by_their_own_time(world):
     assert session_rate < Rating.objects.filter(rating__gte=4).count() / 3000 - 0.1
     assert 0.9 <= found["calibration_ratio"] <= 1.1
     assert version.status == "champion"
+
+
+def test_platt_scaling_is_fitted_on_the_latest_calibration_rows_by_time():
+    """The calibration rows' click rate drifts: 30 % in their earlier half, 80 % in the later
+    one, and the labels are noise the features cannot explain. Calibrated on the latest
+    slice by time, the model predicts ~80 % (what comes next), although the rows arrive in
+    reverse time order (the slice is chosen by time, not by place in the frame)."""
+    import pandas as pd
+
+    from engagement.learning import EngagementModel, ModelConfig
+
+    rng = np.random.default_rng(0)
+    viewers = pd.DataFrame(
+        {
+            "age_band": rng.choice(["18_24", "25_34", "35_44"], 200),
+            "gender": rng.choice(["F", "M"], 200),
+            "region": "us_west",
+            "device": "ctv",
+            "is_kids": False,
+        },
+        index=np.arange(1, 201),
+    )
+    titles = pd.DataFrame(
+        {"year": 1995.0, "maturity_rating": "PG-13", "genres": [("drama",)] * 50},
+        index=np.arange(1, 51),
+    )
+
+    def rows(count, rate, start):
+        return pd.DataFrame(
+            {
+                "viewer": rng.integers(1, 201, count),
+                "title": rng.integers(1, 51, count),
+                "label": (rng.random(count) < rate).astype(int),
+                "score": 0.5,
+                "at": start + np.arange(count, dtype=float),
+            }
+        )
+
+    train = rows(4000, 0.5, 0)
+    earlier, latest = rows(1000, 0.3, 10_000), rows(1000, 0.8, 20_000)
+    calibration = pd.concat([earlier, latest]).iloc[::-1]  # newest first
+    model = EngagementModel(model_config=ModelConfig(calibration_share=0.5))
+    model.fit(train, calibration, viewers, titles)
+    predicted = model.predict(rows(2000, 0.8, 30_000)[["viewer", "title"]], viewers, titles)
+    assert predicted.mean() == pytest.approx(0.8, abs=0.05)
+    # Calibrated on every calibration row instead: their mean, 55 %.
+    everything = EngagementModel(model_config=ModelConfig(calibration_share=1.0))
+    everything.fit(train, calibration, viewers, titles)
+    mean = everything.predict(rows(2000, 0.8, 30_000)[["viewer", "title"]], viewers, titles).mean()
+    assert mean == pytest.approx(0.55, abs=0.05)
