@@ -82,32 +82,29 @@ class DeliveryQuery(ReportQuery):
     )
 
 
-def _optional(field: serializers.Field) -> serializers.Field:
-    field.required = False
-    field.allow_null = True
-    return field
-
+# Which of a row's fields are present depends on the breakdown.
+OPTIONAL = {"required": False, "allow_null": True}
 
 DELIVERY_ROW = inline_serializer(
     "DeliveryRow",
     {
-        "day": _optional(serializers.DateField()),
-        "creative_id": _optional(serializers.IntegerField()),
-        "creative_name": _optional(serializers.CharField()),
-        "line_item_id": _optional(serializers.IntegerField()),
-        "line_item_name": _optional(serializers.CharField()),
-        "value": _optional(serializers.CharField(help_text="genre, region, device, title id")),
-        "label": _optional(serializers.CharField()),
-        "hour": _optional(serializers.IntegerField(help_text="0 to 23, account time")),
-        "daypart": _optional(serializers.CharField()),
+        "day": serializers.DateField(**OPTIONAL),
+        "creative_id": serializers.IntegerField(**OPTIONAL),
+        "creative_name": serializers.CharField(**OPTIONAL),
+        "line_item_id": serializers.IntegerField(**OPTIONAL),
+        "line_item_name": serializers.CharField(**OPTIONAL),
+        "value": serializers.CharField(help_text="genre, region, device, title id", **OPTIONAL),
+        "label": serializers.CharField(**OPTIONAL),
+        "hour": serializers.IntegerField(help_text="0 to 23, account time", **OPTIONAL),
+        "daypart": serializers.CharField(**OPTIONAL),
         "impressions": serializers.IntegerField(),
         "clicks": serializers.IntegerField(),
-        "completes": _optional(serializers.IntegerField()),
+        "completes": serializers.IntegerField(**OPTIONAL),
         "spend": serializers.CharField(help_text="Two decimals, the account's currency."),
         "ctr": serializers.FloatField(allow_null=True),
-        "completion_rate": _optional(serializers.FloatField()),
-        "ecpm": _optional(serializers.CharField()),
-        "cpc": _optional(serializers.CharField()),
+        "completion_rate": serializers.FloatField(**OPTIONAL),
+        "ecpm": serializers.CharField(**OPTIONAL),
+        "cpc": serializers.CharField(**OPTIONAL),
     },
     many=True,
 )
@@ -322,10 +319,10 @@ class ComparisonReportView(ReportView):
                         "MetricComparison",
                         {
                             "metric": serializers.CharField(),
-                            "current": _optional(serializers.JSONField()),
-                            "previous": _optional(serializers.JSONField()),
-                            "change": _optional(serializers.JSONField()),
-                            "change_ratio": _optional(serializers.FloatField()),
+                            "current": serializers.JSONField(allow_null=True),
+                            "previous": serializers.JSONField(allow_null=True),
+                            "change": serializers.JSONField(allow_null=True),
+                            "change_ratio": serializers.FloatField(allow_null=True),
                         },
                         many=True,
                     ),

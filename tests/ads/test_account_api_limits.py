@@ -208,3 +208,14 @@ def test_hostile_input_is_a_4xx_in_the_envelope_never_a_500(writer, tenancy):
     assert writer.get(f"/api/v1/campaigns?cursor={cursor}").status_code == 404
     tenancy.line_item.refresh_from_db()
     assert tenancy.line_item.name != "a\x00b"
+
+
+def test_a_path_under_the_api_that_names_no_operation_is_the_envelopes_404(writer):
+    for path in ("/api/v1/campaigns/null,null", "/api/v1/nothing", "/api/v1/line_items/1/x"):
+        response = writer.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == {
+            "code": "not_found",
+            "message": "No such API route.",
+            "fields": {},
+        }

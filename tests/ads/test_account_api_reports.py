@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+import yaml
 from django.test import Client
 
 from ads import services
@@ -48,8 +49,16 @@ def rows(api, breakdown, query=RANGE):
     return response.json()["rows"]
 
 
-def test_delivery_by_day_is_the_hand_count(api, world):
+def test_delivery_by_day_is_the_hand_count(api, world, client):
     body = api.get(f"/api/v1/reports/delivery?{RANGE}").json()
+    # The schema requires only what every breakdown's rows have; the rest depend on it.
+    schema = yaml.safe_load(client.get("/api/schema/").content)["components"]["schemas"]
+    assert set(schema["DeliveryRow"]["required"]) == {
+        "impressions",
+        "clicks",
+        "spend",
+        "ctr",
+    }
     assert (body["start"], body["end"], body["currency"], body["breakdown"]) == (
         "2026-03-09",
         "2026-03-10",
