@@ -5,7 +5,7 @@ scoping is always one ``filter(advertiser=...)`` (DESIGN.md, "Tenancy").
 """
 
 import zoneinfo
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.core.validators import MinValueValidator, RegexValidator, URLValidat
 from django.db import models
 from django.utils import timezone
 
+from ads.delivery.tokens import CLOCK_SKEW, TOKEN_TTL
 from catalog.models import AgeBand, Device, Genre, MaturityRating, Region, Title
 
 TIMEZONES = sorted(zoneinfo.available_timezones())
@@ -402,12 +403,48 @@ class AccountKey(models.Model):
         return self.scope == self.Scope.WRITE
 
 
+class AdEventQuerySet(models.QuerySet["AdEvent"]):
+    def occurred_between(self, start: datetime | None, end: datetime | None) -> "AdEventQuerySet":
+        """Events that occurred in [start, end) (None: unbounded), with the bounds on
+        `decided_at` that follow from ingestion's rule (an event occurs between CLOCK_SKEW
+        before its decision and TOKEN_TTL + CLOCK_SKEW after), so that PostgreSQL reads only
+        the partitions that can hold them."""
+        events = self
+        if start is not None:
+            events = events.filter(occurred_at__gte=start, decided_at__gte=decided_from(start))
+        if end is not None:
+            events = events.filter(occurred_at__lt=end, decided_at__lt=decided_before(end))
+        return events
+
+
+# How long after its decision an event can occur (ingestion rejects later times): an event
+# that occurred at t was decided in [t - EVENT_AFTER_DECISION, t + CLOCK_SKEW].
+EVENT_AFTER_DECISION = TOKEN_TTL + CLOCK_SKEW
+
+
+def decided_from(occurred_from: datetime) -> datetime:
+    """The earliest decision of an event that occurred at `occurred_from` or later."""
+    return occurred_from - EVENT_AFTER_DECISION
+
+
+def decided_before(occurred_before: datetime) -> datetime:
+    """A time every decision of an event that occurred before `occurred_before` precedes."""
+    return occurred_before + CLOCK_SKEW + timedelta(seconds=1)
+
+
 class AdEvent(models.Model):
     """One counted ad event. The table is the truth for spend, caps and reports; the counters
     are a fast copy that can be rebuilt from it.
 
-    The append-only fact table (partitioned by day later), written in batches of up to 1,000
-    rows: its foreign keys have no database constraint (``db_constraint=False``), because the
+    The append-only fact table, written in batches of up to 1,000 rows. On PostgreSQL it is
+    partitioned by day on `decided_at` (migration 0006, `ads.services.partitions`): the time of
+    the decision whose token the event carries, the same for every report of one event, so a
+    duplicate always meets its original in one partition and the unique (event_id, decided_at)
+    keeps it out. There the primary key is (id, decided_at), as a partitioned table's keys must
+    hold its partition key; Django still treats `id` as the key, which stays unique (one
+    sequence). Reads by event time go through `AdEvent.objects.occurred_between`, which adds the
+    `decided_at` bounds that let PostgreSQL read only the partitions they need. Its foreign keys
+    have no database constraint (``db_constraint=False``), because the
     six deferred constraint triggers cost more than half of each insert. Ingestion checks the
     references itself (``ads.services.events._with_known_references``), and deleting a
     referenced row still deletes its events (``on_delete`` runs in Django, not the database).
@@ -463,13 +500,23 @@ class AdEvent(models.Model):
     device = models.CharField(max_length=10, choices=Device.choices)
     region = models.CharField(max_length=16, choices=Region.choices)
     occurred_at = models.DateTimeField()
+    # When the decision was made (its token's issue time): the partition key on PostgreSQL.
+    decided_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     # What the event cost the advertiser, in micros of its currency (CPM: the impression;
     # CPC: the click; zero otherwise).
     cost_micros = models.BigIntegerField(default=0)
 
+    objects = AdEventQuerySet.as_manager()
+
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["event_id"], name="adevent_unique_event_id")]
+        # The event's decision time is part of its key: on PostgreSQL a unique key must hold
+        # the partition key, and every report of one event carries the same decision time.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id", "decided_at"], name="adevent_unique_event_id_decided_at"
+            )
+        ]
         indexes = [
             models.Index(fields=["advertiser", "occurred_at"]),
             models.Index(fields=["line_item", "occurred_at"]),

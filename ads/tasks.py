@@ -6,7 +6,7 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from ads.services import ctr_drift_measure, ctr_model_train
+from ads.services import ctr_drift_measure, ctr_model_train, event_partitions_make_ahead
 from ml import selectors as ml_selectors
 from ml.services import TrainingError, training_window_end
 
@@ -45,3 +45,12 @@ def measure_ctr_drift_task(day_iso: str | None = None) -> float | None:
     )
     measurement = ctr_drift_measure(day=day)
     return measurement.psi if measurement else None
+
+
+@shared_task(
+    name="ads.tasks.event_partitions_make_ahead_task", time_limit=5 * 60, soft_time_limit=4 * 60
+)
+def event_partitions_make_ahead_task() -> list[str]:
+    """Hourly: the event table's partitions from yesterday to EVENT_PARTITIONS_AHEAD_DAYS
+    ahead (PostgreSQL); the days it made."""
+    return [day.isoformat() for day in event_partitions_make_ahead(at=timezone.now())]

@@ -109,11 +109,8 @@ def _impressions(
     """The impression events of the account's local days `start` to `end`."""
     range_start, _ = local_day_range(start, advertiser.tzinfo)
     _, range_end = local_day_range(end, advertiser.tzinfo)
-    events = AdEvent.objects.filter(
-        advertiser=advertiser,
-        event_type=AdEvent.Type.IMPRESSION,
-        occurred_at__gte=range_start,
-        occurred_at__lt=range_end,
+    events = AdEvent.objects.occurred_between(range_start, range_end).filter(
+        advertiser=advertiser, event_type=AdEvent.Type.IMPRESSION
     )
     if campaign_id is not None:
         events = events.filter(line_item__campaign_id=campaign_id)

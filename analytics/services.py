@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 
-from ads.models import AdEvent, Advertiser
+from ads.models import AdEvent, Advertiser, decided_before, decided_from
 from analytics.models import DailyBreakdown, DailyDelivery
 
 Type = AdEvent.Type
@@ -156,13 +156,18 @@ def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None)
     if not windows:
         return RollupResult(day, 0, 0)
     ops = connection.ops
+    first = min(start for _, start, _, _ in windows)
+    last = max(end for _, _, end, _ in windows)
     events, params = _events_of_day(
         [
             (pk, ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end), offset)
             for pk, start, end, offset in windows
         ],
-        ops.adapt_datetimefield_value(min(start for _, start, _, _ in windows)),
-        ops.adapt_datetimefield_value(max(end for _, _, end, _ in windows)),
+        [ops.adapt_datetimefield_value(instant) for instant in (first, last)],
+        [
+            ops.adapt_datetimefield_value(decided_from(first)),
+            ops.adapt_datetimefield_value(decided_before(last)),
+        ],
     )
     advertiser_ids = sorted({pk for pk, _, _, _ in windows})
     day_value = ops.adapt_datefield_value(day)
@@ -193,16 +198,21 @@ def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None)
     return RollupResult(day, delivery_rows, breakdown_rows)
 
 
-def _events_of_day(windows: list[tuple], first: object, last: object) -> tuple[str, list]:
+def _events_of_day(
+    windows: list[tuple], occurred: list[object], decided: list[object]
+) -> tuple[str, list]:
     """FROM … WHERE of the events of each account's day, as SQL (alias `e`) and parameters;
-    the window's UTC offset is `w.column4`."""
+    the window's UTC offset is `w.column4`. The bounds on `decided_at` (the partition key on
+    PostgreSQL), which follow from those on `occurred_at`, let PostgreSQL read the day's few
+    partitions only."""
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(windows))
     sql = (
         f"FROM ads_adevent e JOIN (VALUES {rows}) AS w ON w.column1 = e.advertiser_id "
         "AND e.occurred_at >= w.column2 AND e.occurred_at < w.column3 "
-        "WHERE e.occurred_at >= %s AND e.occurred_at < %s"
+        "WHERE e.occurred_at >= %s AND e.occurred_at < %s "
+        "AND e.decided_at >= %s AND e.decided_at < %s"
     )
-    return sql, [value for window in windows for value in window] + [first, last]
+    return sql, [value for window in windows for value in window] + occurred + decided
 
 
 def _sums(alias: str, *, from_events: bool) -> str:

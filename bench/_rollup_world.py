@@ -27,6 +27,7 @@ import time
 import _world
 from django.db import connection
 
+from ads.services import event_partitions_make
 from catalog.models import Device
 
 _world.TITLES = 2_000
@@ -47,6 +48,10 @@ def fill(day: dt.date, events: int) -> dict[str, float]:
     with connection.cursor() as cursor:
         began = time.perf_counter()
         _lookup_tables(cursor, day)
+        # The local day, in zones from UTC-12 to UTC+14, lies within the UTC days around it.
+        event_partitions_make(
+            first_day=day - dt.timedelta(days=1), last_day=day + dt.timedelta(days=1)
+        )
         indexes = _drop_secondary_indexes(cursor)
         seconds["lookup tables"] = time.perf_counter() - began
 
@@ -131,7 +136,8 @@ def _drop_secondary_indexes(cursor) -> list[str]:
         cursor.execute(f'ALTER TABLE ads_adevent DROP CONSTRAINT "{name}"')
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
-    return [definition for _, definition in indexes] + [
+    # A partitioned table's index is defined ON ONLY the parent: made again on all of it.
+    return [definition.replace(" ON ONLY ", " ON ") for _, definition in indexes] + [
         f'ALTER TABLE ads_adevent ADD CONSTRAINT "{name}" {definition}'
         for name, definition in constraints
     ]
@@ -141,7 +147,7 @@ _INSERT = """
 INSERT INTO ads_adevent (
     advertiser_id, line_item_id, creative_id, viewer_id, title_id, ad_break_id, event_type,
     event_id, client_event_id, decision_id, pod_position, device, region, occurred_at,
-    received_at, cost_micros
+    decided_at, received_at, cost_micros
 )
 SELECT
     c.advertiser_id, c.line_item_id, c.creative_id, v.id, t.id,
@@ -150,6 +156,7 @@ SELECT
     'bench-' || r.g, '', gen_random_uuid(), 1 + r.g %% 4,
     CASE WHEN r.usual_device THEN v.device ELSE r.other_device END,
     CASE WHEN r.usual_region THEN v.region ELSE 'intl' END,
+    c.day_start + r.offset_seconds * interval '1 second',
     c.day_start + r.offset_seconds * interval '1 second',
     c.day_start + (r.offset_seconds + 2) * interval '1 second',
     CASE

@@ -2,6 +2,7 @@
 and Redis when DATABASE_URL and REDIS_URL are set; REQUIRE_SERVICES=1 (CI) turns a missing
 service into a failure instead of a skip."""
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,6 +96,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The suite builds its database from the models (--no-migrations): on PostgreSQL the event
+    table is then partitioned as migration 0006 does, so that every test writes and reads the
+    partitioned table production has."""
+    from django.db import connection
+
+    from ads.services.partitions import is_partitioned
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql" and not is_partitioned():
+            migration = importlib.import_module("ads.migrations.0006_adevent_partitioned_by_day")
+            with connection.schema_editor() as schema_editor:
+                migration.partition(None, schema_editor)
+
+
 def _forget_process_state() -> None:
     cache.clear()  # on Redis this empties the database, counters included
     counters.cache_clear()
@@ -115,14 +132,16 @@ def _fresh_cache():
     _forget_process_state()
 
 
-def module_world(build: Callable[[], object]):
-    """A fixture that builds an expensive world once for a test module instead of once per
-    test. The world lives in a transaction opened here, so each test's `db` transaction is a
-    savepoint inside it (what a test writes is rolled back after it), and after the module's
-    last test the world is rolled back too: the next module sees an empty database. Tests may
-    read the world's objects but must not change them in memory."""
+def world_once(build: Callable[[], object], *, scope: str = "module"):
+    """A fixture that builds an expensive world once for a test module (or class) instead of
+    once per test. The world lives in a transaction opened here, so each test's `db`
+    transaction is a savepoint inside it (what a test writes is rolled back after it), and
+    after the scope's last test the world is rolled back too. Every test of the scope that
+    runs after the first one to ask for the world sees it in the database, so a module whose
+    other tests need an empty database keeps the world's tests in a class (scope="class").
+    Tests may read the world's objects but must not change them in memory."""
 
-    @pytest.fixture(scope="module")
+    @pytest.fixture(scope=scope)
     def fixture(django_db_setup, django_db_blocker):
         with django_db_blocker.unblock():
             outer = transaction.atomic(using=DEFAULT_DB_ALIAS)

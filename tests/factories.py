@@ -1,5 +1,5 @@
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 import factory
@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from ads.models import AdEvent, Advertiser, Campaign, Creative, LineItem, Membership, Player
+from ads.services import event_partitions_make
 from catalog.models import AdBreak, AgeBand, Device, Genre, Region, Title, Viewer
 
 PASSWORD = "correct-horse-battery"
@@ -146,4 +147,12 @@ class AdEventFactory(factory.django.DjangoModelFactory):
     device = Device.CTV
     region = Region.WEST
     occurred_at = factory.LazyFunction(timezone.now)
+    decided_at = factory.SelfAttribute("occurred_at")
     cost_micros = 0
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """On PostgreSQL, the day's partition first (a test's day may be any day)."""
+        day = kwargs["decided_at"].astimezone(UTC).date()
+        event_partitions_make(first_day=day, last_day=day)
+        return super()._create(model_class, *args, **kwargs)

@@ -34,6 +34,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 TOKEN_TTL = timedelta(hours=4)
+# How far a reported event time may lie before its decision, or after the server's clock.
+CLOCK_SKEW = timedelta(minutes=5)
 SALT = "interlude.tracking.v2"  # v1: HMAC-signed, readable base64 JSON
 _DECODER = json.JSONDecoder()
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")

@@ -54,11 +54,11 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         event_type=AdEvent.Type.CLICK,
         decision_id=OuterRef("decision_id"),
         creative_id=OuterRef("creative_id"),
+        decided_at=OuterRef("decided_at"),  # one decision, one partition
     )
     impressions = (
-        AdEvent.objects.filter(
-            event_type=AdEvent.Type.IMPRESSION, occurred_at__gte=start, occurred_at__lt=end
-        )
+        AdEvent.objects.occurred_between(start, end)
+        .filter(event_type=AdEvent.Type.IMPRESSION)
         .annotate(clicked_at=Subquery(clicks.values("occurred_at")[:1]))
         .values_list(
             "occurred_at",

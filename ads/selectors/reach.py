@@ -108,9 +108,8 @@ def line_item_reach(
         rule &= Q(local_hour__in=_hours(targeting.dayparts))
     since = at - dt.timedelta(days=days)
     traffic = (
-        AdEvent.objects.filter(
-            event_type=AdEvent.Type.IMPRESSION, occurred_at__gte=since, occurred_at__lt=at
-        )
+        AdEvent.objects.occurred_between(since, at)
+        .filter(event_type=AdEvent.Type.IMPRESSION)
         .annotate(local_hour=ExtractHour("occurred_at", tzinfo=advertiser.tzinfo))
         .aggregate(
             first=Min("occurred_at"),

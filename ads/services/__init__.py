@@ -32,6 +32,12 @@ from ads.services.keys import (
     platform_key_authenticate,
     platform_key_create,
 )
+from ads.services.partitions import (
+    event_partition_days,
+    event_partition_drop,
+    event_partitions_make,
+    event_partitions_make_ahead,
+)
 from ads.services.players import player_ensure
 
 __all__ = [
@@ -53,6 +59,10 @@ __all__ = [
     "creative_create",
     "creative_update",
     "delivery_status_set",
+    "event_partition_days",
+    "event_partition_drop",
+    "event_partitions_make",
+    "event_partitions_make_ahead",
     "event_track",
     "index_changed",
     "events_record",

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -28,8 +28,9 @@ from django.utils import timezone
 from ads.decisioning.index import current_index
 from ads.delivery import keys
 from ads.delivery.counters import Bump, Counters, counters
-from ads.delivery.tokens import InvalidToken, TrackingClaim, read_token
+from ads.delivery.tokens import CLOCK_SKEW, InvalidToken, TrackingClaim, read_token
 from ads.models import AdEvent, Advertiser, Creative, LineItem
+from ads.services import partitions
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 from config.publish import Publisher
@@ -41,7 +42,6 @@ LIVE_METRIC: dict[str, str] = {
     AdEvent.Type.CLICK: "clicks",
     AdEvent.Type.COMPLETE: "completes",
 }
-CLOCK_SKEW = timedelta(minutes=5)
 # Substrings of user agents of known crawlers and scripted clients (lower case).
 BOT_USER_AGENTS = (
     "bot",
@@ -220,7 +220,8 @@ def _with_impressions(
     needed = {impression_id for _, impression_id in later} - in_batch
     if not needed:
         return unique
-    available = in_batch | _stored_event_ids(needed)
+    decided = {item.claim.issued_at for item, impression_id in later if impression_id in needed}
+    available = in_batch | _stored_event_ids(needed, decided)
     kept = [item for item in unique if item.event_type not in NEEDS_IMPRESSION]
     for item, impression_id in later:
         if impression_id in available:
@@ -230,14 +231,21 @@ def _with_impressions(
     return kept
 
 
-def _stored_event_ids(event_ids: set[str]) -> set[str]:
+def _stored_event_ids(event_ids: set[str], decided: set[datetime]) -> set[str]:
+    """Which of `event_ids` are stored; `decided` holds their decisions' times, so that
+    PostgreSQL looks in their days' partitions only."""
     if connection.vendor == "postgresql":
         rows = _pg_rows(
-            f"SELECT event_id FROM {AdEvent._meta.db_table} WHERE event_id = ANY(%b::text[])",
-            [list(event_ids)],
+            f"SELECT event_id FROM {AdEvent._meta.db_table} "
+            "WHERE event_id = ANY(%b::text[]) AND decided_at = ANY(%b::timestamptz[])",
+            [list(event_ids), list(decided)],
         )
         return {event_id for (event_id,) in rows}
-    return set(AdEvent.objects.filter(event_id__in=event_ids).values_list("event_id", flat=True))
+    return set(
+        AdEvent.objects.filter(event_id__in=event_ids, decided_at__in=decided).values_list(
+            "event_id", flat=True
+        )
+    )
 
 
 def _with_known_references(
@@ -302,6 +310,7 @@ INSERT_FIELDS = [
     "device",
     "region",
     "occurred_at",
+    "decided_at",
     "received_at",
     "cost_micros",
 ]
@@ -337,10 +346,19 @@ def _insert(
         [claim.device for claim in claims],
         [claim.region for claim in claims],
         [item.occurred for item in unique],
+        [claim.issued_at for claim in claims],
         [now] * len(unique),
         [event_cost(item.claim, item.event_type) for item in unique],
     ]
     if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
+        except IntegrityError as error:
+            if not partitions.is_missing_partition(error):
+                raise
+        days = {claim.issued_at.date() for claim in claims}  # UTC: issued_at is in UTC
+        partitions.event_partitions_make(first_day=min(days), last_day=max(days))
         with transaction.atomic():
             return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
     sql, params = _insert_values(columns)
@@ -391,13 +409,15 @@ def _insert_head() -> str:
     return f"INSERT INTO {AdEvent._meta.db_table} ({columns}) "
 
 
-ON_CONFLICT = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+# The event's decision time is part of its key (the partition key on PostgreSQL, and the same in
+# every report of one event): a duplicate meets its original in one partition.
+ON_CONFLICT = " ON CONFLICT (event_id, decided_at) DO NOTHING RETURNING event_id"
 
 
 @cache
 def _insert_unnest_sql() -> str:
-    """PostgreSQL: one array parameter per column, so the statement has 16 placeholders
-    whatever the batch size (a VALUES list of 16,000 is parsed again at every call)."""
+    """PostgreSQL: one array parameter per column, so the statement has 17 placeholders
+    whatever the batch size (a VALUES list of 17,000 is parsed again at every call)."""
     arrays = ", ".join(f"%b::{field.cast_db_type(connection)}[]" for field in _insert_fields())
     return _insert_head() + f"SELECT * FROM unnest({arrays})" + ON_CONFLICT
 
@@ -549,8 +569,10 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
         values[(keys.spent_lifetime, row["line_item"])] = spent
         # Reservations cover at least what was spent (CPM reserves at the decision).
         values[(keys.reserved_lifetime, row["line_item"])] = spent
-    recent = AdEvent.objects.filter(occurred_at__gte=since, cost_micros__gt=0).values_list(
-        "line_item", "occurred_at", "cost_micros"
+    recent = (
+        AdEvent.objects.occurred_between(since, None)
+        .filter(cost_micros__gt=0)
+        .values_list("line_item", "occurred_at", "cost_micros")
     )
     for line_item_id, occurred_at, cost in recent.iterator(chunk_size=10_000):
         day = occurred_at.astimezone(line_items[line_item_id].advertiser.tzinfo).date()
@@ -585,7 +607,7 @@ def _live_totals(since: datetime) -> Counter[tuple]:
     """The live counters of every whole day after `since`: per account and its local day (one
     grouped query per time zone in use), and per UTC day for the platform."""
     values: Counter[tuple] = Counter()
-    recent = AdEvent.objects.filter(occurred_at__gte=since)
+    recent = AdEvent.objects.occurred_between(since, None)
     zones = sorted(set(Advertiser.objects.values_list("timezone", flat=True)))
     grouped: list[tuple[str, QuerySet[AdEvent], tuple[str, ...]]] = [
         (zone, recent.filter(advertiser__timezone=zone), ("advertiser", "day", "event_type"))

@@ -28,6 +28,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "analytics.tasks.rollup_today_task",
         "schedule": crontab(minute="*/5"),
     },
+    # The event table's daily partitions (PostgreSQL): made a week ahead, checked hourly;
+    # the ones past EVENT_RETENTION_DAYS dropped once rolled up, after every zone's night.
+    "event-partitions-make-ahead": {
+        "task": "ads.tasks.event_partitions_make_ahead_task",
+        "schedule": crontab(minute=5),
+    },
+    "event-retention": {
+        "task": "analytics.tasks.event_retention_task",
+        "schedule": crontab(hour=4, minute=45),
+    },
     # Retraining, after the night's rollups: each task takes its window and is idempotent.
     "retrain-ctr-model": {
         "task": "ads.tasks.retrain_ctr_model_task",

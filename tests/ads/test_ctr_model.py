@@ -19,11 +19,12 @@ from ads.decisioning.index import current_index
 from ads.decisioning.scoring import ctr_champion, predict_ctr
 from ads.learning import training
 from ads.models import AdEvent
+from ads.services import event_partitions_make
 from ml import metrics
 from ml.models import DriftMeasurement, ModelVersion, TrainingRun
 from ml.services import TrainingError
 from tests.ads.conftest import line_item_with_creative, rebuild
-from tests.conftest import module_world
+from tests.conftest import world_once
 from tests.factories import (
     AdvertiserFactory,
     CreativeFactory,
@@ -91,16 +92,18 @@ def make_history(seed: int):
                 device=device,
                 region="us_west",
                 occurred_at=when,
+                decided_at=when,
             )
             for kind in kinds
         ]
+    event_partitions_make(first_day=(end - dt.timedelta(days=3)).date(), last_day=end.date())
     AdEvent.objects.bulk_create(events, batch_size=2_000)
     return end, truth
 
 
 # `make_history`, built once for the module: building and training it for each test took
 # most of the suite's time.
-history = module_world(lambda: make_history(4))
+history = world_once(lambda: make_history(4))
 
 
 def test_training_registers_the_baseline_and_a_better_calibrated_champion(history):

@@ -336,7 +336,7 @@ def test_the_event_table_has_no_foreign_key_constraints_nor_redundant_indexes(db
     assert ("line_item_id",) not in indexed
     assert [
         tuple(c["columns"]) for c in constraints.values() if c["unique"] and not c["primary_key"]
-    ] == [("event_id",)]
+    ] == [("event_id", "decided_at")]
     if connection.vendor == "postgresql":
         assert not [name for name in constraints if name.endswith("_like")]
 
@@ -428,8 +428,9 @@ def test_sqlite_insert_params_are_what_the_fields_would_prepare():
     fields = events_module._insert_fields()
     when = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
     decision = uuid.uuid4().hex
-    row = [1, 2, 3, 4, 5, None, "impression", "e1", "c1", decision, 0, "tv", "us", when, when, 7]
-    other = [1, 2, 3, 4, 5, 6, "click", "e2", "c2", decision, 1, "tv", "us", when, when, 0]
+    row = [1, 2, 3, 4, 5, None, "impression", "e1", "c1", decision, 0, "tv", "us", when, when]
+    row += [when, 7]
+    other = [1, 2, 3, 4, 5, 6, "click", "e2", "c2", decision, 1, "tv", "us", when, when, when, 0]
     columns = [list(pair) for pair in zip(row, other, strict=True)]
 
     _, params = events_module._insert_values(columns)
@@ -442,4 +443,4 @@ def test_sqlite_insert_params_are_what_the_fields_would_prepare():
         for field, value in zip(fields, values, strict=True)
     ]
     assert params == expected
-    assert len(params) == 32
+    assert len(params) == 34

@@ -234,6 +234,10 @@ def test_nothing_outside_the_simulator_imports_the_truth():
 
 @pytest.fixture
 def small_world(db):
+    return build_small_world()
+
+
+def build_small_world():
     """Eight titles with the real ad-break plan, 48 viewers (6 on kids profiles) and four
     advertisers with run-of-network demand in four categories, CPM and CPC."""
     genres = {

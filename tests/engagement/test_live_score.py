@@ -28,7 +28,8 @@ from engagement.models import PlaybackEvent, ViewingSession
 from engagement.tasks import retrain_live_score_model_task
 from ml import metrics as ml_metrics
 from ml.models import ModelKind, ModelVersion, TrainingRun
-from tests.demo.test_simulation import small_world  # noqa: F401  (a fixture)
+from tests.conftest import world_once
+from tests.demo.test_simulation import build_small_world
 from tests.factories import TitleFactory, ViewerFactory
 
 pytestmark = pytest.mark.django_db
@@ -137,9 +138,10 @@ def test_training_rows_are_prefixes_cut_before_each_session_ended(db):
 # -- training on simulated sessions ----------------------------------------------------------
 
 
-@pytest.fixture
-def simulated_days(small_world):  # noqa: F811
-    """Fourteen seeded days of the simulator on the small world (about 2,000 sessions)."""
+def fourteen_simulated_days():
+    """Fourteen seeded days of the simulator on the small world (about 2,000 sessions); returns
+    the end of the simulated time."""
+    build_small_world()
     end = timezone.now().replace(microsecond=0)
     simulate_history(
         World.load(seed=5),
@@ -148,37 +150,54 @@ def simulated_days(small_world):  # noqa: F811
     return end + timedelta(seconds=1)
 
 
-def test_the_live_score_beats_the_prior_alone_on_held_out_simulated_sessions(simulated_days):
-    """Trained on the first ten days (its own held-out sessions are the last of those), then
-    judged on the four days after them, which neither it nor its calibration saw."""
-    train_end = simulated_days - timedelta(days=4)
-    version = live_score_model_train(window_end=train_end)
-    metrics = version.metrics
-    assert version.kind == ModelKind.LIVE_ENGAGEMENT
-    assert version.status == ModelVersion.Status.CHAMPION
-    assert metrics["holdout_sessions"] > 200
-    assert metrics["prior_recalibrated_auc"] == pytest.approx(metrics["prior_auc"])
-    assert 0.9 <= metrics["calibration_ratio"] <= 1.1
-    assert TrainingRun.objects.get(kind=ModelKind.LIVE_ENGAGEMENT).outcome == "promoted"
+class TestOnFourteenSimulatedDays:
+    """The tests that train on the simulated days, which are built once for them (in a class:
+    the module's other tests need a database without them)."""
 
-    later = prefix_rows(finished_sessions(window_start=train_end, window_end=simulated_days))
-    model = joblib.load(io.BytesIO(bytes(version.artifact)))
-    scores = model.predict(later.x)
-    live, prior = ml_metrics.summary(later.y, scores), ml_metrics.summary(later.y, later.priors)
-    # Measured over four orders of the suite (the world's ids, and so its traffic, differ):
-    # AUC 0.677, 0.683, 0.693, 0.677 against the prior's 0.606, 0.606, 0.675, 0.640. No
-    # log-loss comparison: without an engagement champion the prior is each title's rate
-    # over every finished session, these four days' included, which flatters it. The gain
-    # was as small as 0.011 in one world: better than the prior, without a margin to flake on.
-    assert live["auc"] > prior["auc"]
-    # Calibrated on the training window, judged on later days whose finishing rate differs:
-    # the ratio measured 1.11 alone and 1.19 in one order of the suite on PostgreSQL.
-    assert 0.8 <= live["calibration_ratio"] <= 1.25
+    _simulated_days = world_once(fourteen_simulated_days, scope="class")
 
-    # The same window again: an equivalent candidate, not promoted (its log loss ties).
-    again = live_score_model_train(window_end=train_end)
-    assert again.metrics["auc"] == metrics["auc"]
-    assert again.status == ModelVersion.Status.CANDIDATE
+    @pytest.fixture
+    def simulated_days(self, _simulated_days, db):
+        return _simulated_days
+
+    def test_the_live_score_beats_the_prior_alone_on_later_days(self, simulated_days):
+        """Trained on the first ten days (its own held-out sessions are the last of those), then
+        judged on the four days after them, which neither it nor its calibration saw."""
+        train_end = simulated_days - timedelta(days=4)
+        version = live_score_model_train(window_end=train_end)
+        metrics = version.metrics
+        assert version.kind == ModelKind.LIVE_ENGAGEMENT
+        assert version.status == ModelVersion.Status.CHAMPION
+        assert metrics["holdout_sessions"] > 200
+        assert metrics["prior_recalibrated_auc"] == pytest.approx(metrics["prior_auc"])
+        assert 0.9 <= metrics["calibration_ratio"] <= 1.1
+        assert TrainingRun.objects.get(kind=ModelKind.LIVE_ENGAGEMENT).outcome == "promoted"
+
+        later = prefix_rows(finished_sessions(window_start=train_end, window_end=simulated_days))
+        model = joblib.load(io.BytesIO(bytes(version.artifact)))
+        scores = model.predict(later.x)
+        live, prior = ml_metrics.summary(later.y, scores), ml_metrics.summary(later.y, later.priors)
+        # Measured over four orders of the suite (the world's ids, and so its traffic, differ):
+        # AUC 0.677, 0.683, 0.693, 0.677 against the prior's 0.606, 0.606, 0.675, 0.640. No
+        # log-loss comparison: without an engagement champion the prior is each title's rate
+        # over every finished session, these four days' included, which flatters it. The gain
+        # was as small as 0.011 in one world: better than the prior, without a margin to flake on.
+        assert live["auc"] > prior["auc"]
+        # Calibrated on the training window, judged on later days whose finishing rate differs:
+        # the ratio measured 1.11 alone and 1.19 in one order of the suite on PostgreSQL.
+        assert 0.8 <= live["calibration_ratio"] <= 1.25
+
+        # The same window again: an equivalent candidate, not promoted (its log loss ties).
+        again = live_score_model_train(window_end=train_end)
+        assert again.metrics["auc"] == metrics["auc"]
+        assert again.status == ModelVersion.Status.CANDIDATE
+
+    def test_train_models_trains_the_live_score_after_the_engagement_model(self, simulated_days):
+        out = StringIO()
+        call_command("train_models", stdout=out)
+        text = out.getvalue()
+        # Trained (promoted or not: the small world's last evening decides its calibration).
+        assert text.index("engagement: ") < text.index("live_engagement: v1 ")
 
 
 def test_too_few_sessions_is_a_recorded_failure(db):
@@ -189,14 +208,6 @@ def test_too_few_sessions_is_a_recorded_failure(db):
     ] == ("failed")
     runs = TrainingRun.objects.filter(kind=ModelKind.LIVE_ENGAGEMENT)
     assert [run.outcome for run in runs] == ["failed", "failed"]
-
-
-def test_train_models_trains_the_live_score_after_the_engagement_model(simulated_days):
-    out = StringIO()
-    call_command("train_models", stdout=out)
-    text = out.getvalue()
-    # Trained (promoted or not: the small world's last evening decides its calibration).
-    assert text.index("engagement: ") < text.index("live_engagement: v1 ")
 
 
 # -- a world where behaviour says who will leave ---------------------------------------------

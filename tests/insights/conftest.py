@@ -2,7 +2,7 @@ import pytest
 from django.utils import timezone
 
 from insights.tools import Context
-from tests.conftest import module_world
+from tests.conftest import world_once
 from tests.insights import world as insights_world
 
 
@@ -13,7 +13,7 @@ def frozen_now(monkeypatch):
 
 
 # Five weeks of events rolled up: built once for each module of the insights tests.
-_world = module_world(lambda: insights_world.build(events_per_day=8))
+_world = world_once(lambda: insights_world.build(events_per_day=8))
 
 
 @pytest.fixture

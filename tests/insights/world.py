@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from ads import services as ads_services
 from ads.models import AdEvent, Advertiser, Campaign, Creative, DeliveryStatus, LineItem
 from analytics import services as analytics_services
 from catalog.models import Device, Region
@@ -168,11 +169,14 @@ def _events(rng: random.Random, creatives: list[Creative], events_per_day: int) 
                             event_type=kind,
                             event_id=f"insights-{len(events)}",
                             occurred_at=occurred + dt.timedelta(seconds=offset * 10),
+                            decided_at=occurred,
                             cost_micros=cost,
                             **common,
                         )
                     )
         day += dt.timedelta(days=1)
+    decided_days = [event.decided_at.date() for event in events]  # UTC
+    ads_services.event_partitions_make(first_day=min(decided_days), last_day=max(decided_days))
     AdEvent.objects.bulk_create(events, batch_size=1000)
     day = FIRST_DAY
     while day <= last_day:
