@@ -50,7 +50,7 @@ class CSVRenderer(renderers.BaseRenderer):
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
-        rows = data["rows"]
+        rows = data.get("rows", []) if isinstance(data, dict) else []
         out = io.StringIO()
         writer = csv.writer(out)
         if rows:
