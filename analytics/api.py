@@ -51,10 +51,13 @@ class CSVRenderer(renderers.BaseRenderer):
 
     def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
         rows = data.get("rows", []) if isinstance(data, dict) else []
+        view = (renderer_context or {}).get("view")
         out = io.StringIO()
         writer = csv.writer(out)
-        if rows:
-            writer.writerow(rows[0].keys())
+        # A header even without rows: an empty body would carry no Content-Type (DRF drops it).
+        header = list(rows[0]) if rows else getattr(view, "empty_header", [])
+        if header:
+            writer.writerow(header)
             writer.writerows(
                 [formats.csv_cell(_csv_text(value)) for value in row.values()] for row in rows
             )
@@ -195,6 +198,17 @@ class ReportView(AccountAPIView):
         return response
 
 
+# The columns of a breakdown that can have no rows (day, hour and daypart always have them).
+KEY_COLUMNS = {
+    "creative": ["creative_id", "creative_name", "line_item_id", "line_item_name"],
+    "line_item": ["line_item_id", "line_item_name"],
+}
+
+
+def empty_header(breakdown: str) -> list[str]:
+    return [*KEY_COLUMNS.get(breakdown, ["value", "label"]), *_kpis(selectors.Kpis())]
+
+
 def delivery_rows(report: Report, breakdown: str) -> list[dict[str, Any]]:
     """The rows of one breakdown, as the dashboard's table of it has them."""
     if breakdown == "day":
@@ -292,6 +306,7 @@ class DeliveryReportView(ReportView):
         report, scope = self.report(DeliveryQuery)
         breakdown = request.query_params.get("breakdown", "day")
         body = {**scope, "breakdown": breakdown, "rows": delivery_rows(report, breakdown)}
+        self.empty_header = empty_header(breakdown)
         return self.answer(body, f"delivery-{breakdown}")
 
 

@@ -206,3 +206,15 @@ def test_the_insights_question_is_answered_for_the_keys_account(api, outsider_ap
         "/api/v1/insights/questions", {"question": "   "}, content_type="application/json"
     )
     assert (empty.status_code, list(empty.json()["error"]["fields"])) == (400, ["question"])
+
+
+def test_an_empty_breakdown_is_a_csv_header(api, world):
+    response = api.get(
+        "/api/v1/reports/delivery?start=2026-01-01&end=2026-01-02&breakdown=creative",
+        HTTP_ACCEPT="text/csv",
+    )
+    assert response["Content-Type"].startswith("text/csv")
+    assert response.content.decode().splitlines() == [
+        "creative_id,creative_name,line_item_id,line_item_name,impressions,clicks,completes,"
+        "spend,ctr,completion_rate,ecpm,cpc"
+    ]
