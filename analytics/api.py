@@ -52,17 +52,20 @@ class CSVRenderer(renderers.BaseRenderer):
 
     def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
         if not isinstance(data, dict) or "rows" not in data:
-            # Not a report (an error in the envelope, OPTIONS' description): JSON, as the
-            # schema documents them, not a 500 for want of rows.
+            # Not a report (an error in the envelope): JSON, as the schema documents them, not
+            # a 500 for want of rows.
             response = (renderer_context or {}).get("response")
             if response is not None:
                 response["Content-Type"] = "application/json"
             return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
         rows = data["rows"]
+        view = (renderer_context or {}).get("view")
         out = io.StringIO()
         writer = csv.writer(out)
-        if rows:
-            writer.writerow(rows[0].keys())
+        # A header even without rows: an empty body would carry no Content-Type (DRF drops it).
+        header = list(rows[0]) if rows else getattr(view, "empty_header", [])
+        if header:
+            writer.writerow(header)
             writer.writerows(
                 [formats.csv_cell(_csv_text(value)) for value in row.values()] for row in rows
             )
@@ -92,33 +95,29 @@ class DeliveryQuery(ReportQuery):
     )
 
 
-def _optional(field_class: type[serializers.Field], **kwargs: Any) -> serializers.Field:
-    """A column some breakdowns have and others do not: absent or null. Given as arguments,
-    not set on a made field: a serializer copies its fields from their arguments, so a
-    changed attribute was lost and the schema called every column required."""
-    return field_class(required=False, allow_null=True, **kwargs)
-
+# Which of a row's fields are present depends on the breakdown.
+OPTIONAL = {"required": False, "allow_null": True}
 
 DELIVERY_ROW = inline_serializer(
     "DeliveryRow",
     {
-        "day": _optional(serializers.DateField),
-        "creative_id": _optional(serializers.IntegerField),
-        "creative_name": _optional(serializers.CharField),
-        "line_item_id": _optional(serializers.IntegerField),
-        "line_item_name": _optional(serializers.CharField),
-        "value": _optional(serializers.CharField, help_text="genre, region, device, title id"),
-        "label": _optional(serializers.CharField),
-        "hour": _optional(serializers.IntegerField, help_text="0 to 23, account time"),
-        "daypart": _optional(serializers.CharField),
+        "day": serializers.DateField(**OPTIONAL),
+        "creative_id": serializers.IntegerField(**OPTIONAL),
+        "creative_name": serializers.CharField(**OPTIONAL),
+        "line_item_id": serializers.IntegerField(**OPTIONAL),
+        "line_item_name": serializers.CharField(**OPTIONAL),
+        "value": serializers.CharField(help_text="genre, region, device, title id", **OPTIONAL),
+        "label": serializers.CharField(**OPTIONAL),
+        "hour": serializers.IntegerField(help_text="0 to 23, account time", **OPTIONAL),
+        "daypart": serializers.CharField(**OPTIONAL),
         "impressions": serializers.IntegerField(),
         "clicks": serializers.IntegerField(),
-        "completes": _optional(serializers.IntegerField),
+        "completes": serializers.IntegerField(**OPTIONAL),
         "spend": serializers.CharField(help_text="Two decimals, the account's currency."),
         "ctr": serializers.FloatField(allow_null=True),
-        "completion_rate": _optional(serializers.FloatField),
-        "ecpm": _optional(serializers.CharField),
-        "cpc": _optional(serializers.CharField),
+        "completion_rate": serializers.FloatField(**OPTIONAL),
+        "ecpm": serializers.CharField(**OPTIONAL),
+        "cpc": serializers.CharField(**OPTIONAL),
     },
     many=True,
 )
@@ -207,6 +206,17 @@ class ReportView(AccountAPIView):
             filename = f"{self.advertiser.slug}-{name}-{body['start']}-{body['end']}.csv"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+# The columns of a breakdown that can have no rows (day, hour and daypart always have them).
+KEY_COLUMNS = {
+    "creative": ["creative_id", "creative_name", "line_item_id", "line_item_name"],
+    "line_item": ["line_item_id", "line_item_name"],
+}
+
+
+def empty_header(breakdown: str) -> list[str]:
+    return [*KEY_COLUMNS.get(breakdown, ["value", "label"]), *_kpis(selectors.Kpis())]
 
 
 def delivery_rows(report: Report, breakdown: str) -> list[dict[str, Any]]:
@@ -306,6 +316,7 @@ class DeliveryReportView(ReportView):
         report, scope = self.report(DeliveryQuery)
         breakdown = request.query_params.get("breakdown", "day")
         body = {**scope, "breakdown": breakdown, "rows": delivery_rows(report, breakdown)}
+        self.empty_header = empty_header(breakdown)
         return self.answer(body, f"delivery-{breakdown}")
 
 
@@ -333,10 +344,10 @@ class ComparisonReportView(ReportView):
                         "MetricComparison",
                         {
                             "metric": serializers.CharField(),
-                            "current": _optional(serializers.JSONField),
-                            "previous": _optional(serializers.JSONField),
-                            "change": _optional(serializers.JSONField),
-                            "change_ratio": _optional(serializers.FloatField),
+                            "current": serializers.JSONField(allow_null=True),
+                            "previous": serializers.JSONField(allow_null=True),
+                            "change": serializers.JSONField(allow_null=True),
+                            "change_ratio": serializers.FloatField(allow_null=True),
                         },
                         many=True,
                     ),

@@ -3,6 +3,8 @@
 import io
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
@@ -28,6 +30,13 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     """The body of every API error; views that answer without DRF (the decision fast path,
     tracking links) send it too."""
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+@csrf_exempt  # any method: a PATCH to a wrong path is a 404 too, not the CSRF page's 403
+def route_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """A path under /api/ that names no operation (`/api/v1/campaigns/abc`): the envelope's
+    404, not the site's HTML page."""
+    return JsonResponse(error_body("not_found", "No such API route."), status=404)
 
 
 def api_error(

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ads import api as ads_api
 from analytics.urls import staff_urlpatterns
 from config import errors, health
+from config.api import route_not_found
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="accounts", permanent=False)),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("api/v1/", include("ads.api_urls")),
     path("api/v1/", include("analytics.api_urls")),  # reports (account keys)
     path("api/v1/", include("insights.api_urls")),  # the insights question (account keys)
+    re_path(r"^api/v1/", route_not_found),  # any other /api/v1/ path: the envelope's 404
     path("t/<str:token>/<str:event_type>", ads_api.track, name="track"),
     path("", include("ads.vast.urls")),  # VAST and VMAP ad tags
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -124,6 +124,9 @@ class AccountAPIView(APIView):
     permission_classes = [KeyScope]
     throttle_classes = [AccountKeyThrottle]
     parser_classes = [AccountJSONParser]
+    # No OPTIONS: DRF's metadata describes the forms of its browsable API, which this API has
+    # not, and the schema documents every operation instead (405, as any other method).
+    metadata_class = None
 
     @property
     def advertiser(self) -> Advertiser:

@@ -15,7 +15,7 @@ from ads import services
 from ads.account_api.base import MAX_BODY_BYTES
 from ads.models import Campaign, LineItem
 from tests.ads.conftest import rebuild
-from tests.ads.test_account_api import api_client, campaign_body, post
+from tests.ads.test_account_api import api_client, campaign_body, patch, post
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +208,27 @@ def test_hostile_input_is_a_4xx_in_the_envelope_never_a_500(writer, tenancy):
     assert writer.get(f"/api/v1/campaigns?cursor={cursor}").status_code == 404
     tenancy.line_item.refresh_from_db()
     assert tenancy.line_item.name != "a\x00b"
+
+
+def test_a_path_under_the_api_that_names_no_operation_is_the_envelopes_404(writer):
+    # As a real client: no CSRF cookie, and the checks on (the test client turns them off).
+    strict = Client(enforce_csrf_checks=True, **writer.defaults)
+    for path in ("/api/v1/campaigns/null,null", "/api/v1/nothing", "/api/v1/line_items/1/x"):
+        for response in (writer.get(path), patch(strict, path, {"name": "x"})):
+            assert response.status_code == 404, path
+            assert response.json()["error"]["message"] == "No such API route."
+        response = writer.get(path)
+        assert response.json()["error"] == {
+            "code": "not_found",
+            "message": "No such API route.",
+            "fields": {},
+        }
+
+
+def test_options_is_not_an_operation(writer):
+    """DRF's OPTIONS metadata is not documented (the schema is): a 405 in the envelope, also
+    when `?format=csv` picks the reports' CSV renderer."""
+    for path in ("/api/v1/campaigns", "/api/v1/reports/delivery?format=csv"):
+        response = writer.options(path)
+        assert response.status_code == 405, path
+        assert response.json()["error"]["code"] == "method_not_allowed"

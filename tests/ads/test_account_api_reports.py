@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+import yaml
 from django.test import Client
 
 from ads import services
@@ -48,8 +49,16 @@ def rows(api, breakdown, query=RANGE):
     return response.json()["rows"]
 
 
-def test_delivery_by_day_is_the_hand_count(api, world):
+def test_delivery_by_day_is_the_hand_count(api, world, client):
     body = api.get(f"/api/v1/reports/delivery?{RANGE}").json()
+    # The schema requires only what every breakdown's rows have; the rest depend on it.
+    schema = yaml.safe_load(client.get("/api/schema/").content)["components"]["schemas"]
+    assert set(schema["DeliveryRow"]["required"]) == {
+        "impressions",
+        "clicks",
+        "spend",
+        "ctr",
+    }
     assert (body["start"], body["end"], body["currency"], body["breakdown"]) == (
         "2026-03-09",
         "2026-03-10",
@@ -197,3 +206,15 @@ def test_the_insights_question_is_answered_for_the_keys_account(api, outsider_ap
         "/api/v1/insights/questions", {"question": "   "}, content_type="application/json"
     )
     assert (empty.status_code, list(empty.json()["error"]["fields"])) == (400, ["question"])
+
+
+def test_an_empty_breakdown_is_a_csv_header(api, world):
+    response = api.get(
+        "/api/v1/reports/delivery?start=2026-01-01&end=2026-01-02&breakdown=creative",
+        HTTP_ACCEPT="text/csv",
+    )
+    assert response["Content-Type"].startswith("text/csv")
+    assert response.content.decode().splitlines() == [
+        "creative_id,creative_name,line_item_id,line_item_name,impressions,clicks,completes,"
+        "spend,ctr,completion_rate,ecpm,cpc"
+    ]
