@@ -349,3 +349,14 @@ def test_odd_json_types_are_a_400_not_a_500(api, world, overrides, field):
     response = post(api, "/api/v1/decisions", decision_body(world, **overrides))
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == [field]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/decisions", "/api/v1/events"])
+def test_a_body_over_the_limit_is_a_413_in_the_envelope(api, path):
+    body = json.dumps({"events": [{"event_id": "e" * 40, "token": "t" * 200}] * 12_000})
+    assert len(body) > 2.5 * 2**20  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = post(api, path, body)
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "too_large"
+    assert AdEvent.objects.count() == 0
