@@ -43,7 +43,6 @@ sys.path.insert(0, str(BASE_DIR / "bench"))
 
 import _http  # noqa: E402  (helpers beside this file)
 import _scratch  # noqa: E402
-from tokens import machine_reference  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_FAULTS_SECONDS", "30"))
 PLAYERS = int(os.environ.get("BENCH_FAULTS_PLAYERS", "3"))
@@ -320,7 +319,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     load = os.getloadavg()
     print(
         f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}); reference: "
-        f"{machine_reference()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        f"{_scratch.machine_reference()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
     import _world
