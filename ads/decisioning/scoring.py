@@ -132,10 +132,10 @@ def rank_by_slot(
             break  # fewer line items than slots
         taken[number] = True
         entry = head[number]
-        table = tables.get(number)
-        if table is not None:
+        scored = tables.get(number)
+        if scored is not None:
             posteriors = []
-            for (creative, posterior), pctr in zip(entry.creatives, table[slot], strict=True):
+            for (creative, posterior), pctr in zip(entry.creatives, scored[slot], strict=True):
                 strength = posterior.alpha + posterior.beta
                 posteriors.append(
                     (

@@ -150,11 +150,13 @@ def fourteen_simulated_days():
     return end + timedelta(seconds=1)
 
 
-class TestOnFourteenSimulatedDays:
-    """The tests that train on the simulated days, which are built once for them (in a class:
-    the module's other tests need a database without them)."""
+# Class-scoped: only the class below asks for it, and the module's other tests need a database
+# without it.
+_simulated_days = world_once(fourteen_simulated_days, scope="class")
 
-    _simulated_days = world_once(fourteen_simulated_days, scope="class")
+
+class TestOnFourteenSimulatedDays:
+    """The tests that train on the simulated days, which are built once for them."""
 
     @pytest.fixture
     def simulated_days(self, _simulated_days, db):
