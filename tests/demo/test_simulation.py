@@ -375,12 +375,14 @@ def test_a_simulated_day_watches_titles_and_plays_ads(small_world, tmp_path):
     }
     assert sum(int(row["clicked"]) for row in rows) == result.clicks
     # Clicks are Bernoulli(p_click): their number is within four standard deviations of the
-    # sum of the true probabilities, and the click rate near their mean.
+    # sum of the true probabilities (with ~15 clicks expected, a fixed band of 0.01 around the
+    # mean probability is under three standard deviations: it failed in one world on CI), and
+    # the reported click rate is theirs.
     probabilities = [float(row["p_click"]) for row in rows]
     assert all(0 < p < 1 for p in probabilities)
     expected = sum(probabilities)
     assert abs(result.clicks - expected) <= 4 * math.sqrt(sum(p * (1 - p) for p in probabilities))
-    assert result.ctr == pytest.approx(expected / len(rows), abs=0.01)
+    assert result.ctr == pytest.approx(result.clicks / result.impressions)
 
 
 def test_the_same_seed_gives_the_same_traffic(small_world):
