@@ -247,16 +247,20 @@ def counters_against_table() -> dict[str, int]:
 
     store = counters()
     checks: dict[str, tuple[list[str], list[int]]] = {}
-    spend = dict(AdEvent.objects.values_list("line_item").annotate(Sum("cost_micros")))
+    spend = dict(
+        AdEvent.objects.values("line_item")
+        .annotate(total=Sum("cost_micros"))
+        .values_list("line_item", "total")
+    )
     line_items = list(LineItem.objects.values_list("pk", flat=True))
     checks["line items' lifetime spend"] = (
         [keys.spent_lifetime(pk) for pk in line_items],
         [spend.get(pk) or 0 for pk in line_items],
     )
     shown = dict(
-        AdEvent.objects.values_list("creative").annotate(
-            Count("id", filter=Q(event_type="impression"))
-        )
+        AdEvent.objects.values("creative")
+        .annotate(shown=Count("id", filter=Q(event_type="impression")))
+        .values_list("creative", "shown")
     )
     checks["creatives' impressions"] = (
         [keys.creative_impressions(pk) for pk in shown],
@@ -306,6 +310,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
         DATABASE_URL=postgres.url,
         REDIS_URL=redis_server.url,
         DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_ALLOWED_HOSTS=_http.HOST,
         LOG_LEVEL="ERROR",
@@ -354,10 +359,15 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
 
 
 def wait_for_recovery(limit: float = 30.0) -> float | None:
-    """Seconds until the counters are known and the backlog empty (None: not within limit)."""
+    """Seconds until the counters are known and the backlog empty (None: not within limit). This
+    process's own database connection was terminated with the server's other backends: it is
+    made again."""
+    from django.db import OperationalError, connection
+
     from ads.delivery.counters import DeliveryStateUnavailable, counters
     from ads.models import CounterBacklog
 
+    connection.close()
     began = time.monotonic()
     while time.monotonic() - began < limit:
         try:
@@ -365,6 +375,8 @@ def wait_for_recovery(limit: float = 30.0) -> float | None:
                 return time.monotonic() - began
         except DeliveryStateUnavailable:
             pass
+        except OperationalError:
+            connection.close()
         time.sleep(0.2)
     return None
 

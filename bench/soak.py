@@ -88,6 +88,7 @@ def main() -> int:
         DATABASE_URL=DATABASE_URL,
         REDIS_URL=REDIS_URL,
         DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_ALLOWED_HOSTS=_http.HOST,
         LOG_LEVEL="WARNING",
