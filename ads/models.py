@@ -629,3 +629,88 @@ class CounterBacklog(models.Model):
 
     def __str__(self) -> str:
         return f"counter backlog {self.pk}"
+
+
+class EventTotal(models.Model):
+    """The events of one creative and type, ever, as far as `EventTotalMark.covered_before`
+    (decisions before it): the part of lifetime spend and click-through that a counter rebuild
+    reads here instead of summing the whole event table (`ads.services.totals`). Kept by the
+    beat task `event_totals_advance_task`; outlives the partitions that retention drops, so a
+    lifetime budget is not forgotten with its old events."""
+
+    creative = models.ForeignKey(
+        Creative, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    line_item = models.ForeignKey(
+        LineItem,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    event_type = models.CharField(max_length=16, choices=AdEvent.Type.choices)
+    events = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["creative", "event_type"], name="eventtotal_unique_grain"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} of creative {self.creative_id}"
+
+
+class EventDayTotal(models.Model):
+    """The events of one creative and type that occurred on one day in its account's time zone
+    (`local_day`) and one UTC day, as far as `EventTotalMark.covered_before`: the part of the
+    daily spend and the live totals a counter rebuild reads here. Only the last days are kept
+    (`ads.services.totals.DAYS_KEPT`)."""
+
+    advertiser = models.ForeignKey(
+        Advertiser,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    line_item = models.ForeignKey(
+        LineItem,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    creative = models.ForeignKey(
+        Creative, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    event_type = models.CharField(max_length=16, choices=AdEvent.Type.choices)
+    local_day = models.DateField()
+    utc_day = models.DateField(db_index=True)
+    events = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["creative", "event_type", "local_day", "utc_day"],
+                name="eventdaytotal_unique_grain",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} of creative {self.creative_id} on {self.local_day}"
+
+
+class EventTotalMark(models.Model):
+    """One row: the event totals hold every event decided before `covered_before` (a time
+    after which no such event can still be stored: its token expired), and their day rows
+    are complete from `days_from` on."""
+
+    covered_before = models.DateTimeField()
+    days_from = models.DateField()
+
+    def __str__(self) -> str:
+        return f"event totals before {self.covered_before}"

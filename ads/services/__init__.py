@@ -41,6 +41,7 @@ from ads.services.partitions import (
 )
 from ads.services.players import player_ensure
 from ads.services.recovery import counters_backlog_drain, counters_heal
+from ads.services.totals import event_totals_advance, event_totals_forget
 
 __all__ = [
     "SYSTEM",
@@ -69,6 +70,8 @@ __all__ = [
     "event_partition_drop",
     "event_partitions_make",
     "event_partitions_make_ahead",
+    "event_totals_advance",
+    "event_totals_forget",
     "event_track",
     "index_changed",
     "events_record",

@@ -38,6 +38,12 @@ from ads.services.recovery import (
     backlog_write,
     retried_on_lost_connection,
 )
+from ads.services.totals import (
+    TotalsRead,
+    event_totals_forget,
+    stores_sealed_events,
+    totals_read,
+)
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 from config.publish import Publisher
@@ -227,6 +233,8 @@ def _store(
                 outcomes[item.position] = _outcome("duplicate", "replayed", item, events)
         bumps, advertiser_ids = _event_bumps(accepted)
         backlog_id = backlog_write(bumps=bumps)
+        if stores_sealed_events((item.claim.issued_at for item in accepted), at=timezone.now()):
+            event_totals_forget()  # history written behind the totals: they sum it again
     return _Stored(accepted, backlog_id, bumps, advertiser_ids)
 
 
@@ -600,18 +608,22 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
     (after losing Redis, or in a new counters file), in `store` (default: the process's
     counters), and mark them known. Returns the number of keys written.
 
-    Spend per line item and local day (for the days since `since`, default the last two), and
-    lifetime; each capped line item's impressions per viewer this hour and today (its local
-    ones) and, with a lifetime cap, ever; impressions and clicks per creative and category, and
-    per viewer and ten-minute bucket over the last three hours (the CTR model's fatigue); the
-    live totals of each account (per local day) and of the platform (per UTC day) for the days
-    that began after `since`, so the dashboards' "today" equals the event table's. Reservations
-    made by decisions are set to at least the spend, so budgets hold.
+    Spend per line item and local day (the whole days after `since`, default two days ago: a
+    day partly before it has no known total), and lifetime; each capped line item's impressions
+    per viewer this hour and today (its local ones) and, with a lifetime cap, ever; impressions
+    and clicks per creative and category, and per viewer and ten-minute bucket over the last
+    three hours (the CTR model's fatigue); the live totals of each account (per local day) and
+    of the platform (per UTC day) for the days that began after `since`, so the dashboards'
+    "today" equals the event table's. Reservations made by decisions are set to at least the
+    spend, so budgets hold.
 
     It holds the healing key throughout (HealInProgress if another process does), so nothing
     is reserved or applied meanwhile; reads the table in one snapshot and deletes there the
     backlog entries that snapshot holds (their events are counted here), so an entry is
     counted by the rebuild or by the drain, never both (see `ads.services.recovery`).
+
+    Spend, click-through and live totals come from the event totals plus the events decided
+    after them (`ads.services.totals`: the last hours), not from a scan of the whole table.
     """
     store = store or counters()
     if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
@@ -653,12 +665,74 @@ def _rebuilt_values(since: datetime) -> Counter[tuple]:
         if connection.vendor == "postgresql" and outermost:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        values = _spend_values(since)
+        values = _summed_values(since)
         values.update(_cap_values())
-        values.update(_creative_values())
         values.update(_fatigue_values())
-        values.update(_live_totals(since))
         CounterBacklog.objects.all().delete()
+    return values
+
+
+def _summed_values(since: datetime, *, scan: bool = False) -> Counter[tuple]:
+    """Spend (lifetime and per day), click-through and live totals: from the event totals
+    and the events decided after them (`ads.services.totals`), or, without totals reaching
+    back to `since` (or with `scan`), from the whole table. Both give the same values."""
+    read = None if scan else totals_read(since=since)
+    if read is None:
+        values = _spend_values(since)
+        values.update(_creative_values())
+        values.update(_live_totals(since))
+        return values
+    return _values_from_totals(read, since)
+
+
+def _values_from_totals(read: TotalsRead, since: datetime) -> Counter[tuple]:
+    """What `_spend_values`, `_creative_values` and `_live_totals` read from the whole table,
+    from the totals' rows plus the tail (the same keys, zeros included)."""
+    values: Counter[tuple] = Counter()
+    accounts = {
+        pk: (ZoneInfo(zone), currency)
+        for pk, zone, currency in Advertiser.objects.values_list("pk", "timezone", "currency")
+    }
+    categories = dict(Creative.objects.values_list("pk", "category"))
+    impression, click = AdEvent.Type.IMPRESSION, AdEvent.Type.CLICK
+    lifetime = [*read.lifetime]
+    lifetime += [
+        (r.line_item_id, r.creative_id, r.event_type, r.events, r.cost_micros) for r in read.tail
+    ]
+    for line_item_id, creative_id, event_type, events, cost in lifetime:
+        values[(keys.spent_lifetime, line_item_id)] += cost
+        values[(keys.reserved_lifetime, line_item_id)] += cost
+        category = categories.get(creative_id)
+        shown = events if event_type == impression else 0
+        clicked = events if event_type == click else 0
+        values[(keys.creative_impressions, creative_id)] += shown
+        values[(keys.creative_clicks, creative_id)] += clicked
+        values[(keys.category_impressions, category)] += shown
+        values[(keys.category_clicks, category)] += clicked
+    first_utc_day = since.astimezone(UTC).date() + timedelta(days=1)
+    spent: Counter[tuple] = Counter()
+    live: Counter[tuple] = Counter()
+    for row in [*read.days, *read.tail]:
+        tz, currency = accounts[row.advertiser_id]
+        metric = LIVE_METRIC.get(row.event_type)
+        if row.local_day >= since.astimezone(tz).date() + timedelta(days=1):
+            spent[(row.line_item_id, row.local_day)] += row.cost_micros
+            if metric:
+                live[(keys.live, row.advertiser_id, row.local_day, metric)] += row.events
+            live[(keys.live, row.advertiser_id, row.local_day, "spend")] += row.cost_micros
+        if row.utc_day >= first_utc_day:
+            if metric:
+                live[(keys.live_platform, row.utc_day, metric)] += row.events
+            live[(keys.live_platform_spend, row.utc_day, currency)] += row.cost_micros
+    for (line_item_id, day), cost in spent.items():
+        if cost:  # as the scan, which reads the events that cost something
+            values[(keys.spent_day, line_item_id, day)] = cost
+            values[(keys.reserved_day, line_item_id, day)] = cost
+    for key, amount in live.items():
+        metric_or_currency = key[-1]
+        is_spend = key[0] is keys.live_platform_spend or metric_or_currency == "spend"
+        if amount or not is_spend:
+            values[key] += amount
     return values
 
 
@@ -682,7 +756,10 @@ def _spend_values(since: datetime) -> Counter[tuple]:
         .values_list("line_item", "occurred_at", "cost_micros")
     )
     for line_item_id, occurred_at, cost in recent.iterator(chunk_size=10_000):
-        day = occurred_at.astimezone(line_items[line_item_id].advertiser.tzinfo).date()
+        tz = line_items[line_item_id].advertiser.tzinfo
+        day = occurred_at.astimezone(tz).date()
+        if day <= since.astimezone(tz).date():  # a day partly before `since`: total unknown
+            continue
         values[(keys.spent_day, line_item_id, day)] += cost
         values[(keys.reserved_day, line_item_id, day)] += cost
     return values

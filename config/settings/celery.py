@@ -34,6 +34,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "ads.tasks.event_partitions_make_ahead_task",
         "schedule": crontab(minute=5),
     },
+    # The event totals a counter rebuild reads instead of the whole table, up to the sealed hour.
+    "event-totals-advance": {
+        "task": "ads.tasks.event_totals_advance_task",
+        "schedule": crontab(minute="*/15"),
+    },
     "event-retention": {
         "task": "analytics.tasks.event_retention_task",
         "schedule": crontab(hour=4, minute=45),

@@ -253,11 +253,13 @@ def test_a_file_built_for_another_database_starts_over(world, spent_today, tmp_p
     assert store.get_many(watched_keys(world, spent_today)) == [37_500, 37_500, 3, 37_500, 3]
 
 
-def test_live_totals_of_a_day_partly_before_since_are_left_alone(world, spent_today):
-    spent_key, _, live_key, *_ = watched_keys(world, spent_today)
+def test_day_totals_of_a_day_partly_before_since_are_left_alone(world, spent_today):
+    spent_key, reserved_key, live_key, *_ = watched_keys(world, spent_today)
+    lifetime_key = keys.spent_lifetime(spent_today.line_item_id)
     counters().delete_prefix(keys.PREFIX)
     services.counters_rebuild(since=spent_today.at - timedelta(seconds=1))
-    # Spend is rebuilt from what the window holds; the live total waits for a whole day.
-    assert counters().get_many([spent_key, live_key]) == [37_500, 0]
+    # A day's spend and live totals wait for a whole day (part of one is no day's total, and
+    # the event totals hold whole days); lifetime spend is whole.
+    assert counters().get_many([spent_key, lifetime_key, live_key]) == [0, 37_500, 0]
     services.counters_rebuild(since=spent_today.at - timedelta(days=1))
-    assert counters().get_many([live_key]) == [3]
+    assert counters().get_many([spent_key, live_key]) == [37_500, 3]

@@ -1,0 +1,257 @@
+"""Event totals: the event table summed per creative and type (ever, and per day), up to a
+point in time, so that a counter rebuild reads these rows plus the tail of events after that
+point instead of the whole table (`ads.services.events.counters_rebuild`).
+
+Why here and not analytics' rollups: ads may not import analytics (DESIGN.md's layers), and the
+rollups are per account-local day of *occurrence*, recomputed by the intraday task: an event
+stored after its day's last rollup (it may arrive up to TOKEN_TTL after its decision) is missing
+from them, and nothing says which rows are final. These totals are cut on the events' decision
+time instead, the partition key: ingestion refuses a token older than TOKEN_TTL, so once
+`covered_before` lies TOKEN_TTL + CLOCK_SKEW + SEAL_MARGIN in the past, no event decided before
+it can still be stored. The totals of [0, covered_before) are final when they are written, and
+the tail is `decided_at >= covered_before` (the last few hours: partition pruning and a BRIN
+index on `decided_at` read only those pages).
+
+Exactness: totals + tail equal the full scan as long as every event decided before
+`covered_before` was stored before the beat task summed it. Two writers break that rule and
+say so: a loader of history (`events_record(at=<the past>)`), whose insert drops the totals
+(`event_totals_forget`, in its own transaction) so that the next run sums the table again; and
+a request that spent longer than SEAL_MARGIN between checking its token and committing.
+Differences by design: the totals keep the events of partitions that retention dropped (a
+lifetime budget must not forget them; the full scan does); a day row keeps the local day of
+the account's time zone when it was summed (an account that changes zone sees its last days
+by the old one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from ads.delivery.tokens import CLOCK_SKEW, TOKEN_TTL
+from ads.models import AdEvent, Advertiser, EventDayTotal, EventTotal, EventTotalMark
+
+# A batch commits within this long of checking its tokens (requests time out well before).
+SEAL_MARGIN = timedelta(minutes=10)
+# Days of day rows kept before `covered_before` (a rebuild reads the last two).
+DAYS_KEPT = 7
+LOCK_KEY = 5_0002  # the advisory lock of the beat task (PostgreSQL)
+
+
+class Grouped(NamedTuple):
+    advertiser_id: int
+    line_item_id: int
+    creative_id: int
+    event_type: str
+    local_day: date
+    utc_day: date
+    events: int
+    cost_micros: int
+
+
+def sealed_before(at: datetime) -> datetime:
+    """The latest whole hour before which no event can still be stored at `at`."""
+    limit = at.astimezone(UTC) - TOKEN_TTL - CLOCK_SKEW - SEAL_MARGIN
+    return limit.replace(minute=0, second=0, microsecond=0)
+
+
+def events_grouped(start: datetime | None, end: datetime | None) -> list[Grouped]:
+    """The events decided in [start, end) (None: unbounded), counted and summed per creative,
+    type, local day (the account's zone) and UTC day of occurrence. One pass on PostgreSQL (the
+    decision-time bounds prune partitions); one grouped query per time zone on SQLite."""
+    if connection.vendor == "postgresql":
+        where, params = [], []
+        if start is not None:
+            where.append("e.decided_at >= %s")
+            params.append(start)
+        if end is not None:
+            where.append("e.decided_at < %s")
+            params.append(end)
+        sql = (
+            "SELECT e.advertiser_id, e.line_item_id, e.creative_id, e.event_type, "
+            "(e.occurred_at AT TIME ZONE a.timezone)::date, "
+            "(e.occurred_at AT TIME ZONE 'UTC')::date, COUNT(*), "
+            "COALESCE(SUM(e.cost_micros), 0) "
+            "FROM ads_adevent e JOIN ads_advertiser a ON a.id = e.advertiser_id "
+            + ("WHERE " + " AND ".join(where) + " " if where else "")
+            + "GROUP BY 1, 2, 3, 4, 5, 6"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [Grouped(*row) for row in cursor.fetchall()]
+    events = AdEvent.objects.all()
+    if start is not None:
+        events = events.filter(decided_at__gte=start)
+    if end is not None:
+        events = events.filter(decided_at__lt=end)
+    rows = []
+    for zone in sorted(set(Advertiser.objects.values_list("timezone", flat=True))):
+        grouped = (
+            events.filter(advertiser__timezone=zone)
+            .annotate(
+                local_day=TruncDate("occurred_at", tzinfo=ZoneInfo(zone)),
+                utc_day=TruncDate("occurred_at", tzinfo=UTC),
+            )
+            .values_list(
+                "advertiser", "line_item", "creative", "event_type", "local_day", "utc_day"
+            )
+            .annotate(events=Count("id"), cost=Sum("cost_micros"))
+        )
+        rows += [
+            Grouped(a, li, c, kind, local, utc, events, cost or 0)
+            for a, li, c, kind, local, utc, events, cost in grouped
+        ]
+    return rows
+
+
+def event_totals_advance(*, at: datetime | None = None) -> datetime | None:
+    """Add the events decided since `covered_before` up to the sealed hour to the totals (the
+    first run sums the whole table) and drop day rows older than DAYS_KEPT; returns the new
+    `covered_before` (None when nothing was sealed yet). One run at a time (an advisory lock on
+    PostgreSQL); the sums and the mark move in one transaction."""
+    target = sealed_before(at or timezone.now())
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+        mark = EventTotalMark.objects.select_for_update().first()
+        if mark is not None and mark.covered_before >= target:
+            return mark.covered_before
+        start = mark.covered_before if mark is not None else None
+        _add(events_grouped(start, target))
+        days_from = target.date() - timedelta(days=DAYS_KEPT)
+        # Rows of UTC days before days_from - 1 hold no local day from days_from on.
+        EventDayTotal.objects.filter(utc_day__lt=days_from - timedelta(days=1)).delete()
+        if mark is None:
+            EventTotalMark.objects.create(covered_before=target, days_from=days_from)
+        else:
+            mark.covered_before = target
+            mark.days_from = max(mark.days_from, days_from)
+            mark.save(update_fields=["covered_before", "days_from"])
+    return target
+
+
+def _add(rows: Iterable[Grouped]) -> None:
+    lifetime: dict[tuple[int, str], list[int]] = {}
+    days: dict[tuple[int, str, date, date], list[int]] = {}
+    line_items: dict[int, tuple[int, int]] = {}
+    for row in rows:
+        line_items[row.creative_id] = (row.advertiser_id, row.line_item_id)
+        total = lifetime.setdefault((row.creative_id, row.event_type), [0, 0])
+        total[0] += row.events
+        total[1] += row.cost_micros
+        day = days.setdefault((row.creative_id, row.event_type, row.local_day, row.utc_day), [0, 0])
+        day[0] += row.events
+        day[1] += row.cost_micros
+    if not lifetime:
+        return
+    for existing in EventTotal.objects.filter(creative__in={c for c, _ in lifetime}):
+        summed = lifetime.get((existing.creative_id, existing.event_type))
+        if summed is not None:
+            summed[0] += existing.events
+            summed[1] += existing.cost_micros
+    utc_days = {utc_day for _, _, _, utc_day in days}
+    for existing_day in EventDayTotal.objects.filter(utc_day__in=utc_days):
+        key = (
+            existing_day.creative_id,
+            existing_day.event_type,
+            existing_day.local_day,
+            existing_day.utc_day,
+        )
+        if key in days:
+            days[key][0] += existing_day.events
+            days[key][1] += existing_day.cost_micros
+    EventTotal.objects.bulk_create(
+        [
+            EventTotal(
+                creative_id=creative_id,
+                line_item_id=line_items[creative_id][1],
+                event_type=event_type,
+                events=events,
+                cost_micros=cost,
+            )
+            for (creative_id, event_type), (events, cost) in lifetime.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["creative", "event_type"],
+        update_fields=["events", "cost_micros"],
+        batch_size=5_000,
+    )
+    EventDayTotal.objects.bulk_create(
+        [
+            EventDayTotal(
+                advertiser_id=line_items[creative_id][0],
+                line_item_id=line_items[creative_id][1],
+                creative_id=creative_id,
+                event_type=event_type,
+                local_day=local_day,
+                utc_day=utc_day,
+                events=events,
+                cost_micros=cost,
+            )
+            for (creative_id, event_type, local_day, utc_day), (events, cost) in days.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["creative", "event_type", "local_day", "utc_day"],
+        update_fields=["events", "cost_micros"],
+        batch_size=5_000,
+    )
+
+
+def event_totals_forget() -> None:
+    """Drop the totals (events were stored in the range they cover): the next run of the beat
+    task sums the table again, and until then a rebuild reads the whole table."""
+    EventTotalMark.objects.all().delete()
+    EventTotal.objects.all().delete()
+    EventDayTotal.objects.all().delete()
+
+
+def stores_sealed_events(decided: Iterable[datetime], *, at: datetime) -> bool:
+    """Whether events decided at these times may fall in a range the totals already cover
+    (only a loader of history writes those: a live token is younger than TOKEN_TTL)."""
+    earliest = min(decided, default=None)
+    return earliest is not None and earliest < sealed_before(at) + timedelta(hours=1)
+
+
+class TotalsRead(NamedTuple):
+    """What a rebuild reads instead of the whole table: the totals' rows (lifetime, and the
+    day rows from `first_day`) and the tail's grouped events."""
+
+    lifetime: list[tuple[int, int, str, int, int]]  # line item, creative, type, events, cost
+    days: list[Grouped]
+    tail: list[Grouped]
+
+
+def totals_read(*, since: datetime) -> TotalsRead | None:
+    """The totals and the tail for a rebuild whose day counters start after `since`; None when
+    there are no totals or their day rows do not reach back that far (the caller scans)."""
+    mark = EventTotalMark.objects.first()
+    if mark is None or since.astimezone(UTC).date() - timedelta(days=1) < mark.days_from:
+        return None
+    first_day = since.astimezone(UTC).date() - timedelta(days=1)
+    lifetime = list(
+        EventTotal.objects.values_list(
+            "line_item", "creative", "event_type", "events", "cost_micros"
+        )
+    )
+    days = [
+        Grouped(*row)
+        for row in EventDayTotal.objects.filter(local_day__gte=first_day).values_list(
+            "advertiser",
+            "line_item",
+            "creative",
+            "event_type",
+            "local_day",
+            "utc_day",
+            "events",
+            "cost_micros",
+        )
+    ]
+    return TotalsRead(lifetime, days, events_grouped(mark.covered_before, None))
