@@ -39,6 +39,7 @@ from ads.delivery.tokens import TrackingClaim
 from ads.models import AdEvent
 from catalog.models import Device, Region
 from config.api import ERROR, error_body
+from config.db import LOST
 
 
 class PlatformClient:
@@ -62,6 +63,16 @@ def bearer_key(request: Request) -> str | None:
     return raw_key.strip()
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    """503 with Retry-After: the database is out of reach (after the retries) for a key
+    this process has not seen or a batch to store."""
+
+    status_code = 503
+    default_detail = "The platform cannot reach its database for a moment; retry shortly."
+    default_code = "unavailable"
+    wait = 1  # DRF's handler sends it as Retry-After
+
+
 class PlatformKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -69,7 +80,10 @@ class PlatformKeyAuthentication(authentication.BaseAuthentication):
         raw_key = bearer_key(request)
         if raw_key is None:
             return None
-        key_id = services.platform_key_authenticate(raw_key=raw_key)
+        try:
+            key_id = services.platform_key_authenticate(raw_key=raw_key)
+        except LOST:  # a key this process has not seen, with the database out of reach
+            raise DatabaseUnavailable() from None
         if key_id is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked platform key.")
         return PlatformClient(key_id), None
@@ -367,7 +381,10 @@ def platform_key_id(authorization: str) -> int | None:
     raw_key = raw_key.strip()
     if scheme != PlatformKeyAuthentication.keyword or not raw_key:
         return None
-    return services.platform_key_authenticate(raw_key=raw_key)
+    try:
+        return services.platform_key_authenticate(raw_key=raw_key)
+    except LOST:  # DRF's authentication answers it (DatabaseUnavailable)
+        return None
 
 
 def plain_json(body: bytes) -> Any:
@@ -536,8 +553,13 @@ class EventBatchView(PlatformAPIView):
 
 
 def events_answer(events: list[services.IncomingEvent], user_agent: str) -> dict[str, Any]:
-    """The answer to a parsed batch, for the view and the lean WSGI path alike."""
-    outcomes = services.events_record(events=events, user_agent=user_agent)
+    """The answer to a parsed batch, for the view and the lean WSGI path alike. With the
+    database out of reach after the retries, nothing was stored: 503 with Retry-After (the
+    player sends the batch again), never `accepted`."""
+    try:
+        outcomes = services.events_record(events=events, user_agent=user_agent)
+    except LOST:
+        raise DatabaseUnavailable("The platform cannot store events for a moment; retry.") from None
     statuses = [outcome.status for outcome in outcomes]
     return {
         "accepted": statuses.count("accepted"),

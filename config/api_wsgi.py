@@ -26,7 +26,7 @@ from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 
 # Paths served by the lean stack (see ads/api_urls.py, ads/vast/urls.py and config/urls.py):
 # the ad tags are fetched by players as often as decisions (not /vast/try/, a page).
@@ -147,6 +147,11 @@ class HotPath:
                     # As DRF's Response for the view carries it.
                     headers = [("Content-Type", "application/json"), ("Allow", "POST, OPTIONS")]
                 content = api.json_bytes(payload)
+            except APIException:
+                # An answer DRF words (a 503 while the database is out of reach): the view
+                # gives it, in the envelope with its headers.
+                environ["wsgi.input"].seek(0)
+                return None
             except Exception as error:
                 environ["wsgi.input"].seek(0)
                 return self._django_response(

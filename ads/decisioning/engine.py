@@ -18,11 +18,15 @@ When the counters cannot be used (Redis down, or restarted and not yet healed), 
 an empty pod with reason `degraded` rather than an error: a player handles an empty pod as it
 handles no fill, resuming the title at once, where a 503 would make it wait, retry or show an
 error at the break. Nothing is served against unknown budgets and caps (see
-`ads.services.recovery`).
+`ads.services.recovery`). The same holds for the database, which a decision reads only for
+the demand index and the CTR champion when they are due for a check: a lost connection is
+retried on a new one (`config.db.retried_on_lost_connection`: nothing was reserved yet), and a
+database that stays out of reach gives `degraded` too, never an error.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from dataclasses import dataclass, field, replace
@@ -40,6 +44,7 @@ from ads.delivery import keys
 from ads.delivery.counters import MICROS, Bump, Counters, DeliveryStateUnavailable, counters
 from ads.delivery.tokens import TrackingClaim, make_token
 from ads.models import Creative
+from config.db import LOST, retried_on_lost_connection
 
 DEFAULT_MAX_ADS = 6
 # The process's generator for decisions that bring none (seeding one per decision reads
@@ -151,7 +156,7 @@ def decide(
     rng = rng or _RANDOM
     store = store or counters()
     try:
-        return _decide(request, at, rng, store)
+        return retried_on_lost_connection(lambda: _decide(request, at, rng, store))
     except DeliveryStateUnavailable as error:
         # Imported here: the services build on the engine.
         from ads.services.recovery import heal_here
@@ -161,10 +166,13 @@ def decide(
                 return _decide(request, at, rng, store)
             except DeliveryStateUnavailable:
                 pass
-        return Decision(uuid.uuid4().hex, request.ad_break_id, 0, [], reason=DEGRADED)
+    except LOST:  # still lost after the retries (not a query's own error, which stays one)
+        logger.warning("Decision degraded: the database is out of reach.", exc_info=True)
+    return Decision(uuid.uuid4().hex, request.ad_break_id, 0, [], reason=DEGRADED)
 
 
 DEGRADED = "degraded"
+logger = logging.getLogger(__name__)
 
 
 def _decide(

@@ -7,6 +7,7 @@ and revoked by the account's owners."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 
@@ -17,6 +18,9 @@ from django.utils import timezone
 
 from ads.models import AccountKey, Advertiser, AuditEntry, Membership, PlatformKey
 from ads.services.audit import Actor, audit_record, audit_stored
+from config.db import LOST, retried_on_lost_connection
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "il_"
 ACCOUNT_KEY_PREFIX = "ila_"
@@ -50,17 +54,31 @@ def platform_key_authenticate(*, raw_key: str) -> int | None:
     if cached is not None and now - cached[1] < CACHE_SECONDS:
         key_id = cached[0]
     else:
-        key_id = (
-            PlatformKey.objects.filter(key_hash=digest, is_active=True)
-            .values_list("pk", flat=True)
-            .first()
-        )
+        try:
+            key_id = retried_on_lost_connection(
+                lambda: (
+                    PlatformKey.objects.filter(key_hash=digest, is_active=True)
+                    .values_list("pk", flat=True)
+                    .first()
+                )
+            )
+        except LOST:
+            if cached is None:
+                raise
+            # The database is out of reach: the key this process knew a moment ago stays
+            # known (the decision then degrades or is served), rather than every call failing.
+            key_id = cached[0]
         _known[digest] = (key_id, now)
     if key_id is not None and now - _last_used.get(key_id, -LAST_USED_EVERY_SECONDS) >= (
         LAST_USED_EVERY_SECONDS
     ):
         _last_used[key_id] = now
-        PlatformKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+        try:
+            retried_on_lost_connection(
+                lambda: PlatformKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+            )
+        except LOST:  # bookkeeping: the next call after LAST_USED_EVERY_SECONDS records it
+            logger.warning("Platform key %s: last use not recorded.", key_id, exc_info=True)
     return key_id
 
 

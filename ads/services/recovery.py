@@ -1,5 +1,6 @@
 """Faults: counters that heal themselves, a backlog that keeps stored events' counter effects
-until the counters take them, and one retry of database work whose connection was lost.
+until the counters take them (database work whose connection was lost is retried by
+`config.db.retried_on_lost_connection`).
 
 The protocol, which keeps every counter exact through a Redis restart (nothing lost, nothing
 counted twice, no budget or cap spent again):
@@ -25,22 +26,21 @@ counted twice, no budget or cap spent again):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TypeVar
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from ads.decisioning.state import state_holder
 from ads.delivery import keys
 from ads.delivery.counters import Bump, Counters, DeliveryStateUnavailable, counters
 from ads.models import CounterBacklog
+from config.db import retried_on_lost_connection  # noqa: F401  (its users import it here)
 
 logger = logging.getLogger(__name__)
 DRAIN_AFTER = timedelta(seconds=2)  # an entry younger than this is its own request's to apply
 DRAIN_BATCH = 500
-Result = TypeVar("Result")
 
 
 def backlog_write(*, bumps: Sequence[Bump]) -> int | None:
@@ -119,19 +119,3 @@ def counters_heal(*, store: Counters | None = None) -> bool:
 
 class HealInProgress(Exception):
     """Another process holds the healing key."""
-
-
-def retried_on_lost_connection(work: Callable[[], Result]) -> Result:
-    """Run `work`, and once more on a new connection if the database connection was lost
-    (a restarted server, a terminated backend). Only for idempotent work outside any
-    transaction: the first attempt may have committed before its connection died."""
-    if connection.in_atomic_block:
-        return work()
-    try:
-        return work()
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise
-        logger.warning("Database connection lost; retrying once.", exc_info=True)
-        connection.close()
-        return work()

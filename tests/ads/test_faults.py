@@ -281,3 +281,147 @@ def test_a_lost_database_connection_is_retried_once(world):
     )
     assert outcome.status == "accepted"
     assert AdEvent.objects.count() == 1
+
+
+def _terminate_backend() -> None:
+    """pg_terminate_backend of this connection's server process, from another connection."""
+    import psycopg
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.fixture
+def api_process():
+    """The api process's WSGI application (the lean path before Django's API stack), keeping
+    its connection from request to request as gunicorn's threads do (CONN_MAX_AGE): a backend
+    terminated between requests is met by the next one's queries."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from ads import api
+    from config.api_wsgi import APIHandler, HotPath
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield HotPath(APIHandler(), api)
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def wsgi_post(application, path: str, body: dict, key: str) -> tuple[str, dict, dict]:
+    import io
+    import json
+
+    payload = json.dumps(body).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(payload),
+        "wsgi.errors": io.StringIO(),
+        "CONTENT_LENGTH": str(len(payload)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_USER_AGENT": PLAYER,
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }
+    started = []
+    chunks = application(environ, lambda status, headers, exc_info=None: started.append(status))
+    content = b"".join(chunks)
+    getattr(chunks, "close", lambda: None)()
+    status = started[0]
+    headers = {}
+    if hasattr(chunks, "headers"):  # Django's response
+        headers = dict(chunks.headers)
+    return status, json.loads(content), headers
+
+
+def decision_body(world) -> dict:
+    return {
+        "viewer_id": world.viewer.external_id,
+        "title_id": world.title.pk,
+        "ad_break_id": world.ad_break.pk,
+        "device": "ctv",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_terminated_backend_costs_no_decision_and_no_batch(world, api_process):
+    """Each database read of the hot path meets a terminated backend: the platform key's
+    lookup, the demand index's rebuild, the batch's insert. Each is retried on a new
+    connection inside the server: no 500, nothing degraded."""
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL backend")
+    from ads.decisioning.index import index_holder
+    from ads.services.keys import platform_keys_forget
+
+    line_item_with_creative(world.acme)
+    _, key = services.platform_key_create(name="Living-room player")
+    served = []
+    for forget in (platform_keys_forget, index_holder.reset):
+        forget()  # the key's lookup, then the index, is due to be read again
+        _terminate_backend()
+        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+        assert (status, payload["reason"], len(payload["pod"])) == ("200 OK", None, 1)
+        served.append(token_of(payload))
+    _terminate_backend()
+    events = [
+        {"event_id": f"e-{n}", "token": t, "type": "impression"} for n, t in enumerate(served)
+    ]
+    status, payload, _ = wsgi_post(api_process, "/api/v1/events", {"events": events}, key)
+    assert (status, payload["accepted"]) == ("200 OK", 2)
+    assert AdEvent.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, api_process):
+    """With PostgreSQL refusing connections (after the retries): a decision is an empty pod,
+    reason `degraded` (the player resumes its title); a batch is answered 503 with Retry-After
+    (nothing stored, nothing claimed `accepted`); a key never seen by this process, 503."""
+    if connection.vendor != "postgresql":
+        pytest.skip("points the connection at a closed PostgreSQL port")
+    from ads.decisioning.index import index_holder
+    from ads.services.keys import platform_keys_forget
+
+    line_item_with_creative(world.acme)
+    _, key = services.platform_key_create(name="Living-room player")
+    status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+    assert status == "200 OK"
+    token = token_of(payload)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = closed_port
+    try:
+        index_holder.reset()  # the decision must read the database
+        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+        assert (status, payload["pod"], payload["reason"]) == ("200 OK", [], "degraded")
+        batch = {"events": [{"event_id": "e-1", "token": token, "type": "impression"}]}
+        status, payload, headers = wsgi_post(api_process, "/api/v1/events", batch, key)
+        assert (status, payload["error"]["code"]) == ("503 Service Unavailable", "unavailable")
+        assert headers.get("Retry-After") == "1"
+        platform_keys_forget()
+        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+        assert status == "503 Service Unavailable"
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert AdEvent.objects.count() == 0
+    status, payload, _ = wsgi_post(api_process, "/api/v1/events", batch, key)
+    assert (status, payload["accepted"]) == ("200 OK", 1)

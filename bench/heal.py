@@ -1,0 +1,250 @@
+"""The counter rebuild after a Redis loss, on a day of 10 million ad events (PostgreSQL): from
+the event totals plus the tail of events decided after them (`ads.services.totals`), against
+the scan of the whole table it replaces, with the same values checked.
+
+Seeds bench/_rollup_world.py's world (30 advertisers in 10 time zones, 1,000 line items, 3,000
+creatives, 50,000 viewers), then PostgreSQL writes the events of the 24 hours before now (one
+INSERT … SELECT … FROM generate_series, spread evenly, in time order as ingestion stores them),
+the secondary indexes rebuilt after the load, VACUUM ANALYZE. Then:
+
+1. the beat task's first run (`event_totals_advance`: sums every event decided before the
+   sealed hour, TOKEN_TTL + 15 min back) and a run a quarter of an hour later (the next hour);
+2. the rebuild's spend, click-through and live totals (`_summed_values`) from the totals and
+   the tail, then by the scan, three times each (the best is printed), and whether they agree;
+3. the rest of the rebuild's reads for the record (frequency caps today, fatigue buckets: one
+   key per viewer, read from the last 26 and 3 hours), and with BENCH_HEAL_REDIS=1 the whole
+   `counters_rebuild` into Redis database 11 (millions of cap keys: minutes and ~0.5 GB).
+
+Goal: the spend, click-through and live totals rebuilt in ≤ 2 s.
+
+    flock /tmp/bench.lock .venv/bin/python bench/heal.py
+    BENCH_HEAL_DATABASE_URL  postgres://postgres@127.0.0.1:5432/heal_bench (dropped each run)
+    BENCH_HEAL_EVENTS=10000000
+    BENCH_HEAL_KEEP=1        keep the database; BENCH_HEAL_REUSE=1 then skips seed and fill
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "bench"))
+
+import _cpu  # noqa: E402  (helpers beside this file)
+import _scratch  # noqa: E402
+
+DATABASE_URL = os.environ.get(
+    "BENCH_HEAL_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/heal_bench"
+)
+EVENTS = int(os.environ.get("BENCH_HEAL_EVENTS", "10000000"))
+KEEP = os.environ.get("BENCH_HEAL_KEEP") == "1"
+REUSE = os.environ.get("BENCH_HEAL_REUSE") == "1"
+WITH_REDIS = os.environ.get("BENCH_HEAL_REDIS") == "1"
+REDIS_URL = os.environ.get("BENCH_HEAL_REDIS_URL", "redis://127.0.0.1:6379/11")
+TARGET_SECONDS = 2.0
+SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e"
+
+
+def main() -> int:
+    database_name = urlsplit(DATABASE_URL).path.lstrip("/")
+    if "bench" not in database_name:
+        print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
+        return 2
+    unreachable = _scratch.postgres_unreachable(DATABASE_URL)
+    if unreachable:
+        print(f"skipped: {unreachable}")
+        return 0
+    started = time.perf_counter()
+    reusing = REUSE and _scratch.database_exists(DATABASE_URL, database_name)
+    if not reusing:
+        _scratch.recreate_database(DATABASE_URL, database_name)
+    os.environ.update(
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_SECRET_KEY=SECRET_KEY,
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    try:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+        failures = _bench(reusing)
+    finally:
+        if "django.db" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        if not KEEP:
+            _scratch.drop_database(DATABASE_URL, database_name)
+    print(f"\nbench/heal.py done in {time.perf_counter() - started:.0f} s")
+    return 1 if failures else 0
+
+
+def _bench(reusing: bool) -> int:
+    from django.db import connection
+    from django.utils import timezone
+
+    from ads.models import AdEvent, EventDayTotal, EventTotal, EventTotalMark
+    from ads.services import event_totals_advance
+    from ads.services.events import _cap_values, _fatigue_values, _summed_values
+
+    now = timezone.now()
+    if reusing and AdEvent.objects.exists():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT max(decided_at) FROM ads_adevent")
+            (last,) = cursor.fetchone()
+        now = last + dt.timedelta(seconds=1)
+        print("Reusing the kept database and its events")
+        EventTotal.objects.all().delete()
+        EventDayTotal.objects.all().delete()
+        EventTotalMark.objects.all().delete()
+    else:
+        _fill(now)
+    print(_summary(now), flush=True)
+
+    with _cpu.Meter() as meter:
+        began = time.perf_counter()
+        covered = event_totals_advance(at=now)
+        first = time.perf_counter() - began
+    print(
+        f"\nBeat task, first run (sums every event decided before {covered:%H:%M} UTC): "
+        f"{first:.1f} s, {EventTotal.objects.count():,} lifetime rows, "
+        f"{EventDayTotal.objects.count():,} day rows  ({meter.usage.describe()})"
+    )
+    mark = EventTotalMark.objects.get()
+    tail = AdEvent.objects.filter(decided_at__gte=mark.covered_before).count()
+    print(f"Tail: {tail:,} events decided from {mark.covered_before:%H:%M} UTC on")
+
+    since = now - dt.timedelta(days=2)
+    runs: dict[str, list[float]] = {"totals + tail": [], "scan of the table": []}
+    results = {}
+    cpu = {}
+    for _ in range(3):
+        for name, scan in (("totals + tail", False), ("scan of the table", True)):
+            with _cpu.Meter() as meter:
+                began = time.perf_counter()
+                results[name] = dict(_summed_values(since, scan=scan))
+                runs[name].append(time.perf_counter() - began)
+            cpu[name] = meter.usage.describe()
+    print("\nSpend (lifetime and per day), click-through and live totals, best of 3:")
+    for name, seconds in runs.items():
+        print(f"  {name:18s} {min(seconds):6.2f} s  ({len(results[name]):,} keys; {cpu[name]})")
+    same = results["totals + tail"] == results["scan of the table"]
+    print("  identical values" if same else "  MISMATCH between the two")
+    best = min(runs["totals + tail"])
+    print(
+        f"\nTarget: ≤ {TARGET_SECONDS:g} s for a day of {EVENTS:,} events: {best:.2f} s "
+        + ("PASS" if best <= TARGET_SECONDS else "MISS")
+        + f" (the scan: {min(runs['scan of the table']):.2f} s)"
+    )
+
+    began = time.perf_counter()
+    later = event_totals_advance(at=now + dt.timedelta(hours=1))
+    print(
+        f"\nBeat task, an hour later (adds the hour up to {later:%H:%M}): "
+        f"{time.perf_counter() - began:.2f} s"
+    )
+
+    print("\nThe rebuild's other reads (unchanged: one key per viewer):")
+    for name, read in (("frequency caps today", _cap_values), ("fatigue buckets", _fatigue_values)):
+        began = time.perf_counter()
+        values = read()
+        print(f"  {name:22s} {time.perf_counter() - began:6.2f} s  {len(values):,} keys")
+    if WITH_REDIS:
+        _whole_rebuild()
+    return 0 if same else 1
+
+
+def _whole_rebuild() -> None:
+    from ads.delivery.counters import RedisCounters
+    from ads.services import counters_rebuild
+
+    store = RedisCounters(REDIS_URL)
+    store._redis.flushdb()
+    began = time.perf_counter()
+    written = counters_rebuild(store=store)
+    print(
+        f"\nWhole counters_rebuild into Redis: {time.perf_counter() - began:.1f} s, "
+        f"{written:,} keys"
+    )
+    store._redis.flushdb()
+
+
+def _fill(now: dt.datetime) -> None:
+    import _rollup_world
+    from django.db import connection
+
+    from ads.services import event_partitions_make
+
+    began = time.perf_counter()
+    _rollup_world.seed()
+    print(f"Seeded the world in {time.perf_counter() - began:.1f} s", flush=True)
+    start = now - dt.timedelta(days=1)
+    # The 24 hours before now, evenly, inserted in time order (ingestion's order).
+    insert = (
+        _rollup_world._INSERT.replace("c.day_start +", "%(start)s::timestamptz +")
+        .replace(
+            "(%(hours)s::int[])[1 + floor(random() * cardinality(%(hours)s::int[]))::int] * 3600\n"
+            "            + floor(random() * 3600) AS offset_seconds",
+            "floor(random() * 86399) AS offset_seconds",
+        )
+        .rstrip()
+        + "\nORDER BY 14"
+    )
+    assert "offset_seconds" in insert and "%(hours)s" not in insert
+    with connection.cursor() as cursor:
+        began = time.perf_counter()
+        _rollup_world._lookup_tables(cursor, start.date())
+        event_partitions_make(
+            first_day=start.date() - dt.timedelta(days=1), last_day=now.date() + dt.timedelta(1)
+        )
+        indexes = _rollup_world._drop_secondary_indexes(cursor)
+        cursor.execute("SET work_mem = '1GB'")
+        cursor.execute(insert, {"events": EVENTS, "start": start, "devices": _rollup_world.DEVICES})
+        cursor.execute("RESET work_mem")
+        inserted = time.perf_counter() - began
+        began = time.perf_counter()
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        for statement in indexes:
+            cursor.execute(statement)
+        cursor.execute("RESET maintenance_work_mem")
+        cursor.execute("DROP TABLE bench_creative, bench_viewer, bench_title")
+        cursor.execute("VACUUM ANALYZE")
+        print(
+            f"Fill: {EVENTS:,} events in {inserted:.0f} s, {len(indexes)} indexes and VACUUM "
+            f"ANALYZE in {time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
+
+
+def _summary(now: dt.datetime) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), min(decided_at), max(decided_at), "
+            "pg_size_pretty(pg_total_relation_size('ads_adevent')) FROM ads_adevent"
+        )
+        events, first, last, size = cursor.fetchone()
+        cursor.execute("SHOW max_parallel_workers_per_gather")
+        (workers,) = cursor.fetchone()
+    return (
+        f"Events: {events:,} decided {first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC "
+        f"({size}); now {now:%H:%M} UTC; PostgreSQL max_parallel_workers_per_gather {workers}"
+    )
+
+
+if __name__ == "__main__":
+    print(_scratch.machine_reference(), flush=True)
+    sys.exit(main())
