@@ -6,21 +6,63 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from ads.delivery import counters as delivery_counters
 from ads.delivery import keys, latency
-from ads.delivery.counters import counters
-from ads.models import Advertiser, Campaign, DeliveryStatus, LineItem
+from ads.delivery.counters import DeliveryStateUnavailable, counters
+from ads.models import AdEvent, Advertiser, Campaign, DeliveryStatus, LineItem
 
 MICROS = delivery_counters.MICROS  # counters keep money in millionths of the currency unit
 LATENCY_BUCKETS_MS = latency.BUCKETS_MS  # upper bounds of the decision latency histogram
 
 
+# The live metric each event type counts in (spend sums the events' cost).
+COUNTED_AS = {
+    AdEvent.Type.IMPRESSION: "impressions",
+    AdEvent.Type.CLICK: "clicks",
+    AdEvent.Type.COMPLETE: "completes",
+}
+
+
+def _read(names: list[str]) -> list[int] | None:
+    """The counters' values, or None while they cannot be read (Redis down): the dashboards
+    then read the event table, the truth the counters copy, rather than fail."""
+    try:
+        return counters().get_many(names)
+    except DeliveryStateUnavailable:
+        return None
+
+
+def _day_bounds(day: dt.date, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=tz)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+    return start, end
+
+
+def _from_table(events, metrics: tuple[str, ...]) -> dict[str, int]:
+    """The live metrics of `events`, summed in the database (one query)."""
+    sums = events.aggregate(
+        spend=Sum("cost_micros"),
+        **{
+            metric: Count("id", filter=Q(event_type=event_type))
+            for event_type, metric in COUNTED_AS.items()
+        },
+    )
+    return {metric: int(sums[metric] or 0) for metric in metrics}
+
+
 def live_totals(*, advertiser: Advertiser, day: dt.date) -> dict[str, int]:
     """The account's running totals for its local `day` (impressions, clicks, completes, and
-    spend in micros), from the live counters: one read."""
-    values = counters().get_many([keys.live(advertiser.pk, day, m) for m in keys.LIVE_METRICS])
+    spend in micros), from the live counters: one read. While Redis is down, from the event
+    table (the account's events of the day: its (advertiser, occurred_at) index)."""
+    values = _read([keys.live(advertiser.pk, day, m) for m in keys.LIVE_METRICS])
+    if values is None:
+        events = AdEvent.objects.filter(advertiser=advertiser).occurred_between(
+            *_day_bounds(day, advertiser.tzinfo)
+        )
+        return _from_table(events, keys.LIVE_METRICS)
     return dict(zip(keys.LIVE_METRICS, values, strict=True))
 
 
@@ -30,10 +72,19 @@ def platform_live_totals(*, day: dt.date) -> dict:
     currencies; a currency with no spend is left out). One query, one counter read."""
     counted = [metric for metric in keys.LIVE_METRICS if metric != "spend"]
     currencies = sorted(set(Advertiser.objects.values_list("currency", flat=True)))
-    values = counters().get_many(
+    values = _read(
         [keys.live_platform(day, metric) for metric in counted]
         + [keys.live_platform_spend(day, currency) for currency in currencies]
     )
+    if values is None:  # Redis down: the day's events, by the accounts' currencies
+        events = AdEvent.objects.occurred_between(*_day_bounds(day, dt.UTC))
+        by_currency = {
+            currency: _from_table(events.filter(advertiser__currency=currency), ("spend",))
+            for currency in currencies
+        }
+        values = list(_from_table(events, tuple(counted)).values()) + [
+            by_currency[currency]["spend"] for currency in currencies
+        ]
     totals: dict = dict(zip(counted, values, strict=False))
     spend = dict(zip(currencies, values[len(counted) :], strict=True))
     totals["spend"] = {currency: micros for currency, micros in spend.items() if micros}
@@ -47,9 +98,18 @@ def line_item_spend(
     for each of the account's `line_items`, from the live counters: one read. Other accounts'
     line items are left out."""
     own = [line_item.pk for line_item in line_items if line_item.advertiser_id == advertiser.pk]
-    values = counters().get_many(
+    values = _read(
         [key for pk in own for key in (keys.spent_day(pk, day), keys.spent_lifetime(pk))]
     )
+    if values is None:  # Redis down: the line items' events (their (line_item, …) index)
+        events = AdEvent.objects.filter(line_item__in=own, cost_micros__gt=0)
+        today = dict(
+            events.occurred_between(*_day_bounds(day, advertiser.tzinfo))
+            .values_list("line_item")
+            .annotate(Sum("cost_micros"))
+        )
+        ever = dict(events.values_list("line_item").annotate(Sum("cost_micros")))
+        return {pk: (today.get(pk) or 0, ever.get(pk) or 0) for pk in own}
     return {pk: (values[2 * i], values[2 * i + 1]) for i, pk in enumerate(own)}
 
 
@@ -209,11 +269,19 @@ def campaign_pacing(
 
 
 def decision_counts(*, day: dt.date) -> tuple[int, int]:
-    """Staff only: (decisions made, decisions that returned no ad) on a UTC `day`."""
-    decisions, unfilled = counters().get_many([keys.decisions(day), keys.unfilled(day)])
+    """Staff only: (decisions made, decisions that returned no ad) on a UTC `day`; (0, 0),
+    unknown, while Redis is down (decisions are counted nowhere else)."""
+    values = _read([keys.decisions(day), keys.unfilled(day)])
+    if values is None:
+        return 0, 0
+    decisions, unfilled = values
     return decisions, unfilled
 
 
 def decision_latency(*, minutes: int = 5, at: dt.datetime | None = None) -> dict:
-    """Staff only: decision latency percentiles over the last `minutes` (all processes)."""
-    return latency.latency_percentiles(minutes=minutes, at=at)
+    """Staff only: decision latency percentiles over the last `minutes` (all processes);
+    unknown (no decisions, no percentiles) while Redis is down."""
+    try:
+        return latency.latency_percentiles(minutes=minutes, at=at)
+    except DeliveryStateUnavailable:
+        return {"decisions": 0, "p50_ms": None, "p99_ms": None}

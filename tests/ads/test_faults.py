@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -425,3 +425,33 @@ def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, a
     assert AdEvent.objects.count() == 0
     status, payload, _ = wsgi_post(api_process, "/api/v1/events", batch, key)
     assert (status, payload["accepted"]) == ("200 OK", 1)
+
+
+def test_dashboard_reads_fall_back_to_the_table_while_redis_is_down(
+    api, world, redis_server, served_by_a_server
+):
+    """The live tiles, the platform's totals and the pacing read the event table while Redis
+    is down: the numbers the counters held, not an error; what only Redis counts (decisions,
+    latency) is unknown."""
+    from ads import selectors
+
+    line_item = line_item_with_creative(world.acme)
+    tokens = [token_of(decide(api, world)) for _ in range(3)]
+    assert batch(api, tokens)["accepted"] == 3
+    assert batch(api, tokens[:1], "click")["accepted"] == 1
+    day = timezone.localtime(timezone.now(), world.acme.tzinfo).date()
+    utc_day = timezone.now().astimezone(UTC).date()
+
+    def read() -> tuple:
+        return (
+            selectors.live_totals(advertiser=world.acme, day=day),
+            selectors.platform_live_totals(day=utc_day),
+            selectors.line_item_spend(advertiser=world.acme, line_items=[line_item], day=day),
+        )
+
+    from_counters = read()
+    assert from_counters[0] == {"impressions": 3, "clicks": 1, "completes": 0, "spend": 37_500}
+    redis_server.stop()
+    assert read() == from_counters
+    assert selectors.decision_counts(day=utc_day) == (0, 0)
+    assert selectors.decision_latency()["p99_ms"] is None
