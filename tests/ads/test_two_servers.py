@@ -173,3 +173,82 @@ def test_two_servers_share_demand_budgets_and_caps(world, two_servers):
     shown = AdEvent.objects.filter(advertiser=world.acme).count()
     assert shown == 4
     assert counters().get_many([keys.live(world.acme.pk, today, "impressions")]) == [4]
+
+
+@pytest.fixture
+def two_web_servers(tmp_path):
+    """Two `web` processes (uvicorn on the ASGI application, as the Procfile runs it) on the
+    test database and Redis."""
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("needs PostgreSQL and Redis")
+    servers = []
+    try:
+        for number in range(2):
+            port = _free_port()
+            env = os.environ | {
+                "DATABASE_URL": _database_url(),
+                "REDIS_URL": settings.REDIS_URL,
+                "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+                "DJANGO_SECURE_SSL_REDIRECT": "false",
+            }
+            log = open(tmp_path / f"web-{number}.log", "w")  # noqa: SIM115 (closed below)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "config.asgi:application", "--lifespan", "off"]
+                + ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            servers.append((port, process, log))
+        for port, process, _ in servers:
+            _wait_until_up(port, process)
+        yield [port for port, _, _ in servers]
+    finally:
+        for _, process, log in servers:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+
+
+def _live_strip(port: int, path: str, session: str) -> dict[str, str]:
+    import re
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        assert reply.status == 200
+        html = reply.read().decode()
+    return dict(re.findall(r'<span data-live="(\w+)">([^<]*)</span>', html))
+
+
+def test_two_web_servers_show_identical_live_totals(world, two_web_servers, client):
+    """The account's "Today (live)" strip is the same on both web processes, and equals the
+    event table: the totals live in the shared Redis, not in either process."""
+    from tests.factories import MembershipFactory
+
+    assert services.counters_heal() is True
+    owner = MembershipFactory(advertiser=world.acme).user
+    client.force_login(owner)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    line_item = line_item_with_creative(world.acme)
+    services.index_changed()
+    for seed in range(3):
+        (slot,) = world.decide(at=timezone.now(), seed=seed).pod
+        kinds = ["impression", "complete"] + (["click"] if seed == 0 else [])
+        outcomes = services.events_record(
+            events=[services.IncomingEvent(slot.token, kind, f"{seed}-{kind}") for kind in kinds],
+            user_agent=PLAYER,
+        )
+        assert {outcome.status for outcome in outcomes} == {"accepted"}
+    assert AdEvent.objects.filter(line_item=line_item).count() == 7
+    strips = [_live_strip(port, f"/a/{world.acme.slug}/", session) for port in two_web_servers]
+    assert strips[0] == strips[1]
+    assert (strips[0]["impressions"], strips[0]["clicks"], strips[0]["completes"]) == (
+        "3",
+        "1",
+        "3",
+    )
