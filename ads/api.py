@@ -593,10 +593,19 @@ def track(request: HttpRequest, token: str, event_type: str) -> HttpResponse:
     """A tracking link: 204 when counted; a click redirects to the creative's click-through
     URL (also when already counted), except as a pixel (`?redirect=0`, VAST's ClickTracking,
     fired beside the ClickThrough the player opens). Rejected events answer 400 naming the
-    reason."""
-    outcome = services.event_track(
-        token=token, event_type=event_type, user_agent=request.headers.get("User-Agent", "")
-    )
+    reason; with the database out of reach (after the retries), 503 with Retry-After."""
+    try:
+        outcome = services.event_track(
+            token=token, event_type=event_type, user_agent=request.headers.get("User-Agent", "")
+        )
+    except LOST:
+        response = JsonResponse(
+            error_body("unavailable", "The platform cannot store events for a moment; retry."),
+            status=503,
+        )
+        response["Retry-After"] = "1"
+        response["Cache-Control"] = "no-store"
+        return response
     redirect = request.GET.get("redirect") != "0"
     response: HttpResponse
     if redirect and event_type == AdEvent.Type.CLICK and outcome.claim is not None:

@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 import redis
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from ads import services
@@ -390,8 +391,9 @@ def test_a_terminated_backend_costs_no_decision_and_no_batch(world, api_process)
 @pytest.mark.django_db(transaction=True)
 def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, api_process):
     """With PostgreSQL refusing connections (after the retries): a decision is an empty pod,
-    reason `degraded` (the player resumes its title); a batch is answered 503 with Retry-After
-    (nothing stored, nothing claimed `accepted`); a key never seen by this process, 503."""
+    reason `degraded` (the player resumes its title); a batch or a tracking link is answered
+    503 with Retry-After (nothing stored, nothing claimed `accepted`); a key never seen by this
+    process, 503."""
     if connection.vendor != "postgresql":
         pytest.skip("points the connection at a closed PostgreSQL port")
     from ads.decisioning.index import index_holder
@@ -419,6 +421,8 @@ def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, a
         platform_keys_forget()
         status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
         assert status == "503 Service Unavailable"
+        link = Client().get(f"/t/{token}/impression", HTTP_USER_AGENT=PLAYER)
+        assert (link.status_code, link["Retry-After"]) == (503, "1")
     finally:
         connection.close()
         connection.settings_dict["PORT"] = port
