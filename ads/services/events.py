@@ -10,6 +10,7 @@ returned, and `counters_rebuild` recomputes them from the table after a cache lo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +49,7 @@ from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 from config.publish import Publisher
 
+logger = logging.getLogger(__name__)
 MAX_BATCH = 1000
 LIVE_INTERVAL = 0.25  # seconds between two live messages to one account's dashboards
 LIVE_METRIC: dict[str, str] = {
@@ -565,6 +567,11 @@ def _count(outcomes: list[EventOutcome], stored: _Stored, now: datetime) -> None
         live_publish(advertiser_ids=stored.advertiser_ids)
     except DeliveryStateUnavailable:
         pass
+    except Exception:
+        # The events are stored and counted: a channel layer that cannot send (its Redis
+        # connections died with Redis) only delays the dashboards until their next message or
+        # reload; answering the batch with an error would make the player send it again.
+        logger.warning("Live dashboards not told of a batch.", exc_info=True)
 
 
 def live_group(advertiser_id: int) -> str:

@@ -459,3 +459,27 @@ def test_dashboard_reads_fall_back_to_the_table_while_redis_is_down(
     assert read() == from_counters
     assert selectors.decision_counts(day=utc_day) == (0, 0)
     assert selectors.decision_latency()["p99_ms"] is None
+
+
+def test_a_channel_layer_out_of_reach_costs_the_batch_nothing(world, settings):
+    """The dashboards' channel layer (its own Redis connections, which die with Redis and come
+    back after it) cannot send: the batch is stored, counted and answered `accepted`, not an
+    error that would make the player send it again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}/0"]},
+        }
+    }
+    counters().mark_known()
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide(at=timezone.now()).pod
+    (outcome,) = services.events_record(
+        events=[services.IncomingEvent(token=slot.token, event_type="impression")],
+        user_agent=PLAYER,
+    )
+    assert outcome.status == "accepted"
+    assert AdEvent.objects.count() == 1
