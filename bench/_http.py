@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import shutil
 import socket
@@ -79,6 +80,9 @@ def _server(command: list[str], *, base_dir: Path, env: dict[str, str], port: in
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+            kept = os.environ.get("BENCH_SERVER_LOG")  # a copy of the server's log, to read
+            if kept:
+                shutil.copyfile(log.name, f"{kept}.{name}")
 
 
 def _wait_until_healthy(server: subprocess.Popen, port: int, log_path: str, name: str) -> None:
