@@ -236,7 +236,8 @@ def _summary(now: dt.datetime) -> str:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), min(decided_at), max(decided_at), "
-            "pg_size_pretty(pg_total_relation_size('ads_adevent')) FROM ads_adevent"
+            "(SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits "
+            "WHERE inhparent = 'ads_adevent'::regclass) FROM ads_adevent"
         )
         events, first, last, size = cursor.fetchone()
         cursor.execute("SHOW max_parallel_workers_per_gather")
