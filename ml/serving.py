@@ -3,6 +3,7 @@ the champion changes (a pointer in the cache, checked at most once a second)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
@@ -39,7 +40,15 @@ class ChampionCache:
         if now - self._checked.get(kind, -CHECK_SECONDS) < CHECK_SECONDS:
             return self._loaded.get(kind)
         self._checked[kind] = now
-        pointer = cache.get(champion_pointer_key(kind))
+        try:
+            pointer = cache.get(champion_pointer_key(kind))
+        except Exception:
+            # The cache (Redis) is out of reach: the champion this process holds serves on
+            # (checked again in a second); a process that holds none reads the table.
+            logger.warning("The champion pointer cannot be read.", exc_info=True)
+            if kind in self._loaded:
+                return self._loaded[kind]
+            pointer = None
         loaded = self._loaded.get(kind)
         if pointer is not None and loaded is not None and loaded.version_id == pointer:
             return loaded
@@ -66,7 +75,8 @@ class ChampionCache:
                 self._loaded[kind] = LoadedModel(
                     champion.pk, champion.version, model, champion.feature_spec
                 )
-            cache.set(champion_pointer_key(kind), champion.pk, None)
+            with contextlib.suppress(Exception):  # out of reach: read again next time
+                cache.set(champion_pointer_key(kind), champion.pk, None)
             return self._loaded[kind]
 
     def reset(self) -> None:

@@ -483,3 +483,24 @@ def test_a_channel_layer_out_of_reach_costs_the_batch_nothing(world, settings):
     )
     assert outcome.status == "accepted"
     assert AdEvent.objects.count() == 1
+
+
+def test_a_cache_out_of_reach_costs_no_decision(world, settings):
+    """The CTR champion's pointer lives in the cache (Redis): out of reach, a decision is made
+    with the champion the process holds (here none), not answered with an error."""
+    from ml.serving import champions
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+        }
+    }
+    champions.reset()
+    counters().mark_known()
+    line_item_with_creative(world.acme)
+    decision = world.decide(at=timezone.now())
+    assert (len(decision.pod), decision.reason) == (1, None)
