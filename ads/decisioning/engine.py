@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
 from ads.decisioning import ad_load, eligibility, ranking
@@ -257,9 +258,11 @@ def _model_scored(
 ) -> list[Ranked]:
     """Re-rank with the CTR champion: one batched call scores every creative of the CPC line
     items at position 1 (a CPM bid is its own expected value), a second the head of that
-    ranking at the pod's later slots (`scoring.rank_by_slot`). Each creative's posterior is
+    ranking at the pod's later slots (`scoring.rank_by_slot`, with CTR_SLOT_RANKING only: off
+    by default, config/settings/ctr.py says why). Each creative's posterior is
     re-centred on the model's pCTR, with the strength its impressions earned, for
-    exploration to sample. The viewer's fatigue is one read of the counters."""
+    exploration to sample. The viewer's fatigue is one read of the counters, made only for a
+    champion trained with the fatigue columns (off by default: ads.learning.features)."""
     cpc = [entry for entry in candidates if not entry.line_item.is_cpm]
     if not cpc:
         return candidates
@@ -290,6 +293,8 @@ def _model_scored(
         rescored[entry.line_item.id] = replace(entry, score=score, creatives=posteriors)
     merged = [rescored.get(entry.line_item.id, entry) for entry in candidates]
     merged.sort(key=lambda entry: (-entry.score, entry.line_item.id))
+    if not settings.CTR_SLOT_RANKING:
+        return merged
     slots = min(context.max_ads, context.max_duration_seconds // SHORTEST_CREATIVE)
     return rank_by_slot(merged, model, index, context, at, slots=slots, fatigue=fatigue)
 
