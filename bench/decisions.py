@@ -222,6 +222,9 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
     from ads.decisioning.state import read_state
     from ads.delivery.counters import counters
 
+    # The Redis db was flushed: the counters are unknown until healed (read_state refuses to
+    # read zeros that may not be true), as a server's refresher heals them at start.
+    services.counters_heal()
     index = current_index()
     rebuilds = []
     for _ in range(3):
