@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signals
 from django.core.cache import close_caches
+from django.core.cache.backends.base import BaseCache
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.base import reset_urlconf
 from django.core.handlers.exception import response_for_exception
@@ -109,6 +110,7 @@ class HotPath:
         self._headers: dict[bool, list[tuple[str, str]]] = {}
         self._lean: bool | None = None  # whether _lean_signals apply (known at the first POST)
         self._thread = threading.local()
+        self._caches_close: bool | None = None  # whether close_caches does anything here
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -196,11 +198,19 @@ class HotPath:
             connection.close_if_unusable_or_obsolete()
 
     def _finished(self) -> None:
-        """request_finished's receivers: close_old_connections, close_caches, reset_urlconf
-        (set_urlconf(None): this path never sets one, so there is nothing to reset)."""
+        """request_finished's receivers: close_old_connections, close_caches (when a
+        configured cache closes anything: memcached does, Redis and local memory do not) and
+        reset_urlconf (set_urlconf(None): this path never sets one, so there is nothing to
+        reset)."""
         for connection in self._connections():
             connection.close_if_unusable_or_obsolete()
-        close_caches()
+        if self._caches_close is None:
+            self._caches_close = any(
+                import_string(cache["BACKEND"]).close is not BaseCache.close
+                for cache in settings.CACHES.values()
+            )
+        if self._caches_close:
+            close_caches()
 
     def _origin(self, environ: dict[str, Any]) -> tuple[str, bool] | None:
         """(The tracking links' base, whether the request is secure) as Django works them out

@@ -210,10 +210,8 @@ def _decide(
         )
         candidates = _explored(candidates, explored, rng)
     why: dict[int, str] = {}
-    day = at.date()
-    tally = [Bump(keys.decisions(day), 1, keys.DAY_TTL)]
-    if explored:
-        tally.append(Bump(keys.exploration(day), 1, keys.DAY_TTL))
+    decided, exploring, _ = _day_bumps(at.date())
+    tally = [decided, exploring] if explored else [decided]
     pod = _fill_pod(candidates, context, store, rng, why, tally)
     for slot in pod:
         slot.token = make_token(
@@ -393,10 +391,28 @@ def _fill_pod(
         if all(reserved):
             break
     if not pod:
-        store.add_many([*(tally or []), Bump(keys.unfilled(context.at.date()), 1, keys.DAY_TTL)])
+        store.add_many([*(tally or []), _day_bumps(context.at.date())[2]])
     for position, slot in enumerate(pod, start=1):
         slot.position = position
     return pod
+
+
+_DAY_BUMPS: dict = {}
+
+
+def _day_bumps(day) -> tuple[Bump, Bump, Bump]:
+    """The day's decision, exploration and unfilled counters' bumps, made once a day
+    (formatting a date into a key costs more than the rest of the tally)."""
+    bumps = _DAY_BUMPS.get(day)
+    if bumps is None:
+        if len(_DAY_BUMPS) > 16:  # past days (or a simulator's): start again
+            _DAY_BUMPS.clear()
+        bumps = _DAY_BUMPS[day] = (
+            Bump(keys.decisions(day), 1, keys.DAY_TTL),
+            Bump(keys.exploration(day), 1, keys.DAY_TTL),
+            Bump(keys.unfilled(day), 1, keys.DAY_TTL),
+        )
+    return bumps
 
 
 def _reservation(slot: Slot, context: Context) -> list[Bump]:
