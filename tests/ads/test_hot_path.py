@@ -174,7 +174,9 @@ def test_the_lean_path_closes_connections_as_the_request_signals_would(world, ke
     connection.close_at = time.monotonic() - 1  # outlived DATABASE_CONN_MAX_AGE
     status, content = call(hot, "/api/v1/decisions", decision(world), key=key)
     assert json.loads(content)["pod"]
-    assert connection.connection is None
+    # SQLite's in-memory test database is never closed (Django keeps it: closing loses it).
+    if not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
+        assert connection.connection is None
 
     heard = []
 
