@@ -85,10 +85,14 @@ class RankArrays:
     explorable: np.ndarray  # CPC line items whose best creative has few impressions
     alpha: np.ndarray  # that creative's posterior (meaningful where explorable)
     beta: np.ndarray
+    entries: np.ndarray  # the Ranked entries themselves (objects): picked in C, not a loop
 
     @classmethod
     def build(cls, ranked: list[Ranked]) -> RankArrays:
         best = [entry.creatives[0][1] for entry in ranked]
+        entries = np.empty(len(ranked), dtype=object)
+        for number, entry in enumerate(ranked):
+            entries[number] = entry
         return cls(
             positions=np.fromiter((entry.position for entry in ranked), np.intp, len(ranked)),
             scores=np.fromiter((entry.score for entry in ranked), np.float64, len(ranked)),
@@ -106,6 +110,7 @@ class RankArrays:
             ),
             alpha=np.fromiter((p.alpha for p in best), np.float64, len(ranked)),
             beta=np.fromiter((p.beta for p in best), np.float64, len(ranked)),
+            entries=entries,
         )
 
 
@@ -168,8 +173,7 @@ class DeliveryState:
                     explore_rng,
                 )
             ]
-        ranked = self.ranked
-        return [ranked[i] for i in chosen.tolist()]
+        return arrays.entries[chosen].tolist()
 
 
 def _read_keys(index: DemandIndex, at: datetime) -> tuple[list[str], list, list[str]]:
