@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 from django.utils import timezone
@@ -332,6 +332,7 @@ def _fill_pod(
     `why`, when given, collects the rule that kept each walked line item out of the pod;
     `tally` (decision counters) rides along with the first reservation: one round trip."""
     why = {} if why is None else why
+    local_times: dict = {}  # the decision time in each account zone walked (one conversion)
     pod: list[Slot] = []
     out: set[int] = set()  # chosen, lost a reservation, or throttled: not walked again
     while True:
@@ -367,7 +368,10 @@ def _fill_pod(
                 continue
             creative, posterior = chosen
             slot = Slot(0, creative, line_item, entry.score, posterior.mean)
-            group = _reservation(slot, context)
+            local = local_times.get(line_item.tz)
+            if local is None:
+                local = local_times[line_item.tz] = context.at.astimezone(line_item.tz)
+            group = _reservation(slot, context, local)
             out.add(line_item.id)
             if store.full.known_full(group):  # this process just lost that race: skip it
                 why[line_item.id] = "reservation_lost"
@@ -415,10 +419,12 @@ def _day_bumps(day) -> tuple[Bump, Bump, Bump]:
     return bumps
 
 
-def _reservation(slot: Slot, context: Context) -> list[Bump]:
+def _reservation(slot: Slot, context: Context, local: datetime) -> list[Bump]:
+    """The slot's budget and frequency cap bumps; `local` is the decision time in the line
+    item's account zone."""
     line_item = slot.line_item
-    group = list(_budget_bumps(line_item, context.at)) if line_item.is_cpm else []
-    for key, cap, ttl in eligibility.cap_keys(line_item, context.viewer.id, context.at):
+    group = list(_budget_bumps(line_item, context.at, local.date())) if line_item.is_cpm else []
+    for key, cap, ttl in eligibility.cap_keys(line_item, context.viewer.id, context.at, local):
         group.append(Bump(key, 1, ttl, cap))
     return group
 
@@ -429,11 +435,11 @@ _BUDGET_BUMPS: dict[tuple, tuple[Bump, Bump]] = {}
 BUDGET_BUMPS_SIZE = 20_000
 
 
-def _budget_bumps(line_item: LineItemEntry, at: datetime) -> tuple[Bump, Bump]:
+def _budget_bumps(line_item: LineItemEntry, at: datetime, local_day: date) -> tuple[Bump, Bump]:
     price = line_item.price_micros
     memo = (
         line_item.id,
-        at.astimezone(line_item.tz).date(),
+        local_day,
         price,
         line_item.daily_budget_micros,
         line_item.lifetime_budget_micros,
