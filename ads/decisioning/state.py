@@ -61,6 +61,21 @@ def live_window(index: DemandIndex, minute: datetime) -> LiveWindow:
     return LiveWindow(minute, whole, boundary)
 
 
+_live_windows: dict[int, tuple[DemandIndex, datetime, LiveWindow]] = {}
+
+
+def _live_window(index: DemandIndex, minute: datetime) -> LiveWindow:
+    """live_window, computed once per index and minute (it depends on nothing else; a
+    refresher reads the state every second)."""
+    known = _live_windows.get(id(index))
+    if known is not None and known[0] is index and known[1] == minute:
+        return known[2]
+    window = live_window(index, minute)
+    _live_windows.clear()
+    _live_windows[id(index)] = (index, minute, window)
+    return window
+
+
 @dataclass
 class Ranked:
     """A line item's place in the ranking: its score and its creatives, best pCTR first."""
@@ -302,7 +317,7 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
         index_version=index.version,
         minute=minute,
         refreshed_at=time.monotonic(),
-        live=live_window(index, minute),
+        live=_live_window(index, minute),
         budget_ok=budget_ok,
         ranked=ranked,
         by_position={entry.position: entry for entry in ranked},
