@@ -9,12 +9,18 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    the AFTER_BREAK_SECONDS from its offset ("at and just after" it), against the baseline: the
    curve's own per-minute drop-off (hazard) around the break, minutes with a break excluded.
    The difference is what the break costs beyond what the content loses anyway.
-3. The content's drop-off at each minute (the hazard with break minutes replaced by their
-   neighbours'), smoothed over SMOOTH_MINUTES either side: where a break would cost least.
-   Viewers leave at an ad most where the story already loses them, so a break that sits where
-   the content loses HIGH_DROPOFF times the title's median minute or more is recommended to
-   move to the minute of least content drop-off within MOVE_WINDOW_MINUTES, when that is at
-   most MOVE_IF_BELOW of its own; its expected excess abandonment scales with that ratio.
+3. The content's drop-off at each minute (viewers who stopped over those watching, break minutes
+   bridged by their neighbours' rate, over SMOOTH_MINUTES either side) with its sampling error
+   (Poisson: √stops / watching). Viewers leave at an ad most where the story already loses
+   them, so a break is recommended to move to the minute within MOVE_WINDOW_MINUTES whose
+   drop-off's upper bound is lowest, when one of two witnesses says its spot is bad beyond
+   noise: the content there loses HIGH_DROPOFF times the title's median minute or more, at
+   most MOVE_IF_BELOW as much at the destination, and more than there by CONFIDENCE_Z standard
+   errors of the difference; or the break itself loses more of those who reach it than the
+   title's other mid-rolls together, by CONFIDENCE_Z standard errors (binomial), and the
+   destination is calmer than here and than HIGH_DROPOFF times the median minute. Without the
+   bound, half the moves on titles with 100–300 sessions chased noise between calm minutes.
+   A move's expected excess abandonment scales with the ratio of the two drop-offs.
 4. A break is recommended to go when the ad seconds it costs (the viewers it drives away,
    times the ads they would have seen at the later breaks) exceed the ad seconds it plays.
 
