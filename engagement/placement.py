@@ -58,9 +58,11 @@ HIGH_DROPOFF = 1.5
 # CONFIDENCE_Z standard errors of that difference (one-sided, about 95 %).
 CONFIDENCE_Z = 1.64
 BREAK_EVIDENCE = True
+# A move of a minute or two stays in the stretch it leaves (lulls last minutes).
+MIN_MOVE_MINUTES = 3
 MIN_GAP_MINUTES = 5  # between two breaks, after moves
 NO_BREAK_BEFORE_END_MINUTES = 10  # as catalog's ad_break_plan
-MIN_SESSIONS = 100  # below this a title is not analysed
+MIN_SESSIONS = 50  # below this a title is not analysed
 WINDOW_DAYS = 14  # the nightly analysis reads the sessions of the last two weeks
 
 
@@ -192,14 +194,21 @@ def _content_dropoff(still: list[int], break_minutes: set[int]) -> ContentDropof
 
 
 def _above_the_others(item: BreakFigures, others: list[BreakFigures]) -> bool:
-    """Whether the break's abandonment is above the title's other mid-rolls' (pooled) by more
-    than CONFIDENCE_Z standard errors of the difference (binomial)."""
-    reached = sum(other.reached for other in others)
-    if not reached or not item.reached:
+    """Whether the break's abandonment is above the title's other mid-rolls' by more than
+    CONFIDENCE_Z standard errors of the difference (binomial). The others' median rate is the
+    reference: one other break in a bad spot would lift a pooled rate."""
+    others = [other for other in others if other.reached]
+    if not others or not item.reached:
         return False
-    pooled = sum(other.left for other in others) / reached
-    error = math.sqrt(max(pooled * (1 - pooled), 1e-6) * (1 / item.reached + 1 / reached))
-    return item.left / item.reached - pooled > CONFIDENCE_Z * error
+    reference = statistics.median(other.left / other.reached for other in others)
+    reached = statistics.median(other.reached for other in others)
+    error = math.sqrt(max(reference * (1 - reference), 1e-6) * (1 / item.reached + 1 / reached))
+    return item.left / item.reached - reference > CONFIDENCE_Z * error
+
+
+def _others_level(item: BreakFigures, figures: list[BreakFigures]) -> float:
+    rates = [f.left / f.reached for f in figures if f is not item and f.reached]
+    return statistics.median(rates) if rates else item.abandonment
 
 
 def analyse(
@@ -291,7 +300,7 @@ def analyse(
             for m in range(minute - MOVE_WINDOW_MINUTES, minute + MOVE_WINDOW_MINUTES + 1)
             if 1 <= m <= last_minute
             and m < len(content)
-            and m != minute
+            and abs(m - minute) >= MIN_MOVE_MINUTES
             and all(abs(m - other) >= MIN_GAP_MINUTES for other in others)
         ]
         # The destination judged pessimistically (its drop-off's upper bound), so that a
@@ -316,10 +325,13 @@ def analyse(
         lost_here = (
             BREAK_EVIDENCE
             and _above_the_others(item, [f for f in figures if f is not item])
-            and content[best] < min(here, HIGH_DROPOFF * typical)
+            and content[best] <= HIGH_DROPOFF * typical
         )
-        if best != minute and here > 0 and item.excess > 0 and (steep_here or lost_here):
-            ratio = content[best] / here
+        if best != minute and item.excess > 0 and ((here > 0 and steep_here) or lost_here):
+            ratio = content[best] / here if here > 0 else 1.0
+            if lost_here:
+                # The other breaks' level is what a calm spot should lose.
+                ratio = min(ratio, _others_level(item, figures) / max(item.abandonment, 1e-9))
             after = item.baseline + item.excess * ratio
             saved = item.abandonment - after
             to_offset = best * 60

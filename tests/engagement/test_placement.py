@@ -156,7 +156,8 @@ def test_a_break_that_loses_far_more_of_its_viewers_than_the_others_moves():
 
 
 def test_too_few_sessions_are_not_analysed():
-    assert analyse(traces()[:99], BREAKS, 3600) is None
+    assert analyse(traces()[:49], BREAKS, 3600) is None
+    assert analyse(traces()[:50], BREAKS, 3600) is not None
 
 
 @pytest.fixture
