@@ -17,8 +17,9 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    noise: the content there loses HIGH_DROPOFF times the title's median minute or more, at
    most MOVE_IF_BELOW as much at the destination, and more than there by CONFIDENCE_Z standard
    errors of the difference; or the break itself loses more of those who reach it than the
-   title's other mid-rolls together, by CONFIDENCE_Z standard errors (binomial), and the
-   destination is calmer than here and than HIGH_DROPOFF times the median minute. Without the
+   title's other mid-rolls (their median rate), by CONFIDENCE_Z standard errors (binomial),
+   and the destination loses at most HIGH_DROPOFF times the median minute. Destinations are
+   at least MIN_MOVE_MINUTES away: a move of a minute stays in the stretch it leaves. Without the
    bound, half the moves on titles with 100–300 sessions chased noise between calm minutes.
    A move's expected excess abandonment scales with the ratio of the two drop-offs.
 4. A break is recommended to go when the ad seconds it costs (the viewers it drives away,
