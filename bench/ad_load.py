@@ -11,8 +11,11 @@ impressions and revenue for `none` (full pods), `shorter` (every pod cut) and `e
    live score (HistoryOptions.engagement_scores), AD_LOAD_POLICY set to the policy.
 3. Prints per policy the mean over seeds (and the spread across seeds) of title completion
    (of the sessions that started at least SETTLED before the end, the share that finished
-   their title), impressions and revenue (ad spend), and each
-   against `none`; then the goal: completion up ≥ 5 % (relative) at ≤ 2 % revenue lost.
+   their title), the same over the sessions that started alike under every policy (a viewer's
+   next session waits while one runs, so pods of another length change which sessions start,
+   and when), impressions and revenue (ad spend; clicks' share printed per run), and each
+   against `none`; then the goal: matched completion up ≥ 5 % (relative) at ≤ 2 % revenue
+   lost.
 
 Runs on a throwaway SQLite file (or BENCH_DATABASE_URL), counters in process memory.
 """
