@@ -89,3 +89,16 @@ class DailyBreakdown(Metrics):
 
     def __str__(self) -> str:
         return f"line item {self.line_item_id}, {self.dimension} {self.label} on {self.day}"
+
+
+class RetiredEventDay(models.Model):
+    """A UTC day of decisions whose event partition retention dropped (analytics.retention):
+    its events are gone, so the rollups of the local days they touched are the history and are
+    never recomputed (`rollup_day` refuses them). Written before the partition is dropped: an
+    interrupted drop leaves a day refused whose events are still there, never the reverse."""
+
+    day = models.DateField(unique=True)
+    retired_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"events decided on {self.day} retired"

@@ -7,22 +7,28 @@ Before it goes, each (account, local day) that its events touch must count in Da
 least the events the table still holds for it. While all of a local day's partitions are
 there, that is equality: the rollup has consumed that day. When an older one is already gone,
 the day was checked in full when that older one went (its partitions were all there then),
-so oldest-first keeps the check exact. The first day that fails stops the retirement: it and
-every later day are kept, and the accounts and days to roll up again are returned.
+so oldest-first keeps the check exact. The account-days that miss events are rolled up again
+first (tracking links expire hours after their decision, so a day past retention is final);
+a day that still fails stops the retirement: it and every later day are kept, and those
+account-days are returned.
+A retired day is recorded (RetiredEventDay), and `rollup_day` refuses any day whose events it
+touched: recomputing it from what is left would delete history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
 
 from ads import services as ads_services
-from analytics.models import DailyDelivery
-from analytics.services import COUNTED
+from ads.models import Advertiser
+from analytics.models import DailyDelivery, RetiredEventDay
+from analytics.services import COUNTED, EventsRetired, rollup_day
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +41,8 @@ MARGIN = dt.timedelta(days=2)
 @dataclass
 class RetentionResult:
     dropped: list[dt.date] = field(default_factory=list)
+    # (account id, local day) rolled up again because the rollup had missed some events.
+    rolled_up_again: list[tuple[int, dt.date]] = field(default_factory=list)
     # (account id, local day, events in the table, events in the rollup) of the first day kept
     # because its events are not all rolled up.
     not_rolled_up: list[tuple[int, dt.date, int, int]] = field(default_factory=list)
@@ -88,15 +96,18 @@ def rollup_gaps(*, day: dt.date) -> list[tuple[int, dt.date, int, int]]:
 
 def event_retention_apply(*, at: dt.datetime) -> RetentionResult:
     """Drop the partitions of the UTC days before `at`'s date less EVENT_RETENTION_DAYS, oldest
-    first, each only if the rollups have counted its events (`rollup_gaps`); the first that
-    fails is kept, with every later one. Idempotent; nothing to do on SQLite."""
+    first, each only if the rollups have counted its events (`rollup_gaps`). The account-days
+    whose rollups miss events (a nightly rollup that did not run, or ran before the last
+    tracking links came in) are rolled up again first, while every partition they read is
+    still there; a day that still has gaps is kept, with every later day. Each day is recorded
+    as retired (RetiredEventDay) before its partition goes, so that the rollups reading it are
+    never recomputed from what is left. Idempotent; nothing to do on SQLite."""
     result = RetentionResult()
     cutoff = at.astimezone(dt.UTC).date() - dt.timedelta(days=settings.EVENT_RETENTION_DAYS)
-    for day in ads_services.event_partition_days():
-        if day >= cutoff:
-            break
-        gaps = rollup_gaps(day=day)
-        if gaps:
+    past = [day for day in ads_services.event_partition_days() if day < cutoff]
+    result.rolled_up_again = _roll_up_again([gap for day in past for gap in rollup_gaps(day=day)])
+    for day in past:
+        if gaps := rollup_gaps(day=day):
             result.not_rolled_up = gaps
             logger.warning(
                 "Events of %s kept past retention: %d account-days not rolled up (first: "
@@ -106,6 +117,22 @@ def event_retention_apply(*, at: dt.datetime) -> RetentionResult:
                 *gaps[0],
             )
             break
+        RetiredEventDay.objects.get_or_create(day=day)
         ads_services.event_partition_drop(day=day)
         result.dropped.append(day)
     return result
+
+
+def _roll_up_again(gaps: list[tuple[int, dt.date, int, int]]) -> list[tuple[int, dt.date]]:
+    """Rolls up the account-days of `gaps` again; those it could (not refused as retired)."""
+    accounts_by_day: dict[dt.date, set[int]] = defaultdict(set)
+    for advertiser_id, local_day, _, _ in gaps:
+        accounts_by_day[local_day].add(advertiser_id)
+    done = []
+    for local_day, advertiser_ids in sorted(accounts_by_day.items()):
+        try:
+            rollup_day(day=local_day, advertisers=Advertiser.objects.filter(pk__in=advertiser_ids))
+        except EventsRetired:
+            continue  # its gap stays: the day is kept and reported
+        done += [(advertiser_id, local_day) for advertiser_id in sorted(advertiser_ids)]
+    return done

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection, transaction
 
 from ads.models import AdEvent, Advertiser, decided_before, decided_from
-from analytics.models import DailyBreakdown, DailyDelivery
+from analytics.models import DailyBreakdown, DailyDelivery, RetiredEventDay
 
 Type = AdEvent.Type
 # The metrics counted from the events: the event type each counts (spend sums cost_micros).
@@ -51,6 +51,18 @@ METRIC_FIELDS = [*SUMMED, "unique_viewers"]
 WORK_MEM = "512MB"
 # The first key of the advisory locks of rollups (the second is the day).
 LOCK_NAMESPACE = 5_0001
+
+
+class EventsRetired(Exception):
+    """A day whose events were partly dropped by retention: recomputing it would count only
+    what is left, so its stored rows (the history) are kept as they are."""
+
+    def __init__(self, day: dt.date, retired_through: dt.date):
+        self.day, self.retired_through = day, retired_through
+        super().__init__(
+            f"The events of {day} cannot be rolled up again: retention dropped the events "
+            f"decided through {retired_through}, and its rollups are the history now."
+        )
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,8 @@ def local_day_windows(day: dt.date, tz: ZoneInfo) -> list[tuple[dt.datetime, dt.
 
 
 def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None) -> RollupResult:
-    """Recompute `day` (each account's local day) for `advertisers` (default: all)."""
+    """Recompute `day` (each account's local day) for `advertisers` (default: all). Raises
+    EventsRetired, changing nothing, when retention dropped any of the events it would read."""
     accounts = advertisers if advertisers is not None else Advertiser.objects.all()
     windows = [
         (advertiser.pk, *window)
@@ -158,6 +171,11 @@ def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None)
     ops = connection.ops
     first = min(start for _, start, _, _ in windows)
     last = max(end for _, _, end, _ in windows)
+    # Retention drops the oldest days first: a retired day on or after the first day of
+    # decisions this day reads means some of its events are gone.
+    retired = RetiredEventDay.objects.filter(day__gte=decided_from(first).date()).order_by("-day")
+    if retired_through := retired.values_list("day", flat=True).first():
+        raise EventsRetired(day, retired_through)
     events, params = _events_of_day(
         [
             (pk, ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end), offset)

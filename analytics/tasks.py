@@ -28,10 +28,14 @@ def rollup_today_task() -> int:
 @shared_task(time_limit=60 * 60, soft_time_limit=55 * 60)
 def event_retention_task() -> dict[str, list]:
     """Daily: drop the event partitions past EVENT_RETENTION_DAYS that the rollups have counted
-    (PostgreSQL); the days dropped, and the account-days that kept one back."""
+    (PostgreSQL); the days dropped, the account-days rolled up again for events reported
+    after their rollup, and the account-days that still kept one back."""
     result = retention.event_retention_apply(at=timezone.now())
     return {
         "dropped": [day.isoformat() for day in result.dropped],
+        "rolled_up_again": [
+            [advertiser_id, day.isoformat()] for advertiser_id, day in result.rolled_up_again
+        ],
         "not_rolled_up": [
             [advertiser_id, day.isoformat(), table, rolled]
             for advertiser_id, day, table, rolled in result.not_rolled_up

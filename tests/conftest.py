@@ -87,6 +87,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    _one_worker_per_world(items)
     missing = services_missing()
     if not missing:
         return
@@ -145,7 +146,6 @@ def world_once(build: Callable[[], object], *, scope: str = "module"):
     other tests need an empty database keeps the world's tests in a class (scope="class").
     Tests may read the world's objects but must not change them in memory."""
 
-    @pytest.fixture(scope=scope)
     def fixture(django_db_setup, django_db_blocker):
         with django_db_blocker.unblock():
             outer = transaction.atomic(using=DEFAULT_DB_ALIAS)
@@ -163,7 +163,22 @@ def world_once(build: Callable[[], object], *, scope: str = "module"):
                 transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
                 outer.__exit__(None, None, None)
 
-    return fixture
+    fixture.world_once = True  # type: ignore[attr-defined]  # read by _one_worker_per_world
+    return pytest.fixture(scope=scope)(fixture)
+
+
+def _one_worker_per_world(items) -> None:
+    """A world_once world is built by every pytest-xdist worker that runs a test using it, so
+    the tests of each world are kept on one worker (an xdist_group, which `--dist loadgroup`
+    sends whole to one worker): split between two workers, the worlds were built twice."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        for name in info.names_closure:
+            for definition in info.name2fixturedefs.get(name, ()):
+                if getattr(definition.func, "world_once", False):
+                    item.add_marker(pytest.mark.xdist_group(f"{definition.baseid}::{name}"))
 
 
 @dataclass

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -19,7 +20,7 @@ from ads.models import AdEvent
 from ads.services.partitions import event_partition_days, is_partitioned, partition_name
 from analytics import services as analytics_services
 from analytics import tasks as analytics_tasks
-from analytics.models import DailyDelivery
+from analytics.models import DailyDelivery, RetiredEventDay
 from tests.factories import (
     AdBreakFactory,
     AdvertiserFactory,
@@ -164,19 +165,33 @@ def test_the_beat_tasks_make_partitions_ahead_and_drop_old_ones_once_rolled_up(s
         assert {older, old, recent} <= set(event_partition_days())
         advertiser_id = slot["creative"].advertiser_id
 
-        # Not rolled up yet: nothing goes, and the task says which account-day holds it back.
+        # Not rolled up. Retention rolls up what it can: the old day, not the older one, whose
+        # rollup also reads the day before, retired here: nothing goes, and the task says which
+        # account-day holds it back.
+        before = RetiredEventDay.objects.create(day=older - timedelta(days=1))
         assert analytics_tasks.event_retention_task() == {
             "dropped": [],
+            "rolled_up_again": [[advertiser_id, old.isoformat()]],
             "not_rolled_up": [[advertiser_id, older.isoformat(), 2, 0]],
         }
         assert AdEvent.objects.count() == 6
+        before.delete()
 
-        # Rolled up: the two days past retention go, oldest first, without a DELETE.
+        # Rolled up, but one impression of the old day was stored after its rollup ran (the
+        # nightly rollup ran before the last tracking links came in): retention rolls that
+        # account-day up again before it drops anything.
         for day in days(older - timedelta(days=1), old + timedelta(days=1)):
             analytics_services.rollup_day(day=day)
+        late = midnight(old) + timedelta(hours=20)
+        assert record(token(slot, decided=late), "impression", at=late) == "accepted"
+        # The two days past retention go, oldest first, without a DELETE.
         with CaptureQueriesContext(connection) as queries:
             result = analytics_tasks.event_retention_task()
-        assert result == {"dropped": [older.isoformat(), old.isoformat()], "not_rolled_up": []}
+        assert result == {
+            "dropped": [older.isoformat(), old.isoformat()],
+            "rolled_up_again": [[advertiser_id, old.isoformat()]],
+            "not_rolled_up": [],
+        }
         assert not [q for q in queries if q["sql"].lstrip().upper().startswith("DELETE")]
         assert [q["sql"] for q in queries if "DETACH PARTITION" in q["sql"]] == [
             f"ALTER TABLE ads_adevent DETACH PARTITION {partition_name(day)} CONCURRENTLY"
@@ -188,10 +203,20 @@ def test_the_beat_tasks_make_partitions_ahead_and_drop_old_ones_once_rolled_up(s
             cursor.execute("SELECT to_regclass(%s)", [partition_name(old)])
             assert cursor.fetchone() == (None,)  # dropped, not only detached
         assert AdEvent.objects.count() == 1
-        # The history stays in the rollups.
+        # The history stays in the rollups, and rolling a dropped day up again is refused
+        # (it would count what is left: nothing).
         rolled = DailyDelivery.objects.filter(advertiser_id=advertiser_id)
-        assert sorted(rolled.values_list("day", "impressions")) == [(older, 2), (old, 3)]
-        assert analytics_tasks.event_retention_task() == {"dropped": [], "not_rolled_up": []}
+        assert sorted(rolled.values_list("day", "impressions")) == [(older, 2), (old, 4)]
+        with pytest.raises(analytics_services.EventsRetired, match=f"through {old}"):
+            analytics_services.rollup_day(day=old)
+        with pytest.raises(CommandError, match=f"decided through {old}"):
+            call_command("rollup", day=older.isoformat())
+        assert sorted(rolled.values_list("day", "impressions")) == [(older, 2), (old, 4)]
+        assert analytics_tasks.event_retention_task() == {
+            "dropped": [],
+            "rolled_up_again": [],
+            "not_rolled_up": [],
+        }
     finally:
         for day in (older, old, recent):
             services.event_partition_drop(day=day)

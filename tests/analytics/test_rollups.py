@@ -12,8 +12,9 @@ from django.db import connection
 
 from ads.delivery import keys
 from ads.delivery.counters import Bump, counters
+from ads.models import AdEvent
 from analytics import selectors, services, tasks
-from analytics.models import DailyBreakdown, DailyDelivery
+from analytics.models import DailyBreakdown, DailyDelivery, RetiredEventDay
 from config.celery import app as celery_app
 from tests.factories import (
     AdEventFactory,
@@ -116,6 +117,23 @@ def test_a_rollup_drops_rows_whose_events_are_gone(tenancy, fixture_events):
     creative_b.events.all().delete()
     services.rollup_day(day=DAY)
     assert not DailyDelivery.objects.filter(creative=creative_b).exists()
+
+
+def test_a_day_whose_events_retention_dropped_is_never_rolled_up_again(tenancy, fixture_events):
+    """Its rows are the history: recomputed from the events left they would be deleted."""
+    services.rollup_day(day=DAY)
+    stored = sorted(DailyDelivery.objects.values_list())
+    AdEvent.objects.all().delete()  # as if retention had dropped the day's partition
+    # The account is in New York: its day reads decisions from the UTC day before on.
+    RetiredEventDay.objects.create(day=DAY - dt.timedelta(days=1))
+    with pytest.raises(services.EventsRetired, match=f"decided through {DAY - dt.timedelta(1)}"):
+        services.rollup_day(day=DAY)
+    with pytest.raises(CommandError, match="cannot be rolled up again"):
+        call_command("rollup", day=DAY.isoformat())
+    assert sorted(DailyDelivery.objects.values_list()) == stored
+    # The next day reads no retired day: rolled up as usual (its own rows, none here).
+    assert services.rollup_day(day=DAY + dt.timedelta(days=2)).delivery_rows == 0
+    assert sorted(DailyDelivery.objects.values_list()) == stored
 
 
 @pytest.mark.django_db(transaction=True)

@@ -31,10 +31,21 @@ class Command(BaseCommand):
             today = timezone.now().date()
             # Through tomorrow (UTC): accounts east of UTC may already be on it.
             days_to_roll = [today - dt.timedelta(days=n) for n in range(days, -2, -1)]
-        rows = 0
+        rows, kept = 0, []
         for each in progress(days_to_roll, desc="rollup", unit="days"):
-            rows += services.rollup_day(day=each).delivery_rows
+            try:
+                rows += services.rollup_day(day=each).delivery_rows
+            except services.EventsRetired as retired:
+                kept.append(retired)
+        if day and kept:
+            raise CommandError(str(kept[0]))
+        rolled = len(days_to_roll) - len(kept)
         self.stdout.write(
-            f"Rolled up {len(days_to_roll)} days into {rows:,} delivery rows in "
+            f"Rolled up {rolled} days into {rows:,} delivery rows in "
             f"{time.perf_counter() - started:.1f} s."
         )
+        if kept:
+            self.stdout.write(
+                f"Kept {len(kept)} days as they are ({kept[0].day} to {kept[-1].day}): "
+                f"retention dropped their events through {kept[-1].retired_through}."
+            )
