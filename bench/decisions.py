@@ -4,8 +4,8 @@
 
 1. in process: `ads.services.decide` p50/p90/p99/max, pod size and fill rate, and one index
    rebuild and one state refresh (each process does them about once a second);
-2. over HTTP against the servers as the Procfile runs them: the `api:` process (gunicorn,
-   WSGI, gthread: the integration API; the targets) and, for comparison, `web:` (uvicorn,
+2. over HTTP against the servers as the Procfile runs them: the `api:` process (granian,
+   WSGI: the integration API; the targets) and, for comparison, `web:` (uvicorn,
    ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a Python
    client when wrk is missing), and the CPU each request cost the server and Redis;
 3. batched event ingestion into PostgreSQL: in process (4 threads, as the API process has 2
@@ -310,6 +310,9 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
     from ads.decisioning.state import read_state
     from ads.delivery.counters import counters
 
+    # The Redis db was flushed: the counters are unknown until healed (read_state refuses to
+    # read zeros that may not be true), as a server's refresher heals them at start.
+    services.counters_heal()
     index = current_index()
     rebuilds = []
     for _ in range(3):
@@ -453,7 +456,7 @@ def over_http(
     report: Report, world, tokens: list[str], rng: random.Random, accepted: dict[str, int]
 ) -> int:
     """Decisions at each concurrency on each server, then events: first the Procfile's `api:`
-    process (gunicorn, WSGI), which serves the integration API and carries the targets, then
+    process (granian, WSGI), which serves the integration API and carries the targets, then
     its `web:` process (uvicorn, ASGI) for comparison. Returns the number of failures (non-2xx
     answers, socket errors)."""
     from ads import services
@@ -464,7 +467,7 @@ def over_http(
     bodies_file = Path(scratch.name) / "bodies.jsonl"
     bodies_file.write_text("\n".join(bodies) + "\n")
     servers = [
-        ("api: gunicorn config.wsgi -c config/gunicorn.py (gthread, 2 workers)", "wsgi"),
+        ("api: python -m config.api_server (granian, WSGI, 2 workers × 2 threads)", "wsgi"),
     ]
     if importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"):
         servers.append(("web: uvicorn config.asgi --workers 2 (uvloop, httptools)", "asgi"))
