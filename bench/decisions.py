@@ -141,9 +141,6 @@ def main() -> int:
     from ads import services
 
     services.index_changed()
-    # A flushed Redis has no epoch: the counters are unknown until healed (the first request
-    # would heal them; the state refresh timed below comes before any).
-    services.counters_heal()
     report.line(f"Seeded {_counts()} in {time.perf_counter() - seeding:.1f} s")
 
     rng = random.Random(7)
