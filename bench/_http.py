@@ -1,4 +1,4 @@
-"""HTTP helpers of bench/decisions.py: the real servers as subprocesses (gunicorn for the
+"""HTTP helpers of bench/decisions.py: the real servers as subprocesses (granian for the
 integration API, uvicorn for pages), and the load generators (wrk when installed, else a small
 asyncio HTTP/1.1 client). Traffic goes to 127.0.0.1 only, and every run is bounded in time or
 in count."""
@@ -51,15 +51,12 @@ def asgi_server(*, base_dir: Path, env: dict[str, str], loop: str, http: str, wo
 
 @contextmanager
 def wsgi_server(*, base_dir: Path, env: dict[str, str], workers: int = 2):
-    """`gunicorn config.wsgi:application -c config/gunicorn.py` as the Procfile's `api:` runs
-    it (gthread workers); yields (port, pid) once /healthz answers."""
+    """`python -m config.api_server` as the Procfile's `api:` runs it (granian, WSGI); yields
+    (port, pid) once /healthz answers."""
     port = free_port()
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "-c", str(base_dir / "config" / "gunicorn.py"),
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "config.api_server"]
     env = env | {"PORT": str(port), "WEB_CONCURRENCY": str(workers)}
-    with _server(command, base_dir=base_dir, env=env, port=port, name="gunicorn") as pid:
+    with _server(command, base_dir=base_dir, env=env, port=port, name="api") as pid:
         yield port, pid
 
 

@@ -1,7 +1,7 @@
-"""The scratch PostgreSQL database a bench makes, fills and drops, and the machine it runs on.
-
-Each function takes the bench's database URL; the database itself is created and dropped
-through the server's `postgres` maintenance database.
+"""What several benches share: the scratch PostgreSQL database a bench makes, fills and drops
+(each function takes the bench's database URL; the database itself is created and dropped
+through the server's `postgres` maintenance database), the machine it runs on, and a
+throwaway simulated world on SQLite (seeded, simulated, forgotten and simulated again).
 """
 
 from __future__ import annotations
@@ -86,3 +86,96 @@ def machine_reference() -> str:
     python_ms = best(lambda: sum(i * i % 7 for i in range(2_000_000)))
     numpy_ms = best(lambda: [matrix @ matrix for _ in range(10)])
     return f"Machine reference: pure Python {python_ms:.0f} ms, numpy {numpy_ms:.0f} ms"
+
+
+# -- a throwaway simulated world (bench/break_placement.py, bench/ad_load.py) ---------------
+
+
+def machine_line() -> str:
+    """The machine (cores, CPU, Python) and its reference workloads, on one line."""
+    import os
+    import platform
+
+    return (
+        f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}; "
+        f"{machine_reference()}"
+    )
+
+
+def load_line() -> str:
+    import os
+
+    return "load average: " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def simulated_world_setup(folder: str, name: str, *, audience: int, titles: int):
+    """Point Django at a fresh SQLite file in `folder` (or BENCH_DATABASE_URL), with counters
+    in process memory and no Redis (the bench owns its world), migrate it and seed the demo
+    world (`audience` viewers, `titles` titles). Returns the current hour (UTC), the end of
+    the simulated days."""
+    import os
+
+    os.environ["DATABASE_URL"] = os.environ.get(
+        "BENCH_DATABASE_URL", f"sqlite:///{folder}/{name}.sqlite3"
+    )
+    os.environ.pop("REDIS_URL", None)
+    os.environ["COUNTERS_BACKEND"] = "memory"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    with open(os.devnull, "w") as quiet:
+        call_command("migrate", verbosity=0)
+        call_command("seed_demo", viewers=audience, titles=titles, no_progress=True, stdout=quiet)
+    return timezone.now().replace(microsecond=0, second=0, minute=0)
+
+
+def live_campaigns_cover(start, days: int) -> None:
+    """The demo's live campaigns start a few days before now, so a longer simulation would
+    have days without ads: start them (and their line items) before `start`, and give each
+    line item a lifetime budget for `days` days and two more."""
+    from django.db.models import F
+
+    from ads.models import Campaign, LineItem
+
+    live = Campaign.objects.filter(status="active", end_date__gte=start.date())
+    live.filter(start_date__gt=start.date()).update(start_date=start.date())
+    line_items = LineItem.objects.filter(campaign__in=live)
+    line_items.filter(start_at__gt=start).update(start_at=start)
+    whole_window = F("daily_budget") * (days + 2)
+    line_items.filter(lifetime_budget__lt=whole_window).update(lifetime_budget=whole_window)
+
+
+def delivery_forget() -> None:
+    """Back to the world before any traffic: no sessions, ad events, placements or counters,
+    and the engine's index and state rebuilt on the next decision."""
+    from django.core.cache import cache
+
+    from ads.decisioning.index import index_holder
+    from ads.decisioning.state import state_holder
+    from ads.delivery.counters import counters
+    from ads.models import AdEvent
+    from engagement.models import BreakPlacement, ViewingSession
+
+    AdEvent.objects.all().delete()
+    ViewingSession.objects.all().delete()
+    BreakPlacement.objects.all().delete()
+    cache.clear()
+    counters.cache_clear()
+    index_holder.reset()
+    state_holder.reset()
+
+
+def history_simulate(*, end, days: int, viewers: int, seed: int, **options):
+    """Simulate `days` days of viewing up to `end` with the demo's simulator (the world and
+    the traffic from `seed`); returns simulate_history's result."""
+    from demo.simulation import HistoryOptions, World, simulate_history
+
+    return simulate_history(
+        World.load(seed=seed),
+        HistoryOptions(end=end, days=days, viewers=viewers, seed=seed, **options),
+    )

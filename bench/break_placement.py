@@ -21,7 +21,6 @@ Runs on a throwaway SQLite file (or BENCH_DATABASE_URL), counters in process mem
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
+
+import _scratch  # noqa: E402  (beside this file)
 
 MOVES_DOWN_GOAL = 0.20
 AD_MINUTES_KEPT_GOAL = 0.95
@@ -84,33 +85,9 @@ def measure(title_ids: set[int] | None) -> dict:
     }
 
 
-def forget_delivery() -> None:
-    """Back to the world before any traffic: no sessions, events or counters."""
-    from django.core.cache import cache
-
-    from ads.decisioning.index import index_holder
-    from ads.decisioning.state import state_holder
-    from ads.delivery.counters import counters
-    from ads.models import AdEvent
-    from engagement.models import BreakPlacement, ViewingSession
-
-    AdEvent.objects.all().delete()
-    ViewingSession.objects.all().delete()
-    BreakPlacement.objects.all().delete()
-    cache.clear()
-    counters.cache_clear()
-    index_holder.reset()
-    state_holder.reset()
-
-
 def simulate(end, days: int, viewers: int, seed: int) -> float:
-    from demo.simulation import HistoryOptions, World, simulate_history
-
     began = time.perf_counter()
-    simulate_history(
-        World.load(seed=seed),
-        HistoryOptions(end=end, days=days, viewers=viewers, seed=seed),
-    )
+    _scratch.history_simulate(end=end, days=days, viewers=viewers, seed=seed)
     return time.perf_counter() - began
 
 
@@ -149,22 +126,11 @@ def main() -> None:
     parser.add_argument("--check-seed", type=int, help="also before/after on this seed")
     options = parser.parse_args()
     scratch = tempfile.TemporaryDirectory()
-    os.environ["DATABASE_URL"] = os.environ.get(
-        "BENCH_DATABASE_URL", f"sqlite:///{scratch.name}/break_placement.sqlite3"
+    started = time.perf_counter()
+    end = _scratch.simulated_world_setup(
+        scratch.name, "break_placement", audience=options.audience, titles=options.titles
     )
-    os.environ.pop("REDIS_URL", None)  # the bench owns its world
-    os.environ["COUNTERS_BACKEND"] = "memory"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-    import django
-
-    django.setup()
     import datetime as dt
-
-    from ctr_oracle import _cover_the_window
-    from django.core.management import call_command
-    from django.utils import timezone
-    from live_score import machine_reference
 
     from catalog.models import AdBreak
     from demo.simulation import World
@@ -172,16 +138,9 @@ def main() -> None:
     from engagement import services
     from engagement.models import BreakPlacement
 
-    quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the scratch folder
-    started = time.perf_counter()
-    call_command("migrate", verbosity=0)
-    call_command(
-        "seed_demo", viewers=options.audience, titles=options.titles, no_progress=True, stdout=quiet
-    )
-    end = timezone.now().replace(microsecond=0, second=0, minute=0)
-    _cover_the_window(end - dt.timedelta(days=options.days + 1), options.days * 2)
-    print(f"machine: {machine_reference()}")
-    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    _scratch.live_campaigns_cover(end - dt.timedelta(days=options.days + 1), options.days * 2)
+    print(f"machine: {_scratch.machine_line()}")
+    print(_scratch.load_line())
 
     seconds = simulate(end, options.days, options.viewers, options.seed)
     print(f"before: {options.days} days simulated in {seconds:.0f} s (seed {options.seed})")
@@ -222,7 +181,7 @@ def main() -> None:
         f"{lulls[(True, False)]} out of a lull, {lulls[(False, True)]} into one, "
         f"{lulls[(True, True)]} within, {lulls[(False, False)]} neither"
     )
-    forget_delivery()
+    _scratch.delivery_forget()
     seconds = simulate(end, options.days, options.viewers, options.seed)
     print(f"after: the same {options.days} days simulated again in {seconds:.0f} s")
     after = {"analysed": measure(title_ids), "all": measure(None)}
@@ -254,7 +213,7 @@ def main() -> None:
     if options.check_seed is not None:
         from catalog.services import BreakPosition, title_ad_breaks_set
 
-        forget_delivery()
+        _scratch.delivery_forget()
         simulate(end, options.days, options.viewers, options.check_seed)
         check_after = measure(title_ids)
         # Back to the breaks as they were (a dropped break comes back as a new one).
@@ -267,7 +226,7 @@ def main() -> None:
                     for pk, offset, max_pod in before_breaks[placement.title_id]
                 ],
             )
-        forget_delivery()
+        _scratch.delivery_forget()
         simulate(end, options.days, options.viewers, options.check_seed)
         check_before = measure(title_ids)
         print(f"\nAnother seed ({options.check_seed}), which the analysis never saw")

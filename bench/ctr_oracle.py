@@ -20,6 +20,7 @@ over the true probabilities (no draw of clicks), which measure the models withou
 import argparse
 import csv
 import os
+import pickle
 import statistics
 import sys
 import tempfile
@@ -56,32 +57,66 @@ def hanley_mcneil_sd(auc: float, positives: int, negatives: int) -> float:
 
 
 def _split_the_gap(expected: dict, oracle: float, model: str, days: int) -> None:
-    """Where LightGBM's expected AUC falls short of the oracle's: what no model can see (the
-    viewer's hidden propensity), what the fatigue columns recover of what fatigue is worth,
-    and what more rows would buy (the learning curve's last doubling)."""
+    """Where the served LightGBM's expected AUC falls short of the oracle's: what no model can
+    see (the viewer's hidden propensity), what fatigue is worth and what the fatigue columns
+    recover of it, what more rows would buy (the learning curve's doublings, extrapolated as
+    a geometric series: each doubling gains the ratio of the last two gains times the one
+    before), and what is left (visible to the features, but neither learnt nor bought by more
+    rows of this kind)."""
     full, half, quarter = (
         expected[model],
         expected["LightGBM, 50% of the rows"],
         expected["LightGBM, 25% of the rows"],
     )
+    gap = oracle - full
     unseen = oracle - expected["oracle without the viewer term"]
     fatigue_worth = oracle - expected["oracle without fatigue"]
-    recovered = full - expected["LightGBM without fatigue"]
-    print(f"\nLightGBM beside the oracle at {days} days (expected AUC, no click noise):")
-    print(f"  oracle {oracle:.4f}, LightGBM {full:.4f}: gap {oracle - full:.4f}")
-    print(f"  no model can see the viewer's hidden term:  {unseen:.4f}")
+    recovered = expected["LightGBM with fatigue"] - expected["LightGBM without fatigue"]
+    first, last = half - quarter, full - half
+    ratio = last / first if first > 0 else 0.0
+    more_rows = last * ratio / (1 - ratio) if 0 < ratio < 1 else float("nan")
+    rest = gap - unseen - more_rows
+    print(f"\nThe served LightGBM beside the oracle at {days} days (expected AUC, no click noise):")
+    print(f"  oracle {oracle:.4f}, {model} {full:.4f}: gap {gap:.4f}")
+    print(f"  1. no model can see the viewer's hidden term:   {unseen:.4f}")
     print(
-        f"  fatigue, worth {fatigue_worth:.4f} to the oracle; the fatigue columns recover "
-        f"{recovered:+.4f}"
+        f"  2. fatigue: worth {fatigue_worth:.4f} to the oracle itself; the fatigue columns "
+        f"recover {recovered:+.4f} (with − without)"
     )
     print(
-        f"  data: 25 % of the rows {quarter:.4f}, 50 % {half:.4f}, 100 % {full:.4f} "
-        f"(each doubling {half - quarter:+.4f}, then {full - half:+.4f})"
+        f"  3. data: 25 % of the rows {quarter:.4f}, 50 % {half:.4f}, 100 % {full:.4f}: each "
+        f"doubling {first:+.4f}, then {last:+.4f} (ratio {ratio:.2f}); unlimited rows of this "
+        f"kind would add about {more_rows:.4f} more"
     )
-    rest = oracle - full - unseen
     print(
-        f"  what the model could see but did not learn: {rest:.4f} "
-        f"({rest / max(full - half, 1e-9):.1f} times the last doubling's gain)"
+        f"  4. left (visible, not learnt; includes fatigue not recovered): {rest:.4f} (gap − 1 − 3)"
+    )
+
+
+def _fatigue_in_the_truth(holdout, oracle, seen, rested) -> None:
+    """How much fatigue the truth holds, in the held-out rows: its logit term (the truth's
+    p against the same without fatigue) beside the viewer's hidden term and the whole logit,
+    and how well the model's columns can see it (the pod's own earlier ads are the position
+    column's; earlier pods, the fatigue columns')."""
+    import numpy as np
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    term = logit(oracle) - logit(rested)
+    viewer = logit(oracle) - logit(seen)
+    ads_before = np.round(-term / 0.04)  # the truth's −0.04 a played ad (demo/simulation)
+    earlier_pods = ads_before - (holdout["position"].to_numpy() - 1)
+    shares = ", ".join(
+        f"{n}: {np.mean(np.minimum(ads_before, 10) == n):.0%}" for n in (0, 1, 2, 3, 5, 10)
+    )
+    print(
+        f"fatigue in the truth (held-out rows): logit term mean {term.mean():+.3f}, sd "
+        f"{term.std():.3f}, against the viewer's hidden term sd {viewer.std():.3f} and the "
+        f"whole logit sd {logit(oracle).std():.3f}; ads the session played before ({shares}, "
+        f"10 = the floor); correlation of the term with position "
+        f"{np.corrcoef(term, holdout['position'])[0, 1]:+.2f}, with the ads of earlier pods and "
+        f"ads_last_3h {np.corrcoef(earlier_pods, holdout['ads_last_3h'])[0, 1]:+.2f}"
     )
 
 
@@ -187,6 +222,8 @@ def main() -> None:
     keys = list(zip((d.hex for d in holdout["decision_id"]), holdout["creative"], strict=True))
     oracle, seen, rested = (np.array([truth[key][n] for key in keys]) for n in range(3))
     y = holdout["label"].to_numpy()
+    if not np.isnan(rested).any():
+        _fatigue_in_the_truth(holdout, oracle, seen, rested)
     training_clicks = int(fit["label"].sum() + calibrate["label"].sum())
     print(
         f"rows: {len(fit) + len(calibrate):,} training ({training_clicks:,} clicks), "
@@ -243,17 +280,35 @@ def main() -> None:
     if not np.isnan(seen).any():
         report("oracle without the viewer term", seen, model=False)
         report("oracle without fatigue", rested, model=False)
-    baseline, trees = trained(1.0, True)
+    # The served model uses the fatigue columns or not as features.FATIGUE_BY_DEFAULT says;
+    # the learning curve is the served model's.
+    served = features.FATIGUE_BY_DEFAULT
+    with_or_without = {True: "LightGBM with fatigue", False: "LightGBM without fatigue"}
+    baseline, trees = trained(1.0, served)
     report(trees.algorithm, trees.predict_frame(holdout))
+    expected[with_or_without[served]] = expected[trees.algorithm]
     report(baseline.algorithm, baseline.predict_frame(holdout))
+    if options.world is not None:  # the champions bench/decisions.py times (BENCH_CTR_MODELS)
+        (folder / f"trees-fatigue-{'on' if served else 'off'}.pickle").write_bytes(
+            pickle.dumps(trees)
+        )
     if not options.quick:
-        report("LightGBM without fatigue", trained(1.0, False)[1].predict_frame(holdout))
+        other = trained(1.0, not served)[1]
+        report(with_or_without[not served], other.predict_frame(holdout))
+        if options.world is not None:
+            (folder / f"trees-fatigue-{'off' if served else 'on'}.pickle").write_bytes(
+                pickle.dumps(other)
+            )
         for share in (0.5, 0.25):
             report(
-                f"LightGBM, {share:.0%} of the rows", trained(share, True)[1].predict_frame(holdout)
+                f"LightGBM, {share:.0%} of the rows",
+                trained(share, served)[1].predict_frame(holdout),
             )
     print(f"history columns: {', '.join(trees.features.history_columns) or 'none'}")
-    print(f"fatigue columns: {', '.join(features.FATIGUE)}")
+    print(
+        f"fatigue columns ({', '.join(features.FATIGUE)}): "
+        f"{'on' if served else 'off'} in the served model (features.FATIGUE_BY_DEFAULT)"
+    )
     tree_scores = runs[0][1]
     clicks = int(y.sum())
     sd = hanley_mcneil_sd(oracle_auc, clicks, len(y) - clicks)

@@ -4,8 +4,8 @@
 
 1. in process: `ads.services.decide` p50/p90/p99/max, pod size and fill rate, and one index
    rebuild and one state refresh (each process does them about once a second);
-2. over HTTP against the servers as the Procfile runs them: the `api:` process (gunicorn,
-   WSGI, gthread: the integration API; the targets) and, for comparison, `web:` (uvicorn,
+2. over HTTP against the servers as the Procfile runs them: the `api:` process (granian,
+   WSGI: the integration API; the targets) and, for comparison, `web:` (uvicorn,
    ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a Python
    client when wrk is missing), and the CPU each request cost the server and Redis;
 3. batched event ingestion into PostgreSQL: in process (4 threads, as the API process has 2
@@ -30,6 +30,11 @@ afterwards for a look); it skips, exiting 0, when PostgreSQL or Redis does not a
     BENCH_REDIS_URL      redis://127.0.0.1:6379/3
     BENCH_DECISIONS=20000 BENCH_EVENTS=100000 BENCH_HTTP_SECONDS=10   (smaller for a quick run)
     BENCH_BASELINE_PATH  a source tree to compare the engine's CPU with (old against new)
+    BENCH_CTR_MODELS     a folder holding trees-fatigue-off.pickle and trees-fatigue-on.pickle
+                         (bench/ctr_oracle.py --world keeps them beside its world): the engine's
+                         CPU per decision with no CTR champion, with each of them as champion,
+                         with and without CTR_SLOT_RANKING, in turns on the same requests
+    BENCH_IN_PROCESS_ONLY=1  stop after the in-process figures (and the CTR champions' ones)
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ DECISIONS = int(os.environ.get("BENCH_DECISIONS", "20000"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 HTTP_EVENTS = EVENTS // 2
 HTTP_SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
+CTR_MODELS = os.environ.get("BENCH_CTR_MODELS", "")
+IN_PROCESS_ONLY = os.environ.get("BENCH_IN_PROCESS_ONLY", "") == "1"
 CONNECTIONS = (1, 4, 8, 32)
 HTTP_BODIES = 5000
 # Tracking tokens are encrypted with it: the bench process and the server must share it.
@@ -138,6 +145,13 @@ def main() -> int:
 
     rng = random.Random(7)
     tokens = in_process_decisions(report, world, rng)
+    if CTR_MODELS:
+        ctr_champion_costs(report, world, random.Random(11))
+    if IN_PROCESS_ONLY:
+        report.line(f"\nLoad at the end{_load()}")
+        elapsed = time.perf_counter() - started
+        print(f"\nbench/decisions.py (in process only) done in {elapsed:.0f} s")
+        return 0
     if BASELINE_PATH:
         old_against_new(report, world, rng)
     vast_beside_json(report, world, rng)
@@ -213,6 +227,77 @@ def _counts() -> str:
     )
 
 
+def ctr_champion_costs(report: Report, world, rng: random.Random, rounds: int = 3) -> None:
+    """The engine's CPU per decision with no CTR champion, with a champion without the
+    fatigue columns (the default), the same with CTR_SLOT_RANKING, and one with the fatigue
+    columns and slot ranking (session 5's serving), in turns (`rounds` times) on the same
+    requests, so the load of the moment weighs on each alike. The champions are
+    bench/ctr_oracle.py's, trained on its world: this world's creatives are unknown to them,
+    which costs nothing (a NaN code walks the trees like any other)."""
+    import pickle
+
+    from django.conf import settings
+
+    from ads import services
+    from ml import selectors as ml_selectors
+    from ml import services as ml_services
+    from ml.models import ModelKind, ModelVersion
+
+    folder = Path(CTR_MODELS)
+    versions = {}
+    for name in ("off", "on"):
+        model = pickle.loads((folder / f"trees-fatigue-{name}.pickle").read_bytes())
+        assert model.features.fatigue == (name == "on"), name
+        versions[name] = ModelVersion.objects.create(
+            kind=ModelKind.CTR,
+            version=len(versions) + 1,
+            algorithm=model.algorithm,
+            metrics={},
+            feature_spec={},
+            train_rows=0,
+            holdout_rows=0,
+            artifact=ml_services.artifact_dumps(model),
+        )
+    configurations = [
+        ("no CTR champion", None, False),
+        ("champion without fatigue (default)", "off", False),
+        ("champion without fatigue, slot ranking", "off", True),
+        ("champion with fatigue, slot ranking", "on", True),
+    ]
+    requests = [services.DecisionRequest(**world.request(rng)) for _ in range(1500)]
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
+    latencies: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
+    for _ in range(rounds):
+        for name, champion, slot_ranking in configurations:
+            ModelVersion.objects.filter(kind=ModelKind.CTR).update(status="retired")
+            if champion is not None:
+                ml_services.model_version_promote(model_version=versions[champion])
+            ml_selectors.champions_reload()
+            settings.CTR_SLOT_RANKING = slot_ranking
+            for request in requests[:200]:  # the champion loaded, its creatives' rows cached
+                services.decide(request, rng=rng)
+            began = time.process_time()
+            for request in requests[200:]:
+                started = time.perf_counter()
+                services.decide(request, rng=rng)
+                latencies[name].append(time.perf_counter() - started)
+            cpu[name].append((time.process_time() - began) / (len(requests) - 200))
+    ModelVersion.objects.filter(kind=ModelKind.CTR).update(status="retired")
+    ml_selectors.champions_reload()
+    settings.CTR_SLOT_RANKING = False
+    base = statistics.median(cpu["no CTR champion"])
+    report.line(
+        f"\nCTR champion (bench/ctr_oracle.py's, {CTR_MODELS}): engine CPU per decision, "
+        f"median of {rounds} rounds of {len(requests) - 200:,} decisions, in turns"
+    )
+    for name, _, _ in configurations:
+        value = statistics.median(cpu[name])
+        report.line(
+            f"  {name:42s} {value * 1000:6.3f} ms CPU ({(value - base) * 1000:+.3f} ms), "
+            f"p99 {ms(percentile(sorted(latencies[name]), 0.99))}"
+        )
+
+
 def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]:
     """Times `decide` on random requests; returns the tracking tokens of every slot."""
     from django.utils import timezone
@@ -222,6 +307,9 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
     from ads.decisioning.state import read_state
     from ads.delivery.counters import counters
 
+    # The Redis db was flushed: the counters are unknown until healed (read_state refuses to
+    # read zeros that may not be true), as a server's refresher heals them at start.
+    services.counters_heal()
     index = current_index()
     rebuilds = []
     for _ in range(3):
@@ -365,7 +453,7 @@ def over_http(
     report: Report, world, tokens: list[str], rng: random.Random, accepted: dict[str, int]
 ) -> int:
     """Decisions at each concurrency on each server, then events: first the Procfile's `api:`
-    process (gunicorn, WSGI), which serves the integration API and carries the targets, then
+    process (granian, WSGI), which serves the integration API and carries the targets, then
     its `web:` process (uvicorn, ASGI) for comparison. Returns the number of failures (non-2xx
     answers, socket errors)."""
     from ads import services
@@ -376,7 +464,7 @@ def over_http(
     bodies_file = Path(scratch.name) / "bodies.jsonl"
     bodies_file.write_text("\n".join(bodies) + "\n")
     servers = [
-        ("api: gunicorn config.wsgi -c config/gunicorn.py (gthread, 2 workers)", "wsgi"),
+        ("api: python -m config.api_server (granian, WSGI, 2 workers × 2 threads)", "wsgi"),
     ]
     if importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"):
         servers.append(("web: uvicorn config.asgi --workers 2 (uvloop, httptools)", "asgi"))

@@ -1,5 +1,5 @@
 """Faults under traffic: Redis killed and restarted empty, PostgreSQL backends terminated, while
-players ask for decisions and report events to the `api` process (gunicorn, as the Procfile
+players ask for decisions and report events to the `api` process (granian, as the Procfile
 runs it). Prints decisions served / degraded / failed, events accepted / lost / double, and the
 counters against the event table after recovery. The goal is 0 failed, 0 lost, 0 double, 0
 mismatched, 0 server errors.
@@ -335,7 +335,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     _, key = services.platform_key_create(name="faults bench")
     services.index_changed()
     print(f"Own Redis on port {redis_server.port}, own PostgreSQL on port {postgres.port}; ")
-    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api process (gunicorn, 2 workers)")
+    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api process (granian, 2 workers)")
 
     tally, log = Tally(), []
     stop = threading.Event()

@@ -1,5 +1,5 @@
 """Soak: SOAK_SECONDS (default 600) of steady traffic against the real server processes, on
-PostgreSQL and Redis: decisions and event batches on the Procfile's `api:` process (gunicorn),
+PostgreSQL and Redis: decisions and event batches on the Procfile's `api:` process (granian),
 tracking links on its `web:` process (uvicorn). Prints the requests answered and failed, the
 events stored against those accepted, and each server process's memory (RSS) sampled through
 the run: after the warm-up (the first fifth of the run, at least 30 s) it must stay within 10 %.
@@ -145,7 +145,7 @@ def _soak() -> int:
         ),
     ):
         print(
-            f"Soak: {SECONDS} s at {DECISIONS_PER_SECOND} decisions/s (api: gunicorn, pid "
+            f"Soak: {SECONDS} s at {DECISIONS_PER_SECOND} decisions/s (api: granian, pid "
             f"{api_pid}; web: uvicorn, pid {web_pid}); memory sampled every {SAMPLE_SECONDS} s, "
             f"warm-up {WARM_UP} s",
             flush=True,

@@ -9,12 +9,19 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    the AFTER_BREAK_SECONDS from its offset ("at and just after" it), against the baseline: the
    curve's own per-minute drop-off (hazard) around the break, minutes with a break excluded.
    The difference is what the break costs beyond what the content loses anyway.
-3. The content's drop-off at each minute (the hazard with break minutes replaced by their
-   neighbours'), smoothed over SMOOTH_MINUTES either side: where a break would cost least.
-   Viewers leave at an ad most where the story already loses them, so a break that sits where
-   the content loses HIGH_DROPOFF times the title's median minute or more is recommended to
-   move to the minute of least content drop-off within MOVE_WINDOW_MINUTES, when that is at
-   most MOVE_IF_BELOW of its own; its expected excess abandonment scales with that ratio.
+3. The content's drop-off at each minute (viewers who stopped over those watching, break minutes
+   bridged by their neighbours' rate, over SMOOTH_MINUTES either side) with its sampling error
+   (Poisson: √stops / watching). Viewers leave at an ad most where the story already loses
+   them, so a break is recommended to move to the minute within MOVE_WINDOW_MINUTES whose
+   drop-off's upper bound is lowest, when one of two witnesses says its spot is bad beyond
+   noise: the content there loses HIGH_DROPOFF times the title's median minute or more, at
+   most MOVE_IF_BELOW as much at the destination, and more than there by CONFIDENCE_Z standard
+   errors of the difference; or the break itself loses more of those who reach it than the
+   title's other mid-rolls (their median rate), by CONFIDENCE_Z standard errors (binomial),
+   and the destination loses at most HIGH_DROPOFF times the median minute. Destinations are
+   at least MIN_MOVE_MINUTES away: a move of a minute stays in the stretch it leaves. Without the
+   bound, half the moves on titles with 100–300 sessions chased noise between calm minutes.
+   A move's expected excess abandonment scales with the ratio of the two drop-offs.
 4. A break is recommended to go when the ad seconds it costs (the viewers it drives away,
    times the ads they would have seen at the later breaks) exceed the ad seconds it plays.
 
@@ -25,6 +32,7 @@ per session that starts the title.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -40,16 +48,22 @@ from engagement.models import AdBreakChange, BreakPlacement, PlaybackEvent, View
 
 AFTER_BREAK_SECONDS = 60
 BASELINE_MINUTES = 10  # the curve's hazard either side of a break, for its baseline
-SMOOTH_MINUTES = 2
+SMOOTH_MINUTES = 1  # lulls are minutes long: a wider window blurs where they end
 MOVE_WINDOW_MINUTES = 6
 MOVE_IF_BELOW = 0.5  # move when the content's drop-off there is at most half the break's
 # ...and only a break in a stretch that loses viewers markedly faster than the title's median
 # minute: elsewhere the minute-to-minute differences are mostly noise, and chasing them moves
 # breaks for nothing.
 HIGH_DROPOFF = 1.5
+# How sure a move must be: its gain (the drop-off here above the destination's) must exceed
+# CONFIDENCE_Z standard errors of that difference (one-sided, about 95 %).
+CONFIDENCE_Z = 1.64
+BREAK_EVIDENCE = True
+# A move of a minute or two stays in the stretch it leaves (lulls last minutes).
+MIN_MOVE_MINUTES = 3
 MIN_GAP_MINUTES = 5  # between two breaks, after moves
 NO_BREAK_BEFORE_END_MINUTES = 10  # as catalog's ad_break_plan
-MIN_SESSIONS = 100  # below this a title is not analysed
+MIN_SESSIONS = 50  # below this a title is not analysed
 WINDOW_DAYS = 14  # the nightly analysis reads the sessions of the last two weeks
 
 
@@ -111,20 +125,27 @@ class Analysis:
         return asdict(self)
 
 
-def retention_curve(traces: list[SessionTrace], duration_seconds: int) -> list[float]:
-    """The share of sessions still watching at each whole minute (minute 0 is 1.0)."""
+def _still_watching(traces: list[SessionTrace], duration_seconds: int) -> list[int]:
+    """For each whole minute m of the title, the sessions that ended at m or later."""
     minutes = duration_seconds // 60
     counts = [0] * (minutes + 2)
     for trace in traces:
         counts[min(trace.end_seconds // 60, minutes + 1)] += 1
-    # still[m]: sessions that ended at minute m or later.
     still, running = [0] * (minutes + 1), 0
     for minute in range(minutes + 1, -1, -1):
         running += counts[minute]
         if minute <= minutes:
             still[minute] = running
+    return still
+
+
+def retention_curve(traces: list[SessionTrace], duration_seconds: int) -> list[float]:
+    """The share of sessions still watching at each whole minute (minute 0 is 1.0)."""
     total = len(traces)
-    return [round(value / total, 5) if total else 0.0 for value in still]
+    return [
+        round(value / total, 5) if total else 0.0
+        for value in _still_watching(traces, duration_seconds)
+    ]
 
 
 def _hazards(curve: list[float]) -> list[float]:
@@ -134,21 +155,61 @@ def _hazards(curve: list[float]) -> list[float]:
     ]
 
 
-def _content_dropoff(hazards: list[float], break_minutes: set[int]) -> list[float]:
-    bridged = list(hazards)
+@dataclass(frozen=True)
+class ContentDropoff:
+    """The content's own drop-off at each minute, with its sampling error: viewers who stopped
+    over those at risk in the minutes around it (SMOOTH_MINUTES either side), the minutes
+    with a break bridged by their neighbours' rate."""
+
+    rate: list[float]
+    error: list[float]  # the rate's standard error (Poisson: √stops / at risk)
+
+    def upper(self, minute: int) -> float:
+        return self.rate[minute] + CONFIDENCE_Z * self.error[minute]
+
+
+def _content_dropoff(still: list[int], break_minutes: set[int]) -> ContentDropoff:
+    minutes = len(still) - 1
+    stops = [float(still[m] - still[m + 1]) for m in range(minutes)]
+    at_risk = [float(still[m]) for m in range(minutes)]
     for minute in sorted(break_minutes):
-        if 0 <= minute < len(hazards):
+        if 0 <= minute < minutes:
             around = [
-                hazards[m]
+                m
                 for m in (minute - 2, minute - 1, minute + 1, minute + 2)
-                if 0 <= m < len(hazards) and m not in break_minutes
+                if 0 <= m < minutes and m not in break_minutes
             ]
-            bridged[minute] = sum(around) / len(around) if around else hazards[minute]
-    smoothed = []
-    for minute in range(len(bridged)):
-        window = bridged[max(0, minute - SMOOTH_MINUTES) : minute + SMOOTH_MINUTES + 1]
-        smoothed.append(sum(window) / len(window))
-    return smoothed
+            neighbours_at_risk = sum(at_risk[m] for m in around)
+            if neighbours_at_risk > 0:
+                stops[minute] = at_risk[minute] * sum(stops[m] for m in around) / neighbours_at_risk
+    rate, error = [], []
+    for minute in range(minutes):
+        window = range(max(0, minute - SMOOTH_MINUTES), min(minutes, minute + SMOOTH_MINUTES + 1))
+        watching = sum(at_risk[m] for m in window)
+        stopped = sum(stops[m] for m in window)
+        rate.append(stopped / watching if watching else 0.0)
+        # At least one stop's worth of error: a window where nobody stopped is not known to
+        # lose nobody.
+        error.append(math.sqrt(max(stopped, 1.0)) / watching if watching else 1.0)
+    return ContentDropoff(rate, error)
+
+
+def _above_the_others(item: BreakFigures, others: list[BreakFigures]) -> bool:
+    """Whether the break's abandonment is above the title's other mid-rolls' by more than
+    CONFIDENCE_Z standard errors of the difference (binomial). The others' median rate is the
+    reference: one other break in a bad spot would lift a pooled rate."""
+    others = [other for other in others if other.reached]
+    if not others or not item.reached:
+        return False
+    reference = statistics.median(other.left / other.reached for other in others)
+    reached = statistics.median(other.reached for other in others)
+    error = math.sqrt(max(reference * (1 - reference), 1e-6) * (1 / item.reached + 1 / reached))
+    return item.left / item.reached - reference > CONFIDENCE_Z * error
+
+
+def _others_level(item: BreakFigures, figures: list[BreakFigures]) -> float:
+    rates = [f.left / f.reached for f in figures if f is not item and f.reached]
+    return statistics.median(rates) if rates else item.abandonment
 
 
 def analyse(
@@ -159,11 +220,13 @@ def analyse(
     if len(traces) < MIN_SESSIONS:
         return None
     total = len(traces)
-    curve = retention_curve(traces, duration_seconds)
+    still = _still_watching(traces, duration_seconds)
+    curve = [round(value / total, 5) for value in still]
     hazards = _hazards(curve)
     mid_rolls = sorted((b for b in breaks if b.offset_seconds > 0), key=lambda b: b.offset_seconds)
     break_minutes = {b.offset_seconds // 60 for b in mid_rolls}
-    content = _content_dropoff(hazards, break_minutes)
+    dropoff = _content_dropoff(still, break_minutes)
+    content = dropoff.rate
 
     figures: list[BreakFigures] = []
     for spot in mid_rolls:
@@ -238,18 +301,38 @@ def analyse(
             for m in range(minute - MOVE_WINDOW_MINUTES, minute + MOVE_WINDOW_MINUTES + 1)
             if 1 <= m <= last_minute
             and m < len(content)
+            and abs(m - minute) >= MIN_MOVE_MINUTES
             and all(abs(m - other) >= MIN_GAP_MINUTES for other in others)
         ]
-        best = min(candidates, key=lambda m: (content[m], abs(m - minute)), default=minute)
+        # The destination judged pessimistically (its drop-off's upper bound), so that a
+        # minute that merely looks calm by chance, among the dozen looked at, is not preferred.
+        best = min(candidates, key=lambda m: (dropoff.upper(m), abs(m - minute)), default=minute)
         here = content[minute] if minute < len(content) else 0.0
-        if (
-            best != minute
-            and here > 0
-            and here >= HIGH_DROPOFF * typical
+        # The move's gain must exceed its noise: the content's drop-off here above the
+        # destination's by more than CONFIDENCE_Z standard errors of the difference.
+        noise = (
+            math.hypot(dropoff.error[minute], dropoff.error[best])
+            if minute < len(content)
+            else math.inf
+        )
+        steep_here = (
+            here >= HIGH_DROPOFF * typical
             and content[best] <= MOVE_IF_BELOW * here
-            and item.excess > 0
-        ):
-            ratio = content[best] / here
+            and here - content[best] > CONFIDENCE_Z * noise
+        )
+        # The break's own abandonment is the other witness: well above the title's other
+        # mid-rolls (by more than its noise) says the spot is bad, and the destination need
+        # only look calmer than here and no worse than the title's usual minute.
+        lost_here = (
+            BREAK_EVIDENCE
+            and _above_the_others(item, [f for f in figures if f is not item])
+            and content[best] <= HIGH_DROPOFF * typical
+        )
+        if best != minute and item.excess > 0 and ((here > 0 and steep_here) or lost_here):
+            ratio = content[best] / here if here > 0 else 1.0
+            if lost_here:
+                # The other breaks' level is what a calm spot should lose.
+                ratio = min(ratio, _others_level(item, figures) / max(item.abandonment, 1e-9))
             after = item.baseline + item.excess * ratio
             saved = item.abandonment - after
             to_offset = best * 60
@@ -267,8 +350,8 @@ def analyse(
                     ad_seconds_change=round(change, 2),
                     reason=(
                         f"The content loses {here:.2%} of viewers a minute here and "
-                        f"{content[best]:.2%} at minute {best}: a break there should lose "
-                        f"{after:.1%} instead of {item.abandonment:.1%}."
+                        f"{content[best]:.2%} at minute {best} (± {noise:.2%}): a break there "
+                        f"should lose {after:.1%} instead of {item.abandonment:.1%}."
                     ),
                 )
             )

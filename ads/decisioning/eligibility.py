@@ -97,9 +97,13 @@ def budget_rejection(line_item: LineItemEntry, day_total: int, lifetime_total: i
     return None
 
 
-def cap_keys(line_item: LineItemEntry, viewer_id: int, at: datetime) -> list[tuple[str, int, int]]:
-    """(key, cap, ttl) for each frequency cap the line item sets."""
-    local = at.astimezone(line_item.tz)
+def cap_keys(
+    line_item: LineItemEntry, viewer_id: int, at: datetime, local: datetime | None = None
+) -> list[tuple[str, int, int]]:
+    """(key, cap, ttl) for each frequency cap the line item sets; `local`, when the caller
+    has it, is `at` in the line item's account zone."""
+    if local is None:
+        local = at.astimezone(line_item.tz)
     caps = []
     if line_item.cap_hour:
         caps.append(

@@ -30,9 +30,10 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
 from ads.decisioning import ad_load, eligibility, ranking
@@ -218,10 +219,8 @@ def _decide(
         )
         candidates = _explored(candidates, explored, rng)
     why: dict[int, str] = {}
-    day = at.date()
-    tally = [Bump(keys.decisions(day), 1, keys.DAY_TTL)]
-    if explored:
-        tally.append(Bump(keys.exploration(day), 1, keys.DAY_TTL))
+    decided, exploring, _ = _day_bumps(at.date())
+    tally = [decided, exploring] if explored else [decided]
     pod = _fill_pod(candidates, context, store, rng, why, tally)
     for slot in pod:
         slot.token = make_token(
@@ -265,9 +264,11 @@ def _model_scored(
 ) -> list[Ranked]:
     """Re-rank with the CTR champion: one batched call scores every creative of the CPC line
     items at position 1 (a CPM bid is its own expected value), a second the head of that
-    ranking at the pod's later slots (`scoring.rank_by_slot`). Each creative's posterior is
+    ranking at the pod's later slots (`scoring.rank_by_slot`, with CTR_SLOT_RANKING only: off
+    by default, config/settings/ctr.py says why). Each creative's posterior is
     re-centred on the model's pCTR, with the strength its impressions earned, for
-    exploration to sample. The viewer's fatigue is one read of the counters."""
+    exploration to sample. The viewer's fatigue is one read of the counters, made only for a
+    champion trained with the fatigue columns (off by default: ads.learning.features)."""
     cpc = [entry for entry in candidates if not entry.line_item.is_cpm]
     if not cpc:
         return candidates
@@ -298,6 +299,8 @@ def _model_scored(
         rescored[entry.line_item.id] = replace(entry, score=score, creatives=posteriors)
     merged = [rescored.get(entry.line_item.id, entry) for entry in candidates]
     merged.sort(key=lambda entry: (-entry.score, entry.line_item.id))
+    if not settings.CTR_SLOT_RANKING:
+        return merged
     slots = min(context.max_ads, context.max_duration_seconds // SHORTEST_CREATIVE)
     return rank_by_slot(merged, model, index, context, at, slots=slots, fatigue=fatigue)
 
@@ -342,6 +345,7 @@ def _fill_pod(
     `why`, when given, collects the rule that kept each walked line item out of the pod;
     `tally` (decision counters) rides along with the first reservation: one round trip."""
     why = {} if why is None else why
+    local_times: dict = {}  # the decision time in each account zone walked (one conversion)
     pod: list[Slot] = []
     out: set[int] = set()  # chosen, lost a reservation, or throttled: not walked again
     while True:
@@ -377,7 +381,10 @@ def _fill_pod(
                 continue
             creative, posterior = chosen
             slot = Slot(0, creative, line_item, entry.score, posterior.mean)
-            group = _reservation(slot, context)
+            local = local_times.get(line_item.tz)
+            if local is None:
+                local = local_times[line_item.tz] = context.at.astimezone(line_item.tz)
+            group = _reservation(slot, context, local)
             out.add(line_item.id)
             if store.full.known_full(group):  # this process just lost that race: skip it
                 why[line_item.id] = "reservation_lost"
@@ -401,16 +408,36 @@ def _fill_pod(
         if all(reserved):
             break
     if not pod:
-        store.add_many([*(tally or []), Bump(keys.unfilled(context.at.date()), 1, keys.DAY_TTL)])
+        store.add_many([*(tally or []), _day_bumps(context.at.date())[2]])
     for position, slot in enumerate(pod, start=1):
         slot.position = position
     return pod
 
 
-def _reservation(slot: Slot, context: Context) -> list[Bump]:
+_DAY_BUMPS: dict = {}
+
+
+def _day_bumps(day) -> tuple[Bump, Bump, Bump]:
+    """The day's decision, exploration and unfilled counters' bumps, made once a day
+    (formatting a date into a key costs more than the rest of the tally)."""
+    bumps = _DAY_BUMPS.get(day)
+    if bumps is None:
+        if len(_DAY_BUMPS) > 16:  # past days (or a simulator's): start again
+            _DAY_BUMPS.clear()
+        bumps = _DAY_BUMPS[day] = (
+            Bump(keys.decisions(day), 1, keys.DAY_TTL),
+            Bump(keys.exploration(day), 1, keys.DAY_TTL),
+            Bump(keys.unfilled(day), 1, keys.DAY_TTL),
+        )
+    return bumps
+
+
+def _reservation(slot: Slot, context: Context, local: datetime) -> list[Bump]:
+    """The slot's budget and frequency cap bumps; `local` is the decision time in the line
+    item's account zone."""
     line_item = slot.line_item
-    group = list(_budget_bumps(line_item, context.at)) if line_item.is_cpm else []
-    for key, cap, ttl in eligibility.cap_keys(line_item, context.viewer.id, context.at):
+    group = list(_budget_bumps(line_item, context.at, local.date())) if line_item.is_cpm else []
+    for key, cap, ttl in eligibility.cap_keys(line_item, context.viewer.id, context.at, local):
         group.append(Bump(key, 1, ttl, cap))
     return group
 
@@ -421,11 +448,11 @@ _BUDGET_BUMPS: dict[tuple, tuple[Bump, Bump]] = {}
 BUDGET_BUMPS_SIZE = 20_000
 
 
-def _budget_bumps(line_item: LineItemEntry, at: datetime) -> tuple[Bump, Bump]:
+def _budget_bumps(line_item: LineItemEntry, at: datetime, local_day: date) -> tuple[Bump, Bump]:
     price = line_item.price_micros
     memo = (
         line_item.id,
-        at.astimezone(line_item.tz).date(),
+        local_day,
         price,
         line_item.daily_budget_micros,
         line_item.lifetime_budget_micros,

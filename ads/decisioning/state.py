@@ -61,6 +61,21 @@ def live_window(index: DemandIndex, minute: datetime) -> LiveWindow:
     return LiveWindow(minute, whole, boundary)
 
 
+_live_windows: dict[int, tuple[DemandIndex, datetime, LiveWindow]] = {}
+
+
+def _live_window(index: DemandIndex, minute: datetime) -> LiveWindow:
+    """live_window, computed once per index and minute (it depends on nothing else; a
+    refresher reads the state every second)."""
+    known = _live_windows.get(id(index))
+    if known is not None and known[0] is index and known[1] == minute:
+        return known[2]
+    window = live_window(index, minute)
+    _live_windows.clear()
+    _live_windows[id(index)] = (index, minute, window)
+    return window
+
+
 @dataclass
 class Ranked:
     """A line item's place in the ranking: its score and its creatives, best pCTR first."""
@@ -85,10 +100,14 @@ class RankArrays:
     explorable: np.ndarray  # CPC line items whose best creative has few impressions
     alpha: np.ndarray  # that creative's posterior (meaningful where explorable)
     beta: np.ndarray
+    entries: np.ndarray  # the Ranked entries themselves (objects): picked in C, not a loop
 
     @classmethod
     def build(cls, ranked: list[Ranked]) -> RankArrays:
         best = [entry.creatives[0][1] for entry in ranked]
+        entries = np.empty(len(ranked), dtype=object)
+        for number, entry in enumerate(ranked):
+            entries[number] = entry
         return cls(
             positions=np.fromiter((entry.position for entry in ranked), np.intp, len(ranked)),
             scores=np.fromiter((entry.score for entry in ranked), np.float64, len(ranked)),
@@ -106,6 +125,7 @@ class RankArrays:
             ),
             alpha=np.fromiter((p.alpha for p in best), np.float64, len(ranked)),
             beta=np.fromiter((p.beta for p in best), np.float64, len(ranked)),
+            entries=entries,
         )
 
 
@@ -168,20 +188,21 @@ class DeliveryState:
                     explore_rng,
                 )
             ]
-        ranked = self.ranked
-        return [ranked[i] for i in chosen.tolist()]
+        return arrays.entries[chosen].tolist()
 
 
 def _read_keys(index: DemandIndex, at: datetime) -> tuple[list[str], list, list[str]]:
     """The counters read_state reads, in order: per line item its budget's (day, lifetime)
-    totals and pass probability, per creative its impressions and clicks, per category the
-    same. The list only changes with the index or an account's local date, so it is kept for
-    the next refresh (ten thousand keys take longer to format than to fetch)."""
+    totals and pass probability, per creative (line item by line item, so each line item's
+    are side by side) its impressions and clicks, per category the same, then the guard keys
+    (epoch, healing). The list only changes with the index or an account's local date, so it
+    is kept for the next refresh (ten thousand keys take longer to format than to fetch; the
+    Redis backend keeps the command it packed for the same list, too)."""
     days = tuple(sorted({(str(tz), at.astimezone(tz).date()) for tz in _zones(index)}))
     cached = _keys_cache.get(id(index))
     if cached is not None and cached[0] is index and cached[1] == days:
         return cached[2]
-    creatives = list(index.creatives.values())
+    creatives = [creative for line_item in index.line_items for creative in line_item.creatives]
     categories = sorted({creative.category for creative in creatives})
     read: list[str] = []
     for line_item in index.line_items:
@@ -192,6 +213,7 @@ def _read_keys(index: DemandIndex, at: datetime) -> tuple[list[str], list, list[
         read += [keys.creative_impressions(creative.id), keys.creative_clicks(creative.id)]
     for category in categories:
         read += [keys.category_impressions(category), keys.category_clicks(category)]
+    read += [keys.epoch(), keys.healing()]
     result = (read, creatives, categories)
     _keys_cache.clear()
     _keys_cache[id(index)] = (index, days, result)
@@ -205,50 +227,83 @@ def _zones(index: DemandIndex) -> set:
 _keys_cache: dict[int, tuple[DemandIndex, tuple, tuple[list[str], list, list[str]]]] = {}
 
 
+@dataclass
+class _Posteriors:
+    """The last refresh's creative posteriors, best first, per line item, with the counts and
+    category rates they came from: a refresh recomputes only the line items whose counts
+    moved (most do not from one second to the next), not three thousand posteriors and a
+    thousand sorts."""
+
+    index: DemandIndex | None = None
+    category_values: list[int] = field(default_factory=list)
+    by_line_item: dict[int, tuple[list[int], list]] = field(default_factory=dict)
+
+
+_posteriors = _Posteriors()
+
+
 def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
     """One read of the counters for every line item and creative in the index; raises
     DeliveryStateUnavailable when the counters are not known (a store that lost its state
     reads as zeros: every budget unspent)."""
+    global _posteriors
     minute = at.replace(second=0, microsecond=0)
     pacing.pacing_tick(store=store, line_items=index.line_items, at=at)
     line_items = index.line_items
     read, creatives, categories = _read_keys(index, at)
-    read_values = store.get_many([*read, keys.epoch(), keys.healing()])
+    read_values = store.get_many(read)
     epoch, healing = read_values[-2:]
     if not epoch or healing:
         # Lost, or being rebuilt: these values may be zeros that are not true.
         raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
-    values = iter(read_values)
 
-    budget_ok, per_line_item = 0, {}
+    budget_ok, per_line_item = 0, []
     for position, line_item in enumerate(line_items):
-        day_total, lifetime_total, stored_p = next(values), next(values), next(values)
+        day_total, lifetime_total, stored_p = read_values[3 * position : 3 * position + 3]
         if budget_rejection(line_item, day_total, lifetime_total) is None:
             budget_ok |= 1 << position
         p = pacing.pass_probability(stored_p) if line_item.pacing == "even" else 1.0
-        per_line_item[line_item.id] = (p, pacing.pacing_factor(line_item, at, day_total))
-    creative_stats = {creative.id: (next(values), next(values)) for creative in creatives}
+        per_line_item.append((p, pacing.pacing_factor(line_item, at, day_total)))
+    creatives_start = 3 * len(line_items)
+    categories_start = creatives_start + 2 * len(creatives)
+    category_values = read_values[categories_start:-2]
     category_rate = {
-        category: ranking.category_ctr(next(values), next(values)) for category in categories
+        category: ranking.category_ctr(*category_values[2 * number : 2 * number + 2])
+        for number, category in enumerate(categories)
     }
+    last = _posteriors
+    if last.index is not index or last.category_values != category_values:
+        last = _Posteriors()
+    current = _Posteriors(index, category_values)
 
     ranked = []
+    offset = creatives_start
     for position, line_item in enumerate(line_items):
-        if not line_item.creatives:
+        count = 2 * len(line_item.creatives)
+        if not count:
             continue
-        posteriors = sorted(
-            (
+        stats = read_values[offset : offset + count]
+        offset += count
+        known = last.by_line_item.get(line_item.id)
+        if known is not None and known[0] == stats:
+            posteriors = known[1]
+        else:
+            posteriors = sorted(
                 (
-                    creative,
-                    ranking.creative_posterior(
-                        category_rate[creative.category], *creative_stats[creative.id]
-                    ),
-                )
-                for creative in line_item.creatives
-            ),
-            key=lambda pair: (-pair[1].mean, pair[0].id),
-        )
-        p, factor = per_line_item[line_item.id]
+                    (
+                        creative,
+                        ranking.creative_posterior(
+                            category_rate[creative.category],
+                            stats[2 * number],
+                            stats[2 * number + 1],
+                        ),
+                    )
+                    for number, creative in enumerate(line_item.creatives)
+                ),
+                key=lambda pair: (-pair[1].mean, pair[0].id),
+            )
+        current.by_line_item[line_item.id] = (stats, posteriors)
+        p, factor = per_line_item[position]
         score = ranking.expected_value(
             is_cpm=line_item.is_cpm,
             bid=line_item.bid_micros / 1_000_000,
@@ -256,12 +311,13 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
             pacing_factor=factor,
         )
         ranked.append(Ranked(position, line_item, score, p, posteriors, factor))
+    _posteriors = current
     ranked.sort(key=lambda entry: (-entry.score, entry.line_item.id))
     return DeliveryState(
         index_version=index.version,
         minute=minute,
         refreshed_at=time.monotonic(),
-        live=live_window(index, minute),
+        live=_live_window(index, minute),
         budget_ok=budget_ok,
         ranked=ranked,
         by_position={entry.position: entry for entry in ranked},

@@ -9,9 +9,10 @@ A row is an impression. Its features, all known at decision time:
 * creative: category, duration, advertiser, and the creative itself (new ones are unknown);
 * context: position in the pod (ranking scores a candidate at the slot it would fill), break
   offset and whether it is a pre-roll;
-* fatigue (`FATIGUE`): the viewer's ad impressions in the last hour and the last three hours,
-  and the minutes since their last ad, all counted before the decision (`fatigue_columns` from
-  the event table, `fatigue_from_buckets` from the delivery counters at serving);
+* fatigue (`FATIGUE`, off by default: `FATIGUE_BY_DEFAULT` says why): the viewer's ad
+  impressions in the last hour and the last three hours, and the minutes since their last ad,
+  all counted before the decision (`fatigue_columns` from the event table,
+  `fatigue_from_buckets` from the delivery counters at serving);
 * the viewer's own clock: hour, daypart and weekend in the time zone of the request's region
   (people click by their own clock, not by the advertiser's);
 * history, when asked for (`HISTORY`, off by default: it measured no gain): smoothed
@@ -72,6 +73,14 @@ FATIGUE_BUCKET_SECONDS = 600
 FATIGUE_HOUR_BUCKETS = 6
 FATIGUE_BUCKETS = 18
 FATIGUE_MINUTES = FATIGUE_BUCKETS * FATIGUE_BUCKET_SECONDS / 60
+# Whether a model uses the FATIGUE columns by default: no. Measured with bench/ctr_oracle.py on
+# one saved world (14 days, 3,000 viewers; README), the simulator's truth gives fatigue little
+# to find: the oracle without its fatigue term loses about 0.002 of expected AUC (−0.04 of
+# logit per ad the session played, and most impressions come after 0 to 3 of them), and
+# LightGBM with the columns did not beat LightGBM without them. A champion without them costs
+# no counter read per decision. The columns stay, computed in training, for the bench and for
+# a world (or real traffic) where fatigue is worth more.
+FATIGUE_BY_DEFAULT = False
 HISTORY_KEYS = ("viewer", "creative", "line_item", "advertiser")
 HISTORY_CHOICES = [f"{key}_{stat}" for key in HISTORY_KEYS for stat in ("lift", "impressions")]
 # The history columns a model uses by default: none. Measured with bench/ctr_oracle.py
@@ -287,9 +296,9 @@ class CtrFeatures:
     genres: list[str] = field(default_factory=list)
     history: History = field(default_factory=History)
     history_columns: list[str] = field(default_factory=lambda: list(HISTORY))
-    # Whether the model sees the FATIGUE columns (bench/ctr_oracle.py --no-fatigue measures
-    # what they are worth); an artifact pickled before they existed has none.
-    fatigue: bool = True
+    # Whether the model sees the FATIGUE columns (FATIGUE_BY_DEFAULT; bench/ctr_oracle.py
+    # measures what they are worth); an artifact pickled before they existed has none.
+    fatigue: bool = FATIGUE_BY_DEFAULT
 
     def __post_init__(self) -> None:
         unknown = set(self.history_columns) - set(HISTORY_CHOICES)

@@ -206,10 +206,11 @@ def fit_models(
     calibrate: pd.DataFrame,
     *,
     history: list[str] | None = None,
-    fatigue: bool = True,
+    fatigue: bool | None = None,
 ) -> list[CtrModel]:
     """The baseline and the calibrated trees, from the training rows (oldest first), with the
-    `history` columns (default: features.HISTORY) and, unless told not to, the fatigue ones:
+    `history` columns (default: features.HISTORY) and the fatigue ones if `fatigue` (default:
+    features.FATIGUE_BY_DEFAULT, off):
 
     1. features and history from all of them (each row's history: out of fold);
     2. the number of trees by early stopping: fitted on `fit`, stopped on `calibrate`'s log
@@ -220,6 +221,8 @@ def fit_models(
     """
     rows = pd.concat([fit, calibrate])
     columns = list(features_module.HISTORY if history is None else history)
+    if fatigue is None:
+        fatigue = features_module.FATIGUE_BY_DEFAULT
     features = CtrFeatures(history_columns=columns, fatigue=fatigue).fit(rows)
     matrix, labels = features.matrix(rows, training=True), rows["label"].to_numpy()
     x_fit, y_fit = matrix[: len(fit)], labels[: len(fit)]

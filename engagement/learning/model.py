@@ -9,6 +9,8 @@ from typing import Any
 import lightgbm
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -16,11 +18,21 @@ from engagement.learning.config import FeatureConfig, ModelConfig
 from engagement.learning.features import EngagementFeatures
 
 LOGIT_CLIP = 30.0
+PROBABILITY_CLIP = 1e-4  # an isotonic step's bounds (a step of 0 or 1 has no logit)
 SMALL_TRAINING_ROWS = 20_000
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -LOGIT_CLIP, LOGIT_CLIP)))
+
+
+def _mean_matching_shift(probabilities: np.ndarray, rate: float) -> float:
+    """The logit shift d with mean(sigmoid(logit(p) + d)) = rate (0 when rate is 0 or 1)."""
+    if not 0 < rate < 1:
+        return 0.0
+    p = np.clip(probabilities, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    logits = np.log(p / (1 - p))
+    return float(brentq(lambda d: _sigmoid(logits + d).mean() - rate, -10.0, 10.0))
 
 
 @dataclass(frozen=True)
@@ -48,9 +60,12 @@ class EngagementModel:
     booster: lightgbm.Booster | None = None
     scaler: StandardScaler | None = None
     linear: LogisticRegression | None = None
-    # Platt scaling of the raw score: p = sigmoid(slope · z + intercept).
+    # Platt scaling of the raw score: p = sigmoid(slope · z + intercept + shift); or, with
+    # ModelConfig.calibration_method "isotonic", p = sigmoid(logit(isotonic(z)) + shift).
     slope: float = 1.0
     intercept: float = 0.0
+    isotonic: IsotonicRegression | None = None
+    shift: float = 0.0
     # Serving asks about a viewing session when the model saw any, else about a rating.
     serve_as_session: bool = False
     base_rate: float = 0.5
@@ -103,41 +118,96 @@ class EngagementModel:
         else:
             raise ValueError(f"Unknown algorithm {self.model_config.algorithm!r}.")
 
-        latest_x, latest_y = self._latest_slice(train, calibration, viewers, titles)
-        platt = LogisticRegression(C=1e6).fit(self._raw(latest_x)[:, None], latest_y)
-        self.slope, self.intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        self.calibrate(train, calibration, viewers, titles)
         calibration_raw = self._raw(calibration_x)
         report = FitReport(
             train_rows=len(train),
             calibration_rows=len(calibration),
             rounds=rounds,
-            train_scores=_sigmoid(self.slope * self._raw(train_x) + self.intercept),
-            calibration_scores=_sigmoid(self.slope * calibration_raw + self.intercept),
+            train_scores=self._calibrated(self._raw(train_x)),
+            calibration_scores=self._calibrated(calibration_raw),
         )
         if refresh_statistics:
             self.features.refit_statistics(pd.concat([train, calibration]), viewers, titles)
+        else:
+            self.features.refit_statistics(train, viewers, titles)
         return report
 
-    def _latest_slice(
+    def calibrate(
         self,
         train: pd.DataFrame,
         calibration: pd.DataFrame,
         viewers: pd.DataFrame,
         titles: pd.DataFrame,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The rows Platt scaling is fitted on: the latest `calibration_share` of the
-        calibration rows by time, with the statistics refreshed with every row before them,
-        so they are scored as served rows are (knowing everything before them)."""
-        share = self.model_config.calibration_share
-        ordered = calibration.sort_values("at", kind="mergesort") if "at" in calibration else None
-        cut = len(calibration) - int(round(len(calibration) * share))
-        if ordered is None or share >= 1 or cut <= 0 or ordered.iloc[cut:]["label"].nunique() < 2:
-            rows = calibration
+    ) -> None:
+        """Fit the mapping from raw score to probability as `model_config` says (method,
+        chunks, share, shift: see ModelConfig) on the calibration rows; the classifier is
+        already fitted (the benchmark calls this again to compare variants on one booster).
+        Leaves the statistics refreshed with some of the calibration rows: `fit` sets them."""
+        config = self.model_config
+        assert self.features is not None
+        chunks, share, shift_share = (
+            config.calibration_chunks,
+            config.calibration_share,
+            config.shift_share,
+        )
+        if "at" in calibration:
+            ordered = calibration.sort_values("at", kind="mergesort")
+        else:  # no times: every row, scored with the training rows' statistics
+            ordered, chunks, share, shift_share = calibration, 1, 1.0, 0.0
+        labels = ordered["label"].to_numpy(float)
+        raw = self._served_raw(train, ordered, viewers, titles, chunks) if chunks > 1 else None
+        cut = len(ordered) - int(round(len(ordered) * share))
+        if share >= 1 or cut <= 0 or labels[cut:].min() == labels[cut:].max():
+            cut = 0
+        if raw is not None:
+            fit_raw = raw[cut:]
         else:
-            earlier, rows = ordered.iloc[:cut], ordered.iloc[cut:]
-            self.features.refit_statistics(pd.concat([train, earlier]), viewers, titles)  # type: ignore[union-attr]
-        x = self.features.transform(rows, viewers, titles)  # type: ignore[union-attr]
-        return x, rows["label"].to_numpy(float)
+            before = pd.concat([train, ordered.iloc[:cut]]) if cut else train
+            self.features.refit_statistics(before, viewers, titles)
+            fit_raw = self._raw(self.features.transform(ordered.iloc[cut:], viewers, titles))
+        fit_labels = labels[cut:]
+        self.shift = 0.0
+        if config.calibration_method == "isotonic":
+            self.isotonic = IsotonicRegression(
+                out_of_bounds="clip", y_min=PROBABILITY_CLIP, y_max=1 - PROBABILITY_CLIP
+            ).fit(fit_raw, fit_labels)
+        elif config.calibration_method == "platt":
+            self.isotonic = None
+            platt = LogisticRegression(C=1e6).fit(fit_raw[:, None], fit_labels)
+            self.slope, self.intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        else:
+            raise ValueError(f"Unknown calibration method {config.calibration_method!r}.")
+        if shift_share > 0:
+            start = len(ordered) - max(int(round(len(ordered) * shift_share)), 1)
+            if raw is not None:
+                latest = raw[start:]
+            else:
+                before = pd.concat([train, ordered.iloc[:start]])
+                self.features.refit_statistics(before, viewers, titles)
+                latest = self._raw(self.features.transform(ordered.iloc[start:], viewers, titles))
+            self.shift = _mean_matching_shift(self._calibrated(latest), labels[start:].mean())
+
+    def _served_raw(self, train, ordered, viewers, titles, chunks: int) -> np.ndarray:
+        """Raw scores of the calibration rows (oldest first) in `chunks` chunks by time, each
+        scored with the statistics of every row before it, as serving scores later rows."""
+        assert self.features is not None
+        parts = []
+        for chunk in np.array_split(np.arange(len(ordered)), chunks):
+            if len(chunk):
+                self.features.refit_statistics(
+                    pd.concat([train, ordered.iloc[: chunk[0]]]), viewers, titles
+                )
+                rows = ordered.iloc[chunk]
+                parts.append(self._raw(self.features.transform(rows, viewers, titles)))
+        return np.concatenate(parts)
+
+    def _calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """Probabilities from raw scores with the fitted mapping and shift."""
+        if self.isotonic is not None:
+            p = np.clip(self.isotonic.predict(raw), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+            return _sigmoid(np.log(p / (1 - p)) + self.shift)
+        return _sigmoid(self.slope * raw + self.intercept + self.shift)
 
     def _fit_booster(
         self, train_x: np.ndarray, train_y: np.ndarray, stop_x: np.ndarray, stop_y: np.ndarray
@@ -194,4 +264,4 @@ class EngagementModel:
         if "session" not in rows:
             rows = rows.assign(session=float(self.serve_as_session))
         x = self.features.transform(rows, viewers, titles)
-        return _sigmoid(self.slope * self._raw(x) + self.intercept)
+        return self._calibrated(self._raw(x))

@@ -54,8 +54,11 @@ def _show(world, at, positions=1):
 
 
 def test_training_and_serving_count_the_same_impressions_and_none_later(world):
-    line_item_with_creative(world.acme, category=Creative.Category.BEVERAGES)
-    line_item_with_creative(world.globex, category=Creative.Category.TECHNOLOGY)
+    # Flights from before the first ad below: the factory's start (a day before the clock)
+    # falls after 17:35 yesterday when the tests run between 17:35 and 20:30 UTC.
+    began = world.at - dt.timedelta(hours=4)
+    line_item_with_creative(world.acme, category=Creative.Category.BEVERAGES, start_at=began)
+    line_item_with_creative(world.globex, category=Creative.Category.TECHNOLOGY, start_at=began)
     now = world.at + dt.timedelta(minutes=1)  # 20:31:00, in the bucket from 20:30
     # The viewer's earlier ads (bucket k = how many ten-minute buckets before 20:30's).
     _show(world, now - dt.timedelta(hours=2, minutes=56))  # 17:35, k = 18: too old

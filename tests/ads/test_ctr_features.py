@@ -73,17 +73,18 @@ def test_a_training_rows_history_never_holds_its_own_click():
     assert count == pytest.approx([np.log1p(8), 0.0])
 
 
-def test_history_columns_are_checked_and_off_by_default():
+def test_history_and_fatigue_columns_are_checked_and_off_by_default():
     assert features.HISTORY == []
+    assert features.FATIGUE_BY_DEFAULT is False
     plain = features.CtrFeatures(genres=["drama"])
-    assert plain.columns == [
+    assert plain.columns == [*features.CATEGORICAL, *features.NUMERIC, "genre_drama"]
+    tired = features.CtrFeatures(genres=["drama"], fatigue=True)
+    assert tired.columns == [
         *features.CATEGORICAL,
         *features.NUMERIC,
         *features.FATIGUE,
         "genre_drama",
     ]
-    rested = features.CtrFeatures(genres=["drama"], fatigue=False)
-    assert rested.columns == [*features.CATEGORICAL, *features.NUMERIC, "genre_drama"]
     with_history = features.CtrFeatures(genres=["drama"], history_columns=["viewer_lift"])
     assert with_history.columns[-2:] == ["viewer_lift", "genre_drama"]
     with pytest.raises(ValueError, match="viewer_ctr"):
@@ -131,8 +132,9 @@ def test_serving_rows_equal_the_training_encoding_of_the_same_impression(history
     frame = training.training_frame(start=end - dt.timedelta(days=4), end=end)
     fit, calibrate, holdout = training.split_by_time(frame, end - dt.timedelta(days=1))
     history = ["viewer_lift", "viewer_impressions", "creative_lift", "line_item_impressions"]
-    model = training.fit_models(fit, calibrate, history=history)[1]
+    model = training.fit_models(fit, calibrate, history=history, fatigue=True)[1]
     assert model.features.columns[-len(model.features.genres) - 4 :][:4] == history
+    assert set(features.FATIGUE) <= set(model.features.columns)  # served from the counters
     sample = holdout.iloc[[0, 100, 2000]].copy()
     sample["position"] = 1  # ranking happens before the pod is built
     expected = model.features.matrix(sample)

@@ -22,7 +22,9 @@ from ads.learning import training
 from ads.models import AdEvent
 from ads.services import event_partitions_make
 from ml import metrics
-from ml.models import DriftMeasurement, ModelVersion, TrainingRun
+from ml import selectors as ml_selectors
+from ml import services as ml_services
+from ml.models import DriftMeasurement, ModelKind, ModelVersion, TrainingRun
 from ml.services import TrainingError
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.conftest import world_once
@@ -168,7 +170,8 @@ def test_too_little_data_is_refused_and_the_champion_stays(db):
     assert not ModelVersion.objects.exists()
 
 
-def test_decisions_rank_cpc_line_items_by_the_champions_pctr(history, world):
+def test_decisions_rank_cpc_line_items_by_the_champions_pctr(history, world, settings):
+    settings.CTR_SLOT_RANKING = True
     end, _ = history
     training.ctr_models_register(window_end=end, window_days=4)
     model = ctr_champion()
@@ -205,6 +208,72 @@ def test_decisions_rank_cpc_line_items_by_the_champions_pctr(history, world):
     ]
     assert [slot.pctr for slot in cpc_slots] == pytest.approx(expected)
     assert expected[0] > expected[1] > 0
+
+
+def _position_champion(end):
+    """A champion for which the slot matters: trained on the module's history with every
+    other pod moved to a later slot (2 to 6) and those impressions' clicks removed, promoted
+    as is."""
+    frame = training.training_frame(start=end - dt.timedelta(days=4), end=end)
+    late = np.arange(len(frame)) % 2 == 1
+    frame.loc[late, "position"] = 2 + np.arange(int(late.sum())) % 5
+    frame.loc[late, "label"] = 0
+    fit, calibrate, _ = training.split_by_time(frame, end - dt.timedelta(hours=12))
+    model = training.fit_models(fit, calibrate)[1]
+    version = ml_services.model_version_register(
+        kind=ModelKind.CTR,
+        model=model,
+        algorithm=model.algorithm,
+        metrics={"auc": 0.5, "log_loss": 1.0, "calibration_ratio": 0.0},
+        feature_spec={},
+        train_rows=len(fit) + len(calibrate),
+        holdout_rows=0,
+    )
+    ml_services.model_version_promote(model_version=version)
+    ml_selectors.champions_reload()
+    return ctr_champion()
+
+
+@pytest.mark.parametrize("slot_ranking", [False, True])
+def test_slot_ranking_scores_later_slots_at_their_position_only_when_switched_on(
+    history, world, settings, slot_ranking
+):
+    """Fatigue columns and slot ranking are off by default (ads.learning.features
+    FATIGUE_BY_DEFAULT, config/settings/ctr.py): the champion has no fatigue columns (no
+    counter read), and without CTR_SLOT_RANKING every candidate is scored at position 1 (one
+    model call per decision); with it, each slot at its own position."""
+    assert settings.CTR_SLOT_RANKING is False
+    settings.CTR_SLOT_RANKING = slot_ranking
+    end, _ = history
+    model = _position_champion(end)
+    assert not model.model.features.fatigue
+    assert "ads_last_hour" not in model.model.features.columns
+    young = ViewerFactory(external_id="young", age_band="18_24")
+    line_items = [
+        line_item_with_creative(advertiser, pricing="cpc", bid=Decimal("1"), category=category)
+        for advertiser, category in ((world.acme, "technology"), (world.globex, "automotive"))
+    ]
+    rebuild()
+    decision = world.decide(viewer_id=young.external_id, device="mobile", seed=1)
+    ids = [line_item.pk for line_item in line_items]
+    cpc_slots = [slot for slot in decision.pod if slot.line_item.id in ids]
+    index = current_index()
+    context = _resolve(index, world.request(viewer_id="young", device="mobile"), world.at)
+    creatives = [index.creatives[line_item.creatives.get().pk] for line_item in line_items]
+    at_one = predict_ctr(model.model, index, context, creatives, world.at)
+    later = predict_ctr(model.model, index, context, creatives, world.at, positions=[2])[0]
+    assert (later < 0.5 * at_one).all()  # this model learnt that later slots get no clicks
+    if not slot_ranking:
+        # Both CPC line items play, the second at a later slot, each scored at position 1.
+        assert [slot.line_item.id for slot in cpc_slots] == ids
+        assert cpc_slots[1].position > 1
+        assert [slot.pctr for slot in cpc_slots] == pytest.approx(at_one.tolist())
+    else:
+        # Worth nothing at a later slot, the second loses it (to a CPM bid); the first keeps
+        # slot 1, scored there.
+        assert [(slot.line_item.id, slot.position) for slot in cpc_slots] == [(ids[0], 1)]
+        assert cpc_slots[0].pctr == pytest.approx(at_one[0])
+        assert len(decision.pod) > 1
 
 
 def test_the_nightly_task_records_its_run_and_is_idempotent(history):

@@ -5,10 +5,11 @@ not sure of."""
 import io
 import json
 import re
+import time
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from ads import api, services
 from config.api_wsgi import APIHandler, HotPath
@@ -157,3 +158,35 @@ def test_event_batches_are_answered_by_the_lean_path_as_django_answers(apps, wor
 def test_a_malformed_batch_is_handed_to_django(apps, world, key):
     batch = {"events": [{"event_id": "e1", "type": "impression"}]}
     assert not same_answer(apps, "/api/v1/events", batch, key=key)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_path_closes_connections_as_the_request_signals_would(world, key):
+    """With only Django's own receivers on the request signals, the lean path does their work
+    itself: a connection past its age is closed when the decision ends, and a receiver of
+    anyone else's makes it send the signals again."""
+    from config import api_wsgi
+
+    assert api_wsgi._lean_signals()
+    hot = HotPath(Counted(), api)
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.close_at = time.monotonic() - 1  # outlived DATABASE_CONN_MAX_AGE
+    status, content = call(hot, "/api/v1/decisions", decision(world), key=key)
+    assert json.loads(content)["pod"]
+    # SQLite's in-memory test database is never closed (Django keeps it: closing loses it).
+    if not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
+        assert connection.connection is None
+
+    heard = []
+
+    def listener(**kwargs):
+        heard.append(kwargs.get("signal"))
+
+    request_finished.connect(listener)
+    try:
+        assert not api_wsgi._lean_signals()
+        call(HotPath(Counted(), api), "/api/v1/decisions", decision(world), key=key)
+        assert heard == [request_finished]
+    finally:
+        request_finished.disconnect(listener)

@@ -48,7 +48,8 @@ def _database_url() -> str:
 
 @pytest.fixture
 def two_servers(tmp_path):
-    """Two `api` processes (gunicorn, one worker each) on the test database and Redis."""
+    """Two `api` processes (config/api_server.py, one worker each) on the test database and
+    Redis."""
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip("needs PostgreSQL and Redis")
     servers = []
@@ -65,8 +66,7 @@ def two_servers(tmp_path):
             }
             log = open(tmp_path / f"server-{number}.log", "w")  # noqa: SIM115 (closed below)
             process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
-                + ["-c", str(BASE_DIR / "config" / "gunicorn.py")],
+                [sys.executable, "-m", "config.api_server"],
                 cwd=BASE_DIR,
                 env=env,
                 stdout=log,

@@ -77,7 +77,7 @@ def keys(db) -> dict[str, str]:
 
 
 def _application():
-    """config/wsgi.py's routing (the API's paths through the lean middleware stack, as gunicorn
+    """config/wsgi.py's routing (the API's paths through the lean middleware stack, as granian
     serves them), without its server start-up: the decision refresher's thread is for server
     processes, not a test's."""
     from django.core.wsgi import get_wsgi_application

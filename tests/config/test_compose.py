@@ -66,7 +66,7 @@ def test_the_commands_start_things_that_exist():
     for name, service in _services().items():
         words = _words(service.get("command", ""))
         for word in words:
-            # uvicorn / gunicorn targets ("module:attribute"): the module assigns the name. Read,
+            # uvicorn / granian targets ("module:attribute"): the module assigns the name. Read,
             # not imported: importing config.wsgi builds the ad index and starts its thread.
             if re.fullmatch(r"[a-z_.]+:[a-z_]+", word):
                 module, attribute = word.split(":")
@@ -112,5 +112,5 @@ def test_the_procfile_runs_web_api_worker_and_beat():
     )
     assert set(processes) == {"web", "api", "worker", "beat"}
     assert "config.asgi:application" in processes["web"]
-    # The integration API under WSGI (gthread workers), with its settings file.
-    assert "gunicorn config.wsgi:application -c config/gunicorn.py" in processes["api"]
+    # The integration API under WSGI (granian, config/api_server.py serving config.wsgi).
+    assert processes["api"].strip() == "python -m config.api_server"

@@ -1,4 +1,4 @@
-"""Static files under ASGI (uvicorn) and WSGI (gunicorn): WhiteNoise through
+"""Static files under ASGI (uvicorn) and WSGI (granian): WhiteNoise through
 config.static.StaticFilesMiddleware, with no "must consume synchronous iterators" warning."""
 
 import asyncio

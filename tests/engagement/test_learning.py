@@ -419,11 +419,21 @@ def test_sessions_after_an_imported_history_are_split_by_their_own_time(world):
     assert version.status == "champion"
 
 
-def test_platt_scaling_is_fitted_on_the_latest_calibration_rows_by_time():
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"calibration_share": 0.5},
+        {"shift_share": 0.5},
+        {"calibration_chunks": 4, "shift_share": 0.5},
+        {"calibration_method": "isotonic", "calibration_share": 0.5},
+    ],
+)
+def test_calibration_follows_the_latest_calibration_rows_by_time(options):
     """The calibration rows' click rate drifts: 30 % in their earlier half, 80 % in the later
     one, and the labels are noise the features cannot explain. Calibrated on the latest
-    slice by time, the model predicts ~80 % (what comes next), although the rows arrive in
-    reverse time order (the slice is chosen by time, not by place in the frame)."""
+    slice by time (Platt or isotonic), or shifted so that the latest slice's mean is matched,
+    the model predicts ~80 % (what comes next), although the rows arrive in reverse time
+    order (the slice is chosen by time, not by place in the frame)."""
     import pandas as pd
 
     from engagement.learning import EngagementModel, ModelConfig
@@ -458,10 +468,15 @@ def test_platt_scaling_is_fitted_on_the_latest_calibration_rows_by_time():
     train = rows(4000, 0.5, 0)
     earlier, latest = rows(1000, 0.3, 10_000), rows(1000, 0.8, 20_000)
     calibration = pd.concat([earlier, latest]).iloc[::-1]  # newest first
-    model = EngagementModel(model_config=ModelConfig(calibration_share=0.5))
+    model = EngagementModel(model_config=ModelConfig(**options))
     model.fit(train, calibration, viewers, titles)
     predicted = model.predict(rows(2000, 0.8, 30_000)[["viewer", "title"]], viewers, titles)
     assert predicted.mean() == pytest.approx(0.8, abs=0.05)
+    # An isotonic mapping is a step function: no more distinct values than its steps.
+    if "calibration_method" in options:
+        assert len(np.unique(predicted)) <= len(model.isotonic.y_thresholds_)
+    else:
+        assert model.isotonic is None
     # Calibrated on every calibration row instead: their mean, 55 %.
     everything = EngagementModel(model_config=ModelConfig(calibration_share=1.0))
     everything.fit(train, calibration, viewers, titles)
