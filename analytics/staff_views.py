@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
@@ -32,7 +33,6 @@ from engagement.models import ViewingSession
 from ml import selectors as ml_selectors
 from ml.models import ModelKind, ModelVersion
 
-REFRESH_SECONDS = 5
 LATENCY_MINUTES = 5  # the window of `executive_summary`'s latency figures
 PSI_BANDS = (
     ("none", "below 0.1: no shift"),
@@ -264,7 +264,7 @@ def _executive_context() -> dict:
         "at": summary["at"],
         "groups": executive_figures(summary),
         "champions": champion_rows(summary["champions"]),
-        "refresh_seconds": REFRESH_SECONDS,
+        "refresh_seconds": settings.STAFF_DASHBOARD_REFRESH_SECONDS,
         "model_kinds": ModelKind.choices,
     }
 

@@ -13,6 +13,7 @@ from config.settings.celery import *  # noqa: F403
 from config.settings.channels import *  # noqa: F403
 from config.settings.counters import *  # noqa: F403
 from config.settings.ctr import *  # noqa: F403
+from config.settings.dashboards import *  # noqa: F403
 from config.settings.django import *  # noqa: F403
 from config.settings.events import *  # noqa: F403
 from config.settings.llm import *  # noqa: F403

@@ -44,6 +44,9 @@ export async function fetchPod(client, adBreak) {
     .filter((slot) => slot.creative);
 }
 
+// The longest the quartiles wait for their impression's answer.
+const IMPRESSION_WAIT_MS = 5000;
+
 export const PLAYBACK_EVENTS = [
   "creativeView", // with the impression
   "start",
@@ -54,28 +57,52 @@ export const PLAYBACK_EVENTS = [
   "clickthrough",
 ];
 
-// An ad watched to the end and clicked, without a <video>, at a step's pace (the events of a
-// real ad come seconds apart; the platform counts a quartile only after its impression): what
-// the try-it page and the browser test run. A player calls the same methods from its video's
-// events instead.
-export async function trackPlayback(client, slot, onEvent = () => {}, stepMs = 150) {
+// Resolves once this page has the answer to a request whose URL starts with one of `prefixes`
+// (its resource timing entry, the only trace of an image's request that answers 204), or
+// after `ms` at the latest. Observe before the request leaves.
+function answered(prefixes, ms) {
+  let observer;
+  let timer;
+  const done = new Promise((resolve) => {
+    observer = new PerformanceObserver((list) => {
+      if (list.getEntries().some((entry) => prefixes.some((prefix) => entry.name.startsWith(prefix)))) {
+        resolve();
+      }
+    });
+    observer.observe({ type: "resource" });
+    timer = setTimeout(resolve, ms);
+  });
+  return done.finally(() => {
+    observer.disconnect();
+    clearTimeout(timer);
+  });
+}
+
+// An ad watched to the end and clicked, without a <video>, a step apart (a real ad's events
+// come seconds apart): what the try-it page and the browser test run. A player calls the same
+// methods from its video's events instead.
+export async function trackPlayback(client, slot, onEvent = () => {}, stepMs = 50) {
   const tracker = new VASTTracker(client, slot.ad, slot.creative);
   for (const name of PLAYBACK_EVENTS) {
     tracker.on(name, (data) => onEvent(name, data));
   }
   const pause = (ms = stepMs) => new Promise((resolve) => setTimeout(resolve, ms));
   const duration = slot.creative.duration;
+  // The server refuses a quartile whose impression it has not stored yet (`no_impression`),
+  // and a real ad reaches its first quartile seconds after its impression: the quartiles wait
+  // for the impression's answer (on a loaded machine it took longer than a second).
+  const impressions = (slot.ad.impressionURLTemplates || [])
+    .map((template) => (typeof template === "string" ? template : template.url))
+    .filter(Boolean)
+    .map((url) => url.split("[")[0]);
+  const impressionAnswered = answered(impressions, IMPRESSION_WAIT_MS);
   tracker.trackImpression();
-  // A real ad reaches its first quartile seconds after its impression, and the server
-  // refuses a quartile whose impression it has not stored yet (`no_impression`): give the
-  // impression's request that time even when the steps are quick (on a loaded machine it
-  // took longer than two steps of 150 ms).
-  await pause(Math.max(stepMs, 1500));
+  await impressionAnswered;
+  await pause();
   for (const share of [0.01, 0.26, 0.51, 0.76]) {
     tracker.setProgress(duration * share);
     await pause();
   }
-  await pause();
   tracker.complete();
   await pause();
   tracker.click(); // fires ClickTracking; "clickthrough" carries the landing page's URL

@@ -65,7 +65,11 @@ CHROMIUM_ARGS = [
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
 SERVER_START_SECONDS = 30
 UPDATE_TIMEOUT_MS = 5000
-POLL_TIMEOUT_MS = 8000  # the executive dashboard polls every 5 s
+# settle(): the page has loaded and no request has been in flight for this long. Playwright's
+# "networkidle" waits 500 ms after the last one, on every page; the pages' own chains (an htmx
+# partial loading the next) follow each other within a few milliseconds.
+QUIET_MS = 150
+POLL_TIMEOUT_MS = 8000  # the executive dashboard polls every 5 s (by default)
 # A player's user agent: scripted clients' (python-requests, curl) events are not counted.
 PLAYER_AGENT = "InterludeTestPlayer/1.0"
 
@@ -152,9 +156,43 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class ForkServer:
+    """The worker's tests/browser/forkserver.py: starts each test's server by forking a
+    process that has already imported the libraries the server needs (see its docstring)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.browser.forkserver"],
+            cwd=settings.BASE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, request: dict) -> dict:
+        if self.process.poll() is not None:
+            pytest.fail(f"The fork server exited ({self.process.returncode})", pytrace=False)
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()  # it stops what still runs, then exits
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def fork_server() -> Iterator[ForkServer]:
+    forks = ForkServer()
+    yield forks
+    forks.close()
+
+
 @pytest.fixture
-def server(world, tmp_path) -> Iterator[Server]:
-    """uvicorn serving config.asgi:application on 127.0.0.1, one process, until the test ends."""
+def server(world, tmp_path, fork_server, request) -> Iterator[Server]:
+    """uvicorn serving config.asgi:application on 127.0.0.1, one process, until the test ends;
+    its CPU is recorded in the test's user_properties (`server_cpu_s`), the process not being
+    pytest's child."""
     port = _free_port()
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -164,23 +202,17 @@ def server(world, tmp_path) -> Iterator[Server]:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
     }
     log = tmp_path / "server.log"
-    command = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    argv = ["config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", "1", "--no-access-log"]
+    start = {"argv": argv, "env": env, "cwd": str(settings.BASE_DIR), "log": str(log)}
+    pid = fork_server.ask({"start": start})["pid"]
     running = Server(url=f"http://127.0.0.1:{port}", log=log)
     try:
         deadline = time.monotonic() + SERVER_START_SECONDS
         while True:
-            if process.poll() is not None:
-                pytest.fail(f"The server exited ({process.returncode}):\n{running.log_tail()}")
+            exited = fork_server.ask({"poll": pid})["status"]
+            if exited is not None:
+                pytest.fail(f"The server exited ({exited}):\n{running.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{running.url}/healthz", timeout=1) as response:
                     if response.status == 200:
@@ -189,15 +221,11 @@ def server(world, tmp_path) -> Iterator[Server]:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"The server did not start in time:\n{running.log_tail()}")
-            time.sleep(0.1)
+            time.sleep(0.05)
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stopped = fork_server.ask({"stop": pid})
+        request.node.user_properties.append(("server_cpu_s", stopped["cpu_s"]))
 
 
 def _post(server: Server, path: str, body: dict, key: str) -> dict:
@@ -244,6 +272,7 @@ def browser_page(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=viewport)
+        count_requests(page)
         try:
             yield page
         except Exception:
@@ -274,3 +303,31 @@ def wait_until(page, expression: str, timeout_ms: int = UPDATE_TIMEOUT_MS) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_ms} ms waiting for: {expression}")
         page.wait_for_timeout(50)
+
+
+def count_requests(page) -> None:
+    """Keeps the page's requests in flight, and when the last one ended, for settle()."""
+    in_flight: set = set()
+    page.requests_in_flight = in_flight
+    page.last_request_ended = time.monotonic()
+
+    def ended(request) -> None:
+        in_flight.discard(request)
+        page.last_request_ended = time.monotonic()
+
+    page.on("request", lambda request: in_flight.add(request))
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+
+
+def settle(page, timeout_ms: int = UPDATE_TIMEOUT_MS) -> None:
+    """Waits until the page has loaded and no request has been in flight for QUIET_MS: its
+    scripts and htmx partials have done their work. Playwright's wait for "networkidle" does
+    the same with 500 ms of quiet."""
+    page.wait_for_load_state("load")
+    deadline = time.monotonic() + timeout_ms / 1000
+    while page.requests_in_flight or time.monotonic() - page.last_request_ended < QUIET_MS / 1000:
+        if time.monotonic() > deadline:
+            pending = [request.url for request in page.requests_in_flight]
+            raise AssertionError(f"still loading after {timeout_ms} ms: {pending}")
+        page.wait_for_timeout(25)

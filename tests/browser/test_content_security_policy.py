@@ -16,7 +16,14 @@ from urllib.parse import urlencode
 import pytest
 
 from ads.models import LineItem
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, wait_until
+from tests.browser.conftest import (
+    UPDATE_TIMEOUT_MS,
+    browser_page,
+    count_requests,
+    log_in,
+    settle,
+    wait_until,
+)
 from tests.factories import PlayerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -86,13 +93,13 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
         expect(page.locator("#reach-preview .form-errors")).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
         page.goto(f"{server.url}/a/{slug}/creatives/")
         page.locator("table a").first.click()
-        page.wait_for_load_state("networkidle")
+        settle(page)
 
         page.goto(f"{server.url}/a/{slug}/insights/")
         page.locator("[data-suggestion]").first.click()
         page.locator("form.insights-form button[type=submit]").click()
         expect(page.locator("[data-answer]").first).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
-        page.wait_for_load_state("networkidle")
+        settle(page)
 
         query = {
             "player": "interlude-web",
@@ -112,7 +119,7 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
         page.goto(f"{server.url}/api/docs/")
         expect(page.locator(".opblock").first).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
         page.locator(".opblock-summary").first.click()
-        page.wait_for_load_state("networkidle")
+        settle(page)
 
         page.goto(f"{server.url}/watch/")
         page.get_by_role("button").first.click()
@@ -122,16 +129,18 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
         page.get_by_role("button", name="Play").first.click()
         expect(page.locator("[data-ad-overlay]")).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
-    with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
-        violations.watch(page)
-        log_in(page, server, world.staff_username, "/staff/")
-        expect(page.locator("[data-staff-socket]")).to_be_visible()
-        page.wait_for_load_state("networkidle")
-        page.goto(f"{server.url}/staff/sessions/")
-        page.wait_for_load_state("networkidle")
-        page.goto(f"{server.url}/admin/")
-        page.goto(f"{server.url}/admin/ads/lineitem/")
-        page.goto(f"{server.url}/admin/ads/lineitem/{line_item.pk}/change/")
-        page.wait_for_load_state("networkidle")
+        # Staff, in a browser context of their own (their own cookies).
+        staff = page.context.browser.new_context(viewport=LAPTOP).new_page()
+        count_requests(staff)
+        violations.watch(staff)
+        log_in(staff, server, world.staff_username, "/staff/")
+        expect(staff.locator("[data-staff-socket]")).to_be_visible()
+        settle(staff)
+        staff.goto(f"{server.url}/staff/sessions/")
+        settle(staff)
+        staff.goto(f"{server.url}/admin/")
+        staff.goto(f"{server.url}/admin/ads/lineitem/")
+        staff.goto(f"{server.url}/admin/ads/lineitem/{line_item.pk}/change/")
+        settle(staff)
 
     assert not violations, "\n".join(violations)

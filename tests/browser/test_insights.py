@@ -10,7 +10,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in
 from tests.factories import PASSWORD
 from tests.insights import world as insights_world
-from tests.insights.stand_in import Slow, StandIn, tool_call
+from tests.insights.stand_in import Held, StandIn, tool_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -65,13 +65,14 @@ def test_the_llm_answer_streams_and_is_checked(chromium, world, tmp_path, monkey
             f"against {impressions['previous']:,} the week before."
         }
 
+    writing = Held(answers_with_the_numbers)  # while the model "writes", the page says why
     script = [
         lambda body: {
             "tool_calls": [
                 tool_call("compare_periods", {"period": "last week", "campaign": "Summer Refresh"})
             ]
         },
-        Slow(2, answers_with_the_numbers),  # while the model "writes", the page says why
+        writing,
     ]
     with StandIn(script) as stand_in:
         monkeypatch.setenv("LLM_BASE_URL", stand_in.base_url)
@@ -84,6 +85,7 @@ def test_the_llm_answer_streams_and_is_checked(chromium, world, tmp_path, monkey
             expect(page.locator(".insights-draft .insights-status")).to_have_text(
                 "Comparing the periods…", timeout=UPDATE_TIMEOUT_MS
             )
+            writing.release()
             answer = page.locator("[data-answer]").first
             expect(answer).to_contain_text("impressions last week", timeout=UPDATE_TIMEOUT_MS)
             expect(answer).to_have_attribute("data-path", "llm")

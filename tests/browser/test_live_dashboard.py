@@ -2,7 +2,8 @@
 ASGI server (uvicorn, WebSockets included). An owner logs in through the form and opens the
 overview; a player posts a decision and its impression to the server's API; the "Today (live)"
 impressions tile changes without a reload. The same for staff on the executive dashboard, whose
-figures htmx polls every few seconds. The server, the world and the browser: conftest.py.
+figures htmx polls every few seconds (every second here: STAFF_DASHBOARD_REFRESH_SECONDS, 5 by
+default). The server, the world and the browser: conftest.py.
 """
 
 import pytest
@@ -19,6 +20,12 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
 ]
+
+
+@pytest.fixture(autouse=True)
+def polls_every_second(monkeypatch):
+    """Read by the server at its start (the server fixture comes after this one)."""
+    monkeypatch.setenv("STAFF_DASHBOARD_REFRESH_SECONDS", "1")
 
 
 def test_the_live_impressions_tile_changes_without_a_reload(chromium, server, world, tmp_path):
@@ -53,7 +60,7 @@ def test_the_executive_dashboard_figures_follow_without_a_reload(chromium, serve
         report = play_an_ad(server, world)
         assert report["accepted"] == 1, report
 
-        # htmx polls every 5 s: the next poll at the latest brings the impression.
+        # htmx polls every second here: the next poll at the latest brings the impression.
         expect(impressions).to_have_text("1", timeout=POLL_TIMEOUT_MS)
         expect(page.locator('[data-figure="fill_rate"]')).to_have_text("100.00%")
         assert page.evaluate("() => window.stillTheSamePage === true"), "the page reloaded"

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from ads.models import Campaign, Creative, LineItem
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, play_an_ad
+from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, play_an_ad, settle
 
 pytestmark = [
     pytest.mark.browser,
@@ -71,7 +71,7 @@ def test_a_newcomers_path_through_the_advertiser_app(chromium, world, server, tm
         for name, path in pages.items():
             response = page.goto(server.url + path)
             assert response is not None and response.status == 200, (name, response)
-            page.wait_for_load_state("networkidle")
+            settle(page)
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
             width = page.evaluate("() => document.documentElement.scrollWidth")
             if width > LAPTOP["width"]:

@@ -4,7 +4,8 @@ each request with the next step of the test's script. The `openai` client talks 
 real HTTP, as it would to any compatible server.
 
 A step is a function of the request body returning a message dict ({"content": ...} or
-{"tool_calls": [...]}), or `Slow(seconds, step)`, or `Fails(status)`.
+{"tool_calls": [...]}), or `Slow(seconds, step)`, or `Held(step)` (answers once the test calls
+its `release()`, or after `at_most_seconds`), or `Fails(status)`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
@@ -24,6 +25,19 @@ USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
 class Slow:
     seconds: float
     step: Callable[[dict], dict]
+
+
+@dataclass
+class Held:
+    """A step that waits for the test, not for the clock: the test sees what the page shows
+    while the model "writes", then releases the answer."""
+
+    step: Callable[[dict], dict]
+    at_most_seconds: float = 10.0
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 @dataclass
@@ -57,6 +71,9 @@ class StandIn:
                 step = stand_in.script.pop(0) if stand_in.script else Fails(500)
                 if isinstance(step, Slow):
                     time.sleep(step.seconds)
+                    step = step.step
+                if isinstance(step, Held):
+                    step.released.wait(step.at_most_seconds)
                     step = step.step
                 if isinstance(step, Fails):
                     self._send(step.status, {"error": {"message": "scripted failure"}})
