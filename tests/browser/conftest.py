@@ -2,7 +2,10 @@
 account, the real ASGI server on a free port of 127.0.0.1 reaching the test's database, a page of
 a fresh headless Chromium, logging in through the form, and a player playing an ad.
 
-The server is a subprocess on the test's database:
+The server is a process of its own on the test's database, forked for each test by the
+worker's fork server (tests/browser/forkserver.py: the libraries the server imports whatever its
+settings are imported there once; Django, the settings and the apps start afresh in each
+server, from the test's environment):
 - PostgreSQL: the test database itself (the tests commit: `transaction=True`), so the server
   sees the world the test made; with REDIS_URL it shares Redis too.
 - SQLite: the test database is in memory, invisible to another process, so the world is copied
@@ -161,9 +164,12 @@ class ForkServer:
     process that has already imported the libraries the server needs (see its docstring)."""
 
     def __init__(self) -> None:
+        # No settings there: its imports must not read any (see its docstring).
+        environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.browser.forkserver"],
             cwd=settings.BASE_DIR,
+            env=environment,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
