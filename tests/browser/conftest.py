@@ -1,6 +1,8 @@
 """What the browser tests share: Chromium (or a skip saying what is missing), a world of one
-account, the real ASGI server on a free port of 127.0.0.1 reaching the test's database, a page of
-a fresh headless Chromium, logging in through the form, and a player playing an ad.
+account, the real ASGI server on a free port of 127.0.0.1 reaching the test's database, a page in
+a fresh context of the worker's headless Chromium (launched once per worker by Playwright's
+`launch-server`; each test connects and gets its own cookies, storage and cache), logging in
+through the form, and a player playing an ad.
 
 The server is a process of its own on the test's database, forked for each test by the
 worker's fork server (tests/browser/forkserver.py: the libraries the server imports whatever its
@@ -23,6 +25,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -55,8 +58,8 @@ from tests.factories import (
 
 CHROMIUM = "/usr/bin/chromium"
 # No first-run work, no background traffic: the browser only ever talks to 127.0.0.1.
+# (Headless: Playwright's launch option.)
 CHROMIUM_ARGS = [
-    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -67,6 +70,7 @@ CHROMIUM_ARGS = [
 ]
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
 SERVER_START_SECONDS = 30
+BROWSER_START_SECONDS = 30
 UPDATE_TIMEOUT_MS = 5000
 # settle(): the page has loaded and no request has been in flight for this long. Playwright's
 # "networkidle" waits 500 ms after the last one, on every page; the pages' own chains (an htmx
@@ -77,9 +81,58 @@ POLL_TIMEOUT_MS = 8000  # the executive dashboard polls every 5 s (by default)
 PLAYER_AGENT = "InterludeTestPlayer/1.0"
 
 
+class BrowserServer:
+    """The worker's Chromium, launched once by Playwright (`playwright launch-server`, with the
+    switches Playwright's own launch uses) and reached by each test over Playwright's protocol:
+    a test gets a context of its own (cookies, storage, cache) in a browser already running."""
+
+    def __init__(self, folder: Path) -> None:
+        config = folder / "launch-server.json"
+        config.write_text(
+            json.dumps({"executablePath": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True})
+        )
+        self.output = folder / "launch-server.out"
+        with self.output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "playwright", "launch-server", "--browser", "chromium"]
+                + ["--config", str(config)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + BROWSER_START_SECONDS
+        while not (endpoint := self.output.read_text().partition("\n")[0]).startswith("ws://"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                pytest.fail(f"Chromium did not start:\n{self.output.read_text()}", pytrace=False)
+            time.sleep(0.05)
+        self.endpoint = endpoint
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        self.process.terminate()  # Playwright closes the browser, then exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # what is left of it
+        self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser_servers(tmp_path_factory) -> Iterator[list[BrowserServer]]:
+    """The worker's Chromium (started by the first browser test that runs; again if it died)."""
+    started: list[BrowserServer] = []
+    yield started
+    for browser in started:
+        browser.close()
+
+
 @pytest.fixture
-def chromium() -> str:
-    """The browser's path, or a skip (a failure with REQUIRE_BROWSER=1) saying what is missing."""
+def chromium(browser_servers, tmp_path_factory) -> str:
+    """The endpoint of the worker's Chromium (BrowserServer), or a skip (a failure with
+    REQUIRE_BROWSER=1) saying what is missing."""
     missing = []
     if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package (requirements/dev.txt)")
@@ -90,7 +143,9 @@ def chromium() -> str:
         if REQUIRE_BROWSER:
             pytest.fail(f"REQUIRE_BROWSER=1 but this test {reason}", pytrace=False)
         pytest.skip(reason)
-    return CHROMIUM
+    if not (browser_servers and browser_servers[-1].running()):
+        browser_servers.append(BrowserServer(tmp_path_factory.mktemp("chromium")))
+    return browser_servers[-1].endpoint
 
 
 @dataclass
@@ -195,10 +250,8 @@ def fork_server() -> Iterator[ForkServer]:
 
 
 @pytest.fixture
-def server(world, tmp_path, fork_server, request) -> Iterator[Server]:
-    """uvicorn serving config.asgi:application on 127.0.0.1, one process, until the test ends;
-    its CPU is recorded in the test's user_properties (`server_cpu_s`), the process not being
-    pytest's child."""
+def server(world, tmp_path, fork_server) -> Iterator[Server]:
+    """uvicorn serving config.asgi:application on 127.0.0.1, one process, until the test ends."""
     port = _free_port()
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -230,8 +283,7 @@ def server(world, tmp_path, fork_server, request) -> Iterator[Server]:
             time.sleep(0.05)
         yield running
     finally:
-        stopped = fork_server.ask({"stop": pid})
-        request.node.user_properties.append(("server_cpu_s", stopped["cpu_s"]))
+        fork_server.ask({"stop": pid})
 
 
 def _post(server: Server, path: str, body: dict, key: str) -> dict:
@@ -272,11 +324,12 @@ def play_an_ad(server: Server, world: World, event_id: str = "browser-e1") -> di
 def browser_page(
     chromium: str, server: Server, tmp_path: Path, viewport: dict | None = None
 ) -> Iterator:
-    """A page of a fresh headless Chromium; on failure, a screenshot and the server's log."""
+    """A page in a fresh context of the worker's headless Chromium (`chromium`: its endpoint);
+    on failure, a screenshot and the server's log."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.connect(chromium)  # closing it closes this test's contexts
         page = browser.new_page(viewport=viewport)
         count_requests(page)
         try:
