@@ -32,7 +32,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -54,47 +53,17 @@ BEAT_MINUTES = 15  # config/settings/celery.py: event-totals-advance
 BEAT = dt.timedelta(minutes=BEAT_MINUTES)
 TAIL_MINUTES = 2 * BEAT_MINUTES
 TAIL = dt.timedelta(minutes=TAIL_MINUTES)
-SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e"
 
 
 def main() -> int:
-    database_name = urlsplit(DATABASE_URL).path.lstrip("/")
-    if "bench" not in database_name:
-        print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
-        return 2
-    unreachable = _scratch.postgres_unreachable(DATABASE_URL)
-    if unreachable:
-        print(f"skipped: {unreachable}")
-        return 0
-    started = time.perf_counter()
-    reusing = REUSE and _scratch.database_exists(DATABASE_URL, database_name)
-    if not reusing:
-        _scratch.recreate_database(DATABASE_URL, database_name)
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DJANGO_DEBUG="false",
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_SECRET_KEY=SECRET_KEY,
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="config.settings",
+    return _scratch.on_scratch_database(
+        DATABASE_URL,
+        _bench,
+        script="bench/heal.py",
+        keep=KEEP,
+        reuse=REUSE,
+        environment={"REDIS_URL": REDIS_URL},
     )
-    try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
-        failures = _bench(reusing)
-    finally:
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not KEEP:
-            _scratch.drop_database(DATABASE_URL, database_name)
-    print(f"\nbench/heal.py done in {time.perf_counter() - started:.0f} s")
-    return 1 if failures else 0
 
 
 def _bench(reusing: bool) -> int:
