@@ -377,6 +377,37 @@ def test_between_the_phases_events_wait_in_the_backlog_and_are_applied_once_afte
     assert store.get_many(spend_keys(line_item, creative)) == [25_000, 25_000, 2, 2]
 
 
+def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
+    served_by_a_server, monkeypatch
+):
+    """A heal that died between its phases (its healing claim expired) left budgets known:
+    reservations bounded by their budgets go on meanwhile. The next heal takes that back
+    before it reads the reservations, so none is made between its reading and its writing
+    (which would be overwritten), and it keeps the ones made before."""
+    from ads.services import events
+
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    reserved = keys.reserved_day(1, timezone.now().date())
+    budget = [Bump(reserved, 12_500, keys.DAY_TTL, 50_000)]
+    assert store.reserve([budget], whole_state=False) == [True]
+    read = events._summed_values
+    refused = []
+
+    def reading(since, **options):
+        with pytest.raises(DeliveryStateUnavailable):
+            store.reserve([budget], whole_state=False)
+        refused.append(since)
+        return read(since, **options)
+
+    monkeypatch.setattr(events, "_summed_values", reading)
+    assert services.counters_heal() is True
+    assert len(refused) == 1
+    assert store.get_many([reserved]) == [12_500]
+    assert store.reserve([budget]) == [True]
+
+
 def test_a_pod_asks_for_the_whole_state_unless_every_slot_serves_on_budgets(world, monkeypatch):
     """The engine tells the store what its pod needs: known budgets are enough only when every
     slot is a CPM line item without frequency caps."""
