@@ -17,7 +17,7 @@ counted twice, no budget or cap spent again):
    the database, in two phases (`counters_rebuild`). Phase 1 writes spend, reservations,
    click-through and live totals (from the event totals and their tail: about a second on a
    busy day) and sets `keys.budgets_known`; phase 2 reads and writes the frequency caps and
-   fatigue buckets (a key per viewer: tens of seconds on a busy day), deletes in the snapshot
+   fatigue buckets (a key per viewer: a minute or two on a busy day), deletes in the snapshot
    the backlog entries the rebuild counted, commits and sets the epoch. Entries committed
    after the snapshot were not counted by the rebuild and are applied by the next drain.
 4. What may be reserved meanwhile, so that the rebuild's values are never overwritten and no
