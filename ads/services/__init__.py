@@ -40,7 +40,7 @@ from ads.services.partitions import (
 )
 from ads.services.players import player_ensure
 from ads.services.recovery import counters_backlog_drain, counters_heal
-from ads.services.totals import event_totals_advance, event_totals_forget
+from ads.services.totals import event_totals_advance
 
 # The CTR trainer imports LightGBM, scikit-learn and pandas: about 1 s of CPU in every process
 # that starts Django (a server, `manage.py`, each test process), where it was imported through
@@ -84,7 +84,6 @@ __all__ = [
     "event_partitions_make",
     "event_partitions_make_ahead",
     "event_totals_advance",
-    "event_totals_forget",
     "event_track",
     "index_changed",
     "events_record",
