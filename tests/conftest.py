@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from _pytest.nodeid import NodeId  # see _GroupsInNodeIds
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -76,6 +77,8 @@ def _use_the_workers_redis() -> None:
 
 
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker
+        config.pluginmanager.register(_GroupsInNodeIds(), "interlude-xdist-groups")
     # The production hasher is slow by design; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     _use_the_workers_redis()
@@ -89,6 +92,9 @@ def pytest_configure(config):
         )
 
 
+# First: pytest-xdist's own hook reads the xdist_group markers that this one adds (run after
+# it, as it was, no test had one and every world was built by both workers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     _one_worker_per_world(items)
     missing = services_missing()
@@ -190,6 +196,23 @@ def _ids_from_the_start() -> None:
     with connection.cursor() as cursor:
         for sql in connection.ops.sequence_reset_sql(no_style(), apps.get_models()):
             cursor.execute(sql)
+
+
+class _GroupsInNodeIds:
+    """pytest-xdist (3.8) tells its controller a test's xdist_group by a suffix on the test's
+    node id ("...::test_name@group"), which it writes to `item._nodeid`; pytest 9.2's node ids
+    are structured and no longer read that attribute, so `--dist loadgroup` silently sent a
+    group's tests to any worker (pytest-xdist issue #1386; a fix is proposed in #1388). After
+    pytest-xdist's own hook, the suffix is written where pytest reads it, when it is missing."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if not getattr(config.option, "loadgroup", False):
+            return
+        for item in items:
+            groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+            if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 def _one_worker_per_world(items) -> None:
