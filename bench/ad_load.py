@@ -13,8 +13,9 @@ impressions and revenue for `none` (full pods), `shorter` (every pod cut) and `e
    (of the sessions that started at least SETTLED before the end, the share that finished
    their title), the same over the sessions that started alike under every policy (a viewer's
    next session waits while one runs, so pods of another length change which sessions start,
-   and when), impressions and revenue (ad spend; clicks' share printed per run), and each
-   against `none`; then how each policy's ads reached the sessions (ads and breaks that
+   and when), impressions and revenue (ad spend; the impressions' (CPM) share apart: the
+   clicks' share, a few dozen clicks a run, is what makes revenue noisy), and each against
+   `none`; then how each policy's ads reached the sessions (ads and breaks that
    played ads per session, share of breaks left empty) and the goal: matched completion up
    ≥ 5 % (relative) at ≤ 2 % revenue lost.
 
@@ -178,6 +179,7 @@ def main() -> None:
                     "impressions": result.impressions,
                     "revenue": sum(value or 0 for value in spent.values()) / 1e6,
                     "click_revenue": (spent.get("click") or 0) / 1e6,
+                    "impression_revenue": (spent.get("impression") or 0) / 1e6,
                     # A viewer's next session waits while one runs, so pods of another length
                     # change which sessions start (and when): the matched completion below
                     # counts only the sessions every policy's run started at the same moment.
@@ -220,11 +222,12 @@ def main() -> None:
     print(f"\nMean over seeds {seeds} ({options.days} days each); change against none per seed")
     print(
         f"  {'policy':30s} {'completion':>10s} {'Δ (rel.)':>16s} {'matched':>10s} "
-        f"{'Δ (rel.)':>16s} {'impressions':>11s} {'Δ':>16s} {'revenue':>9s} {'Δ':>16s}"
+        f"{'Δ (rel.)':>16s} {'impressions':>11s} {'Δ':>16s} {'revenue':>11s} {'Δ':>16s} "
+        f"{'of it CPM':>11s} {'Δ':>16s}"
     )
     for name, _ in runs:
         cells = []
-        for key in ("completion", "matched", "impressions", "revenue"):
+        for key in ("completion", "matched", "impressions", "revenue", "impression_revenue"):
             changes = relative(name, key)
             spread = f"{statistics.mean(changes):+.1%} ±{statistics.pstdev(changes):.1%}"
             value = mean(name, key)
