@@ -858,7 +858,7 @@ def test_a_session_given_lighter_pods_never_finishes_less_of_its_title():
     wherever the full load's was) finishes whenever it finished under the full load."""
     plans = random.Random(7)
     gained = 0
-    for seed in range(1500):
+    for seed in range(1000):
         full = {ad_break.id: plans.randint(0, 3) for ad_break in BREAKS_TITLE.breaks}
         lighter = {break_id: plans.randint(0, ads) for break_id, ads in full.items()}
         under_full = played(seed, PlannedPods(full))
@@ -867,7 +867,7 @@ def test_a_session_given_lighter_pods_never_finishes_less_of_its_title():
         if under_full.completed:
             assert under_lighter.completed, (seed, full, lighter)
         gained += under_lighter.completed and not under_full.completed
-    assert gained > 100  # lighter pods do keep viewers (178 of these 1,500)
+    assert gained > 60  # lighter pods do keep viewers (116 of these 1,000)
 
 
 def test_the_same_ads_in_more_breaks_lose_more_viewers():
@@ -881,8 +881,8 @@ def test_the_same_ads_in_more_breaks_lose_more_viewers():
     in_two = {1: 2, 3: 2}
     in_four = {0: 1, 1: 1, 2: 1, 3: 1}
     completed = {
-        name: sum(played(seed, PlannedPods(ads_at)).completed for seed in range(1500))
+        name: sum(played(seed, PlannedPods(ads_at)).completed for seed in range(1000))
         for name, ads_at in (("none", {}), ("two", in_two), ("four", in_four))
     }
     assert completed["none"] > completed["two"] > completed["four"]
-    assert completed["two"] - completed["four"] > 0.03 * 1500  # 804 against 728
+    assert completed["two"] - completed["four"] > 30  # 518 against 474 (none: 569)
