@@ -213,7 +213,11 @@ def _decide(
     candidates: Sequence[Ranked]
     if model is None:
         candidates = state.candidates(eligible, rng if explored else None)
-    elif model.model.forest is not None and not settings.CTR_SLOT_RANKING:
+    elif (
+        settings.CTR_FOREST_SCORING
+        and not settings.CTR_SLOT_RANKING
+        and model.model.forest is not None
+    ):
         candidates = forest_ranking(
             state, eligible, model.model, context, at, store, rng if explored else None
         )

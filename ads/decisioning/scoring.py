@@ -21,6 +21,7 @@ from ads.learning.features import (
     FORMAT_VERSION,
     fatigue_bucket,
     fatigue_from_buckets,
+    viewer_clock,
 )
 from ml import selectors as ml_selectors
 from ml.models import ModelKind
@@ -89,10 +90,9 @@ def _request_columns(context) -> dict:
     }
 
 
-def rescored_entry(entry: Ranked, pctrs: Sequence[float]) -> Ranked:
-    """A CPC entry with its creatives' posteriors re-centred on the model's `pctrs` (one per
-    creative, in the entry's order), each with the strength its impressions earned (for
-    exploration to sample), best first, and its expected value from the best."""
+def _recentred(entry: Ranked, pctrs) -> list:
+    """The entry's creatives with their posteriors re-centred on `pctrs` (one per creative,
+    in the entry's order), each with the strength its impressions earned, best first."""
     posteriors = []
     for (creative, posterior), pctr in zip(entry.creatives, pctrs, strict=True):
         strength = posterior.alpha + posterior.beta
@@ -103,13 +103,28 @@ def rescored_entry(entry: Ranked, pctrs: Sequence[float]) -> Ranked:
             )
         )
     posteriors.sort(key=lambda pair: (-pair[1].mean, pair[0].id))
+    return posteriors
+
+
+def rescored_entry(entry: Ranked, pctrs: Sequence[float]) -> Ranked:
+    """A CPC entry with its creatives' posteriors re-centred on the model's `pctrs` (one per
+    creative, in the entry's order), each with the strength its impressions earned (for
+    exploration to sample), best first, and its expected value from the best."""
+    posteriors = _recentred(entry, pctrs)
     score = ranking.expected_value(
         is_cpm=False,
         bid=entry.line_item.bid_micros / MICROS,
         pctr=posteriors[0][1].mean,
         pacing_factor=entry.pacing_factor,
     )
-    return replace(entry, score=score, creatives=posteriors)
+    return Ranked(
+        entry.position,
+        entry.line_item,
+        score,
+        entry.pass_probability,
+        posteriors,
+        entry.pacing_factor,
+    )
 
 
 class ForestScoring:
@@ -140,9 +155,10 @@ class ForestScoring:
             serving.genre_offset : serving.genre_offset + len(serving.features.genres)
         ] = True
         self.viewer_columns = ~(self.creative_columns | self.break_columns)
-        self.parts: dict[bool, dict[bytes, np.ndarray]] = {True: {}, False: {}}
-        # creative entry → row of the table; swapped whole (see ServingRows.cache).
-        self.cache: tuple[dict, np.ndarray] = ({}, np.empty((0, forest.trees), dtype=np.uint64))
+        self.parts: dict[bool, dict[tuple, np.ndarray]] = {True: {}, False: {}}
+        # creative entry → column of the table (uint64[tree, creative]: the leaves each
+        # creative's own columns allow); swapped whole (see ServingRows.cache).
+        self.cache: tuple[dict, np.ndarray] = ({}, np.empty((forest.trees, 0), dtype=np.uint64))
 
     def creative_rows(self, creatives) -> np.ndarray:
         """Each creative's row in the table (filled on first sight)."""
@@ -152,28 +168,48 @@ class ForestScoring:
             rows = np.full((len(missing), self.serving.width), np.nan)
             rows[:, self.serving.creative_columns] = self.serving.creative_block(missing)
             added = self.forest.masks(self.forest.agreement(rows, self.creative_columns))
-            slot = {**slot, **{entry: len(table) + n for n, entry in enumerate(missing)}}
-            table = np.vstack([table, added])
+            slot = {**slot, **{entry: table.shape[1] + n for n, entry in enumerate(missing)}}
+            table = np.ascontiguousarray(np.hstack([table, added.T]))
             self.cache = (slot, table)
         return np.fromiter((slot[creative] for creative in creatives), np.intp, len(creatives))
 
-    def _context_part(self, row: np.ndarray, of_break: bool) -> np.ndarray:
-        columns = self.break_columns if of_break else self.viewer_columns
-        parts = self.parts[of_break]
-        key = row[columns].tobytes()
-        masks = parts.get(key)
-        if masks is None:
-            masks = self.forest.masks(self.forest.agreement(row[None, :], columns))[0]
-            if len(parts) >= self.CACHE_SIZE:
-                parts.clear()
-            parts[key] = masks
-        return masks
+    def _context_masks(self, context, at: datetime, fatigue) -> np.ndarray:
+        """uint64[tree]: the leaves the decision's context allows, from two cached parts: the
+        title and break's columns (keyed by their index entries, which an edit replaces), and
+        the viewer's, request's and clock's (keyed by the values they are made from)."""
+        viewer = context.viewer
+        region = context.region
+        viewer_key = (
+            viewer.age_band,
+            viewer.gender,
+            region,
+            context.device,
+            viewer_clock(region, at),
+            fatigue if self.serving.fatigue else None,
+            viewer.id if self.serving.viewer_history else None,
+        )
+        break_key = (context.title, context.ad_break)
+        of_break, of_viewer = self.parts[True].get(break_key), self.parts[False].get(viewer_key)
+        if of_break is None or of_viewer is None:
+            row = self.serving.context_row(_request_columns(context), viewer.id, at, 1, fatigue)[
+                None, :
+            ]
+            for part, key, columns in (
+                (True, break_key, self.break_columns),
+                (False, viewer_key, self.viewer_columns),
+            ):
+                cached = self.parts[part]
+                if len(cached) >= self.CACHE_SIZE:
+                    cached.clear()
+                cached[key] = self.forest.masks(self.forest.agreement(row, columns))[0]
+            of_break, of_viewer = self.parts[True][break_key], self.parts[False][viewer_key]
+        return of_break & of_viewer
 
-    def pctr(self, context_row: np.ndarray, table_rows: np.ndarray) -> np.ndarray:
-        """pCTR of the creatives at `table_rows` in the context of `context_row`."""
-        allowed = self._context_part(context_row, True) & self._context_part(context_row, False)
+    def pctr(self, context, at: datetime, table_rows: np.ndarray, fatigue=None) -> np.ndarray:
+        """pCTR at position 1 of the creatives at `table_rows` for the decision's `context`."""
         _, table = self.cache
-        raw = self.forest.raw_from_masks(table[table_rows] & allowed)
+        reached = table[:, table_rows] & self._context_masks(context, at, fatigue)[:, None]
+        raw = self.forest.raw_from_masks(reached)
         return self.model.calibrated(self.forest.probability(raw))
 
 
@@ -191,6 +227,7 @@ class _StateArrays:
     strength: np.ndarray  # the creative's posterior strength (alpha + beta)
     impressions: np.ndarray
     creative_ids: np.ndarray
+    counts: np.ndarray  # per ranked entry: its creatives here (CPM: none)
     bid: np.ndarray  # per ranked entry
     pacing_factor: np.ndarray
     is_cpc: np.ndarray
@@ -216,6 +253,7 @@ class _StateArrays:
             strength=np.array(strength, dtype=np.float64),
             impressions=np.array(impressions, dtype=np.int64),
             creative_ids=np.array([creative.id for creative in creatives], dtype=np.int64),
+            counts=np.bincount(np.array(owner, dtype=np.intp), minlength=len(ranked)),
             bid=np.array([entry.line_item.bid_micros / MICROS for entry in ranked]),
             pacing_factor=np.array([entry.pacing_factor for entry in ranked]),
             is_cpc=np.array([not entry.line_item.is_cpm for entry in ranked], dtype=bool),
@@ -277,34 +315,27 @@ def forest_ranking(
     scores = ranked.scores[chosen]
     alpha, beta = ranked.alpha[chosen], ranked.beta[chosen]
     explorable = np.zeros(len(chosen), dtype=bool)
-    pctrs: dict[int, list[float]] = {}  # per CPC candidate's place in `ranked`
+    owner, pctr = np.empty(0, dtype=np.intp), np.empty(0)  # the CPC creatives scored
     cpc = arrays.is_cpc[chosen]
     if cpc.any():
+        places = chosen[cpc]  # the CPC candidates' places in `ranked`, ascending
         selected = np.zeros(len(state.ranked), dtype=bool)
-        selected[chosen[cpc]] = True
-        flat = np.flatnonzero(selected[arrays.owner])
+        selected[places] = True
+        flat = np.flatnonzero(selected[arrays.owner])  # their creatives, entry after entry
+        owner = arrays.owner[flat]
+        starts = np.cumsum(arrays.counts[places]) - arrays.counts[places]
         fatigue = viewer_fatigue(store, context.viewer.id, at) if model.features.fatigue else None
-        context_row = scoring.serving.context_row(
-            _request_columns(context), context.viewer.id, at, 1, fatigue
-        )
-        pctr = scoring.pctr(context_row, arrays.table_rows[flat])
+        pctr = scoring.pctr(context, at, arrays.table_rows[flat], fatigue)
         strength = arrays.strength[flat]
         # As rescored_entry computes them: the re-centred posterior and its mean.
         creative_alpha, creative_beta = pctr * strength, (1 - pctr) * strength
         mean = creative_alpha / (creative_alpha + creative_beta)
-        owner = arrays.owner[flat]
-        best = np.lexsort((arrays.creative_ids[flat], -mean, owner))
-        best = best[np.flatnonzero(np.r_[True, owner[best][1:] != owner[best][:-1]])]
-        places = owner[best]  # ascending: the CPC candidates in `chosen` order
-        values = arrays.bid[places] * mean[best] * 1000 * arrays.pacing_factor[places]
-        scores[cpc] = values
-        alpha[cpc], beta[cpc] = creative_alpha[best], creative_beta[best]
-        explorable[cpc] = arrays.impressions[flat][best] < ranking.EXPLORE_BELOW_IMPRESSIONS
-        starts = np.searchsorted(owner, places)
-        ends = np.r_[starts[1:], len(owner)]
-        pctr_list = pctr.tolist()
-        for place, start, end in zip(places.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            pctrs[place] = pctr_list[start:end]
+        best_mean = np.maximum.reduceat(mean, starts)
+        scores[cpc] = arrays.bid[places] * best_mean * 1000 * arrays.pacing_factor[places]
+        if explore_rng is not None:  # the best creative's posterior (ties: the lower id)
+            best = np.lexsort((arrays.creative_ids[flat], -mean, owner))[starts]
+            alpha[cpc], beta[cpc] = creative_alpha[best], creative_beta[best]
+            explorable[cpc] = arrays.impressions[flat[best]] < ranking.EXPLORE_BELOW_IMPRESSIONS
     line_item_ids = ranked.line_item_ids[chosen]
     order = np.lexsort((line_item_ids, -scores))
     if explore_rng is not None and len(order):
@@ -323,8 +354,10 @@ def forest_ranking(
     def make(number: int) -> Ranked:
         place = places[number]
         entry = state.ranked[place]
-        found = pctrs.get(place)
-        return entry if found is None else rescored_entry(entry, found)
+        if entry.line_item.is_cpm:
+            return entry
+        start = int(np.searchsorted(owner, place))
+        return rescored_entry(entry, pctr[start : start + len(entry.creatives)].tolist())
 
     return LazyRanking(len(places), make)
 
@@ -385,18 +418,7 @@ def rank_by_slot(
         entry = head[number]
         scored = tables.get(number)
         if scored is not None:
-            posteriors = []
-            for (creative, posterior), pctr in zip(entry.creatives, scored[slot], strict=True):
-                strength = posterior.alpha + posterior.beta
-                posteriors.append(
-                    (
-                        creative,
-                        ranking.Posterior(
-                            pctr * strength, (1 - pctr) * strength, posterior.impressions
-                        ),
-                    )
-                )
-            posteriors.sort(key=lambda pair: (-pair[1].mean, pair[0].id))
+            posteriors = _recentred(entry, scored[slot])
             entry = replace(entry, score=float(values[number, slot]), creatives=posteriors)
         ordered.append(entry)
     ordered += [entry for number, entry in enumerate(head) if not taken[number]]

@@ -51,6 +51,7 @@ class CompiledForest:
     sigmoid: float
 
     def __post_init__(self) -> None:
+        self.trees = int(self.leaf_trees[-1]) + 1 if len(self.leaf_trees) else 0
         # Paths are stored leaf after leaf: each leaf's tests are one run of the arrays (a
         # root leaf, a tree of one leaf, has none and is always reached).
         self.step_index = 2 * self.path_nodes + (~self.path_left).astype(np.intp)
@@ -62,8 +63,10 @@ class CompiledForest:
         if len(self.leaf_bits) and self.leaf_bits.max() >= 64:
             raise ValueError("A tree has more than 64 leaves.")
         self.leaf_masks = np.left_shift(np.uint64(1), self.leaf_bits.astype(np.uint64))
-        self.value_table = np.zeros((self.trees, 64))
-        self.value_table[self.leaf_trees, self.leaf_bits] = self.leaf_values
+        value_table = np.zeros((self.trees, 64))
+        value_table[self.leaf_trees, self.leaf_bits] = self.leaf_values
+        self.value_table_flat = value_table.ravel()
+        self.tree_offsets = (64 * np.arange(self.trees))[:, None]
 
     @classmethod
     def from_booster(cls, booster) -> CompiledForest:
@@ -126,10 +129,6 @@ class CompiledForest:
             sigmoid=sigmoid,
         )
 
-    @property
-    def trees(self) -> int:
-        return int(self.leaf_trees[-1]) + 1 if len(self.leaf_trees) else 0
-
     def goes_left(self, rows: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """bool[row, node]: whether each row goes left at each of `nodes`."""
         values = rows[:, self.features[nodes]]
@@ -170,18 +169,21 @@ class CompiledForest:
         return reached
 
     def masks(self, agreement: np.ndarray) -> np.ndarray:
-        """uint64[row, tree]: bool[row, leaf] as one word a tree, bit i its i-th leaf."""
+        """uint64[row, tree]: bool[row, leaf] as one word a tree, bit i its i-th leaf of the
+        tree."""
         bits = np.where(agreement, self.leaf_masks, np.uint64(0))
         return np.bitwise_or.reduceat(bits, self.tree_starts, axis=1)
 
     def raw_from_masks(self, reached: np.ndarray) -> np.ndarray:
-        """The raw score of each row of uint64[row, tree] (one bit, the leaf reached, per
+        """The raw score of each column of uint64[tree, row] (one bit, the leaf reached, per
         tree): the leaves' values summed tree by tree from 0.0, as LightGBM sums them."""
         if not self.trees:
-            return np.zeros(len(reached))
+            return np.zeros(reached.shape[1])
         leaf = np.bitwise_count(reached - np.uint64(1))  # the set bit's number
-        per_tree = self.value_table[np.arange(self.trees), leaf]
-        return np.cumsum(per_tree, axis=1)[:, -1]
+        values = np.ascontiguousarray(self.value_table_flat[leaf + self.tree_offsets])
+        # A sum over the outer axis of a C-ordered array adds its rows one after the other
+        # (numpy sums pairwise only along the contiguous axis): tree by tree, as the booster.
+        return values.sum(axis=0)
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """The booster's output for a raw score: its binary objective's sigmoid, with the C
@@ -191,6 +193,5 @@ class CompiledForest:
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         """The raw score of whole rows."""
-        return self.raw_from_masks(
-            self.masks(self.agreement(rows, np.ones(rows.shape[1], dtype=bool)))
-        )
+        masks = self.masks(self.agreement(rows, np.ones(rows.shape[1], dtype=bool)))
+        return self.raw_from_masks(np.ascontiguousarray(masks.T))
