@@ -208,7 +208,9 @@ class ForestScoring:
     def pctr(self, context, at: datetime, table_rows: np.ndarray, fatigue=None) -> np.ndarray:
         """pCTR at position 1 of the creatives at `table_rows` for the decision's `context`."""
         _, table = self.cache
-        reached = table[:, table_rows] & self._context_masks(context, at, fatigue)[:, None]
+        reached = (
+            table.take(table_rows, axis=1) & self._context_masks(context, at, fatigue)[:, None]
+        )
         raw = self.forest.raw_from_masks(reached)
         return self.model.calibrated(self.forest.probability(raw))
 

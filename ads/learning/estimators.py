@@ -112,7 +112,8 @@ class CtrModel:
         """pCTR from the estimator's scores (probabilities before calibration)."""
         if self.calibrator is None:
             return scores
-        return np.clip(self.calibrator.predict(scores), 1e-6, 1 - 1e-6)
+        # np.clip's own values, without its wrapper's cost (a tenth of a decision's scoring).
+        return np.minimum(np.maximum(self.calibrator.predict(scores), 1e-6), 1 - 1e-6)
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Scores of rows after the training window (history: the window's totals)."""

@@ -180,7 +180,7 @@ class CompiledForest:
         if not self.trees:
             return np.zeros(reached.shape[1])
         leaf = np.bitwise_count(reached - np.uint64(1))  # the set bit's number
-        values = np.ascontiguousarray(self.value_table_flat[leaf + self.tree_offsets])
+        values = np.ascontiguousarray(self.value_table_flat.take(leaf + self.tree_offsets))
         # A sum over the outer axis of a C-ordered array adds its rows one after the other
         # (numpy sums pairwise only along the contiguous axis): tree by tree, as the booster.
         return values.sum(axis=0)
