@@ -262,6 +262,26 @@ class _StateArrays:
         )
 
 
+class _Rescored(Ranked):
+    """A CPC entry as `rescored_entry` makes it, with the score computed with the arrays
+    (the same double), whose creatives are re-centred when first read: the pod's walk passes
+    over many entries on their line item alone (an advertiser already in the pod)."""
+
+    def __init__(self, entry: Ranked, score: float, pctrs: np.ndarray) -> None:
+        self.position = entry.position
+        self.line_item = entry.line_item
+        self.score = score
+        self.pass_probability = entry.pass_probability
+        self.pacing_factor = entry.pacing_factor
+        self._entry, self._pctrs = entry, pctrs
+
+    def __getattr__(self, name: str):
+        if name != "creatives":
+            raise AttributeError(name)
+        self.creatives = _recentred(self._entry, self._pctrs.tolist())
+        return self.creatives
+
+
 class LazyRanking(Sequence[Ranked]):
     """Ranked entries in a known order, each made when first reached: a pod walks a few dozen
     of a few hundred candidates, and a CPC entry's re-centred posteriors cost more than its
@@ -352,6 +372,7 @@ def forest_ranking(
             )
         ]
     places = chosen[order].tolist()
+    values = scores[order].tolist()
 
     def make(number: int) -> Ranked:
         place = places[number]
@@ -359,7 +380,7 @@ def forest_ranking(
         if entry.line_item.is_cpm:
             return entry
         start = int(np.searchsorted(owner, place))
-        return rescored_entry(entry, pctr[start : start + len(entry.creatives)].tolist())
+        return _Rescored(entry, values[number], pctr[start : start + len(entry.creatives)])
 
     return LazyRanking(len(places), make)
 
