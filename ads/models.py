@@ -632,8 +632,8 @@ class CounterBacklog(models.Model):
 
 
 class EventTotal(models.Model):
-    """The events of one creative and type, ever, as far as `EventTotalMark.covered_before`
-    (decisions before it): the part of lifetime spend and click-through that a counter rebuild
+    """The events of one creative and type, ever, as far as `EventTotalMark.covered_through`
+    (events with ids up to it): the part of lifetime spend and click-through that a counter rebuild
     reads here instead of summing the whole event table (`ads.services.totals`). Kept by the
     beat task `event_totals_advance_task`; outlives the partitions that retention drops, so a
     lifetime budget is not forgotten with its old events."""
@@ -665,7 +665,7 @@ class EventTotal(models.Model):
 
 class EventDayTotal(models.Model):
     """The events of one creative and type that occurred on one day in its account's time zone
-    (`local_day`) and one UTC day, as far as `EventTotalMark.covered_before`: the part of the
+    (`local_day`) and one UTC day, as far as `EventTotalMark.covered_through`: the part of the
     daily spend and the live totals a counter rebuild reads here. Only the last days are kept
     (`ads.services.totals.DAYS_KEPT`)."""
 
@@ -705,12 +705,15 @@ class EventDayTotal(models.Model):
 
 
 class EventTotalMark(models.Model):
-    """One row: the event totals hold every event decided before `covered_before` (a time
-    after which no such event can still be stored: its token expired), and their day rows
-    are complete from `days_from` on."""
+    """One row: the event totals hold every event with an id up to `covered_through` (None:
+    nothing summed yet), and their day rows are complete from `days_from` on; `seen_through` is
+    the largest id stored at `seen_at`, summed by the first run SEAL_MARGIN later
+    (`ads.services.totals`)."""
 
-    covered_before = models.DateTimeField()
-    days_from = models.DateField()
+    covered_through = models.BigIntegerField(null=True)
+    seen_through = models.BigIntegerField()
+    seen_at = models.DateTimeField()
+    days_from = models.DateField(null=True)
 
     def __str__(self) -> str:
-        return f"event totals before {self.covered_before}"
+        return f"event totals through id {self.covered_through}"

@@ -6,7 +6,13 @@ throwaway simulated world on SQLite (seeded, simulated, forgotten and simulated 
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
+
+SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e"
 
 
 def maintenance_url(database_url: str) -> str:
@@ -55,6 +61,59 @@ def recreate_database(database_url: str, name: str) -> None:
     drop_database(database_url, name)
     with psycopg.connect(maintenance_url(database_url), autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def on_scratch_database(
+    database_url: str,
+    bench: Callable[[bool], int],
+    *,
+    script: str,
+    keep: bool,
+    reuse: bool,
+    environment: dict[str, str] | None = None,
+) -> int:
+    """Run `bench(reusing)` in Django on a scratch PostgreSQL database, migrated: made afresh
+    (or, with `reuse`, the one a run with `keep` left), dropped afterwards unless `keep`. The
+    database's name must say "bench" (it is dropped); a PostgreSQL out of reach skips (0).
+    Returns the process's exit code: 1 when `bench` reports failures."""
+    database_name = urlsplit(database_url).path.lstrip("/")
+    if "bench" not in database_name:
+        print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
+        return 2
+    unreachable = postgres_unreachable(database_url)
+    if unreachable:
+        print(f"skipped: {unreachable}")
+        return 0
+    started = time.perf_counter()
+    reusing = reuse and database_exists(database_url, database_name)
+    if not reusing:
+        recreate_database(database_url, database_name)
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1
+        DJANGO_SECRET_KEY=SECRET_KEY,
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        **(environment or {}),
+    )
+    failures = 0
+    try:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+        failures = bench(reusing)
+    finally:
+        if "django.db" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        if not keep:
+            drop_database(database_url, database_name)
+    print(f"\n{script} done in {time.perf_counter() - started:.0f} s")
+    return 1 if failures else 0
 
 
 def cpu_model() -> str:

@@ -7,8 +7,10 @@ creatives, 50,000 viewers), then PostgreSQL writes the events of the 24 hours be
 INSERT … SELECT … FROM generate_series, spread evenly, in time order as ingestion stores them),
 the secondary indexes rebuilt after the load, VACUUM ANALYZE. Then:
 
-1. the beat task's first run (`event_totals_advance`: sums every event decided before the
-   sealed hour, TOKEN_TTL + 15 min back) and a run a quarter of an hour later (the next hour);
+1. the beat task's run that sums the table (`event_totals_advance`: every event up to the id
+   its run half an hour earlier noted, as that run would have noted it: the fill stores events
+   in decision order); the tail is then the events stored in the last 30 minutes, the most a
+   rebuild reads with the task every 15 minutes (it sums what it noted on its previous run);
 2. the rebuild's spend, click-through and live totals (`_summed_values`) from the totals and
    the tail (three times, the best printed), then by the scan (once), and whether they agree;
 3. the rest of the rebuild's reads for the record (frequency caps today, fatigue buckets: one
@@ -30,7 +32,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -48,47 +49,21 @@ REUSE = os.environ.get("BENCH_HEAL_REUSE") == "1"
 WITH_REDIS = os.environ.get("BENCH_HEAL_REDIS") == "1"
 REDIS_URL = os.environ.get("BENCH_HEAL_REDIS_URL", "redis://127.0.0.1:6379/11")
 TARGET_SECONDS = 2.0
-SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e"
+BEAT_MINUTES = 15  # config/settings/celery.py: event-totals-advance
+BEAT = dt.timedelta(minutes=BEAT_MINUTES)
+TAIL_MINUTES = 2 * BEAT_MINUTES
+TAIL = dt.timedelta(minutes=TAIL_MINUTES)
 
 
 def main() -> int:
-    database_name = urlsplit(DATABASE_URL).path.lstrip("/")
-    if "bench" not in database_name:
-        print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
-        return 2
-    unreachable = _scratch.postgres_unreachable(DATABASE_URL)
-    if unreachable:
-        print(f"skipped: {unreachable}")
-        return 0
-    started = time.perf_counter()
-    reusing = REUSE and _scratch.database_exists(DATABASE_URL, database_name)
-    if not reusing:
-        _scratch.recreate_database(DATABASE_URL, database_name)
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DJANGO_DEBUG="false",
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_SECRET_KEY=SECRET_KEY,
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="config.settings",
+    return _scratch.on_scratch_database(
+        DATABASE_URL,
+        _bench,
+        script="bench/heal.py",
+        keep=KEEP,
+        reuse=REUSE,
+        environment={"REDIS_URL": REDIS_URL},
     )
-    try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
-        failures = _bench(reusing)
-    finally:
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not KEEP:
-            _scratch.drop_database(DATABASE_URL, database_name)
-    print(f"\nbench/heal.py done in {time.perf_counter() - started:.0f} s")
-    return 1 if failures else 0
 
 
 def _bench(reusing: bool) -> int:
@@ -113,18 +88,20 @@ def _bench(reusing: bool) -> int:
         _fill(now)
     print(_summary(now), flush=True)
 
+    noted = _note(now - TAIL)
     with _cpu.Meter() as meter:
         began = time.perf_counter()
         covered = event_totals_advance(at=now)
         first = time.perf_counter() - began
+    assert covered == noted, (covered, noted)
     print(
-        f"\nBeat task, first run (sums every event decided before {covered:%H:%M} UTC): "
-        f"{first:.1f} s, {EventTotal.objects.count():,} lifetime rows, "
-        f"{EventDayTotal.objects.count():,} day rows  ({meter.usage.describe()})"
+        f"\nBeat task, the run that sums the table (every event stored by "
+        f"{now - TAIL:%H:%M} UTC, through id {covered:,}): {first:.1f} s, "
+        f"{EventTotal.objects.count():,} lifetime rows, {EventDayTotal.objects.count():,} day "
+        f"rows  ({meter.usage.describe()})"
     )
-    mark = EventTotalMark.objects.get()
-    tail = AdEvent.objects.filter(decided_at__gte=mark.covered_before).count()
-    print(f"Tail: {tail:,} events decided from {mark.covered_before:%H:%M} UTC on")
+    tail = AdEvent.objects.filter(id__gt=covered).count()
+    print(f"Tail: {tail:,} events stored after id {covered:,} (the last {TAIL_MINUTES} minutes)")
 
     since = now - dt.timedelta(days=2)
     runs: dict[str, list[float]] = {"totals + tail": [], "scan of the table": []}
@@ -151,11 +128,13 @@ def _bench(reusing: bool) -> int:
         + f" (the scan: {min(runs['scan of the table']):.2f} s)"
     )
 
+    noted = _note(now - BEAT)
     began = time.perf_counter()
-    later = event_totals_advance(at=now + dt.timedelta(hours=1))
+    later = event_totals_advance(at=now)
+    assert later == noted, (later, noted)
     print(
-        f"\nBeat task, an hour later (adds the hour up to {later:%H:%M}): "
-        f"{time.perf_counter() - began:.2f} s"
+        f"\nBeat task, a run in steady state (sums the {BEAT_MINUTES} minutes its previous run "
+        f"noted, through id {later:,}): {time.perf_counter() - began:.2f} s"
     )
 
     print("\nThe rebuild's other reads (unchanged: one key per viewer):")
@@ -166,6 +145,20 @@ def _bench(reusing: bool) -> int:
     if WITH_REDIS:
         _whole_rebuild()
     return 0 if same else 1
+
+
+def _note(at: dt.datetime) -> int:
+    """What the beat task's run at `at` noted: the largest id stored then (the events are stored
+    in decision order, so: that of the last one decided before it)."""
+    from django.db.models import Max
+
+    from ads.models import AdEvent, EventTotalMark
+
+    seen = AdEvent.objects.filter(decided_at__lt=at).aggregate(last=Max("id"))["last"]
+    mark = EventTotalMark.objects.first() or EventTotalMark()
+    mark.seen_through, mark.seen_at = seen, at
+    mark.save()
+    return seen
 
 
 def _whole_rebuild() -> None:

@@ -30,7 +30,6 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -47,48 +46,12 @@ KEEP = os.environ.get("BENCH_ROLLUP_KEEP") == "1"
 REUSE = os.environ.get("BENCH_ROLLUP_REUSE") == "1"
 DAY = dt.date(2026, 6, 10)
 TARGET_SECONDS = 30.0
-SECRET_KEY = "bench-only-secret-key-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e"
 
 
 def main() -> int:
-    database_name = urlsplit(DATABASE_URL).path.lstrip("/")
-    if "bench" not in database_name:
-        print(f"refused: {database_name!r} is dropped each run, so its name must say 'bench'")
-        return 2
-    unreachable = _scratch.postgres_unreachable(DATABASE_URL)
-    if unreachable:
-        print(f"skipped: {unreachable}")
-        return 0
-    started = time.perf_counter()
-    reusing = REUSE and _scratch.database_exists(DATABASE_URL, database_name)
-    if not reusing:
-        _scratch.recreate_database(DATABASE_URL, database_name)
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        DJANGO_DEBUG="false",
-        DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on 127.0.0.1
-        DJANGO_SECRET_KEY=SECRET_KEY,
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="config.settings",
+    return _scratch.on_scratch_database(
+        DATABASE_URL, _bench, script="bench/rollups.py", keep=KEEP, reuse=REUSE
     )
-    failures = 0
-    try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
-        print(_machine(), flush=True)
-        failures = _bench(reusing)
-    finally:
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not KEEP:
-            _scratch.drop_database(DATABASE_URL, database_name)
-    print(f"\nbench/rollups.py done in {time.perf_counter() - started:.0f} s")
-    return 1 if failures else 0
 
 
 def _bench(reusing: bool) -> int:
@@ -99,6 +62,7 @@ def _bench(reusing: bool) -> int:
     from analytics.models import DailyBreakdown, DailyDelivery
     from catalog.models import Title, Viewer
 
+    print(_machine(), flush=True)
     if reusing and AdEvent.objects.exists():
         print("Reusing the kept database and its events")
         with connection.cursor() as cursor:

@@ -41,7 +41,7 @@ from ads.services.partitions import (
 )
 from ads.services.players import player_ensure
 from ads.services.recovery import counters_backlog_drain, counters_heal
-from ads.services.totals import event_totals_advance, event_totals_forget
+from ads.services.totals import event_totals_advance
 
 __all__ = [
     "SYSTEM",
@@ -71,7 +71,6 @@ __all__ = [
     "event_partitions_make",
     "event_partitions_make_ahead",
     "event_totals_advance",
-    "event_totals_forget",
     "event_track",
     "index_changed",
     "events_record",

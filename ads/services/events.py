@@ -39,12 +39,7 @@ from ads.services.recovery import (
     backlog_write,
     retried_on_lost_connection,
 )
-from ads.services.totals import (
-    TotalsRead,
-    event_totals_forget,
-    stores_sealed_events,
-    totals_read,
-)
+from ads.services.totals import TotalsRead, totals_read
 from catalog import selectors as catalog_selectors
 from catalog.models import AdBreak, Title, Viewer
 from config.publish import Publisher
@@ -235,8 +230,6 @@ def _store(
                 outcomes[item.position] = _outcome("duplicate", "replayed", item, events)
         bumps, advertiser_ids = _event_bumps(accepted)
         backlog_id = backlog_write(bumps=bumps)
-        if stores_sealed_events((item.claim.issued_at for item in accepted), at=timezone.now()):
-            event_totals_forget()  # history written behind the totals: they sum it again
     return _Stored(accepted, backlog_id, bumps, advertiser_ids)
 
 

@@ -1,26 +1,27 @@
-"""Event totals: the event table summed per creative and type (ever, and per day), up to a
-point in time, so that a counter rebuild reads these rows plus the tail of events after that
-point instead of the whole table (`ads.services.events.counters_rebuild`).
+"""Event totals: the event table summed per creative and type (ever, and per day), up to an
+event id, so that a counter rebuild reads these rows plus the tail of events stored after them
+instead of the whole table (`ads.services.events.counters_rebuild`).
 
 Why here and not analytics' rollups: ads may not import analytics (DESIGN.md's layers), and the
 rollups are per account-local day of *occurrence*, recomputed by the intraday task: an event
 stored after its day's last rollup (it may arrive up to TOKEN_TTL after its decision) is missing
-from them, and nothing says which rows are final. These totals are cut on the events' decision
-time instead, the partition key: ingestion refuses a token older than TOKEN_TTL, so once
-`covered_before` lies TOKEN_TTL + CLOCK_SKEW + SEAL_MARGIN in the past, no event decided before
-it can still be stored. The totals of [0, covered_before) are final when they are written, and
-the tail is `decided_at >= covered_before` (the last few hours: partition pruning and a BRIN
-index on `decided_at` read only those pages).
+from them, and nothing says which rows are final.
 
-Exactness: totals + tail equal the full scan as long as every event decided before
-`covered_before` was stored before the beat task summed it. Two writers break that rule and
-say so: a loader of history (`events_record(at=<the past>)`), whose insert drops the totals
-(`event_totals_forget`, in its own transaction) so that the next run sums the table again; and
-a request that spent longer than SEAL_MARGIN between checking its token and committing.
-Differences by design: the totals keep the events of partitions that retention dropped (a
-lifetime budget must not forget them; the full scan does); a day row keeps the local day of
-the account's time zone when it was summed (an account that changes zone sees its last days
-by the old one).
+Why an id and not a time: events get their ids from one sequence as they are stored, so "every
+event with an id up to N" is a set that no later write changes, once every transaction that
+took an id up to N has ended. The beat task notes the largest id stored (`seen_through`) and,
+on a later run at least SEAL_MARGIN after that, sums the events up to it: a batch commits well
+within SEAL_MARGIN of taking its ids (requests time out before), so by then none of them can
+still appear. The tail a rebuild reads is `id > covered_through`: what was stored since the
+previous run but one (about half an hour at the beat's quarter hour, however late each event's
+decision was), found through each partition's primary key index. A loader of history needs no
+care: its events get new ids, land in the tail and are summed by the next runs.
+
+Exactness: totals + tail equal the full scan as long as no transaction held an event id for
+longer than SEAL_MARGIN. Differences by design: the totals keep the events of partitions that
+retention dropped (a lifetime budget must not forget them; the full scan does); a day row keeps
+the local day of the account's time zone when it was summed (an account that changes zone sees
+its last days by the old one).
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from ads.delivery.tokens import CLOCK_SKEW, TOKEN_TTL
 from ads.models import AdEvent, Advertiser, EventDayTotal, EventTotal, EventTotalMark
 
-# A batch commits within this long of checking its tokens (requests time out well before).
+# A batch commits within this long of taking its event ids (requests time out well before).
 SEAL_MARGIN = timedelta(minutes=10)
-# Days of day rows kept before `covered_before` (a rebuild reads the last two).
+# Days of day rows kept (a rebuild reads the last two).
 DAYS_KEPT = 7
 LOCK_KEY = 5_0002  # the advisory lock of the beat task (PostgreSQL)
 
@@ -56,24 +56,19 @@ class Grouped(NamedTuple):
     cost_micros: int
 
 
-def sealed_before(at: datetime) -> datetime:
-    """The latest whole hour before which no event can still be stored at `at`."""
-    limit = at.astimezone(UTC) - TOKEN_TTL - CLOCK_SKEW - SEAL_MARGIN
-    return limit.replace(minute=0, second=0, microsecond=0)
-
-
-def events_grouped(start: datetime | None, end: datetime | None) -> list[Grouped]:
-    """The events decided in [start, end) (None: unbounded), counted and summed per creative,
-    type, local day (the account's zone) and UTC day of occurrence. One pass on PostgreSQL (the
-    decision-time bounds prune partitions); one grouped query per time zone on SQLite."""
+def events_grouped(after_id: int | None, through_id: int | None) -> list[Grouped]:
+    """The events with `after_id < id <= through_id` (None: unbounded), counted and summed per
+    creative, type, local day (the account's zone) and UTC day of occurrence. One pass on
+    PostgreSQL (an id range is an index range in each partition); one grouped query per time
+    zone on SQLite."""
     if connection.vendor == "postgresql":
         where, params = [], []
-        if start is not None:
-            where.append("e.decided_at >= %s")
-            params.append(start)
-        if end is not None:
-            where.append("e.decided_at < %s")
-            params.append(end)
+        if after_id is not None:
+            where.append("e.id > %s")
+            params.append(after_id)
+        if through_id is not None:
+            where.append("e.id <= %s")
+            params.append(through_id)
         sql = (
             "SELECT e.advertiser_id, e.line_item_id, e.creative_id, e.event_type, "
             "(e.occurred_at AT TIME ZONE a.timezone)::date, "
@@ -87,10 +82,10 @@ def events_grouped(start: datetime | None, end: datetime | None) -> list[Grouped
             cursor.execute(sql, params)
             return [Grouped(*row) for row in cursor.fetchall()]
     events = AdEvent.objects.all()
-    if start is not None:
-        events = events.filter(decided_at__gte=start)
-    if end is not None:
-        events = events.filter(decided_at__lt=end)
+    if after_id is not None:
+        events = events.filter(id__gt=after_id)
+    if through_id is not None:
+        events = events.filter(id__lte=through_id)
     rows = []
     for zone in sorted(set(Advertiser.objects.values_list("timezone", flat=True))):
         grouped = (
@@ -111,31 +106,32 @@ def events_grouped(start: datetime | None, end: datetime | None) -> list[Grouped
     return rows
 
 
-def event_totals_advance(*, at: datetime | None = None) -> datetime | None:
-    """Add the events decided since `covered_before` up to the sealed hour to the totals (the
-    first run sums the whole table) and drop day rows older than DAYS_KEPT; returns the new
-    `covered_before` (None when nothing was sealed yet). One run at a time (an advisory lock on
-    PostgreSQL); the sums and the mark move in one transaction."""
-    target = sealed_before(at or timezone.now())
+def event_totals_advance(*, at: datetime | None = None) -> int | None:
+    """Add the events up to the id noted by an earlier run at least SEAL_MARGIN before `at`
+    to the totals (the first such run sums the whole table up to it), drop day rows older than
+    DAYS_KEPT, and note the largest id stored now for a later run (once the last note is
+    summed). Returns the id the totals reach (None until a note was old enough to be summed).
+    One run at a time (an advisory lock on PostgreSQL); the sums and the mark move in one
+    transaction."""
+    now = at or timezone.now()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
         mark = EventTotalMark.objects.select_for_update().first()
-        if mark is not None and mark.covered_before >= target:
-            return mark.covered_before
-        start = mark.covered_before if mark is not None else None
-        _add(events_grouped(start, target))
-        days_from = target.date() - timedelta(days=DAYS_KEPT)
-        # Rows of UTC days before days_from - 1 hold no local day from days_from on.
-        EventDayTotal.objects.filter(utc_day__lt=days_from - timedelta(days=1)).delete()
         if mark is None:
-            EventTotalMark.objects.create(covered_before=target, days_from=days_from)
-        else:
-            mark.covered_before = target
-            mark.days_from = max(mark.days_from, days_from)
-            mark.save(update_fields=["covered_before", "days_from"])
-    return target
+            mark = EventTotalMark(seen_through=0, seen_at=now)
+        elif mark.seen_through != mark.covered_through and now - mark.seen_at >= SEAL_MARGIN:
+            _add(events_grouped(mark.covered_through, mark.seen_through))
+            mark.covered_through = mark.seen_through
+            mark.days_from = max(mark.days_from or date.min, now.date() - timedelta(DAYS_KEPT))
+            # Rows of UTC days before days_from - 1 hold no local day from days_from on.
+            EventDayTotal.objects.filter(utc_day__lt=mark.days_from - timedelta(days=1)).delete()
+        if mark.seen_through == mark.covered_through or mark.pk is None:
+            mark.seen_through = AdEvent.objects.aggregate(last=Max("id"))["last"] or 0
+            mark.seen_at = now
+        mark.save()
+    return mark.covered_through
 
 
 def _add(rows: Iterable[Grouped]) -> None:
@@ -205,21 +201,6 @@ def _add(rows: Iterable[Grouped]) -> None:
     )
 
 
-def event_totals_forget() -> None:
-    """Drop the totals (events were stored in the range they cover): the next run of the beat
-    task sums the table again, and until then a rebuild reads the whole table."""
-    EventTotalMark.objects.all().delete()
-    EventTotal.objects.all().delete()
-    EventDayTotal.objects.all().delete()
-
-
-def stores_sealed_events(decided: Iterable[datetime], *, at: datetime) -> bool:
-    """Whether events decided at these times may fall in a range the totals already cover
-    (only a loader of history writes those: a live token is younger than TOKEN_TTL)."""
-    earliest = min(decided, default=None)
-    return earliest is not None and earliest < sealed_before(at) + timedelta(hours=1)
-
-
 class TotalsRead(NamedTuple):
     """What a rebuild reads instead of the whole table: the totals' rows (lifetime, and the
     day rows from `first_day`) and the tail's grouped events."""
@@ -233,7 +214,9 @@ def totals_read(*, since: datetime) -> TotalsRead | None:
     """The totals and the tail for a rebuild whose day counters start after `since`; None when
     there are no totals or their day rows do not reach back that far (the caller scans)."""
     mark = EventTotalMark.objects.first()
-    if mark is None or since.astimezone(UTC).date() - timedelta(days=1) < mark.days_from:
+    if mark is None or mark.covered_through is None or mark.days_from is None:
+        return None
+    if since.astimezone(UTC).date() - timedelta(days=1) < mark.days_from:
         return None
     first_day = since.astimezone(UTC).date() - timedelta(days=1)
     lifetime = list(
@@ -254,4 +237,4 @@ def totals_read(*, since: datetime) -> TotalsRead | None:
             "cost_micros",
         )
     ]
-    return TotalsRead(lifetime, days, events_grouped(mark.covered_before, None))
+    return TotalsRead(lifetime, days, events_grouped(mark.covered_through, None))

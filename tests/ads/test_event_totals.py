@@ -1,6 +1,6 @@
-"""The counter rebuild from the event totals plus the tail of events decided after them gives
+"""The counter rebuild from the event totals plus the tail of events stored after them gives
 exactly what the scan of the whole table gives (SQLite and PostgreSQL alike), keys with zero
-included, through a late event written behind the totals."""
+included, through late events and history written after the totals."""
 
 from datetime import timedelta
 from itertools import count
@@ -11,9 +11,9 @@ from django.utils import timezone
 from ads import services
 from ads.delivery import keys
 from ads.delivery.tokens import TrackingClaim, make_token
-from ads.models import AdEvent, EventTotal, EventTotalMark
+from ads.models import AdEvent, EventTotal
 from ads.services.events import _summed_values
-from ads.services.totals import sealed_before, totals_read
+from ads.services.totals import SEAL_MARGIN, totals_read
 from tests.ads.conftest import line_item_with_creative
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,13 @@ def both_ways(since):
     return dict(_summed_values(since)), dict(_summed_values(since, scan=True))
 
 
-def test_totals_and_tail_equal_the_scan_through_a_late_event(world):
+def summed_in_two_runs(now):
+    """The beat task notes the events stored, and sums them on its run SEAL_MARGIN later."""
+    assert services.event_totals_advance(at=now) is None  # noted, not summed yet
+    return services.event_totals_advance(at=now + SEAL_MARGIN)
+
+
+def test_totals_and_tail_equal_the_scan_through_late_events(world):
     now = timezone.now()
     world.globex.timezone = "Pacific/Kiritimati"  # UTC+14: local days differ from UTC's
     world.globex.save()
@@ -64,17 +70,17 @@ def test_totals_and_tail_equal_the_scan_through_a_late_event(world):
     )
     watched = line_item_with_creative(world.initech, start_at=now - timedelta(days=5))
     full = ("impression", "first_quartile", "complete", "click")
-    # Decided before the sealed hour: summed into the totals. One click comes 3 h after its
-    # decision (another local day for some), one decision has no cost at all (a CPC impression).
+    # Stored before the runs: summed into the totals. One click comes 3 h after its decision
+    # (another local day for some), one decision has no cost at all (a CPC impression).
     for hours_ago in (75, 50, 30, 26, 7, 6):
         store(world, cpm, now - timedelta(hours=hours_ago), types=full)
         store(world, cpc, now - timedelta(hours=hours_ago), types=full)
     store(world, cpc, now - timedelta(hours=9), types=full, after=timedelta(hours=3))
     store(world, watched, now - timedelta(hours=8), types=("impression", "midpoint"))
-    covered = services.event_totals_advance(at=now)
-    assert covered == sealed_before(now) <= now - timedelta(hours=4, minutes=15)
+    covered = summed_in_two_runs(now)
+    assert covered == AdEvent.objects.order_by("-id").values_list("id", flat=True).first()
     assert EventTotal.objects.count() == 4 + 4 + 2  # per creative and type
-    # The tail: decided after the totals' end, stored after their run.
+    # The tail: stored after the runs, decided a while ago or just now.
     for minutes_ago in (200, 30, 2):
         store(world, cpm, now - timedelta(minutes=minutes_ago), types=full)
         store(world, cpc, now - timedelta(minutes=minutes_ago), types=("impression", "click"))
@@ -83,40 +89,44 @@ def test_totals_and_tail_equal_the_scan_through_a_late_event(world):
     assert totals_read(since=since) is not None  # the rebuild reads the totals, not the table
     from_totals, scanned = both_ways(since)
     assert from_totals == scanned
-    spent_cpm = 12_500 * 9  # 6 sealed decisions and 3 in the tail, each one impression
+    spent_cpm = 12_500 * 9  # 6 summed decisions and 3 in the tail, each one impression
     spent_cpc = 900_000 * (7 + 3)
     assert from_totals[(keys.spent_lifetime, cpm.pk)] == spent_cpm
     assert from_totals[(keys.spent_lifetime, cpc.pk)] == spent_cpc
     assert from_totals[(keys.spent_lifetime, watched.pk)] == 12_500
 
-    # A loader of history writes an event decided 3 days ago: behind the totals, which it drops
-    # (a live token never reaches so far back: it expires after TOKEN_TTL).
+    # A loader of history writes an event decided 3 days ago, and one a day ago: they have
+    # the latest ids, so they are in the tail until a run sums them.
     store(world, cpm, now - timedelta(days=3, minutes=7), types=("impression", "click"))
-    assert not EventTotalMark.objects.exists()
-    assert totals_read(since=since) is None
+    store(world, cpc, now - timedelta(days=1), types=("impression", "click"))
     from_totals, scanned = both_ways(since)
     assert from_totals == scanned
     assert from_totals[(keys.spent_lifetime, cpm.pk)] == spent_cpm + 12_500
-    # The next run sums the table again, the late event included.
-    services.event_totals_advance(at=now)
-    assert totals_read(since=since) is not None
+    assert from_totals[(keys.spent_lifetime, cpc.pk)] == spent_cpc + 900_000
+    # The next runs sum the tail into the totals, each event once.
+    later = now + 2 * SEAL_MARGIN
+    assert services.event_totals_advance(at=later) == covered  # notes the tail
+    assert services.event_totals_advance(at=later + SEAL_MARGIN) > covered
+    assert not AdEvent.objects.filter(id__gt=services.event_totals_advance(at=later)).exists()
     assert both_ways(since)[0] == scanned
-    assert AdEvent.objects.count() == sum(EventTotal.objects.values_list("events", flat=True)) + (
-        AdEvent.objects.filter(decided_at__gte=covered).count()
-    )
+    assert AdEvent.objects.count() == sum(EventTotal.objects.values_list("events", flat=True))
 
 
-def test_a_run_adds_only_the_newly_sealed_hours(world):
+def test_a_run_sums_only_what_an_earlier_run_noted_a_margin_before(world):
     now = timezone.now()
     line_item = line_item_with_creative(world.acme, start_at=now - timedelta(days=5))
     store(world, line_item, now - timedelta(hours=30))
-    first = services.event_totals_advance(at=now)
-    store(world, line_item, now - timedelta(hours=1))  # live: after the totals' end
-    assert services.event_totals_advance(at=now) == first  # nothing newly sealed
+    assert services.event_totals_advance(at=now) is None
+    assert services.event_totals_advance(at=now + SEAL_MARGIN / 2) is None  # noted too recently
+    assert not EventTotal.objects.exists()
+    first = services.event_totals_advance(at=now + SEAL_MARGIN)
+    store(world, line_item, now - timedelta(minutes=1))  # after the run's new note: the tail
+    assert services.event_totals_advance(at=now + SEAL_MARGIN * 3 / 2) == first  # noted
+    assert services.event_totals_advance(at=now + SEAL_MARGIN * 2) == first  # too recently
     (total,) = EventTotal.objects.all()
     assert (total.events, total.cost_micros) == (1, 12_500)
-    later = services.event_totals_advance(at=now + timedelta(hours=6))
-    services.event_totals_advance(at=now + timedelta(hours=6))  # again: adds nothing
+    later = services.event_totals_advance(at=now + SEAL_MARGIN * 3)
+    assert services.event_totals_advance(at=now + SEAL_MARGIN * 4) == later  # adds nothing
     assert later > first
     total.refresh_from_db()
     assert (total.events, total.cost_micros) == (2, 25_000)

@@ -87,6 +87,18 @@ def test_the_500_page_renders_without_a_request_context(rf):
     assert 'href="/static/css/app.css"' in page
 
 
+def test_the_500_page_renders_when_the_static_files_were_not_collected(rf, settings, tmp_path):
+    """Production's manifest storage refuses a file it has no entry for: the page that reports
+    an error must not fail on that itself (it then names the unhashed files)."""
+    settings.STATIC_ROOT = tmp_path  # no staticfiles.json: nothing was collected
+    settings.STORAGES = settings.STORAGES | {
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
+    }
+    response = server_error(rf.get("/"))
+    assert response.status_code == 500
+    assert 'href="/static/css/app.css"' in response.content.decode()
+
+
 @pytest.mark.django_db
 def test_staff_without_an_account_land_on_the_staff_dashboard_after_login(client):
     UserFactory(username="admin", is_staff=True, is_superuser=True)
