@@ -13,9 +13,19 @@ impressions and revenue for `none` (full pods), `shorter` (every pod cut) and `e
    (of the sessions that started at least SETTLED before the end, the share that finished
    their title), the same over the sessions that started alike under every policy (a viewer's
    next session waits while one runs, so pods of another length change which sessions start,
-   and when), impressions and revenue (ad spend; clicks' share printed per run), and each
-   against `none`; then the goal: matched completion up ≥ 5 % (relative) at ≤ 2 % revenue
-   lost.
+   and when), impressions and revenue (ad spend; the impressions' (CPM) share apart: the
+   clicks' share, a few dozen clicks a run, is what makes revenue noisy), and each against
+   `none`; then how each policy's ads reached the sessions (ads and breaks that
+   played ads per session, share of breaks left empty) and the goal: matched completion up
+   ≥ 5 % (relative) at ≤ 2 % revenue lost.
+
+In the demo's world the frequency caps (two to four ads a day per line item and viewer)
+run out: under `none` a viewer's first breaks of the day take every ad the caps allow and
+the later ones play nothing, which costs the viewer nothing. Halving pods then spreads
+almost the same ads over more breaks, and every break that plays ads costs a chance of
+leaving and more for each one before it (demo/simulation/sessions.py), so completion falls.
+`--uncapped` lifts every line item's frequency caps, for the policies where pods do not run
+dry.
 
 Runs on a throwaway SQLite file (or BENCH_DATABASE_URL), counters in process memory.
 """
@@ -74,6 +84,9 @@ def main() -> None:
     parser.add_argument("--audience", type=int, default=3000, help="viewers in the world")
     parser.add_argument("--titles", type=int, default=80)
     parser.add_argument("--at-risk-below", default="0.3,0.45")
+    parser.add_argument(
+        "--uncapped", action="store_true", help="lift every line item's frequency caps"
+    )
     options = parser.parse_args()
     seeds = [int(seed) for seed in options.seeds.split(",")]
     thresholds = [float(value) for value in options.at_risk_below.split(",")]
@@ -85,10 +98,10 @@ def main() -> None:
     from django.conf import settings
     from django.db.models import Sum
 
-    from ads.models import AdEvent
+    from ads.models import AdEvent, LineItem
     from engagement.learning import engagement_model_train
     from engagement.learning.live_training import live_score_model_train
-    from engagement.models import ViewingSession
+    from engagement.models import PlaybackEvent, ViewingSession
     from ml import serving
     from ml.services import model_version_promote
 
@@ -96,7 +109,12 @@ def main() -> None:
     _scratch.live_campaigns_cover(
         train_end - dt.timedelta(days=options.train_days + 1), 4 * options.days
     )
+    if options.uncapped:
+        LineItem.objects.update(
+            frequency_cap_hour=None, frequency_cap_day=None, frequency_cap_lifetime=None
+        )
     print(f"machine: {_scratch.machine_line()}")
+    print("frequency caps: " + ("lifted (--uncapped)" if options.uncapped else "as seeded"))
     print(_scratch.load_line())
     _scratch.history_simulate(
         end=train_end, days=options.train_days, viewers=options.viewers, seed=TRAIN_SEED
@@ -145,13 +163,23 @@ def main() -> None:
                 .values_list("event_type")
                 .annotate(spent=Sum("cost_micros"))
             )
+            pods = [
+                detail.get("ads", 0)
+                for detail in PlaybackEvent.objects.filter(
+                    session__in=settled, kind="ad_break"
+                ).values_list("detail", flat=True)
+            ]
             figures[name].append(
                 {
                     "sessions": settled.count(),
+                    "ads_per_session": sum(pods) / max(1, settled.count()),
+                    "filled_per_session": sum(1 for ads in pods if ads) / max(1, settled.count()),
+                    "empty_share": sum(1 for ads in pods if not ads) / max(1, len(pods)),
                     "completion": settled.filter(completed=True).count() / max(1, settled.count()),
                     "impressions": result.impressions,
                     "revenue": sum(value or 0 for value in spent.values()) / 1e6,
                     "click_revenue": (spent.get("click") or 0) / 1e6,
+                    "impression_revenue": (spent.get("impression") or 0) / 1e6,
                     # A viewer's next session waits while one runs, so pods of another length
                     # change which sessions start (and when): the matched completion below
                     # counts only the sessions every policy's run started at the same moment.
@@ -167,7 +195,11 @@ def main() -> None:
                 f"  seed {seed} {name:28s} completion {figures[name][-1]['completion']:.2%} "
                 f"of {figures[name][-1]['sessions']:,} sessions, impressions "
                 f"{result.impressions:,}, revenue {figures[name][-1]['revenue']:,.0f} (clicks "
-                f"{figures[name][-1]['click_revenue']:,.0f}) ({result.seconds:.0f} s)",
+                f"{figures[name][-1]['click_revenue']:,.0f}); per session "
+                f"{figures[name][-1]['ads_per_session']:.2f} ads in "
+                f"{figures[name][-1]['filled_per_session']:.2f} breaks, "
+                f"{figures[name][-1]['empty_share']:.0%} of breaks empty "
+                f"({result.seconds:.0f} s)",
                 flush=True,
             )
         same = set.intersection(*(set(figures[name][-1]["outcomes"]) for name, _ in runs))
@@ -190,11 +222,12 @@ def main() -> None:
     print(f"\nMean over seeds {seeds} ({options.days} days each); change against none per seed")
     print(
         f"  {'policy':30s} {'completion':>10s} {'Δ (rel.)':>16s} {'matched':>10s} "
-        f"{'Δ (rel.)':>16s} {'impressions':>11s} {'Δ':>16s} {'revenue':>9s} {'Δ':>16s}"
+        f"{'Δ (rel.)':>16s} {'impressions':>11s} {'Δ':>16s} {'revenue':>11s} {'Δ':>16s} "
+        f"{'of it CPM':>11s} {'Δ':>16s}"
     )
     for name, _ in runs:
         cells = []
-        for key in ("completion", "matched", "impressions", "revenue"):
+        for key in ("completion", "matched", "impressions", "revenue", "impression_revenue"):
             changes = relative(name, key)
             spread = f"{statistics.mean(changes):+.1%} ±{statistics.pstdev(changes):.1%}"
             value = mean(name, key)
@@ -203,6 +236,17 @@ def main() -> None:
                 + f" {spread:>16s}"
             )
         print(f"  {name:30s} {' '.join(cells)}")
+    print(
+        "\nHow the ads reached the sessions (settled sessions, mean over seeds): ads and breaks "
+        "that played ads per session, breaks left empty (frequency caps spent, kids' profiles, "
+        "breaks the policy skipped)"
+    )
+    for name, _ in runs:
+        print(
+            f"  {name:30s} {mean(name, 'ads_per_session'):5.2f} ads in "
+            f"{mean(name, 'filled_per_session'):4.2f} breaks, "
+            f"{mean(name, 'empty_share'):4.0%} of breaks empty"
+        )
     print(
         "\nGoal: completion (of the sessions started alike) up ≥ 5 % (relative) at ≤ 2 % "
         "revenue lost"

@@ -3,12 +3,14 @@ and Redis when DATABASE_URL and REDIS_URL are set; REQUIRE_SERVICES=1 (CI) turns
 service into a failure instead of a skip."""
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from _pytest.nodeid import NodeId  # see _GroupsInNodeIds
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -75,6 +77,8 @@ def _use_the_workers_redis() -> None:
 
 
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker
+        config.pluginmanager.register(_GroupsInNodeIds(), "interlude-xdist-groups")
     # The production hasher is slow by design; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     _use_the_workers_redis()
@@ -88,6 +92,9 @@ def pytest_configure(config):
         )
 
 
+# First: pytest-xdist's own hook reads the xdist_group markers that this one adds (run after
+# it, as it was, no test had one and every world was built by both workers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     _one_worker_per_world(items)
     missing = services_missing()
@@ -138,22 +145,27 @@ def _fresh_cache():
     _forget_process_state()
 
 
-def world_once(build: Callable[[], object], *, scope: str = "module"):
+def world_once(build: Callable[..., object], *, scope: str = "module"):
     """A fixture that builds an expensive world once for a test module (or class) instead of
     once per test. The world lives in a transaction opened here, so each test's `db`
     transaction is a savepoint inside it (what a test writes is rolled back after it), and
     after the scope's last test the world is rolled back too. Every test of the scope that
     runs after the first one to ask for the world sees it in the database, so a module whose
     other tests need an empty database keeps the world's tests in a class (scope="class").
-    Tests may read the world's objects but must not change them in memory."""
+    Tests may read the world's objects but must not change them in memory.
 
-    def fixture(django_db_setup, django_db_blocker):
+    `build`'s parameters name other fixtures it builds on (a world_once world of a wider
+    scope: a model trained once for a class on the module's history); they are set up first,
+    so this world's transaction is a savepoint inside theirs."""
+    needs = list(inspect.signature(build).parameters)
+
+    def fixture(django_db_setup, django_db_blocker, **worlds):
         with django_db_blocker.unblock():
             outer = transaction.atomic(using=DEFAULT_DB_ALIAS)
             outer.__enter__()
             try:
                 _ids_from_the_start()
-                built = build()
+                built = build(**worlds)
             except BaseException:
                 transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
                 outer.__exit__(None, None, None)
@@ -165,6 +177,10 @@ def world_once(build: Callable[[], object], *, scope: str = "module"):
                 transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
                 outer.__exit__(None, None, None)
 
+    fixture.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by pytest
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for name in ("django_db_setup", "django_db_blocker", *needs)
+    )
     fixture.world_once = True  # type: ignore[attr-defined]  # read by _one_worker_per_world
     return pytest.fixture(scope=scope)(fixture)
 
@@ -182,18 +198,52 @@ def _ids_from_the_start() -> None:
             cursor.execute(sql)
 
 
+class _GroupsInNodeIds:
+    """pytest-xdist (3.8) tells its controller a test's xdist_group by a suffix on the test's
+    node id ("...::test_name@group"), which it writes to `item._nodeid`; pytest 9.2's node ids
+    are structured and no longer read that attribute, so `--dist loadgroup` silently sent a
+    group's tests to any worker (pytest-xdist issue #1386; a fix is proposed in #1388). After
+    pytest-xdist's own hook, the suffix is written where pytest reads it, when it is missing."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if not getattr(config.option, "loadgroup", False):
+            return
+        for item in items:
+            groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+            if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
 def _one_worker_per_world(items) -> None:
     """A world_once world is built by every pytest-xdist worker that runs a test using it, so
     the tests of each world are kept on one worker (an xdist_group, which `--dist loadgroup`
-    sends whole to one worker): split between two workers, the worlds were built twice."""
+    sends whole to one worker): split between two workers, the worlds were built twice. Worlds
+    that one test uses together (a world built on another) are one group."""
+    group_of: dict[str, str] = {}  # a world's fixture → another of its group (union-find)
+
+    def root(world: str) -> str:
+        while group_of.setdefault(world, world) != world:
+            world = group_of[world]
+        return world
+
+    worlds_of = {}
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
             continue
-        for name in info.names_closure:
-            for definition in info.name2fixturedefs.get(name, ()):
-                if getattr(definition.func, "world_once", False):
-                    item.add_marker(pytest.mark.xdist_group(f"{definition.baseid}::{name}"))
+        worlds = [
+            f"{definition.baseid}::{name}"
+            for name in info.names_closure
+            for definition in info.name2fixturedefs.get(name, ())
+            if getattr(definition.func, "world_once", False)
+        ]
+        for world in worlds[1:]:
+            group_of[root(world)] = root(worlds[0])
+        if worlds:
+            worlds_of[item] = worlds[0]
+    for item, world in worlds_of.items():
+        item.add_marker(pytest.mark.xdist_group(root(world)))
 
 
 @dataclass

@@ -18,10 +18,14 @@ When the counters cannot be used (Redis down, or restarted and not yet healed), 
 an empty pod with reason `degraded` rather than an error: a player handles an empty pod as it
 handles no fill, resuming the title at once, where a 503 would make it wait, retry or show an
 error at the break. Nothing is served against unknown budgets and caps (see
-`ads.services.recovery`). The same holds for the database, which a decision reads only for
-the demand index and the CTR champion when they are due for a check: a lost connection is
-retried on a new one (`config.db.retried_on_lost_connection`: nothing was reserved yet), and a
-database that stays out of reach gives `degraded` too, never an error.
+`ads.services.recovery`): between a heal's two phases, when budgets are known and caps not
+yet, only line items whose reservation alone bounds them (CPM without caps) are candidates,
+their pods are reserved with `whole_state=False`, and the CTR model's fatigue columns (its
+features, not a limit) are left unknown rather than read as zeros. The same holds for the
+database, which a decision reads only for the demand index and the CTR champion when they are
+due for a check: a lost connection is retried on a new one
+(`config.db.retried_on_lost_connection`: nothing was reserved yet), and a database that stays
+out of reach gives `degraded` too, never an error.
 """
 
 from __future__ import annotations
@@ -223,7 +227,7 @@ def _decide(
         )
     else:
         candidates = _model_scored(
-            state.candidates(eligible), model.model, index, context, at, store
+            state.candidates(eligible), model.model, index, context, at, store, state.whole
         )
         candidates = _explored(candidates, explored, rng)
     why: dict[int, str] = {}
@@ -283,6 +287,7 @@ def _model_scored(
     context: Context,
     at: datetime,
     store: Counters,
+    fatigue_known: bool = True,
 ) -> list[Ranked]:
     """Re-rank with the CTR champion: one batched call scores every creative of the CPC line
     items at position 1 (a CPM bid is its own expected value), a second the head of that
@@ -290,11 +295,14 @@ def _model_scored(
     by default, config/settings/ctr.py says why). Each creative's posterior is
     re-centred on the model's pCTR, with the strength its impressions earned, for
     exploration to sample. The viewer's fatigue is one read of the counters, made only for a
-    champion trained with the fatigue columns (off by default: ads.learning.features)."""
+    champion trained with the fatigue columns (off by default: ads.learning.features), and
+    only when `fatigue_known` (not between a heal's phases: unknown, not zeros)."""
     cpc = [entry for entry in candidates if not entry.line_item.is_cpm]
     if not cpc:
         return candidates
-    fatigue = viewer_fatigue(store, context.viewer.id, at) if model.features.fatigue else None
+    fatigue = None
+    if model.features.fatigue and fatigue_known:
+        fatigue = viewer_fatigue(store, context.viewer.id, at)
     creatives = [creative for entry in cpc for creative, _ in entry.creatives]
     pctrs = predict_ctr(model, index, context, creatives, at, fatigue=fatigue).tolist()
     rescored = {}
@@ -404,7 +412,9 @@ def _fill_pod(
             break
         if tally:
             groups.append(tally)  # no limits: always applied
-        reserved = store.reserve(groups)[: len(tentative)]
+        # Known budgets are enough (a heal's first phase) when every slot's own limits bound it.
+        whole_state = not all(slot.line_item.serves_on_budgets for slot in tentative)
+        reserved = store.reserve(groups, whole_state=whole_state)[: len(tentative)]
         tally = None
         for slot, ok in zip(tentative, reserved, strict=True):
             if ok:
@@ -487,7 +497,7 @@ def _explain(
             "advertiser_id": line_item.advertiser_id,
             "name": line_item.name,
         }
-        stage, rule = _first_rejection(line_item, store, context)
+        stage, rule = _first_rejection(line_item, store, context, state.whole)
         if stage is None:
             ranked = next((r for r in state.ranked if r.line_item.id == line_item.id), None)
             entry |= {
@@ -502,7 +512,7 @@ def _explain(
 
 
 def _first_rejection(
-    line_item: LineItemEntry, store: Counters, context: Context
+    line_item: LineItemEntry, store: Counters, context: Context, whole: bool = True
 ) -> tuple[str | None, str | None]:
     rule = eligibility.live_rejection(line_item, context)
     if rule:
@@ -516,6 +526,8 @@ def _first_rejection(
     rule = eligibility.budget_rejection(line_item, day_total, lifetime_total)
     if rule:
         return eligibility.BUDGET, rule
+    if not whole and not line_item.serves_on_budgets:  # between a heal's phases
+        return eligibility.BUDGET, "state_unknown"
     caps = eligibility.cap_keys(line_item, context.viewer.id, context.at)
     rule = eligibility.cap_rejection(caps, store.get_many([key for key, _, _ in caps]))
     if rule:

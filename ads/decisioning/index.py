@@ -79,10 +79,17 @@ class LineItemEntry:
     # Derived once here, not at each read: a decision reads them for every line item it walks.
     is_cpm: bool = field(init=False)
     price_micros: int = field(init=False)  # what one impression (CPM) or one click (CPC) costs
+    # Its reservation alone bounds what it spends and shows: CPM (the budget is reserved at
+    # the decision) without frequency caps. Such a line item serves once a heal has written
+    # the budgets, before the caps (a CPC budget counts clicks, which wait in the backlog
+    # until the heal ends; a cap needs its per-viewer counts): ads.services.recovery.
+    serves_on_budgets: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.is_cpm = self.pricing == LineItem.Pricing.CPM
         self.price_micros = self.bid_micros // 1000 if self.is_cpm else self.bid_micros
+        capped = self.cap_hour or self.cap_day or self.cap_lifetime
+        self.serves_on_budgets = self.is_cpm and not capped
 
 
 @dataclass(frozen=True, slots=True)

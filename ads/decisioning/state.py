@@ -3,7 +3,9 @@ new minute of the decision clock) per process: which line items are live this mi
 probabilities, budget totals, creative click-through estimates and the resulting ranking.
 
 Budgets and caps read here are only a prefilter: the reservation at the decision enforces them
-exactly.
+exactly. Between a heal's two phases (budgets written, caps not yet: ads.services.recovery) the
+state is read with `whole` False, and only the line items whose reservation alone bounds them
+(`LineItemEntry.serves_on_budgets`) pass the budget prefilter.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ class DeliveryState:
     by_position: dict[int, Ranked] = field(default_factory=dict)
     arrays: RankArrays | None = None
     size: int = 0  # line items in the index: the width of the masks
+    whole: bool = True  # False between a heal's phases: budgets known, caps and fatigue not
 
     # Arrays derived from this state for a CTR champion (ads.decisioning.scoring), by the
     # champion's scorer: made at its first decision, gone with the state.
@@ -206,9 +209,9 @@ def _read_keys(index: DemandIndex, at: datetime) -> tuple[list[str], list, list[
     """The counters read_state reads, in order: per line item its budget's (day, lifetime)
     totals and pass probability, per creative (line item by line item, so each line item's
     are side by side) its impressions and clicks, per category the same, then the guard keys
-    (epoch, healing). The list only changes with the index or an account's local date, so it
-    is kept for the next refresh (ten thousand keys take longer to format than to fetch; the
-    Redis backend keeps the command it packed for the same list, too)."""
+    (epoch, healing, budgets known). The list only changes with the index or an account's
+    local date, so it is kept for the next refresh (ten thousand keys take longer to format
+    than to fetch; the Redis backend keeps the command it packed for the same list, too)."""
     days = tuple(sorted({(str(tz), at.astimezone(tz).date()) for tz in _zones(index)}))
     cached = _keys_cache.get(id(index))
     if cached is not None and cached[0] is index and cached[1] == days:
@@ -224,7 +227,7 @@ def _read_keys(index: DemandIndex, at: datetime) -> tuple[list[str], list, list[
         read += [keys.creative_impressions(creative.id), keys.creative_clicks(creative.id)]
     for category in categories:
         read += [keys.category_impressions(category), keys.category_clicks(category)]
-    read += [keys.epoch(), keys.healing()]
+    read += [keys.epoch(), keys.healing(), keys.budgets_known()]
     result = (read, creatives, categories)
     _keys_cache.clear()
     _keys_cache[id(index)] = (index, days, result)
@@ -256,28 +259,32 @@ _posteriors = _Posteriors()
 def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
     """One read of the counters for every line item and creative in the index; raises
     DeliveryStateUnavailable when the counters are not known (a store that lost its state
-    reads as zeros: every budget unspent)."""
+    reads as zeros: every budget unspent). Between a heal's phases, the line items that need
+    more than their budgets known fail the budget prefilter."""
     global _posteriors
     minute = at.replace(second=0, microsecond=0)
     pacing.pacing_tick(store=store, line_items=index.line_items, at=at)
     line_items = index.line_items
     read, creatives, categories = _read_keys(index, at)
     read_values = store.get_many(read)
-    epoch, healing = read_values[-2:]
-    if not epoch or healing:
+    epoch, healing, budgets_known = read_values[-3:]
+    whole = bool(epoch) and not healing
+    if not whole and not budgets_known:
         # Lost, or being rebuilt: these values may be zeros that are not true.
         raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
 
     budget_ok, per_line_item = 0, []
     for position, line_item in enumerate(line_items):
         day_total, lifetime_total, stored_p = read_values[3 * position : 3 * position + 3]
-        if budget_rejection(line_item, day_total, lifetime_total) is None:
+        if budget_rejection(line_item, day_total, lifetime_total) is None and (
+            whole or line_item.serves_on_budgets
+        ):
             budget_ok |= 1 << position
         p = pacing.pass_probability(stored_p) if line_item.pacing == "even" else 1.0
         per_line_item.append((p, pacing.pacing_factor(line_item, at, day_total)))
     creatives_start = 3 * len(line_items)
     categories_start = creatives_start + 2 * len(creatives)
-    category_values = read_values[categories_start:-2]
+    category_values = read_values[categories_start:-3]
     category_rate = {
         category: ranking.category_ctr(*category_values[2 * number : 2 * number + 2])
         for number, category in enumerate(categories)
@@ -334,6 +341,7 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
         by_position={entry.position: entry for entry in ranked},
         arrays=RankArrays.build(ranked),
         size=len(line_items),
+        whole=whole,
     )
 
 

@@ -171,6 +171,17 @@ def healing() -> str:
     return f"{PREFIX}healing"
 
 
+@_lives(HEAL_TTL)
+def budgets_known() -> str:
+    """Set by a heal once it has written spend, reservations, click-through and live totals,
+    before it reads the frequency caps: from then until the epoch is set, a reservation whose
+    own limits bound it (a CPM line item without caps: its budget is reserved at the decision)
+    is accepted, any other refused. Deleted when the epoch is set, and by a heal as it starts
+    (one that died between its phases may have left it); it lives as long as the healing
+    claim."""
+    return f"{PREFIX}known:budgets"
+
+
 @_lives(3 * 86400)
 def applied(backlog_id: int) -> str:
     """Set when the counter effects of backlog entry `backlog_id` were applied, in the same

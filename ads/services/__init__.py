@@ -4,7 +4,6 @@ and the CTR model's training."""
 from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestError, decide
 from ads.decisioning.index import index_changed
 from ads.decisioning.refresher import server_start
-from ads.learning.training import ctr_drift_measure, ctr_model_train
 from ads.services.audit import SYSTEM, Actor
 from ads.services.demand import (
     advertiser_create,
@@ -42,6 +41,20 @@ from ads.services.partitions import (
 from ads.services.players import player_ensure
 from ads.services.recovery import counters_backlog_drain, counters_heal
 from ads.services.totals import event_totals_advance
+
+# The CTR trainer imports LightGBM, scikit-learn and pandas: about 1 s of CPU in every process
+# that starts Django (a server, `manage.py`, each test process), where it was imported through
+# this package. It is imported when one of its functions is first asked for (tasks, commands).
+_TRAINING = ("ctr_drift_measure", "ctr_model_train")
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        from ads.learning import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SYSTEM",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -603,7 +605,12 @@ async def _group_send_all(layer: BaseChannelLayer, groups: list[str]) -> None:
 _publisher = Publisher("live-publish")
 
 
-def counters_rebuild(*, since: datetime | None = None, store: Counters | None = None) -> int:
+def counters_rebuild(
+    *,
+    since: datetime | None = None,
+    store: Counters | None = None,
+    after_budgets: Callable[[], object] | None = None,
+) -> int:
     """Recompute spend, frequency caps, click-through and live counters from the event table
     (after losing Redis, or in a new counters file), in `store` (default: the process's
     counters), and mark them known. Returns the number of keys written.
@@ -617,59 +624,84 @@ def counters_rebuild(*, since: datetime | None = None, store: Counters | None = 
     "today" equals the event table's. Reservations made by decisions are set to at least the
     spend, so budgets hold.
 
-    It holds the healing key throughout (HealInProgress if another process does), so nothing
-    is reserved or applied meanwhile; reads the table in one snapshot and deletes there the
+    In two phases, so that what is known serves as soon as it is written:
+
+    1. spend, reservations, click-through and live totals, from the event totals plus the
+       events decided after them (`ads.services.totals`: the last hours, not a scan of the
+       whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
+       it is accepted (a CPM line item without frequency caps serves; `whole_state=False`);
+    2. the frequency caps and fatigue buckets (one key per viewer: most of the time), then the
+       epoch: everything serves, and the backlog is applied again.
+
+    `after_budgets`, when given, is called between the two (the tests and the bench).
+
+    It holds the healing key throughout (HealInProgress if another process does), so no
+    backlog entry is applied, nor anything reserved before phase 1 is written (nor, before
+    phase 2, anything with a cap key); reads the table in one snapshot and deletes there the
     backlog entries that snapshot holds (their events are counted here), so an entry is
     counted by the rebuild or by the drain, never both (see `ads.services.recovery`).
-
-    Spend, click-through and live totals come from the event totals plus the events decided
-    after them (`ads.services.totals`: the last hours), not from a scan of the whole table.
     """
     store = store or counters()
     if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
         raise HealInProgress()
     try:
-        values = _rebuilt_values(since or timezone.now() - timedelta(days=2))
-        reservations = {
-            keys.reserved_day,
-            keys.reserved_lifetime,
-            keys.cap_hour,
-            keys.cap_day,
-            keys.cap_lifetime,
-        }
-        named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
-        current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
-        by_lifetime: dict[int | None, dict[str, int]] = {}
-        for (key_of, *arguments), value in values.items():
-            key = named[(key_of, *arguments)]
-            # Never lower a reservation or a cap: decisions may have reserved more than the
-            # events show.
-            kept = max(value, current[key]) if key_of in reservations else value
-            by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
-        for seconds, group in by_lifetime.items():
-            store.set_many(group, ttl=seconds)
+        # A heal that died between its phases left budgets known: not so again until this one
+        # has written them, so nothing is reserved between its reading of the reservations and
+        # its writing of them.
+        store.release(keys.budgets_known())
+        with _snapshot():
+            written = _write_rebuilt(
+                store, _summed_values(since or timezone.now() - timedelta(days=2))
+            )
+            store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+            if after_budgets is not None:
+                after_budgets()
+            per_viewer = _cap_values()
+            per_viewer.update(_fatigue_values())
+            CounterBacklog.objects.all().delete()
+        written += _write_rebuilt(store, per_viewer)
         store.mark_known()
     except BaseException:
+        store.release(keys.budgets_known())
         store.release(keys.healing())
         raise
     # Every process builds its index again (the version key may have been lost with the rest).
     store.add_many([Bump(keys.index_version(), 1)])
+    return written
+
+
+# Never lowered by a rebuild: decisions may have reserved more than the events show.
+_RESERVATIONS = frozenset(
+    {keys.reserved_day, keys.reserved_lifetime, keys.cap_hour, keys.cap_day, keys.cap_lifetime}
+)
+
+
+def _write_rebuilt(store: Counters, values: Counter[tuple]) -> int:
+    """Write rebuilt values (per key function and its arguments), each key with its lifetime;
+    a reservation or cap keeps what the store holds when that is more. Returns the keys
+    written."""
+    named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
+    current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
+    by_lifetime: dict[int | None, dict[str, int]] = {}
+    for (key_of, *arguments), value in values.items():
+        key = named[(key_of, *arguments)]
+        kept = max(value, current[key]) if key_of in _RESERVATIONS else value
+        by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
+    for seconds, group in by_lifetime.items():
+        store.set_many(group, ttl=seconds)
     return len(values)
 
 
-def _rebuilt_values(since: datetime) -> Counter[tuple]:
-    """The counters' values per (key function, its arguments), read in one snapshot of the
-    table, in which the backlog entries it counts are deleted."""
+@contextmanager
+def _snapshot() -> Iterator[None]:
+    """One transaction that reads the table as of one moment (REPEATABLE READ on PostgreSQL,
+    when it is the outermost)."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if connection.vendor == "postgresql" and outermost:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        values = _summed_values(since)
-        values.update(_cap_values())
-        values.update(_fatigue_values())
-        CounterBacklog.objects.all().delete()
-    return values
+        yield
 
 
 def _summed_values(since: datetime, *, scan: bool = False) -> Counter[tuple]:

@@ -13,14 +13,37 @@ counted twice, no budget or cap spent again):
    the store already recorded are only deleted, the others applied.
 3. A store that lost its state (no epoch key) refuses reservations and applications until the
    first process to notice heals it (`counters_heal`): it claims the healing key (refused:
-   another process heals), rebuilds the counters from the event table in one snapshot of the
-   database, deletes in that same snapshot the backlog entries the rebuild counted, commits,
-   writes the values and sets the epoch. Entries committed after the snapshot were not
-   counted by the rebuild and are applied by the next drain. While the healing key is held,
-   nothing is reserved or applied, so the rebuild's values are never overwritten.
-4. A decision that meets unknown counters is not served (an empty pod, reason `degraded`):
-   the bound on what a line item can spend or show beyond its budget or caps while its state
-   is unknown is zero.
+   another process heals) and rebuilds the counters from the event table in one snapshot of
+   the database, in two phases (`counters_rebuild`). Phase 1 writes spend, reservations,
+   click-through and live totals (from the event totals and their tail: about a second on a
+   busy day) and sets `keys.budgets_known`; phase 2 reads and writes the frequency caps and
+   fatigue buckets (a key per viewer: a minute or two on a busy day), deletes in the snapshot
+   the backlog entries the rebuild counted, commits and sets the epoch. Entries committed
+   after the snapshot were not counted by the rebuild and are applied by the next drain.
+4. What may be reserved meanwhile, so that the rebuild's values are never overwritten and no
+   budget or cap is passed:
+   - before phase 1 is written: nothing (a decision is an empty pod, reason `degraded`);
+   - between the phases: only reservations whose own limits bound them
+     (`reserve(..., whole_state=False)`), the pods of CPM line items without frequency caps
+     (`LineItemEntry.serves_on_budgets`): each reservation adds to the rebuilt reservation
+     (≥ the spend the table shows) within the budget, in the same atomic step as before.
+     A capped line item is left out by the state read, and a pod holding a cap key is refused
+     by the store: it serves nothing until its caps are known. A CPC line item waits too: its
+     budget counts clicks, which wait in the backlog until phase 2 ends. Phase 2 writes only
+     cap and fatigue keys, which nothing can move between the phases (cap keys are only
+     reserved, fatigue keys only applied from the backlog). The CTR model's fatigue columns
+     are features, not limits: a decision between the phases scores them unknown (NaN), as
+     it does for a champion without them, never as zeros (and with only CPM line items
+     eligible, no pCTR is asked for anyway).
+   - Backlog entries are applied only once the epoch is set: their events were stored after
+     the snapshot (or the snapshot deleted them), and applying them between the phases could
+     not be told apart from the rebuild's own writes. Meanwhile the reservations bound spend:
+     CPM spend is reserved at the decision, so the spent counters lagging behind by the
+     entries not yet applied costs no budget; the first drain after the epoch applies each
+     entry once (`apply_once` records its id in the same step).
+   So the bound on what a line item can spend or show beyond its budget or caps while its
+   state is unknown is zero: a capped (or CPC) line item serves nothing until phase 2 is
+   written, an uncapped CPM one spends within its rebuilt budget (reservations ≥ spend).
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def events_grouped(after_id: int | None, through_id: int | None) -> list[Grouped
             "SELECT e.advertiser_id, e.line_item_id, e.creative_id, e.event_type, "
             "(e.occurred_at AT TIME ZONE a.timezone)::date, "
             "(e.occurred_at AT TIME ZONE 'UTC')::date, COUNT(*), "
-            "COALESCE(SUM(e.cost_micros), 0) "
+            # SUM of a bigint is a numeric: Python would get a Decimal, which Redis refuses.
+            "COALESCE(SUM(e.cost_micros), 0)::bigint "
             "FROM ads_adevent e JOIN ads_advertiser a ON a.id = e.advertiser_id "
             + ("WHERE " + " AND ".join(where) + " " if where else "")
             + "GROUP BY 1, 2, 3, 4, 5, 6"

@@ -1,19 +1,15 @@
-"""The CTR model's features: the viewer's clock, out-of-fold history, the serving rows that must
-equal the training rows, the calibrators, and what an artifact of an older layout does."""
+"""The CTR model's features: the viewer's clock, out-of-fold history, the calibrators. The
+serving rows that must equal the training rows, and what an artifact of an older layout does,
+are tested in test_ctr_model.py, on its history (built once there)."""
 
 import datetime as dt
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ads.decisioning.index import CreativeEntry
-from ads.decisioning.scoring import ctr_champion
 from ads.learning import features, training
 from ads.learning.features import History, beta_strength, history_columns, viewer_clock
-from ml.models import ModelVersion
-from tests.ads.test_ctr_model import history  # noqa: F401 - the seed-4 history world
 
 
 def test_the_viewers_clock_is_the_one_of_the_requests_region():
@@ -118,96 +114,3 @@ def test_isotonic_calibration_pools_rates_that_run_backwards():
     assert isotonic.predict(np.array([0.05, 0.1, 0.2, 0.25, 0.3, 0.9])) == pytest.approx(
         [0.15, 0.15, 0.15, 0.325, 0.5, 0.5]
     )
-
-
-def _entry(creative_id, line_item_id, advertiser_id, category, duration):
-    return CreativeEntry(
-        creative_id, line_item_id, advertiser_id, "ad", duration, "https://m", "https://c", category
-    )
-
-
-@pytest.mark.django_db
-def test_serving_rows_equal_the_training_encoding_of_the_same_impression(history):  # noqa: F811
-    end, _ = history
-    frame = training.training_frame(start=end - dt.timedelta(days=4), end=end)
-    fit, calibrate, holdout = training.split_by_time(frame, end - dt.timedelta(days=1))
-    history = ["viewer_lift", "viewer_impressions", "creative_lift", "line_item_impressions"]
-    model = training.fit_models(fit, calibrate, history=history, fatigue=True)[1]
-    assert model.features.columns[-len(model.features.genres) - 4 :][:4] == history
-    assert set(features.FATIGUE) <= set(model.features.columns)  # served from the counters
-    sample = holdout.iloc[[0, 100, 2000]].copy()
-    sample["position"] = 1  # ranking happens before the pod is built
-    expected = model.features.matrix(sample)
-    for row, want in zip(sample.itertuples(), expected, strict=True):
-        context = {
-            "age_band": row.age_band,
-            "gender": row.gender,
-            "region": row.region,
-            "device": row.device,
-            "maturity": row.maturity,
-            "year": row.year,
-            "break_minutes": row.break_minutes,
-            "is_preroll": row.is_preroll,
-            "genres": row.genres,
-        }
-        creative = _entry(row.creative, row.line_item, row.advertiser, row.category, row.duration)
-        unknown = _entry(10**9, 10**9, 10**9, "x", 15)
-        fatigue = (row.ads_last_hour, row.ads_last_3h, row.minutes_since_ad)
-        got = model.serving.matrix(
-            context, row.viewer_id, [creative, unknown], row.occurred_at, fatigue=fatigue
-        )
-        np.testing.assert_array_equal(got[0], want)
-        # A creative the model never saw: its codes are unknown (NaN), the context is shared.
-        columns = model.features.columns
-        for name in ("creative", "advertiser", "category"):
-            assert np.isnan(got[1, columns.index(name)])
-        # ... and it has no history: the prior's lift (1) and no impressions.
-        assert got[1, columns.index("creative_lift")] == 1.0
-        assert got[1, columns.index("line_item_impressions")] == 0.0
-        assert got[1, columns.index("viewer_lift")] == want[columns.index("viewer_lift")]
-    # The viewer's history is the training window's: the viewer who clicked most often there
-    # is lifted above a stranger (1.0), the one who clicked least is below.
-    rates = pd.concat([fit, calibrate]).groupby("viewer_id")["label"].mean()
-    ids = [rates.idxmax(), 10**9, rates.idxmin()]
-    lifts = model.features.history.lookup("viewer", ids)[0]
-    assert lifts[0] > 1.0 == lifts[1] > lifts[2]
-    # A creative edited in place (same id, new duration) is not served its old columns.
-    row = sample.iloc[0]
-    first = _entry(row.creative, row.line_item, row.advertiser, row.category, 15)
-    edited = _entry(row.creative, row.line_item, row.advertiser, row.category, 60)
-    context = {name: row[name] for name in ("age_band", "gender", "region", "device")}
-    context |= {name: row[name] for name in ("maturity", "year", "break_minutes", "is_preroll")}
-    context["genres"] = row.genres
-    got = model.serving.matrix(context, row.viewer_id, [first, edited], row.occurred_at)
-    assert got[:, model.features.columns.index("duration")].tolist() == [15.0, 60.0]
-
-
-@pytest.mark.django_db
-def test_a_champion_of_an_older_layout_is_not_served_and_not_compared(history):  # noqa: F811
-    end, _ = history
-    training.ctr_models_register(window_end=end, window_days=4)
-    current = ctr_champion()
-    assert current is not None
-    current.model.format_version = 1  # as unpickled from an artifact made before layout 2
-    assert ctr_champion() is None  # the engine keeps its Beta posteriors
-    assert training.ctr_drift_measure(day=(end - dt.timedelta(days=1)).date()) is None
-    old = ModelVersion.objects.get(status="champion")
-    versions = training.ctr_models_register(window_end=end, window_days=4)
-    # Without a comparable champion, the baseline is judged as a first model: calibrated and
-    # better than predicting the held-out day's click rate (then the trees must beat it).
-    baseline = versions[0]
-    holdout = training.training_frame(start=end - dt.timedelta(days=1), end=end)
-    rate = holdout["label"].sum() / len(holdout)
-    most_log_loss = -0.99 * (rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
-    found = baseline.metrics
-    assert found["base_rate"] == pytest.approx(rate)
-    assert found["auc"] >= 0.52 and found["log_loss"] <= most_log_loss
-    assert baseline.decision == (
-        f"Champion v{old.version} did not score these held-out rows. Calibrated, and better "
-        f"than predicting the base rate {rate:.4f}: AUC {found['auc']:.4f} ≥ 0.52 and log loss "
-        f"{found['log_loss']:.4f} ≤ {most_log_loss:.4f}."
-    )
-    assert baseline.challenged == old
-    assert baseline.status == "champion" or versions[1].status == "champion"
-    old.refresh_from_db()
-    assert old.status == "retired"

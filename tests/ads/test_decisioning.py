@@ -394,8 +394,8 @@ def test_a_lost_race_is_refilled_from_the_rest_of_the_list(world, monkeypatch):
     real_reserve = store.reserve
     calls = []
 
-    def reserve(groups):
-        results = real_reserve(groups)
+    def reserve(groups, **flags):
+        results = real_reserve(groups, **flags)
         calls.append(len(groups))
         return [False, *results[1:]] if len(calls) == 1 else results
 
@@ -411,10 +411,10 @@ def test_a_refused_reservation_is_remembered_until_the_limit_moves(world, monkey
     real_reserve = store.reserve
     capped_attempts = []
 
-    def reserve(groups):
+    def reserve(groups, **flags):
         if any(bump.limit is not None for group in groups for bump in group):
             capped_attempts.append(len(groups))
-        return real_reserve(groups)
+        return real_reserve(groups, **flags)
 
     monkeypatch.setattr(store, "reserve", reserve)
     assert world.decide().pod

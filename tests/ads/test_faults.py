@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections import Counter
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -21,7 +22,7 @@ from ads import services
 from ads.decisioning.state import state_holder
 from ads.delivery import keys
 from ads.delivery.counters import Bump, DeliveryStateUnavailable, counters
-from ads.models import AdEvent, CounterBacklog
+from ads.models import AdEvent, CounterBacklog, LineItem
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.factories import ViewerFactory
 
@@ -247,6 +248,189 @@ def test_a_heal_holds_decisions_and_events_back_then_the_backlog_counts_once(
     assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 1
     assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
     assert store.get_many(spend_keys(line_item, creative)) == [12_500, 12_500, 1, 1]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def each_backend(request, settings, tmp_path, db):
+    """The test on each counters backend, healed once as a new store is: this process's
+    memory, a SQLite file, a Redis server of its own; as in a server process, a decision does
+    not heal (its refresher thread does)."""
+    server = None
+    if request.param == "redis":
+        if shutil.which("redis-server") is None:
+            pytest.skip("needs redis-server")
+        server = RedisServer()
+        server.start()
+        settings.REDIS_URL = server.url
+    elif request.param == "sqlite":
+        settings.COUNTERS_SQLITE_PATH = tmp_path / "counters.sqlite3"
+    settings.COUNTERS_BACKEND = request.param
+    counters.cache_clear()
+    try:
+        assert services.counters_heal() is True
+        rebuild()
+        state_holder.background = True
+        yield request.param
+    finally:
+        state_holder.background = False
+        if server is not None:
+            server.stop()
+        counters.cache_clear()
+
+
+def test_between_the_heals_phases_an_uncapped_line_item_serves_and_a_capped_one_waits(
+    world, each_backend
+):
+    """Phase 1 (budgets written) serves the CPM line item without caps, within its rebuilt
+    budget; the capped one, and the CPC one (its budget counts clicks the backlog holds), wait
+    for phase 2. After it all serve, and no budget or cap was passed across the heal."""
+    at = timezone.now()
+    # Four $12.50 CPM impressions a day.
+    uncapped = line_item_with_creative(world.acme, daily_budget=Decimal("0.05"), pacing="asap")
+    capped = line_item_with_creative(
+        world.globex, category="automotive", frequency_cap_day=1, pacing="asap"
+    )
+    cpc = line_item_with_creative(
+        world.initech, category="finance", pricing="cpc", bid=Decimal("2.00"), pacing="asap"
+    )
+    viewers = [world.viewer.external_id]
+    for number in range(2, 7):
+        viewers.append(f"viewer-{number}")
+        ViewerFactory(external_id=viewers[-1], age_band="25_34", region="us_west", device="ctv")
+    rebuild()
+    tokens = []
+
+    def served(decision) -> set[int]:
+        tokens.extend(slot.token for slot in decision.pod)
+        return {slot.line_item.id for slot in decision.pod}
+
+    everyone = {uncapped.pk, capped.pk, cpc.pk}
+    assert served(world.decide(at=at)) == everyone
+    for token in tokens:
+        services.event_track(token=token, event_type="impression", user_agent=PLAYER)
+
+    store = counters()
+    store.delete_prefix(keys.PREFIX)  # the store lost everything
+    state_holder.reset()
+    assert world.decide(at=at).reason == "degraded"
+    between = []
+
+    def phase_one_written() -> None:
+        state_holder.reset()
+        for viewer in viewers[1:]:
+            decision = world.decide(at=at, viewer_id=viewer, explain=True)
+            rules = {entry["line_item_id"]: entry["rule"] for entry in decision.explain}
+            assert rules[capped.pk] == rules[cpc.pk] == "state_unknown"
+            between.append(served(decision))
+        # A pod holding a cap key is refused by the store itself, whatever a state read says.
+        group = [Bump(keys.cap_day(capped.pk, 1, at.date()), 1, keys.DAY_TTL, 1)]
+        with pytest.raises(DeliveryStateUnavailable):
+            store.reserve([group])
+
+    services.counters_rebuild(store=store, after_budgets=phase_one_written)
+    # Three more impressions fit the budget (one was spent before the loss), then none.
+    assert between == [{uncapped.pk}] * 3 + [set()] * 2
+    today = at.date()
+    assert store.get_many([keys.reserved_day(uncapped.pk, today)]) == [50_000]
+
+    state_holder.reset()
+    assert served(world.decide(at=at)) == {cpc.pk}  # capped for viewer-1, budget spent
+    assert served(world.decide(at=at, viewer_id=viewers[1])) == {capped.pk, cpc.pk}
+    for token in tokens[3:]:
+        services.event_track(token=token, event_type="impression", user_agent=PLAYER)
+    impressions = AdEvent.objects.filter(event_type=AdEvent.Type.IMPRESSION)
+    spent = sum(impressions.filter(line_item=uncapped).values_list("cost_micros", flat=True))
+    assert spent == 50_000 == uncapped.daily_budget * 1_000_000
+    per_viewer = Counter(impressions.filter(line_item=capped).values_list("viewer", flat=True))
+    assert sorted(per_viewer.values()) == [1, 1]
+    assert store.get_many([keys.budgets_known()]) == [0]
+    assert CounterBacklog.objects.count() == 0
+
+
+def test_between_the_phases_events_wait_in_the_backlog_and_are_applied_once_after(
+    world, served_by_a_server
+):
+    """Another process heals and has written the budgets: a decision is served and reserved,
+    the events stored meanwhile wait (spend lags; the reservation bounds it), and the drain
+    after the epoch applies them once."""
+    line_item = line_item_with_creative(world.acme)
+    creative = line_item.creatives.get()
+    rebuild()
+    at = timezone.now()
+    (slot,) = world.decide(at=at).pod
+    store = counters()
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    outcome = services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    assert outcome.status == "accepted"
+    state_holder.reset()
+    (later,) = world.decide(at=at).pod
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
+    assert store.get_many(spend_keys(line_item, creative)) == [0, 0, 0, 0]
+    assert store.get_many([keys.reserved_day(line_item.id, at.date())]) == [2 * 12_500]
+
+    store.mark_known()  # the other process's phase 2 is written
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 1
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
+    assert store.get_many(spend_keys(line_item, creative)) == [12_500, 12_500, 1, 1]
+    services.event_track(token=later.token, event_type="impression", user_agent=PLAYER)
+    assert store.get_many(spend_keys(line_item, creative)) == [25_000, 25_000, 2, 2]
+
+
+def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
+    served_by_a_server, monkeypatch
+):
+    """A heal that died between its phases (its healing claim expired) left budgets known:
+    reservations bounded by their budgets go on meanwhile. The next heal takes that back
+    before it reads the reservations, so none is made between its reading and its writing
+    (which would be overwritten), and it keeps the ones made before."""
+    from ads.services import events
+
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    reserved = keys.reserved_day(1, timezone.now().date())
+    budget = [Bump(reserved, 12_500, keys.DAY_TTL, 50_000)]
+    assert store.reserve([budget], whole_state=False) == [True]
+    read = events._summed_values
+    refused = []
+
+    def reading(since, **options):
+        with pytest.raises(DeliveryStateUnavailable):
+            store.reserve([budget], whole_state=False)
+        refused.append(since)
+        return read(since, **options)
+
+    monkeypatch.setattr(events, "_summed_values", reading)
+    assert services.counters_heal() is True
+    assert len(refused) == 1
+    assert store.get_many([reserved]) == [12_500]
+    assert store.reserve([budget]) == [True]
+
+
+def test_a_pod_asks_for_the_whole_state_unless_every_slot_serves_on_budgets(world, monkeypatch):
+    """The engine tells the store what its pod needs: known budgets are enough only when every
+    slot is a CPM line item without frequency caps."""
+    line_item_with_creative(world.acme, pacing="asap")
+    store = counters()
+    real_reserve = store.reserve
+    asked = []
+
+    def reserve(groups, **flags):
+        asked.append(flags["whole_state"])
+        return real_reserve(groups, **flags)
+
+    monkeypatch.setattr(store, "reserve", reserve)
+    rebuild()
+    assert len(world.decide().pod) == 1
+    line_item_with_creative(world.globex, category="automotive", frequency_cap_hour=3)
+    rebuild()
+    assert len(world.decide(viewer_id=world.viewer.external_id, seed=8).pod) == 2
+    line_item_with_creative(world.initech, category="finance", pricing="cpc")
+    LineItem.objects.exclude(pricing="cpc").update(status="paused")
+    rebuild()
+    assert len(world.decide().pod) == 1
+    assert asked == [False, True, True]
 
 
 def test_a_backlog_entry_is_applied_once_however_often_it_is_offered(served_by_a_server):

@@ -19,6 +19,7 @@ from ads import services
 from ads.delivery import keys
 from ads.delivery.counters import (
     Bump,
+    DeliveryStateUnavailable,
     LocalCounters,
     RedisCounters,
     SqliteCounters,
@@ -73,6 +74,37 @@ def test_a_reservation_is_whole_or_nothing_and_remembers_the_full_key(store):
     assert store.reserve([[Bump("budget", 40, limit=100)]]) == [True]
     assert store.reserve([[Bump("budget", 1, limit=100)]]) == [False]
     assert store.get_many(["budget"]) == [100]
+
+
+def test_between_a_heals_phases_only_reservations_their_own_limits_bound_pass(store):
+    """A store that lost its state refuses every reservation. Once a heal has written the
+    budgets (`keys.budgets_known`, the healing key still held), a reservation made with
+    `whole_state=False` is accepted within its limits and any other refused, and backlog
+    applications wait; the epoch accepts everything and forgets the budgets' mark."""
+    budget = [Bump("budget", 40, limit=100)]
+    capped = [Bump("budget", 10, limit=100), Bump("cap", 1, limit=1)]
+    store.delete_prefix(keys.PREFIX)  # lost
+    for whole_state in (True, False):
+        with pytest.raises(DeliveryStateUnavailable):
+            store.reserve([budget], whole_state=whole_state)
+    assert store.claim(keys.healing(), ttl=60)
+    with pytest.raises(DeliveryStateUnavailable):  # healing, budgets not written yet
+        store.reserve([budget], whole_state=False)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    assert store.reserve([budget, budget, budget], whole_state=False) == [True, True, False]
+    with pytest.raises(DeliveryStateUnavailable):
+        store.reserve([capped])  # the default: the whole state
+    with pytest.raises(DeliveryStateUnavailable):
+        store.apply_once(keys.applied(7), [Bump("spent", 5)])
+    assert store.get_many(["budget", "cap", "spent"]) == [80, 0, 0]
+    assert not store.state_known()
+
+    store.mark_known()
+    assert store.state_known()
+    assert store.get_many([keys.budgets_known(), keys.healing()]) == [0, 0]
+    assert store.reserve([capped]) == [True]
+    assert store.apply_once(keys.applied(7), [Bump("spent", 5)]) is True
+    assert store.get_many(["budget", "cap", "spent"]) == [90, 1, 5]
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="Redis: no REDIS_URL")

@@ -816,3 +816,73 @@ def test_viewers_who_will_stop_early_fidget_more():
     assert set(rate) == {"settled", "wavering", "restless"}
     assert rate["restless"] > 1.6 * rate["settled"]
     assert rate["settled"] < rate["wavering"] < rate["restless"]
+
+
+# -- the ad load a session gets: common random numbers, and what a pod costs -----------------
+
+BREAKS_TITLE = replace(
+    TITLE,
+    duration_seconds=7200,
+    breaks=tuple(sessions.BreakProfile(number, number * 1200, 120) for number in range(6)),
+)
+
+
+class PlannedPods:
+    """A host that gives each break the planned number of 30 s ads (none where unplanned)."""
+
+    def __init__(self, ads_at: dict[int, int]) -> None:
+        self.ads_at = ads_at
+
+    def ad_break(self, session, ad_break, at):
+        slots = [
+            sessions.SlotInput(position=number, creative=CREATIVE, line_item_id=1, handle=None)
+            for number in range(1, self.ads_at.get(ad_break.id, 0) + 1)
+        ]
+        return sessions.plan_pod(session, ad_break, f"decision-{ad_break.id}", slots, at)
+
+
+def played(seed: int, host) -> sessions.SessionRun:
+    world = World(seed=1, viewers=[VIEWER], titles={1: BREAKS_TITLE}, shelves={})
+    plan = sessions.SessionPlan(
+        viewer=VIEWER, title=BREAKS_TITLE, device="ctv", start_at=timezone.now(), seed=seed
+    )
+    run = sessions.SessionRun(plan=plan, world=world, rng=random.Random(seed))
+    for _ in sessions.play(run, host):
+        pass
+    return run
+
+
+def test_a_session_given_lighter_pods_never_finishes_less_of_its_title():
+    """Common random numbers: the session's timeline draws from its own generator and each
+    pod from one of its own, so the same session given pods no longer at any break (and empty
+    wherever the full load's was) finishes whenever it finished under the full load."""
+    plans = random.Random(7)
+    gained = 0
+    for seed in range(1000):
+        full = {ad_break.id: plans.randint(0, 3) for ad_break in BREAKS_TITLE.breaks}
+        lighter = {break_id: plans.randint(0, ads) for break_id, ads in full.items()}
+        under_full = played(seed, PlannedPods(full))
+        under_lighter = played(seed, PlannedPods(lighter))
+        assert under_lighter.intent == under_full.intent
+        if under_full.completed:
+            assert under_lighter.completed, (seed, full, lighter)
+        gained += under_lighter.completed and not under_full.completed
+    assert gained > 60  # lighter pods do keep viewers (116 of these 1,000)
+
+
+def test_the_same_ads_in_more_breaks_lose_more_viewers():
+    """Every break that plays ads costs a base chance of leaving and more for each break
+    before it, on top of its seconds: four ads in four breaks lose more sessions than the
+    same four in two. So when a viewer's frequency caps limit the ads they can be shown,
+    halving every pod spreads the same ads over more breaks, and completion falls
+    (bench/ad_load.py)."""
+    # The first four breaks, none of them in one of the title's lulls (which would weigh more).
+    assert not any(sessions.in_lull(BREAKS_TITLE, offset) for offset in (0, 1200, 2400, 3600))
+    in_two = {1: 2, 3: 2}
+    in_four = {0: 1, 1: 1, 2: 1, 3: 1}
+    completed = {
+        name: sum(played(seed, PlannedPods(ads_at)).completed for seed in range(1000))
+        for name, ads_at in (("none", {}), ("two", in_two), ("four", in_four))
+    }
+    assert completed["none"] > completed["two"] > completed["four"]
+    assert completed["two"] - completed["four"] > 30  # 518 against 474 (none: 569)

@@ -22,6 +22,9 @@ The counters are *known* while the epoch key is present (`keys.epoch`). A store 
 state (Redis restarted empty) has no epoch: it refuses reservations and backlog applications
 (DeliveryStateUnavailable, `lost`) until `ads.services.counters_heal` has rebuilt it from the
 event table, so no line item spends its budget, nor any viewer passes a cap, a second time.
+A heal writes budgets first (`keys.budgets_known`), caps second: in between, a reservation
+made with `whole_state=False` (its own limits bound it: CPM budgets, no cap key) is accepted,
+any other refused, and backlog applications still wait for the epoch.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
 from ads.delivery.counters.base import (
@@ -96,11 +99,13 @@ def database_identity() -> str | None:
     """This database: its name and when its first migration was applied, which changes when
     it is made again. None before migrations (nothing to rebuild from yet)."""
     try:
-        first_applied = (
-            MigrationRecorder.Migration.objects.order_by("pk")
-            .values_list("applied", flat=True)
-            .first()
-        )
+        # In a savepoint: a missing table must not abort a caller's PostgreSQL transaction.
+        with transaction.atomic():
+            first_applied = (
+                MigrationRecorder.Migration.objects.order_by("pk")
+                .values_list("applied", flat=True)
+                .first()
+            )
     except (DatabaseError, SynchronousOnlyOperation):
         return None
     if first_applied is None:

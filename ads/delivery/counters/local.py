@@ -23,8 +23,12 @@ class LocalCounters:
         # keys, as the tests do to play a Redis restart, forgets this too).
         self._values[keys.epoch()] = (1, None)
 
-    def _known(self, now: float) -> bool:
-        return bool(self._get(keys.epoch(), now)) and not self._get(keys.healing(), now)
+    def _known(self, now: float, whole_state: bool = True) -> bool:
+        """The whole state is known; or, with `whole_state` False, at least the budgets (a
+        heal's first phase is written)."""
+        if self._get(keys.epoch(), now) and not self._get(keys.healing(), now):
+            return True
+        return not whole_state and bool(self._get(keys.budgets_known(), now))
 
     def state_known(self) -> bool:
         with self._lock:
@@ -34,6 +38,7 @@ class LocalCounters:
         with self._lock:
             self._values[keys.epoch()] = (1, None)
             self._values.pop(keys.healing(), None)
+            self._values.pop(keys.budgets_known(), None)
 
     def release(self, key: str) -> None:
         with self._lock:
@@ -76,11 +81,13 @@ class LocalCounters:
                 expires = now + bump.ttl
             self._values[bump.key] = (value + bump.amount, expires)
 
-    def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, whole_state: bool = True) -> list[bool]:
+        """Each group whole or not at all; `whole_state=False`: the groups' own limits bound
+        them, so known budgets are enough (see RedisCounters.reserve)."""
         now = time.monotonic()
         results = []
         with self._lock:
-            if not self._known(now):
+            if not self._known(now, whole_state):
                 raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
             for group in groups:
                 current = [self._get(bump.key, now) for bump in group]

@@ -8,7 +8,10 @@ error the engine and the event path know how to answer.
 
 Reservations and backlog applications check, in the same script, that the counters are known
 (the epoch key is present and no heal holds the healing key): a Redis that restarted empty
-refuses them, instead of letting a line item spend its budget again from zero.
+refuses them, instead of letting a line item spend its budget again from zero. Between a heal's
+two phases (`keys.budgets_known` set, the epoch not yet), a reservation the caller says its
+own limits bound (`whole_state=False`: CPM budgets, no frequency cap) is accepted, any other
+refused; backlog applications wait for the epoch.
 """
 
 from __future__ import annotations
@@ -29,20 +32,23 @@ HEALTH_CHECK_SECONDS = 5
 PACKED_READ_SIZE = 1000  # keys from which get_many packs its MGET itself (and keeps it)
 UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-# KEYS: epoch, healing, then every group's keys in turn; ARGV[1]: for each group, its number of
-# keys n, then "amount ttl limit" for each of its keys (ttl 0: none, limit -1: none), all
-# space-separated: one argument to pack instead of three a key, and one script for the whole
-# pod instead of one a group (each group is still all or nothing, and the script runs alone, so
-# the groups are applied as one after the other). The amounts reach INCRBY as the strings sent
-# (a Lua number would print large ones as 1e+15). Returns 0 when the counters are not known,
-# else an array with, for each group, 1 when reserved or -i when its key i (from 1) would pass
-# its limit.
+# KEYS: epoch, healing, budgets known, then every group's keys in turn; ARGV[1]: for each group,
+# its number of keys n, then "amount ttl limit" for each of its keys (ttl 0: none, limit -1:
+# none), all space-separated; ARGV[2]: 1 when the reservation needs the whole state known, 0
+# when known budgets are enough (see the module docstring). One argument to pack instead of
+# three a key, and one script for the whole pod instead of one a group (each group is still all
+# or nothing, and the script runs alone, so the groups are applied as one after the other).
+# The amounts reach INCRBY as the strings sent (a Lua number would print large ones as 1e+15).
+# Returns 0 when the counters are not known (enough), else an array with, for each group, 1
+# when reserved or -i when its key i (from 1) would pass its limit.
 RESERVE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
+  if ARGV[2] == '1' or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+end
 local spec = {}
 for word in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = word end
 local results = {}
-local s, k = 1, 2
+local s, k = 1, 3
 while s <= #spec do
   local n = tonumber(spec[s])
   local result = 1
@@ -117,6 +123,7 @@ class RedisCounters:
         self._apply = self._redis.register_script(APPLY_SCRIPT)
         self.full = FullMemory()
         self._guard = [keys.epoch(), keys.healing()]
+        self._reserve_guard = [*self._guard, keys.budgets_known()]
         self._local = threading.local()  # each thread's connection for reservations
         self._packed_read: tuple[Sequence[str], bytes] | None = None
 
@@ -163,17 +170,20 @@ class RedisCounters:
         pipe.execute()
 
     @_unavailable_when_unreachable
-    def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, whole_state: bool = True) -> list[bool]:
         """One EVALSHA of RESERVE_SCRIPT for all the groups, written to this thread's own
         connection (without redis-py's command packing: packing each argument through it cost
-        about a third of a decision's CPU, and one reply per group another tenth)."""
+        about a third of a decision's CPU, and one reply per group another tenth).
+        `whole_state=False`: the groups' own limits bound what they reserve, so known budgets
+        are enough (a heal's first phase)."""
         if not groups:
             return []
-        (result,) = self._send(_reserve_command(self._reserve.sha, self._guard, groups), 1)
+        command = _reserve_command(self._reserve.sha, self._reserve_guard, groups, whole_state)
+        (result,) = self._send(command, 1)
         if isinstance(result, redis.exceptions.NoScriptError):
             # Redis restarted or flushed its scripts: nothing of this pod was reserved.
             self._redis.script_load(RESERVE_SCRIPT)
-            return self.reserve(groups)
+            return self.reserve(groups, whole_state=whole_state)
         if isinstance(result, Exception):
             raise result
         if result == 0:
@@ -234,7 +244,7 @@ class RedisCounters:
     def mark_known(self) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(keys.epoch(), 1)
-        pipe.delete(keys.healing())
+        pipe.delete(keys.healing(), keys.budgets_known())
         pipe.execute()
 
     @_unavailable_when_unreachable
@@ -274,7 +284,9 @@ class RedisCounters:
         return [bool(result) for result in pipe.execute()]
 
 
-def _reserve_command(sha: str, guard: Sequence[str], groups: Sequence[Sequence[Bump]]) -> bytes:
+def _reserve_command(
+    sha: str, guard: Sequence[str], groups: Sequence[Sequence[Bump]], whole_state: bool
+) -> bytes:
     """EVALSHA of the reserve script for `groups` (after the guard keys), in the Redis
     protocol."""
     spec: list[str] = []
@@ -284,7 +296,8 @@ def _reserve_command(sha: str, guard: Sequence[str], groups: Sequence[Sequence[B
         for bump in group:
             names.append(bump.key)
             spec.append(f"{bump.amount} {bump.ttl or 0} {-1 if bump.limit is None else bump.limit}")
-    return _packed_ascii(["EVALSHA", sha, str(len(names)), *names, " ".join(spec)])
+    whole = "1" if whole_state else "0"
+    return _packed_ascii(["EVALSHA", sha, str(len(names)), *names, " ".join(spec), whole])
 
 
 def _packed_ascii(args: list[str]) -> bytes:

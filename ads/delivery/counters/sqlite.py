@@ -134,9 +134,13 @@ class SqliteCounters:
         with self._writing() as db:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
 
-    def _check_known(self, db: sqlite3.Connection, now: float) -> None:
-        guard = self._read(db, [keys.epoch(), keys.healing()], now)
-        if not guard.get(keys.epoch()) or guard.get(keys.healing()):
+    def _check_known(self, db: sqlite3.Connection, now: float, whole_state: bool = True) -> None:
+        """Raise unless the whole state is known; or, with `whole_state` False, at least the
+        budgets (a heal's first phase is written)."""
+        guard = self._read(db, [keys.epoch(), keys.healing(), keys.budgets_known()], now)
+        if guard.get(keys.epoch()) and not guard.get(keys.healing()):
+            return
+        if whole_state or not guard.get(keys.budgets_known()):
             raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
 
     def state_known(self) -> bool:
@@ -149,7 +153,9 @@ class SqliteCounters:
     def mark_known(self) -> None:
         with self._writing() as db:
             db.execute(SET_SQL, (keys.epoch(), 1, None))
-            db.execute("DELETE FROM counter WHERE key = ?", (keys.healing(),))
+            db.execute(
+                "DELETE FROM counter WHERE key IN (?, ?)", (keys.healing(), keys.budgets_known())
+            )
 
     def release(self, key: str) -> None:
         with self._writing() as db:
@@ -167,13 +173,14 @@ class SqliteCounters:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
             return True
 
-    def reserve(self, groups: Sequence[Sequence[Bump]]) -> list[bool]:
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, whole_state: bool = True) -> list[bool]:
         """Each group whole or not at all, as the Redis script does; all groups in one
-        transaction (one lock, one commit)."""
+        transaction (one lock, one commit). `whole_state=False`: the groups' own limits bound
+        them, so known budgets are enough (see RedisCounters.reserve)."""
         now = self._clock()
         results = []
         with self._writing() as db:
-            self._check_known(db, now)
+            self._check_known(db, now, whole_state)
             for group in groups:
                 current = self._read(db, [bump.key for bump in group], now)
                 blocker = next(
