@@ -224,7 +224,7 @@ class AcceptingStore:
             return False
 
     @staticmethod
-    def reserve(groups):
+    def reserve(groups, **options):
         return [True] * len(groups)
 
     @staticmethod
