@@ -3,7 +3,10 @@
 1,000 live line items, 3,000 creatives, 5,000 viewers, 1,700 titles (bench/_world.py). Prints:
 
 1. in process: `ads.services.decide` p50/p90/p99/max, pod size and fill rate, and one index
-   rebuild and one state refresh (each process does them about once a second);
+   rebuild and one state refresh (each process does them about once a second); then with a
+   CTR champion trained on this world (bench/_ctr_champion.py) beside none, in turns on the
+   same requests: CPU per decision, p99 and their ratio (and the champion through the
+   booster's predict, CTR_FOREST_SCORING off);
 2. over HTTP against the servers as the Procfile runs them: the `api:` process (granian,
    WSGI: the integration API; the targets) and, for comparison, `web:` (uvicorn,
    ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a Python
@@ -34,6 +37,8 @@ afterwards for a look); it skips, exiting 0, when PostgreSQL or Redis does not a
                          (bench/ctr_oracle.py --world keeps them beside its world): the engine's
                          CPU per decision with no CTR champion, with each of them as champion,
                          with and without CTR_SLOT_RANKING, in turns on the same requests
+    BENCH_CTR_ROWS=150000       impressions the world's own CTR champion is trained on
+    BENCH_CHAMPION_DECISIONS=1500  decisions a round with and without it (0: skip it)
     BENCH_IN_PROCESS_ONLY=1  stop after the in-process figures (and the CTR champions' ones)
 """
 
@@ -145,6 +150,8 @@ def main() -> int:
 
     rng = random.Random(7)
     tokens = in_process_decisions(report, world, rng)
+    if CHAMPION_DECISIONS:
+        with_a_champion(report, world, random.Random(13))
     if CTR_MODELS:
         ctr_champion_costs(report, world, random.Random(11))
     if IN_PROCESS_ONLY:
@@ -236,59 +243,25 @@ def ctr_champion_costs(report: Report, world, rng: random.Random, rounds: int = 
     which costs nothing (a NaN code walks the trees like any other)."""
     import pickle
 
-    from django.conf import settings
-
-    from ads import services
-    from ml import selectors as ml_selectors
-    from ml import services as ml_services
-    from ml.models import ModelKind, ModelVersion
+    import _ctr_champion
 
     folder = Path(CTR_MODELS)
     versions = {}
     for name in ("off", "on"):
         model = pickle.loads((folder / f"trees-fatigue-{name}.pickle").read_bytes())
         assert model.features.fatigue == (name == "on"), name
-        versions[name] = ModelVersion.objects.create(
-            kind=ModelKind.CTR,
-            version=len(versions) + 1,
-            algorithm=model.algorithm,
-            metrics={},
-            feature_spec={},
-            train_rows=0,
-            holdout_rows=0,
-            artifact=ml_services.artifact_dumps(model),
-        )
+        versions[name] = _ctr_champion.register(model, version=len(versions) + 1)
     configurations = [
-        ("no CTR champion", None, False),
-        ("champion without fatigue (default)", "off", False),
-        ("champion without fatigue, slot ranking", "off", True),
-        ("champion with fatigue, slot ranking", "on", True),
+        ("no CTR champion", None, {}),
+        ("champion without fatigue (default)", versions["off"], {}),
+        ("champion without fatigue, slot ranking", versions["off"], {"CTR_SLOT_RANKING": True}),
+        ("champion with fatigue, slot ranking", versions["on"], {"CTR_SLOT_RANKING": True}),
     ]
-    requests = [services.DecisionRequest(**world.request(rng)) for _ in range(1500)]
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
-    latencies: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
-    for _ in range(rounds):
-        for name, champion, slot_ranking in configurations:
-            ModelVersion.objects.filter(kind=ModelKind.CTR).update(status="retired")
-            if champion is not None:
-                ml_services.model_version_promote(model_version=versions[champion])
-            ml_selectors.champions_reload()
-            settings.CTR_SLOT_RANKING = slot_ranking
-            for request in requests[:200]:  # the champion loaded, its creatives' rows cached
-                services.decide(request, rng=rng)
-            began = time.process_time()
-            for request in requests[200:]:
-                started = time.perf_counter()
-                services.decide(request, rng=rng)
-                latencies[name].append(time.perf_counter() - started)
-            cpu[name].append((time.process_time() - began) / (len(requests) - 200))
-    ModelVersion.objects.filter(kind=ModelKind.CTR).update(status="retired")
-    ml_selectors.champions_reload()
-    settings.CTR_SLOT_RANKING = False
+    cpu, latencies = _champions_in_turns(configurations, world, rng, rounds)
     base = statistics.median(cpu["no CTR champion"])
     report.line(
         f"\nCTR champion (bench/ctr_oracle.py's, {CTR_MODELS}): engine CPU per decision, "
-        f"median of {rounds} rounds of {len(requests) - 200:,} decisions, in turns"
+        f"median of {rounds} rounds of {CHAMPION_DECISIONS:,} decisions, in turns"
     )
     for name, _, _ in configurations:
         value = statistics.median(cpu[name])
@@ -296,6 +269,114 @@ def ctr_champion_costs(report: Report, world, rng: random.Random, rounds: int = 
             f"  {name:42s} {value * 1000:6.3f} ms CPU ({(value - base) * 1000:+.3f} ms), "
             f"p99 {ms(percentile(sorted(latencies[name]), 0.99))}"
         )
+
+
+CHAMPION_DECISIONS = int(os.environ.get("BENCH_CHAMPION_DECISIONS", "1500"))
+CHAMPION_WARM_UP = 300  # per configuration and round: the champion loaded, its caches filled
+CTR_ROWS = int(os.environ.get("BENCH_CTR_ROWS", "150000"))
+TARGET_CHAMPION_RATIO = 1.5  # CPU per decision with a champion / without
+TARGET_CHAMPION_P99_MS = 2.0
+
+
+def _champions_in_turns(configurations, world, rng: random.Random, rounds: int):
+    """Each configuration (name, CTR model version or None, settings) in turn, `rounds` times,
+    on the same requests: the CPU per decision of each round and every decision's latency, by
+    name. Each champion is loaded once, through the registry, and held as a server process
+    holds it (what it caches stays warm from one round to the next, as in a process that has
+    served it for a while); the engine is handed the one of the configuration."""
+    from django.conf import settings
+
+    from ads import services
+    from ads.decisioning import engine
+    from ml import selectors as ml_selectors
+    from ml import services as ml_services
+    from ml.models import ModelKind, ModelVersion
+
+    loaded = {}
+    for _, version, _ in configurations:
+        if version is not None and version.pk not in loaded:
+            ModelVersion.objects.filter(kind=ModelKind.CTR).update(status="retired")
+            ml_services.model_version_promote(model_version=version)
+            ml_selectors.champions_reload()
+            loaded[version.pk] = engine.ctr_champion()
+            assert loaded[version.pk] is not None, version
+    requests = [
+        services.DecisionRequest(**world.request(rng))
+        for _ in range(CHAMPION_WARM_UP + CHAMPION_DECISIONS)
+    ]
+    defaults = {"CTR_SLOT_RANKING": False, "CTR_FOREST_SCORING": True}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
+    latencies: dict[str, list[float]] = {name: [] for name, _, _ in configurations}
+    held = engine.ctr_champion
+    try:
+        for _ in range(rounds):
+            for name, version, overrides in configurations:
+                champion = None if version is None else loaded[version.pk]
+                engine.ctr_champion = lambda champion=champion: champion
+                for setting, value in (defaults | overrides).items():
+                    setattr(settings, setting, value)
+                for request in requests[:CHAMPION_WARM_UP]:
+                    services.decide(request, rng=rng)
+                began = time.process_time()
+                for request in requests[CHAMPION_WARM_UP:]:
+                    started = time.perf_counter()
+                    services.decide(request, rng=rng)
+                    latencies[name].append(time.perf_counter() - started)
+                cpu[name].append((time.process_time() - began) / CHAMPION_DECISIONS)
+    finally:
+        engine.ctr_champion = held
+        ModelVersion.objects.filter(kind=ModelKind.CTR).update(status="retired")
+        ml_selectors.champions_reload()
+        for setting, value in defaults.items():
+            setattr(settings, setting, value)
+    return cpu, latencies
+
+
+def with_a_champion(report: Report, world, rng: random.Random, rounds: int = 3) -> None:
+    """The engine with a CTR champion trained on this world (bench/_ctr_champion.py: the
+    nightly training's code on made-up impressions of the world's own creatives), beside no
+    champion, in turns on the same requests: the demo and production have one. Also the
+    champion through the booster's predict (CTR_FOREST_SCORING off), the path before the
+    forest's arrays."""
+    import _ctr_champion
+
+    model, metrics, seconds = _ctr_champion.train(CTR_ROWS)
+    version = _ctr_champion.register(model, version=10)
+    report.line(
+        f"\nWith a CTR champion trained on this world ({CTR_ROWS:,} made-up impressions, "
+        f"{seconds:.0f} s): {_ctr_champion.trees_count(model)} trees, held-out AUC "
+        f"{metrics['auc']:.3f}, calibration ratio {metrics['calibration_ratio']:.3f}; "
+        f"median of {rounds} rounds of {CHAMPION_DECISIONS:,} decisions each (the same "
+        "requests each round), in turns"
+    )
+    configurations = [
+        ("no CTR champion", None, {}),
+        ("champion (forest arrays, default)", version, {}),
+        ("champion through the booster's predict", version, {"CTR_FOREST_SCORING": False}),
+    ]
+    cpu, latencies = _champions_in_turns(configurations, world, rng, rounds)
+    base = statistics.median(cpu["no CTR champion"])
+    figures = {}
+    for name, _, _ in configurations:
+        value = statistics.median(cpu[name])
+        values = sorted(latencies[name])
+        figures[name] = (value, percentile(values, 0.99))
+        report.line(
+            f"  {name:40s} CPU {value * 1000:6.3f} ms ({value / base:5.2f}×)  p50 "
+            f"{ms(percentile(values, 0.5))}  p99 {ms(percentile(values, 0.99))}  rounds "
+            + ", ".join(f"{round_cpu * 1000:.3f}" for round_cpu in cpu[name])
+        )
+    champion_cpu, champion_p99 = figures["champion (forest arrays, default)"]
+    report.target(
+        f"CPU per decision with a champion ≤ {TARGET_CHAMPION_RATIO:g} × without",
+        f"{champion_cpu / base:.2f}×",
+        champion_cpu / base <= TARGET_CHAMPION_RATIO,
+    )
+    report.target(
+        f"in-process p99 with a champion ≤ {TARGET_CHAMPION_P99_MS:g} ms",
+        ms(champion_p99),
+        champion_p99 * 1000 <= TARGET_CHAMPION_P99_MS,
+    )
 
 
 def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]:

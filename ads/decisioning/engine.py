@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
@@ -43,10 +44,17 @@ from django.utils import timezone
 from ads.decisioning import ad_load, eligibility, ranking
 from ads.decisioning.eligibility import Context
 from ads.decisioning.index import CreativeEntry, DemandIndex, LineItemEntry, current_index
-from ads.decisioning.scoring import ctr_champion, predict_ctr, rank_by_slot, viewer_fatigue
+from ads.decisioning.scoring import (
+    ctr_champion,
+    forest_ranking,
+    predict_ctr,
+    rank_by_slot,
+    rescored_entry,
+    viewer_fatigue,
+)
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder, thompson_order
 from ads.delivery import keys
-from ads.delivery.counters import MICROS, Bump, Counters, DeliveryStateUnavailable, counters
+from ads.delivery.counters import Bump, Counters, DeliveryStateUnavailable, counters
 from ads.delivery.tokens import TrackingClaim, make_token
 from ads.models import Creative
 from config.db import LOST, retried_on_lost_connection
@@ -203,20 +211,20 @@ def _decide(
         decision.explain = explain
         return decision
 
-    eligible = (
-        index.masks.matching(
-            title=context.title,
-            device=context.device,
-            region=context.region,
-            age_band=context.viewer.age_band,
-        )
-        & live_now(index, state, context)
-        & state.budget_ok
-    )
+    eligible = _eligible(index, state, context)
     explored = rng.random() < ranking.EXPLORATION_SHARE
     model = ctr_champion()
+    candidates: Sequence[Ranked]
     if model is None:
         candidates = state.candidates(eligible, rng if explored else None)
+    elif (
+        settings.CTR_FOREST_SCORING
+        and not settings.CTR_SLOT_RANKING
+        and model.model.forest is not None
+    ):
+        candidates = forest_ranking(
+            state, eligible, model.model, context, at, store, rng if explored else None
+        )
     else:
         candidates = _model_scored(
             state.candidates(eligible), model.model, index, context, at, store, state.whole
@@ -258,6 +266,20 @@ def _decide(
     return decision
 
 
+def _eligible(index: DemandIndex, state: DeliveryState, context: Context) -> int:
+    """The mask of line items that are live, targeted at this request and within budget."""
+    return (
+        index.masks.matching(
+            title=context.title,
+            device=context.device,
+            region=context.region,
+            age_band=context.viewer.age_band,
+        )
+        & live_now(index, state, context)
+        & state.budget_ok
+    )
+
+
 def _model_scored(
     candidates: list[Ranked],
     model,
@@ -282,29 +304,13 @@ def _model_scored(
     if model.features.fatigue and fatigue_known:
         fatigue = viewer_fatigue(store, context.viewer.id, at)
     creatives = [creative for entry in cpc for creative, _ in entry.creatives]
-    pctrs = iter(predict_ctr(model, index, context, creatives, at, fatigue=fatigue).tolist())
+    pctrs = predict_ctr(model, index, context, creatives, at, fatigue=fatigue).tolist()
     rescored = {}
+    offset = 0
     for entry in cpc:
-        posteriors = []
-        for creative, posterior in entry.creatives:
-            strength = posterior.alpha + posterior.beta
-            pctr = next(pctrs)
-            posteriors.append(
-                (
-                    creative,
-                    ranking.Posterior(
-                        pctr * strength, (1 - pctr) * strength, posterior.impressions
-                    ),
-                )
-            )
-        posteriors.sort(key=lambda pair: (-pair[1].mean, pair[0].id))
-        score = ranking.expected_value(
-            is_cpm=False,
-            bid=entry.line_item.bid_micros / MICROS,
-            pctr=posteriors[0][1].mean,
-            pacing_factor=entry.pacing_factor,
-        )
-        rescored[entry.line_item.id] = replace(entry, score=score, creatives=posteriors)
+        count = len(entry.creatives)
+        rescored[entry.line_item.id] = rescored_entry(entry, pctrs[offset : offset + count])
+        offset += count
     merged = [rescored.get(entry.line_item.id, entry) for entry in candidates]
     merged.sort(key=lambda entry: (-entry.score, entry.line_item.id))
     if not settings.CTR_SLOT_RANKING:
@@ -313,7 +319,7 @@ def _model_scored(
     return rank_by_slot(merged, model, index, context, at, slots=slots, fatigue=fatigue)
 
 
-def _explored(candidates: list[Ranked], explored: bool, rng: random.Random) -> list[Ranked]:
+def _explored(candidates: Sequence[Ranked], explored: bool, rng: random.Random) -> Sequence[Ranked]:
     """An exploring decision re-scores CPC line items with a Thompson sample of their best
     creative's pCTR where that creative has few impressions (the model-scored path; without a
     model, `DeliveryState.candidates` does the same on the state's arrays)."""
@@ -341,7 +347,7 @@ def _explored(candidates: list[Ranked], explored: bool, rng: random.Random) -> l
 
 
 def _fill_pod(
-    candidates: list[Ranked],
+    candidates: Sequence[Ranked],
     context: Context,
     store: Counters,
     rng: random.Random,

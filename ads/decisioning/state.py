@@ -173,13 +173,24 @@ class DeliveryState:
     size: int = 0  # line items in the index: the width of the masks
     whole: bool = True  # False between a heal's phases: budgets known, caps and fatigue not
 
+    # Arrays derived from this state for a CTR champion (ads.decisioning.scoring), by the
+    # champion's scorer: made at its first decision, gone with the state.
+    derived: dict = field(default_factory=dict)
+
+    def chosen(self, eligible: int) -> np.ndarray:
+        """The places in `ranked` of the entries whose bit is set in `eligible`, ascending."""
+        arrays = self.arrays
+        if arrays is None or not self.ranked:
+            return np.empty(0, dtype=np.intp)
+        return np.flatnonzero(mask_bits(eligible, self.size)[arrays.positions])
+
     def candidates(self, eligible: int, explore_rng: random.Random | None = None) -> list[Ranked]:
         """The ranked entries whose bit is set in `eligible`, in ranking order; with
         `explore_rng`, in the order of an exploring decision (`thompson_order`)."""
         arrays = self.arrays
         if arrays is None or not self.ranked:
             return []
-        chosen = np.flatnonzero(mask_bits(eligible, self.size)[arrays.positions])
+        chosen = self.chosen(eligible)
         if explore_rng is not None and len(chosen):
             chosen = chosen[
                 thompson_order(
