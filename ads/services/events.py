@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -651,7 +651,9 @@ def counters_rebuild(
         store.release(keys.budgets_known())
         with _snapshot():
             written = _write_rebuilt(
-                store, _summed_values(since or timezone.now() - timedelta(days=2))
+                store,
+                _summed_values(since or timezone.now() - timedelta(days=2)),
+                held=[keys.healing()],
             )
             store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
             if after_budgets is not None:
@@ -659,7 +661,7 @@ def counters_rebuild(
             per_viewer = _cap_values()
             per_viewer.update(_fatigue_values())
             CounterBacklog.objects.all().delete()
-        written += _write_rebuilt(store, per_viewer)
+        written += _write_rebuilt(store, per_viewer, held=[keys.healing(), keys.budgets_known()])
         store.mark_known()
     except BaseException:
         store.release(keys.budgets_known())
@@ -670,16 +672,21 @@ def counters_rebuild(
     return written
 
 
+# Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
+WRITE_CHUNK = 50_000
 # Never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
     {keys.reserved_day, keys.reserved_lifetime, keys.cap_hour, keys.cap_day, keys.cap_lifetime}
 )
 
 
-def _write_rebuilt(store: Counters, values: Counter[tuple]) -> int:
+def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[str]) -> int:
     """Write rebuilt values (per key function and its arguments), each key with its lifetime;
     a reservation or cap keeps what the store holds when that is more. Returns the keys
-    written."""
+    written. Written WRITE_CHUNK keys at a time, the heal's own keys (`held`: the healing claim,
+    and budgets known once set) renewed before each chunk: writing a busy day's caps takes
+    longer than their lifetime (about 70 s for 1.3 million keys into Redis), and a claim that
+    ran out would let a second heal start over this one's writes."""
     named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
     current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
     by_lifetime: dict[int | None, dict[str, int]] = {}
@@ -688,7 +695,10 @@ def _write_rebuilt(store: Counters, values: Counter[tuple]) -> int:
         kept = max(value, current[key]) if key_of in _RESERVATIONS else value
         by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
     for seconds, group in by_lifetime.items():
-        store.set_many(group, ttl=seconds)
+        pairs = list(group.items())
+        for start in range(0, len(pairs), WRITE_CHUNK):
+            store.set_many(dict.fromkeys(held, 1), ttl=keys.HEAL_TTL)
+            store.set_many(dict(pairs[start : start + WRITE_CHUNK]), ttl=seconds)
     return len(values)
 
 

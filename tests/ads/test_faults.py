@@ -408,6 +408,53 @@ def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
     assert store.reserve([budget]) == [True]
 
 
+def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(world, monkeypatch):
+    """A busy day's caps take longer to write than the healing claim lives (HEAL_TTL): the heal
+    renews its claim (and budgets known) between chunks, so no second heal starts over it."""
+    from types import SimpleNamespace
+
+    from ads.delivery.counters import local
+    from ads.delivery.counters.local import LocalCounters
+    from ads.services import events
+
+    capped = line_item_with_creative(world.acme, frequency_cap_day=2, pacing="asap")
+    viewers = [
+        ViewerFactory(external_id=f"capped-{n}", age_band="25_34", region="us_west", device="ctv")
+        for n in range(3)
+    ]
+    rebuild()
+    at = timezone.now()
+    for viewer in viewers:
+        (slot,) = world.decide(at=at, viewer_id=viewer.external_id).pod
+        assert slot.line_item.id == capped.pk
+        services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+
+    clock = SimpleNamespace(now=1_000.0)
+    monkeypatch.setattr(local, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    store = LocalCounters()
+    store.delete_prefix(keys.PREFIX)  # lost
+    write = store.set_many
+    second_heal, budgets_known = [], []
+
+    def slow_writes(values, ttl=None):
+        write(values, ttl=ttl)
+        if keys.healing() not in values:  # a chunk of rebuilt values, not the renewal
+            clock.now += keys.HEAL_TTL / 2.4  # three chunks outlive an unrenewed claim
+        second_heal.append(store.claim(keys.healing(), ttl=keys.HEAL_TTL))
+        budgets_known.append(store.get_many([keys.budgets_known()])[0])
+
+    monkeypatch.setattr(store, "set_many", slow_writes)
+    monkeypatch.setattr(events, "WRITE_CHUNK", 1)
+    services.counters_rebuild(store=store)
+    assert len(second_heal) > 12  # 6 cap keys (hour, day) and more, one chunk each
+    assert not any(second_heal)
+    phase_two = budgets_known[budgets_known.index(1) :]  # from phase 1's end to the epoch
+    assert len(phase_two) > 6 and all(phase_two)  # uncapped line items served throughout
+    assert store.state_known()
+    day = at.astimezone(world.acme.tzinfo).date()
+    assert store.get_many([keys.cap_day(capped.pk, viewers[0].pk, day)]) == [1]
+
+
 def test_a_pod_asks_for_the_whole_state_unless_every_slot_serves_on_budgets(world, monkeypatch):
     """The engine tells the store what its pod needs: known budgets are enough only when every
     slot is a CPM line item without frequency caps."""
