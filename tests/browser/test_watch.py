@@ -119,7 +119,9 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         staff_page = page.context.browser.new_context(viewport=LAPTOP).new_page()
         log_in(staff_page, server, world.staff_username, "/staff/sessions/")
 
-        page.goto(f"{page.url}?t={offset - 4}&timescale={TIMESCALE}")
+        # 20 s of film before the break (2 s at TIMESCALE): with 4 s (0.4 s), CI once stored the
+        # break's events before the play that led to it.
+        page.goto(f"{page.url}?t={offset - 20}&timescale={TIMESCALE}")
         player = page.locator("#player")
         marks = player.locator(".break-mark")
         expect(marks).to_have_count(1)
