@@ -259,12 +259,14 @@ class Player {
     this.playing = true;
     this.setState("playing");
     if (first) {
+      // Recorded before the session opens: the film runs meanwhile, and a break it reaches
+      // before the answer must come after the play that led to it.
+      this.log.record("play", this.position);
       try {
         await this.log.open();
       } catch (error) {
         this.status(`Playback is not being recorded (${error}).`);
       }
-      this.log.record("play", this.position);
       // A pre-roll, or (resuming further in) the last break before the start point.
       this.maybeBreak(this.unplayedIn(-1, this.position));
     } else {
