@@ -1,5 +1,5 @@
 """The counter rebuild after a Redis loss, on a day of 10 million ad events (PostgreSQL): from
-the event totals plus the tail of events decided after them (`ads.services.totals`), against
+the event totals plus the tail of events stored after them (`ads.services.totals`), against
 the scan of the whole table it replaces, with the same values checked.
 
 Seeds bench/_rollup_world.py's world (30 advertisers in 10 time zones, 1,000 line items, 3,000

@@ -627,8 +627,8 @@ def counters_rebuild(
     In two phases, so that what is known serves as soon as it is written:
 
     1. spend, reservations, click-through and live totals, from the event totals plus the
-       events decided after them (`ads.services.totals`: the last hours, not a scan of the
-       whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
+       events stored after them (`ads.services.totals`: the last 15–30 minutes, not a scan of
+       the whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
        it is accepted (a CPM line item without frequency caps serves; `whole_state=False`);
     2. the frequency caps and fatigue buckets (one key per viewer: most of the time), then the
        epoch: everything serves, and the backlog is applied again.
@@ -716,7 +716,7 @@ def _snapshot() -> Iterator[None]:
 
 def _summed_values(since: datetime, *, scan: bool = False) -> Counter[tuple]:
     """Spend (lifetime and per day), click-through and live totals: from the event totals
-    and the events decided after them (`ads.services.totals`), or, without totals reaching
+    and the events stored after them (`ads.services.totals`), or, without totals reaching
     back to `since` (or with `scan`), from the whole table. Both give the same values."""
     read = None if scan else totals_read(since=since)
     if read is None:

@@ -34,7 +34,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "ads.tasks.event_partitions_make_ahead_task",
         "schedule": crontab(minute=5),
     },
-    # The event totals a counter rebuild reads instead of the whole table, up to the sealed hour.
+    # The event totals a counter rebuild reads instead of the whole table: each run sums the
+    # events up to the id its previous run noted.
     "event-totals-advance": {
         "task": "ads.tasks.event_totals_advance_task",
         "schedule": crontab(minute="*/15"),
