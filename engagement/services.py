@@ -1,9 +1,10 @@
 """Writes to what viewers watched and how they liked it."""
 
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -380,7 +381,24 @@ def _player_event_check(event: PlayerEvent, *, session: ViewingSession, duration
 
 
 # The engagement model's training and serving live in engagement.learning; these are the
-# names other apps and the tasks may use.
-from engagement.learning import engagement_model_train, engagement_predict  # noqa: E402, F401
-from engagement.learning.live_training import live_score_model_train  # noqa: E402, F401
+# names other apps and the tasks may use. The trainers are imported on first use (PEP 562):
+# they import LightGBM and scikit-learn, which a process serving requests never needs.
+if TYPE_CHECKING:
+    from engagement.learning.live_training import live_score_model_train  # noqa: F401
+    from engagement.learning.predict import engagement_predict  # noqa: F401
+    from engagement.learning.training import engagement_model_train  # noqa: F401
+
+_LEARNING = {
+    "engagement_model_train": "engagement.learning.training",
+    "engagement_predict": "engagement.learning.predict",
+    "live_score_model_train": "engagement.learning.live_training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LEARNING:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LEARNING[name]), name)
+
+
 from engagement.live import STAFF_SESSIONS_GROUP  # noqa: E402, F401

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 from django.conf import settings
 
 from insights import answers, checker, tools
 from insights.planner import Answer
 from insights.tools import Context
+
+if TYPE_CHECKING:
+    import openai
 
 MAX_TOOL_CALLS = 4
 MAX_ROUNDS = 3
@@ -71,6 +73,10 @@ class Reply:
 
 
 def client() -> openai.OpenAI:
+    # Imported here, not at the top: the package costs ~1 s of CPU, and every process that loads
+    # the URLs (each manage.py command, each server) imports this module, most never asking.
+    import openai
+
     return openai.OpenAI(
         base_url=settings.LLM_BASE_URL,
         api_key=settings.LLM_API_KEY or "not-needed",
@@ -112,6 +118,8 @@ def converse(context: Context, question: str, *, history: list[dict]) -> Iterato
         *history,
         {"role": "user", "content": question},
     ]
+    import openai  # loaded by client() below; see there
+
     calls: list[tools.ToolCall] = []
     prompt_tokens = completion_tokens = 0
     llm = client()

@@ -10,15 +10,44 @@ Modules: `config` (settings), `factorization` and `statistics` (collaborative fe
 from the database), `training` (the service), `predict` (serving).
 """
 
-from engagement.learning.config import FeatureConfig, ModelConfig
-from engagement.learning.features import EngagementFeatures
-from engagement.learning.model import EngagementModel, FitReport
-from engagement.learning.predict import engagement_fallback, engagement_predict
-from engagement.learning.training import (
-    EngagementTrainingError,
-    default_window_end,
-    engagement_model_train,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engagement.learning.config import FeatureConfig, ModelConfig
+    from engagement.learning.features import EngagementFeatures
+    from engagement.learning.model import EngagementModel, FitReport
+    from engagement.learning.predict import engagement_fallback, engagement_predict
+    from engagement.learning.training import (
+        EngagementTrainingError,
+        default_window_end,
+        engagement_model_train,
+    )
+
+# Each name's module, imported on first use (PEP 562): the model's module imports LightGBM,
+# scikit-learn and SciPy (~2 s of CPU), and every process that loads the URLs reaches this
+# package through the selectors, while only training and unpickling a champion need them.
+_MODULES = {
+    "FeatureConfig": "config",
+    "ModelConfig": "config",
+    "EngagementFeatures": "features",
+    "EngagementModel": "model",
+    "FitReport": "model",
+    "engagement_fallback": "predict",
+    "engagement_predict": "predict",
+    "EngagementTrainingError": "training",
+    "default_window_end": "training",
+    "engagement_model_train": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+
 
 __all__ = [
     "EngagementFeatures",
