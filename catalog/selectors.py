@@ -75,17 +75,6 @@ def ad_tag_example() -> tuple[AdBreak | None, Viewer | None]:
     return ad_break, Viewer.objects.filter(is_kids=False).order_by("pk").first()
 
 
-def existing_ids(
-    *, viewer_ids: Iterable[int], title_ids: Iterable[int], ad_break_ids: Iterable[int]
-) -> tuple[set[int], set[int], set[int]]:
-    """Which of these viewer, title and ad break ids exist (three queries)."""
-    return (
-        set(Viewer.objects.filter(pk__in=list(viewer_ids)).values_list("pk", flat=True)),
-        set(Title.objects.filter(pk__in=list(title_ids)).values_list("pk", flat=True)),
-        set(AdBreak.objects.filter(pk__in=list(ad_break_ids)).values_list("pk", flat=True)),
-    )
-
-
 def titles_matching(
     *,
     genre_ids: Iterable[int] = (),
