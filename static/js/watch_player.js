@@ -406,7 +406,9 @@ class Player {
     this.lastTick = now;
     if (this.ad && !this.ad.paused && this.ad.index >= 0) this.tickAd(elapsed * config.timescale);
     else if (this.playing) this.tickFilm(elapsed * this.speed * config.timescale);
-    this.render();
+    // Drawn again only when the film moved: paused, ended, before its first play or during an
+    // ad, a frame costs nothing (it redrew the same picture up to 60 times a second).
+    if (this.position !== this.drawnAt) this.render();
     requestAnimationFrame((next) => this.frame(next));
   }
 
@@ -475,6 +477,7 @@ class Player {
 
   render() {
     const position = this.position;
+    this.drawnAt = position;
     if (document.activeElement !== this.seekBar) this.seekBar.value = String(Math.floor(position));
     $("[data-time]").textContent = timecode(position);
     $("[data-skip-intro]").hidden = position >= config.intro;
