@@ -37,7 +37,7 @@ from ads.learning.features import (
     FORMAT_VERSION,
     CtrFeatures,
     fatigue_columns,
-    viewer_clock,
+    viewer_clocks,
 )
 from ads.models import AdEvent
 from catalog.models import Title
@@ -117,10 +117,7 @@ def training_frame(*, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         return frame
     genres = _title_genres(frame["title_id"].unique().tolist())
     frame["genres"] = frame["title_id"].map(lambda title_id: genres.get(title_id, frozenset()))
-    clocks = [
-        viewer_clock(region, when)
-        for region, when in zip(frame["region"], frame["occurred_at"], strict=True)
-    ]
+    clocks = viewer_clocks(frame["region"], frame["occurred_at"])
     frame["viewer_daypart"] = [clock[0] for clock in clocks]
     frame["viewer_hour"] = [clock[1] for clock in clocks]
     frame["viewer_weekend"] = [clock[2] for clock in clocks]

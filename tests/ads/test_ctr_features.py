@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from ads.learning import features, training
-from ads.learning.features import History, beta_strength, history_columns, viewer_clock
+from ads.learning.features import (
+    History,
+    beta_strength,
+    history_columns,
+    viewer_clock,
+    viewer_clocks,
+)
 
 
 def test_the_viewers_clock_is_the_one_of_the_requests_region():
@@ -19,6 +25,19 @@ def test_the_viewers_clock_is_the_one_of_the_requests_region():
     assert viewer_clock("intl", at) == ("late_night", 3.0, 1.0)
     assert viewer_clock("us_northeast", at) == ("primetime", 22.0, 0.0)  # 22:30 in New York
     assert viewer_clock("unknown_region", at) == ("late_night", 3.0, 1.0)  # UTC
+
+
+def test_a_windows_clocks_are_each_rows_own_across_a_change_of_summer_time():
+    """Training works the clocks out once per region and quarter hour; each row must still
+    get its own: every 7 minutes of two days around New York's and Chicago's change of
+    2026-11-01, in every region (and one unknown), as pandas hands them over."""
+    start = pd.Timestamp("2026-10-31 00:00", tz="UTC")
+    times = [start + pd.Timedelta(minutes=7 * n) for n in range(2 * 24 * 60 // 7)]
+    regions = ["us_northeast", "us_south", "us_west", "intl", "unknown_region"]
+    rows = [(region, at) for at in times for region in regions]
+    clocks = viewer_clocks([region for region, _ in rows], [at for _, at in rows])
+    assert clocks == [viewer_clock(region, at) for region, at in rows]
+    assert len(set(clocks)) >= 24  # every hour, on weekdays and at the weekend
 
 
 def test_prior_strength_is_estimated_from_the_spread_of_the_rates():
