@@ -25,6 +25,12 @@ class FeatureConfig:
     bias_regularization: float = 4.0
     factor_iterations: int = 15
     seed: int = 0
+    # Running history features (`engagement.learning.history`): the viewer's and the title's
+    # engaged share among the events known before the row's moment, pulled towards the
+    # training rows' rate by these pseudo-counts, their counts, and the viewer's idle time.
+    history: bool = True
+    history_viewer_prior: float = 5.0
+    history_title_prior: float = 10.0
 
 
 @dataclass(frozen=True)
