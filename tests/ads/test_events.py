@@ -19,6 +19,7 @@ from ads.delivery.counters import counters
 from ads.models import AdEvent
 from ads.services import events as event_service
 from tests.ads.conftest import line_item_with_creative
+from tests.factories import AdBreakFactory, TitleFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
 PLAYER = "Mozilla/5.0 (SMART-TV; Linux; Tizen 7.0) InterludePlayer/1.0"
@@ -295,6 +296,21 @@ def test_events_of_a_deleted_creative_viewer_or_title_are_rejected(world, delete
     (outcome,) = record(world, (slot.token, "impression"))
     assert (outcome.status, outcome.reason) == ("rejected", "unknown_reference")
     assert not AdEvent.objects.exists()
+
+
+def test_each_reference_is_found_in_its_own_table(world):
+    """A batch's references are read in one statement, an array of ids per table; with a
+    viewer, a title and an ad break whose ids all differ, an array read against another
+    table would reject the event."""
+    line_item_with_creative(world.acme)
+    title = TitleFactory(pk=world.viewer.pk + 1000)
+    ad_break = AdBreakFactory(pk=world.viewer.pk + 2000, title=title)
+    ids = {"viewer": world.viewer.pk, "title": title.pk, "ad_break": ad_break.pk}
+    (slot,) = world.decide(title_id=title.pk, ad_break_id=ad_break.pk).pod
+    (outcome,) = record(world, (slot.token, "impression"))
+    assert outcome.status == "accepted", outcome
+    event = AdEvent.objects.get()
+    assert (event.viewer_id, event.title_id, event.ad_break_id) == tuple(ids.values())
 
 
 def test_a_claim_whose_creative_is_not_its_line_items_is_rejected(world):
