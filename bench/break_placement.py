@@ -188,6 +188,7 @@ def main() -> None:
     actions: dict[str, int] = {"move": 0, "drop": 0, "keep": 0}
     before_breaks: dict[int, list] = {}
     lulls: Counter = Counter()  # (was in a lull, is in one) of each move or drop, by the truth
+    kept_in_lull = 0  # breaks kept where they were, in a lull (what the analysis missed)
     expected_before = expected_after = ad_before = ad_after = 0.0
     for placement in placements:
         analysis = placement.analysis
@@ -201,7 +202,9 @@ def main() -> None:
         before_breaks[placement.title_id] = placement.changes.get().before
         profile = World.load(seed=options.seed).titles[placement.title_id]
         for recommendation in analysis["recommendations"]:
-            if recommendation["action"] != "keep":
+            if recommendation["action"] == "keep":
+                kept_in_lull += in_lull(profile, recommendation["offset_seconds"])
+            else:
                 was = in_lull(profile, recommendation["offset_seconds"])
                 now = recommendation["to_offset_seconds"]
                 lulls[(was, now is not None and in_lull(profile, now))] += 1
@@ -215,7 +218,8 @@ def main() -> None:
     print(
         "  checked against the simulator's lulls: "
         f"{lulls[(True, False)]} out of a lull, {lulls[(False, True)]} into one, "
-        f"{lulls[(True, True)]} within, {lulls[(False, False)]} neither"
+        f"{lulls[(True, True)]} within, {lulls[(False, False)]} neither; "
+        f"{kept_in_lull} of the {actions['keep']} kept are in a lull"
     )
     _scratch.delivery_forget()
     seconds = simulate(end, options.days, options.viewers, options.seed)
