@@ -182,6 +182,21 @@ def budgets_known() -> str:
     return f"{PREFIX}known:budgets"
 
 
+# Long enough for a slow heal's second phase; a marker that expires first only costs the viewer
+# one more read of its counts (raised to, never lowered: see `viewer_caps_known`).
+VIEWER_KNOWN_TTL = 5 * HEAL_TTL
+
+
+@_lives(VIEWER_KNOWN_TTL)
+def viewer_caps_known(viewer_id: int) -> str:
+    """Set, between a heal's phases, once the viewer's frequency caps (every capped line item's
+    hour, day and lifetime counts) were read from the event table and raised to in the
+    counters: from then a reservation holding that viewer's cap keys is accepted with the
+    budgets known. Read only while the epoch is missing; a store that loses its state loses
+    these too."""
+    return f"{PREFIX}vw:{viewer_id}:caps"
+
+
 @_lives(3 * 86400)
 def applied(backlog_id: int) -> str:
     """Set when the counter effects of backlog entry `backlog_id` were applied, in the same

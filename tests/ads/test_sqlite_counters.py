@@ -23,6 +23,7 @@ from ads.delivery.counters import (
     LocalCounters,
     RedisCounters,
     SqliteCounters,
+    ViewerStateUnknown,
     counters,
     database_identity,
     rebuild_if_new,
@@ -105,6 +106,32 @@ def test_between_a_heals_phases_only_reservations_their_own_limits_bound_pass(st
     assert store.reserve([capped]) == [True]
     assert store.apply_once(keys.applied(7), [Bump("spent", 5)]) is True
     assert store.get_many(["budget", "cap", "spent"]) == [90, 1, 5]
+
+
+def test_between_a_heals_phases_a_capped_reservation_waits_for_its_viewers_caps(store):
+    """With the budgets known, a reservation naming a viewer's marker (`known`) is refused
+    (ViewerStateUnknown, nothing reserved) until `raise_many` raised the viewer's cap keys and
+    set the marker; `raise_many` raises a key to its floor and never lowers it. With the epoch,
+    the marker is not asked for."""
+    marker = keys.viewer_caps_known(5)
+    capped = [Bump("budget", 10, limit=100), Bump("cap", 1, limit=3)]
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    with pytest.raises(ViewerStateUnknown):
+        store.reserve([capped], whole_state=False, known=marker)
+    assert store.get_many(["budget", "cap"]) == [0, 0]
+
+    store.raise_many([Bump("cap", 2, 600), Bump("other", 4)], marker=Bump(marker, 1, 600))
+    assert store.reserve([capped, capped], whole_state=False, known=marker) == [True, False]
+    store.raise_many([Bump("cap", 2, 600), Bump("other", 1)])  # an older count: kept higher
+    assert store.get_many(["budget", "cap", "other", marker]) == [10, 3, 4, 1]
+    store.raise_many([Bump("other", 6)])
+    assert store.get_many(["other"]) == [6]
+
+    store.mark_known()
+    store.release(marker)
+    assert store.reserve([[Bump("cap2", 1, limit=1)]], known=marker) == [True]
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="Redis: no REDIS_URL")
