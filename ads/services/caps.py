@@ -50,18 +50,17 @@ def cap_values(*, viewer_id: int | None = None, now: datetime | None = None) -> 
     capped = {entry.id: entry for entry in current_index().line_items if entry.capped}
     if not capped:
         return Counter()
-    impressions = AdEvent.objects.filter(
-        line_item__in=list(capped), event_type=AdEvent.Type.IMPRESSION
-    )
-    if viewer_id is not None:
-        impressions = impressions.filter(viewer=viewer_id)
+    impressions = AdEvent.objects.filter(event_type=AdEvent.Type.IMPRESSION)
     ever = [entry.id for entry in capped.values() if entry.cap_lifetime]
+    if viewer_id is None:
+        impressions = impressions.filter(line_item__in=list(capped))
+        lifetime = impressions.filter(line_item__in=ever)
+    else:
+        # One viewer's few hundred impressions a day: the line items are picked here (a list
+        # of hundreds of ids costs more to send and plan than the rows it would leave out).
+        impressions = lifetime = impressions.filter(viewer=viewer_id)
     lifetime = (
-        impressions.filter(line_item__in=ever)
-        .values_list("line_item", "viewer")
-        .annotate(shown=Count("id"))
-        if ever
-        else []
+        lifetime.values_list("line_item", "viewer").annotate(shown=Count("id")) if ever else []
     )
     today = impressions.occurred_between(now - TODAY_REACH, None).values_list(
         "line_item", "viewer", "occurred_at"
@@ -77,10 +76,14 @@ def _counted(
 ) -> Counter[tuple]:
     values: Counter[tuple] = Counter()
     for line_item_id, viewer_id, shown in lifetime:
-        values[(keys.cap_lifetime, line_item_id, viewer_id)] = shown
+        entry = capped.get(line_item_id)
+        if entry is not None and entry.cap_lifetime:
+            values[(keys.cap_lifetime, line_item_id, viewer_id)] = shown
     local_now = {}
     for line_item_id, viewer_id, occurred_at in today:
-        entry = capped[line_item_id]
+        entry = capped.get(line_item_id)
+        if entry is None:
+            continue
         if entry.tz not in local_now:
             local_now[entry.tz] = now.astimezone(entry.tz)
         local, local_today = occurred_at.astimezone(entry.tz), local_now[entry.tz]

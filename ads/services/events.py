@@ -630,15 +630,17 @@ def counters_rebuild(
     1. spend, reservations, click-through and live totals, from the event totals plus the
        events stored after them (`ads.services.totals`: the last 15–30 minutes, not a scan of
        the whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
-       it is accepted (a CPM line item without frequency caps serves; `whole_state=False`);
-    2. the frequency caps and fatigue buckets (one key per viewer: most of the time), then the
-       epoch: everything serves, and the backlog is applied again.
+       it is accepted (a CPM line item serves; `whole_state=False`; with caps, once the
+       viewer's caps are read: `ads.services.caps.viewer_caps_load`, at its first decision);
+    2. the frequency caps and fatigue buckets (one key per viewer: most of the time; caps
+       raised to, never lowered, so what was reserved meanwhile stays), then the epoch:
+       everything serves, and the backlog is applied again.
 
     `after_budgets`, when given, is called between the two (the tests and the bench).
 
     It holds the healing key throughout (HealInProgress if another process does), so no
     backlog entry is applied, nor anything reserved before phase 1 is written (nor, before
-    phase 2, anything with a cap key); reads the table in one snapshot and deletes there the
+    phase 2, anything with a cap key of a viewer whose caps were not read); reads the table in one snapshot and deletes there the
     backlog entries that snapshot holds (their events are counted here), so an entry is
     counted by the rebuild or by the drain, never both (see `ads.services.recovery`).
     """
@@ -675,7 +677,7 @@ def counters_rebuild(
 
 # Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
 WRITE_CHUNK = 50_000
-# Never lowered by a rebuild: decisions may have reserved more than the events show.
+# Raised to, never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
     {keys.reserved_day, keys.reserved_lifetime, keys.cap_hour, keys.cap_day, keys.cap_lifetime}
 )
