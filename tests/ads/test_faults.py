@@ -372,24 +372,23 @@ def test_between_the_phases_a_capped_line_item_serves_a_viewer_with_history_up_t
     state_holder.reset()
     between = []
 
+    tokens = []
+
     def phase_one_written() -> None:
         state_holder.reset()
-        for _ in range(3):
-            decision = world.decide(at=at, explain=True)
-            between.append(
-                (
-                    {slot.line_item.id for slot in decision.pod},
-                    sorted(
-                        entry["rule"] for entry in decision.explain if entry["rule"] != "chosen"
-                    ),
-                )
-            )
-            for slot in decision.pod:
-                services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+        for explain in (False, False, True):  # explain reads the caps itself: last
+            decision = world.decide(at=at, explain=explain)
+            rules = sorted(entry["rule"] for entry in decision.explain or [])
+            between.append(({slot.line_item.id for slot in decision.pod}, rules))
+            tokens.extend(slot.token for slot in decision.pod)
 
+    # The impressions of the pods served between the phases arrive after phase 2 read the
+    # table: it writes counts older than the reservations.
     services.counters_rebuild(store=store, after_budgets=phase_one_written)
+    for token in tokens:
+        services.event_track(token=token, event_type="impression", user_agent=PLAYER)
     capped_out = ["frequency_cap_day", "frequency_cap_lifetime"]
-    assert between == [({daily.pk, ever.pk}, []), (set(), capped_out), (set(), capped_out)]
+    assert between == [({daily.pk, ever.pk}, []), (set(), []), (set(), capped_out)]
     state_holder.reset()
     after = world.decide(at=at, explain=True)
     assert after.pod == []
