@@ -4,6 +4,7 @@ the in-memory and Redis backends do, rebuilt from the event table when it is new
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -132,6 +133,40 @@ def test_between_a_heals_phases_a_capped_reservation_waits_for_its_viewers_caps(
     store.mark_known()
     store.release(marker)
     assert store.reserve([[Bump("cap2", 1, limit=1)]], known=marker) == [True]
+
+
+def test_threads_racing_on_one_viewers_caps_between_a_heals_phases_stay_within_them(store):
+    """Eight threads (as api processes would) decide for one viewer with one impression under
+    a cap of 3 between a heal's phases: each finds the caps unknown, reads them (the table's
+    count: 1) and raises to it with the marker, and reserves; whoever reads last, two pods are
+    reserved in all, never more."""
+    marker = keys.viewer_caps_known(5)
+    group = [Bump("cap", 1, 600, 3)]
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    start = threading.Barrier(8)
+    reserved = []
+
+    def decide_again_and_again() -> None:
+        start.wait()
+        for _ in range(4):
+            try:
+                (ok,) = store.reserve([group], whole_state=False, known=marker)
+            except ViewerStateUnknown:
+                store.raise_many([Bump("cap", 1, 600)], marker=Bump(marker, 1, 600))
+                (ok,) = store.reserve([group], whole_state=False, known=marker)
+            reserved.append(ok)
+            # Another process whose marker ran out reads the caps again.
+            store.raise_many([Bump("cap", 1, 600)], marker=Bump(marker, 1, 600))
+
+    threads = [threading.Thread(target=decide_again_and_again) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reserved.count(True) == 2
+    assert store.get_many(["cap"]) == [3]
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="Redis: no REDIS_URL")
