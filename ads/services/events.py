@@ -640,9 +640,10 @@ def counters_rebuild(
 
     It holds the healing key throughout (HealInProgress if another process does), so no
     backlog entry is applied, nor anything reserved before phase 1 is written (nor, before
-    phase 2, anything with a cap key of a viewer whose caps were not read); reads the table in one snapshot and deletes there the
-    backlog entries that snapshot holds (their events are counted here), so an entry is
-    counted by the rebuild or by the drain, never both (see `ads.services.recovery`).
+    phase 2, anything with a cap key of a viewer whose caps were not read); reads the table
+    in one snapshot and deletes there the backlog entries that snapshot holds (their events
+    are counted here), so an entry is counted by the rebuild or by the drain, never both (see
+    `ads.services.recovery`).
     """
     store = store or counters()
     if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):

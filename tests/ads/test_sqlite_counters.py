@@ -169,6 +169,17 @@ def test_threads_racing_on_one_viewers_caps_between_a_heals_phases_stay_within_t
     assert store.get_many(["cap"]) == [3]
 
 
+def test_many_keys_are_set_and_raised_as_a_few_are(store):
+    """A heal's thousands of keys (Redis packs them into scripts, RAISE_CHUNK keys each): set,
+    and raised, with their ttl, as a few keys are."""
+    many = {f"fatigue:{number}": number for number in range(12_000)}
+    store.set_many(many, ttl=600)
+    store.raise_many([Bump(f"fatigue:{number}", 6_000, 600) for number in range(12_000)])
+    assert store.get_many(list(many)) == [max(number, 6_000) for number in range(12_000)]
+    if isinstance(store, RedisCounters):
+        assert 0 < store._redis.ttl("fatigue:11999") <= 600
+
+
 @pytest.mark.skipif(not settings.REDIS_URL, reason="Redis: no REDIS_URL")
 def test_redis_reloads_its_script_and_reports_a_wrong_key(store):
     """Redis forgets scripts when restarted (SCRIPT FLUSH here): the reservation loads it

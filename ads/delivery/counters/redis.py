@@ -122,6 +122,18 @@ end
 return raised
 """
 RAISE_CHUNK = 5_000  # keys per script: Redis runs one script at a time, decisions wait for it
+# KEYS: the keys to set; ARGV[1]: their ttl (0: none), then each key's value.
+SET_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1])
+  end
+end
+return #KEYS
+"""
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -154,6 +166,7 @@ class RedisCounters:
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
         self._apply = self._redis.register_script(APPLY_SCRIPT)
         self._raise = self._redis.register_script(RAISE_SCRIPT)
+        self._set = self._redis.register_script(SET_SCRIPT)
         self.full = FullMemory()
         self._guard = [keys.epoch(), keys.healing()]
         self._reserve_guard = [*self._guard, keys.budgets_known()]
@@ -296,10 +309,19 @@ class RedisCounters:
 
     @_unavailable_when_unreachable
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for key, value in values.items():
-            pipe.set(key, value, ex=ttl)
-        pipe.execute()
+        """SET of each key; many keys (a heal's fatigue buckets) RAISE_CHUNK a script, packed
+        here (redis-py's pipeline packs and parses each command in Python)."""
+        if len(values) < PACKED_READ_SIZE:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, value in values.items():
+                pipe.set(key, value, ex=ttl)
+            pipe.execute()
+            return
+        pairs = list(values.items())
+        for start in range(0, len(pairs), RAISE_CHUNK):
+            chunk = pairs[start : start + RAISE_CHUNK]
+            names = [key for key, _ in chunk]
+            self._eval_packed(self._set, names, [str(ttl or 0), *(str(v) for _, v in chunk)])
 
     @_unavailable_when_unreachable
     def raise_many(self, floors: Sequence[Bump], *, marker: Bump | None = None) -> None:
@@ -317,14 +339,19 @@ class RedisCounters:
             args = [str(len(chunk))]
             for bump in [*chunk, *markers]:
                 args += [str(bump.amount), str(bump.ttl or 0)]
-            names = [bump.key for bump in [*chunk, *markers]]
-            command = _packed_ascii(["EVALSHA", self._raise.sha, str(len(names)), *names, *args])
+            self._eval_packed(self._raise, [bump.key for bump in [*chunk, *markers]], args)
+
+    def _eval_packed(self, script: Any, names: Sequence[str], args: Sequence[str]) -> Any:
+        """EVALSHA of a registered script, packed here and sent on this thread's connection
+        (loaded first when Redis lost its scripts)."""
+        command = _packed_ascii(["EVALSHA", script.sha, str(len(names)), *names, *args])
+        (result,) = self._send(command, 1)
+        if isinstance(result, redis.exceptions.NoScriptError):
+            self._redis.script_load(script.script)
             (result,) = self._send(command, 1)
-            if isinstance(result, redis.exceptions.NoScriptError):
-                self._redis.script_load(RAISE_SCRIPT)
-                (result,) = self._send(command, 1)
-            if isinstance(result, Exception):
-                raise result
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @_unavailable_when_unreachable
     def claim(self, key: str, ttl: float) -> bool:
