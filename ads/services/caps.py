@@ -54,13 +54,13 @@ def cap_values(*, viewer_id: int | None = None, now: datetime | None = None) -> 
     ever = [entry.id for entry in capped.values() if entry.cap_lifetime]
     if viewer_id is None:
         impressions = impressions.filter(line_item__in=list(capped))
-        lifetime = impressions.filter(line_item__in=ever)
+        ever_shown = impressions.filter(line_item__in=ever)
     else:
         # One viewer's few hundred impressions a day: the line items are picked here (a list
         # of hundreds of ids costs more to send and plan than the rows it would leave out).
-        impressions = lifetime = impressions.filter(viewer=viewer_id)
-    lifetime = (
-        lifetime.values_list("line_item", "viewer").annotate(shown=Count("id")) if ever else []
+        impressions = ever_shown = impressions.filter(viewer=viewer_id)
+    lifetime: Iterable[tuple[int, int, int]] = (
+        ever_shown.values_list("line_item", "viewer").annotate(shown=Count("id")) if ever else []
     )
     today = impressions.occurred_between(now - TODAY_REACH, None).values_list(
         "line_item", "viewer", "occurred_at"
