@@ -402,6 +402,26 @@ def test_between_the_phases_a_capped_line_item_serves_a_viewer_with_history_up_t
     assert Counter(shown.values_list("line_item", flat=True)) == {daily.pk: 2, ever.pk: 2}
 
 
+def test_between_the_phases_a_viewers_caps_cost_its_first_decision_two_queries(
+    world, served_by_a_server, django_assert_num_queries
+):
+    """The read is the viewer's own (its impressions under hour and day caps today, and ever
+    for lifetime caps): two queries at its first capped pod, none after."""
+    line_item_with_creative(world.acme, frequency_cap_day=3, frequency_cap_lifetime=9)
+    rebuild()
+    at = timezone.now()
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    ViewerFactory(external_id="viewer-2", age_band="25_34", region="us_west", device="ctv")
+    assert len(world.decide(at=at, viewer_id="viewer-2").pod) == 1  # the index, the champion
+    with django_assert_num_queries(2):
+        assert len(world.decide(at=at).pod) == 1
+    with django_assert_num_queries(0):
+        assert len(world.decide(at=at).pod) == 1
+
+
 def test_a_viewers_caps_read_again_between_the_phases_count_each_impression_once(
     world, each_backend
 ):
