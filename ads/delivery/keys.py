@@ -176,9 +176,9 @@ def budgets_known() -> str:
     """Set by a heal once it has written spend, reservations, click-through and live totals,
     before it reads the frequency caps: from then until the epoch is set, a reservation whose
     own limits bound it (a CPM line item: its budget is reserved at the decision; with caps,
-    once the viewer's are read, `viewer_caps_known`) is accepted, any other refused. Deleted when the epoch is set, and by a heal as it starts
-    (one that died between its phases may have left it); it lives as long as the healing
-    claim."""
+    once the viewer's are read, `viewer_caps_known`) is accepted, any other refused. Deleted
+    when the epoch is set, and by a heal as it starts (one that died between its phases may
+    have left it); it lives as long as the healing claim."""
     return f"{PREFIX}known:budgets"
 
 
