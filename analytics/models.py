@@ -102,3 +102,23 @@ class RetiredEventDay(models.Model):
 
     def __str__(self) -> str:
         return f"events decided on {self.day} retired"
+
+
+class RolledThrough(models.Model):
+    """When an account's local day was last rolled up: its rows count the events stored by
+    then. Reach, which is not summable and so is read from the events, stops at the same
+    instant (the mark of the latest rolled day up to a range's end), so a range's reach and
+    impressions count the same events: without it, the minutes between two intraday rollups
+    (or just after midnight, before the first) showed more viewers reached than impressions."""
+
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    rolled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["advertiser", "day"], name="rolledthrough_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"account {self.advertiser_id}'s {self.day} rolled up at {self.rolled_at}"

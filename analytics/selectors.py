@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from ads import selectors as ads_selectors
@@ -24,7 +24,7 @@ from ads.models import (
     LineItem,
     daypart_at,
 )
-from analytics.models import DailyBreakdown, DailyDelivery
+from analytics.models import DailyBreakdown, DailyDelivery, RolledThrough
 from analytics.services import METRIC_FIELDS, local_day_range
 from engagement import selectors as engagement_selectors
 from engagement.selectors import viewing_activity
@@ -106,11 +106,20 @@ def _impressions(
     campaign_id: int | None = None,
     line_item_id: int | None = None,
 ) -> QuerySet[AdEvent]:
-    """The impression events of the account's local days `start` to `end`."""
+    """The impression events of the account's local days `start` to `end` that the rollups
+    have counted: those stored by the last rollup of the latest rolled day up to `end` (none
+    before the account's first rollup), so reach never counts an impression the rows do not."""
     range_start, _ = local_day_range(start, advertiser.tzinfo)
     _, range_end = local_day_range(end, advertiser.tzinfo)
+    rolled_at = (
+        RolledThrough.objects.filter(advertiser=advertiser, day__lte=end)
+        .order_by("-day")
+        .values("rolled_at")[:1]
+    )
     events = AdEvent.objects.occurred_between(range_start, range_end).filter(
-        advertiser=advertiser, event_type=AdEvent.Type.IMPRESSION
+        advertiser=advertiser,
+        event_type=AdEvent.Type.IMPRESSION,
+        received_at__lte=Subquery(rolled_at),
     )
     if campaign_id is not None:
         events = events.filter(line_item__campaign_id=campaign_id)

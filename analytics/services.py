@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from ads.models import AdEvent, Advertiser, decided_before, decided_from
-from analytics.models import DailyBreakdown, DailyDelivery, RetiredEventDay
+from analytics.models import DailyBreakdown, DailyDelivery, RetiredEventDay, RolledThrough
 
 Type = AdEvent.Type
 # The metrics counted from the events: the event type each counts (spend sums cost_micros).
@@ -190,6 +191,10 @@ def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None)
     advertiser_ids = sorted({pk for pk, _, _, _ in windows})
     day_value = ops.adapt_datefield_value(day)
     with transaction.atomic(), connection.cursor() as cursor:
+        # Taken before the events are read: an event stored after it may be in the rows (the
+        # reads see what is committed when they run) but not in reach, an error of the few
+        # milliseconds between the two, never of the minutes between rollups.
+        rolled_at = timezone.now()
         if connection.vendor == "postgresql":
             # One rollup of a day at a time (the nightly task, the intraday one, the command):
             # a second waits for the first's commit, then finds its rows and rewrites none.
@@ -213,6 +218,15 @@ def rollup_day(*, day: dt.date, advertisers: Iterable[Advertiser] | None = None)
         )
         for table in TEMPORARY_TABLES:
             cursor.execute(f"DROP TABLE {table}")
+        RolledThrough.objects.bulk_create(
+            [
+                RolledThrough(advertiser_id=pk, day=day, rolled_at=rolled_at)
+                for pk in advertiser_ids
+            ],
+            update_conflicts=True,
+            unique_fields=["advertiser", "day"],
+            update_fields=["rolled_at"],
+        )
     return RollupResult(day, delivery_rows, breakdown_rows)
 
 

@@ -199,6 +199,26 @@ def test_kpis_of_the_range(tenancy, fixture_events):
     assert (both_days.impressions, both_days.reach) == (5, 2)  # ann counted once over the range
 
 
+def test_reach_counts_the_impressions_the_rows_count(tenancy, fixture_events):
+    """Reach is read from the events, impressions from the rollups: an impression stored after
+    the last rollup is in neither (it was in reach only: 3 viewers reached, 4 impressions, an
+    average frequency under the truth), and before the account's first rollup, nothing is."""
+    creative_a, _ = fixture_events
+    before = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert (before.impressions, before.reach) == (0, 0)
+    services.rollup_day(day=DAY)
+    carl = ViewerFactory(external_id="carl")
+    AdEventFactory(creative=creative_a, occurred_at=at(16), viewer=carl, cost_micros=12_500)
+    kpis = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert (kpis.impressions, kpis.reach) == (4, 2)
+    compared = selectors.kpis_against_previous(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert (compared.current.impressions, compared.current.reach) == (4, 2)
+    services.rollup_day(day=DAY)
+    kpis = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
+    assert (kpis.impressions, kpis.reach) == (5, 3)
+    assert kpis.average_frequency == pytest.approx(5 / 3)
+
+
 def test_kpis_with_nothing_shown_are_none_not_zero(tenancy):
     kpis = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
     assert (kpis.impressions, kpis.ctr, kpis.ecpm, kpis.cpc, kpis.completion_rate) == (
