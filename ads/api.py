@@ -412,7 +412,10 @@ def json_bytes(payload: Any) -> bytes:
     """JSON as DRF's JSONRenderer writes it: compact UTF-8, with U+2028 and U+2029 escaped
     (so the answer is also valid JavaScript)."""
     data = orjson.dumps(payload)
-    if b"\xe2\x80" in data:
+    # Both encode as E2 80 A8/A9: an ASCII answer (nearly every one) has neither, and
+    # isascii() reads it a word at a time, where a search for the two bytes took ~10 µs of
+    # a decision's 6 kB answer.
+    if not data.isascii() and b"\xe2\x80" in data:
         data = data.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
     return data
 
