@@ -5,10 +5,15 @@
 Reads the three files with pandas and turns users and items into viewer and title attributes
 with the loader's own rules (demo.movielens: age band, region from the ZIP code, device
 from the occupation, kids profile; genres, year, maturity), so the features are exactly those
-of production. Then, with the production pipeline (`EngagementModel`: features fitted on the
-training rows, LightGBM early-stopped and Platt-calibrated on the validation rows, statistics
-refreshed with the validation rows before scoring the test rows; ModelConfig.calibration_share
-says why calibrating on the latest slice of them alone is not the default):
+of production. Every rating gets its running history (`engagement.learning.history`) from the
+ratings made strictly before it, as serving reads the stored history before now: on either
+split a test rating sees the earlier ratings of its viewer and title, whichever part they
+fell in, never its own label or a later one.
+
+Then, with the production pipeline (`EngagementModel`: features fitted on the training rows,
+LightGBM early-stopped and Platt-calibrated on the validation rows, statistics refreshed with
+the validation rows before scoring the test rows; ModelConfig's calibration fields say which
+mapping is the default, and why):
 
 * a random 80/10/10 split of the ratings over 5 seeds;
 * a chronological split: all ratings by timestamp, the first 80 % to train, the next 10 % to
@@ -23,8 +28,9 @@ accuracy (at p >= 0.5) on the test rows, next to the reference figures and the g
 Then the chronological split's calibration (goal: ECE ≤ 0.02): each variant of CALIBRATIONS
 (Platt or isotonic; on all calibration rows or the latest share; the calibration rows scored
 with the training statistics or as served; an intercept shift matching the latest rows'
-rate), judged on three rolling validation origins; the variant with the lowest mean
-validation ECE is chosen, and its ECE on the test tenth is the figure against the goal.
+rate), with and without the running history (FEATURE_SETTINGS), judged on three rolling
+validation origins; the variant with the lowest mean validation ECE is chosen, and its ECE on
+the test tenth is the figure against the goal.
 
 MovieLens: F. M. Harper and J. A. Konstan, "The MovieLens Datasets: History and Context",
 ACM TiiS 5(4), 2015 (GroupLens Research; research use; read in place, never copied here).
@@ -73,6 +79,11 @@ CALIBRATIONS = (
     ("Platt, scored as served (4 chunks)", {"calibration_chunks": 4}),
     ("isotonic, scored as served", {"calibration_method": "isotonic", "calibration_chunks": 4}),
     ("Platt as served + shift, latest 25 %", {"calibration_chunks": 4, "shift_share": 0.25}),
+)
+# The features under each calibration: the running history (FeatureConfig.history) or not.
+FEATURE_SETTINGS = (
+    ("running history", {}),
+    ("no running history", {"history": False}),
 )
 VALIDATION_ORIGINS = (0.5, 0.6, 0.7)
 TEST_ORIGIN = 0.8
@@ -166,7 +177,7 @@ def evaluate(algorithm, refresh, rows, viewers, titles, train, validation, test,
         titles,
         refresh_statistics=refresh,
     )
-    probabilities = model.predict(rows.iloc[test][["viewer", "title"]], viewers, titles)
+    probabilities = model.predict(rows.iloc[test].drop(columns=["label", "score"]), viewers, titles)
     labels = rows["label"].to_numpy()[test]
     summary = metrics.summary(labels, probabilities)
     summary["majority_accuracy"] = max(labels.mean(), 1 - labels.mean())
@@ -176,17 +187,22 @@ def evaluate(algorithm, refresh, rows, viewers, titles, train, validation, test,
 
 
 def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
-    """Each CALIBRATIONS variant on the validation origins and the test origin (one booster
-    per origin, recalibrated per variant); returns the variant chosen on validation and its
-    test ECE."""
+    """Each FEATURE_SETTINGS × CALIBRATIONS variant on the validation origins and the test
+    origin (one booster per feature setting and origin, recalibrated per variant); returns the
+    variant chosen on validation and its test ECE."""
     from dataclasses import replace
 
-    from engagement.learning import EngagementModel, ModelConfig
+    from engagement.learning import EngagementModel, FeatureConfig, ModelConfig
     from ml import metrics
 
     order = np.argsort(rows["at"].to_numpy(), kind="stable")
     count = len(rows)
-    ece: dict[str, dict[float, float]] = {name: {} for name, _ in CALIBRATIONS}
+    names = [
+        f"{setting}: {calibration}"
+        for setting, _ in FEATURE_SETTINGS
+        for calibration, _ in CALIBRATIONS
+    ]
+    ece: dict[str, dict[float, float]] = {name: {} for name in names}
     rates = []
     for origin in (*VALIDATION_ORIGINS, TEST_ORIGIN):
         cut, end = int(origin * count), int(round((origin + 0.1) * count))
@@ -194,14 +210,20 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
         target = rows.iloc[order[end : int(round((origin + 0.2) * count))]]
         labels = target["label"].to_numpy()
         rates.append((origin, calibration["label"].mean(), labels.mean()))
-        model = EngagementModel(model_config=ModelConfig())
-        model.fit(train, calibration, viewers, titles, refresh_statistics=False)
-        for name, overrides in CALIBRATIONS:
-            model.model_config = replace(ModelConfig(), **overrides)
-            model.calibrate(train, calibration, viewers, titles)
-            model.features.refit_statistics(pd.concat([train, calibration]), viewers, titles)
-            scores = model.predict(target[["viewer", "title"]], viewers, titles)
-            ece[name][origin] = metrics.expected_calibration_error(labels, scores)
+        for setting, feature_overrides in FEATURE_SETTINGS:
+            model = EngagementModel(
+                feature_config=replace(FeatureConfig(), **feature_overrides),
+                model_config=ModelConfig(),
+            )
+            model.fit(train, calibration, viewers, titles, refresh_statistics=False)
+            for name, overrides in CALIBRATIONS:
+                model.model_config = replace(ModelConfig(), **overrides)
+                model.calibrate(train, calibration, viewers, titles)
+                model.features.refit_statistics(pd.concat([train, calibration]), viewers, titles)
+                scores = model.predict(target.drop(columns=["label", "score"]), viewers, titles)
+                ece[f"{setting}: {name}"][origin] = metrics.expected_calibration_error(
+                    labels, scores
+                )
     print(
         "\nChronological calibration, chosen on validation (train before the origin, "
         "calibrate on the next tenth, score the tenth after; engaged rate calibration → "
@@ -210,13 +232,15 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
         + ")"
     )
     origins = "".join(f"{f'val {origin:.0%}':>9s}" for origin in VALIDATION_ORIGINS)
-    print(f"  {'calibration (ModelConfig)':40s}{origins}{'val mean':>10s}{'test ECE':>10s}")
+    print(
+        f"  {'features: calibration (ModelConfig)':58s}{origins}{'val mean':>10s}{'test ECE':>10s}"
+    )
     mean = {name: float(np.mean([ece[name][o] for o in VALIDATION_ORIGINS])) for name in ece}
     chosen = min(mean, key=mean.__getitem__)
-    for name, _ in CALIBRATIONS:
+    for name in names:
         cells = "".join(f"{ece[name][origin]:9.4f}" for origin in VALIDATION_ORIGINS)
         mark = "  <- chosen on validation" if name == chosen else ""
-        print(f"  {name:40s}{cells}{mean[name]:10.4f}{ece[name][TEST_ORIGIN]:10.4f}{mark}")
+        print(f"  {name:58s}{cells}{mean[name]:10.4f}{ece[name][TEST_ORIGIN]:10.4f}{mark}")
     return chosen, ece[chosen][TEST_ORIGIN]
 
 
@@ -235,9 +259,13 @@ def main() -> None:
     import django
 
     django.setup()  # the loader's rules and the catalog's vocabularies; no database is used
+    from engagement.learning import history
 
     started = time.perf_counter()
     rows, viewers, titles = movielens_frames(path)
+    # Every rating's running history: the ratings made strictly before it (as serving reads
+    # the stored ratings before now); never its own, never a later one.
+    rows = history.with_history(rows, rows)
     print(
         f"MovieLens-100k at {path}: {len(rows):,} ratings, {len(viewers):,} users, "
         f"{len(titles):,} items; engaged (rating >= 4): {rows['label'].mean():.1%}"

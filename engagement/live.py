@@ -80,8 +80,12 @@ def _score(sessions: list[ViewingSession], events: dict[int, list[Playback]], at
         if session.engagement_prior is None:
             by_viewer[session.viewer_id].append(session)
     for viewer_sessions in by_viewer.values():  # once per session: the prior is kept
+        # At the start, as the live score's training asks (`engagement_priors`): the running
+        # history known then, not what ended since.
         priors = engagement_predict(
-            viewer=viewer_sessions[0].viewer, titles=[s.title for s in viewer_sessions]
+            viewer=viewer_sessions[0].viewer,
+            titles=[s.title for s in viewer_sessions],
+            at=min(s.started_at for s in viewer_sessions),
         )
         for session in viewer_sessions:
             session.engagement_prior = priors[session.title_id]

@@ -7,18 +7,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
-from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, FloatField, Q
 
 from catalog import selectors as catalog_selectors
 from catalog.models import Title, Viewer
+from engagement.learning import history
 from engagement.models import Rating, ViewingSession
 
 # Engaged: a rating of 4 or more, or a session finished (completed, or 90 % of the title).
 ENGAGED_RATING = 4
 ENGAGED_WATCH_RATIO = 0.9
 VIEWER_FIELDS = ("age_band", "gender", "region", "device", "is_kids")
-ROW_COLUMNS = ("viewer", "title", "label", "score", "session", "at")
+ROW_COLUMNS = ("viewer", "title", "label", "score", "session", "at", "known_at")
 
 
 def session_engaged() -> Q:
@@ -33,7 +35,8 @@ def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> 
     """Every rating made, and every session that ended, before `window_end` (and from
     `window_start`), ordered by time: ``viewer``, ``title`` (ids), ``label`` (engaged),
     ``score`` (graded: (rating − 1) / 4, or the share of the title watched), ``session``
-    (1 for a session), ``at`` (the rating's time, the session's start)."""
+    (1 for a session), ``at`` (the rating's time, the session's start), ``known_at`` (when
+    the label was known: the rating's time, the session's end)."""
     ratings = Rating.objects.filter(rated_at__lt=window_end)
     sessions = ViewingSession.objects.filter(ended_at__isnull=False, ended_at__lt=window_end)
     if window_start is not None:
@@ -49,8 +52,8 @@ def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> 
         sessions.annotate(engaged=ExpressionWrapper(session_engaged(), output_field=BooleanField()))
         .order_by("started_at", "id")
         .values_list("viewer_id", "title_id", "watched_seconds", "title__duration_seconds",
-                     "engaged", "started_at"),
-        columns=["viewer", "title", "watched", "duration", "engaged", "at"],
+                     "engaged", "started_at", "ended_at"),
+        columns=["viewer", "title", "watched", "duration", "engaged", "at", "known_at"],
     )  # fmt: skip
     frames = []
     if len(rating_rows):
@@ -63,6 +66,7 @@ def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> 
                     "score": (rating_rows["rating"] - 1) / 4.0,
                     "session": 0,
                     "at": pd.to_datetime(rating_rows["at"], utc=True),
+                    "known_at": pd.to_datetime(rating_rows["at"], utc=True),
                 }
             )
         )
@@ -78,6 +82,7 @@ def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> 
                     "score": ratio.where(~label, 1.0),
                     "session": 1,
                     "at": pd.to_datetime(session_rows["at"], utc=True),
+                    "known_at": pd.to_datetime(session_rows["known_at"], utc=True),
                 }
             )
         )
@@ -87,6 +92,74 @@ def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> 
     # A stable order: by time, then ratings before sessions, then by viewer and title.
     return rows.sort_values(
         ["at", "session", "viewer", "title"], kind="mergesort", ignore_index=True
+    )
+
+
+def with_stored_history(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (``viewer``, ``title``, ``at``, in the past) with the history tallies of the
+    ratings and sessions stored before each row's moment (`history.with_history`), from one
+    read of every interaction before the latest of them."""
+    if not len(rows):
+        return rows.assign(**{column: [] for column in history.TALLY_COLUMNS})
+    end = pd.to_datetime(rows["at"], utc=True).max().to_pydatetime()
+    return history.with_history(rows, interaction_rows(window_start=None, window_end=end))
+
+
+def served_history_tallies(
+    *, viewer_id: int, title_ids: Sequence[int], at: datetime
+) -> pd.DataFrame:
+    """The history tallies (`history.TALLY_COLUMNS`) of `viewer_id` with each of `title_ids`
+    at `at`, from the ratings made and the sessions ended before it: what
+    `history.history_tallies` gives a row at `at` from the stored rows (two queries: the
+    viewer's events, the titles' counts). Indexed by title id, in the given order."""
+    engaged_rating = ExpressionWrapper(Q(rating__gte=ENGAGED_RATING), output_field=BooleanField())
+    engaged_session = ExpressionWrapper(session_engaged(), output_field=BooleanField())
+    # No ordering: a part of a UNION cannot have one (SQLite).
+    ratings = Rating.objects.filter(rated_at__lt=at).order_by()
+    sessions = ViewingSession.objects.filter(ended_at__isnull=False, ended_at__lt=at).order_by()
+    viewer_events = (
+        ratings.filter(viewer_id=viewer_id)
+        .annotate(engaged=engaged_rating)
+        .values_list("rated_at", "engaged")
+        .union(
+            sessions.filter(viewer_id=viewer_id)
+            .annotate(engaged=engaged_session)
+            .values_list("ended_at", "engaged"),
+            all=True,
+        )
+    )
+    title_counts = (
+        ratings.filter(title_id__in=title_ids)
+        .values("title_id")
+        .annotate(seen=Count("id"), engaged=Count("id", filter=Q(rating__gte=ENGAGED_RATING)))
+        .values_list("title_id", "seen", "engaged")
+        .union(
+            sessions.filter(title_id__in=title_ids)
+            .values("title_id")
+            .annotate(seen=Count("id"), engaged=Count("id", filter=session_engaged()))
+            .values_list("title_id", "seen", "engaged"),
+            all=True,
+        )
+    )
+    known = sorted((pd.Timestamp(moment), bool(engaged)) for moment, engaged in viewer_events)
+    latest = known[-history.RECENT_EVENTS :]
+    seen = dict.fromkeys(title_ids, 0)
+    engaged = dict.fromkeys(title_ids, 0)
+    for title_id, count, positive in title_counts:
+        seen[title_id] += count
+        engaged[title_id] += positive
+    return pd.DataFrame(
+        {
+            "viewer_seen": float(len(known)),
+            "viewer_engaged": float(sum(label for _, label in known)),
+            "viewer_recent_engaged": float(sum(label for _, label in latest)),
+            "viewer_last_known": (
+                history.epoch_seconds(pd.Series([known[-1][0]]))[0] if known else np.nan
+            ),
+            "title_seen": [float(seen[title_id]) for title_id in title_ids],
+            "title_engaged": [float(engaged[title_id]) for title_id in title_ids],
+        },
+        index=pd.Index(list(title_ids), name="title"),
     )
 
 

@@ -25,6 +25,12 @@ Three groups of features:
    learns what to trust for new viewers; rows transformed later get them from all training
    rows (`refit_statistics` can add later rows, e.g. the calibration rows, once the model is
    fitted).
+4. Running history (`engagement.learning.history`, with FeatureConfig.history): the viewer's
+   and the title's engaged share and counts among the events known strictly before the row's
+   moment, and the viewer's idle time. Unlike the statistics, they are not frozen at the
+   training: rows carry them (``at`` and the tally columns, from `history.with_history` or,
+   when serving, from the database), so a viewer who arrived since the training is known by
+   what they did since.
 
 Unknown viewers and titles (cold start) get the priors: their collaborative features fall back
 to the title's or the population's rates, and their factors are zero.
@@ -39,6 +45,7 @@ import pandas as pd
 from scipy import sparse
 
 from catalog.models import MaturityRating
+from engagement.learning import history
 from engagement.learning.config import FeatureConfig
 from engagement.learning.statistics import (
     AGE_BANDS,
@@ -72,6 +79,9 @@ class EngagementFeatures:
     year_fill: float = 1995.0
     stats: CollaborativeStats | None = None
     names: list[str] = field(default_factory=list)
+    # The running history's prior rate (the training rows'); None: no history columns (so
+    # are artifacts fitted before they existed).
+    history_base_rate: float | None = None
 
     # -- attributes
 
@@ -159,7 +169,15 @@ class EngagementFeatures:
         collaborative[:, names.index("viewer_log_count")] = np.log1p(viewer_count)
         collaborative[:, names.index("title_log_count")] = np.log1p(self.stats.title_count[title])
         genres = self._title_genres(titles, rows["title"])
-        return np.hstack([self._attributes(rows, viewers, titles, genres), collaborative])
+        self.history_base_rate = float(rows["label"].mean()) if config.history else None
+        return np.hstack(
+            [self._attributes(rows, viewers, titles, genres), collaborative, self._history(rows)]
+        )
+
+    def _history(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.history_base_rate is None:
+            return np.zeros((len(rows), 0))
+        return history.history_columns(rows, base_rate=self.history_base_rate, config=self.config)
 
     def refit_statistics(
         self, rows: pd.DataFrame, viewers: pd.DataFrame, titles: pd.DataFrame
@@ -183,6 +201,8 @@ class EngagementFeatures:
         years = pd.to_numeric(known_titles["year"], errors="coerce").dropna()
         self.year_fill = float(years.median()) if len(years) else 1995.0
         self.names = self._attribute_names() + list(CollaborativeStats.NAMES)
+        if self.config.history:
+            self.names += list(history.NAMES)
 
     def _statistics_fitter(
         self, rows: pd.DataFrame, viewers: pd.DataFrame, titles: pd.DataFrame
@@ -224,7 +244,9 @@ class EngagementFeatures:
             genres=genres,
             config=self.config,
         )
-        return np.hstack([self._attributes(rows, viewers, titles, genres), collaborative])
+        return np.hstack(
+            [self._attributes(rows, viewers, titles, genres), collaborative, self._history(rows)]
+        )
 
     def _attributes(
         self,

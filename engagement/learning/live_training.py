@@ -115,15 +115,19 @@ class LiveScoreModel:
         return _sigmoid(self.slope * self._raw(x) + self.intercept)
 
 
-def engagement_priors(pairs: list[tuple[int, int]]) -> np.ndarray:
-    """The engagement champion's probability for each (viewer id, title id), in one call of
-    the model; without a champion (or if it fails), each title's `engagement_fallback`."""
+def engagement_priors(pairs: list[tuple[int, int, datetime]]) -> np.ndarray:
+    """The engagement champion's probability for each (viewer id, title id, moment), in one
+    call of the model, with the running history known before each moment (a session's start:
+    when serving stores its prior); without a champion (or if it fails), each title's
+    `engagement_fallback`."""
     if not pairs:
         return np.zeros(0)
     loaded = ml_selectors.champion(ModelKind.ENGAGEMENT)
     if loaded is not None:
-        rows = pd.DataFrame(pairs, columns=["viewer", "title"])
+        rows = pd.DataFrame(pairs, columns=["viewer", "title", "at"])
         try:
+            if loaded.model.uses_history:
+                rows = data.with_stored_history(rows)
             return np.asarray(
                 loaded.model.predict(rows, data.all_viewers_frame(), data.all_titles_frame())
             )
@@ -131,9 +135,9 @@ def engagement_priors(pairs: list[tuple[int, int]]) -> np.ndarray:
             logger.exception(
                 "Engagement model v%s failed; priors from the fallback.", loaded.version
             )
-    titles = Title.objects.filter(pk__in={title for _, title in pairs})
+    titles = Title.objects.filter(pk__in={title for _, title, _ in pairs})
     fallback = engagement_fallback(titles=list(titles))
-    return np.array([fallback[title] for _, title in pairs])
+    return np.array([fallback[title] for _, title, _ in pairs])
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def prefix_rows(sessions: list[ViewingSession], cuts=CUT_MINUTES) -> PrefixRows:
             .values_list("session_id", "kind", "position_seconds", "at", "detail")
         ):
             events[session_id].append(Playback(kind, position, at, detail))
-    priors = engagement_priors([(s.viewer_id, s.title_id) for s in sessions])
+    priors = engagement_priors([(s.viewer_id, s.title_id, s.started_at) for s in sessions])
     x, y, session_ids, cut_minutes, row_priors = [], [], [], [], []
     for session, prior in zip(sessions, priors, strict=True):
         if session.ended_at is None:

@@ -71,6 +71,12 @@ class EngagementModel:
     base_rate: float = 0.5
 
     @property
+    def uses_history(self) -> bool:
+        """Whether rows to score need ``at`` and the history tallies (`history.with_history`,
+        or `data.served_history_tallies` when serving)."""
+        return self.features is not None and self.features.history_base_rate is not None
+
+    @property
     def algorithm(self) -> str:
         return f"{self.model_config.algorithm}+platt"
 
@@ -256,7 +262,8 @@ class EngagementModel:
         self, rows: pd.DataFrame, viewers: pd.DataFrame, titles: pd.DataFrame
     ) -> np.ndarray:
         """Calibrated probabilities for the (``viewer``, ``title``) pairs of `rows`, with the
-        attributes in `viewers` and `titles` (indexed by the same keys)."""
+        attributes in `viewers` and `titles` (indexed by the same keys); when the model
+        `uses_history`, the rows carry their moment ``at`` and its history tallies."""
         if self.features is None:
             raise RuntimeError("The engagement model is not fitted.")
         if len(rows) == 0:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 import pandas as pd
 from django.core.cache import cache
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from catalog.models import Title, Viewer
 from engagement.learning import data
@@ -26,10 +28,14 @@ BASE_RATE_SECONDS = 3600
 NO_DATA_RATE = 0.5
 
 
-def engagement_predict(*, viewer: Viewer, titles: Sequence[Title]) -> dict[int, float]:
-    """{title id: probability that `viewer` engages with it} for every title, in one call of
-    the champion engagement model (no query for the viewer; one for the titles' genres unless
-    they were prefetched). Without a champion, or if it fails, `engagement_fallback`."""
+def engagement_predict(
+    *, viewer: Viewer, titles: Sequence[Title], at: datetime | None = None
+) -> dict[int, float]:
+    """{title id: probability that `viewer` engages with it} at `at` (default: now) for every
+    title, in one call of the champion engagement model (no query for the viewer; one for the
+    titles' genres unless they were prefetched; two for the running history, the viewer's
+    and the titles' ratings and sessions known before `at`, when the champion uses it).
+    Without a champion, or if it fails, `engagement_fallback`."""
     titles = list(titles)
     if not titles:
         return {}
@@ -38,6 +44,10 @@ def engagement_predict(*, viewer: Viewer, titles: Sequence[Title]) -> dict[int, 
         return engagement_fallback(titles=titles)
     title_ids = [title.pk for title in titles]
     rows = pd.DataFrame({"viewer": viewer.pk, "title": title_ids})
+    if loaded.model.uses_history:
+        at = at or timezone.now()
+        tallies = data.served_history_tallies(viewer_id=viewer.pk, title_ids=title_ids, at=at)
+        rows = pd.concat([rows.assign(at=at), tallies.reset_index(drop=True)], axis=1)
     try:
         probabilities = loaded.model.predict(
             rows, data.viewer_frame([viewer]), data.title_frame(titles)

@@ -11,7 +11,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from engagement.learning import data
+from engagement.learning import data, history
 from engagement.learning.config import FeatureConfig, ModelConfig
 from engagement.learning.model import EngagementModel
 from ml import selectors as ml_selectors
@@ -141,13 +141,22 @@ def _train(
     model_config: ModelConfig,
 ) -> ModelVersion:
     rows = data.interaction_rows(window_start=window_start, window_end=window_end)
+    if feature_config.history:
+        # Every row's running history, from all the events known before it (those before the
+        # window too), as serving reads it from the database.
+        events = (
+            rows
+            if window_start is None
+            else data.interaction_rows(window_start=None, window_end=window_end)
+        )
+        rows = history.with_history(rows, events)
     train, calibration, holdout = _split(rows)
     viewers, titles = data.all_viewers_frame(), data.all_titles_frame()
 
     model = EngagementModel(feature_config=feature_config, model_config=model_config)
     report = model.fit(train, calibration, viewers, titles)
     served = joblib.load(io.BytesIO(artifact_dumps(model)))
-    pairs = holdout[["viewer", "title", "session"]]
+    pairs = holdout.drop(columns=["label", "score"])
     labels = holdout["label"].to_numpy()
     probabilities = served.predict(pairs, viewers, titles)
 

@@ -15,6 +15,7 @@ from config.celery import app as celery_app
 from engagement.learning import (
     EngagementModel,
     EngagementTrainingError,
+    FeatureConfig,
     ModelConfig,
     data,
     default_window_end,
@@ -176,7 +177,9 @@ class TestTrained:
         titles = world.titles
 
         predicted = engagement_predict(viewer=viewer, titles=titles)  # loads the champion
-        with django_assert_max_num_queries(1):  # the titles' genres
+        # The titles' genres, the viewer's known events, the titles' tallies (the running
+        # history: `data.served_history_tallies`).
+        with django_assert_max_num_queries(3):
             assert engagement_predict(viewer=viewer, titles=titles) == predicted
 
         assert list(predicted) == [title.pk for title in titles]
@@ -429,6 +432,11 @@ def _session(viewer, title, started: datetime, finished: bool, rng) -> ViewingSe
     )
 
 
+# The rows below are noise around a drifting rate, without the moments of a history: the
+# test is of the calibration alone.
+NO_HISTORY = FeatureConfig(history=False)
+
+
 def _drifting_rows():
     """The rows of the test below: viewers, titles, the training rows (4,000), the calibration
     rows (newest first) and two draws of 2,000 later rows, each the same on every call."""
@@ -471,7 +479,9 @@ def mean_when_calibrated_on_every_row() -> float:
     """The mean prediction on the later rows of a model calibrated on every calibration row:
     the same for each of the test's options, so fitted once."""
     viewers, titles, train, calibration, later = _drifting_rows()
-    everything = EngagementModel(model_config=ModelConfig(calibration_share=1.0))
+    everything = EngagementModel(
+        feature_config=NO_HISTORY, model_config=ModelConfig(calibration_share=1.0)
+    )
     everything.fit(train, calibration, viewers, titles)
     return float(everything.predict(later[1], viewers, titles).mean())
 
@@ -494,7 +504,7 @@ def test_calibration_follows_the_latest_calibration_rows_by_time(
     the model predicts ~80 % (what comes next), although the rows arrive in reverse time
     order (the slice is chosen by time, not by place in the frame)."""
     viewers, titles, train, calibration, later = _drifting_rows()
-    model = EngagementModel(model_config=ModelConfig(**options))
+    model = EngagementModel(feature_config=NO_HISTORY, model_config=ModelConfig(**options))
     model.fit(train, calibration, viewers, titles)
     predicted = model.predict(later[0], viewers, titles)
     assert predicted.mean() == pytest.approx(0.8, abs=0.05)
