@@ -170,8 +170,10 @@ def load_line() -> str:
 def simulated_world_setup(folder: str, name: str, *, audience: int, titles: int):
     """Point Django at a fresh SQLite file in `folder` (or BENCH_DATABASE_URL), with counters
     in process memory and no Redis (the bench owns its world), migrate it and seed the demo
-    world (`audience` viewers, `titles` titles). Returns the current hour (UTC), the end of
-    the simulated days."""
+    world (`audience` viewers, `titles` titles). Returns today's midnight (UTC), the end of
+    the simulated days: the simulated hours are then the same whenever the bench runs that
+    day (ending at the current hour, a seed's world changed from one hour to the next, so two
+    runs an hour apart could not be compared)."""
     import os
 
     os.environ["DATABASE_URL"] = os.environ.get(
@@ -190,7 +192,7 @@ def simulated_world_setup(folder: str, name: str, *, audience: int, titles: int)
     with open(os.devnull, "w") as quiet:
         call_command("migrate", verbosity=0)
         call_command("seed_demo", viewers=audience, titles=titles, no_progress=True, stdout=quiet)
-    return timezone.now().replace(microsecond=0, second=0, minute=0)
+    return timezone.now().replace(microsecond=0, second=0, minute=0, hour=0)
 
 
 def live_campaigns_cover(start, days: int) -> None:

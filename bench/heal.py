@@ -17,11 +17,18 @@ the secondary indexes rebuilt after the load, VACUUM ANALYZE. Then:
    key per viewer, read from the last 26 and 3 hours), and with BENCH_HEAL_REDIS=1 the whole
    `counters_rebuild` into Redis (BENCH_HEAL_REDIS_URL, database 11 by default; millions of
    cap keys: minutes and ~0.5 GB), in its two phases: the time from the loss to budgets known
-   (phase 1 written: CPM line items without frequency caps serve again) and to all known
-   (phase 2, caps and fatigue, written and the epoch set: everything serves).
+   (phase 1 written: CPM line items serve again, a capped one for a viewer once that viewer's
+   caps are read) and to all known (phase 2, caps and fatigue, written and the epoch set:
+   everything serves). Between the phases, the first decisions of BENCH_HEAL_VIEWERS viewers
+   who saw a capped line item lately, as the engine makes them: the pod holding the viewer's
+   cap keys refused (its caps not known), the viewer's caps read from the table and raised to
+   (`viewer_caps_load`), the pod reserved again; the time from the heal's start to the first
+   such pod reserved (capped line items serve again), the cost of a viewer's read, the values
+   read checked against the whole-table read, and after phase 2 the reservations made
+   meanwhile checked still there (raised to, never lowered).
 
 Goal: the spend, click-through and live totals rebuilt in ≤ 2 s; with BENCH_HEAL_REDIS=1, the
-budgets known in ≤ 2 s after the heal starts.
+budgets known, and capped line items serving again, in ≤ 2 s after the heal starts.
 
     flock /tmp/bench.lock .venv/bin/python bench/heal.py
     BENCH_HEAL_DATABASE_URL  postgres://postgres@127.0.0.1:5432/heal_bench (dropped each run)
@@ -52,6 +59,7 @@ KEEP = os.environ.get("BENCH_HEAL_KEEP") == "1"
 REUSE = os.environ.get("BENCH_HEAL_REUSE") == "1"
 WITH_REDIS = os.environ.get("BENCH_HEAL_REDIS") == "1"
 REDIS_URL = os.environ.get("BENCH_HEAL_REDIS_URL", "redis://127.0.0.1:6379/11")
+VIEWERS = int(os.environ.get("BENCH_HEAL_VIEWERS", "200"))
 TARGET_SECONDS = 2.0
 BEAT_MINUTES = 15  # config/settings/celery.py: event-totals-advance
 BEAT = dt.timedelta(minutes=BEAT_MINUTES)
@@ -76,7 +84,8 @@ def _bench(reusing: bool) -> int:
 
     from ads.models import AdEvent, EventDayTotal, EventTotal, EventTotalMark
     from ads.services import event_totals_advance
-    from ads.services.events import _cap_values, _fatigue_values, _summed_values
+    from ads.services.caps import cap_values
+    from ads.services.events import _fatigue_values, _summed_values
 
     now = timezone.now()
     if reusing and AdEvent.objects.exists():
@@ -141,13 +150,14 @@ def _bench(reusing: bool) -> int:
         f"noted, through id {later:,}): {time.perf_counter() - began:.2f} s"
     )
 
-    print("\nThe rebuild's other reads (unchanged: one key per viewer):")
-    for name, read in (("frequency caps today", _cap_values), ("fatigue buckets", _fatigue_values)):
+    print("\nThe rebuild's other reads (phase 2: one key per viewer):")
+    read_values = {}
+    for name, read in (("frequency caps today", cap_values), ("fatigue buckets", _fatigue_values)):
         began = time.perf_counter()
-        values = read()
+        read_values[name] = values = read()
         print(f"  {name:22s} {time.perf_counter() - began:6.2f} s  {len(values):,} keys")
     if WITH_REDIS:
-        _whole_rebuild()
+        _whole_rebuild(read_values["frequency caps today"])
     return 0 if same else 1
 
 
@@ -165,39 +175,116 @@ def _note(at: dt.datetime) -> int:
     return seen
 
 
-def _whole_rebuild() -> None:
+def _whole_rebuild(whole_caps) -> None:
     """The heal after a loss (an empty Redis), phase by phase; the CPU is this process's (the
-    rebuild's Python) and the services' (PostgreSQL's reads, Redis's writes)."""
+    rebuild's Python) and the services' (PostgreSQL's reads, Redis's writes). `whole_caps`:
+    the caps as the whole-table read gave them, to check each viewer's read against."""
+    from ads.decisioning.eligibility import cap_keys
     from ads.delivery import keys
-    from ads.delivery.counters import RedisCounters
-    from ads.services import counters_rebuild
+    from ads.delivery.counters import Bump, RedisCounters, ViewerStateUnknown
+    from ads.services import counters_rebuild, viewer_caps_load
 
     store = RedisCounters(REDIS_URL)
     store._redis.flushdb()
+    sample = _viewers_with_capped_history(VIEWERS)
+    per_viewer: dict[int, dict[str, int]] = {}
+    for (key_of, line_item_id, viewer_id, *rest), shown in whole_caps.items():
+        if viewer_id in sample:
+            per_viewer.setdefault(viewer_id, {})[key_of(line_item_id, viewer_id, *rest)] = shown
     phase_one: dict[str, float] = {}
+    reads: list[tuple[float, float]] = []  # wall, this process's CPU: per viewer's read
+    reserved: dict[str, int] = {}  # cap key → its value after this bench's reservation
+    outcome = {"served": 0, "capped": 0, "mismatched": 0}
 
     def budgets_known() -> None:
         assert store.get_many([keys.budgets_known()]) == [1] and not store.state_known()
         phase_one["seconds"] = time.perf_counter() - began
         phase_one["keys"] = store._redis.dbsize()
+        now = dt.datetime.now(dt.UTC)
+        for viewer_id, line_item in sample.items():
+            caps = cap_keys(line_item, viewer_id, now)
+            group = [Bump(key, 1, ttl, cap) for key, cap, ttl in caps]
+            known = keys.viewer_caps_known(viewer_id)
+            try:
+                store.reserve([group], whole_state=False, known=known)
+                raise AssertionError("a capped pod reserved before its viewer's caps are read")
+            except ViewerStateUnknown:
+                pass
+            cpu, wall = time.process_time(), time.perf_counter()
+            viewer_caps_load(viewer_id=viewer_id, store=store)
+            reads.append((time.perf_counter() - wall, time.process_time() - cpu))
+            names = [key for key, _, _ in caps]
+            read = dict(zip(names, store.get_many(names), strict=True))
+            expected = {key: per_viewer.get(viewer_id, {}).get(key, 0) for key in read}
+            outcome["mismatched"] += read != expected
+            (ok,) = store.reserve([group], whole_state=False, known=known)
+            if ok:
+                outcome["served"] += 1
+                phase_one.setdefault("capped", time.perf_counter() - began)
+                reserved.update({key: value + 1 for key, value in read.items()})
+            else:
+                outcome["capped"] += 1  # at one of its caps already: refused, as it should be
 
     with _cpu.Meter() as meter:
         began = time.perf_counter()
         written = counters_rebuild(store=store, after_budgets=budgets_known)
         whole = time.perf_counter() - began
     assert store.state_known() and store.get_many([keys.budgets_known()]) == [0]
+    kept = store.get_many(list(reserved)) == list(reserved.values())
+    walls = sorted(wall for wall, _ in reads)
+    cpus = sorted(cpu for _, cpu in reads)
+    capped_at = phase_one.get("capped", float("nan"))
     print(
         f"\nThe heal into an empty Redis (counters_rebuild, {written:,} keys):\n"
-        f"  budgets known (phase 1: spend, reservations, click-through, live totals; uncapped "
-        f"CPM line items serve) after {phase_one['seconds']:.2f} s  ({phase_one['keys']:,} "
-        f"keys)\n"
-        f"  all known (phase 2: frequency caps and fatigue buckets, then the epoch) after "
+        f"  budgets known (phase 1: spend, reservations, click-through, live totals; CPM line "
+        f"items serve) after {phase_one['seconds']:.2f} s  ({phase_one['keys']:,} keys)\n"
+        f"  capped line items serve again (a viewer's first capped pod refused, its caps read, "
+        f"the pod reserved) after {capped_at:.2f} s\n"
+        f"  a viewer's caps read between the phases ({len(reads)} viewers who saw a capped line "
+        f"item in the last hour): median {1000 * walls[len(walls) // 2]:.1f} ms, p95 "
+        f"{1000 * walls[int(len(walls) * 0.95)]:.1f} ms wall; median "
+        f"{1000 * cpus[len(cpus) // 2]:.1f} ms of this process's CPU\n"
+        f"  their pods: {outcome['served']} reserved, {outcome['capped']} refused at a cap; "
+        f"values read {'equal to' if not outcome['mismatched'] else 'DIFFERENT from'} the "
+        f"whole-table read ({outcome['mismatched']} viewers differ); after phase 2 the "
+        f"reservations made between the phases are "
+        + ("all kept" if kept else "NOT ALL KEPT")
+        + f"\n  all known (phase 2: frequency caps and fatigue buckets, then the epoch) after "
         f"{whole:.1f} s\n"
         f"  ({meter.usage.describe()})\n"
         f"Target: budgets known ≤ {TARGET_SECONDS:g} s: {phase_one['seconds']:.2f} s "
         + ("PASS" if phase_one["seconds"] <= TARGET_SECONDS else "MISS")
+        + f"; capped line items serving ≤ {TARGET_SECONDS:g} s: {capped_at:.2f} s "
+        + ("PASS" if capped_at <= TARGET_SECONDS else "MISS")
     )
     store._redis.flushdb()
+
+
+def _viewers_with_capped_history(count: int) -> dict:
+    """Up to `count` viewers who saw a capped line item in the last hour, each with one such
+    line item (the index's entry)."""
+    from django.db.models import Max
+
+    from ads.decisioning.index import current_index
+    from ads.models import AdEvent
+
+    capped = {entry.id: entry for entry in current_index().line_items if entry.capped}
+    last = AdEvent.objects.aggregate(last=Max("decided_at"))["last"]
+    recent = (
+        AdEvent.objects.filter(
+            event_type=AdEvent.Type.IMPRESSION,
+            line_item__in=list(capped),
+            decided_at__gte=last - dt.timedelta(hours=1),
+        )
+        .order_by("-decided_at")
+        .values_list("viewer", "line_item")
+    )
+    sample: dict = {}
+    for viewer_id, line_item_id in recent[: 20 * count].iterator():
+        sample.setdefault(viewer_id, capped[line_item_id])
+        if len(sample) == count:
+            break
+    return sample
 
 
 def _fill(now: dt.datetime) -> None:

@@ -18,12 +18,17 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    most MOVE_IF_BELOW as much at the destination, and more than there by CONFIDENCE_Z standard
    errors of the difference; or the break itself loses more of those who reach it than the
    title's other mid-rolls (their median rate), by CONFIDENCE_Z standard errors (binomial),
-   and the destination loses at most HIGH_DROPOFF times the median minute. Destinations are
+   and the destination loses at most HIGH_DROPOFF times the median minute; or both witnesses
+   lean that way and their standard errors together (Stouffer's sum over √2: the break's own
+   minute is bridged out of the content's drop-off, so the two are nearly independent) clear
+   CONFIDENCE_Z, to a destination no worse than that and calmer than here. Destinations are
    at least MIN_MOVE_MINUTES away: a move of a minute stays in the stretch it leaves. Without the
    bound, half the moves on titles with 100–300 sessions chased noise between calm minutes.
    A move's expected excess abandonment scales with the ratio of the two drop-offs.
-4. A break is recommended to go when the ad seconds it costs (the viewers it drives away,
-   times the ads they would have seen at the later breaks) exceed the ad seconds it plays.
+4. A break that cannot move is recommended to go when the ad seconds it costs (the viewers it
+   drives away, times the ads they would have seen at the later breaks) exceed the ad seconds
+   it plays. Moving comes first: a moved break keeps its pod and sheds most of what it cost,
+   where a dropped one gives up its pod for good.
 
 Every recommendation carries its expected change in abandonment at breaks and in ad seconds
 per session that starts the title.
@@ -58,7 +63,9 @@ HIGH_DROPOFF = 1.5
 # How sure a move must be: its gain (the drop-off here above the destination's) must exceed
 # CONFIDENCE_Z standard errors of that difference (one-sided, about 95 %).
 CONFIDENCE_Z = 1.64
+# Step 3's other witnesses: the break's own abandonment, and both witnesses together.
 BREAK_EVIDENCE = True
+COMBINED_EVIDENCE = True
 # A move of a minute or two stays in the stretch it leaves (lulls last minutes).
 MIN_MOVE_MINUTES = 3
 MIN_GAP_MINUTES = 5  # between two breaks, after moves
@@ -194,17 +201,17 @@ def _content_dropoff(still: list[int], break_minutes: set[int]) -> ContentDropof
     return ContentDropoff(rate, error)
 
 
-def _above_the_others(item: BreakFigures, others: list[BreakFigures]) -> bool:
-    """Whether the break's abandonment is above the title's other mid-rolls' by more than
-    CONFIDENCE_Z standard errors of the difference (binomial). The others' median rate is the
+def _above_the_others(item: BreakFigures, others: list[BreakFigures]) -> float:
+    """How many standard errors of the difference (binomial) the break's abandonment lies
+    above the title's other mid-rolls' (0 without others). The others' median rate is the
     reference: one other break in a bad spot would lift a pooled rate."""
     others = [other for other in others if other.reached]
     if not others or not item.reached:
-        return False
+        return 0.0
     reference = statistics.median(other.left / other.reached for other in others)
     reached = statistics.median(other.reached for other in others)
     error = math.sqrt(max(reference * (1 - reference), 1e-6) * (1 / item.reached + 1 / reached))
-    return item.left / item.reached - reference > CONFIDENCE_Z * error
+    return (item.left / item.reached - reference) / error
 
 
 def _others_level(item: BreakFigures, figures: list[BreakFigures]) -> float:
@@ -276,25 +283,6 @@ def analyse(
         )
         share_here = reach(item.offset_seconds)
         cost = max(item.excess, 0.0) * later_ad_seconds
-        if later and cost > item.pod_seconds:
-            recommendations.append(
-                Recommendation(
-                    break_id=item.id,
-                    action="drop",
-                    offset_seconds=item.offset_seconds,
-                    to_offset_seconds=None,
-                    abandonment_before=item.abandonment,
-                    abandonment_after=item.baseline,
-                    ad_seconds_change=round(share_here * (cost - item.pod_seconds), 2),
-                    reason=(
-                        f"It drives away {max(item.excess, 0):.1%} of its viewers, who would "
-                        f"have seen {later_ad_seconds:.0f} s of later ads each: more than the "
-                        f"{item.pod_seconds:.0f} s it plays."
-                    ),
-                )
-            )
-            taken[number] = -10_000
-            continue
         others = [m for n, m in enumerate(taken) if n != number]
         candidates = [
             m
@@ -315,22 +303,37 @@ def analyse(
             if minute < len(content)
             else math.inf
         )
+        # The content's witness, in standard errors of the difference: its drop-off here
+        # above the destination's.
+        content_z = (here - content[best]) / noise if math.isfinite(noise) else 0.0
         steep_here = (
             here >= HIGH_DROPOFF * typical
             and content[best] <= MOVE_IF_BELOW * here
-            and here - content[best] > CONFIDENCE_Z * noise
+            and content_z > CONFIDENCE_Z
         )
         # The break's own abandonment is the other witness: well above the title's other
         # mid-rolls (by more than its noise) says the spot is bad, and the destination need
         # only look calmer than here and no worse than the title's usual minute.
-        lost_here = (
-            BREAK_EVIDENCE
-            and _above_the_others(item, [f for f in figures if f is not item])
-            and content[best] <= HIGH_DROPOFF * typical
+        break_z = _above_the_others(item, [f for f in figures if f is not item])
+        calm_there = content[best] <= HIGH_DROPOFF * typical
+        lost_here = BREAK_EVIDENCE and break_z > CONFIDENCE_Z and calm_there
+        # Both witnesses leaning the same way, neither sure alone: the two are nearly
+        # independent (the break's own minute is bridged out of the content's drop-off), so
+        # their sum over √2 is again a standard normal under "no worse than elsewhere"
+        # (Stouffer), held to the same CONFIDENCE_Z.
+        together = (
+            COMBINED_EVIDENCE
+            and calm_there
+            and content[best] < here
+            and (content_z + break_z) / math.sqrt(2) > CONFIDENCE_Z
         )
-        if best != minute and item.excess > 0 and ((here > 0 and steep_here) or lost_here):
+        if (
+            best != minute
+            and item.excess > 0
+            and ((here > 0 and steep_here) or lost_here or together)
+        ):
             ratio = content[best] / here if here > 0 else 1.0
-            if lost_here:
+            if lost_here or together:
                 # The other breaks' level is what a calm spot should lose.
                 ratio = min(ratio, _others_level(item, figures) / max(item.abandonment, 1e-9))
             after = item.baseline + item.excess * ratio
@@ -356,6 +359,26 @@ def analyse(
                 )
             )
             taken[number] = best
+        elif later and cost > item.pod_seconds:
+            # No calmer place near: the break goes when the viewers it drives away would
+            # have seen more seconds of later ads than it plays.
+            recommendations.append(
+                Recommendation(
+                    break_id=item.id,
+                    action="drop",
+                    offset_seconds=item.offset_seconds,
+                    to_offset_seconds=None,
+                    abandonment_before=item.abandonment,
+                    abandonment_after=item.baseline,
+                    ad_seconds_change=round(share_here * (cost - item.pod_seconds), 2),
+                    reason=(
+                        f"It drives away {max(item.excess, 0):.1%} of its viewers, who would "
+                        f"have seen {later_ad_seconds:.0f} s of later ads each: more than the "
+                        f"{item.pod_seconds:.0f} s it plays."
+                    ),
+                )
+            )
+            taken[number] = -10_000
         else:
             recommendations.append(
                 Recommendation(

@@ -19,9 +19,10 @@ an empty pod with reason `degraded` rather than an error: a player handles an em
 handles no fill, resuming the title at once, where a 503 would make it wait, retry or show an
 error at the break. Nothing is served against unknown budgets and caps (see
 `ads.services.recovery`): between a heal's two phases, when budgets are known and caps not
-yet, only line items whose reservation alone bounds them (CPM without caps) are candidates,
-their pods are reserved with `whole_state=False`, and the CTR model's fatigue columns (its
-features, not a limit) are left unknown rather than read as zeros. The same holds for the
+yet, only CPM line items are candidates, their pods are reserved with `whole_state=False`
+(and, holding cap keys, only once the viewer's caps are read: the first such decision for a
+viewer reads them, `ads.services.caps`), and the CTR model's fatigue columns (its features,
+not a limit) are left unknown rather than read as zeros. The same holds for the
 database, which a decision reads only for the demand index and the CTR champion when they are
 due for a check: a lost connection is retried on a new one
 (`config.db.retried_on_lost_connection`: nothing was reserved yet), and a database that stays
@@ -54,7 +55,13 @@ from ads.decisioning.scoring import (
 )
 from ads.decisioning.state import DeliveryState, Ranked, live_now, state_holder, thompson_order
 from ads.delivery import keys
-from ads.delivery.counters import Bump, Counters, DeliveryStateUnavailable, counters
+from ads.delivery.counters import (
+    Bump,
+    Counters,
+    DeliveryStateUnavailable,
+    ViewerStateUnknown,
+    counters,
+)
 from ads.delivery.tokens import TrackingClaim, make_token
 from ads.models import Creative
 from config.db import LOST, retried_on_lost_connection
@@ -412,9 +419,7 @@ def _fill_pod(
             break
         if tally:
             groups.append(tally)  # no limits: always applied
-        # Known budgets are enough (a heal's first phase) when every slot's own limits bound it.
-        whole_state = not all(slot.line_item.serves_on_budgets for slot in tentative)
-        reserved = store.reserve(groups, whole_state=whole_state)[: len(tentative)]
+        reserved = _reserve(store, tentative, groups, context.viewer.id)[: len(tentative)]
         tally = None
         for slot, ok in zip(tentative, reserved, strict=True):
             if ok:
@@ -428,6 +433,29 @@ def _fill_pod(
     for position, slot in enumerate(pod, start=1):
         slot.position = position
     return pod
+
+
+def _reserve(
+    store: Counters, tentative: list[Slot], groups: list[list[Bump]], viewer_id: int
+) -> list[bool]:
+    """Reserve the pod's groups. Known budgets are enough (a heal's first phase) when every
+    slot is CPM, with the viewer's caps known when a slot holds cap keys: the first such pod
+    for a viewer reads them from the event table, then reserves again."""
+    whole_state = not all(slot.line_item.serves_while_healing for slot in tentative)
+    capped = any(slot.line_item.capped for slot in tentative)
+    known = keys.viewer_caps_known(viewer_id) if capped else None
+    try:
+        return store.reserve(groups, whole_state=whole_state, known=known)
+    except ViewerStateUnknown:
+        _viewer_caps_load(store, viewer_id)
+        return store.reserve(groups, whole_state=whole_state, known=known)
+
+
+def _viewer_caps_load(store: Counters, viewer_id: int) -> None:
+    # Imported here: the services build on the engine.
+    from ads.services.caps import viewer_caps_load
+
+    viewer_caps_load(viewer_id=viewer_id, store=store)
 
 
 _DAY_BUMPS: dict = {}
@@ -489,7 +517,15 @@ def _budget_bumps(line_item: LineItemEntry, at: datetime, local_day: date) -> tu
 def _explain(
     index: DemandIndex, state: DeliveryState, store: Counters, context: Context
 ) -> list[dict]:
-    """Every line item of the index through the stages in order, with fresh counters."""
+    """Every line item of the index through the stages in order, with fresh counters (between
+    a heal's phases, the viewer's caps read first, as a reservation would)."""
+    viewer_id = context.viewer.id
+    if (
+        not state.whole
+        and any(line_item.capped for line_item in index.line_items)
+        and not store.get_many([keys.viewer_caps_known(viewer_id)])[0]
+    ):
+        _viewer_caps_load(store, viewer_id)
     report = []
     for line_item in index.line_items:
         entry = {
@@ -526,7 +562,7 @@ def _first_rejection(
     rule = eligibility.budget_rejection(line_item, day_total, lifetime_total)
     if rule:
         return eligibility.BUDGET, rule
-    if not whole and not line_item.serves_on_budgets:  # between a heal's phases
+    if not whole and not line_item.serves_while_healing:  # between a heal's phases
         return eligibility.BUDGET, "state_unknown"
     caps = eligibility.cap_keys(line_item, context.viewer.id, context.at)
     rule = eligibility.cap_rejection(caps, store.get_many([key for key, _, _ in caps]))

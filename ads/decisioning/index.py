@@ -79,17 +79,18 @@ class LineItemEntry:
     # Derived once here, not at each read: a decision reads them for every line item it walks.
     is_cpm: bool = field(init=False)
     price_micros: int = field(init=False)  # what one impression (CPM) or one click (CPC) costs
-    # Its reservation alone bounds what it spends and shows: CPM (the budget is reserved at
-    # the decision) without frequency caps. Such a line item serves once a heal has written
-    # the budgets, before the caps (a CPC budget counts clicks, which wait in the backlog
-    # until the heal ends; a cap needs its per-viewer counts): ads.services.recovery.
-    serves_on_budgets: bool = field(init=False)
+    capped: bool = field(init=False)  # any frequency cap: its reservation holds cap keys
+    # Serves once a heal has written the budgets, before the rest (ads.services.recovery): CPM,
+    # whose budget is reserved at the decision; with caps, once the viewer's counts are read
+    # (`keys.viewer_caps_known`). A CPC budget counts clicks, which wait in the backlog until
+    # the heal ends.
+    serves_while_healing: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.is_cpm = self.pricing == LineItem.Pricing.CPM
         self.price_micros = self.bid_micros // 1000 if self.is_cpm else self.bid_micros
-        capped = self.cap_hour or self.cap_day or self.cap_lifetime
-        self.serves_on_budgets = self.is_cpm and not capped
+        self.capped = bool(self.cap_hour or self.cap_day or self.cap_lifetime)
+        self.serves_while_healing = self.is_cpm
 
 
 @dataclass(frozen=True, slots=True)

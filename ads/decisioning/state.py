@@ -4,8 +4,8 @@ probabilities, budget totals, creative click-through estimates and the resulting
 
 Budgets and caps read here are only a prefilter: the reservation at the decision enforces them
 exactly. Between a heal's two phases (budgets written, caps not yet: ads.services.recovery) the
-state is read with `whole` False, and only the line items whose reservation alone bounds them
-(`LineItemEntry.serves_on_budgets`) pass the budget prefilter.
+state is read with `whole` False, and only the line items that may serve then
+(`LineItemEntry.serves_while_healing`: CPM) pass the budget prefilter.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
     for position, line_item in enumerate(line_items):
         day_total, lifetime_total, stored_p = read_values[3 * position : 3 * position + 3]
         if budget_rejection(line_item, day_total, lifetime_total) is None and (
-            whole or line_item.serves_on_budgets
+            whole or line_item.serves_while_healing
         ):
             budget_ok |= 1 << position
         p = pacing.pass_probability(stored_p) if line_item.pacing == "even" else 1.0

@@ -175,11 +175,26 @@ def healing() -> str:
 def budgets_known() -> str:
     """Set by a heal once it has written spend, reservations, click-through and live totals,
     before it reads the frequency caps: from then until the epoch is set, a reservation whose
-    own limits bound it (a CPM line item without caps: its budget is reserved at the decision)
-    is accepted, any other refused. Deleted when the epoch is set, and by a heal as it starts
-    (one that died between its phases may have left it); it lives as long as the healing
-    claim."""
+    own limits bound it (a CPM line item: its budget is reserved at the decision; with caps,
+    once the viewer's are read, `viewer_caps_known`) is accepted, any other refused. Deleted
+    when the epoch is set, and by a heal as it starts (one that died between its phases may
+    have left it); it lives as long as the healing claim."""
     return f"{PREFIX}known:budgets"
+
+
+# Long enough for a slow heal's second phase; a marker that expires first only costs the viewer
+# one more read of its counts (raised to, never lowered: see `viewer_caps_known`).
+VIEWER_KNOWN_TTL = 5 * HEAL_TTL
+
+
+@_lives(VIEWER_KNOWN_TTL)
+def viewer_caps_known(viewer_id: int) -> str:
+    """Set, between a heal's phases, once the viewer's frequency caps (every capped line item's
+    hour, day and lifetime counts) were read from the event table and raised to in the
+    counters: from then a reservation holding that viewer's cap keys is accepted with the
+    budgets known. Read only while the epoch is missing; a store that loses its state loses
+    these too."""
+    return f"{PREFIX}vw:{viewer_id}:caps"
 
 
 @_lives(3 * 86400)

@@ -5,6 +5,7 @@ from ads.decisioning.engine import Decision, DecisionRequest, DecisionRequestErr
 from ads.decisioning.index import index_changed
 from ads.decisioning.refresher import server_start
 from ads.services.audit import SYSTEM, Actor
+from ads.services.caps import viewer_caps_load
 from ads.services.demand import (
     advertiser_create,
     campaign_create,
@@ -96,4 +97,5 @@ __all__ = [
     "platform_key_create",
     "player_ensure",
     "server_start",
+    "viewer_caps_load",
 ]

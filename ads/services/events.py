@@ -35,6 +35,7 @@ from ads.delivery.tokens import CLOCK_SKEW, InvalidToken, TrackingClaim, read_to
 from ads.learning.features import fatigue_bucket
 from ads.models import AdEvent, Advertiser, CounterBacklog, Creative, LineItem
 from ads.services import partitions
+from ads.services.caps import cap_values
 from ads.services.recovery import (
     HealInProgress,
     backlog_apply,
@@ -632,17 +633,20 @@ def counters_rebuild(
     1. spend, reservations, click-through and live totals, from the event totals plus the
        events stored after them (`ads.services.totals`: the last 15–30 minutes, not a scan of
        the whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
-       it is accepted (a CPM line item without frequency caps serves; `whole_state=False`);
-    2. the frequency caps and fatigue buckets (one key per viewer: most of the time), then the
-       epoch: everything serves, and the backlog is applied again.
+       it is accepted (a CPM line item serves; `whole_state=False`; with caps, once the
+       viewer's caps are read: `ads.services.caps.viewer_caps_load`, at its first decision);
+    2. the frequency caps and fatigue buckets (one key per viewer: most of the time; caps
+       raised to, never lowered, so what was reserved meanwhile stays), then the epoch:
+       everything serves, and the backlog is applied again.
 
     `after_budgets`, when given, is called between the two (the tests and the bench).
 
     It holds the healing key throughout (HealInProgress if another process does), so no
     backlog entry is applied, nor anything reserved before phase 1 is written (nor, before
-    phase 2, anything with a cap key); reads the table in one snapshot and deletes there the
-    backlog entries that snapshot holds (their events are counted here), so an entry is
-    counted by the rebuild or by the drain, never both (see `ads.services.recovery`).
+    phase 2, anything with a cap key of a viewer whose caps were not read); reads the table
+    in one snapshot and deletes there the backlog entries that snapshot holds (their events
+    are counted here), so an entry is counted by the rebuild or by the drain, never both (see
+    `ads.services.recovery`).
     """
     store = store or counters()
     if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
@@ -661,7 +665,7 @@ def counters_rebuild(
             store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
             if after_budgets is not None:
                 after_budgets()
-            per_viewer = _cap_values()
+            per_viewer = cap_values()
             per_viewer.update(_fatigue_values())
             CounterBacklog.objects.all().delete()
         written += _write_rebuilt(store, per_viewer, held=[keys.healing(), keys.budgets_known()])
@@ -677,7 +681,7 @@ def counters_rebuild(
 
 # Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
 WRITE_CHUNK = 50_000
-# Never lowered by a rebuild: decisions may have reserved more than the events show.
+# Raised to, never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
     {keys.reserved_day, keys.reserved_lifetime, keys.cap_hour, keys.cap_day, keys.cap_lifetime}
 )
@@ -685,18 +689,22 @@ _RESERVATIONS = frozenset(
 
 def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[str]) -> int:
     """Write rebuilt values (per key function and its arguments), each key with its lifetime;
-    a reservation or cap keeps what the store holds when that is more. Returns the keys
-    written. Written WRITE_CHUNK keys at a time, the heal's own keys (`held`: the healing claim,
-    and budgets known once set) renewed before each chunk: writing a busy day's caps takes
-    longer than their lifetime (about 70 s for 1.3 million keys into Redis), and a claim that
-    ran out would let a second heal start over this one's writes."""
-    named = {(key_of, *arguments): key_of(*arguments) for key_of, *arguments in values}
-    current = dict(zip(named.values(), store.get_many(list(named.values())), strict=True))
+    a reservation or cap is raised to its value, never lowered (`raise_many`, in the store:
+    decisions may have reserved more than the events show, and between a heal's phases a
+    viewer's caps are read and reserved while this one writes them, ads.services.caps).
+    Returns the keys written. Written WRITE_CHUNK keys at a time, the heal's own keys (`held`:
+    the healing claim, and budgets known once set) renewed before each chunk: a claim that ran
+    out during a long write would let a second heal start over this one's writes."""
+    floors: list[Bump] = []
     by_lifetime: dict[int | None, dict[str, int]] = {}
     for (key_of, *arguments), value in values.items():
-        key = named[(key_of, *arguments)]
-        kept = max(value, current[key]) if key_of in _RESERVATIONS else value
-        by_lifetime.setdefault(keys.lifetime(key_of), {})[key] = kept
+        if key_of in _RESERVATIONS:
+            floors.append(Bump(key_of(*arguments), value, keys.lifetime(key_of)))
+        else:
+            by_lifetime.setdefault(keys.lifetime(key_of), {})[key_of(*arguments)] = value
+    for start in range(0, len(floors), WRITE_CHUNK):
+        store.set_many(dict.fromkeys(held, 1), ttl=keys.HEAL_TTL)
+        store.raise_many(floors[start : start + WRITE_CHUNK])
     for seconds, group in by_lifetime.items():
         pairs = list(group.items())
         for start in range(0, len(pairs), WRITE_CHUNK):
@@ -807,49 +815,6 @@ def _spend_values(since: datetime) -> Counter[tuple]:
             continue
         values[(keys.spent_day, line_item_id, day)] += cost
         values[(keys.reserved_day, line_item_id, day)] += cost
-    return values
-
-
-def _cap_values() -> Counter[tuple]:
-    """Impressions per viewer under each cap of the live line items (the index's): this local
-    hour's and day's, and ever for a lifetime cap. Caps are reserved at the decision, so a
-    decision whose impression never came counted too; rebuilt from the impressions, a cap
-    forgets those (at most the decisions served just before the loss)."""
-    values: Counter[tuple] = Counter()
-    now = timezone.now()
-    capped = {
-        entry.id: entry
-        for entry in current_index().line_items
-        if entry.cap_hour or entry.cap_day or entry.cap_lifetime
-    }
-    if not capped:
-        return values
-    impressions = AdEvent.objects.filter(
-        line_item__in=list(capped), event_type=AdEvent.Type.IMPRESSION
-    )
-    ever = [entry.id for entry in capped.values() if entry.cap_lifetime]
-    if ever:
-        for row in (
-            impressions.filter(line_item__in=ever)
-            .values("line_item", "viewer")
-            .annotate(shown=Count("id"))
-        ):
-            values[(keys.cap_lifetime, row["line_item"], row["viewer"])] = row["shown"]
-    # A local day began at most 26 hours ago, whatever the zone.
-    today = impressions.occurred_between(now - timedelta(hours=26), None).values_list(
-        "line_item", "viewer", "occurred_at"
-    )
-    for line_item_id, viewer_id, occurred_at in today.iterator(chunk_size=10_000):
-        entry = capped[line_item_id]
-        local, local_now = occurred_at.astimezone(entry.tz), now.astimezone(entry.tz)
-        if local.date() != local_now.date():
-            continue
-        if entry.cap_day:
-            values[(keys.cap_day, line_item_id, viewer_id, local.date())] += 1
-        if entry.cap_hour and local.hour == local_now.hour:
-            # The key's hour is the local one (eligibility.cap_keys).
-            hour = local.replace(minute=0, second=0, microsecond=0)
-            values[(keys.cap_hour, line_item_id, viewer_id, hour)] += 1
     return values
 
 

@@ -24,17 +24,21 @@ counted twice, no budget or cap spent again):
    budget or cap is passed:
    - before phase 1 is written: nothing (a decision is an empty pod, reason `degraded`);
    - between the phases: only reservations whose own limits bound them
-     (`reserve(..., whole_state=False)`), the pods of CPM line items without frequency caps
-     (`LineItemEntry.serves_on_budgets`): each reservation adds to the rebuilt reservation
+     (`reserve(..., whole_state=False)`), the pods of CPM line items
+     (`LineItemEntry.serves_while_healing`): each reservation adds to the rebuilt reservation
      (≥ the spend the table shows) within the budget, in the same atomic step as before.
-     A capped line item is left out by the state read, and a pod holding a cap key is refused
-     by the store: it serves nothing until its caps are known. A CPC line item waits too: its
-     budget counts clicks, which wait in the backlog until phase 2 ends. Phase 2 writes only
-     cap and fatigue keys, which nothing can move between the phases (cap keys are only
-     reserved, fatigue keys only applied from the backlog). The CTR model's fatigue columns
-     are features, not limits: a decision between the phases scores them unknown (NaN), as
-     it does for a champion without them, never as zeros (and with only CPM line items
-     eligible, no pCTR is asked for anyway).
+     A pod holding a viewer's cap keys is refused by the store until that viewer's caps are
+     read (`keys.viewer_caps_known`, ViewerStateUnknown): the engine then reads them from the
+     table (`ads.services.caps.viewer_caps_load`: one indexed query, the keys raised to the
+     counts and the marker set in one step) and reserves again, so a capped line item serves
+     each viewer within its caps from the first decision after phase 1. A CPC line item
+     waits: its budget counts clicks, which wait in the backlog until phase 2 ends. Phase 2
+     writes cap and fatigue keys: fatigue keys nothing moves between the phases (they are
+     only applied from the backlog), cap keys raised to their counts, never lowered
+     (`raise_many`), so a reservation made meanwhile is kept (ads.services.caps says why
+     that is exact). The CTR model's fatigue columns are features, not limits: a decision
+     between the phases scores them unknown (NaN), as it does for a champion without them,
+     never as zeros (and with only CPM line items eligible, no pCTR is asked for anyway).
    - Backlog entries are applied only once the epoch is set: their events were stored after
      the snapshot (or the snapshot deleted them), and applying them between the phases could
      not be told apart from the rebuild's own writes. Meanwhile the reservations bound spend:
@@ -42,8 +46,9 @@ counted twice, no budget or cap spent again):
      entries not yet applied costs no budget; the first drain after the epoch applies each
      entry once (`apply_once` records its id in the same step).
    So the bound on what a line item can spend or show beyond its budget or caps while its
-   state is unknown is zero: a capped (or CPC) line item serves nothing until phase 2 is
-   written, an uncapped CPM one spends within its rebuilt budget (reservations ≥ spend).
+   state is unknown is zero: a CPM line item spends within its rebuilt budget (reservations
+   ≥ spend) and shows a viewer within the caps read for that viewer; a CPC one serves
+   nothing until phase 2 is written.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from django.utils import timezone
 from ads import services
 from ads.decisioning.state import state_holder
 from ads.delivery import keys
-from ads.delivery.counters import Bump, DeliveryStateUnavailable, counters
+from ads.delivery.counters import Bump, DeliveryStateUnavailable, ViewerStateUnknown, counters
 from ads.models import AdEvent, CounterBacklog, LineItem
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.factories import ViewerFactory
@@ -278,12 +278,11 @@ def each_backend(request, settings, tmp_path, db):
         counters.cache_clear()
 
 
-def test_between_the_heals_phases_an_uncapped_line_item_serves_and_a_capped_one_waits(
-    world, each_backend
-):
-    """Phase 1 (budgets written) serves the CPM line item without caps, within its rebuilt
-    budget; the capped one, and the CPC one (its budget counts clicks the backlog holds), wait
-    for phase 2. After it all serve, and no budget or cap was passed across the heal."""
+def test_between_the_heals_phases_cpm_line_items_serve_and_a_cpc_one_waits(world, each_backend):
+    """Phase 1 (budgets written) serves the CPM line items, the uncapped one within its rebuilt
+    budget, the capped one within each viewer's caps (read at the viewer's first decision);
+    the CPC one (its budget counts clicks the backlog holds) waits for phase 2. After it all
+    serve, and no budget or cap was passed across the heal."""
     at = timezone.now()
     # Four $12.50 CPM impressions a day.
     uncapped = line_item_with_creative(world.acme, daily_budget=Decimal("0.05"), pacing="asap")
@@ -317,34 +316,154 @@ def test_between_the_heals_phases_an_uncapped_line_item_serves_and_a_capped_one_
 
     def phase_one_written() -> None:
         state_holder.reset()
-        for viewer in viewers[1:]:
+        for viewer in viewers:
             decision = world.decide(at=at, viewer_id=viewer, explain=True)
             rules = {entry["line_item_id"]: entry["rule"] for entry in decision.explain}
-            assert rules[capped.pk] == rules[cpc.pk] == "state_unknown"
+            assert rules[cpc.pk] == "state_unknown"
             between.append(served(decision))
-        # A pod holding a cap key is refused by the store itself, whatever a state read says.
-        group = [Bump(keys.cap_day(capped.pk, 1, at.date()), 1, keys.DAY_TTL, 1)]
+        # A pod holding a cap key needs the viewer's caps known, whatever a state read says.
+        group = [Bump(keys.cap_day(capped.pk, 99, at.date()), 1, keys.DAY_TTL, 1)]
         with pytest.raises(DeliveryStateUnavailable):
             store.reserve([group])
+        with pytest.raises(ViewerStateUnknown):
+            store.reserve([group], whole_state=False, known=keys.viewer_caps_known(99))
 
     services.counters_rebuild(store=store, after_budgets=phase_one_written)
-    # Three more impressions fit the budget (one was spent before the loss), then none.
-    assert between == [{uncapped.pk}] * 3 + [set()] * 2
+    # viewer-1 saw the capped one before the loss; three more impressions fit the budget (one
+    # was spent before the loss), then none.
+    assert between == [{uncapped.pk}] + [{uncapped.pk, capped.pk}] * 2 + [{capped.pk}] * 3
     today = at.date()
     assert store.get_many([keys.reserved_day(uncapped.pk, today)]) == [50_000]
 
     state_holder.reset()
     assert served(world.decide(at=at)) == {cpc.pk}  # capped for viewer-1, budget spent
-    assert served(world.decide(at=at, viewer_id=viewers[1])) == {capped.pk, cpc.pk}
+    assert served(world.decide(at=at, viewer_id=viewers[1])) == {cpc.pk}
     for token in tokens[3:]:
         services.event_track(token=token, event_type="impression", user_agent=PLAYER)
     impressions = AdEvent.objects.filter(event_type=AdEvent.Type.IMPRESSION)
     spent = sum(impressions.filter(line_item=uncapped).values_list("cost_micros", flat=True))
     assert spent == 50_000 == uncapped.daily_budget * 1_000_000
     per_viewer = Counter(impressions.filter(line_item=capped).values_list("viewer", flat=True))
-    assert sorted(per_viewer.values()) == [1, 1]
+    assert sorted(per_viewer.values()) == [1] * 6
     assert store.get_many([keys.budgets_known()]) == [0]
     assert CounterBacklog.objects.count() == 0
+
+
+def test_between_the_phases_a_capped_line_item_serves_a_viewer_with_history_up_to_its_caps(
+    world, each_backend
+):
+    """A viewer who saw two capped line items once each before the loss (a day cap of 2, a
+    lifetime cap of 2) is served each once more between the heal's phases (its caps read from
+    the table at its first decision), then not again: not between the phases, not after the
+    second phase wrote its older counts over the ones reserved meanwhile."""
+    at = timezone.now()
+    daily = line_item_with_creative(world.acme, frequency_cap_day=2, pacing="asap")
+    ever = line_item_with_creative(
+        world.globex, category="automotive", frequency_cap_lifetime=2, pacing="asap"
+    )
+    rebuild()
+    first = world.decide(at=at)
+    assert {slot.line_item.id for slot in first.pod} == {daily.pk, ever.pk}
+    for slot in first.pod:
+        services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    state_holder.reset()
+    between = []
+
+    tokens = []
+
+    def phase_one_written() -> None:
+        state_holder.reset()
+        for explain in (False, False, True):  # explain reads the caps itself: last
+            decision = world.decide(at=at, explain=explain)
+            rules = sorted(entry["rule"] for entry in decision.explain or [])
+            between.append(({slot.line_item.id for slot in decision.pod}, rules))
+            tokens.extend(slot.token for slot in decision.pod)
+
+    # The impressions of the pods served between the phases arrive after phase 2 read the
+    # table: it writes counts older than the reservations.
+    services.counters_rebuild(store=store, after_budgets=phase_one_written)
+    for token in tokens:
+        services.event_track(token=token, event_type="impression", user_agent=PLAYER)
+    capped_out = ["frequency_cap_day", "frequency_cap_lifetime"]
+    assert between == [({daily.pk, ever.pk}, []), (set(), []), (set(), capped_out)]
+    state_holder.reset()
+    after = world.decide(at=at, explain=True)
+    assert after.pod == []
+    assert sorted(entry["rule"] for entry in after.explain) == capped_out
+    day = at.astimezone(world.acme.tzinfo).date()
+    viewer = world.viewer.pk
+    assert store.get_many(
+        [keys.cap_day(daily.pk, viewer, day), keys.cap_lifetime(ever.pk, viewer)]
+    ) == [2, 2]
+    shown = AdEvent.objects.filter(event_type=AdEvent.Type.IMPRESSION, viewer=viewer)
+    assert Counter(shown.values_list("line_item", flat=True)) == {daily.pk: 2, ever.pk: 2}
+
+
+def test_between_the_phases_a_viewers_caps_cost_its_first_decision_two_queries(
+    world, served_by_a_server, django_assert_num_queries
+):
+    """The read is the viewer's own (its impressions under hour and day caps today, and ever
+    for lifetime caps): two queries at its first capped pod, none after."""
+    line_item_with_creative(world.acme, frequency_cap_day=3, frequency_cap_lifetime=9)
+    rebuild()
+    at = timezone.now()
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    ViewerFactory(external_id="viewer-2", age_band="25_34", region="us_west", device="ctv")
+    assert len(world.decide(at=at, viewer_id="viewer-2").pod) == 1  # the index, the champion
+    with django_assert_num_queries(2):
+        assert len(world.decide(at=at).pod) == 1
+    with django_assert_num_queries(0):
+        assert len(world.decide(at=at).pod) == 1
+
+
+def test_a_viewers_caps_read_again_between_the_phases_count_each_impression_once(
+    world, each_backend
+):
+    """Another process heals (budgets written, caps not yet). A viewer's caps are read, a pod
+    reserved, and read again (a second process, or a marker that expired) before and after
+    the pod's impression is stored; the second phase then writes its older snapshot: the cap
+    holds the decisions once, never less (a read lowering it) nor more (a read adding to
+    it). The impressions stored meanwhile wait in the backlog and count once after."""
+    capped = line_item_with_creative(world.acme, frequency_cap_day=3, pacing="asap")
+    creative = capped.creatives.get()
+    rebuild()
+    at = timezone.now()
+    (before,) = world.decide(at=at).pod
+    services.event_track(token=before.token, event_type="impression", user_agent=PLAYER)
+    snapshot = services.caps.cap_values()  # what the other process's phase 2 read
+
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    state_holder.reset()
+    day = at.astimezone(world.acme.tzinfo).date()
+    cap = keys.cap_day(capped.pk, world.viewer.pk, day)
+
+    (during,) = world.decide(at=at).pod  # reads the viewer's caps (1), reserves the second
+    assert store.get_many([cap, keys.viewer_caps_known(world.viewer.pk)]) == [2, 1]
+    assert services.viewer_caps_load(viewer_id=world.viewer.pk) == 1  # the table still says 1
+    assert store.get_many([cap]) == [2]
+    services.event_track(token=during.token, event_type="impression", user_agent=PLAYER)
+    assert services.viewer_caps_load(viewer_id=world.viewer.pk) == 1  # the table says 2 now
+    assert store.get_many([cap]) == [2]
+    store.raise_many(services.caps.cap_floors(snapshot))  # phase 2 writes what it read (1)
+    store.mark_known()
+    assert store.get_many([cap]) == [2]
+
+    (last,) = world.decide(at=at).pod
+    assert world.decide(at=at).reason == "no_eligible_ads"
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 1
+    services.event_track(token=last.token, event_type="impression", user_agent=PLAYER)
+    # Spend and click-through of the two impressions since the loss, each once (the one before
+    # it is the other process's phase 1 to write, not played here).
+    assert store.get_many([cap, *spend_keys(capped, creative)[1:3]]) == [3, 2 * 12_500, 2]
 
 
 def test_between_the_phases_events_wait_in_the_backlog_and_are_applied_once_after(
@@ -455,16 +574,16 @@ def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(
     assert store.get_many([keys.cap_day(capped.pk, viewers[0].pk, day)]) == [1]
 
 
-def test_a_pod_asks_for_the_whole_state_unless_every_slot_serves_on_budgets(world, monkeypatch):
-    """The engine tells the store what its pod needs: known budgets are enough only when every
-    slot is a CPM line item without frequency caps."""
+def test_a_pod_asks_for_the_whole_state_unless_every_slot_is_cpm(world, monkeypatch):
+    """The engine tells the store what its pod needs: known budgets are enough when every slot
+    is a CPM line item, with the viewer's caps known when a slot holds cap keys."""
     line_item_with_creative(world.acme, pacing="asap")
     store = counters()
     real_reserve = store.reserve
     asked = []
 
     def reserve(groups, **flags):
-        asked.append(flags["whole_state"])
+        asked.append((flags["whole_state"], flags["known"]))
         return real_reserve(groups, **flags)
 
     monkeypatch.setattr(store, "reserve", reserve)
@@ -477,7 +596,8 @@ def test_a_pod_asks_for_the_whole_state_unless_every_slot_serves_on_budgets(worl
     LineItem.objects.exclude(pricing="cpc").update(status="paused")
     rebuild()
     assert len(world.decide().pod) == 1
-    assert asked == [False, True, True]
+    known = keys.viewer_caps_known(world.viewer.pk)
+    assert asked == [(False, None), (False, known), (True, None)]
 
 
 def test_a_backlog_entry_is_applied_once_however_often_it_is_offered(served_by_a_server):

@@ -4,6 +4,7 @@ the in-memory and Redis backends do, rebuilt from the event table when it is new
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from ads.delivery.counters import (
     LocalCounters,
     RedisCounters,
     SqliteCounters,
+    ViewerStateUnknown,
     counters,
     database_identity,
     rebuild_if_new,
@@ -105,6 +107,77 @@ def test_between_a_heals_phases_only_reservations_their_own_limits_bound_pass(st
     assert store.reserve([capped]) == [True]
     assert store.apply_once(keys.applied(7), [Bump("spent", 5)]) is True
     assert store.get_many(["budget", "cap", "spent"]) == [90, 1, 5]
+
+
+def test_between_a_heals_phases_a_capped_reservation_waits_for_its_viewers_caps(store):
+    """With the budgets known, a reservation naming a viewer's marker (`known`) is refused
+    (ViewerStateUnknown, nothing reserved) until `raise_many` raised the viewer's cap keys and
+    set the marker; `raise_many` raises a key to its floor and never lowers it. With the epoch,
+    the marker is not asked for."""
+    marker = keys.viewer_caps_known(5)
+    capped = [Bump("budget", 10, limit=100), Bump("cap", 1, limit=3)]
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    with pytest.raises(ViewerStateUnknown):
+        store.reserve([capped], whole_state=False, known=marker)
+    assert store.get_many(["budget", "cap"]) == [0, 0]
+
+    store.raise_many([Bump("cap", 2, 600), Bump("other", 4)], marker=Bump(marker, 1, 600))
+    assert store.reserve([capped, capped], whole_state=False, known=marker) == [True, False]
+    store.raise_many([Bump("cap", 2, 600), Bump("other", 1)])  # an older count: kept higher
+    assert store.get_many(["budget", "cap", "other", marker]) == [10, 3, 4, 1]
+    store.raise_many([Bump("other", 6)])
+    assert store.get_many(["other"]) == [6]
+
+    store.mark_known()
+    store.release(marker)
+    assert store.reserve([[Bump("cap2", 1, limit=1)]], known=marker) == [True]
+
+
+def test_threads_racing_on_one_viewers_caps_between_a_heals_phases_stay_within_them(store):
+    """Eight threads (as api processes would) decide for one viewer with one impression under
+    a cap of 3 between a heal's phases: each finds the caps unknown, reads them (the table's
+    count: 1) and raises to it with the marker, and reserves; whoever reads last, two pods are
+    reserved in all, never more."""
+    marker = keys.viewer_caps_known(5)
+    group = [Bump("cap", 1, 600, 3)]
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    start = threading.Barrier(8)
+    reserved = []
+
+    def decide_again_and_again() -> None:
+        start.wait()
+        for _ in range(4):
+            try:
+                (ok,) = store.reserve([group], whole_state=False, known=marker)
+            except ViewerStateUnknown:
+                store.raise_many([Bump("cap", 1, 600)], marker=Bump(marker, 1, 600))
+                (ok,) = store.reserve([group], whole_state=False, known=marker)
+            reserved.append(ok)
+            # Another process whose marker ran out reads the caps again.
+            store.raise_many([Bump("cap", 1, 600)], marker=Bump(marker, 1, 600))
+
+    threads = [threading.Thread(target=decide_again_and_again) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reserved.count(True) == 2
+    assert store.get_many(["cap"]) == [3]
+
+
+def test_many_keys_are_set_and_raised_as_a_few_are(store):
+    """A heal's thousands of keys (Redis packs them into scripts, RAISE_CHUNK keys each): set,
+    and raised, with their ttl, as a few keys are."""
+    many = {f"fatigue:{number}": number for number in range(12_000)}
+    store.set_many(many, ttl=600)
+    store.raise_many([Bump(f"fatigue:{number}", 6_000, 600) for number in range(12_000)])
+    assert store.get_many(list(many)) == [max(number, 6_000) for number in range(12_000)]
+    if isinstance(store, RedisCounters):
+        assert 0 < store._redis.ttl("fatigue:11999") <= 600
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="Redis: no REDIS_URL")

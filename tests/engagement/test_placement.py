@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from catalog.models import AdBreak
-from engagement import selectors, services
+from engagement import placement, selectors, services
 from engagement.models import AdBreakChange, BreakPlacement
 from engagement.placement import BreakSpot, SessionTrace, analyse, retention_curve
 from engagement.tasks import break_placement_task
@@ -96,6 +96,36 @@ def test_a_break_that_costs_more_ads_than_it_plays_is_dropped():
     assert actions[2].ad_seconds_change > 0
 
 
+def test_a_break_that_a_move_would_fix_moves_rather_than_goes():
+    # Break 2 (15 s) sits in a stretch losing four more viewers a minute (16:00 to 21:59) and
+    # 10 leave at it; break 3 plays 600 s. The viewers break 2 drives away would have seen more
+    # later ads than it plays (the drop rule), but calm minutes lie three to six minutes
+    # before it: moved there it keeps its 15 s and most of the viewers it lost.
+    ends = [(3600, True)] * 100
+    ends += [(minute * 60 + 30, False) for minute in range(1, 60)]
+    ends += [(minute * 60 + 10, False) for minute in range(16, 22) for _ in range(4)]
+    ends += [(1200, False)] * 10 + [(2400, False)] * 3
+    sessions = [
+        SessionTrace(
+            end,
+            not completed,
+            {2: 15, 3: 600} if end >= 2400 else {2: 15} if end >= 1200 else {},
+        )
+        for end, completed in ends
+    ]
+    analysis = analyse(sessions, BREAKS, 3600)
+    first, second = analysis.breaks
+    later_seconds = 600 * second.reached / first.reached
+    assert first.excess * later_seconds > first.pod_seconds == 15  # the drop rule holds
+    move = analysis.recommendations[0]
+    assert (move.action, move.to_offset_seconds) == ("move", 14 * 60)
+    assert move.abandonment_after < first.baseline + first.excess / 2
+    # Per session that started the title: the break's 15 s at minute 14 (more viewers reach
+    # it) and the later ads of those it no longer drives away; a drop would gain less.
+    drop_gain = 0.805 * (first.excess * later_seconds - 15)
+    assert move.ad_seconds_change > drop_gain > 0
+
+
 def noisy_stretch(times: int) -> list[SessionTrace]:
     """`times` copies of 64 sessions of a 60-minute title: 30 finish; one leaves in the
     middle of each minute 1 to 59; two more at each of minutes 19 and 21 (a steeper stretch
@@ -153,6 +183,42 @@ def test_a_break_that_loses_far_more_of_its_viewers_than_the_others_moves():
     ]
     move = analysis.recommendations[1]
     assert move.abandonment_after < move.abandonment_before
+
+
+def witnesses(extra_content: int, at_break: int) -> list[SessionTrace]:
+    """A 60-minute title: 100 sessions finish, one leaves in the middle of each minute,
+    `extra_content` more at minutes 39 and 41 each (the content a little steeper around the
+    break at 40:00), 8 at the break at 20:00 and `at_break` at the one at 40:00."""
+    ends = [(3600, True)] * 100
+    ends += [(minute * 60 + 30, False) for minute in range(1, 60)]
+    ends += [(minute * 60 + 10, False) for minute in (39, 41) for _ in range(extra_content)]
+    ends += [(1200, False)] * 8 + [(2400, False)] * at_break
+    return [
+        SessionTrace(end, not completed, {b.id: 60 for b in BREAKS if b.offset_seconds <= end})
+        for end, completed in ends
+    ]
+
+
+def test_two_witnesses_each_short_of_sure_move_a_break_together(monkeypatch):
+    # The content around 40:00 loses about twice the title's median minute, 0.98 standard
+    # errors above 34:00's; the break loses 13 of the 133 who reach it against 9 of 162 at
+    # 20:00, 1.57 standard errors. Neither alone clears 1.64; together (0.98 + 1.57) / √2 =
+    # 1.81 do.
+    sessions = witnesses(extra_content=1, at_break=12)
+    together = analyse(sessions, BREAKS, 3600)
+    assert [(b.reached, b.left) for b in together.breaks] == [(162, 9), (133, 13)]
+    assert [(r.action, r.to_offset_seconds) for r in together.recommendations] == [
+        ("keep", None),
+        ("move", 34 * 60),
+    ]
+    monkeypatch.setattr(placement, "COMBINED_EVIDENCE", False)
+    alone = analyse(sessions, BREAKS, 3600)
+    assert [r.action for r in alone.recommendations] == ["keep", "keep"]
+    monkeypatch.undo()
+    # Two fewer at the break (1.02 standard errors): (0.97 + 1.02) / √2 = 1.41, kept. A plain
+    # sum (1.99) would have moved it.
+    weaker = analyse(witnesses(extra_content=1, at_break=10), BREAKS, 3600)
+    assert [r.action for r in weaker.recommendations] == ["keep", "keep"]
 
 
 def test_too_few_sessions_are_not_analysed():

@@ -23,8 +23,10 @@ state (Redis restarted empty) has no epoch: it refuses reservations and backlog 
 (DeliveryStateUnavailable, `lost`) until `ads.services.counters_heal` has rebuilt it from the
 event table, so no line item spends its budget, nor any viewer passes a cap, a second time.
 A heal writes budgets first (`keys.budgets_known`), caps second: in between, a reservation
-made with `whole_state=False` (its own limits bound it: CPM budgets, no cap key) is accepted,
-any other refused, and backlog applications still wait for the epoch.
+made with `whole_state=False` (its own limits bound it: CPM budgets) is accepted, any other
+refused; one holding a viewer's cap keys needs that viewer's caps read too (`known`:
+`keys.viewer_caps_known`, set with them by `raise_many`, which only ever raises a key), and
+backlog applications still wait for the epoch.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ads.delivery.counters.base import (
     Bump,
     DeliveryStateUnavailable,
     FullMemory,
+    ViewerStateUnknown,
 )
 from ads.delivery.counters.local import LocalCounters
 from ads.delivery.counters.redis import RedisCounters
@@ -59,6 +62,7 @@ __all__ = [
     "LocalCounters",
     "RedisCounters",
     "SqliteCounters",
+    "ViewerStateUnknown",
     "counters",
 ]
 

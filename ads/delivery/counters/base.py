@@ -63,3 +63,12 @@ class DeliveryStateUnavailable(Exception):
     def __init__(self, message: str, *, lost: bool = False) -> None:
         super().__init__(message)
         self.lost = lost
+
+
+class ViewerStateUnknown(DeliveryStateUnavailable):
+    """Between a heal's phases: the budgets are known, but not yet this viewer's frequency caps
+    (`keys.viewer_caps_known` is missing). Nothing was reserved; read the viewer's counts
+    (`ads.services.viewer_caps_load`) and reserve again."""
+
+    def __init__(self, message: str = "The viewer's frequency caps are not known yet.") -> None:
+        super().__init__(message, lost=True)

@@ -7,7 +7,13 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ads.delivery import keys
-from ads.delivery.counters.base import APPLIED_TTL, Bump, DeliveryStateUnavailable, FullMemory
+from ads.delivery.counters.base import (
+    APPLIED_TTL,
+    Bump,
+    DeliveryStateUnavailable,
+    FullMemory,
+    ViewerStateUnknown,
+)
 
 
 class LocalCounters:
@@ -81,14 +87,23 @@ class LocalCounters:
                 expires = now + bump.ttl
             self._values[bump.key] = (value + bump.amount, expires)
 
-    def reserve(self, groups: Sequence[Sequence[Bump]], *, whole_state: bool = True) -> list[bool]:
+    def reserve(
+        self,
+        groups: Sequence[Sequence[Bump]],
+        *,
+        whole_state: bool = True,
+        known: str | None = None,
+    ) -> list[bool]:
         """Each group whole or not at all; `whole_state=False`: the groups' own limits bound
-        them, so known budgets are enough (see RedisCounters.reserve)."""
+        them, so known budgets are enough, with the `known` marker present when given (see
+        RedisCounters.reserve)."""
         now = time.monotonic()
         results = []
         with self._lock:
             if not self._known(now, whole_state):
                 raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
+            if known is not None and not self._known(now) and not self._get(known, now):
+                raise ViewerStateUnknown()
             for group in groups:
                 current = [self._get(bump.key, now) for bump in group]
                 blocker = next(
@@ -112,6 +127,23 @@ class LocalCounters:
         with self._lock:
             for key, value in values.items():
                 self._values[key] = (value, expires)
+
+    def raise_many(self, floors: Sequence[Bump], *, marker: Bump | None = None) -> None:
+        """Raise each key to at least its bump's amount (a new key takes the bump's ttl; a key
+        holding more keeps it), then set `marker`, all in one step (see
+        RedisCounters.raise_many)."""
+        now = time.monotonic()
+        with self._lock:
+            for bump in floors:
+                value = self._get(bump.key, now)
+                if bump.amount > value:
+                    expires = self._values.get(bump.key, (0, None))[1]
+                    if expires is None and bump.ttl:
+                        expires = now + bump.ttl
+                    self._values[bump.key] = (bump.amount, expires)
+            if marker is not None:
+                expires = now + marker.ttl if marker.ttl else None
+                self._values[marker.key] = (marker.amount, expires)
 
     def claim(self, key: str, ttl: float) -> bool:
         """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""

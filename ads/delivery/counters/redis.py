@@ -10,8 +10,9 @@ Reservations and backlog applications check, in the same script, that the counte
 (the epoch key is present and no heal holds the healing key): a Redis that restarted empty
 refuses them, instead of letting a line item spend its budget again from zero. Between a heal's
 two phases (`keys.budgets_known` set, the epoch not yet), a reservation the caller says its
-own limits bound (`whole_state=False`: CPM budgets, no frequency cap) is accepted, any other
-refused; backlog applications wait for the epoch.
+own limits bound (`whole_state=False`: CPM budgets) is accepted, any other refused; one
+holding a viewer's cap keys also needs that viewer's caps read (`keys.viewer_caps_known`, set
+with them by `raise_many`). Backlog applications wait for the epoch.
 """
 
 from __future__ import annotations
@@ -26,29 +27,39 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ads.delivery import keys
-from ads.delivery.counters.base import APPLIED_TTL, Bump, DeliveryStateUnavailable, FullMemory
+from ads.delivery.counters.base import (
+    APPLIED_TTL,
+    Bump,
+    DeliveryStateUnavailable,
+    FullMemory,
+    ViewerStateUnknown,
+)
 
 HEALTH_CHECK_SECONDS = 5
 PACKED_READ_SIZE = 1000  # keys from which get_many packs its MGET itself (and keeps it)
 UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-# KEYS: epoch, healing, budgets known, then every group's keys in turn; ARGV[1]: for each group,
+# KEYS: epoch, healing, budgets known, the marker a reservation between a heal's phases needs
+# besides (the viewer's caps known; budgets known again when none), then every group's keys in
+# turn; ARGV[1]: for each group,
 # its number of keys n, then "amount ttl limit" for each of its keys (ttl 0: none, limit -1:
 # none), all space-separated; ARGV[2]: 1 when the reservation needs the whole state known, 0
 # when known budgets are enough (see the module docstring). One argument to pack instead of
 # three a key, and one script for the whole pod instead of one a group (each group is still all
 # or nothing, and the script runs alone, so the groups are applied as one after the other).
 # The amounts reach INCRBY as the strings sent (a Lua number would print large ones as 1e+15).
-# Returns 0 when the counters are not known (enough), else an array with, for each group, 1
-# when reserved or -i when its key i (from 1) would pass its limit.
+# Returns 0 when the counters are not known (enough), -1 when only the marker is missing, else
+# an array with, for each group, 1 when reserved or -i when its key i (from 1) would pass its
+# limit.
 RESERVE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
   if ARGV[2] == '1' or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+  if redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 end
 local spec = {}
 for word in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = word end
 local results = {}
-local s, k = 1, 3
+local s, k = 1, 4
 while s <= #spec do
   local n = tonumber(spec[s])
   local result = 1
@@ -91,6 +102,39 @@ end
 return 1
 """
 
+# KEYS: the keys to raise, then the markers to set; ARGV[1]: how many keys to raise, then value
+# and ttl (0: none) for each key. A key is raised to its value when it holds less (keeping its
+# expiry, or taking the given one when it has none), never lowered; a marker is set with its
+# ttl. Returns how many keys were raised.
+RAISE_SCRIPT = """
+local n = tonumber(ARGV[1])
+local raised = 0
+for i = 1, #KEYS do
+  local value, ttl = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+  if i > n then
+    redis.call('SET', KEYS[i], value, 'EX', ttl)
+  elseif tonumber(value) > tonumber(redis.call('GET', KEYS[i]) or '0') then
+    redis.call('SET', KEYS[i], value, 'KEEPTTL')
+    if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+    raised = raised + 1
+  end
+end
+return raised
+"""
+RAISE_CHUNK = 5_000  # keys per script: Redis runs one script at a time, decisions wait for it
+# KEYS: the keys to set; ARGV[1]: their ttl (0: none), then each key's value.
+SET_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1])
+  end
+end
+return #KEYS
+"""
+
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
@@ -121,6 +165,8 @@ class RedisCounters:
         )
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
         self._apply = self._redis.register_script(APPLY_SCRIPT)
+        self._raise = self._redis.register_script(RAISE_SCRIPT)
+        self._set = self._redis.register_script(SET_SCRIPT)
         self.full = FullMemory()
         self._guard = [keys.epoch(), keys.healing()]
         self._reserve_guard = [*self._guard, keys.budgets_known()]
@@ -170,24 +216,34 @@ class RedisCounters:
         pipe.execute()
 
     @_unavailable_when_unreachable
-    def reserve(self, groups: Sequence[Sequence[Bump]], *, whole_state: bool = True) -> list[bool]:
+    def reserve(
+        self,
+        groups: Sequence[Sequence[Bump]],
+        *,
+        whole_state: bool = True,
+        known: str | None = None,
+    ) -> list[bool]:
         """One EVALSHA of RESERVE_SCRIPT for all the groups, written to this thread's own
         connection (without redis-py's command packing: packing each argument through it cost
         about a third of a decision's CPU, and one reply per group another tenth).
         `whole_state=False`: the groups' own limits bound what they reserve, so known budgets
-        are enough (a heal's first phase)."""
+        are enough (a heal's first phase), with the `known` marker present when given (the
+        viewer's caps read: ViewerStateUnknown without it)."""
         if not groups:
             return []
-        command = _reserve_command(self._reserve.sha, self._reserve_guard, groups, whole_state)
+        guard = [*self._reserve_guard, known or keys.budgets_known()]
+        command = _reserve_command(self._reserve.sha, guard, groups, whole_state)
         (result,) = self._send(command, 1)
         if isinstance(result, redis.exceptions.NoScriptError):
             # Redis restarted or flushed its scripts: nothing of this pod was reserved.
             self._redis.script_load(RESERVE_SCRIPT)
-            return self.reserve(groups, whole_state=whole_state)
+            return self.reserve(groups, whole_state=whole_state, known=known)
         if isinstance(result, Exception):
             raise result
         if result == 0:
             raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
+        if result == -1:
+            raise ViewerStateUnknown()
         for group, outcome in zip(groups, result, strict=True):
             if outcome < 0:
                 self.full.remember(group[-outcome - 1])
@@ -253,10 +309,49 @@ class RedisCounters:
 
     @_unavailable_when_unreachable
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for key, value in values.items():
-            pipe.set(key, value, ex=ttl)
-        pipe.execute()
+        """SET of each key; many keys (a heal's fatigue buckets) RAISE_CHUNK a script, packed
+        here (redis-py's pipeline packs and parses each command in Python)."""
+        if len(values) < PACKED_READ_SIZE:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, value in values.items():
+                pipe.set(key, value, ex=ttl)
+            pipe.execute()
+            return
+        pairs = list(values.items())
+        for start in range(0, len(pairs), RAISE_CHUNK):
+            chunk = pairs[start : start + RAISE_CHUNK]
+            names = [key for key, _ in chunk]
+            self._eval_packed(self._set, names, [str(ttl or 0), *(str(v) for _, v in chunk)])
+
+    @_unavailable_when_unreachable
+    def raise_many(self, floors: Sequence[Bump], *, marker: Bump | None = None) -> None:
+        """Raise each key to at least its bump's amount (a new key takes the bump's ttl; a key
+        holding more keeps it: a reservation made meanwhile is never undone), then set
+        `marker`; with a marker, in one script (a viewer's caps and their marker as one step),
+        else RAISE_CHUNK keys a script, packed here (a heal's millions of cap keys)."""
+        chunks = [
+            floors[start : start + RAISE_CHUNK] for start in range(0, len(floors), RAISE_CHUNK)
+        ]
+        if marker is not None:
+            chunks = [floors]
+        for number, chunk in enumerate(chunks, start=1):
+            markers = [marker] if marker is not None and number == len(chunks) else []
+            args = [str(len(chunk))]
+            for bump in [*chunk, *markers]:
+                args += [str(bump.amount), str(bump.ttl or 0)]
+            self._eval_packed(self._raise, [bump.key for bump in [*chunk, *markers]], args)
+
+    def _eval_packed(self, script: Any, names: Sequence[str], args: Sequence[str]) -> Any:
+        """EVALSHA of a registered script, packed here and sent on this thread's connection
+        (loaded first when Redis lost its scripts)."""
+        command = _packed_ascii(["EVALSHA", script.sha, str(len(names)), *names, *args])
+        (result,) = self._send(command, 1)
+        if isinstance(result, redis.exceptions.NoScriptError):
+            self._redis.script_load(script.script)
+            (result,) = self._send(command, 1)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @_unavailable_when_unreachable
     def claim(self, key: str, ttl: float) -> bool:

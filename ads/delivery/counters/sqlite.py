@@ -24,7 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ads.delivery import keys
-from ads.delivery.counters.base import APPLIED_TTL, Bump, DeliveryStateUnavailable, FullMemory
+from ads.delivery.counters.base import (
+    APPLIED_TTL,
+    Bump,
+    DeliveryStateUnavailable,
+    FullMemory,
+    ViewerStateUnknown,
+)
 
 BUSY_TIMEOUT_SECONDS = 30.0
 SWEEP_EVERY_SECONDS = 300.0
@@ -48,6 +54,15 @@ ON CONFLICT (key) DO UPDATE SET
 SET_SQL = """
 INSERT INTO counter (key, value, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+"""
+# An expired row counts as absent; a live one keeps its expiry (or takes the floor's).
+RAISE_SQL = """
+INSERT INTO counter (key, value, expires_at) VALUES (:key, :amount, :expires_at)
+ON CONFLICT (key) DO UPDATE SET
+  value = CASE WHEN counter.expires_at <= :now THEN excluded.value
+               ELSE max(counter.value, excluded.value) END,
+  expires_at = CASE WHEN counter.expires_at <= :now THEN excluded.expires_at
+                    ELSE coalesce(counter.expires_at, excluded.expires_at) END
 """
 # A row comes back only when this call took the key: new, expired, or at 0.
 CLAIM_SQL = """
@@ -134,14 +149,23 @@ class SqliteCounters:
         with self._writing() as db:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
 
-    def _check_known(self, db: sqlite3.Connection, now: float, whole_state: bool = True) -> None:
+    def _check_known(
+        self,
+        db: sqlite3.Connection,
+        now: float,
+        whole_state: bool = True,
+        known: str | None = None,
+    ) -> None:
         """Raise unless the whole state is known; or, with `whole_state` False, at least the
-        budgets (a heal's first phase is written)."""
-        guard = self._read(db, [keys.epoch(), keys.healing(), keys.budgets_known()], now)
+        budgets (a heal's first phase is written), and the `known` marker when given."""
+        guard_keys = [keys.epoch(), keys.healing(), keys.budgets_known()]
+        guard = self._read(db, [*guard_keys, known] if known else guard_keys, now)
         if guard.get(keys.epoch()) and not guard.get(keys.healing()):
             return
         if whole_state or not guard.get(keys.budgets_known()):
             raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
+        if known is not None and not guard.get(known):
+            raise ViewerStateUnknown()
 
     def state_known(self) -> bool:
         try:
@@ -173,14 +197,21 @@ class SqliteCounters:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
             return True
 
-    def reserve(self, groups: Sequence[Sequence[Bump]], *, whole_state: bool = True) -> list[bool]:
+    def reserve(
+        self,
+        groups: Sequence[Sequence[Bump]],
+        *,
+        whole_state: bool = True,
+        known: str | None = None,
+    ) -> list[bool]:
         """Each group whole or not at all, as the Redis script does; all groups in one
         transaction (one lock, one commit). `whole_state=False`: the groups' own limits bound
-        them, so known budgets are enough (see RedisCounters.reserve)."""
+        them, so known budgets are enough, with the `known` marker present when given (see
+        RedisCounters.reserve)."""
         now = self._clock()
         results = []
         with self._writing() as db:
-            self._check_known(db, now, whole_state)
+            self._check_known(db, now, whole_state, known)
             for group in groups:
                 current = self._read(db, [bump.key for bump in group], now)
                 blocker = next(
@@ -206,6 +237,17 @@ class SqliteCounters:
         expires_at = self._clock() + ttl if ttl else None
         with self._writing() as db:
             db.executemany(SET_SQL, [(key, value, expires_at) for key, value in values.items()])
+
+    def raise_many(self, floors: Sequence[Bump], *, marker: Bump | None = None) -> None:
+        """Raise each key to at least its bump's amount (a new key takes the bump's ttl; a key
+        holding more keeps it), then set `marker`, in one transaction (see
+        RedisCounters.raise_many)."""
+        now = self._clock()
+        with self._writing() as db:
+            db.executemany(RAISE_SQL, [_add_row(bump, now) for bump in floors])
+            if marker is not None:
+                expires_at = now + marker.ttl if marker.ttl else None
+                db.execute(SET_SQL, (marker.key, marker.amount, expires_at))
 
     def claim(self, key: str, ttl: float) -> bool:
         """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
