@@ -412,7 +412,10 @@ def json_bytes(payload: Any) -> bytes:
     """JSON as DRF's JSONRenderer writes it: compact UTF-8, with U+2028 and U+2029 escaped
     (so the answer is also valid JavaScript)."""
     data = orjson.dumps(payload)
-    if b"\xe2\x80" in data:
+    # Both encode as E2 80 A8/A9: an ASCII answer (nearly every one) has neither, and
+    # isascii() reads it a word at a time, where a search for the two bytes took ~10 µs of
+    # a decision's 6 kB answer.
+    if not data.isascii() and b"\xe2\x80" in data:
         data = data.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
     return data
 
@@ -455,7 +458,10 @@ class EventBatchOutput(serializers.Serializer):
 
 def parse_event_batch(data: Any) -> list[services.IncomingEvent]:
     """Parse by hand, not with nested serializers: a batch holds up to 1,000 events and this
-    is the ingestion hot path. Raises ValidationError naming the first bad field."""
+    is the ingestion hot path. Raises ValidationError naming the first bad field.
+
+    An event as players send it (three short strings, no time) is taken in one test; any other
+    goes through `_parsed_event`, which checks each field in turn and words the error."""
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise serializers.ValidationError({"events": ["A list of events is required."]})
     raw_events = data["events"]
@@ -463,28 +469,45 @@ def parse_event_batch(data: Any) -> list[services.IncomingEvent]:
         raise serializers.ValidationError(
             {"events": [f"Send between 1 and {services.events.MAX_BATCH} events."]}
         )
+    incoming = services.IncomingEvent
     parsed = []
     for position, raw in enumerate(raw_events):
-        where = f"events[{position}]"
-        if not isinstance(raw, dict):
-            raise serializers.ValidationError({where: ["Each event is an object."]})
-        for name in ("event_id", "token", "type"):
-            value = raw.get(name)
-            if not isinstance(value, str) or not value or len(value) > 2000:
-                raise serializers.ValidationError({f"{where}.{name}": ["A non-empty string."]})
-        if len(raw["event_id"]) > 80:
-            raise serializers.ValidationError({f"{where}.event_id": ["At most 80 characters."]})
-        occurred_at, problem = _occurred_at(raw.get("occurred_at"), where)
-        parsed.append(
-            services.IncomingEvent(
-                token=raw["token"],
-                event_type=raw["type"],
-                client_event_id=raw["event_id"],
-                occurred_at=occurred_at,
-                problem=problem,
-            )
-        )
+        if type(raw) is dict and raw.get("occurred_at") is None:
+            event_id, token, event_type = raw.get("event_id"), raw.get("token"), raw.get("type")
+            if (
+                type(event_id) is str
+                and type(token) is str
+                and type(event_type) is str
+                and 0 < len(event_id) <= 80
+                and 0 < len(token) <= 2000
+                and 0 < len(event_type) <= 2000
+            ):
+                parsed.append(incoming(token, event_type, event_id))
+                continue
+        parsed.append(_parsed_event(raw, position))
     return parsed
+
+
+def _parsed_event(raw: Any, position: int) -> services.IncomingEvent:
+    """One event of a batch, each field checked in turn: the first bad one raises
+    ValidationError naming it (`events[3].token`)."""
+    where = f"events[{position}]"
+    if not isinstance(raw, dict):
+        raise serializers.ValidationError({where: ["Each event is an object."]})
+    for name in ("event_id", "token", "type"):
+        value = raw.get(name)
+        if not isinstance(value, str) or not value or len(value) > 2000:
+            raise serializers.ValidationError({f"{where}.{name}": ["A non-empty string."]})
+    if len(raw["event_id"]) > 80:
+        raise serializers.ValidationError({f"{where}.event_id": ["At most 80 characters."]})
+    occurred_at, problem = _occurred_at(raw.get("occurred_at"), where)
+    return services.IncomingEvent(
+        token=raw["token"],
+        event_type=raw["type"],
+        client_event_id=raw["event_id"],
+        occurred_at=occurred_at,
+        problem=problem,
+    )
 
 
 def _occurred_at(value: Any, where: str) -> tuple[datetime | None, str | None]:

@@ -185,6 +185,9 @@ def test_an_event_batch_reports_each_event(api, world):
     assert AdEvent.objects.count() == 2
 
 
+PLAIN_EVENT = {"event_id": "e1", "token": "t", "type": "click"}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -197,6 +200,16 @@ def test_an_event_batch_reports_each_event(api, world):
         (
             {"events": [{"event_id": "x", "token": "t", "type": "click", "occurred_at": "noon"}]},
             "events[0].occurred_at",
+        ),
+        # After a plain event (the parser's one-test path), each limit of that test.
+        ({"events": [PLAIN_EVENT, {**PLAIN_EVENT, "event_id": "x" * 81}]}, "events[1].event_id"),
+        ({"events": [PLAIN_EVENT, {**PLAIN_EVENT, "token": "t" * 2001}]}, "events[1].token"),
+        ({"events": [PLAIN_EVENT, {**PLAIN_EVENT, "token": ""}]}, "events[1].token"),
+        ({"events": [PLAIN_EVENT, {**PLAIN_EVENT, "type": 7}]}, "events[1].type"),
+        ({"events": [PLAIN_EVENT, {**PLAIN_EVENT, "event_id": None}]}, "events[1].event_id"),
+        (
+            {"events": [PLAIN_EVENT, {**PLAIN_EVENT, "occurred_at": "2024-06-01"}]},
+            "events[1].occurred_at",
         ),
     ],
 )
