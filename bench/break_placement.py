@@ -183,6 +183,11 @@ def main() -> None:
     day = (end + dt.timedelta(days=1)).date()
     analysed = services.break_placement_analyse(day=day, window_days=options.days + 2)
     placements = list(BreakPlacement.objects.filter(day=day).select_related("title"))
+    if not placements:
+        raise SystemExit(
+            f"No title had enough sessions to analyse after {options.days} days of "
+            f"{options.viewers} viewers: simulate more days or viewers, or fewer titles."
+        )
     title_ids = {placement.title_id for placement in placements}
     before = {"analysed": measure(title_ids), "all": measure(None)}
     actions: dict[str, int] = {"move": 0, "drop": 0, "keep": 0}
