@@ -23,6 +23,7 @@ from ads.decisioning.state import state_holder
 from ads.delivery import keys
 from ads.delivery.counters import Bump, DeliveryStateUnavailable, ViewerStateUnknown, counters
 from ads.models import AdEvent, CounterBacklog, LineItem
+from catalog.models import Viewer
 from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.factories import ViewerFactory
 
@@ -321,12 +322,15 @@ def test_between_the_heals_phases_cpm_line_items_serve_and_a_cpc_one_waits(world
             rules = {entry["line_item_id"]: entry["rule"] for entry in decision.explain}
             assert rules[cpc.pk] == "state_unknown"
             between.append(served(decision))
-        # A pod holding a cap key needs the viewer's caps known, whatever a state read says.
-        group = [Bump(keys.cap_day(capped.pk, 99, at.date()), 1, keys.DAY_TTL, 1)]
+        # A pod holding a cap key needs the viewer's caps known, whatever a state read says:
+        # a viewer no decision above read (a fixed id could be one of theirs, the ids of a
+        # PostgreSQL test database running on from earlier tests).
+        unread = Viewer.objects.order_by("-pk").values_list("pk", flat=True)[0] + 1
+        group = [Bump(keys.cap_day(capped.pk, unread, at.date()), 1, keys.DAY_TTL, 1)]
         with pytest.raises(DeliveryStateUnavailable):
             store.reserve([group])
         with pytest.raises(ViewerStateUnknown):
-            store.reserve([group], whole_state=False, known=keys.viewer_caps_known(99))
+            store.reserve([group], whole_state=False, known=keys.viewer_caps_known(unread))
 
     services.counters_rebuild(store=store, after_budgets=phase_one_written)
     # viewer-1 saw the capped one before the loss; three more impressions fit the budget (one
