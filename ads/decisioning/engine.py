@@ -419,7 +419,7 @@ def _fill_pod(
             break
         if tally:
             groups.append(tally)  # no limits: always applied
-        reserved = _reserve(store, tentative, groups, context.viewer.id)[: len(tentative)]
+        reserved = _reserve(store, tentative, groups, context)[: len(tentative)]
         tally = None
         for slot, ok in zip(tentative, reserved, strict=True):
             if ok:
@@ -436,26 +436,29 @@ def _fill_pod(
 
 
 def _reserve(
-    store: Counters, tentative: list[Slot], groups: list[list[Bump]], viewer_id: int
+    store: Counters, tentative: list[Slot], groups: list[list[Bump]], context: Context
 ) -> list[bool]:
     """Reserve the pod's groups. Known budgets are enough (a heal's first phase) when every
     slot is CPM, with the viewer's caps known when a slot holds cap keys: the first such pod
     for a viewer reads them from the event table, then reserves again."""
     whole_state = not all(slot.line_item.serves_while_healing for slot in tentative)
     capped = any(slot.line_item.capped for slot in tentative)
-    known = keys.viewer_caps_known(viewer_id) if capped else None
+    known = keys.viewer_caps_known(context.viewer.id) if capped else None
     try:
         return store.reserve(groups, whole_state=whole_state, known=known)
     except ViewerStateUnknown:
-        _viewer_caps_load(store, viewer_id)
+        _viewer_caps_load(store, context)
         return store.reserve(groups, whole_state=whole_state, known=known)
 
 
-def _viewer_caps_load(store: Counters, viewer_id: int) -> None:
+def _viewer_caps_load(store: Counters, context: Context) -> None:
+    """The viewer's caps as of the decision's instant: the hour and day its cap keys name
+    (read at the clock's time instead, a decision at 10:59:59 whose read ran at 11:00:00
+    counted the 11:00 hour and reserved on an empty 10:00 key)."""
     # Imported here: the services build on the engine.
     from ads.services.caps import viewer_caps_load
 
-    viewer_caps_load(viewer_id=viewer_id, store=store)
+    viewer_caps_load(viewer_id=context.viewer.id, store=store, now=context.at)
 
 
 _DAY_BUMPS: dict = {}
@@ -525,7 +528,7 @@ def _explain(
         and any(line_item.capped for line_item in index.line_items)
         and not store.get_many([keys.viewer_caps_known(viewer_id)])[0]
     ):
-        _viewer_caps_load(store, viewer_id)
+        _viewer_caps_load(store, context)
     report = []
     for line_item in index.line_items:
         entry = {

@@ -107,14 +107,17 @@ def cap_floors(values: Counter[tuple]) -> list[Bump]:
     ]
 
 
-def viewer_caps_load(*, viewer_id: int, store: Counters | None = None) -> int:
+def viewer_caps_load(
+    *, viewer_id: int, store: Counters | None = None, now: datetime | None = None
+) -> int:
     """Read one viewer's frequency caps from the event table and raise its cap keys to them,
     with `keys.viewer_caps_known` set in the same step: from then, between a heal's phases,
     pods holding this viewer's cap keys are reserved (see the module docstring for why this
-    is exact with concurrent loads, reservations and the second phase). Returns the keys
+    is exact with concurrent loads, reservations and the second phase). `now`: the decision's
+    instant, whose hour and day the cap keys name (default: the clock). Returns the keys
     raised to."""
     store = store or counters()
-    floors = cap_floors(cap_values(viewer_id=viewer_id))
+    floors = cap_floors(cap_values(viewer_id=viewer_id, now=now))
     marker = Bump(keys.viewer_caps_known(viewer_id), 1, keys.lifetime(keys.viewer_caps_known))
     store.raise_many(floors, marker=marker)
     return len(floors)

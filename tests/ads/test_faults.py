@@ -25,7 +25,7 @@ from ads.delivery.counters import Bump, DeliveryStateUnavailable, ViewerStateUnk
 from ads.models import AdEvent, CounterBacklog, LineItem
 from catalog.models import Viewer
 from tests.ads.conftest import line_item_with_creative, rebuild
-from tests.factories import ViewerFactory
+from tests.factories import AdEventFactory, ViewerFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
 PLAYER = "Mozilla/5.0 (SMART-TV; Linux; Tizen 7.0) InterludePlayer/1.0"
@@ -404,6 +404,32 @@ def test_between_the_phases_a_capped_line_item_serves_a_viewer_with_history_up_t
     ) == [2, 2]
     shown = AdEvent.objects.filter(event_type=AdEvent.Type.IMPRESSION, viewer=viewer)
     assert Counter(shown.values_list("line_item", flat=True)) == {daily.pk: 2, ever.pk: 2}
+
+
+def test_between_the_phases_a_viewers_caps_are_read_at_the_decisions_instant(world, each_backend):
+    """The caps read for a decision count the hour its cap keys name, the decision's, not the
+    clock's: read at the clock's, a decision at 10:59:59 whose read ran at 11:00:00 found the
+    10:00 hour empty and served over its hour cap (here the decision is an hour before the
+    clock, so every run shows it). A viewer without history is served, so the refusal is the
+    cap's."""
+    at = timezone.now() - timedelta(hours=1)
+    hourly = line_item_with_creative(world.acme, frequency_cap_hour=1, pacing="asap")
+    ViewerFactory(external_id="newcomer", age_band="25_34", region="us_west", device="ctv")
+    rebuild()
+    AdEventFactory(creative=hourly.creatives.get(), viewer=world.viewer, occurred_at=at)
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    state_holder.reset()
+    served = {}
+
+    def phase_one_written() -> None:
+        state_holder.reset()
+        for viewer in (world.viewer.external_id, "newcomer"):
+            pod = world.decide(at=at, viewer_id=viewer).pod
+            served[viewer] = {slot.line_item.id for slot in pod}
+
+    services.counters_rebuild(store=store, after_budgets=phase_one_written)
+    assert served == {world.viewer.external_id: set(), "newcomer": {hourly.pk}}
 
 
 def test_between_the_phases_a_viewers_caps_cost_its_first_decision_two_queries(
