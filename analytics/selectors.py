@@ -107,19 +107,22 @@ def _impressions(
     line_item_id: int | None = None,
 ) -> QuerySet[AdEvent]:
     """The impression events of the account's local days `start` to `end` that the rollups
-    have counted: those stored by the last rollup of the latest rolled day up to `end` (none
-    before the account's first rollup), so reach never counts an impression the rows do not."""
+    have counted, so reach never counts an impression the rows do not: the last day's, stored
+    by its last rollup (none before its first); the earlier days', stored by the last rollup
+    of the latest day before it. (The earlier days' own last rollups ran before that one, so
+    an event of theirs stored in between, a late one, is in reach and not in their rows; one
+    cut for the whole range, the last day's, let in the events the day before stored between
+    its last intraday rollup and midnight until its nightly rollup counted them.)"""
     range_start, _ = local_day_range(start, advertiser.tzinfo)
-    _, range_end = local_day_range(end, advertiser.tzinfo)
-    rolled_at = (
-        RolledThrough.objects.filter(advertiser=advertiser, day__lte=end)
-        .order_by("-day")
-        .values("rolled_at")[:1]
-    )
+    end_start, range_end = local_day_range(end, advertiser.tzinfo)
+    marks = RolledThrough.objects.filter(advertiser=advertiser).values("rolled_at")
+    last_day = Subquery(marks.filter(day=end)[:1])
+    days_before = Subquery(marks.filter(day__lt=end).order_by("-day")[:1])
     events = AdEvent.objects.occurred_between(range_start, range_end).filter(
+        Q(occurred_at__gte=end_start, received_at__lte=last_day)
+        | Q(occurred_at__lt=end_start, received_at__lte=days_before),
         advertiser=advertiser,
         event_type=AdEvent.Type.IMPRESSION,
-        received_at__lte=Subquery(rolled_at),
     )
     if campaign_id is not None:
         events = events.filter(line_item__campaign_id=campaign_id)

@@ -219,6 +219,22 @@ def test_reach_counts_the_impressions_the_rows_count(tenancy, fixture_events):
     assert kpis.average_frequency == pytest.approx(5 / 3)
 
 
+def test_reach_of_earlier_days_stops_at_their_rows(tenancy, fixture_events):
+    """An impression of the day before, stored after that day's last rollup, is not in its rows
+    until that day is rolled up again: nor in reach, though today's rollup ran after it."""
+    creative_a, _ = fixture_events
+    before = DAY - dt.timedelta(days=1)
+    services.rollup_day(day=before)
+    carl = ViewerFactory(external_id="carl")
+    AdEventFactory(creative=creative_a, occurred_at=at(3), viewer=carl)  # 23:00 on the 9th
+    services.rollup_day(day=DAY)
+    kpis = selectors.kpis(advertiser=tenancy.advertiser, start=before, end=DAY)
+    assert (kpis.impressions, kpis.reach) == (5, 2)
+    services.rollup_day(day=before)
+    kpis = selectors.kpis(advertiser=tenancy.advertiser, start=before, end=DAY)
+    assert (kpis.impressions, kpis.reach) == (6, 3)
+
+
 def test_kpis_with_nothing_shown_are_none_not_zero(tenancy):
     kpis = selectors.kpis(advertiser=tenancy.advertiser, start=DAY, end=DAY)
     assert (kpis.impressions, kpis.ctr, kpis.ecpm, kpis.cpc, kpis.completion_rate) == (
