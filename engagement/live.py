@@ -75,19 +75,18 @@ def session_events(*, session_ids: Iterable[int]) -> dict[int, list[Playback]]:
 
 
 def _score(sessions: list[ViewingSession], events: dict[int, list[Playback]], at: datetime):
-    by_viewer: dict[int, list[ViewingSession]] = defaultdict(list)
+    # Each session's prior as of its own start, as the live score's training scores it
+    # (`engagement_priors`): the running history known then, not what ended since. A viewer's
+    # sessions that started together are scored in one call.
+    starting: dict[tuple[int, datetime], list[ViewingSession]] = defaultdict(list)
     for session in sessions:
         if session.engagement_prior is None:
-            by_viewer[session.viewer_id].append(session)
-    for viewer_sessions in by_viewer.values():  # once per session: the prior is kept
-        # At the start, as the live score's training asks (`engagement_priors`): the running
-        # history known then, not what ended since.
+            starting[(session.viewer_id, session.started_at)].append(session)
+    for (_, started_at), together in starting.items():  # once per session: the prior is kept
         priors = engagement_predict(
-            viewer=viewer_sessions[0].viewer,
-            titles=[s.title for s in viewer_sessions],
-            at=min(s.started_at for s in viewer_sessions),
+            viewer=together[0].viewer, titles=[s.title for s in together], at=started_at
         )
-        for session in viewer_sessions:
+        for session in together:
             session.engagement_prior = priors[session.title_id]
     open_sessions = [session for session in sessions if session.ended_at is None]
     scores = live_scores(
