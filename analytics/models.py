@@ -106,10 +106,11 @@ class RetiredEventDay(models.Model):
 
 class RolledThrough(models.Model):
     """When an account's local day was last rolled up: its rows count the events stored by
-    then. Reach, which is not summable and so is read from the events, stops at the same
-    instant (the mark of the latest rolled day up to a range's end), so a range's reach and
-    impressions count the same events: without it, the minutes between two intraday rollups
-    (or just after midnight, before the first) showed more viewers reached than impressions."""
+    then. Reach, which is not summable and so is read from the events, stops where the rows
+    do (`analytics.selectors._impressions` says how for a range of days), so a range's reach
+    and impressions count the same events: without it, the minutes between two intraday
+    rollups (or just after midnight, before the first) showed more viewers reached than
+    impressions."""
 
     advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
