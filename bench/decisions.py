@@ -39,7 +39,9 @@ afterwards for a look); it skips, exiting 0, when PostgreSQL or Redis does not a
                          with and without CTR_SLOT_RANKING, in turns on the same requests
     BENCH_CTR_ROWS=150000       impressions the world's own CTR champion is trained on
     BENCH_CHAMPION_DECISIONS=1500  decisions a round with and without it (0: skip it)
-    BENCH_IN_PROCESS_ONLY=1  stop after the in-process figures (and the CTR champions' ones)
+    BENCH_IN_PROCESS_ONLY=1  stop after the in-process figures (the CTR champions' ones, and
+                         old against new with BENCH_BASELINE_PATH)
+    BENCH_BASELINE_ROUNDS=3  runs of each tree, in turns, for old against new
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ VAST_HTTP_CONNECTIONS = 8
 BENCH_PLAYER = "bench-player"
 TARGET_VAST_CPU_RATIO = 1.2  # the XML costs at most 20 % on top of the decision
 BASELINE_PATH = os.environ.get("BENCH_BASELINE_PATH", "")
-BASELINE_ROUNDS = 2  # each tree this many times, in turns
+BASELINE_ROUNDS = int(os.environ.get("BENCH_BASELINE_ROUNDS", "3"))  # each tree, in turns
 TARGET_OVERHEAD_RATIO = 1.5  # the api process's CPU per decision / the engine's in process
 TARGET_OLD_NEW_RATIO = 1.5  # the baseline's engine CPU per decision / this tree's
 
@@ -157,13 +159,14 @@ def main() -> int:
         with_a_champion(report, world, random.Random(13))
     if CTR_MODELS:
         ctr_champion_costs(report, world, random.Random(11))
+    if BASELINE_PATH:
+        old_against_new(report, world, rng)
     if IN_PROCESS_ONLY:
         report.line(f"\nLoad at the end{_load()}")
+        report.verdicts()
         elapsed = time.perf_counter() - started
         print(f"\nbench/decisions.py (in process only) done in {elapsed:.0f} s")
         return 0
-    if BASELINE_PATH:
-        old_against_new(report, world, rng)
     vast_beside_json(report, world, rng)
     local_slots, http_slots = _events.slots_for(EVENTS), _events.slots_for(HTTP_EVENTS)
     accepted = {"in process": _events.in_process(report, tokens[:local_slots], rng, EVENTS)}
@@ -477,16 +480,21 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
 def old_against_new(report: Report, world, rng: random.Random) -> None:
     """The engine's CPU per decision from BENCH_BASELINE_PATH's tree and from this one, each in
     a process of its own on the same requests, database and Redis, in turns (a busy spell of
-    the shared machine then weighs on both)."""
+    the shared machine then weighs on both). Each run starts from the same counters, restored
+    before it: the runs replay the same requests, so a run after another found the viewers'
+    frequency caps that one had filled, lost more reservations (each one more round trip to
+    Redis and a walk again) and cost more, whichever tree it ran."""
     warm_up, measured = 2000, max(DECISIONS // 2, 2000)
     requests = [world.request(rng) for _ in range(warm_up + measured)]
     trees = {"old": os.path.abspath(BASELINE_PATH), "new": str(BASE_DIR)}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
+    counters = _counters_saved()
     with tempfile.NamedTemporaryFile("w", suffix=".json") as requests_file:
         json.dump(requests, requests_file)
         requests_file.flush()
         for _ in range(BASELINE_ROUNDS):
             for name, tree in trees.items():
+                _counters_restore(counters)
                 finished = subprocess.run(
                     [
                         sys.executable,
@@ -504,7 +512,8 @@ def old_against_new(report: Report, world, rng: random.Random) -> None:
     cpu = {name: statistics.median(run["cpu_ms"] for run in runs[name]) for name in trees}
     report.line(
         f"\nOld against new: the engine in a process of its own, {measured:,} decisions after "
-        f"{warm_up:,} to warm up, {BASELINE_ROUNDS} runs of each tree in turns (median)"
+        f"{warm_up:,} to warm up, {BASELINE_ROUNDS} runs of each tree in turns, each from the "
+        "same counters (median)"
     )
     for name, tree in trees.items():
         p99s = ", ".join(f"{run['p99_ms']:.2f}" for run in runs[name])
@@ -516,6 +525,36 @@ def old_against_new(report: Report, world, rng: random.Random) -> None:
     ratio = cpu["old"] / cpu["new"]
     report.line(f"  CPU per decision old / new {ratio:.2f}")
     report.target(f"engine CPU old / new ≥ {TARGET_OLD_NEW_RATIO:g}", f"{ratio:.2f}", ratio >= 1.5)
+
+
+def _counters_saved() -> list[tuple[bytes, int, bytes]]:
+    """Every key of the bench's Redis db: (name, milliseconds to live or 0, DUMP)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    names = list(client.scan_iter(count=10_000))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.pttl(name)
+        pipe.dump(name)
+    values = pipe.execute()
+    return [
+        (name, max(ttl, 0), dumped)
+        for name, ttl, dumped in zip(names, values[::2], values[1::2], strict=True)
+        if dumped is not None  # expired meanwhile
+    ]
+
+
+def _counters_restore(saved: list[tuple[bytes, int, bytes]]) -> None:
+    """The bench's Redis db as `_counters_saved` found it (the keys it had, nothing else)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    pipe = client.pipeline(transaction=False)
+    for name, ttl, dumped in saved:
+        pipe.restore(name, ttl, dumped)
+    pipe.execute()
 
 
 def _full_collection_timer(pauses: list[float]):

@@ -3,8 +3,8 @@ the line item passes, or the name of the rule that removed it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ads.decisioning.index import BreakEntry, LineItemEntry, TitleEntry, ViewerEntry
 from ads.delivery import keys
@@ -23,9 +23,9 @@ LIVE, TARGETING, KIDS, BUDGET, FREQUENCY_CAP, PACING, POD = (
 STAGES = (LIVE, TARGETING, KIDS, BUDGET, FREQUENCY_CAP, PACING, POD)
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What a decision is about, resolved from the index."""
+class Context(NamedTuple):
+    """What a decision is about, resolved from the index (a NamedTuple: made for every
+    decision, at half a frozen dataclass's cost)."""
 
     at: datetime
     viewer: ViewerEntry

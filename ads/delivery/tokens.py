@@ -40,6 +40,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 SALT = "interlude.tracking.v2"  # v1: HMAC-signed, readable base64 JSON
 _DECODER = json.JSONDecoder()
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE_ALPHABET = bytes.maketrans(b"+/", b"-_")
 
 
 class InvalidToken(Exception):
@@ -91,24 +92,14 @@ def _secret_changed(*, setting: str, **kwargs: object) -> None:
 
 
 def make_token(claim: TrackingClaim) -> str:
-    values = [
-        claim.decision_id,
-        claim.creative_id,
-        claim.line_item_id,
-        claim.advertiser_id,
-        claim.viewer_id,
-        claim.title_id,
-        claim.ad_break_id,
-        claim.position,
-        claim.device,
-        claim.region,
-        claim.price_micros,
-        int(claim.is_cpm),
-        int(claim.issued_at.timestamp()),
-    ]
-    # orjson writes the same compact JSON as json.dumps for these ASCII strings and integers.
+    # The claim's values in order, up to the price (a slice of the tuple), then the flag and
+    # the instant as integers. orjson writes the same compact JSON as json.dumps for these
+    # ASCII strings and integers.
+    values = (*claim[:11], int(claim.is_cpm), int(claim.issued_at.timestamp()))
     sealed = _ciphers()[0].encrypt(orjson.dumps(values), None)
-    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+    # base64.urlsafe_b64encode's steps, without its wrappers (a decision makes one a slot).
+    encoded = binascii.b2a_base64(sealed, newline=False).translate(_TO_URLSAFE_ALPHABET)
+    return encoded.rstrip(b"=").decode()
 
 
 def read_token(token: str, *, at: datetime) -> TrackingClaim:

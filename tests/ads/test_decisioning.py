@@ -3,7 +3,7 @@ ranking, pods, explain, and the index following edits."""
 
 import random
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -441,7 +441,23 @@ def test_candidates_are_the_eligible_ranked_line_items_in_ranking_order(world):
         mask = rng.getrandbits(len(index.line_items))
         expected = [entry for entry in state.ranked if mask >> entry.position & 1]
         assert state.candidates(mask) == expected
-    assert state.candidates(0) == []
+        # The walk finds the same entries as it goes, and again from the top.
+        walk = state.walk(mask)
+        assert list(walk) == expected and list(walk) == expected
+    assert state.candidates(0) == [] and list(state.walk(0)) == []
+    # Bits past the index's line items are not line items.
+    assert list(state.walk(1 << len(index.line_items))) == []
+
+
+def test_key_stamps_are_strftime_s():
+    for at in (
+        datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(999, 10, 10, 10, 10, tzinfo=UTC),
+    ):
+        assert keys.cap_hour(1, 2, at).endswith(f":h{at:%Y%m%d%H}")
+        assert keys.cap_day(1, 2, at.date()).endswith(f":d{at:%Y%m%d}")
+        assert keys.pacing_tick(at).endswith(f":{at:%Y%m%d%H%M}")
 
 
 def test_exploration_draws_new_creatives_at_once_and_reproducibly(world, monkeypatch):

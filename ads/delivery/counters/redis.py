@@ -383,16 +383,31 @@ def _reserve_command(
     sha: str, guard: Sequence[str], groups: Sequence[Sequence[Bump]], whole_state: bool
 ) -> bytes:
     """EVALSHA of the reserve script for `groups` (after the guard keys), in the Redis
-    protocol."""
+    protocol: each key written as a bulk string as it is met (as `_packed_ascii` would
+    write the whole list, in one pass instead of two)."""
     spec: list[str] = []
-    names = [*guard]
+    names = [f"${len(name)}\r\n{name}\r\n" for name in guard]
     for group in groups:
         spec.append(str(len(group)))
-        for bump in group:
-            names.append(bump.key)
-            spec.append(f"{bump.amount} {bump.ttl or 0} {-1 if bump.limit is None else bump.limit}")
+        for key, amount, ttl, limit in group:
+            names.append(f"${len(key)}\r\n{key}\r\n")
+            spec.append(f"{amount} {ttl or 0} {-1 if limit is None else limit}")
+    count = str(len(names))
+    limits = " ".join(spec)
+    text = "".join(
+        [
+            f"*{len(names) + 5}\r\n$7\r\nEVALSHA\r\n${len(sha)}\r\n{sha}\r\n"
+            f"${len(count)}\r\n{count}\r\n",
+            *names,
+            f"${len(limits)}\r\n{limits}\r\n$1\r\n{'1' if whole_state else '0'}\r\n",
+        ]
+    )
+    if text.isascii():
+        return text.encode()
+    # A key that is not ASCII (none is today): a bulk string's length counts its bytes.
+    keys = [*guard, *(bump.key for group in groups for bump in group)]
     whole = "1" if whole_state else "0"
-    return _packed_ascii(["EVALSHA", sha, str(len(names)), *names, " ".join(spec), whole])
+    return _packed(["EVALSHA", sha, count, *keys, limits, whole])
 
 
 def _packed_ascii(args: list[str]) -> bytes:
