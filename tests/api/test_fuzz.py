@@ -17,6 +17,10 @@ from django.core import signals
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
+from schemathesis.generation.feedback import FeedbackSources
+from schemathesis.generation.hypothesis.builder import ApiOperationMark
+from schemathesis.pytest._test_builder import build_operation_test
+from schemathesis.python._constants.orchestrator import make_constants_value_source
 
 from ads import services
 from catalog.models import Viewer
@@ -87,7 +91,35 @@ def _application():
 
 # Loaded as the module is collected (pytest-django has set Django up by then; making the schema
 # reads no table). Not schemathesis.pytest.from_fixture: its lazy schema fails on pytest 9.
+# The coverage phase is off while the tests are collected: its examples are made as a test
+# runs (coverage_examples).
 schema = schemathesis.openapi.from_wsgi("/api/schema/", _application())
+schema.config.phases.coverage.enabled = False
+
+
+@pytest.fixture(autouse=True)
+def coverage_examples(request):
+    """An operation's test as schemathesis builds it as it collects the test with the coverage
+    phase on: the same call, so the same explicit examples (each documented value, each
+    boundary, each way to break the input), in the same order, and the same generated ones.
+    Made at collection, these examples were most of what collecting this module cost (~2.6 s
+    of CPU on a quiet machine), and every pytest-xdist worker collects every test; made here,
+    each operation's are made once, by the worker that runs its test."""
+    operation = ApiOperationMark.get(request.node.obj)
+    if operation is None:  # one of the plain tests below
+        return
+    coverage = schema.config.phases.coverage
+    coverage.enabled = True
+    try:
+        request.node.obj = build_operation_test(
+            config=schema.config,
+            operation=operation,
+            test_func=request.node.test_function,
+            given_kwargs={},
+            feedback=FeedbackSources(constants_value_source=make_constants_value_source(schema)),
+        )
+    finally:
+        coverage.enabled = False
 
 
 FUZZ = settings(
