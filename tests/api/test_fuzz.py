@@ -26,6 +26,7 @@ from ads import services
 from catalog.models import Viewer
 from config.api_wsgi import APIHandler, routed
 from tests.ads.conftest import line_item_with_creative
+from tests.conftest import world_once
 from tests.factories import (
     AdBreakFactory,
     AdvertiserFactory,
@@ -59,8 +60,7 @@ def connection_kept_between_requests():
     signals.request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def keys(db) -> dict[str, str]:
+def _fuzz_world() -> dict[str, str]:
     """A world for the generated calls to land in (an account with a live line item, a title
     with a break, a viewer, the web player's id), and a raw key of each kind."""
     advertiser = AdvertiserFactory(name="Fuzz Co", slug="fuzz")
@@ -78,6 +78,17 @@ def keys(db) -> dict[str, str]:
             advertiser=advertiser, created_by=owner, name=f"fuzz {scope}", scope=scope
         )
     return made
+
+
+# Built once for the module, not for each of its 58 tests (what a test writes is rolled back
+# after it); the module's tests then run on one pytest-xdist worker, which also makes
+# schemathesis's invalid enum values, once for its process, once for the suite.
+_fuzz_world_once = world_once(_fuzz_world)
+
+
+@pytest.fixture
+def keys(_fuzz_world_once, db) -> dict[str, str]:
+    return _fuzz_world_once
 
 
 def _application():
