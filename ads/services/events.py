@@ -637,21 +637,24 @@ def counters_rebuild(
 
     1. spend, reservations, click-through and live totals, from the event totals plus the
        events stored after them (`ads.services.totals`: the last 15–30 minutes, not a scan of
-       the whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
-       it is accepted (a CPM line item serves; `whole_state=False`; with caps, once the
-       viewer's caps are read: `ads.services.caps.viewer_caps_load`, at its first decision);
+       the whole table), and the backlog entries the snapshot holds marked as counted on
+       those keys, then `keys.budgets_known`: from here every line item serves (with caps,
+       once the viewer's caps are read: `ads.services.caps.viewer_caps_load`, at its first
+       decision), and the backlog entries committed after the snapshot are applied on those
+       keys (a CPC line item's clicks);
     2. the frequency caps and fatigue buckets (one key per viewer: most of the time; caps
        raised to, never lowered, so what was reserved meanwhile stays), then the epoch:
-       everything serves, and the backlog is applied again.
+       everything is known, and the entries' effects on the viewers' keys are applied.
 
     `after_budgets`, when given, is called between the two (the tests and the bench).
 
-    It holds the healing key throughout (HealInProgress if another process does), so no
-    backlog entry is applied, nor anything reserved before phase 1 is written (nor, before
-    phase 2, anything with a cap key of a viewer whose caps were not read); reads the table
-    in one snapshot and deletes there the backlog entries that snapshot holds (their events
-    are counted here), so an entry is counted by the rebuild or by the drain, never both (see
-    `ads.services.recovery`).
+    It holds the healing key throughout (HealInProgress if another process does), so nothing
+    is applied or reserved before phase 1 is written (nor, before phase 2, anything on a
+    viewer's keys but the caps of a viewer whose caps were read); reads the table in one
+    snapshot and deletes there the backlog entries that snapshot holds (their events are
+    counted here), so each part of an entry is counted by the rebuild or from the backlog,
+    never both; and stops (DeliveryStateUnavailable) when the store loses its claim, lost
+    again during the heal (see `ads.services.recovery`).
     """
     store = store or counters()
     if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
@@ -662,19 +665,20 @@ def counters_rebuild(
         # its writing of them.
         store.release(keys.budgets_known())
         with _snapshot():
-            written = _write_rebuilt(
-                store,
-                _summed_values(since or timezone.now() - timedelta(days=2)),
-                held=[keys.healing()],
-            )
-            store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+            values = _summed_values(since or timezone.now() - timedelta(days=2))
+            counted = list(CounterBacklog.objects.values_list("pk", flat=True))
+            for entry_id in counted:
+                values[(keys.applied, entry_id)] = keys.APPLIED_BUDGETS
+            written = _write_rebuilt(store, values, held=[keys.healing()])
+            store.hold([keys.healing(), keys.budgets_known()], ttl=keys.HEAL_TTL)
             if after_budgets is not None:
                 after_budgets()
             per_viewer = cap_values()
             per_viewer.update(_fatigue_values())
-            CounterBacklog.objects.all().delete()
+            for start in range(0, len(counted), WRITE_CHUNK):
+                CounterBacklog.objects.filter(pk__in=counted[start : start + WRITE_CHUNK]).delete()
         written += _write_rebuilt(store, per_viewer, held=[keys.healing(), keys.budgets_known()])
-        store.mark_known()
+        store.mark_known(claim=keys.healing())
     except BaseException:
         store.release(keys.budgets_known())
         store.release(keys.healing())
@@ -698,8 +702,10 @@ def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[st
     decisions may have reserved more than the events show, and between a heal's phases a
     viewer's caps are read and reserved while this one writes them, ads.services.caps).
     Returns the keys written. Written WRITE_CHUNK keys at a time, the heal's own keys (`held`:
-    the healing claim, and budgets known once set) renewed before each chunk: a claim that ran
-    out during a long write would let a second heal start over this one's writes."""
+    the healing claim, and budgets known once set) renewed before each chunk while the claim
+    is held (`hold`): a claim that ran out during a long write would let a second heal start
+    over this one's writes, and one lost with the store's state (Redis restarted again) stops
+    this heal."""
     floors: list[Bump] = []
     by_lifetime: dict[int | None, dict[str, int]] = {}
     for (key_of, *arguments), value in values.items():
@@ -708,12 +714,12 @@ def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[st
         else:
             by_lifetime.setdefault(keys.lifetime(key_of), {})[key_of(*arguments)] = value
     for start in range(0, len(floors), WRITE_CHUNK):
-        store.set_many(dict.fromkeys(held, 1), ttl=keys.HEAL_TTL)
+        store.hold(held, ttl=keys.HEAL_TTL)
         store.raise_many(floors[start : start + WRITE_CHUNK])
     for seconds, group in by_lifetime.items():
         pairs = list(group.items())
         for start in range(0, len(pairs), WRITE_CHUNK):
-            store.set_many(dict.fromkeys(held, 1), ttl=keys.HEAL_TTL)
+            store.hold(held, ttl=keys.HEAL_TTL)
             store.set_many(dict(pairs[start : start + WRITE_CHUNK]), ttl=seconds)
     return len(values)
 
