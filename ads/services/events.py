@@ -675,8 +675,8 @@ def counters_rebuild(
                 after_budgets()
             per_viewer = cap_values()
             per_viewer.update(_fatigue_values())
-            for start in range(0, len(counted), WRITE_CHUNK):
-                CounterBacklog.objects.filter(pk__in=counted[start : start + WRITE_CHUNK]).delete()
+            for start in range(0, len(counted), DELETE_CHUNK):
+                CounterBacklog.objects.filter(pk__in=counted[start : start + DELETE_CHUNK]).delete()
         written += _write_rebuilt(store, per_viewer, held=[keys.healing(), keys.budgets_known()])
         store.mark_known(claim=keys.healing())
     except BaseException:
@@ -690,6 +690,7 @@ def counters_rebuild(
 
 # Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
 WRITE_CHUNK = 50_000
+DELETE_CHUNK = 10_000  # backlog ids a DELETE names: under SQLite's limit on bound variables
 # Raised to, never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
     {keys.reserved_day, keys.reserved_lifetime, keys.cap_hour, keys.cap_day, keys.cap_lifetime}

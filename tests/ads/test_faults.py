@@ -670,6 +670,34 @@ def test_between_the_phases_the_drain_passes_over_entries_partly_applied(
     assert store.get_many(["il:spent", keys.viewer_ads(1, 1)]) == [8, 8]
 
 
+def test_the_refresher_drains_while_its_process_heals(served_by_a_server, monkeypatch):
+    """The heal runs in a thread of its own: the refresher that started it drains the backlog
+    meanwhile (between the phases, the clicks of a CPC line item), and starts no second heal
+    while the first runs."""
+    import threading
+
+    from ads.decisioning import refresher
+    from ads.services import recovery
+
+    counters().delete_prefix(keys.PREFIX)  # lost
+    started, healing, heals, drains = threading.Event(), threading.Event(), [], []
+
+    def long_heal() -> bool:
+        heals.append(threading.current_thread().name)
+        started.set()
+        return healing.wait(timeout=10)
+
+    monkeypatch.setattr(recovery, "counters_heal", long_heal)
+    monkeypatch.setattr(recovery, "counters_backlog_drain", lambda: drains.append(1))
+    refresher._keep_counters()
+    refresher._keep_counters()
+    assert started.wait(timeout=10)
+    assert (heals, drains) == (["counters-heal"], [1, 1])
+    healing.set()
+    refresher._healer.join(timeout=10)
+    assert not refresher._healer.is_alive()
+
+
 def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
     served_by_a_server, monkeypatch
 ):
