@@ -778,6 +778,36 @@ def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(
     assert store.get_many([keys.cap_day(capped.pk, viewers[0].pk, day)]) == [1]
 
 
+def test_a_heal_keeps_its_claim_while_it_reads_for_longer_than_the_claim_lives(world, monkeypatch):
+    """Phase 2's read of a busy day's caps can outlast the healing claim (HEAL_TTL) on a loaded
+    machine: a thread renews the claim and budgets known while the heal reads, so no second
+    heal starts over it, line items serve throughout, and the heal ends known."""
+    import time
+    from types import SimpleNamespace
+
+    from ads.delivery.counters import local
+    from ads.delivery.counters.local import LocalCounters
+    from ads.services import events
+
+    clock = SimpleNamespace(now=1_000.0)
+    monkeypatch.setattr(local, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr(events, "CLAIM_RENEWAL_SECONDS", 0.01)
+    store = LocalCounters()
+    store.delete_prefix(keys.PREFIX)  # lost
+    second_heal, budgets_known = [], []
+
+    def slow_read() -> None:
+        for _ in range(3):  # a claim and a half
+            clock.now += keys.HEAL_TTL / 2
+            time.sleep(0.2)  # the renewing thread's turn
+            second_heal.append(store.claim(keys.healing(), ttl=keys.HEAL_TTL))
+            budgets_known.append(store.get_many([keys.budgets_known()])[0])
+
+    services.counters_rebuild(store=store, after_budgets=slow_read)
+    assert (second_heal, budgets_known) == ([False] * 3, [1] * 3)
+    assert store.state_known()
+
+
 def test_a_pod_asks_for_the_viewers_caps_known_when_a_slot_holds_cap_keys(world, monkeypatch):
     """The engine tells the store what its pod needs besides known budgets: the viewer's caps
     known when a slot holds cap keys, whatever its pricing."""
