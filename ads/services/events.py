@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -648,7 +649,8 @@ def counters_rebuild(
 
     `after_budgets`, when given, is called between the two (the tests and the bench).
 
-    It holds the healing key throughout (HealInProgress if another process does), so nothing
+    It holds the healing key throughout (HealInProgress if another process does; renewed
+    while it runs, `_claim_kept`), so nothing
     is applied or reserved before phase 1 is written (nor, before phase 2, anything on a
     viewer's keys but the caps of a viewer whose caps were read); reads the table in one
     snapshot and deletes there the backlog entries that snapshot holds (their events are
@@ -659,26 +661,30 @@ def counters_rebuild(
     store = store or counters()
     if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
         raise HealInProgress()
+    held = [keys.healing()]
     try:
-        # A heal that died between its phases left budgets known: not so again until this one
-        # has written them, so nothing is reserved between its reading of the reservations and
-        # its writing of them.
-        store.release(keys.budgets_known())
-        with _snapshot():
-            values = _summed_values(since or timezone.now() - timedelta(days=2))
-            counted = list(CounterBacklog.objects.values_list("pk", flat=True))
-            for entry_id in counted:
-                values[(keys.applied, entry_id)] = keys.APPLIED_BUDGETS
-            written = _write_rebuilt(store, values, held=[keys.healing()])
-            store.hold([keys.healing(), keys.budgets_known()], ttl=keys.HEAL_TTL)
-            if after_budgets is not None:
-                after_budgets()
-            per_viewer = cap_values()
-            per_viewer.update(_fatigue_values())
-            for start in range(0, len(counted), DELETE_CHUNK):
-                CounterBacklog.objects.filter(pk__in=counted[start : start + DELETE_CHUNK]).delete()
-        written += _write_rebuilt(store, per_viewer, held=[keys.healing(), keys.budgets_known()])
-        store.mark_known(claim=keys.healing())
+        with _claim_kept(store, held):
+            # A heal that died between its phases left budgets known: not so again until this
+            # one has written them, so nothing is reserved between its reading of the
+            # reservations and its writing of them.
+            store.release(keys.budgets_known())
+            with _snapshot():
+                values = _summed_values(since or timezone.now() - timedelta(days=2))
+                counted = list(CounterBacklog.objects.values_list("pk", flat=True))
+                for entry_id in counted:
+                    values[(keys.applied, entry_id)] = keys.APPLIED_BUDGETS
+                written = _write_rebuilt(store, values, held=held)
+                store.hold([keys.healing(), keys.budgets_known()], ttl=keys.HEAL_TTL)
+                held.append(keys.budgets_known())
+                if after_budgets is not None:
+                    after_budgets()
+                per_viewer = cap_values()
+                per_viewer.update(_fatigue_values())
+                for start in range(0, len(counted), DELETE_CHUNK):
+                    chunk = counted[start : start + DELETE_CHUNK]
+                    CounterBacklog.objects.filter(pk__in=chunk).delete()
+            written += _write_rebuilt(store, per_viewer, held=held)
+            store.mark_known(claim=keys.healing())
     except BaseException:
         store.release(keys.budgets_known())
         store.release(keys.healing())
@@ -690,6 +696,7 @@ def counters_rebuild(
 
 # Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
 WRITE_CHUNK = 50_000
+CLAIM_RENEWAL_SECONDS = keys.HEAL_TTL / 4  # see `_claim_kept`
 DELETE_CHUNK = 10_000  # backlog ids a DELETE names: under SQLite's limit on bound variables
 # Raised to, never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
@@ -723,6 +730,32 @@ def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[st
             store.hold(held, ttl=keys.HEAL_TTL)
             store.set_many(dict(pairs[start : start + WRITE_CHUNK]), ttl=seconds)
     return len(values)
+
+
+@contextmanager
+def _claim_kept(store: Counters, held: list[str]) -> Iterator[None]:
+    """Renew the heal's keys (`held`: its claim, and budgets known once set) every
+    CLAIM_RENEWAL_SECONDS from a thread while the heal runs: its reads, phase 2's of a busy
+    day's caps above all, can outlast the claim on a loaded machine (the writes renew it
+    between chunks too). Renewed only while the claim is held (`hold`): a claim lost with the
+    store's state stays lost, and the heal's next step stops it; a heal that dies stops
+    renewing, so another takes over once its claim runs out."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(CLAIM_RENEWAL_SECONDS):
+            try:
+                store.hold(list(held), ttl=keys.HEAL_TTL)
+            except DeliveryStateUnavailable:
+                return
+
+    keeper = threading.Thread(target=renew, name="counters-heal-claim", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
 
 
 @contextmanager
