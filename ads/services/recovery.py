@@ -75,13 +75,14 @@ counted twice, no budget or cap spent again):
    spend that was not counted.
 6. Redis lost again during a heal: everything the heal wrote is gone with its claim. The
    heal's steps that make the state known check the claim in the same atomic step (`hold`:
-   setting budgets known and renewing the claim before each chunk; `mark_known(claim=...)`:
-   the epoch), so the heal stops at its next step (DeliveryStateUnavailable, `lost`) instead
-   of declaring an empty store known, and the next heal starts over: the marks, phase 1's
-   values and the first parts applied from the backlog are gone together, the entries are
-   still in the table (deleted only with the snapshot that counted them, in the heal's
-   transaction) and the next snapshot counts their events. What a stopped heal wrote after
-   the restart is overwritten or raised to by the next one (a later snapshot: never lower).
+   setting budgets known, and renewing the claim before each chunk and every 30 s from a
+   thread while the heal runs; `mark_known(claim=...)`: the epoch), so the heal stops at its
+   next step (DeliveryStateUnavailable, `lost`) instead of declaring an empty store known,
+   and the next heal starts over: the marks, phase 1's values and the first parts applied
+   from the backlog are gone together, and its snapshot counts every stored event again (an
+   entry is deleted only in the transaction of a snapshot that counted its events; those
+   left are marked anew or applied as above). What a stopped heal wrote after the restart is
+   overwritten or raised to by the next one (a later snapshot: never lower).
 """
 
 from __future__ import annotations
