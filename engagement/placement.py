@@ -16,14 +16,18 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    drop-off's upper bound is lowest, when one of two witnesses says its spot is bad beyond
    noise: the content there loses HIGH_DROPOFF times the title's median minute or more, at
    most MOVE_IF_BELOW as much at the destination, and more than there by CONFIDENCE_Z standard
-   errors of the difference; or the break itself loses more of those who reach it than the
-   title's other mid-rolls (their median rate), by CONFIDENCE_Z standard errors (binomial),
-   and the destination loses at most HIGH_DROPOFF times the median minute; or both witnesses
-   lean that way and their standard errors together (Stouffer's sum over √2: the break's own
-   minute is bridged out of the content's drop-off, so the two are nearly independent) clear
-   CONFIDENCE_Z, to a destination no worse than that and calmer than here. Destinations are
-   at least MIN_MOVE_MINUTES away: a move of a minute stays in the stretch it leaves. Without the
-   bound, half the moves on titles with 100–300 sessions chased noise between calm minutes.
+   errors of the difference; or the break itself loses more viewers during its pod than its
+   sessions would lose at an ordinary spot (the catalog's PodRisk: their pods' length and the
+   breaks they sat through before, pooled over every title analysed), by CATALOG_CONFIDENCE_Z
+   standard errors (Poisson), and the destination loses at most HIGH_DROPOFF times the median
+   minute; or both witnesses lean that way and their standard errors together (Stouffer's sum
+   over √2: the break's own minute is bridged out of the content's drop-off, so the two are
+   nearly independent) clear it, to a destination no worse than that and calmer than here.
+   Without a catalog line (fewer than MIN_RISK_BREAKS played mid-rolls), the break's witness
+   is its abandonment against the title's other mid-rolls (their median rate, binomial), held
+   to CONFIDENCE_Z. Destinations are at least MIN_MOVE_MINUTES away: a shorter move stays in
+   the stretch it leaves. Without the bound, half the moves on titles with 100–300 sessions
+   chased noise between calm minutes.
    A move's expected excess abandonment scales with the ratio of the two drop-offs.
 4. A break that cannot move is recommended to go when the ad seconds it costs (the viewers it
    drives away, times the ads they would have seen at the later breaks) exceed the ad seconds
@@ -331,6 +335,16 @@ def _beyond_calm(risk: PodRisk, rows: list[_PodRow]) -> float:
     return (sum(row.left for row in rows) - expected) / math.sqrt(expected)
 
 
+def _pod_witness(risk: PodRisk, rows: list[_PodRow]) -> str:
+    """The break's own witness, for the recommendation's reason."""
+    expected = risk.calm * _expected_left(risk, rows)
+    left = sum(row.left for row in rows)
+    return (
+        f"; {left} of the {len(rows)} who played its ads left during them, where an ordinary "
+        f"spot would lose {expected:.1f} of them"
+    )
+
+
 def _calm_share(risk: PodRisk, rows: list[_PodRow]) -> float:
     """What an ordinary spot would lose of the break's sessions, as a share of what it loses."""
     left = sum(row.left for row in rows)
@@ -491,8 +505,10 @@ def analyse(
                     ad_seconds_change=round(change, 2),
                     reason=(
                         f"The content loses {here:.2%} of viewers a minute here and "
-                        f"{content[best]:.2%} at minute {best} (± {noise:.2%}): a break there "
-                        f"should lose {after:.1%} instead of {item.abandonment:.1%}."
+                        f"{content[best]:.2%} at minute {best} (± {noise:.2%})"
+                        + (_pod_witness(risk, pod_rows[item.id]) if risk is not None else "")
+                        + f": a break there should lose {after:.1%} instead of "
+                        f"{item.abandonment:.1%}."
                     ),
                 )
             )

@@ -265,6 +265,10 @@ def test_a_break_losing_what_the_catalogs_ordinary_spots_lose_thrice_moves():
         ("move", 12 * 60),
         ("move", 32 * 60),
     ]
+    assert (
+        "24 of the 181 who played its ads left during them, where an ordinary spot would "
+        "lose 8.0 of them" in pooled.recommendations[0].reason
+    )
     # An ordinary title of the same catalog keeps its breaks.
     ordinary = analyse(catalog[0][0], BREAKS, 3600, risk)
     assert [r.action for r in ordinary.recommendations] == ["keep", "keep"]
