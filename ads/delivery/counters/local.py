@@ -29,19 +29,29 @@ class LocalCounters:
         # keys, as the tests do to play a Redis restart, forgets this too).
         self._values[keys.epoch()] = (1, None)
 
-    def _known(self, now: float, whole_state: bool = True) -> bool:
-        """The whole state is known; or, with `whole_state` False, at least the budgets (a
-        heal's first phase is written)."""
-        if self._get(keys.epoch(), now) and not self._get(keys.healing(), now):
+    def _known(self, now: float) -> bool:
+        """The whole state is known (the epoch set, no heal running)."""
+        return bool(self._get(keys.epoch(), now)) and not self._get(keys.healing(), now)
+
+    def _check_budgets_known(self, now: float) -> bool:
+        """The whole state is known (True), or the budgets (False: a heal's first phase is
+        written); else DeliveryStateUnavailable."""
+        if self._known(now):
             return True
-        return not whole_state and bool(self._get(keys.budgets_known(), now))
+        if not self._get(keys.budgets_known(), now):
+            raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
+        return False
 
     def state_known(self) -> bool:
         with self._lock:
             return self._known(time.monotonic())
 
-    def mark_known(self) -> None:
+    def mark_known(self, *, claim: str | None = None) -> None:
+        """Set the epoch (and forget the heal's keys); with `claim`, only while that key is
+        held (see RedisCounters.mark_known)."""
         with self._lock:
+            if claim is not None and not self._get(claim, time.monotonic()):
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
             self._values[keys.epoch()] = (1, None)
             self._values.pop(keys.healing(), None)
             self._values.pop(keys.budgets_known(), None)
@@ -50,17 +60,34 @@ class LocalCounters:
         with self._lock:
             self._values.pop(key, None)
 
-    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
-        """Add `bumps` unless `marker` says they were added: True when this call did."""
+    def hold(self, held: Sequence[str], ttl: float) -> None:
+        """Set each key of `held` for `ttl` seconds while the first is held (see
+        RedisCounters.hold)."""
         now = time.monotonic()
         with self._lock:
-            if not self._known(now):
-                raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
-            if self._get(marker, now):
-                return False
-            self._values[marker] = (1, now + APPLIED_TTL)
-            self._add(bumps, now)
-            return True
+            if not self._get(held[0], now):
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
+            for key in held:
+                self._values[key] = (1, now + ttl)
+
+    def apply_once(
+        self, marker: str, bumps: Sequence[Bump], viewer_bumps: Sequence[Bump] = ()
+    ) -> bool:
+        """Add what `marker` says was not added yet, in one step (see
+        RedisCounters.apply_once): True when the counters hold both parts now."""
+        now = time.monotonic()
+        with self._lock:
+            whole = self._check_budgets_known(now)
+            done = self._get(marker, now)
+            level = keys.APPLIED_ALL if whole else keys.APPLIED_BUDGETS
+            if done >= level:
+                return done == keys.APPLIED_ALL
+            if done < keys.APPLIED_BUDGETS:
+                self._add(bumps, now)
+            if whole:
+                self._add(viewer_bumps, now)
+            self._values[marker] = (level, now + APPLIED_TTL)
+            return level == keys.APPLIED_ALL
 
     def _get(self, key: str, now: float) -> int:
         value, expires = self._values.get(key, (0, None))
@@ -87,22 +114,14 @@ class LocalCounters:
                 expires = now + bump.ttl
             self._values[bump.key] = (value + bump.amount, expires)
 
-    def reserve(
-        self,
-        groups: Sequence[Sequence[Bump]],
-        *,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> list[bool]:
-        """Each group whole or not at all; `whole_state=False`: the groups' own limits bound
-        them, so known budgets are enough, with the `known` marker present when given (see
-        RedisCounters.reserve)."""
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, known: str | None = None) -> list[bool]:
+        """Each group whole or not at all; known budgets are enough, with the `known` marker
+        present when given (see RedisCounters.reserve)."""
         now = time.monotonic()
         results = []
         with self._lock:
-            if not self._known(now, whole_state):
-                raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
-            if known is not None and not self._known(now) and not self._get(known, now):
+            whole = self._check_budgets_known(now)
+            if known is not None and not whole and not self._get(known, now):
                 raise ViewerStateUnknown()
             for group in groups:
                 current = [self._get(bump.key, now) for bump in group]

@@ -149,33 +149,32 @@ class SqliteCounters:
         with self._writing() as db:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
 
-    def _check_known(
-        self,
-        db: sqlite3.Connection,
-        now: float,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> None:
-        """Raise unless the whole state is known; or, with `whole_state` False, at least the
-        budgets (a heal's first phase is written), and the `known` marker when given."""
+    def _check_known(self, db: sqlite3.Connection, now: float, known: str | None = None) -> bool:
+        """True when the whole state is known; False when the budgets are (a heal's first
+        phase is written), with the `known` marker when given; else raise."""
         guard_keys = [keys.epoch(), keys.healing(), keys.budgets_known()]
         guard = self._read(db, [*guard_keys, known] if known else guard_keys, now)
         if guard.get(keys.epoch()) and not guard.get(keys.healing()):
-            return
-        if whole_state or not guard.get(keys.budgets_known()):
+            return True
+        if not guard.get(keys.budgets_known()):
             raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
         if known is not None and not guard.get(known):
             raise ViewerStateUnknown()
+        return False
 
     def state_known(self) -> bool:
         try:
-            self._check_known(self._connection(), self._clock())
+            return self._check_known(self._connection(), self._clock())
         except DeliveryStateUnavailable:
             return False
-        return True
 
-    def mark_known(self) -> None:
+    def mark_known(self, *, claim: str | None = None) -> None:
+        """Set the epoch (and forget the heal's keys); with `claim`, only while that key is
+        held (see RedisCounters.mark_known)."""
+        now = self._clock()
         with self._writing() as db:
+            if claim is not None and not self._read(db, [claim], now):
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
             db.execute(SET_SQL, (keys.epoch(), 1, None))
             db.execute(
                 "DELETE FROM counter WHERE key IN (?, ?)", (keys.healing(), keys.budgets_known())
@@ -185,33 +184,42 @@ class SqliteCounters:
         with self._writing() as db:
             db.execute("DELETE FROM counter WHERE key = ?", (key,))
 
-    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
-        """Add `bumps` unless `marker` says they were added, in one transaction: True when
-        this call did."""
+    def hold(self, held: Sequence[str], ttl: float) -> None:
+        """Set each key of `held` for `ttl` seconds while the first is held, in one
+        transaction (see RedisCounters.hold)."""
         now = self._clock()
         with self._writing() as db:
-            self._check_known(db, now)
-            if self._read(db, [marker], now):
-                return False
-            db.execute(SET_SQL, (marker, 1, now + APPLIED_TTL))
-            db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
-            return True
+            if not self._read(db, held[:1], now):
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
+            db.executemany(SET_SQL, [(key, 1, now + ttl) for key in held])
 
-    def reserve(
-        self,
-        groups: Sequence[Sequence[Bump]],
-        *,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> list[bool]:
+    def apply_once(
+        self, marker: str, bumps: Sequence[Bump], viewer_bumps: Sequence[Bump] = ()
+    ) -> bool:
+        """Add what `marker` says was not added yet, in one transaction (see
+        RedisCounters.apply_once): True when the counters hold both parts now."""
+        now = self._clock()
+        with self._writing() as db:
+            whole = self._check_known(db, now)
+            done = self._read(db, [marker], now).get(marker, 0)
+            level = keys.APPLIED_ALL if whole else keys.APPLIED_BUDGETS
+            if done >= level:
+                return done == keys.APPLIED_ALL
+            adding = [*bumps] if done < keys.APPLIED_BUDGETS else []
+            if whole:
+                adding += viewer_bumps
+            db.executemany(ADD_SQL, [_add_row(bump, now) for bump in adding])
+            db.execute(SET_SQL, (marker, level, now + APPLIED_TTL))
+            return level == keys.APPLIED_ALL
+
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, known: str | None = None) -> list[bool]:
         """Each group whole or not at all, as the Redis script does; all groups in one
-        transaction (one lock, one commit). `whole_state=False`: the groups' own limits bound
-        them, so known budgets are enough, with the `known` marker present when given (see
-        RedisCounters.reserve)."""
+        transaction (one lock, one commit). Known budgets are enough, with the `known` marker
+        present when given (see RedisCounters.reserve)."""
         now = self._clock()
         results = []
         with self._writing() as db:
-            self._check_known(db, now, whole_state, known)
+            self._check_known(db, now, known)
             for group in groups:
                 current = self._read(db, [bump.key for bump in group], now)
                 blocker = next(
