@@ -56,7 +56,11 @@ def _keep_counters() -> None:
     from ads.services.recovery import counters_backlog_drain, counters_heal
 
     global _healer
-    if (_healer is None or not _healer.is_alive()) and not counters().state_known():
+    try:
+        known = counters().state_known()
+    except DeliveryStateUnavailable:  # unreachable: nothing to heal or apply until it answers
+        return
+    if not known and (_healer is None or not _healer.is_alive()):
         _healer = threading.Thread(
             target=_closing_connections(counters_heal), name="counters-heal", daemon=True
         )

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -659,11 +661,14 @@ def counters_rebuild(
     again during the heal (see `ads.services.recovery`).
     """
     store = store or counters()
-    if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
+    # This heal's own: a heal that outlives its claim (Redis restarted empty, another heal
+    # claimed the key since) must not renew, mark known or release another's.
+    token = secrets.randbelow(2**62) + 2
+    if not store.claim(keys.healing(), ttl=keys.HEAL_TTL, token=token):
         raise HealInProgress()
     held = [keys.healing()]
     try:
-        with _claim_kept(store, held):
+        with _claim_kept(store, held, token):
             # A heal that died between its phases left budgets known: not so again until this
             # one has written them, so nothing is reserved between its reading of the
             # reservations and its writing of them.
@@ -673,21 +678,25 @@ def counters_rebuild(
                 counted = list(CounterBacklog.objects.values_list("pk", flat=True))
                 for entry_id in counted:
                     values[(keys.applied, entry_id)] = keys.APPLIED_BUDGETS
-                written = _write_rebuilt(store, values, held=held)
-                store.hold([keys.healing(), keys.budgets_known()], ttl=keys.HEAL_TTL)
+                written = _write_rebuilt(store, values, held=held, token=token)
+                store.hold([keys.healing(), keys.budgets_known()], ttl=keys.HEAL_TTL, token=token)
                 held.append(keys.budgets_known())
                 if after_budgets is not None:
                     after_budgets()
                 per_viewer = cap_values()
                 per_viewer.update(_fatigue_values())
+                # The entries counted here are whole once these are written: a request still
+                # holding one (it stored the entry before the snapshot and applies it after
+                # the epoch, or healed here itself) must not add its viewers' part again.
+                for entry_id in counted:
+                    per_viewer[(keys.applied, entry_id)] = keys.APPLIED_ALL
                 for start in range(0, len(counted), DELETE_CHUNK):
                     chunk = counted[start : start + DELETE_CHUNK]
                     CounterBacklog.objects.filter(pk__in=chunk).delete()
-            written += _write_rebuilt(store, per_viewer, held=held)
-            store.mark_known(claim=keys.healing())
+            written += _write_rebuilt(store, per_viewer, held=held, token=token)
+            store.mark_known(claim=token)
     except BaseException:
-        store.release(keys.budgets_known())
-        store.release(keys.healing())
+        store.release_heal(claim=token)
         raise
     # Every process builds its index again (the version key may have been lost with the rest).
     store.add_many([Bump(keys.index_version(), 1)])
@@ -697,6 +706,9 @@ def counters_rebuild(
 # Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
 WRITE_CHUNK = 50_000
 CLAIM_RENEWAL_SECONDS = keys.HEAL_TTL / 4  # see `_claim_kept`
+# A heal still running after this is taken for hung (a 10-million-event day heals in ~2.5
+# minutes on a loaded 2-core machine): its claim runs out and another heal starts over.
+HEAL_RENEWED_FOR = 30 * 60
 DELETE_CHUNK = 10_000  # backlog ids a DELETE names: under SQLite's limit on bound variables
 # Raised to, never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
@@ -704,16 +716,18 @@ _RESERVATIONS = frozenset(
 )
 
 
-def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[str]) -> int:
+def _write_rebuilt(
+    store: Counters, values: Counter[tuple], *, held: Sequence[str], token: int
+) -> int:
     """Write rebuilt values (per key function and its arguments), each key with its lifetime;
     a reservation or cap is raised to its value, never lowered (`raise_many`, in the store:
     decisions may have reserved more than the events show, and between a heal's phases a
     viewer's caps are read and reserved while this one writes them, ads.services.caps).
     Returns the keys written. Written WRITE_CHUNK keys at a time, the heal's own keys (`held`:
     the healing claim, and budgets known once set) renewed before each chunk while the claim
-    is held (`hold`): a claim that ran out during a long write would let a second heal start
-    over this one's writes, and one lost with the store's state (Redis restarted again) stops
-    this heal."""
+    holds this heal's token (`hold`): a claim that ran out during a long write would let a
+    second heal start over this one's writes, and one lost with the store's state (Redis
+    restarted again) or taken by another heal since stops this heal."""
     floors: list[Bump] = []
     by_lifetime: dict[int | None, dict[str, int]] = {}
     for (key_of, *arguments), value in values.items():
@@ -722,30 +736,32 @@ def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[st
         else:
             by_lifetime.setdefault(keys.lifetime(key_of), {})[key_of(*arguments)] = value
     for start in range(0, len(floors), WRITE_CHUNK):
-        store.hold(held, ttl=keys.HEAL_TTL)
+        store.hold(held, ttl=keys.HEAL_TTL, token=token)
         store.raise_many(floors[start : start + WRITE_CHUNK])
     for seconds, group in by_lifetime.items():
         pairs = list(group.items())
         for start in range(0, len(pairs), WRITE_CHUNK):
-            store.hold(held, ttl=keys.HEAL_TTL)
+            store.hold(held, ttl=keys.HEAL_TTL, token=token)
             store.set_many(dict(pairs[start : start + WRITE_CHUNK]), ttl=seconds)
     return len(values)
 
 
 @contextmanager
-def _claim_kept(store: Counters, held: list[str]) -> Iterator[None]:
+def _claim_kept(store: Counters, held: list[str], token: int) -> Iterator[None]:
     """Renew the heal's keys (`held`: its claim, and budgets known once set) every
     CLAIM_RENEWAL_SECONDS from a thread while the heal runs: its reads, phase 2's of a busy
     day's caps above all, can outlast the claim on a loaded machine (the writes renew it
-    between chunks too). Renewed only while the claim is held (`hold`): a claim lost with the
-    store's state stays lost, and the heal's next step stops it; a heal that dies stops
-    renewing, so another takes over once its claim runs out."""
+    between chunks too). Renewed only while the claim holds this heal's token (`hold`): a
+    claim lost with the store's state stays lost, or another heal's, and the heal's next step
+    stops it; a heal that dies, or hangs past HEAL_RENEWED_FOR, stops renewing, so another
+    takes over once its claim runs out."""
     stop = threading.Event()
+    until = time.monotonic() + HEAL_RENEWED_FOR
 
     def renew() -> None:
-        while not stop.wait(CLAIM_RENEWAL_SECONDS):
+        while not stop.wait(CLAIM_RENEWAL_SECONDS) and time.monotonic() < until:
             try:
-                store.hold(list(held), ttl=keys.HEAL_TTL)
+                store.hold(list(held), ttl=keys.HEAL_TTL, token=token)
             except DeliveryStateUnavailable:
                 return
 

@@ -33,8 +33,10 @@ counted twice, no budget or cap spent again):
    script, a SQLite transaction, the memory backend's lock). Each part is counted once:
    - an entry the snapshot holds was counted by the rebuild; its marker says its first part
      is held before anyone may apply one (the marks are written with phase 1, before
-     `budgets_known`), and the heal deletes it before the epoch, so its second part is never
-     applied either;
+     `budgets_known`), and phase 2, which counted its second part, marks it whole
+     (APPLIED_ALL) and deletes it before the epoch, so a request still holding the entry (it
+     stored it before the snapshot and applies it only now, or healed the store itself)
+     adds neither part again;
    - an entry committed after the snapshot is not in phase 1's values nor marked: its first
      part is applied once (by its own request, or the drain) once phase 1 is written — never
      before (a heal sets budgets known only after writing them, and takes it back as it
@@ -73,16 +75,20 @@ counted twice, no budget or cap spent again):
    Redis is out of reach in normal operation), by the next drain — and the rule serving a
    slot is the same. Before phase 1 nothing serves, so no slot of the window is served on a
    spend that was not counted.
-6. Redis lost again during a heal: everything the heal wrote is gone with its claim. The
-   heal's steps that make the state known check the claim in the same atomic step (`hold`:
-   setting budgets known, and renewing the claim before each chunk and every 30 s from a
-   thread while the heal runs; `mark_known(claim=...)`: the epoch), so the heal stops at its
-   next step (DeliveryStateUnavailable, `lost`) instead of declaring an empty store known,
-   and the next heal starts over: the marks, phase 1's values and the first parts applied
-   from the backlog are gone together, and its snapshot counts every stored event again (an
-   entry is deleted only in the transaction of a snapshot that counted its events; those
-   left are marked anew or applied as above). What a stopped heal wrote after the restart is
-   overwritten or raised to by the next one (a later snapshot: never lower).
+6. Redis lost again during a heal: everything the heal wrote is gone with its claim, and
+   another process's refresher may have claimed the store for a heal of its own within a
+   second. A heal's claim holds a token of its own, and its steps that make the state known
+   check that the claim still holds it in the same atomic step (`hold`: setting budgets
+   known, and renewing the claim before each chunk and every 30 s from a thread while the
+   heal runs, for 30 minutes at most; `mark_known(claim=token)`: the epoch; `release_heal`
+   as it stops), so the heal stops at its next step (DeliveryStateUnavailable, `lost`)
+   instead of declaring an empty store known or saying budgets known under another heal's
+   claim, leaves the other heal's keys be, and that heal (or the next) starts over: the marks,
+   phase 1's values and the first parts applied from the backlog are gone together, and its
+   snapshot counts every stored event again (an entry is deleted only in the transaction of a
+   snapshot that counted its events; those left are marked anew or applied as above). What a
+   stopped heal wrote after the restart is overwritten or raised to by the next one (a later
+   snapshot: never lower).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ a budget or cap spent twice (ads.services.recovery).
 The Redis tests start a Redis server of their own (redis-server on a free port, stopped by its
 process), since they stop and restart it; the rest runs on the in-memory counters."""
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -1092,3 +1093,71 @@ def test_a_cache_out_of_reach_costs_no_decision(world, settings):
     line_item_with_creative(world.acme)
     decision = world.decide(at=timezone.now())
     assert (len(decision.pod), decision.reason) == (1, None)
+
+
+def test_a_request_that_heals_its_store_counts_its_own_viewers_part_once(world, each_backend):
+    """No refresher (a command, a worker): the event batch that finds the state lost heals it
+    itself. The heal's snapshot holds the batch's own entry, so phase 2 counts its fatigue
+    bucket from the table; the request's retry of the entry it still holds must then add
+    nothing (the heal marks the entry whole with phase 2)."""
+    state_holder.background = False  # no refresher: the request heals
+    line_item_with_creative(world.acme)
+    rebuild()
+    at = timezone.now()
+    (slot,) = world.decide(at=at).pod
+    counters().delete_prefix(keys.PREFIX)  # the store lost everything
+    state_holder.reset()
+    outcome = services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    assert outcome.status == "accepted"
+    assert counters().state_known()
+    assert CounterBacklog.objects.count() == 0
+    fatigue = keys.viewer_ads(world.viewer.pk, fatigue_bucket(at))
+    assert counters().get_many([fatigue]) == [1]
+
+
+def test_a_heal_that_lost_its_claim_to_another_does_not_mark_the_store_known(world, each_backend):
+    """The store loses its state again between heal A's phases, and another process's heal B
+    claims it: A must stop, not mark known (over a store holding nothing of B's yet, every
+    budget would read zero) nor release B's claim."""
+    line_item = line_item_with_creative(world.acme, daily_budget=Decimal("0.02"), pacing="asap")
+    rebuild()
+    at = timezone.now()
+    (slot,) = world.decide(at=at).pod
+    services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    state_holder.reset()
+
+    def lost_again_and_claimed_by_another_heal() -> None:
+        store.delete_prefix(keys.PREFIX)
+        assert store.claim(keys.healing(), ttl=keys.HEAL_TTL)  # heal B, another process
+
+    with pytest.raises(DeliveryStateUnavailable):
+        services.counters_rebuild(store=store, after_budgets=lost_again_and_claimed_by_another_heal)
+    assert not store.state_known()
+    assert store.get_many([keys.healing(), keys.spent_day(line_item.pk, at.date())]) == [1, 0]
+
+
+def test_a_heals_renewal_does_not_say_budgets_known_under_another_heals_claim(
+    world, each_backend, monkeypatch
+):
+    """As above, before anyone marks known: heal A's renewal thread must not set budgets
+    known under B's claim (B releases it first, as a heal does), or reservations would be
+    taken on every budget from zero before B's phase 1 is written."""
+    from ads.services import events
+
+    monkeypatch.setattr(events, "CLAIM_RENEWAL_SECONDS", 0.02)
+    store = counters()
+    reserved = []
+
+    def lost_again_and_claimed_by_another_heal() -> None:
+        store.delete_prefix(keys.PREFIX)
+        assert store.claim(keys.healing(), ttl=keys.HEAL_TTL)  # heal B
+        store.release(keys.budgets_known())
+        time.sleep(0.3)  # A's renewal thread runs meanwhile
+        with contextlib.suppress(DeliveryStateUnavailable):
+            reserved.append(store.reserve([[Bump("il:x", 1, limit=5)]]))
+
+    with pytest.raises(DeliveryStateUnavailable):
+        services.counters_rebuild(store=store, after_budgets=lost_again_and_claimed_by_another_heal)
+    assert reserved == []

@@ -46,11 +46,11 @@ class LocalCounters:
         with self._lock:
             return self._known(time.monotonic())
 
-    def mark_known(self, *, claim: str | None = None) -> None:
-        """Set the epoch (and forget the heal's keys); with `claim`, only while that key is
-        held (see RedisCounters.mark_known)."""
+    def mark_known(self, *, claim: int | None = None) -> None:
+        """Set the epoch (and forget the heal's keys); with `claim` (a heal's token), only
+        while the healing key holds it (see RedisCounters.mark_known)."""
         with self._lock:
-            if claim is not None and not self._get(claim, time.monotonic()):
+            if claim is not None and self._get(keys.healing(), time.monotonic()) != claim:
                 raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
             self._values[keys.epoch()] = (1, None)
             self._values.pop(keys.healing(), None)
@@ -60,14 +60,23 @@ class LocalCounters:
         with self._lock:
             self._values.pop(key, None)
 
-    def hold(self, held: Sequence[str], ttl: float) -> None:
-        """Set each key of `held` for `ttl` seconds while the first is held (see
-        RedisCounters.hold)."""
+    def release_heal(self, *, claim: int) -> None:
+        """Forget the healing claim and budgets known while the claim holds `claim` (see
+        RedisCounters.release_heal)."""
+        with self._lock:
+            if self._get(keys.healing(), time.monotonic()) == claim:
+                self._values.pop(keys.healing(), None)
+                self._values.pop(keys.budgets_known(), None)
+
+    def hold(self, held: Sequence[str], ttl: float, *, token: int = 1) -> None:
+        """Set each key of `held` for `ttl` seconds while the first holds the heal's `token`
+        (see RedisCounters.hold)."""
         now = time.monotonic()
         with self._lock:
-            if not self._get(held[0], now):
+            if self._get(held[0], now) != token:
                 raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
-            for key in held:
+            self._values[held[0]] = (token, now + ttl)
+            for key in held[1:]:
                 self._values[key] = (1, now + ttl)
 
     def apply_once(
@@ -164,13 +173,14 @@ class LocalCounters:
                 expires = now + marker.ttl if marker.ttl else None
                 self._values[marker.key] = (marker.amount, expires)
 
-    def claim(self, key: str, ttl: float) -> bool:
-        """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
+    def claim(self, key: str, ttl: float, *, token: int = 1) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work, a
+        heal's claim), the key holding `token` meanwhile."""
         now = time.monotonic()
         with self._lock:
             if self._get(key, now):
                 return False
-            self._values[key] = (1, now + ttl)
+            self._values[key] = (token, now + ttl)
             return True
 
     def delete_prefix(self, prefix: str) -> None:

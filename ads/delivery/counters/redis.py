@@ -113,19 +113,29 @@ end
 redis.call('SET', KEYS[4], level, 'EX', ARGV[1])
 return level
 """
-# KEYS: the keys a heal holds, its claim first; ARGV[1]: their ttl. Sets them all (value 1)
-# while the claim is present; returns 0 when it is not.
+# KEYS: the keys a heal holds, its claim first; ARGV[1]: their ttl, ARGV[2]: the heal's token.
+# While the claim holds this heal's token, sets it again and the others (value 1); returns 0
+# when it does not (lost with the store's state, or another heal's since).
 HOLD_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 1, #KEYS do redis.call('SET', KEYS[i], 1, 'EX', ARGV[1]) end
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+for i = 2, #KEYS do redis.call('SET', KEYS[i], 1, 'EX', ARGV[1]) end
 return 1
 """
-# KEYS: epoch, healing, budgets known; ARGV[1]: 1 when the healing claim must be held. Sets the
-# epoch and deletes the other two; returns 0 (nothing done) when the claim must be and is not.
+# KEYS: epoch, healing, budgets known; ARGV[1]: the heal's token ('': no claim to check). Sets
+# the epoch and deletes the other two; returns 0 (nothing done) when the claim must hold the
+# token and does not.
 KNOWN_SCRIPT = """
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], 1)
 redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+# KEYS: healing, budgets known; ARGV[1]: the heal's token. Deletes both while the claim holds
+# the token (a heal that stops lets the next one start at once, and leaves another's keys be).
+RELEASE_HEAL_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """
 
@@ -194,6 +204,7 @@ class RedisCounters:
         self._apply = self._redis.register_script(APPLY_SCRIPT)
         self._hold = self._redis.register_script(HOLD_SCRIPT)
         self._mark_known = self._redis.register_script(KNOWN_SCRIPT)
+        self._release_heal = self._redis.register_script(RELEASE_HEAL_SCRIPT)
         self._raise = self._redis.register_script(RAISE_SCRIPT)
         self._set = self._redis.register_script(SET_SCRIPT)
         self.full = FullMemory()
@@ -326,28 +337,38 @@ class RedisCounters:
         return epoch is not None and healing is None
 
     @_unavailable_when_unreachable
-    def mark_known(self, *, claim: str | None = None) -> None:
-        """Set the epoch and forget the heal's keys; with `claim` (a heal's, `keys.healing`),
-        only while it is held: a Redis that restarted empty during the heal lost it, and
-        must not be marked known (DeliveryStateUnavailable, lost)."""
+    def mark_known(self, *, claim: int | None = None) -> None:
+        """Set the epoch and forget the heal's keys; with `claim` (a heal's token), only while
+        the healing key holds it: a Redis that restarted empty during the heal lost it, or
+        another heal took it since, and the store must not be marked known over that
+        (DeliveryStateUnavailable, lost)."""
         script_keys = [keys.epoch(), keys.healing(), keys.budgets_known()]
-        (done,) = self._run_scripts([(self._mark_known, script_keys, [int(claim is not None)])])
+        token = "" if claim is None else str(claim)
+        (done,) = self._run_scripts([(self._mark_known, script_keys, [token])])
         if not done:
             raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
 
     @_unavailable_when_unreachable
-    def hold(self, held: Sequence[str], ttl: float) -> None:
-        """Set each key of `held` (value 1) for `ttl` seconds while the first, a heal's claim,
-        is held: a heal renews its keys, and says the budgets are known, with it. A Redis that
-        restarted empty since lost the claim (DeliveryStateUnavailable, lost): set again, the
-        keys would say an empty store holds what the heal wrote."""
-        (done,) = self._run_scripts([(self._hold, list(held), [int(ttl)])])
+    def hold(self, held: Sequence[str], ttl: float, *, token: int = 1) -> None:
+        """Set each key of `held` for `ttl` seconds while the first, a heal's claim, holds the
+        heal's `token`: a heal renews its keys, and says the budgets are known, with it. A
+        Redis that restarted empty since lost the claim, and another heal may have claimed it
+        since (DeliveryStateUnavailable, lost): set again, the keys would say a store holds
+        what this heal wrote."""
+        (done,) = self._run_scripts([(self._hold, list(held), [int(ttl), str(token)])])
         if not done:
             raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
 
     @_unavailable_when_unreachable
     def release(self, key: str) -> None:
         self._redis.delete(key)
+
+    @_unavailable_when_unreachable
+    def release_heal(self, *, claim: int) -> None:
+        """Delete the healing claim and budgets known while the claim holds `claim` (a heal's
+        token): a heal that stops leaves another heal's keys be."""
+        script_keys = [keys.healing(), keys.budgets_known()]
+        self._run_scripts([(self._release_heal, script_keys, [str(claim)])])
 
     @_unavailable_when_unreachable
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
@@ -396,8 +417,10 @@ class RedisCounters:
         return result
 
     @_unavailable_when_unreachable
-    def claim(self, key: str, ttl: float) -> bool:
-        return bool(self._redis.set(key, 1, nx=True, px=int(ttl * 1000)))
+    def claim(self, key: str, ttl: float, *, token: int = 1) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work, a
+        heal's claim), the key holding `token` meanwhile."""
+        return bool(self._redis.set(key, token, nx=True, px=int(ttl * 1000)))
 
     @_unavailable_when_unreachable
     def delete_prefix(self, prefix: str) -> None:

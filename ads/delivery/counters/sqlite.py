@@ -66,8 +66,8 @@ ON CONFLICT (key) DO UPDATE SET
 """
 # A row comes back only when this call took the key: new, expired, or at 0.
 CLAIM_SQL = """
-INSERT INTO counter (key, value, expires_at) VALUES (:key, 1, :expires_at)
-ON CONFLICT (key) DO UPDATE SET value = 1, expires_at = excluded.expires_at
+INSERT INTO counter (key, value, expires_at) VALUES (:key, :token, :expires_at)
+ON CONFLICT (key) DO UPDATE SET value = :token, expires_at = excluded.expires_at
 WHERE counter.expires_at <= :now OR counter.value = 0
 RETURNING key
 """
@@ -168,12 +168,15 @@ class SqliteCounters:
         except DeliveryStateUnavailable:
             return False
 
-    def mark_known(self, *, claim: str | None = None) -> None:
-        """Set the epoch (and forget the heal's keys); with `claim`, only while that key is
-        held (see RedisCounters.mark_known)."""
+    def mark_known(self, *, claim: int | None = None) -> None:
+        """Set the epoch (and forget the heal's keys); with `claim` (a heal's token), only
+        while the healing key holds it (see RedisCounters.mark_known)."""
         now = self._clock()
         with self._writing() as db:
-            if claim is not None and not self._read(db, [claim], now):
+            if (
+                claim is not None
+                and self._read(db, [keys.healing()], now).get(keys.healing()) != claim
+            ):
                 raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
             db.execute(SET_SQL, (keys.epoch(), 1, None))
             db.execute(
@@ -184,14 +187,26 @@ class SqliteCounters:
         with self._writing() as db:
             db.execute("DELETE FROM counter WHERE key = ?", (key,))
 
-    def hold(self, held: Sequence[str], ttl: float) -> None:
-        """Set each key of `held` for `ttl` seconds while the first is held, in one
-        transaction (see RedisCounters.hold)."""
+    def release_heal(self, *, claim: int) -> None:
+        """Delete the healing claim and budgets known while the claim holds `claim` (see
+        RedisCounters.release_heal)."""
+        with self._writing() as db:
+            if self._read(db, [keys.healing()], self._clock()).get(keys.healing()) == claim:
+                db.execute(
+                    "DELETE FROM counter WHERE key IN (?, ?)",
+                    (keys.healing(), keys.budgets_known()),
+                )
+
+    def hold(self, held: Sequence[str], ttl: float, *, token: int = 1) -> None:
+        """Set each key of `held` for `ttl` seconds while the first holds the heal's `token`,
+        in one transaction (see RedisCounters.hold)."""
         now = self._clock()
         with self._writing() as db:
-            if not self._read(db, held[:1], now):
+            if self._read(db, held[:1], now).get(held[0]) != token:
                 raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
-            db.executemany(SET_SQL, [(key, 1, now + ttl) for key in held])
+            db.executemany(
+                SET_SQL, [(key, token if key == held[0] else 1, now + ttl) for key in held]
+            )
 
     def apply_once(
         self, marker: str, bumps: Sequence[Bump], viewer_bumps: Sequence[Bump] = ()
@@ -257,11 +272,12 @@ class SqliteCounters:
                 expires_at = now + marker.ttl if marker.ttl else None
                 db.execute(SET_SQL, (marker.key, marker.amount, expires_at))
 
-    def claim(self, key: str, ttl: float) -> bool:
-        """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
-        return self.claim_many([key], ttl)[0]
+    def claim(self, key: str, ttl: float, *, token: int = 1) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work, a
+        heal's claim), the key holding `token` meanwhile."""
+        return self.claim_many([key], ttl, token=token)[0]
 
-    def claim_many(self, keys: Sequence[str], ttl: float) -> list[bool]:
+    def claim_many(self, keys: Sequence[str], ttl: float, *, token: int = 1) -> list[bool]:
         """`claim` of each key, in one transaction."""
         if not keys:
             return []
@@ -270,7 +286,8 @@ class SqliteCounters:
             return [
                 bool(
                     db.execute(
-                        CLAIM_SQL, {"key": key, "expires_at": now + ttl, "now": now}
+                        CLAIM_SQL,
+                        {"key": key, "token": token, "expires_at": now + ttl, "now": now},
                     ).fetchall()
                 )
                 for key in keys
