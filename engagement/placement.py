@@ -316,9 +316,12 @@ def pod_risk_fit(titles: list[tuple[list[SessionTrace], list[BreakSpot]]]) -> Po
         for rows in per_break
         if (expected := _expected_left(line, rows)) >= MIN_EXPECTED_LEFT
     ]
-    if not ratios:
+    # The ordinary spot is the median of the breaks it is taken over: as many as the line
+    # needs, or one bad break could be it; one that loses nobody leaves no break to weigh.
+    calm = statistics.median(ratios) if len(ratios) >= MIN_RISK_BREAKS else 0.0
+    if calm <= 0:
         return None
-    return PodRisk(line.base, line.per_break_before, line.per_pod_second, statistics.median(ratios))
+    return PodRisk(line.base, line.per_break_before, line.per_pod_second, calm)
 
 
 def _expected_left(risk: PodRisk, rows: list[_PodRow]) -> float:
@@ -465,10 +468,11 @@ def analyse(
             sure = CONFIDENCE_Z
         calm_there = content[best] <= HIGH_DROPOFF * typical
         lost_here = BREAK_EVIDENCE and break_z > sure and calm_there
-        # Both witnesses leaning the same way, neither sure alone: the two are nearly
-        # independent (the break's own minute is bridged out of the content's drop-off), so
-        # their sum over √2 is again a standard normal under "no worse than elsewhere"
-        # (Stouffer), held to the same CONFIDENCE_Z.
+        # The content leaning bad, and neither witness sure alone but the two together: they
+        # are nearly independent (the break's own minute is bridged out of the content's
+        # drop-off), so their sum over √2 is again a standard normal under "no worse than
+        # elsewhere" (Stouffer), held to the same z (a break witness below zero asks more of
+        # the content's).
         together = (
             COMBINED_EVIDENCE
             and calm_there

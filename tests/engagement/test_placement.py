@@ -398,3 +398,18 @@ def test_applying_moves_breaks_in_place_and_records_who_and_what(title_with_sess
     with pytest.raises(ValidationError, match="changed since this analysis"):
         services.break_placement_apply(placement=placement, break_ids=None, user=staff)
     assert AdBreakChange.objects.count() == 1
+
+
+def test_the_catalogs_ordinary_spot_is_the_median_of_enough_breaks():
+    """Ten played mid-rolls, but only one with the expected leavers the ordinary spot's median
+    is taken over (one losing 30 % of its viewers): no catalog line, rather than that break
+    taken for the ordinary spot (and judged ordinary against itself)."""
+    titles = []
+    for number in range(placement.MIN_RISK_BREAKS - 1):
+        spot = BreakSpot(number + 1, 600, 60)
+        titles.append(([SessionTrace(3600, False, {spot.id: 30}) for _ in range(5)], [spot]))
+    bad = BreakSpot(100, 600, 60)
+    sessions = [SessionTrace(600, True, {bad.id: 10}) for _ in range(60)]
+    sessions += [SessionTrace(3600, False, {bad.id: 30}) for _ in range(140)]
+    titles.append((sessions, [bad]))
+    assert placement.pod_risk_fit(titles) is None
