@@ -26,11 +26,11 @@ Prints mean ± sd of AUC, log loss, expected calibration error (10 equal-width b
 accuracy (at p >= 0.5) on the test rows, next to the reference figures and the goals.
 
 Then the chronological split's calibration (goal: ECE ≤ 0.02): each variant of CALIBRATIONS
-(Platt or isotonic; on all calibration rows or the latest share; the calibration rows scored
-with the training statistics or as served; an intercept shift matching the latest rows'
-rate), with and without the running history (FEATURE_SETTINGS), judged on three rolling
-validation origins; the variant with the lowest mean validation ECE is chosen, and its ECE on
-the test tenth is the figure against the goal.
+(Platt, beta or isotonic; on all calibration rows or the latest share; the calibration rows
+scored with the training statistics or as served; an intercept shift matching the latest
+rows' rate), judged on three rolling validation origins; among the mappings that keep the
+titles' order without ties (not isotonic), the variant with the lowest mean validation ECE is
+chosen, and its ECE on the test tenth is the figure against the goal.
 
 MovieLens: F. M. Harper and J. A. Konstan, "The MovieLens Datasets: History and Context",
 ACM TiiS 5(4), 2015 (GroupLens Research; research use; read in place, never copied here).
@@ -70,6 +70,7 @@ REFERENCES = (
 CALIBRATIONS = (
     ("Platt, all calibration rows", {}),
     ("isotonic, all", {"calibration_method": "isotonic"}),
+    ("beta, all", {"calibration_method": "beta"}),
     ("Platt, latest 50 %", {"calibration_share": 0.5}),
     ("Platt, latest 25 %", {"calibration_share": 0.25}),
     ("isotonic, latest 50 %", {"calibration_method": "isotonic", "calibration_share": 0.5}),
@@ -79,12 +80,19 @@ CALIBRATIONS = (
     ("Platt, scored as served (4 chunks)", {"calibration_chunks": 4}),
     ("isotonic, scored as served", {"calibration_method": "isotonic", "calibration_chunks": 4}),
     ("Platt as served + shift, latest 25 %", {"calibration_chunks": 4, "shift_share": 0.25}),
+    ("Platt, scored as served (16 chunks)", {"calibration_chunks": 16}),
+    (
+        "beta, scored as served (16 chunks)",
+        {"calibration_method": "beta", "calibration_chunks": 16},
+    ),
 )
-# The features under each calibration: the running history (FeatureConfig.history) or not.
-FEATURE_SETTINGS = (
-    ("running history", {}),
-    ("no running history", {"history": False}),
-)
+# Mappings that tie titles (an isotonic step scores every title within it alike, and a viewer's
+# home ranks titles by these scores): printed, never chosen.
+TYING_METHODS = ("isotonic",)
+# The features under each calibration: the running history (FeatureConfig.history). Without
+# it every variant's validation ECE was higher (session 8's run: 0.035–0.068 against
+# 0.027–0.043, README); that setting is left out to keep the bench's time.
+FEATURE_SETTINGS = (("running history", {}),)
 VALIDATION_ORIGINS = (0.5, 0.6, 0.7)
 TEST_ORIGIN = 0.8
 GOALS = (
@@ -236,10 +244,17 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
         f"  {'features: calibration (ModelConfig)':58s}{origins}{'val mean':>10s}{'test ECE':>10s}"
     )
     mean = {name: float(np.mean([ece[name][o] for o in VALIDATION_ORIGINS])) for name in ece}
-    chosen = min(mean, key=mean.__getitem__)
+    ties = {
+        f"{setting}: {name}"
+        for setting, _ in FEATURE_SETTINGS
+        for name, overrides in CALIBRATIONS
+        if overrides.get("calibration_method") in TYING_METHODS
+    }
+    chosen = min((name for name in names if name not in ties), key=mean.__getitem__)
     for name in names:
         cells = "".join(f"{ece[name][origin]:9.4f}" for origin in VALIDATION_ORIGINS)
         mark = "  <- chosen on validation" if name == chosen else ""
+        mark = "  (ties titles: not eligible)" if name in ties else mark
         print(f"  {name:58s}{cells}{mean[name]:10.4f}{ece[name][TEST_ORIGIN]:10.4f}{mark}")
     return chosen, ece[chosen][TEST_ORIGIN]
 

@@ -46,6 +46,7 @@ import _scratch  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_FAULTS_SECONDS", "30"))
 PLAYERS = int(os.environ.get("BENCH_FAULTS_PLAYERS", "3"))
+CLICK_SHARE = 0.1
 DATABASE = "interlude_faults_bench"
 SECRET_KEY = "bench-only-secret-key-0f9c2e7d4b1a8e6c3f5d7b9a1c3e5f7a"
 PLAYER_AGENT = "Mozilla/5.0 (SMART-TV; Linux) InterludeFaultsBench/1.0"
@@ -150,8 +151,10 @@ class Tally:
 
 
 def player(port: int, key: str, world, seed: int, stop: threading.Event, tally: Tally) -> None:
-    """Decisions one after another; each pod's impressions (and completes) go into the next
-    batch, sent every ~0.2 s; a batch answered with an error is sent again, unchanged."""
+    """Decisions one after another; each pod's impressions go into the next batch, its
+    completes (and a click for CLICK_SHARE of the slots: a CPC line item's spend) into the
+    batch after it, sent every ~0.2 s; a batch answered with an error is sent again,
+    unchanged."""
     rng = random.Random(seed)
     client = http.client.HTTPConnection(_http.HOST, port, timeout=10)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -192,6 +195,8 @@ def player(port: int, key: str, world, seed: int, stop: threading.Event, tally: 
                     {"event_id": f"{event_id}-i", "token": token, "type": "impression"}
                 )
                 completes.append({"event_id": f"{event_id}-c", "token": token, "type": "complete"})
+                if rng.random() < CLICK_SHARE:
+                    completes.append({"event_id": f"{event_id}-k", "token": token, "type": "click"})
         if time.monotonic() - last_batch < 0.2:
             continue
         last_batch = time.monotonic()
@@ -243,6 +248,7 @@ def counters_against_table() -> dict[str, int]:
 
     from ads.delivery import keys
     from ads.delivery.counters import counters
+    from ads.learning.features import fatigue_bucket
     from ads.models import AdEvent, Advertiser, LineItem
 
     store = counters()
@@ -257,15 +263,30 @@ def counters_against_table() -> dict[str, int]:
         [keys.spent_lifetime(pk) for pk in line_items],
         [spend.get(pk) or 0 for pk in line_items],
     )
-    shown = dict(
+    per_creative = list(
         AdEvent.objects.values("creative")
-        .annotate(shown=Count("id", filter=Q(event_type="impression")))
-        .values_list("creative", "shown")
+        .annotate(
+            shown=Count("id", filter=Q(event_type="impression")),
+            clicked=Count("id", filter=Q(event_type="click")),
+        )
+        .values_list("creative", "shown", "clicked")
     )
     checks["creatives' impressions"] = (
-        [keys.creative_impressions(pk) for pk in shown],
-        list(shown.values()),
+        [keys.creative_impressions(pk) for pk, _, _ in per_creative],
+        [shown for _, shown, _ in per_creative],
     )
+    checks["creatives' clicks"] = (
+        [keys.creative_clicks(pk) for pk, _, _ in per_creative],
+        [clicked for _, _, clicked in per_creative],
+    )
+    # The run is shorter than the buckets live: every impression is in its viewer's bucket.
+    fatigue: Counter[str] = Counter(
+        keys.viewer_ads(viewer_id, fatigue_bucket(occurred_at))
+        for viewer_id, occurred_at in AdEvent.objects.filter(event_type="impression").values_list(
+            "viewer", "occurred_at"
+        )
+    )
+    checks["viewers' fatigue buckets"] = (list(fatigue), list(fatigue.values()))
     live: Counter[str] = Counter()
     zones = dict(Advertiser.objects.values_list("pk", "timezone"))
     from zoneinfo import ZoneInfo

@@ -17,9 +17,13 @@ the secondary indexes rebuilt after the load, VACUUM ANALYZE. Then:
    key per viewer, read from the last 26 and 3 hours), and with BENCH_HEAL_REDIS=1 the whole
    `counters_rebuild` into Redis (BENCH_HEAL_REDIS_URL, database 11 by default; millions of
    cap keys: minutes and ~0.5 GB), in its two phases: the time from the loss to budgets known
-   (phase 1 written: CPM line items serve again, a capped one for a viewer once that viewer's
-   caps are read) and to all known (phase 2, caps and fatigue, written and the epoch set:
-   everything serves). Between the phases, the first decisions of BENCH_HEAL_VIEWERS viewers
+   (phase 1 written: every line item serves again, a capped one for a viewer once that
+   viewer's caps are read) and to all known (phase 2, caps and fatigue, written and the epoch
+   set). Between the phases, a CPC line item's pod as the engine reserves it, its spend read
+   (checked against the whole-table read), and a click stored meanwhile applied (its spend
+   counted at once, the entry's viewers' part left for the epoch; after phase 2 applied
+   again: counted once): the time from the heal's start to that pod reserved (CPC line items
+   serve again). Then the first decisions of BENCH_HEAL_VIEWERS viewers
    who saw a capped line item lately, as the engine makes them: the pod holding the viewer's
    cap keys refused (its caps not known), the viewer's caps read from the table and raised to
    (`viewer_caps_load`), the pod reserved again; the time from the heal's start to the first
@@ -28,7 +32,7 @@ the secondary indexes rebuilt after the load, VACUUM ANALYZE. Then:
    meanwhile checked still there (raised to, never lowered).
 
 Goal: the spend, click-through and live totals rebuilt in ≤ 2 s; with BENCH_HEAL_REDIS=1, the
-budgets known, and capped line items serving again, in ≤ 2 s after the heal starts.
+budgets known, and capped and CPC line items serving again, in ≤ 2 s after the heal starts.
 
     flock /tmp/bench.lock .venv/bin/python bench/heal.py
     BENCH_HEAL_DATABASE_URL  postgres://postgres@127.0.0.1:5432/heal_bench (dropped each run)
@@ -157,7 +161,7 @@ def _bench(reusing: bool) -> int:
         read_values[name] = values = read()
         print(f"  {name:22s} {time.perf_counter() - began:6.2f} s  {len(values):,} keys")
     if WITH_REDIS:
-        _whole_rebuild(read_values["frequency caps today"])
+        _whole_rebuild(read_values["frequency caps today"], results["totals + tail"])
     return 0 if same else 1
 
 
@@ -175,11 +179,13 @@ def _note(at: dt.datetime) -> int:
     return seen
 
 
-def _whole_rebuild(whole_caps) -> None:
+def _whole_rebuild(whole_caps, summed) -> None:
     """The heal after a loss (an empty Redis), phase by phase; the CPU is this process's (the
     rebuild's Python) and the services' (PostgreSQL's reads, Redis's writes). `whole_caps`:
-    the caps as the whole-table read gave them, to check each viewer's read against."""
-    from ads.decisioning.eligibility import cap_keys
+    the caps as the whole-table read gave them, to check each viewer's read against; `summed`:
+    the spend and click-through values as the whole-table read gave them."""
+    from ads.decisioning.eligibility import budget_keys, budget_rejection, cap_keys
+    from ads.decisioning.index import current_index
     from ads.delivery import keys
     from ads.delivery.counters import Bump, RedisCounters, ViewerStateUnknown
     from ads.services import counters_rebuild, viewer_caps_load
@@ -195,18 +201,44 @@ def _whole_rebuild(whole_caps) -> None:
     reads: list[tuple[float, float]] = []  # wall, this process's CPU: per viewer's read
     reserved: dict[str, int] = {}  # cap key → its value after this bench's reservation
     outcome = {"served": 0, "capped": 0, "mismatched": 0}
+    now = dt.datetime.now(dt.UTC)
+    cpc = _cpc_line_item_within_budget(current_index(), summed, now)
+    click = keys.applied(2**62)  # a backlog entry's marker: an id no entry of the bench has
+    cpc_spend: dict = {}
 
     def budgets_known() -> None:
         assert store.get_many([keys.budgets_known()]) == [1] and not store.state_known()
         phase_one["seconds"] = time.perf_counter() - began
         phase_one["keys"] = store._redis.dbsize()
-        now = dt.datetime.now(dt.UTC)
+        # A CPC line item's pod, as the engine decides it: its budget read (the state's
+        # prefilter), the pod reserved (no budget key: a click's spend comes after), then a
+        # click of it stored: its spend counted at once.
+        spent_keys = list(budget_keys(cpc, now))
+        spent = store.get_many(spent_keys)
+        day = now.astimezone(cpc.tz).date()
+        expected = [summed.get((keys.spent_day, cpc.id, day), 0)]
+        expected.append(summed.get((keys.spent_lifetime, cpc.id), 0))
+        assert budget_rejection(cpc, *spent) is None
+        (ok,) = store.reserve([[Bump(keys.decisions(now.date()), 1, keys.DAY_TTL)]])
+        phase_one["cpc"] = time.perf_counter() - began
+        price = cpc.price_micros
+        bumps = [Bump(spent_keys[0], price, keys.DAY_TTL), Bump(spent_keys[1], price)]
+        fatigue = [Bump(keys.viewer_ads(0, 0), 1, keys.VIEWER_ADS_TTL)]
+        whole = store.apply_once(click, bumps, fatigue)
+        after_click = store.get_many(spent_keys)
+        cpc_spend.update(
+            keys=spent_keys,
+            exact=spent == expected,
+            counted=ok and not whole and after_click == [value + price for value in spent],
+            expected=[value + price for value in spent],
+            click=(bumps, fatigue),
+        )
         for viewer_id, line_item in sample.items():
             caps = cap_keys(line_item, viewer_id, now)
             group = [Bump(key, 1, ttl, cap) for key, cap, ttl in caps]
             known = keys.viewer_caps_known(viewer_id)
             try:
-                store.reserve([group], whole_state=False, known=known)
+                store.reserve([group], known=known)
                 raise AssertionError("a capped pod reserved before its viewer's caps are read")
             except ViewerStateUnknown:
                 pass
@@ -217,7 +249,7 @@ def _whole_rebuild(whole_caps) -> None:
             read = dict(zip(names, store.get_many(names), strict=True))
             expected = {key: per_viewer.get(viewer_id, {}).get(key, 0) for key in read}
             outcome["mismatched"] += read != expected
-            (ok,) = store.reserve([group], whole_state=False, known=known)
+            (ok,) = store.reserve([group], known=known)
             if ok:
                 outcome["served"] += 1
                 phase_one.setdefault("capped", time.perf_counter() - began)
@@ -231,15 +263,24 @@ def _whole_rebuild(whole_caps) -> None:
         whole = time.perf_counter() - began
     assert store.state_known() and store.get_many([keys.budgets_known()]) == [0]
     kept = store.get_many(list(reserved)) == list(reserved.values())
+    once = store.apply_once(click, *cpc_spend["click"])
+    once = once and store.get_many(cpc_spend["keys"]) == cpc_spend["expected"]
     walls = sorted(wall for wall, _ in reads)
     cpus = sorted(cpu for _, cpu in reads)
     capped_at = phase_one.get("capped", float("nan"))
     print(
         f"\nThe heal into an empty Redis (counters_rebuild, {written:,} keys):\n"
-        f"  budgets known (phase 1: spend, reservations, click-through, live totals; CPM line "
+        f"  budgets known (phase 1: spend, reservations, click-through, live totals; line "
         f"items serve) after {phase_one['seconds']:.2f} s  ({phase_one['keys']:,} keys)\n"
         f"  capped line items serve again (a viewer's first capped pod refused, its caps read, "
         f"the pod reserved) after {capped_at:.2f} s\n"
+        f"  CPC line items serve again (line item {cpc.id}: its spend read "
+        + ("equal to" if cpc_spend["exact"] else "DIFFERENT from")
+        + " the whole-table read, its pod reserved, a click stored meanwhile "
+        + ("counted at once" if cpc_spend["counted"] else "NOT COUNTED AT ONCE")
+        + ", and after phase 2 "
+        + ("once" if once else "NOT ONCE")
+        + f") after {phase_one['cpc']:.2f} s\n"
         f"  a viewer's caps read between the phases ({len(reads)} viewers who saw a capped line "
         f"item in the last hour): median {1000 * walls[len(walls) // 2]:.1f} ms, p95 "
         f"{1000 * walls[int(len(walls) * 0.95)]:.1f} ms wall; median "
@@ -256,8 +297,26 @@ def _whole_rebuild(whole_caps) -> None:
         + ("PASS" if phase_one["seconds"] <= TARGET_SECONDS else "MISS")
         + f"; capped line items serving ≤ {TARGET_SECONDS:g} s: {capped_at:.2f} s "
         + ("PASS" if capped_at <= TARGET_SECONDS else "MISS")
+        + f"; CPC line items serving ≤ {TARGET_SECONDS:g} s: {phase_one['cpc']:.2f} s "
+        + ("PASS" if phase_one["cpc"] <= TARGET_SECONDS else "MISS")
     )
     store._redis.flushdb()
+
+
+def _cpc_line_item_within_budget(index, summed, now: dt.datetime):
+    """The index's first uncapped CPC line item whose whole-table spend leaves room for a
+    click (the one whose pod the bench reserves between the phases)."""
+    from ads.decisioning.eligibility import budget_rejection
+    from ads.delivery import keys
+
+    for entry in index.line_items:
+        if entry.is_cpm or entry.capped:
+            continue
+        day = now.astimezone(entry.tz).date()
+        spent = summed.get((keys.spent_day, entry.id, day), 0)
+        if budget_rejection(entry, spent, summed.get((keys.spent_lifetime, entry.id), 0)) is None:
+            return entry
+    raise AssertionError("no CPC line item within its budget")
 
 
 def _viewers_with_capped_history(count: int) -> dict:

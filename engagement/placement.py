@@ -16,14 +16,18 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
    drop-off's upper bound is lowest, when one of two witnesses says its spot is bad beyond
    noise: the content there loses HIGH_DROPOFF times the title's median minute or more, at
    most MOVE_IF_BELOW as much at the destination, and more than there by CONFIDENCE_Z standard
-   errors of the difference; or the break itself loses more of those who reach it than the
-   title's other mid-rolls (their median rate), by CONFIDENCE_Z standard errors (binomial),
-   and the destination loses at most HIGH_DROPOFF times the median minute; or both witnesses
-   lean that way and their standard errors together (Stouffer's sum over √2: the break's own
-   minute is bridged out of the content's drop-off, so the two are nearly independent) clear
-   CONFIDENCE_Z, to a destination no worse than that and calmer than here. Destinations are
-   at least MIN_MOVE_MINUTES away: a move of a minute stays in the stretch it leaves. Without the
-   bound, half the moves on titles with 100–300 sessions chased noise between calm minutes.
+   errors of the difference; or the break itself loses more viewers during its pod than its
+   sessions would lose at an ordinary spot (the catalog's PodRisk: their pods' length and the
+   breaks they sat through before, pooled over every title analysed), by CATALOG_CONFIDENCE_Z
+   standard errors (Poisson), and the destination loses at most HIGH_DROPOFF times the median
+   minute; or both witnesses lean that way and their standard errors together (Stouffer's sum
+   over √2: the break's own minute is bridged out of the content's drop-off, so the two are
+   nearly independent) clear it, to a destination no worse than that and calmer than here.
+   Without a catalog line (fewer than MIN_RISK_BREAKS played mid-rolls), the break's witness
+   is its abandonment against the title's other mid-rolls (their median rate, binomial), held
+   to CONFIDENCE_Z. Destinations are at least MIN_MOVE_MINUTES away: a shorter move stays in
+   the stretch it leaves. Without the bound, half the moves on titles with 100–300 sessions
+   chased noise between calm minutes.
    A move's expected excess abandonment scales with the ratio of the two drop-offs.
 4. A break that cannot move is recommended to go when the ad seconds it costs (the viewers it
    drives away, times the ads they would have seen at the later breaks) exceed the ad seconds
@@ -41,6 +45,7 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -54,7 +59,7 @@ from engagement.models import AdBreakChange, BreakPlacement, PlaybackEvent, View
 AFTER_BREAK_SECONDS = 60
 BASELINE_MINUTES = 10  # the curve's hazard either side of a break, for its baseline
 SMOOTH_MINUTES = 1  # lulls are minutes long: a wider window blurs where they end
-MOVE_WINDOW_MINUTES = 6
+MOVE_WINDOW_MINUTES = 8
 MOVE_IF_BELOW = 0.5  # move when the content's drop-off there is at most half the break's
 # ...and only a break in a stretch that loses viewers markedly faster than the title's median
 # minute: elsewhere the minute-to-minute differences are mostly noise, and chasing them moves
@@ -63,15 +68,28 @@ HIGH_DROPOFF = 1.5
 # How sure a move must be: its gain (the drop-off here above the destination's) must exceed
 # CONFIDENCE_Z standard errors of that difference (one-sided, about 95 %).
 CONFIDENCE_Z = 1.64
+# The break's own witness against the catalog's ordinary spot (PodRisk), alone or with the
+# content's, is held to one-sided 90 %: a break wrongly judged bad moves between two ordinary
+# minutes, which costs next to nothing, while one wrongly judged ordinary goes on losing its
+# viewers. Against the title's other mid-rolls (no catalog line), whose median is itself a
+# noisy reference of two or three breaks, it stays at CONFIDENCE_Z.
+CATALOG_CONFIDENCE_Z = 1.28
 # Step 3's other witnesses: the break's own abandonment, and both witnesses together.
 BREAK_EVIDENCE = True
 COMBINED_EVIDENCE = True
-# A move of a minute or two stays in the stretch it leaves (lulls last minutes).
-MIN_MOVE_MINUTES = 3
+# A move of a few minutes stays in the stretch it leaves: lulls last minutes, and late in a
+# title the content's few stops cannot say where one ends. Checked offline against the
+# simulator's lulls on seeds 22 to 24 (the recommender never sees them): four minutes took one
+# break more out of its lull than three, and moved none into one; five moved two into one.
+MIN_MOVE_MINUTES = 4
 MIN_GAP_MINUTES = 5  # between two breaks, after moves
 NO_BREAK_BEFORE_END_MINUTES = 10  # as catalog's ad_break_plan
 MIN_SESSIONS = 50  # below this a title is not analysed
 WINDOW_DAYS = 14  # the nightly analysis reads the sessions of the last two weeks
+# The catalog's pod risk (PodRisk) needs this many played mid-rolls, and a break this many
+# expected leavers, to stand for what an ordinary break loses.
+MIN_RISK_BREAKS = 10
+MIN_EXPECTED_LEFT = 2.0
 
 
 @dataclass(frozen=True)
@@ -214,16 +232,143 @@ def _above_the_others(item: BreakFigures, others: list[BreakFigures]) -> float:
     return (item.left / item.reached - reference) / error
 
 
+@dataclass(frozen=True)
+class PodRisk:
+    """The chance that a viewer leaves during a pod anywhere in the catalog, by what differs
+    from pod to pod whatever the spot: the breaks with ads the session sat through before it
+    and the pod's length (a least-squares line over every played mid-roll of the titles
+    fitted), and `calm`, the median break's leavers over that line's expectation: what a break
+    in an ordinary spot loses. A break's own leavers are then weighed against what its
+    sessions, with their pods and their breaks before, would lose at an ordinary spot: pooled
+    over the catalog, where a title's two or three other mid-rolls are too few to say what
+    ordinary is (and may sit in slow stretches themselves), and fair to a break whose pods run
+    long or that comes late, where every spot loses more."""
+
+    base: float
+    per_break_before: float
+    per_pod_second: float
+    calm: float
+
+    def chance(self, breaks_before: int, pod_seconds: float) -> float:
+        fitted = self.base + self.per_break_before * breaks_before
+        return max(fitted + self.per_pod_second * pod_seconds, 1e-4)
+
+
+@dataclass(frozen=True)
+class _PodRow:
+    """A session that played ads at a mid-roll: the breaks with ads it sat through before,
+    the pod's seconds, and whether it left during the pod."""
+
+    breaks_before: int
+    pod_seconds: float
+    left: bool
+
+
+def _pod_rows(traces: list[SessionTrace], breaks: list[BreakSpot]) -> dict[int, list[_PodRow]]:
+    """Each mid-roll's sessions that played ads there. A viewer who leaves during a pod
+    records only the seconds it held them, so a leaver is given the pod its break's stayers
+    saw: its length is what the viewer faced, not what they sat through."""
+    offsets = {spot.id: spot.offset_seconds for spot in breaks}
+    rows = {}
+    for spot in breaks:
+        if spot.offset_seconds <= 0:
+            continue
+        played = [t for t in traces if t.pods.get(spot.id, 0) > 0]
+        stayed = [t.pods[spot.id] for t in played if not _left_at(t, spot.offset_seconds)]
+        full_pod = sum(stayed) / len(stayed) if stayed else 0.0
+        rows[spot.id] = [
+            _PodRow(
+                breaks_before=sum(
+                    1
+                    for other, seconds in t.pods.items()
+                    if seconds > 0 and offsets.get(other, spot.offset_seconds) < spot.offset_seconds
+                ),
+                pod_seconds=full_pod if left else float(t.pods[spot.id]),
+                left=left,
+            )
+            for t in played
+            for left in (_left_at(t, spot.offset_seconds),)
+        ]
+    return rows
+
+
+def _left_at(trace: SessionTrace, offset_seconds: int) -> bool:
+    """The session ended during the pod at `offset_seconds` (the player stays at the break's
+    position while its ads play)."""
+    return trace.abandoned and trace.end_seconds == offset_seconds
+
+
+def pod_risk_fit(titles: list[tuple[list[SessionTrace], list[BreakSpot]]]) -> PodRisk | None:
+    """The catalog's PodRisk from each title's traces and breaks (None: fewer than
+    MIN_RISK_BREAKS played mid-rolls, too few to say what an ordinary one loses)."""
+    per_break = [
+        rows for traces, breaks in titles for rows in _pod_rows(traces, breaks).values() if rows
+    ]
+    if len(per_break) < MIN_RISK_BREAKS:
+        return None
+    every = [row for rows in per_break for row in rows]
+    design = np.array([(1.0, row.breaks_before, row.pod_seconds) for row in every])
+    left = np.array([float(row.left) for row in every])
+    base, per_break_before, per_pod_second = np.linalg.lstsq(design, left, rcond=None)[0]
+    line = PodRisk(float(base), float(per_break_before), float(per_pod_second), calm=1.0)
+    ratios = [
+        sum(row.left for row in rows) / expected
+        for rows in per_break
+        if (expected := _expected_left(line, rows)) >= MIN_EXPECTED_LEFT
+    ]
+    # The ordinary spot is the median of the breaks it is taken over: as many as the line
+    # needs, or one bad break could be it; one that loses nobody leaves no break to weigh.
+    calm = statistics.median(ratios) if len(ratios) >= MIN_RISK_BREAKS else 0.0
+    if calm <= 0:
+        return None
+    return PodRisk(line.base, line.per_break_before, line.per_pod_second, calm)
+
+
+def _expected_left(risk: PodRisk, rows: list[_PodRow]) -> float:
+    """The leavers the line expects of these sessions."""
+    return sum(risk.chance(row.breaks_before, row.pod_seconds) for row in rows)
+
+
+def _beyond_calm(risk: PodRisk, rows: list[_PodRow]) -> float:
+    """How many standard errors (Poisson) the break's leavers lie above what its sessions
+    would lose at an ordinary spot (0 when none played ads there)."""
+    expected = risk.calm * _expected_left(risk, rows)
+    if expected <= 0:
+        return 0.0
+    return (sum(row.left for row in rows) - expected) / math.sqrt(expected)
+
+
+def _pod_witness(risk: PodRisk, rows: list[_PodRow]) -> str:
+    """The break's own witness, for the recommendation's reason."""
+    expected = risk.calm * _expected_left(risk, rows)
+    left = sum(row.left for row in rows)
+    return (
+        f"; {left} of the {len(rows)} who played its ads left during them, where an ordinary "
+        f"spot would lose {expected:.1f} of them"
+    )
+
+
+def _calm_share(risk: PodRisk, rows: list[_PodRow]) -> float:
+    """What an ordinary spot would lose of the break's sessions, as a share of what it loses."""
+    left = sum(row.left for row in rows)
+    return min(1.0, risk.calm * _expected_left(risk, rows) / left) if left else 1.0
+
+
 def _others_level(item: BreakFigures, figures: list[BreakFigures]) -> float:
     rates = [f.left / f.reached for f in figures if f is not item and f.reached]
     return statistics.median(rates) if rates else item.abandonment
 
 
 def analyse(
-    traces: list[SessionTrace], breaks: list[BreakSpot], duration_seconds: int
+    traces: list[SessionTrace],
+    breaks: list[BreakSpot],
+    duration_seconds: int,
+    risk: PodRisk | None = None,
 ) -> Analysis | None:
     """The title's curve, its breaks' figures and the recommendations (None: too few
-    sessions). Only mid-rolls are judged: nothing comes before a pre-roll to compare with."""
+    sessions). Only mid-rolls are judged: nothing comes before a pre-roll to compare with.
+    With the catalog's `risk`, a break's own witness is its leavers against what an ordinary
+    spot would lose of its sessions; without, against the title's other mid-rolls."""
     if len(traces) < MIN_SESSIONS:
         return None
     total = len(traces)
@@ -270,6 +415,7 @@ def analyse(
     def reach(seconds: int) -> float:
         return curve[min(seconds // 60, len(curve) - 1)]
 
+    pod_rows = _pod_rows(traces, breaks)
     recommendations: list[Recommendation] = []
     typical = statistics.median(content) if content else 0.0
     taken = [b.offset_seconds // 60 for b in mid_rolls]
@@ -314,18 +460,24 @@ def analyse(
         # The break's own abandonment is the other witness: well above the title's other
         # mid-rolls (by more than its noise) says the spot is bad, and the destination need
         # only look calmer than here and no worse than the title's usual minute.
-        break_z = _above_the_others(item, [f for f in figures if f is not item])
+        if risk is not None:
+            break_z = _beyond_calm(risk, pod_rows[item.id])
+            sure = CATALOG_CONFIDENCE_Z
+        else:
+            break_z = _above_the_others(item, [f for f in figures if f is not item])
+            sure = CONFIDENCE_Z
         calm_there = content[best] <= HIGH_DROPOFF * typical
-        lost_here = BREAK_EVIDENCE and break_z > CONFIDENCE_Z and calm_there
-        # Both witnesses leaning the same way, neither sure alone: the two are nearly
-        # independent (the break's own minute is bridged out of the content's drop-off), so
-        # their sum over √2 is again a standard normal under "no worse than elsewhere"
-        # (Stouffer), held to the same CONFIDENCE_Z.
+        lost_here = BREAK_EVIDENCE and break_z > sure and calm_there
+        # The content leaning bad, and neither witness sure alone but the two together: they
+        # are nearly independent (the break's own minute is bridged out of the content's
+        # drop-off), so their sum over √2 is again a standard normal under "no worse than
+        # elsewhere" (Stouffer), held to the same z (a break witness below zero asks more of
+        # the content's).
         together = (
             COMBINED_EVIDENCE
             and calm_there
             and content[best] < here
-            and (content_z + break_z) / math.sqrt(2) > CONFIDENCE_Z
+            and (content_z + break_z) / math.sqrt(2) > sure
         )
         if (
             best != minute
@@ -334,8 +486,12 @@ def analyse(
         ):
             ratio = content[best] / here if here > 0 else 1.0
             if lost_here or together:
-                # The other breaks' level is what a calm spot should lose.
-                ratio = min(ratio, _others_level(item, figures) / max(item.abandonment, 1e-9))
+                # What an ordinary spot loses (the catalog's, or the other breaks' level) is
+                # what the break should lose there.
+                if risk is not None:
+                    ratio = min(ratio, _calm_share(risk, pod_rows[item.id]))
+                else:
+                    ratio = min(ratio, _others_level(item, figures) / max(item.abandonment, 1e-9))
             after = item.baseline + item.excess * ratio
             saved = item.abandonment - after
             to_offset = best * 60
@@ -353,8 +509,10 @@ def analyse(
                     ad_seconds_change=round(change, 2),
                     reason=(
                         f"The content loses {here:.2%} of viewers a minute here and "
-                        f"{content[best]:.2%} at minute {best} (± {noise:.2%}): a break there "
-                        f"should lose {after:.1%} instead of {item.abandonment:.1%}."
+                        f"{content[best]:.2%} at minute {best} (± {noise:.2%})"
+                        + (_pod_witness(risk, pod_rows[item.id]) if risk is not None else "")
+                        + f": a break there should lose {after:.1%} instead of "
+                        f"{item.abandonment:.1%}."
                     ),
                 )
             )
@@ -501,18 +659,21 @@ def break_placement_analyse(
     )
     if title_ids is not None:
         busy = busy.filter(title_id__in=title_ids)
-    analysed = 0
+    titles = {}
     for title_id in sorted(row["title_id"] for row in busy):
-        title = Title.objects.get(pk=title_id)
         spots = [
             BreakSpot(pk, offset, max_pod)
-            for pk, offset, max_pod in AdBreak.objects.filter(title=title).values_list(
+            for pk, offset, max_pod in AdBreak.objects.filter(title_id=title_id).values_list(
                 "pk", "offset_seconds", "max_pod_duration_seconds"
             )
         ]
-        analysis = analyse(
-            title_traces(title_id=title_id, start=start, end=end), spots, title.duration_seconds
-        )
+        titles[title_id] = (title_traces(title_id=title_id, start=start, end=end), spots)
+    # One line for the whole catalog (the titles analysed): what an ordinary spot loses.
+    risk = pod_risk_fit(list(titles.values()))
+    analysed = 0
+    for title_id, (traces, spots) in titles.items():
+        title = Title.objects.get(pk=title_id)
+        analysis = analyse(traces, spots, title.duration_seconds, risk)
         if analysis is None:
             continue
         BreakPlacement.objects.update_or_create(

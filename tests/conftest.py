@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from schemathesis.pytest.plugin import SchemathesisFunction  # see _operations_in_node_ids
 
 from ads.decisioning.index import index_holder
 from ads.decisioning.state import state_holder
@@ -96,6 +97,7 @@ def pytest_configure(config):
 # it, as it was, no test had one and every world was built by both workers).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    _operations_in_node_ids(items)
     _one_worker_per_world(items)
     missing = services_missing()
     if not missing:
@@ -213,6 +215,24 @@ class _GroupsInNodeIds:
             groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
             if groups and "@" not in item.nodeid and hasattr(item, "_id"):
                 item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+def _operations_in_node_ids(items) -> None:
+    """schemathesis (4.32) makes a test item per API operation, named after it
+    ("test_with_a_platform_key[POST /api/v1/decisions]"), but pytest 9.2 builds an item's node
+    id from its function's name and its parametrization, which these items lack: every
+    operation's item had the function's node id, and pytest-xdist, which sends tests to
+    workers by node id, ran the first operation of each test function and none of the others
+    (7 of tests/api/test_fuzz.py's 58 tests ran under `make test`). The operation is put back
+    in the node id; two items with one node id stop the run, so that no test is lost so again."""
+    for item in items:
+        if isinstance(item, SchemathesisFunction) and item.id.params is None:
+            item._id = item.id.with_params(item.operation_label)
+    seen: set[str] = set()
+    for item in items:
+        if item.nodeid in seen:
+            raise pytest.UsageError(f"two tests have the node id {item.nodeid}")
+        seen.add(item.nodeid)
 
 
 def _one_worker_per_world(items) -> None:

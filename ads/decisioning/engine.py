@@ -19,10 +19,9 @@ an empty pod with reason `degraded` rather than an error: a player handles an em
 handles no fill, resuming the title at once, where a 503 would make it wait, retry or show an
 error at the break. Nothing is served against unknown budgets and caps (see
 `ads.services.recovery`): between a heal's two phases, when budgets are known and caps not
-yet, only CPM line items are candidates, their pods are reserved with `whole_state=False`
-(and, holding cap keys, only once the viewer's caps are read: the first such decision for a
-viewer reads them, `ads.services.caps`), and the CTR model's fatigue columns (its features,
-not a limit) are left unknown rather than read as zeros. The same holds for the
+yet, a pod holding cap keys is reserved only once the viewer's caps are read (the first such
+decision for a viewer reads them, `ads.services.caps`), and the CTR model's fatigue columns
+(its features, not a limit) are left unknown rather than read as zeros. The same holds for the
 database, which a decision reads only for the demand index and the CTR champion when they are
 due for a check: a lost connection is retried on a new one
 (`config.db.retried_on_lost_connection`: nothing was reserved yet), and a database that stays
@@ -458,17 +457,16 @@ def _fill_pod(
 def _reserve(
     store: Counters, tentative: list[Slot], groups: list[list[Bump]], context: Context
 ) -> list[bool]:
-    """Reserve the pod's groups. Known budgets are enough (a heal's first phase) when every
-    slot is CPM, with the viewer's caps known when a slot holds cap keys: the first such pod
-    for a viewer reads them from the event table, then reserves again."""
-    whole_state = not all(slot.line_item.serves_while_healing for slot in tentative)
+    """Reserve the pod's groups. Known budgets are enough (a heal's first phase), with the
+    viewer's caps known when a slot holds cap keys: the first such pod for a viewer reads them
+    from the event table, then reserves again."""
     capped = any(slot.line_item.capped for slot in tentative)
     known = keys.viewer_caps_known(context.viewer.id) if capped else None
     try:
-        return store.reserve(groups, whole_state=whole_state, known=known)
+        return store.reserve(groups, known=known)
     except ViewerStateUnknown:
         _viewer_caps_load(store, context)
-        return store.reserve(groups, whole_state=whole_state, known=known)
+        return store.reserve(groups, known=known)
 
 
 def _viewer_caps_load(store: Counters, context: Context) -> None:
@@ -558,7 +556,7 @@ def _explain(
             "advertiser_id": line_item.advertiser_id,
             "name": line_item.name,
         }
-        stage, rule = _first_rejection(line_item, store, context, state.whole)
+        stage, rule = _first_rejection(line_item, store, context)
         if stage is None:
             ranked = next((r for r in state.ranked if r.line_item.id == line_item.id), None)
             entry |= {
@@ -573,7 +571,7 @@ def _explain(
 
 
 def _first_rejection(
-    line_item: LineItemEntry, store: Counters, context: Context, whole: bool = True
+    line_item: LineItemEntry, store: Counters, context: Context
 ) -> tuple[str | None, str | None]:
     rule = eligibility.live_rejection(line_item, context)
     if rule:
@@ -587,8 +585,6 @@ def _first_rejection(
     rule = eligibility.budget_rejection(line_item, day_total, lifetime_total)
     if rule:
         return eligibility.BUDGET, rule
-    if not whole and not line_item.serves_while_healing:  # between a heal's phases
-        return eligibility.BUDGET, "state_unknown"
     caps = eligibility.cap_keys(line_item, context.viewer.id, context.at)
     rule = eligibility.cap_rejection(caps, store.get_many([key for key, _, _ in caps]))
     if rule:

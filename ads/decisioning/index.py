@@ -80,17 +80,11 @@ class LineItemEntry:
     is_cpm: bool = field(init=False)
     price_micros: int = field(init=False)  # what one impression (CPM) or one click (CPC) costs
     capped: bool = field(init=False)  # any frequency cap: its reservation holds cap keys
-    # Serves once a heal has written the budgets, before the rest (ads.services.recovery): CPM,
-    # whose budget is reserved at the decision; with caps, once the viewer's counts are read
-    # (`keys.viewer_caps_known`). A CPC budget counts clicks, which wait in the backlog until
-    # the heal ends.
-    serves_while_healing: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.is_cpm = self.pricing == LineItem.Pricing.CPM
         self.price_micros = self.bid_micros // 1000 if self.is_cpm else self.bid_micros
         self.capped = bool(self.cap_hour or self.cap_day or self.cap_lifetime)
-        self.serves_while_healing = self.is_cpm
 
 
 @dataclass(frozen=True, slots=True)

@@ -346,7 +346,12 @@ def forest_ranking(
         flat = np.flatnonzero(selected[arrays.owner])  # their creatives, entry after entry
         owner = arrays.owner[flat]
         starts = np.cumsum(arrays.counts[places]) - arrays.counts[places]
-        fatigue = viewer_fatigue(store, context.viewer.id, at) if model.features.fatigue else None
+        # Between a heal's phases the fatigue buckets are not known: unknown, not zeros.
+        fatigue = (
+            viewer_fatigue(store, context.viewer.id, at)
+            if model.features.fatigue and state.whole
+            else None
+        )
         pctr = scoring.pctr(context, at, arrays.table_rows[flat], fatigue)
         strength = arrays.strength[flat]
         # As rescored_entry computes them: the re-centred posterior and its mean.

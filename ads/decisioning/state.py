@@ -4,8 +4,8 @@ probabilities, budget totals, creative click-through estimates and the resulting
 
 Budgets and caps read here are only a prefilter: the reservation at the decision enforces them
 exactly. Between a heal's two phases (budgets written, caps not yet: ads.services.recovery) the
-state is read with `whole` False, and only the line items that may serve then
-(`LineItemEntry.serves_while_healing`: CPM) pass the budget prefilter.
+state is read with `whole` False: the budgets read are known (CPC spend included: the clicks
+stored since the heal's snapshot are applied to it from then), the viewers' fatigue is not.
 """
 
 from __future__ import annotations
@@ -288,8 +288,8 @@ _posteriors = _Posteriors()
 def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliveryState:
     """One read of the counters for every line item and creative in the index; raises
     DeliveryStateUnavailable when the counters are not known (a store that lost its state
-    reads as zeros: every budget unspent). Between a heal's phases, the line items that need
-    more than their budgets known fail the budget prefilter."""
+    reads as zeros: every budget unspent); between a heal's phases, known budgets are
+    enough."""
     global _posteriors
     minute = at.replace(second=0, microsecond=0)
     pacing.pacing_tick(store=store, line_items=index.line_items, at=at)
@@ -305,9 +305,7 @@ def read_state(index: DemandIndex, store: Counters, at: datetime) -> DeliverySta
     budget_ok, per_line_item = 0, []
     for position, line_item in enumerate(line_items):
         day_total, lifetime_total, stored_p = read_values[3 * position : 3 * position + 3]
-        if budget_rejection(line_item, day_total, lifetime_total) is None and (
-            whole or line_item.serves_while_healing
-        ):
+        if budget_rejection(line_item, day_total, lifetime_total) is None:
             budget_ok |= 1 << position
         p = pacing.pass_probability(stored_p) if line_item.pacing == "even" else 1.0
         per_line_item.append((p, pacing.pacing_factor(line_item, at, day_total)))

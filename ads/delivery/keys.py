@@ -188,12 +188,12 @@ def healing() -> str:
 
 @_lives(HEAL_TTL)
 def budgets_known() -> str:
-    """Set by a heal once it has written spend, reservations, click-through and live totals,
-    before it reads the frequency caps: from then until the epoch is set, a reservation whose
-    own limits bound it (a CPM line item: its budget is reserved at the decision; with caps,
-    once the viewer's are read, `viewer_caps_known`) is accepted, any other refused. Deleted
-    when the epoch is set, and by a heal as it starts (one that died between its phases may
-    have left it); it lives as long as the healing claim."""
+    """Set by a heal once it has written spend, reservations, click-through and live totals
+    (every key but a viewer's: `of_viewer`), before it reads the frequency caps: from then
+    until the epoch is set, reservations are accepted (holding cap keys, once the viewer's are
+    read, `viewer_caps_known`) and backlog entries' effects on those keys applied. Deleted when
+    the epoch is set, and by a heal as it starts (one that died between its phases may have
+    left it); it lives as long as the healing claim."""
     return f"{PREFIX}known:budgets"
 
 
@@ -212,11 +212,24 @@ def viewer_caps_known(viewer_id: int) -> str:
     return f"{PREFIX}vw:{viewer_id}:caps"
 
 
+# What `applied` holds: the effects of the entry on every key but the viewers' were counted
+# (by a heal's first phase, or applied between its phases); on every key.
+APPLIED_BUDGETS = 1
+APPLIED_ALL = 2
+
+
 @_lives(3 * 86400)
 def applied(backlog_id: int) -> str:
-    """Set when the counter effects of backlog entry `backlog_id` were applied, in the same
-    step: applying it again is a no-op (nothing counted twice)."""
+    """How much of backlog entry `backlog_id`'s counter effects the counters hold
+    (APPLIED_BUDGETS, APPLIED_ALL), set in the same step as they are added: applying a part
+    again is a no-op (nothing counted twice)."""
     return f"{PREFIX}applied:{backlog_id}"
+
+
+def of_viewer(key: str) -> bool:
+    """A viewer's key (its frequency caps, fatigue buckets and caps' mark): a heal writes these
+    in its second phase, every other key in its first (ads.services.recovery)."""
+    return key.startswith(f"{PREFIX}vw:") or ":cap:" in key
 
 
 @_lives(None)

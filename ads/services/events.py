@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -637,47 +640,63 @@ def counters_rebuild(
 
     1. spend, reservations, click-through and live totals, from the event totals plus the
        events stored after them (`ads.services.totals`: the last 15–30 minutes, not a scan of
-       the whole table), then `keys.budgets_known`: from here a reservation whose own limits bound
-       it is accepted (a CPM line item serves; `whole_state=False`; with caps, once the
-       viewer's caps are read: `ads.services.caps.viewer_caps_load`, at its first decision);
+       the whole table), and the backlog entries the snapshot holds marked as counted on
+       those keys, then `keys.budgets_known`: from here every line item serves (with caps,
+       once the viewer's caps are read: `ads.services.caps.viewer_caps_load`, at its first
+       decision), and the backlog entries committed after the snapshot are applied on those
+       keys (a CPC line item's clicks);
     2. the frequency caps and fatigue buckets (one key per viewer: most of the time; caps
        raised to, never lowered, so what was reserved meanwhile stays), then the epoch:
-       everything serves, and the backlog is applied again.
+       everything is known, and the entries' effects on the viewers' keys are applied.
 
     `after_budgets`, when given, is called between the two (the tests and the bench).
 
-    It holds the healing key throughout (HealInProgress if another process does), so no
-    backlog entry is applied, nor anything reserved before phase 1 is written (nor, before
-    phase 2, anything with a cap key of a viewer whose caps were not read); reads the table
-    in one snapshot and deletes there the backlog entries that snapshot holds (their events
-    are counted here), so an entry is counted by the rebuild or by the drain, never both (see
-    `ads.services.recovery`).
+    It holds the healing key throughout (HealInProgress if another process does; renewed
+    while it runs, `_claim_kept`), so nothing
+    is applied or reserved before phase 1 is written (nor, before phase 2, anything on a
+    viewer's keys but the caps of a viewer whose caps were read); reads the table in one
+    snapshot and deletes there the backlog entries that snapshot holds (their events are
+    counted here), so each part of an entry is counted by the rebuild or from the backlog,
+    never both; and stops (DeliveryStateUnavailable) when the store loses its claim, lost
+    again during the heal (see `ads.services.recovery`).
     """
     store = store or counters()
-    if not store.claim(keys.healing(), ttl=keys.HEAL_TTL):
+    # This heal's own: a heal that outlives its claim (Redis restarted empty, another heal
+    # claimed the key since) must not renew, mark known or release another's.
+    token = secrets.randbelow(2**62) + 2
+    if not store.claim(keys.healing(), ttl=keys.HEAL_TTL, token=token):
         raise HealInProgress()
+    held = [keys.healing()]
     try:
-        # A heal that died between its phases left budgets known: not so again until this one
-        # has written them, so nothing is reserved between its reading of the reservations and
-        # its writing of them.
-        store.release(keys.budgets_known())
-        with _snapshot():
-            written = _write_rebuilt(
-                store,
-                _summed_values(since or timezone.now() - timedelta(days=2)),
-                held=[keys.healing()],
-            )
-            store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
-            if after_budgets is not None:
-                after_budgets()
-            per_viewer = cap_values()
-            per_viewer.update(_fatigue_values())
-            CounterBacklog.objects.all().delete()
-        written += _write_rebuilt(store, per_viewer, held=[keys.healing(), keys.budgets_known()])
-        store.mark_known()
+        with _claim_kept(store, held, token):
+            # A heal that died between its phases left budgets known: not so again until this
+            # one has written them, so nothing is reserved between its reading of the
+            # reservations and its writing of them.
+            store.release(keys.budgets_known())
+            with _snapshot():
+                values = _summed_values(since or timezone.now() - timedelta(days=2))
+                counted = list(CounterBacklog.objects.values_list("pk", flat=True))
+                for entry_id in counted:
+                    values[(keys.applied, entry_id)] = keys.APPLIED_BUDGETS
+                written = _write_rebuilt(store, values, held=held, token=token)
+                store.hold([keys.healing(), keys.budgets_known()], ttl=keys.HEAL_TTL, token=token)
+                held.append(keys.budgets_known())
+                if after_budgets is not None:
+                    after_budgets()
+                per_viewer = cap_values()
+                per_viewer.update(_fatigue_values())
+                # The entries counted here are whole once these are written: a request still
+                # holding one (it stored the entry before the snapshot and applies it after
+                # the epoch, or healed here itself) must not add its viewers' part again.
+                for entry_id in counted:
+                    per_viewer[(keys.applied, entry_id)] = keys.APPLIED_ALL
+                for start in range(0, len(counted), DELETE_CHUNK):
+                    chunk = counted[start : start + DELETE_CHUNK]
+                    CounterBacklog.objects.filter(pk__in=chunk).delete()
+            written += _write_rebuilt(store, per_viewer, held=held, token=token)
+            store.mark_known(claim=token)
     except BaseException:
-        store.release(keys.budgets_known())
-        store.release(keys.healing())
+        store.release_heal(claim=token)
         raise
     # Every process builds its index again (the version key may have been lost with the rest).
     store.add_many([Bump(keys.index_version(), 1)])
@@ -686,20 +705,29 @@ def counters_rebuild(
 
 # Keys a heal writes at a time, renewing its claim in between (see `_write_rebuilt`).
 WRITE_CHUNK = 50_000
+CLAIM_RENEWAL_SECONDS = keys.HEAL_TTL / 4  # see `_claim_kept`
+# A heal still running after this is taken for hung (a 10-million-event day heals in ~2.5
+# minutes on a loaded 2-core machine): its claim runs out and another heal starts over.
+HEAL_RENEWED_FOR = 30 * 60
+DELETE_CHUNK = 10_000  # backlog ids a DELETE names: under SQLite's limit on bound variables
 # Raised to, never lowered by a rebuild: decisions may have reserved more than the events show.
 _RESERVATIONS = frozenset(
     {keys.reserved_day, keys.reserved_lifetime, keys.cap_hour, keys.cap_day, keys.cap_lifetime}
 )
 
 
-def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[str]) -> int:
+def _write_rebuilt(
+    store: Counters, values: Counter[tuple], *, held: Sequence[str], token: int
+) -> int:
     """Write rebuilt values (per key function and its arguments), each key with its lifetime;
     a reservation or cap is raised to its value, never lowered (`raise_many`, in the store:
     decisions may have reserved more than the events show, and between a heal's phases a
     viewer's caps are read and reserved while this one writes them, ads.services.caps).
     Returns the keys written. Written WRITE_CHUNK keys at a time, the heal's own keys (`held`:
-    the healing claim, and budgets known once set) renewed before each chunk: a claim that ran
-    out during a long write would let a second heal start over this one's writes."""
+    the healing claim, and budgets known once set) renewed before each chunk while the claim
+    holds this heal's token (`hold`): a claim that ran out during a long write would let a
+    second heal start over this one's writes, and one lost with the store's state (Redis
+    restarted again) or taken by another heal since stops this heal."""
     floors: list[Bump] = []
     by_lifetime: dict[int | None, dict[str, int]] = {}
     for (key_of, *arguments), value in values.items():
@@ -708,14 +736,42 @@ def _write_rebuilt(store: Counters, values: Counter[tuple], *, held: Sequence[st
         else:
             by_lifetime.setdefault(keys.lifetime(key_of), {})[key_of(*arguments)] = value
     for start in range(0, len(floors), WRITE_CHUNK):
-        store.set_many(dict.fromkeys(held, 1), ttl=keys.HEAL_TTL)
+        store.hold(held, ttl=keys.HEAL_TTL, token=token)
         store.raise_many(floors[start : start + WRITE_CHUNK])
     for seconds, group in by_lifetime.items():
         pairs = list(group.items())
         for start in range(0, len(pairs), WRITE_CHUNK):
-            store.set_many(dict.fromkeys(held, 1), ttl=keys.HEAL_TTL)
+            store.hold(held, ttl=keys.HEAL_TTL, token=token)
             store.set_many(dict(pairs[start : start + WRITE_CHUNK]), ttl=seconds)
     return len(values)
+
+
+@contextmanager
+def _claim_kept(store: Counters, held: list[str], token: int) -> Iterator[None]:
+    """Renew the heal's keys (`held`: its claim, and budgets known once set) every
+    CLAIM_RENEWAL_SECONDS from a thread while the heal runs: its reads, phase 2's of a busy
+    day's caps above all, can outlast the claim on a loaded machine (the writes renew it
+    between chunks too). Renewed only while the claim holds this heal's token (`hold`): a
+    claim lost with the store's state stays lost, or another heal's, and the heal's next step
+    stops it; a heal that dies, or hangs past HEAL_RENEWED_FOR, stops renewing, so another
+    takes over once its claim runs out."""
+    stop = threading.Event()
+    until = time.monotonic() + HEAL_RENEWED_FOR
+
+    def renew() -> None:
+        while not stop.wait(CLAIM_RENEWAL_SECONDS) and time.monotonic() < until:
+            try:
+                store.hold(list(held), ttl=keys.HEAL_TTL, token=token)
+            except DeliveryStateUnavailable:
+                return
+
+    keeper = threading.Thread(target=renew, name="counters-heal-claim", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import lightgbm
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -19,11 +19,36 @@ from engagement.learning.features import EngagementFeatures
 
 LOGIT_CLIP = 30.0
 PROBABILITY_CLIP = 1e-4  # an isotonic step's bounds (a step of 0 or 1 has no logit)
+MIN_BETA_WEIGHT = 1e-3  # beta calibration's least weights: strictly rising, never flat
 SMALL_TRAINING_ROWS = 20_000
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -LOGIT_CLIP, LOGIT_CLIP)))
+
+
+def _beta_columns(raw: np.ndarray) -> np.ndarray:
+    """(ln p, −ln(1 − p)) of p = sigmoid(raw), from the raw log-odds without rounding p."""
+    return np.column_stack([-np.logaddexp(0.0, -raw), np.logaddexp(0.0, raw)])
+
+
+def _fit_beta(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """Beta calibration (Kull, Silva Filho and Flach, AISTATS 2017): (a, b, c) of
+    q = sigmoid(a·ln p − b·ln(1 − p) + c), p = sigmoid(raw), by maximum likelihood with a and
+    b held at MIN_BETA_WEIGHT or more, so q rises strictly with the raw score (titles never
+    tie, their order is kept). a = b gives Platt's family; a ≠ b bends the two ends apart."""
+    columns = _beta_columns(raw)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = columns @ theta[:2] + theta[2]
+        residual = _sigmoid(z) - labels
+        value = np.mean(np.logaddexp(0.0, z) - labels * z)
+        return float(value), np.r_[columns.T @ residual, residual.sum()] / len(labels)
+
+    bounds = [(MIN_BETA_WEIGHT, None), (MIN_BETA_WEIGHT, None), (None, None)]
+    found = minimize(loss, np.array([1.0, 1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=bounds)
+    a, b, c = found.x
+    return float(a), float(b), float(c)
 
 
 def _mean_matching_shift(probabilities: np.ndarray, rate: float) -> float:
@@ -60,11 +85,13 @@ class EngagementModel:
     booster: lightgbm.Booster | None = None
     scaler: StandardScaler | None = None
     linear: LogisticRegression | None = None
-    # Platt scaling of the raw score: p = sigmoid(slope · z + intercept + shift); or, with
-    # ModelConfig.calibration_method "isotonic", p = sigmoid(logit(isotonic(z)) + shift).
+    # Platt scaling of the raw score: p = sigmoid(slope · z + intercept + shift); with
+    # ModelConfig.calibration_method "isotonic", p = sigmoid(logit(isotonic(z)) + shift); with
+    # "beta", p = sigmoid(a·ln s − b·ln(1 − s) + c + shift), s = sigmoid(z), beta = (a, b, c).
     slope: float = 1.0
     intercept: float = 0.0
     isotonic: IsotonicRegression | None = None
+    beta: tuple[float, float, float] | None = None
     shift: float = 0.0
     # Serving asks about a viewing session when the model saw any, else about a rating.
     serve_as_session: bool = False
@@ -78,7 +105,7 @@ class EngagementModel:
 
     @property
     def algorithm(self) -> str:
-        return f"{self.model_config.algorithm}+platt"
+        return f"{self.model_config.algorithm}+{self.model_config.calibration_method}"
 
     def spec(self) -> dict[str, Any]:
         """What the registry's feature_spec records."""
@@ -86,7 +113,7 @@ class EngagementModel:
             "features": list(self.features.names) if self.features else [],
             "feature_config": asdict(self.feature_config),
             "model_config": asdict(self.model_config),
-            "calibration": "platt, on the calibration rows",
+            "calibration": f"{self.model_config.calibration_method}, on the calibration rows",
             "serve_as_session": self.serve_as_session,
         }
 
@@ -173,13 +200,14 @@ class EngagementModel:
             self.features.refit_statistics(before, viewers, titles)
             fit_raw = self._raw(self.features.transform(ordered.iloc[cut:], viewers, titles))
         fit_labels = labels[cut:]
-        self.shift = 0.0
+        self.shift, self.isotonic, self.beta = 0.0, None, None
         if config.calibration_method == "isotonic":
             self.isotonic = IsotonicRegression(
                 out_of_bounds="clip", y_min=PROBABILITY_CLIP, y_max=1 - PROBABILITY_CLIP
             ).fit(fit_raw, fit_labels)
+        elif config.calibration_method == "beta":
+            self.beta = _fit_beta(fit_raw, fit_labels)
         elif config.calibration_method == "platt":
-            self.isotonic = None
             platt = LogisticRegression(C=1e6).fit(fit_raw[:, None], fit_labels)
             self.slope, self.intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         else:
@@ -213,6 +241,9 @@ class EngagementModel:
         if self.isotonic is not None:
             p = np.clip(self.isotonic.predict(raw), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
             return _sigmoid(np.log(p / (1 - p)) + self.shift)
+        if self.beta is not None:
+            a, b, c = self.beta
+            return _sigmoid(_beta_columns(raw) @ np.array([a, b]) + c + self.shift)
         return _sigmoid(self.slope * raw + self.intercept + self.shift)
 
     def _fit_booster(

@@ -4,6 +4,7 @@ a budget or cap spent twice (ads.services.recovery).
 The Redis tests start a Redis server of their own (redis-server on a free port, stopped by its
 process), since they stop and restart it; the rest runs on the in-memory counters."""
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from ads import services
 from ads.decisioning.state import state_holder
 from ads.delivery import keys
 from ads.delivery.counters import Bump, DeliveryStateUnavailable, ViewerStateUnknown, counters
+from ads.learning.features import fatigue_bucket
 from ads.models import AdEvent, CounterBacklog, LineItem
 from catalog.models import Viewer
 from tests.ads.conftest import line_item_with_creative, rebuild
@@ -279,11 +281,11 @@ def each_backend(request, settings, tmp_path, db):
         counters.cache_clear()
 
 
-def test_between_the_heals_phases_cpm_line_items_serve_and_a_cpc_one_waits(world, each_backend):
-    """Phase 1 (budgets written) serves the CPM line items, the uncapped one within its rebuilt
-    budget, the capped one within each viewer's caps (read at the viewer's first decision);
-    the CPC one (its budget counts clicks the backlog holds) waits for phase 2. After it all
-    serve, and no budget or cap was passed across the heal."""
+def test_between_the_heals_phases_every_line_item_serves_within_its_limits(world, each_backend):
+    """Phase 1 (budgets written) serves every line item: the uncapped CPM one within its
+    rebuilt budget, the capped one within each viewer's caps (read at the viewer's first
+    decision), the CPC one within its rebuilt spend. After phase 2 no budget or cap was passed
+    across the heal."""
     at = timezone.now()
     # Four $12.50 CPM impressions a day.
     uncapped = line_item_with_creative(world.acme, daily_budget=Decimal("0.05"), pacing="asap")
@@ -319,23 +321,20 @@ def test_between_the_heals_phases_cpm_line_items_serve_and_a_cpc_one_waits(world
         state_holder.reset()
         for viewer in viewers:
             decision = world.decide(at=at, viewer_id=viewer, explain=True)
-            rules = {entry["line_item_id"]: entry["rule"] for entry in decision.explain}
-            assert rules[cpc.pk] == "state_unknown"
             between.append(served(decision))
         # A pod holding a cap key needs the viewer's caps known, whatever a state read says:
         # a viewer no decision above read (a fixed id could be one of theirs, the ids of a
         # PostgreSQL test database running on from earlier tests).
         unread = Viewer.objects.order_by("-pk").values_list("pk", flat=True)[0] + 1
         group = [Bump(keys.cap_day(capped.pk, unread, at.date()), 1, keys.DAY_TTL, 1)]
-        with pytest.raises(DeliveryStateUnavailable):
-            store.reserve([group])
         with pytest.raises(ViewerStateUnknown):
-            store.reserve([group], whole_state=False, known=keys.viewer_caps_known(unread))
+            store.reserve([group], known=keys.viewer_caps_known(unread))
 
     services.counters_rebuild(store=store, after_budgets=phase_one_written)
     # viewer-1 saw the capped one before the loss; three more impressions fit the budget (one
-    # was spent before the loss), then none.
-    assert between == [{uncapped.pk}] + [{uncapped.pk, capped.pk}] * 2 + [{capped.pk}] * 3
+    # was spent before the loss), then none; the CPC one, without clicks, serves each.
+    expected = [{uncapped.pk}] + [{uncapped.pk, capped.pk}] * 2 + [{capped.pk}] * 3
+    assert between == [line_items | {cpc.pk} for line_items in expected]
     today = at.date()
     assert store.get_many([keys.reserved_day(uncapped.pk, today)]) == [50_000]
 
@@ -496,34 +495,208 @@ def test_a_viewers_caps_read_again_between_the_phases_count_each_impression_once
     assert store.get_many([cap, *spend_keys(capped, creative)[1:3]]) == [3, 2 * 12_500, 2]
 
 
-def test_between_the_phases_events_wait_in_the_backlog_and_are_applied_once_after(
-    world, served_by_a_server
+def test_a_cpc_line_item_served_between_the_phases_has_its_events_counted_once(world, each_backend):
+    """Another process heals and has written phase 1. A CPC line item ($2 a click, $2 a day)
+    serves; its impression and click, stored meanwhile, count at once on spend, click-through
+    and live totals, so it serves no more (its budget holds before the epoch), and the
+    impression's fatigue bucket (a viewer's key: phase 2's) after the epoch; each once,
+    however often the drain offers the entries."""
+    cpc = line_item_with_creative(
+        world.initech,
+        pricing="cpc",
+        bid=Decimal("2.00"),
+        daily_budget=Decimal("2.00"),
+        pacing="asap",
+    )
+    creative = cpc.creatives.get()
+    ViewerFactory(external_id="viewer-2", age_band="25_34", region="us_west", device="ctv")
+    at = timezone.now()
+    store = counters()
+    store.delete_prefix(keys.PREFIX)  # lost: phase 1 finds no event to count
+    assert store.claim(keys.healing(), ttl=60)
+    store.hold([keys.healing(), keys.budgets_known()], ttl=60)
+    rebuild()
+    (slot,) = world.decide(at=at).pod
+    assert slot.line_item.id == cpc.pk
+    for event_type in ("impression", "click"):
+        outcome = services.event_track(token=slot.token, event_type=event_type, user_agent=PLAYER)
+        assert outcome.status == "accepted"
+    fatigue = keys.viewer_ads(world.viewer.pk, fatigue_bucket(at))
+    counted = [
+        *spend_keys(cpc, creative)[:2],
+        keys.creative_clicks(creative.id),
+        keys.live(world.initech.pk, at.date(), "clicks"),
+        fatigue,
+    ]
+    assert store.get_many(counted) == [2_000_000, 2_000_000, 1, 1, 0]
+    assert CounterBacklog.objects.count() == 2  # waiting for their viewers' part
+    later = at + timedelta(seconds=5)
+    assert services.counters_backlog_drain(at=later) == 0
+    assert store.get_many(counted) == [2_000_000, 2_000_000, 1, 1, 0]
+    state_holder.reset()
+    decision = world.decide(at=at, viewer_id="viewer-2", explain=True)
+    assert decision.pod == []
+    assert [entry["rule"] for entry in decision.explain] == ["daily_budget"]
+
+    store.mark_known()  # the other process's phase 2 is written
+    assert services.counters_backlog_drain(at=later) == 2
+    assert services.counters_backlog_drain(at=later) == 0
+    assert store.get_many(counted) == [2_000_000, 2_000_000, 1, 1, 1]
+    assert CounterBacklog.objects.count() == 0
+    clicks = AdEvent.objects.filter(event_type=AdEvent.Type.CLICK, line_item=cpc)
+    assert sum(clicks.values_list("cost_micros", flat=True)) == 2_000_000
+
+
+def test_between_the_phases_a_cpc_line_item_serves_within_its_rebuilt_spend(world, each_backend):
+    """A CPC line item ($2 a click, $6 a day) was clicked twice: once counted before the loss,
+    once stored while the counters were lost (its backlog entry in the heal's snapshot, marked
+    there as counted). Between the heal's phases it serves on its rebuilt spend ($4), the
+    drain leaves the snapshot's entry alone, and a click stored meanwhile counts at once: at
+    $6 it serves no more, before the epoch. After it, spend and clicks are the table's, each
+    click once."""
+    cpc = line_item_with_creative(
+        world.initech,
+        pricing="cpc",
+        bid=Decimal("2.00"),
+        daily_budget=Decimal("6.00"),
+        pacing="asap",
+    )
+    creative = cpc.creatives.get()
+    viewers = [world.viewer.external_id]
+    for number in range(2, 5):
+        viewers.append(f"viewer-{number}")
+        ViewerFactory(external_id=viewers[-1], age_band="25_34", region="us_west", device="ctv")
+    rebuild()
+    at = timezone.now()
+    tokens = [world.decide(at=at, viewer_id=viewer).pod[0].token for viewer in viewers[:3]]
+    for token in tokens:
+        services.event_track(token=token, event_type="impression", user_agent=PLAYER)
+    services.event_track(token=tokens[0], event_type="click", user_agent=PLAYER)
+
+    store = counters()
+    store.delete_prefix(keys.PREFIX)  # the store lost everything
+    state_holder.reset()
+    services.event_track(token=tokens[1], event_type="click", user_agent=PLAYER)
+    assert CounterBacklog.objects.count() == 1  # refused: the state is lost
+    spent = spend_keys(cpc, creative)[:2]
+    clicks = [keys.creative_clicks(creative.id), keys.live(world.initech.pk, at.date(), "clicks")]
+    between = []
+
+    def phase_one_written() -> None:
+        assert store.get_many([*spent, *clicks]) == [4_000_000, 4_000_000, 2, 2]
+        assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
+        assert store.get_many([*spent, *clicks]) == [4_000_000, 4_000_000, 2, 2]
+        state_holder.reset()
+        between.append(
+            {slot.line_item.id for slot in world.decide(at=at, viewer_id=viewers[3]).pod}
+        )
+        outcome = services.event_track(token=tokens[2], event_type="click", user_agent=PLAYER)
+        assert outcome.status == "accepted"
+        assert store.get_many([*spent, *clicks]) == [6_000_000, 6_000_000, 3, 3]
+        state_holder.reset()
+        decision = world.decide(at=at, viewer_id=viewers[3], explain=True)
+        between.append({slot.line_item.id for slot in decision.pod})
+        assert [entry["rule"] for entry in decision.explain] == ["daily_budget"]
+
+    services.counters_rebuild(store=store, after_budgets=phase_one_written)
+    assert between == [{cpc.pk}, set()]
+    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 1
+    assert CounterBacklog.objects.count() == 0
+    assert store.get_many([*spent, *clicks]) == [6_000_000, 6_000_000, 3, 3]
+    stored = AdEvent.objects.filter(event_type=AdEvent.Type.CLICK, line_item=cpc)
+    assert sum(stored.values_list("cost_micros", flat=True)) == 6_000_000
+
+
+def test_a_store_that_loses_its_state_again_during_a_heal_is_not_taken_for_healed(
+    world, each_backend
 ):
-    """Another process heals and has written the budgets: a decision is served and reserved,
-    the events stored meanwhile wait (spend lags; the reservation bounds it), and the drain
-    after the epoch applies them once."""
-    line_item = line_item_with_creative(world.acme)
-    creative = line_item.creatives.get()
+    """Redis restarts empty between the heal's phases: the heal stops at its next step (the
+    claim it holds is gone with the rest) instead of setting the epoch over an empty store,
+    which would have served the spent budget again from zero; the next heal counts it."""
+    line_item = line_item_with_creative(world.acme, daily_budget=Decimal("0.02"), pacing="asap")
     rebuild()
     at = timezone.now()
     (slot,) = world.decide(at=at).pod
+    services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
     store = counters()
-    assert store.claim(keys.healing(), ttl=60)
-    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
-    outcome = services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
-    assert outcome.status == "accepted"
+    store.delete_prefix(keys.PREFIX)
     state_holder.reset()
-    (later,) = world.decide(at=at).pod
-    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
-    assert store.get_many(spend_keys(line_item, creative)) == [0, 0, 0, 0]
-    assert store.get_many([keys.reserved_day(line_item.id, at.date())]) == [2 * 12_500]
 
-    store.mark_known()  # the other process's phase 2 is written
-    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 1
-    assert services.counters_backlog_drain(at=at + timedelta(seconds=5)) == 0
-    assert store.get_many(spend_keys(line_item, creative)) == [12_500, 12_500, 1, 1]
-    services.event_track(token=later.token, event_type="impression", user_agent=PLAYER)
-    assert store.get_many(spend_keys(line_item, creative)) == [25_000, 25_000, 2, 2]
+    def lost_again() -> None:
+        store.delete_prefix(keys.PREFIX)
+
+    with pytest.raises(DeliveryStateUnavailable):
+        services.counters_rebuild(store=store, after_budgets=lost_again)
+    assert not store.state_known()
+    assert store.get_many([keys.budgets_known(), keys.healing()]) == [0, 0]
+    assert world.decide(at=at).reason == "degraded"
+    assert services.counters_heal() is True
+    state_holder.reset()
+    assert world.decide(at=at).reason == "no_eligible_ads"
+    assert store.get_many([keys.reserved_day(line_item.pk, at.date())]) == [12_500]
+
+
+def test_between_the_phases_the_drain_passes_over_entries_partly_applied(
+    served_by_a_server, monkeypatch
+):
+    """Between a heal's phases the entries whose first part the counters hold stay in the
+    backlog (their viewers' part waits): the drain passes over them to the entries behind,
+    whatever their number, instead of offering the same first ones again each second."""
+    from ads.services import recovery
+
+    monkeypatch.setattr(recovery, "DRAIN_BATCH", 2)
+    monkeypatch.setattr(recovery, "DRAIN_SCAN", 2)
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    assert store.claim(keys.healing(), ttl=60)
+    store.hold([keys.healing(), keys.budgets_known()], ttl=60)
+    bumps = [Bump("il:spent", 1), Bump(keys.viewer_ads(1, 1), 1)]
+    applied = [services.recovery.backlog_write(bumps=bumps) for _ in range(5)]
+    waiting = [services.recovery.backlog_write(bumps=bumps) for _ in range(3)]
+    for entry_id in applied:
+        assert services.recovery.backlog_apply(entry_id=entry_id, bumps=bumps) is False
+    assert store.get_many(["il:spent"]) == [5]
+    later = timezone.now() + timedelta(seconds=5)
+    assert services.counters_backlog_drain(at=later) == 0
+    assert store.get_many(["il:spent"]) == [7]
+    assert services.counters_backlog_drain(at=later) == 0
+    assert store.get_many(["il:spent"]) == [8]
+    assert services.counters_backlog_drain(at=later) == 0
+    assert store.get_many(["il:spent", keys.viewer_ads(1, 1)]) == [8, 0]
+    assert store.get_many([keys.applied(entry_id) for entry_id in waiting]) == [1, 1, 1]
+
+    store.mark_known()
+    assert services.counters_backlog_drain(at=later) == 2
+    assert sum(services.counters_backlog_drain(at=later) for _ in range(4)) == 6
+    assert store.get_many(["il:spent", keys.viewer_ads(1, 1)]) == [8, 8]
+
+
+def test_the_refresher_drains_while_its_process_heals(served_by_a_server, monkeypatch):
+    """The heal runs in a thread of its own: the refresher that started it drains the backlog
+    meanwhile (between the phases, the clicks of a CPC line item), and starts no second heal
+    while the first runs."""
+    import threading
+
+    from ads.decisioning import refresher
+    from ads.services import recovery
+
+    counters().delete_prefix(keys.PREFIX)  # lost
+    started, healing, heals, drains = threading.Event(), threading.Event(), [], []
+
+    def long_heal() -> bool:
+        heals.append(threading.current_thread().name)
+        started.set()
+        return healing.wait(timeout=10)
+
+    monkeypatch.setattr(recovery, "counters_heal", long_heal)
+    monkeypatch.setattr(recovery, "counters_backlog_drain", lambda: drains.append(1))
+    refresher._keep_counters()
+    refresher._keep_counters()
+    assert started.wait(timeout=10)
+    assert (heals, drains) == (["counters-heal"], [1, 1])
+    healing.set()
+    refresher._healer.join(timeout=10)
+    assert not refresher._healer.is_alive()
 
 
 def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
@@ -540,13 +713,13 @@ def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
     store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
     reserved = keys.reserved_day(1, timezone.now().date())
     budget = [Bump(reserved, 12_500, keys.DAY_TTL, 50_000)]
-    assert store.reserve([budget], whole_state=False) == [True]
+    assert store.reserve([budget]) == [True]
     read = events._summed_values
     refused = []
 
     def reading(since, **options):
         with pytest.raises(DeliveryStateUnavailable):
-            store.reserve([budget], whole_state=False)
+            store.reserve([budget])
         refused.append(since)
         return read(since, **options)
 
@@ -582,38 +755,70 @@ def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(
     monkeypatch.setattr(local, "time", SimpleNamespace(monotonic=lambda: clock.now))
     store = LocalCounters()
     store.delete_prefix(keys.PREFIX)  # lost
-    write = store.set_many
     second_heal, budgets_known = [], []
 
-    def slow_writes(values, ttl=None):
-        write(values, ttl=ttl)
-        if keys.healing() not in values:  # a chunk of rebuilt values, not the renewal
+    def slow(write):
+        def written(*args, **options):
+            write(*args, **options)
             clock.now += keys.HEAL_TTL / 2.4  # three chunks outlive an unrenewed claim
-        second_heal.append(store.claim(keys.healing(), ttl=keys.HEAL_TTL))
-        budgets_known.append(store.get_many([keys.budgets_known()])[0])
+            second_heal.append(store.claim(keys.healing(), ttl=keys.HEAL_TTL))
+            budgets_known.append(store.get_many([keys.budgets_known()])[0])
 
-    monkeypatch.setattr(store, "set_many", slow_writes)
+        return written
+
+    monkeypatch.setattr(store, "set_many", slow(store.set_many))
+    monkeypatch.setattr(store, "raise_many", slow(store.raise_many))
     monkeypatch.setattr(events, "WRITE_CHUNK", 1)
     services.counters_rebuild(store=store)
-    assert len(second_heal) > 12  # 6 cap keys (hour, day) and more, one chunk each
+    assert len(second_heal) > 12  # phase 1's keys and phase 2's, one chunk each
     assert not any(second_heal)
     phase_two = budgets_known[budgets_known.index(1) :]  # from phase 1's end to the epoch
-    assert len(phase_two) > 6 and all(phase_two)  # uncapped line items served throughout
+    assert len(phase_two) == 6 and all(phase_two)  # 3 day caps, 3 fatigue buckets: known
     assert store.state_known()
     day = at.astimezone(world.acme.tzinfo).date()
     assert store.get_many([keys.cap_day(capped.pk, viewers[0].pk, day)]) == [1]
 
 
-def test_a_pod_asks_for_the_whole_state_unless_every_slot_is_cpm(world, monkeypatch):
-    """The engine tells the store what its pod needs: known budgets are enough when every slot
-    is a CPM line item, with the viewer's caps known when a slot holds cap keys."""
+def test_a_heal_keeps_its_claim_while_it_reads_for_longer_than_the_claim_lives(world, monkeypatch):
+    """Phase 2's read of a busy day's caps can outlast the healing claim (HEAL_TTL) on a loaded
+    machine: a thread renews the claim and budgets known while the heal reads, so no second
+    heal starts over it, line items serve throughout, and the heal ends known."""
+    import time
+    from types import SimpleNamespace
+
+    from ads.delivery.counters import local
+    from ads.delivery.counters.local import LocalCounters
+    from ads.services import events
+
+    clock = SimpleNamespace(now=1_000.0)
+    monkeypatch.setattr(local, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr(events, "CLAIM_RENEWAL_SECONDS", 0.01)
+    store = LocalCounters()
+    store.delete_prefix(keys.PREFIX)  # lost
+    second_heal, budgets_known = [], []
+
+    def slow_read() -> None:
+        for _ in range(3):  # a claim and a half
+            clock.now += keys.HEAL_TTL / 2
+            time.sleep(0.2)  # the renewing thread's turn
+            second_heal.append(store.claim(keys.healing(), ttl=keys.HEAL_TTL))
+            budgets_known.append(store.get_many([keys.budgets_known()])[0])
+
+    services.counters_rebuild(store=store, after_budgets=slow_read)
+    assert (second_heal, budgets_known) == ([False] * 3, [1] * 3)
+    assert store.state_known()
+
+
+def test_a_pod_asks_for_the_viewers_caps_known_when_a_slot_holds_cap_keys(world, monkeypatch):
+    """The engine tells the store what its pod needs besides known budgets: the viewer's caps
+    known when a slot holds cap keys, whatever its pricing."""
     line_item_with_creative(world.acme, pacing="asap")
     store = counters()
     real_reserve = store.reserve
     asked = []
 
     def reserve(groups, **flags):
-        asked.append((flags["whole_state"], flags["known"]))
+        asked.append(flags["known"])
         return real_reserve(groups, **flags)
 
     monkeypatch.setattr(store, "reserve", reserve)
@@ -626,16 +831,19 @@ def test_a_pod_asks_for_the_whole_state_unless_every_slot_is_cpm(world, monkeypa
     LineItem.objects.exclude(pricing="cpc").update(status="paused")
     rebuild()
     assert len(world.decide().pod) == 1
+    line_item_with_creative(world.globex, category="travel", pricing="cpc", frequency_cap_day=2)
+    rebuild()
+    assert len(world.decide().pod) == 2
     known = keys.viewer_caps_known(world.viewer.pk)
-    assert asked == [(False, None), (False, known), (True, None)]
+    assert asked == [None, known, None, known]
 
 
 def test_a_backlog_entry_is_applied_once_however_often_it_is_offered(served_by_a_server):
     store = counters()
-    bumps = [Bump("il:x", 5)]
-    assert store.apply_once(keys.applied(41), bumps) is True
-    assert store.apply_once(keys.applied(41), bumps) is False
-    assert store.get_many(["il:x"]) == [5]
+    bumps, viewer_bumps = [Bump("il:x", 5)], [Bump(keys.viewer_ads(3, 9), 1)]
+    for _ in range(2):
+        assert store.apply_once(keys.applied(41), bumps, viewer_bumps) is True
+    assert store.get_many(["il:x", keys.viewer_ads(3, 9), keys.applied(41)]) == [5, 1, 2]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -885,3 +1093,71 @@ def test_a_cache_out_of_reach_costs_no_decision(world, settings):
     line_item_with_creative(world.acme)
     decision = world.decide(at=timezone.now())
     assert (len(decision.pod), decision.reason) == (1, None)
+
+
+def test_a_request_that_heals_its_store_counts_its_own_viewers_part_once(world, each_backend):
+    """No refresher (a command, a worker): the event batch that finds the state lost heals it
+    itself. The heal's snapshot holds the batch's own entry, so phase 2 counts its fatigue
+    bucket from the table; the request's retry of the entry it still holds must then add
+    nothing (the heal marks the entry whole with phase 2)."""
+    state_holder.background = False  # no refresher: the request heals
+    line_item_with_creative(world.acme)
+    rebuild()
+    at = timezone.now()
+    (slot,) = world.decide(at=at).pod
+    counters().delete_prefix(keys.PREFIX)  # the store lost everything
+    state_holder.reset()
+    outcome = services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    assert outcome.status == "accepted"
+    assert counters().state_known()
+    assert CounterBacklog.objects.count() == 0
+    fatigue = keys.viewer_ads(world.viewer.pk, fatigue_bucket(at))
+    assert counters().get_many([fatigue]) == [1]
+
+
+def test_a_heal_that_lost_its_claim_to_another_does_not_mark_the_store_known(world, each_backend):
+    """The store loses its state again between heal A's phases, and another process's heal B
+    claims it: A must stop, not mark known (over a store holding nothing of B's yet, every
+    budget would read zero) nor release B's claim."""
+    line_item = line_item_with_creative(world.acme, daily_budget=Decimal("0.02"), pacing="asap")
+    rebuild()
+    at = timezone.now()
+    (slot,) = world.decide(at=at).pod
+    services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
+    store = counters()
+    store.delete_prefix(keys.PREFIX)
+    state_holder.reset()
+
+    def lost_again_and_claimed_by_another_heal() -> None:
+        store.delete_prefix(keys.PREFIX)
+        assert store.claim(keys.healing(), ttl=keys.HEAL_TTL)  # heal B, another process
+
+    with pytest.raises(DeliveryStateUnavailable):
+        services.counters_rebuild(store=store, after_budgets=lost_again_and_claimed_by_another_heal)
+    assert not store.state_known()
+    assert store.get_many([keys.healing(), keys.spent_day(line_item.pk, at.date())]) == [1, 0]
+
+
+def test_a_heals_renewal_does_not_say_budgets_known_under_another_heals_claim(
+    world, each_backend, monkeypatch
+):
+    """As above, before anyone marks known: heal A's renewal thread must not set budgets
+    known under B's claim (B releases it first, as a heal does), or reservations would be
+    taken on every budget from zero before B's phase 1 is written."""
+    from ads.services import events
+
+    monkeypatch.setattr(events, "CLAIM_RENEWAL_SECONDS", 0.02)
+    store = counters()
+    reserved = []
+
+    def lost_again_and_claimed_by_another_heal() -> None:
+        store.delete_prefix(keys.PREFIX)
+        assert store.claim(keys.healing(), ttl=keys.HEAL_TTL)  # heal B
+        store.release(keys.budgets_known())
+        time.sleep(0.3)  # A's renewal thread runs meanwhile
+        with contextlib.suppress(DeliveryStateUnavailable):
+            reserved.append(store.reserve([[Bump("il:x", 1, limit=5)]]))
+
+    with pytest.raises(DeliveryStateUnavailable):
+        services.counters_rebuild(store=store, after_budgets=lost_again_and_claimed_by_another_heal)
+    assert reserved == []

@@ -78,35 +78,59 @@ def test_a_reservation_is_whole_or_nothing_and_remembers_the_full_key(store):
     assert store.get_many(["budget"]) == [100]
 
 
-def test_between_a_heals_phases_only_reservations_their_own_limits_bound_pass(store):
-    """A store that lost its state refuses every reservation. Once a heal has written the
-    budgets (`keys.budgets_known`, the healing key still held), a reservation made with
-    `whole_state=False` is accepted within its limits and any other refused, and backlog
-    applications wait; the epoch accepts everything and forgets the budgets' mark."""
+def test_between_a_heals_phases_reservations_pass_and_entries_apply_their_first_part(store):
+    """A store that lost its state refuses every reservation and application. Once a heal has
+    written the budgets (`keys.budgets_known`, the healing key still held), reservations are
+    accepted within their limits, and a backlog entry's first part is applied once (its marker
+    says so) while its part on a viewer's keys waits; the epoch accepts everything, applies the
+    rest once, and forgets the budgets' mark."""
     budget = [Bump("budget", 40, limit=100)]
     capped = [Bump("budget", 10, limit=100), Bump("cap", 1, limit=1)]
+    marker, first, viewers = keys.applied(7), [Bump("spent", 5)], [Bump(keys.viewer_ads(1, 2), 1)]
+    counted = ["budget", "cap", "spent", keys.viewer_ads(1, 2), marker]
     store.delete_prefix(keys.PREFIX)  # lost
-    for whole_state in (True, False):
-        with pytest.raises(DeliveryStateUnavailable):
-            store.reserve([budget], whole_state=whole_state)
+    with pytest.raises(DeliveryStateUnavailable):
+        store.reserve([budget])
     assert store.claim(keys.healing(), ttl=60)
     with pytest.raises(DeliveryStateUnavailable):  # healing, budgets not written yet
-        store.reserve([budget], whole_state=False)
-    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
-    assert store.reserve([budget, budget, budget], whole_state=False) == [True, True, False]
+        store.reserve([budget])
     with pytest.raises(DeliveryStateUnavailable):
-        store.reserve([capped])  # the default: the whole state
-    with pytest.raises(DeliveryStateUnavailable):
-        store.apply_once(keys.applied(7), [Bump("spent", 5)])
-    assert store.get_many(["budget", "cap", "spent"]) == [80, 0, 0]
+        store.apply_once(marker, first, viewers)
+    store.hold([keys.healing(), keys.budgets_known()], ttl=60)
+    assert store.reserve([budget, budget, budget]) == [True, True, False]
+    assert store.reserve([capped]) == [True]
+    for _ in range(2):
+        assert store.apply_once(marker, first, viewers) is False
+    assert store.get_many(counted) == [90, 1, 5, 0, keys.APPLIED_BUDGETS]
     assert not store.state_known()
 
     store.mark_known()
     assert store.state_known()
     assert store.get_many([keys.budgets_known(), keys.healing()]) == [0, 0]
-    assert store.reserve([capped]) == [True]
-    assert store.apply_once(keys.applied(7), [Bump("spent", 5)]) is True
-    assert store.get_many(["budget", "cap", "spent"]) == [90, 1, 5]
+    for _ in range(2):
+        assert store.apply_once(marker, first, viewers) is True
+    assert store.get_many(counted) == [90, 1, 5, 1, keys.APPLIED_ALL]
+    assert store.apply_once(keys.applied(8), first, viewers) is True  # both parts in one step
+    assert store.get_many(["spent", keys.viewer_ads(1, 2)]) == [10, 2]
+
+
+def test_a_heals_steps_that_make_the_state_known_need_its_claim(store):
+    """Setting budgets known, renewing them and setting the epoch are refused once the heal's
+    claim is gone (the store lost its state again: a Redis restart), and change nothing."""
+    store.delete_prefix(keys.PREFIX)
+    held = [keys.healing(), keys.budgets_known()]
+    with pytest.raises(DeliveryStateUnavailable):
+        store.hold(held, ttl=60)
+    with pytest.raises(DeliveryStateUnavailable):
+        store.mark_known(claim=1)
+    assert store.get_many([keys.epoch(), *held]) == [0, 0, 0]
+    assert not store.state_known()
+    assert store.claim(keys.healing(), ttl=60)
+    store.hold(held, ttl=60)
+    assert store.get_many(held) == [1, 1]
+    store.mark_known(claim=1)
+    assert store.state_known()
+    assert store.get_many([keys.epoch(), *held]) == [1, 0, 0]
 
 
 def test_between_a_heals_phases_a_capped_reservation_waits_for_its_viewers_caps(store):
@@ -118,13 +142,13 @@ def test_between_a_heals_phases_a_capped_reservation_waits_for_its_viewers_caps(
     capped = [Bump("budget", 10, limit=100), Bump("cap", 1, limit=3)]
     store.delete_prefix(keys.PREFIX)
     assert store.claim(keys.healing(), ttl=60)
-    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    store.hold([keys.healing(), keys.budgets_known()], ttl=60)
     with pytest.raises(ViewerStateUnknown):
-        store.reserve([capped], whole_state=False, known=marker)
+        store.reserve([capped], known=marker)
     assert store.get_many(["budget", "cap"]) == [0, 0]
 
     store.raise_many([Bump("cap", 2, 600), Bump("other", 4)], marker=Bump(marker, 1, 600))
-    assert store.reserve([capped, capped], whole_state=False, known=marker) == [True, False]
+    assert store.reserve([capped, capped], known=marker) == [True, False]
     store.raise_many([Bump("cap", 2, 600), Bump("other", 1)])  # an older count: kept higher
     assert store.get_many(["budget", "cap", "other", marker]) == [10, 3, 4, 1]
     store.raise_many([Bump("other", 6)])
@@ -144,7 +168,7 @@ def test_threads_racing_on_one_viewers_caps_between_a_heals_phases_stay_within_t
     group = [Bump("cap", 1, 600, 3)]
     store.delete_prefix(keys.PREFIX)
     assert store.claim(keys.healing(), ttl=60)
-    store.set_many({keys.budgets_known(): 1}, ttl=keys.lifetime(keys.budgets_known))
+    store.hold([keys.healing(), keys.budgets_known()], ttl=60)
     start = threading.Barrier(8)
     reserved = []
 
@@ -152,10 +176,10 @@ def test_threads_racing_on_one_viewers_caps_between_a_heals_phases_stay_within_t
         start.wait()
         for _ in range(4):
             try:
-                (ok,) = store.reserve([group], whole_state=False, known=marker)
+                (ok,) = store.reserve([group], known=marker)
             except ViewerStateUnknown:
                 store.raise_many([Bump("cap", 1, 600)], marker=Bump(marker, 1, 600))
-                (ok,) = store.reserve([group], whole_state=False, known=marker)
+                (ok,) = store.reserve([group], known=marker)
             reserved.append(ok)
             # Another process whose marker ran out reads the caps again.
             store.raise_many([Bump("cap", 1, 600)], marker=Bump(marker, 1, 600))

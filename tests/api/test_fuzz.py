@@ -17,11 +17,16 @@ from django.core import signals
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
+from schemathesis.generation.feedback import FeedbackSources
+from schemathesis.generation.hypothesis.builder import ApiOperationMark
+from schemathesis.pytest._test_builder import build_operation_test
+from schemathesis.python._constants.orchestrator import make_constants_value_source
 
 from ads import services
 from catalog.models import Viewer
 from config.api_wsgi import APIHandler, routed
 from tests.ads.conftest import line_item_with_creative
+from tests.conftest import world_once
 from tests.factories import (
     AdBreakFactory,
     AdvertiserFactory,
@@ -55,8 +60,7 @@ def connection_kept_between_requests():
     signals.request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def keys(db) -> dict[str, str]:
+def _fuzz_world() -> dict[str, str]:
     """A world for the generated calls to land in (an account with a live line item, a title
     with a break, a viewer, the web player's id), and a raw key of each kind."""
     advertiser = AdvertiserFactory(name="Fuzz Co", slug="fuzz")
@@ -76,6 +80,17 @@ def keys(db) -> dict[str, str]:
     return made
 
 
+# Built once for the module, not for each of its 58 tests (what a test writes is rolled back
+# after it); the module's tests then run on one pytest-xdist worker, which also makes
+# schemathesis's invalid enum values, once for its process, once for the suite.
+_fuzz_world_once = world_once(_fuzz_world)
+
+
+@pytest.fixture
+def keys(_fuzz_world_once, db) -> dict[str, str]:
+    return _fuzz_world_once
+
+
 def _application():
     """config/wsgi.py's routing (the API's paths through the lean middleware stack, as granian
     serves them), without its server start-up: the decision refresher's thread is for server
@@ -87,7 +102,35 @@ def _application():
 
 # Loaded as the module is collected (pytest-django has set Django up by then; making the schema
 # reads no table). Not schemathesis.pytest.from_fixture: its lazy schema fails on pytest 9.
+# The coverage phase is off while the tests are collected: its examples are made as a test
+# runs (coverage_examples).
 schema = schemathesis.openapi.from_wsgi("/api/schema/", _application())
+schema.config.phases.coverage.enabled = False
+
+
+@pytest.fixture(autouse=True)
+def coverage_examples(request):
+    """An operation's test as schemathesis builds it as it collects the test with the coverage
+    phase on: the same call, so the same explicit examples (each documented value, each
+    boundary, each way to break the input), in the same order, and the same generated ones.
+    Made at collection, these examples were most of what collecting this module cost (~2.6 s
+    of CPU on a quiet machine), and every pytest-xdist worker collects every test; made here,
+    each operation's are made once, by the worker that runs its test."""
+    operation = ApiOperationMark.get(request.node.obj)
+    if operation is None:  # one of the plain tests below
+        return
+    coverage = schema.config.phases.coverage
+    coverage.enabled = True
+    try:
+        request.node.obj = build_operation_test(
+            config=schema.config,
+            operation=operation,
+            test_func=request.node.test_function,
+            given_kwargs={},
+            feedback=FeedbackSources(constants_value_source=make_constants_value_source(schema)),
+        )
+    finally:
+        coverage.enabled = False
 
 
 FUZZ = settings(

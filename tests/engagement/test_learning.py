@@ -493,6 +493,8 @@ def mean_when_calibrated_on_every_row() -> float:
         {"shift_share": 0.5},
         {"calibration_chunks": 4, "shift_share": 0.5},
         {"calibration_method": "isotonic", "calibration_share": 0.5},
+        {"calibration_method": "beta", "calibration_share": 0.5},
+        {"calibration_method": "beta", "calibration_chunks": 4, "calibration_share": 0.5},
     ],
 )
 def test_calibration_follows_the_latest_calibration_rows_by_time(
@@ -500,7 +502,7 @@ def test_calibration_follows_the_latest_calibration_rows_by_time(
 ):
     """The calibration rows' click rate drifts: 30 % in their earlier half, 80 % in the later
     one, and the labels are noise the features cannot explain. Calibrated on the latest
-    slice by time (Platt or isotonic), or shifted so that the latest slice's mean is matched,
+    slice by time (Platt, beta or isotonic), or shifted so that the latest slice's mean is matched,
     the model predicts ~80 % (what comes next), although the rows arrive in reverse time
     order (the slice is chosen by time, not by place in the frame)."""
     viewers, titles, train, calibration, later = _drifting_rows()
@@ -509,9 +511,47 @@ def test_calibration_follows_the_latest_calibration_rows_by_time(
     predicted = model.predict(later[0], viewers, titles)
     assert predicted.mean() == pytest.approx(0.8, abs=0.05)
     # An isotonic mapping is a step function: no more distinct values than its steps.
-    if "calibration_method" in options:
+    if options.get("calibration_method") == "isotonic":
         assert len(np.unique(predicted)) <= len(model.isotonic.y_thresholds_)
     else:
         assert model.isotonic is None
+    assert (model.beta is not None) == (options.get("calibration_method") == "beta")
     # Calibrated on every calibration row instead: their mean, 55 %.
     assert mean_when_calibrated_on_every_row == pytest.approx(0.55, abs=0.05)
+
+
+def test_beta_calibration_maps_a_raw_score_by_its_three_weights():
+    """q = sigmoid(a·ln p − b·ln(1 − p) + c), p = sigmoid(raw), worked by hand for
+    (a, b, c) = (2, 0.5, 0.3): raw 0 is p = 1/2, so logit q = −2·ln 2 + 0.5·ln 2 + 0.3 =
+    −0.7397, q = 0.3231; raw ln 3 is p = 3/4, logit q = 2·ln 0.75 + 0.5·ln 4 + 0.3 = 0.4178,
+    q = 0.6030. With (1, 1, 0) the mapping is the raw score's own sigmoid."""
+    model = EngagementModel(beta=(2.0, 0.5, 0.3))
+    assert model._calibrated(np.array([0.0, np.log(3.0)])) == pytest.approx(
+        [0.3231, 0.6030], abs=1e-4
+    )
+    raw = np.array([-3.0, -0.5, 0.0, 2.0])
+    model.beta = (1.0, 1.0, 0.0)
+    assert model._calibrated(raw) == pytest.approx(1 / (1 + np.exp(-raw)))
+
+
+def test_beta_calibration_recovers_its_weights_and_never_ties_or_reverses_titles():
+    """Labels drawn from a known beta mapping give back its weights. Labels whose rate falls
+    as the raw score rises at the low end (an unconstrained fit's a < 0) still get a mapping
+    rising strictly with the raw score: distinct scores stay distinct, in the same order, so
+    a viewer's titles keep their ranking (an isotonic step or a fitted negative weight would
+    tie or reverse them)."""
+    from engagement.learning.model import _fit_beta
+
+    rng = np.random.default_rng(3)
+    raw = rng.normal(0.0, 1.5, 200_000)
+    model = EngagementModel(beta=(1.5, 0.6, -0.2))
+    labels = (rng.random(len(raw)) < model._calibrated(raw)).astype(float)
+    assert _fit_beta(raw, labels) == pytest.approx((1.5, 0.6, -0.2), abs=0.05)
+
+    # A U-shaped rate: high at both ends, lowest in the middle.
+    raw = np.linspace(-4.0, 4.0, 4001)
+    rate = np.where(raw < 0, 0.4 + 0.1 * -raw, 0.4 + 0.1 * raw)
+    labels = (rng.random(len(raw)) < rate).astype(float)
+    model.beta = _fit_beta(raw, labels)
+    assert min(model.beta[:2]) > 0
+    assert np.all(np.diff(model._calibrated(raw)) > 0)

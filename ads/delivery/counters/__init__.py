@@ -23,10 +23,12 @@ state (Redis restarted empty) has no epoch: it refuses reservations and backlog 
 (DeliveryStateUnavailable, `lost`) until `ads.services.counters_heal` has rebuilt it from the
 event table, so no line item spends its budget, nor any viewer passes a cap, a second time.
 A heal writes budgets first (`keys.budgets_known`), caps second: in between, a reservation
-made with `whole_state=False` (its own limits bound it: CPM budgets) is accepted, any other
-refused; one holding a viewer's cap keys needs that viewer's caps read too (`known`:
-`keys.viewer_caps_known`, set with them by `raise_many`, which only ever raises a key), and
-backlog applications still wait for the epoch.
+is accepted, one holding a viewer's cap keys once that viewer's caps are read too (`known`:
+`keys.viewer_caps_known`, set with them by `raise_many`, which only ever raises a key), and a
+backlog entry's effects are applied on every key but the viewers' (`apply_once`, its marker
+recording each part), the viewers' part waiting for the epoch. The heal's own steps that make
+the state known (`hold`, `mark_known(claim=...)`) need its claim still held, so a store that
+lost its state again during a heal is not taken for healed.
 """
 
 from __future__ import annotations

@@ -29,19 +29,29 @@ class LocalCounters:
         # keys, as the tests do to play a Redis restart, forgets this too).
         self._values[keys.epoch()] = (1, None)
 
-    def _known(self, now: float, whole_state: bool = True) -> bool:
-        """The whole state is known; or, with `whole_state` False, at least the budgets (a
-        heal's first phase is written)."""
-        if self._get(keys.epoch(), now) and not self._get(keys.healing(), now):
+    def _known(self, now: float) -> bool:
+        """The whole state is known (the epoch set, no heal running)."""
+        return bool(self._get(keys.epoch(), now)) and not self._get(keys.healing(), now)
+
+    def _check_budgets_known(self, now: float) -> bool:
+        """The whole state is known (True), or the budgets (False: a heal's first phase is
+        written); else DeliveryStateUnavailable."""
+        if self._known(now):
             return True
-        return not whole_state and bool(self._get(keys.budgets_known(), now))
+        if not self._get(keys.budgets_known(), now):
+            raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
+        return False
 
     def state_known(self) -> bool:
         with self._lock:
             return self._known(time.monotonic())
 
-    def mark_known(self) -> None:
+    def mark_known(self, *, claim: int | None = None) -> None:
+        """Set the epoch (and forget the heal's keys); with `claim` (a heal's token), only
+        while the healing key holds it (see RedisCounters.mark_known)."""
         with self._lock:
+            if claim is not None and self._get(keys.healing(), time.monotonic()) != claim:
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
             self._values[keys.epoch()] = (1, None)
             self._values.pop(keys.healing(), None)
             self._values.pop(keys.budgets_known(), None)
@@ -50,17 +60,43 @@ class LocalCounters:
         with self._lock:
             self._values.pop(key, None)
 
-    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
-        """Add `bumps` unless `marker` says they were added: True when this call did."""
+    def release_heal(self, *, claim: int) -> None:
+        """Forget the healing claim and budgets known while the claim holds `claim` (see
+        RedisCounters.release_heal)."""
+        with self._lock:
+            if self._get(keys.healing(), time.monotonic()) == claim:
+                self._values.pop(keys.healing(), None)
+                self._values.pop(keys.budgets_known(), None)
+
+    def hold(self, held: Sequence[str], ttl: float, *, token: int = 1) -> None:
+        """Set each key of `held` for `ttl` seconds while the first holds the heal's `token`
+        (see RedisCounters.hold)."""
         now = time.monotonic()
         with self._lock:
-            if not self._known(now):
-                raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
-            if self._get(marker, now):
-                return False
-            self._values[marker] = (1, now + APPLIED_TTL)
-            self._add(bumps, now)
-            return True
+            if self._get(held[0], now) != token:
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
+            self._values[held[0]] = (token, now + ttl)
+            for key in held[1:]:
+                self._values[key] = (1, now + ttl)
+
+    def apply_once(
+        self, marker: str, bumps: Sequence[Bump], viewer_bumps: Sequence[Bump] = ()
+    ) -> bool:
+        """Add what `marker` says was not added yet, in one step (see
+        RedisCounters.apply_once): True when the counters hold both parts now."""
+        now = time.monotonic()
+        with self._lock:
+            whole = self._check_budgets_known(now)
+            done = self._get(marker, now)
+            level = keys.APPLIED_ALL if whole else keys.APPLIED_BUDGETS
+            if done >= level:
+                return done == keys.APPLIED_ALL
+            if done < keys.APPLIED_BUDGETS:
+                self._add(bumps, now)
+            if whole:
+                self._add(viewer_bumps, now)
+            self._values[marker] = (level, now + APPLIED_TTL)
+            return level == keys.APPLIED_ALL
 
     def _get(self, key: str, now: float) -> int:
         value, expires = self._values.get(key, (0, None))
@@ -87,22 +123,14 @@ class LocalCounters:
                 expires = now + bump.ttl
             self._values[bump.key] = (value + bump.amount, expires)
 
-    def reserve(
-        self,
-        groups: Sequence[Sequence[Bump]],
-        *,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> list[bool]:
-        """Each group whole or not at all; `whole_state=False`: the groups' own limits bound
-        them, so known budgets are enough, with the `known` marker present when given (see
-        RedisCounters.reserve)."""
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, known: str | None = None) -> list[bool]:
+        """Each group whole or not at all; known budgets are enough, with the `known` marker
+        present when given (see RedisCounters.reserve)."""
         now = time.monotonic()
         results = []
         with self._lock:
-            if not self._known(now, whole_state):
-                raise DeliveryStateUnavailable("The counters are being rebuilt.", lost=True)
-            if known is not None and not self._known(now) and not self._get(known, now):
+            whole = self._check_budgets_known(now)
+            if known is not None and not whole and not self._get(known, now):
                 raise ViewerStateUnknown()
             for group in groups:
                 current = [self._get(bump.key, now) for bump in group]
@@ -145,13 +173,14 @@ class LocalCounters:
                 expires = now + marker.ttl if marker.ttl else None
                 self._values[marker.key] = (marker.amount, expires)
 
-    def claim(self, key: str, ttl: float) -> bool:
-        """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
+    def claim(self, key: str, ttl: float, *, token: int = 1) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work, a
+        heal's claim), the key holding `token` meanwhile."""
         now = time.monotonic()
         with self._lock:
             if self._get(key, now):
                 return False
-            self._values[key] = (1, now + ttl)
+            self._values[key] = (token, now + ttl)
             return True
 
     def delete_prefix(self, prefix: str) -> None:

@@ -9,10 +9,12 @@ error the engine and the event path know how to answer.
 Reservations and backlog applications check, in the same script, that the counters are known
 (the epoch key is present and no heal holds the healing key): a Redis that restarted empty
 refuses them, instead of letting a line item spend its budget again from zero. Between a heal's
-two phases (`keys.budgets_known` set, the epoch not yet), a reservation the caller says its
-own limits bound (`whole_state=False`: CPM budgets) is accepted, any other refused; one
-holding a viewer's cap keys also needs that viewer's caps read (`keys.viewer_caps_known`, set
-with them by `raise_many`). Backlog applications wait for the epoch.
+two phases (`keys.budgets_known` set, the epoch not yet), a reservation is accepted, one
+holding a viewer's cap keys once that viewer's caps are read (`keys.viewer_caps_known`, set
+with them by `raise_many`); a backlog application adds its effects on every key but the
+viewers' (`keys.of_viewer`), the rest waits for the epoch. A heal's own steps that say the
+state is known (`hold`, `mark_known`) check in the same script that its claim is still held:
+a Redis that restarted empty in the middle of a heal is not taken for a healed one.
 """
 
 from __future__ import annotations
@@ -43,17 +45,16 @@ UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # besides (the viewer's caps known; budgets known again when none), then every group's keys in
 # turn; ARGV[1]: for each group,
 # its number of keys n, then "amount ttl limit" for each of its keys (ttl 0: none, limit -1:
-# none), all space-separated; ARGV[2]: 1 when the reservation needs the whole state known, 0
-# when known budgets are enough (see the module docstring). One argument to pack instead of
+# none), all space-separated. One argument to pack instead of
 # three a key, and one script for the whole pod instead of one a group (each group is still all
 # or nothing, and the script runs alone, so the groups are applied as one after the other).
 # The amounts reach INCRBY as the strings sent (a Lua number would print large ones as 1e+15).
-# Returns 0 when the counters are not known (enough), -1 when only the marker is missing, else
-# an array with, for each group, 1 when reserved or -i when its key i (from 1) would pass its
-# limit.
+# Returns 0 when the counters are not known (not even the budgets), -1 when only the marker is
+# missing, else an array with, for each group, 1 when reserved or -i when its key i (from 1)
+# would pass its limit.
 RESERVE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
-  if ARGV[2] == '1' or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+  if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
   if redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 end
 local spec = {}
@@ -88,17 +89,53 @@ while s <= #spec do
 end
 return results
 """
-# KEYS: epoch, healing, marker, then the bumps' keys; ARGV: the marker's ttl, then amount and
-# ttl (0: none) for each bump. Returns 1 when applied, 0 when the marker says it was, and -1
-# when the counters are not known.
+# KEYS: epoch, healing, budgets known, marker, then the keys of the entry's first part (every
+# key but the viewers'), then those of its second; ARGV: the marker's ttl, the number of keys
+# in the first part, then amount and ttl (0: none) for each key. The first part is added unless
+# the marker says it was (>= 1), the second only with the whole state known and unless the
+# marker says it was (2); the marker records what the counters hold. Returns the marker's value
+# after the call, and -1 when the counters are not known (not even the budgets).
 APPLY_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-if redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[1]) == false then return 0 end
-for i = 4, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 6])
-  local ttl = tonumber(ARGV[2 * i - 5])
+local whole = redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0
+if not whole and redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+local done = tonumber(redis.call('GET', KEYS[4]) or '0')
+local level, first = 1, 4 + tonumber(ARGV[2])
+if whole then level = 2 end
+if done >= level then return done end
+local from, to = 5, first
+if done >= 1 then from = first + 1 end
+if whole then to = #KEYS end
+for i = from, to do
+  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 7])
+  local ttl = tonumber(ARGV[2 * i - 6])
   if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
 end
+redis.call('SET', KEYS[4], level, 'EX', ARGV[1])
+return level
+"""
+# KEYS: the keys a heal holds, its claim first; ARGV[1]: their ttl, ARGV[2]: the heal's token.
+# While the claim holds this heal's token, sets it again and the others (value 1); returns 0
+# when it does not (lost with the store's state, or another heal's since).
+HOLD_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+for i = 2, #KEYS do redis.call('SET', KEYS[i], 1, 'EX', ARGV[1]) end
+return 1
+"""
+# KEYS: epoch, healing, budgets known; ARGV[1]: the heal's token ('': no claim to check). Sets
+# the epoch and deletes the other two; returns 0 (nothing done) when the claim must hold the
+# token and does not.
+KNOWN_SCRIPT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 1)
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+# KEYS: healing, budgets known; ARGV[1]: the heal's token. Deletes both while the claim holds
+# the token (a heal that stops lets the next one start at once, and leaves another's keys be).
+RELEASE_HEAL_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """
 
@@ -165,11 +202,14 @@ class RedisCounters:
         )
         self._reserve = self._redis.register_script(RESERVE_SCRIPT)
         self._apply = self._redis.register_script(APPLY_SCRIPT)
+        self._hold = self._redis.register_script(HOLD_SCRIPT)
+        self._mark_known = self._redis.register_script(KNOWN_SCRIPT)
+        self._release_heal = self._redis.register_script(RELEASE_HEAL_SCRIPT)
         self._raise = self._redis.register_script(RAISE_SCRIPT)
         self._set = self._redis.register_script(SET_SCRIPT)
         self.full = FullMemory()
         self._guard = [keys.epoch(), keys.healing()]
-        self._reserve_guard = [*self._guard, keys.budgets_known()]
+        self._budgets_guard = [*self._guard, keys.budgets_known()]
         self._local = threading.local()  # each thread's connection for reservations
         self._packed_read: tuple[Sequence[str], bytes] | None = None
 
@@ -216,28 +256,22 @@ class RedisCounters:
         pipe.execute()
 
     @_unavailable_when_unreachable
-    def reserve(
-        self,
-        groups: Sequence[Sequence[Bump]],
-        *,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> list[bool]:
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, known: str | None = None) -> list[bool]:
         """One EVALSHA of RESERVE_SCRIPT for all the groups, written to this thread's own
         connection (without redis-py's command packing: packing each argument through it cost
-        about a third of a decision's CPU, and one reply per group another tenth).
-        `whole_state=False`: the groups' own limits bound what they reserve, so known budgets
-        are enough (a heal's first phase), with the `known` marker present when given (the
-        viewer's caps read: ViewerStateUnknown without it)."""
+        about a third of a decision's CPU, and one reply per group another tenth). Known
+        budgets are enough (a heal's first phase: every reservation is bounded by its own
+        limits, or holds none), with the `known` marker present when given (the viewer's caps
+        read: ViewerStateUnknown without it)."""
         if not groups:
             return []
-        guard = [*self._reserve_guard, known or keys.budgets_known()]
-        command = _reserve_command(self._reserve.sha, guard, groups, whole_state)
+        guard = [*self._budgets_guard, known or keys.budgets_known()]
+        command = _reserve_command(self._reserve.sha, guard, groups)
         (result,) = self._send(command, 1)
         if isinstance(result, redis.exceptions.NoScriptError):
             # Redis restarted or flushed its scripts: nothing of this pod was reserved.
             self._redis.script_load(RESERVE_SCRIPT)
-            return self.reserve(groups, whole_state=whole_state, known=known)
+            return self.reserve(groups, known=known)
         if isinstance(result, Exception):
             raise result
         if result == 0:
@@ -279,17 +313,23 @@ class RedisCounters:
         raise AssertionError("unreachable")
 
     @_unavailable_when_unreachable
-    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
-        """Add `bumps` unless `marker` says they were added, in one step: True when this call
-        did."""
-        args: list[int] = [APPLIED_TTL]
-        for bump in bumps:
+    def apply_once(
+        self, marker: str, bumps: Sequence[Bump], viewer_bumps: Sequence[Bump] = ()
+    ) -> bool:
+        """Add what `marker` says was not added yet, in one step: `bumps` (a backlog entry's
+        effects on every key but the viewers') once the budgets are known, `viewer_bumps` once
+        the whole state is (a heal's second phase writes the viewers' keys). True when the
+        counters hold both parts now (added by this call or before), False when
+        `viewer_bumps` wait for the epoch."""
+        args: list[int] = [APPLIED_TTL, len(bumps)]
+        for bump in [*bumps, *viewer_bumps]:
             args += [bump.amount, bump.ttl or 0]
-        script_keys = [*self._guard, marker, *(bump.key for bump in bumps)]
+        script_keys = [*self._budgets_guard, marker]
+        script_keys += [bump.key for bump in [*bumps, *viewer_bumps]]
         (result,) = self._run_scripts([(self._apply, script_keys, args)])
         if result < 0:
             raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
-        return result == 1
+        return result == keys.APPLIED_ALL
 
     @_unavailable_when_unreachable
     def state_known(self) -> bool:
@@ -297,15 +337,38 @@ class RedisCounters:
         return epoch is not None and healing is None
 
     @_unavailable_when_unreachable
-    def mark_known(self) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(keys.epoch(), 1)
-        pipe.delete(keys.healing(), keys.budgets_known())
-        pipe.execute()
+    def mark_known(self, *, claim: int | None = None) -> None:
+        """Set the epoch and forget the heal's keys; with `claim` (a heal's token), only while
+        the healing key holds it: a Redis that restarted empty during the heal lost it, or
+        another heal took it since, and the store must not be marked known over that
+        (DeliveryStateUnavailable, lost)."""
+        script_keys = [keys.epoch(), keys.healing(), keys.budgets_known()]
+        token = "" if claim is None else str(claim)
+        (done,) = self._run_scripts([(self._mark_known, script_keys, [token])])
+        if not done:
+            raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
+
+    @_unavailable_when_unreachable
+    def hold(self, held: Sequence[str], ttl: float, *, token: int = 1) -> None:
+        """Set each key of `held` for `ttl` seconds while the first, a heal's claim, holds the
+        heal's `token`: a heal renews its keys, and says the budgets are known, with it. A
+        Redis that restarted empty since lost the claim, and another heal may have claimed it
+        since (DeliveryStateUnavailable, lost): set again, the keys would say a store holds
+        what this heal wrote."""
+        (done,) = self._run_scripts([(self._hold, list(held), [int(ttl), str(token)])])
+        if not done:
+            raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
 
     @_unavailable_when_unreachable
     def release(self, key: str) -> None:
         self._redis.delete(key)
+
+    @_unavailable_when_unreachable
+    def release_heal(self, *, claim: int) -> None:
+        """Delete the healing claim and budgets known while the claim holds `claim` (a heal's
+        token): a heal that stops leaves another heal's keys be."""
+        script_keys = [keys.healing(), keys.budgets_known()]
+        self._run_scripts([(self._release_heal, script_keys, [str(claim)])])
 
     @_unavailable_when_unreachable
     def set_many(self, values: Mapping[str, int], ttl: int | None = None) -> None:
@@ -354,8 +417,10 @@ class RedisCounters:
         return result
 
     @_unavailable_when_unreachable
-    def claim(self, key: str, ttl: float) -> bool:
-        return bool(self._redis.set(key, 1, nx=True, px=int(ttl * 1000)))
+    def claim(self, key: str, ttl: float, *, token: int = 1) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work, a
+        heal's claim), the key holding `token` meanwhile."""
+        return bool(self._redis.set(key, token, nx=True, px=int(ttl * 1000)))
 
     @_unavailable_when_unreachable
     def delete_prefix(self, prefix: str) -> None:
@@ -379,9 +444,7 @@ class RedisCounters:
         return [bool(result) for result in pipe.execute()]
 
 
-def _reserve_command(
-    sha: str, guard: Sequence[str], groups: Sequence[Sequence[Bump]], whole_state: bool
-) -> bytes:
+def _reserve_command(sha: str, guard: Sequence[str], groups: Sequence[Sequence[Bump]]) -> bytes:
     """EVALSHA of the reserve script for `groups` (after the guard keys), in the Redis
     protocol: each key written as a bulk string as it is met (as `_packed_ascii` would
     write the whole list, in one pass instead of two)."""
@@ -396,18 +459,17 @@ def _reserve_command(
     limits = " ".join(spec)
     text = "".join(
         [
-            f"*{len(names) + 5}\r\n$7\r\nEVALSHA\r\n${len(sha)}\r\n{sha}\r\n"
+            f"*{len(names) + 4}\r\n$7\r\nEVALSHA\r\n${len(sha)}\r\n{sha}\r\n"
             f"${len(count)}\r\n{count}\r\n",
             *names,
-            f"${len(limits)}\r\n{limits}\r\n$1\r\n{'1' if whole_state else '0'}\r\n",
+            f"${len(limits)}\r\n{limits}\r\n",
         ]
     )
     if text.isascii():
         return text.encode()
     # A key that is not ASCII (none is today): a bulk string's length counts its bytes.
     keys = [*guard, *(bump.key for group in groups for bump in group)]
-    whole = "1" if whole_state else "0"
-    return _packed(["EVALSHA", sha, count, *keys, limits, whole])
+    return _packed(["EVALSHA", sha, count, *keys, limits])
 
 
 def _packed_ascii(args: list[str]) -> bytes:

@@ -66,8 +66,8 @@ ON CONFLICT (key) DO UPDATE SET
 """
 # A row comes back only when this call took the key: new, expired, or at 0.
 CLAIM_SQL = """
-INSERT INTO counter (key, value, expires_at) VALUES (:key, 1, :expires_at)
-ON CONFLICT (key) DO UPDATE SET value = 1, expires_at = excluded.expires_at
+INSERT INTO counter (key, value, expires_at) VALUES (:key, :token, :expires_at)
+ON CONFLICT (key) DO UPDATE SET value = :token, expires_at = excluded.expires_at
 WHERE counter.expires_at <= :now OR counter.value = 0
 RETURNING key
 """
@@ -149,33 +149,35 @@ class SqliteCounters:
         with self._writing() as db:
             db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
 
-    def _check_known(
-        self,
-        db: sqlite3.Connection,
-        now: float,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> None:
-        """Raise unless the whole state is known; or, with `whole_state` False, at least the
-        budgets (a heal's first phase is written), and the `known` marker when given."""
+    def _check_known(self, db: sqlite3.Connection, now: float, known: str | None = None) -> bool:
+        """True when the whole state is known; False when the budgets are (a heal's first
+        phase is written), with the `known` marker when given; else raise."""
         guard_keys = [keys.epoch(), keys.healing(), keys.budgets_known()]
         guard = self._read(db, [*guard_keys, known] if known else guard_keys, now)
         if guard.get(keys.epoch()) and not guard.get(keys.healing()):
-            return
-        if whole_state or not guard.get(keys.budgets_known()):
+            return True
+        if not guard.get(keys.budgets_known()):
             raise DeliveryStateUnavailable("The counters are not known yet.", lost=True)
         if known is not None and not guard.get(known):
             raise ViewerStateUnknown()
+        return False
 
     def state_known(self) -> bool:
         try:
-            self._check_known(self._connection(), self._clock())
+            return self._check_known(self._connection(), self._clock())
         except DeliveryStateUnavailable:
             return False
-        return True
 
-    def mark_known(self) -> None:
+    def mark_known(self, *, claim: int | None = None) -> None:
+        """Set the epoch (and forget the heal's keys); with `claim` (a heal's token), only
+        while the healing key holds it (see RedisCounters.mark_known)."""
+        now = self._clock()
         with self._writing() as db:
+            if (
+                claim is not None
+                and self._read(db, [keys.healing()], now).get(keys.healing()) != claim
+            ):
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
             db.execute(SET_SQL, (keys.epoch(), 1, None))
             db.execute(
                 "DELETE FROM counter WHERE key IN (?, ?)", (keys.healing(), keys.budgets_known())
@@ -185,33 +187,54 @@ class SqliteCounters:
         with self._writing() as db:
             db.execute("DELETE FROM counter WHERE key = ?", (key,))
 
-    def apply_once(self, marker: str, bumps: Sequence[Bump]) -> bool:
-        """Add `bumps` unless `marker` says they were added, in one transaction: True when
-        this call did."""
+    def release_heal(self, *, claim: int) -> None:
+        """Delete the healing claim and budgets known while the claim holds `claim` (see
+        RedisCounters.release_heal)."""
+        with self._writing() as db:
+            if self._read(db, [keys.healing()], self._clock()).get(keys.healing()) == claim:
+                db.execute(
+                    "DELETE FROM counter WHERE key IN (?, ?)",
+                    (keys.healing(), keys.budgets_known()),
+                )
+
+    def hold(self, held: Sequence[str], ttl: float, *, token: int = 1) -> None:
+        """Set each key of `held` for `ttl` seconds while the first holds the heal's `token`,
+        in one transaction (see RedisCounters.hold)."""
         now = self._clock()
         with self._writing() as db:
-            self._check_known(db, now)
-            if self._read(db, [marker], now):
-                return False
-            db.execute(SET_SQL, (marker, 1, now + APPLIED_TTL))
-            db.executemany(ADD_SQL, [_add_row(bump, now) for bump in bumps])
-            return True
+            if self._read(db, held[:1], now).get(held[0]) != token:
+                raise DeliveryStateUnavailable("The heal's claim was lost.", lost=True)
+            db.executemany(
+                SET_SQL, [(key, token if key == held[0] else 1, now + ttl) for key in held]
+            )
 
-    def reserve(
-        self,
-        groups: Sequence[Sequence[Bump]],
-        *,
-        whole_state: bool = True,
-        known: str | None = None,
-    ) -> list[bool]:
+    def apply_once(
+        self, marker: str, bumps: Sequence[Bump], viewer_bumps: Sequence[Bump] = ()
+    ) -> bool:
+        """Add what `marker` says was not added yet, in one transaction (see
+        RedisCounters.apply_once): True when the counters hold both parts now."""
+        now = self._clock()
+        with self._writing() as db:
+            whole = self._check_known(db, now)
+            done = self._read(db, [marker], now).get(marker, 0)
+            level = keys.APPLIED_ALL if whole else keys.APPLIED_BUDGETS
+            if done >= level:
+                return done == keys.APPLIED_ALL
+            adding = [*bumps] if done < keys.APPLIED_BUDGETS else []
+            if whole:
+                adding += viewer_bumps
+            db.executemany(ADD_SQL, [_add_row(bump, now) for bump in adding])
+            db.execute(SET_SQL, (marker, level, now + APPLIED_TTL))
+            return level == keys.APPLIED_ALL
+
+    def reserve(self, groups: Sequence[Sequence[Bump]], *, known: str | None = None) -> list[bool]:
         """Each group whole or not at all, as the Redis script does; all groups in one
-        transaction (one lock, one commit). `whole_state=False`: the groups' own limits bound
-        them, so known budgets are enough, with the `known` marker present when given (see
-        RedisCounters.reserve)."""
+        transaction (one lock, one commit). Known budgets are enough, with the `known` marker
+        present when given (see RedisCounters.reserve)."""
         now = self._clock()
         results = []
         with self._writing() as db:
-            self._check_known(db, now, whole_state, known)
+            self._check_known(db, now, known)
             for group in groups:
                 current = self._read(db, [bump.key for bump in group], now)
                 blocker = next(
@@ -249,11 +272,12 @@ class SqliteCounters:
                 expires_at = now + marker.ttl if marker.ttl else None
                 db.execute(SET_SQL, (marker.key, marker.amount, expires_at))
 
-    def claim(self, key: str, ttl: float) -> bool:
-        """True for the first caller until `ttl` seconds pass (a lock for periodic work)."""
-        return self.claim_many([key], ttl)[0]
+    def claim(self, key: str, ttl: float, *, token: int = 1) -> bool:
+        """True for the first caller until `ttl` seconds pass (a lock for periodic work, a
+        heal's claim), the key holding `token` meanwhile."""
+        return self.claim_many([key], ttl, token=token)[0]
 
-    def claim_many(self, keys: Sequence[str], ttl: float) -> list[bool]:
+    def claim_many(self, keys: Sequence[str], ttl: float, *, token: int = 1) -> list[bool]:
         """`claim` of each key, in one transaction."""
         if not keys:
             return []
@@ -262,7 +286,8 @@ class SqliteCounters:
             return [
                 bool(
                     db.execute(
-                        CLAIM_SQL, {"key": key, "expires_at": now + ttl, "now": now}
+                        CLAIM_SQL,
+                        {"key": key, "token": token, "expires_at": now + ttl, "now": now},
                     ).fetchall()
                 )
                 for key in keys
