@@ -140,6 +140,8 @@
             data: data.minutes.map(function (minute, i) { return { x: minute, y: data.curve[i] }; }),
             pointRadius: 0,
             borderWidth: 2,
+            borderColor: "#0172ad",
+            backgroundColor: "#0172ad",
           },
           {
             label: "Ad breaks",
@@ -149,6 +151,8 @@
             }),
             pointRadius: 6,
             pointStyle: "rectRot",
+            borderColor: "#c0392b",
+            backgroundColor: "#c0392b",
           },
           {
             label: "Recommended places",
@@ -156,6 +160,8 @@
             data: data.moves.map(function (m) { return { x: m.minute, y: m.share }; }),
             pointRadius: 6,
             pointStyle: "circle",
+            borderColor: "#1e7b34",
+            borderWidth: 2,
             backgroundColor: "transparent",
           },
         ],
