@@ -607,12 +607,9 @@ def test_between_the_phases_a_cpc_line_item_serves_within_its_rebuilt_spend(worl
     assert sum(stored.values_list("cost_micros", flat=True)) == 6_000_000
 
 
-def test_a_store_that_loses_its_state_again_during_a_heal_is_not_taken_for_healed(
-    world, each_backend
-):
-    """Redis restarts empty between the heal's phases: the heal stops at its next step (the
-    claim it holds is gone with the rest) instead of setting the epoch over an empty store,
-    which would have served the spent budget again from zero; the next heal counts it."""
+def _budget_spent_then_state_lost(world):
+    """A line item whose one impression spent its day's budget, then a store that lost its
+    state (as Redis restarted empty): the line item, the impression's time and the store."""
     line_item = line_item_with_creative(world.acme, daily_budget=Decimal("0.02"), pacing="asap")
     rebuild()
     at = timezone.now()
@@ -621,6 +618,16 @@ def test_a_store_that_loses_its_state_again_during_a_heal_is_not_taken_for_heale
     store = counters()
     store.delete_prefix(keys.PREFIX)
     state_holder.reset()
+    return line_item, at, store
+
+
+def test_a_store_that_loses_its_state_again_during_a_heal_is_not_taken_for_healed(
+    world, each_backend
+):
+    """Redis restarts empty between the heal's phases: the heal stops at its next step (the
+    claim it holds is gone with the rest) instead of setting the epoch over an empty store,
+    which would have served the spent budget again from zero; the next heal counts it."""
+    line_item, at, store = _budget_spent_then_state_lost(world)
 
     def lost_again() -> None:
         store.delete_prefix(keys.PREFIX)
@@ -1119,14 +1126,7 @@ def test_a_heal_that_lost_its_claim_to_another_does_not_mark_the_store_known(wor
     """The store loses its state again between heal A's phases, and another process's heal B
     claims it: A must stop, not mark known (over a store holding nothing of B's yet, every
     budget would read zero) nor release B's claim."""
-    line_item = line_item_with_creative(world.acme, daily_budget=Decimal("0.02"), pacing="asap")
-    rebuild()
-    at = timezone.now()
-    (slot,) = world.decide(at=at).pod
-    services.event_track(token=slot.token, event_type="impression", user_agent=PLAYER)
-    store = counters()
-    store.delete_prefix(keys.PREFIX)
-    state_holder.reset()
+    line_item, at, store = _budget_spent_then_state_lost(world)
 
     def lost_again_and_claimed_by_another_heal() -> None:
         store.delete_prefix(keys.PREFIX)
