@@ -651,14 +651,15 @@ def counters_rebuild(
 
     `after_budgets`, when given, is called between the two (the tests and the bench).
 
-    It holds the healing key throughout (HealInProgress if another process does; renewed
-    while it runs, `_claim_kept`), so nothing
-    is applied or reserved before phase 1 is written (nor, before phase 2, anything on a
-    viewer's keys but the caps of a viewer whose caps were read); reads the table in one
-    snapshot and deletes there the backlog entries that snapshot holds (their events are
-    counted here), so each part of an entry is counted by the rebuild or from the backlog,
-    never both; and stops (DeliveryStateUnavailable) when the store loses its claim, lost
-    again during the heal (see `ads.services.recovery`).
+    It holds the healing key, with a token of its own, throughout (HealInProgress if another
+    process does; renewed while it runs, `_claim_kept`), so nothing is applied or reserved
+    before phase 1 is written (nor, before phase 2, anything on a viewer's keys but the caps
+    of a viewer whose caps were read); reads the table in one snapshot and deletes there the
+    backlog entries that snapshot holds (their events are counted here, and phase 2 marks
+    them whole), so each part of an entry is counted by the rebuild or from the backlog,
+    never both; and stops (DeliveryStateUnavailable) when the claim no longer holds its
+    token: lost with the store's state during the heal, or taken by another heal since (see
+    `ads.services.recovery`).
     """
     store = store or counters()
     # This heal's own: a heal that outlives its claim (Redis restarted empty, another heal
