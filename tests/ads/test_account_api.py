@@ -3,6 +3,7 @@ listed, read, created, changed, paused, resumed and archived through the service
 forms use; Idempotency-Key on creates, ETag / If-Match on changes; the delivery diagnosis."""
 
 import datetime as dt
+import zoneinfo
 
 import pytest
 from django.test import Client
@@ -10,7 +11,13 @@ from django.utils import timezone
 
 from ads import services
 from ads.models import Campaign, Creative, LineItem
-from tests.factories import CampaignFactory, GenreFactory, LineItemFactory, TitleFactory
+from tests.factories import (
+    AdvertiserFactory,
+    CampaignFactory,
+    GenreFactory,
+    LineItemFactory,
+    TitleFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -52,8 +59,15 @@ def patch(client, url, body, **headers):
     return client.patch(url, body, content_type="application/json", headers=headers)
 
 
+def account_today():
+    """The tenancy account's date (its advertiser is in New York): a campaign's dates are the
+    account's, so from 19:00 to midnight in New York (00:00–05:00 UTC) the server's date is a
+    day ahead and a line item starting in two hours would start before a campaign dated by it."""
+    return timezone.localdate(timezone=zoneinfo.ZoneInfo(AdvertiserFactory.timezone))
+
+
 def campaign_body(**overrides):
-    today = timezone.localdate()
+    today = account_today()
     return {
         "name": "Winter Warmers",
         "objective": "awareness",
