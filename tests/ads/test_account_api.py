@@ -174,7 +174,14 @@ def test_an_integration_creates_a_campaign_a_line_item_and_a_creative(writer, te
 def test_naive_times_are_the_accounts_local_time_and_shown_in_it(writer, tenancy):
     tenancy.advertiser.timezone = "America/New_York"
     tenancy.advertiser.save()
-    start = (timezone.localdate() + dt.timedelta(days=3)).isoformat()
+    start = (account_today() + dt.timedelta(days=3)).isoformat()
+    # New York's offset on that day: EST (-05:00) from November to March, EDT (-04:00) from
+    # March to November (the suite runs on any day of the year).
+    hours = {dt.timedelta(hours=-5): -5, dt.timedelta(hours=-4): -4}[
+        dt.datetime.fromisoformat(f"{start}T18:00")
+        .replace(tzinfo=zoneinfo.ZoneInfo("America/New_York"))
+        .utcoffset()
+    ]
     body = line_item_body(tenancy.campaign.pk, start_at=f"{start}T18:00:00")
     created = post(writer, "/api/v1/line_items", body)
     assert created.status_code == 201, created.json()
@@ -182,9 +189,12 @@ def test_naive_times_are_the_accounts_local_time_and_shown_in_it(writer, tenancy
     local = timezone.localtime(line_item.start_at, tenancy.advertiser.tzinfo)
     assert (local.isoformat()[:16], local.utcoffset()) == (
         f"{start}T18:00",
-        dt.timedelta(hours=-5),
+        dt.timedelta(hours=hours),
     )
-    assert created.json()["start_at"] == f"{start}T18:00:00-05:00"
+    assert line_item.start_at == dt.datetime.fromisoformat(f"{start}T18:00+00:00") - dt.timedelta(
+        hours=hours
+    )
+    assert created.json()["start_at"] == f"{start}T18:00:00{hours:03d}:00"
 
 
 @pytest.mark.parametrize(
