@@ -350,7 +350,10 @@ def _lean_signals() -> bool:
     )
 
 
-# What _origin depends on: the scheme (or the proxy's header for it) and the host.
+# What _origin depends on: the scheme (or the proxy's header for it) and the host. Not the
+# User-Agent: with DISALLOWED_USER_AGENTS set, every request goes to Django whatever its agent,
+# and the ad tags come from viewers' devices, each naming itself its own way (a key per agent
+# would clear the cache every 256 of them, and build a WSGIRequest for each).
 ORIGIN_KEYS = (
     "wsgi.url_scheme",
     "HTTP_X_FORWARDED_PROTO",
@@ -359,5 +362,4 @@ ORIGIN_KEYS = (
     "HTTP_X_FORWARDED_PORT",
     "SERVER_NAME",
     "SERVER_PORT",
-    "HTTP_USER_AGENT",
 )

@@ -393,3 +393,23 @@ def test_too_many_fields_are_refused_as_django_refuses_them(settings):
         answers.query_of("a=1&b=2&c=3&d=4")
     with pytest.raises(TooManyFieldsSent):
         _as_django_reads("a=1&b=2&c=3&d=4")
+
+
+def test_players_naming_themselves_differently_share_one_origin(apps, world, player, pod_of_two):
+    """The ad tags come from viewers' devices: the lean path works out a host's origin once,
+    whatever the agents."""
+    _, hot, counted = apps
+    for number in range(20):
+        status, _, _ = get(hot, "/vast/4.2", tag(world), HTTP_USER_AGENT=f"SmartTV Player/{number}")
+        assert status == "200 OK"
+    assert counted.calls == 0
+    assert len(hot._origins) == 1
+
+
+@override_settings(DISALLOWED_USER_AGENTS=[re.compile("BadAgent")])
+def test_with_disallowed_agents_django_answers_every_tag(apps, world, player, pod_of_two):
+    _, hot, counted = apps
+    refused = get(hot, "/vast/4.2", tag(world), HTTP_USER_AGENT="BadAgent/1.0")
+    allowed = get(hot, "/vast/4.2", tag(world))
+    assert counted.calls == 2
+    assert refused[0].startswith("403") and allowed[0] == "200 OK"
