@@ -105,6 +105,10 @@ def break_rows(analysis: dict) -> list[dict]:
             "at": clock(item["offset_seconds"]),
             "reached": item["reached"],
             "abandonment": percent(item["abandonment"]),
+            # Analyses stored before this figure have none.
+            "during_ads": percent(item["left_during_ads"] / item["reached"])
+            if "left_during_ads" in item and item["reached"]
+            else "—",
             "baseline": percent(item["baseline"]),
             "excess": percent(item["excess"]),
             "pod_seconds": f"{item['pod_seconds']:.0f}",
