@@ -59,7 +59,7 @@ class BreakApplyForm(forms.Form):
 def describe(recommendation: dict) -> str:
     where = clock(recommendation["offset_seconds"])
     change = (
-        f"abandonment {percent(recommendation['abandonment_before'])} → "
+        f"leaving at or just after it {percent(recommendation['abandonment_before'])} → "
         f"{percent(recommendation['abandonment_after'])}, "
         f"ad seconds per session {recommendation['ad_seconds_change']:+.1f}"
     )

@@ -48,7 +48,9 @@ def test_the_page_shows_the_curve_the_breaks_and_the_recommendation(client, staf
     assert rows[0][7] == "Keep the break at 20:00"
     # At 32:00 the content's 0.63 % and the other break's 5.52 % during its ads (no catalog
     # line here): an earlier version expected 2.78 %, as if the ads there lost nobody.
-    assert rows[1][7].startswith("Move the break at 40:00 to 32:00 (abandonment 8.89% → 6.15%")
+    assert rows[1][7].startswith(
+        "Move the break at 40:00 to 32:00 (leaving at or just after it 8.89% → 6.15%"
+    )
     # 10 + 7 of the 200 left during the ads; at 32:00 the 159 watching that far lose 5.52 %.
     assert (
         "Leaving during a break's ads: 8.50% of sessions now, 9.39% expected with the "
