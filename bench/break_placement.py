@@ -203,15 +203,24 @@ def claim_against_truth(
     )
     (left_before, sessions_before), (left_after, sessions_after) = counted_before, counted_after
     print(
-        f"  {'':4s}{'breaks':10s} {'left before':>11s} {'expected':>9s} {'left after':>10s} "
+        f"  {'':4s}{'breaks':28s} {'left before':>11s} {'expected':>9s} {'left after':>10s} "
         f"(per 100 sessions; {sessions_before:,} → {sessions_after:,} sessions counted)"
     )
-    for action in ("keep", "move", "drop", "all"):
-        ids = [break_id for break_id, kind in claim["actions"].items() if action in (kind, "all")]
+    groups = [
+        (action, [i for i, kind in claim["actions"].items() if action in (kind, "all")])
+        for action in ("keep", "move", "drop", "all")
+    ]
+    # The same by the truth (which the analysis never sees): a move out of a lull should meet
+    # its expectation; one that stays in a lull, or goes into one, loses more than expected.
+    groups += [
+        (f"  {label}", [i for i, truth in claim["truth"].items() if truth == label])
+        for label in sorted(set(claim["truth"].values()))
+    ]
+    for name, ids in groups:
         was = 100 * sum(left_before.get(i, 0) for i in ids) / max(1, sessions_before)
         hoped = 100 * sum(claim["expected_by_break"][i] for i in ids) / max(1, claim["sessions"])
         now = 100 * sum(left_after.get(i, 0) for i in ids) / max(1, sessions_after)
-        print(f"  {'':4s}{action + f' ({len(ids)})':10s} {was:11.2f} {hoped:9.2f} {now:10.2f}")
+        print(f"  {'':4s}{name + f' ({len(ids)})':28s} {was:11.2f} {hoped:9.2f} {now:10.2f}")
     return expected, measured, low, high
 
 
@@ -308,7 +317,7 @@ def main() -> None:
     counted = {"before": leavers_by_break(title_ids, *window)}
     # What the analysis claims, in sessions: leaving during a mid-roll's ads now and expected,
     # in all and per break, with what the recommendation does to each break.
-    claim: dict = {"now": 0.0, "expected": 0.0, "sessions": 0, "actions": {}}
+    claim: dict = {"now": 0.0, "expected": 0.0, "sessions": 0, "actions": {}, "truth": {}}
     claim["expected_by_break"] = {}
     saved: dict = {"titles": {}, "placements": {}}
     if options.save:
@@ -351,12 +360,20 @@ def main() -> None:
         before_breaks[placement.title_id] = placement.changes.get().before
         profile = World.load(seed=options.seed).titles[placement.title_id]
         for recommendation in analysis["recommendations"]:
+            was = in_lull(profile, recommendation["offset_seconds"])
             if recommendation["action"] == "keep":
-                kept_in_lull += in_lull(profile, recommendation["offset_seconds"])
+                kept_in_lull += was
+                truth = "kept in a lull" if was else "kept calm"
             else:
-                was = in_lull(profile, recommendation["offset_seconds"])
                 now = recommendation["to_offset_seconds"]
                 lulls[(was, now is not None and in_lull(profile, now))] += 1
+                if now is None:
+                    truth = "dropped in a lull" if was else "dropped calm"
+                elif in_lull(profile, now):
+                    truth = "moved within a lull" if was else "moved into a lull"
+                else:
+                    truth = "moved out of a lull" if was else "moved calm to calm"
+            claim["truth"][recommendation["break_id"]] = truth
     print(
         f"analysis: {analysed} of {AdBreak.objects.values('title').distinct().count()} titles "
         f"had enough sessions; recommendations: {actions['move']} moves, {actions['drop']} "
