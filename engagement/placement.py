@@ -104,6 +104,7 @@ class SessionTrace:
     end_seconds: int  # where in the title it ended (the duration when completed)
     abandoned: bool
     pods: dict[int, int]  # ad break id → seconds of ads it played there
+    session_id: int = 0  # the ViewingSession's (bench/break_placement.py pairs runs by it)
 
 
 @dataclass(frozen=True)
@@ -718,6 +719,7 @@ def title_traces(
                 end_seconds=duration if completed else ends.get(pk, 0),
                 abandoned=abandoned,
                 pods=pods.get(pk, {}),
+                session_id=pk,
             )
         )
     return traces
