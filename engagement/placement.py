@@ -39,8 +39,8 @@ Other apps reach these through `engagement.services` and `engagement.selectors`.
 Every recommendation carries its expected change in abandonment at breaks and in ad seconds
 per session that starts the title. The title's figure is the sessions that leave while a
 mid-roll's ads play, per session: now, and expected with the recommendations (a kept break
-keeps its leavers, a moved one loses the ordinary level of the sessions that reach its new
-place, a dropped one none).
+keeps its share, a moved one loses the ordinary share of the sessions that reach its new
+place, a dropped one none, and the viewers they no longer lose go on to the breaks after).
 """
 
 from __future__ import annotations
@@ -394,8 +394,9 @@ def _expected_during_ads(
        still watching here as of those who watch now from there to here (a break moved
        later counts its own former leavers so).
     2. Its expected leavers: that many sessions at its share (more than now at a kept break
-       behind a moved or dropped one: the viewers saved there sit through its ads too; the
-       simulator showed a third of the first version's gap was there).
+       behind a moved or dropped one: the viewers saved there sit through its ads too. In the
+       simulator the kept breaks lost 0.8 to 1.2 more per 100 sessions in three of four runs,
+       where this expects 0.4: the viewers saved are the restless ones, quicker to leave).
     3. What it no longer loses (its leavers now less those expected; negative when it loses
        more) flows on to the breaks after it."""
 
