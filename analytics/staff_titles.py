@@ -158,6 +158,7 @@ def title_breaks(request: HttpRequest, title_id: int) -> HttpResponse:
             for change in engagement_selectors.ad_break_changes(title_id=title_id)
         ],
         "model_kinds": ModelKind.choices,
+        "min_sessions": engagement_selectors.break_placement_min_sessions(),
     }
     if placement is not None:
         analysis = placement.analysis

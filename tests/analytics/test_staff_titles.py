@@ -125,7 +125,7 @@ def test_a_title_without_analysis_or_unknown(client, staff):
     quiet = TitleFactory()
     response = client.get(page(quiet))
     assert response.status_code == 200
-    assert "No analysis yet" in response.content.decode()
+    assert "needs at least 50 sessions of this title" in response.content.decode()  # MIN_SESSIONS
     assert client.post(page(quiet), {"placement": 1}).status_code == 404
     assert client.get(reverse("staff_title", args=[999_999])).status_code == 404
 
