@@ -89,7 +89,7 @@ def _bench(reusing: bool) -> int:
     from ads.models import AdEvent, EventDayTotal, EventTotal, EventTotalMark
     from ads.services import event_totals_advance
     from ads.services.caps import cap_values
-    from ads.services.events import _fatigue_values, _summed_values
+    from ads.services.rebuild import _fatigue_values, _summed_values
 
     now = timezone.now()
     if reusing and AdEvent.objects.exists():

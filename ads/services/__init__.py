@@ -20,7 +20,6 @@ from ads.services.demand import (
 from ads.services.events import (
     EventOutcome,
     IncomingEvent,
-    counters_rebuild,
     event_track,
     events_record,
     live_group,
@@ -40,6 +39,7 @@ from ads.services.partitions import (
     event_partitions_make_ahead,
 )
 from ads.services.players import player_ensure
+from ads.services.rebuild import counters_rebuild
 from ads.services.recovery import counters_backlog_drain, counters_heal
 from ads.services.totals import event_totals_advance
 

@@ -1,5 +1,5 @@
 """Frequency caps rebuilt from the impressions: every viewer's at once (a heal's second phase,
-`ads.services.events.counters_rebuild`), or one viewer's when a decision needs them before
+`ads.services.rebuild.counters_rebuild`), or one viewer's when a decision needs them before
 that phase is written (`viewer_caps_load`).
 
 Between a heal's phases the budgets are known and the caps are not: a pod holding a viewer's

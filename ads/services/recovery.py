@@ -216,7 +216,7 @@ def counters_heal(*, store: Counters | None = None) -> bool:
     """Rebuild the counters if they lost their state: True when they are known afterwards
     (already, or healed by this call); False while another process heals them or the store
     does not answer."""
-    from ads.services.events import counters_rebuild
+    from ads.services.rebuild import counters_rebuild
 
     store = store or counters()
     try:

@@ -1,6 +1,6 @@
 """Event totals: the event table summed per creative and type (ever, and per day), up to an
 event id, so that a counter rebuild reads these rows plus the tail of events stored after them
-instead of the whole table (`ads.services.events.counters_rebuild`).
+instead of the whole table (`ads.services.rebuild.counters_rebuild`).
 
 Why here and not analytics' rollups: ads may not import analytics (DESIGN.md's layers), and the
 rollups are per account-local day of *occurrence*, recomputed by the intraday task: an event

@@ -81,7 +81,7 @@
       data: {
         datasets: [
           {
-            label: "Observed rate per bin",
+            label: "Observed rate (a tenth, or a bin)",
             data: data.points,
             showLine: true,
             borderColor: "#0172ad",

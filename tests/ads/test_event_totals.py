@@ -12,7 +12,7 @@ from ads import services
 from ads.delivery import keys
 from ads.delivery.tokens import TrackingClaim, make_token
 from ads.models import AdEvent, EventTotal
-from ads.services.events import _summed_values
+from ads.services.rebuild import _summed_values
 from ads.services.totals import SEAL_MARGIN, totals_read
 from tests.ads.conftest import line_item_with_creative
 

@@ -713,7 +713,7 @@ def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
     reservations bounded by their budgets go on meanwhile. The next heal takes that back
     before it reads the reservations, so none is made between its reading and its writing
     (which would be overwritten), and it keeps the ones made before."""
-    from ads.services import events
+    from ads.services import rebuild as rebuilding
 
     store = counters()
     store.delete_prefix(keys.PREFIX)
@@ -721,7 +721,7 @@ def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
     reserved = keys.reserved_day(1, timezone.now().date())
     budget = [Bump(reserved, 12_500, keys.DAY_TTL, 50_000)]
     assert store.reserve([budget]) == [True]
-    read = events._summed_values
+    read = rebuilding._summed_values
     refused = []
 
     def reading(since, **options):
@@ -730,7 +730,7 @@ def test_a_heal_takes_back_the_budgets_a_dead_heal_left_before_it_reads_them(
         refused.append(since)
         return read(since, **options)
 
-    monkeypatch.setattr(events, "_summed_values", reading)
+    monkeypatch.setattr(rebuilding, "_summed_values", reading)
     assert services.counters_heal() is True
     assert len(refused) == 1
     assert store.get_many([reserved]) == [12_500]
@@ -744,7 +744,7 @@ def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(
 
     from ads.delivery.counters import local
     from ads.delivery.counters.local import LocalCounters
-    from ads.services import events
+    from ads.services import rebuild as rebuilding
 
     capped = line_item_with_creative(world.acme, frequency_cap_day=2, pacing="asap")
     viewers = [
@@ -775,7 +775,7 @@ def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(
 
     monkeypatch.setattr(store, "set_many", slow(store.set_many))
     monkeypatch.setattr(store, "raise_many", slow(store.raise_many))
-    monkeypatch.setattr(events, "WRITE_CHUNK", 1)
+    monkeypatch.setattr(rebuilding, "WRITE_CHUNK", 1)
     services.counters_rebuild(store=store)
     assert len(second_heal) > 12  # phase 1's keys and phase 2's, one chunk each
     assert not any(second_heal)
@@ -795,11 +795,11 @@ def test_a_heal_keeps_its_claim_while_it_reads_for_longer_than_the_claim_lives(w
 
     from ads.delivery.counters import local
     from ads.delivery.counters.local import LocalCounters
-    from ads.services import events
+    from ads.services import rebuild as rebuilding
 
     clock = SimpleNamespace(now=1_000.0)
     monkeypatch.setattr(local, "time", SimpleNamespace(monotonic=lambda: clock.now))
-    monkeypatch.setattr(events, "CLAIM_RENEWAL_SECONDS", 0.01)
+    monkeypatch.setattr(rebuilding, "CLAIM_RENEWAL_SECONDS", 0.01)
     store = LocalCounters()
     store.delete_prefix(keys.PREFIX)  # lost
     second_heal, budgets_known = [], []
@@ -1144,9 +1144,9 @@ def test_a_heals_renewal_does_not_say_budgets_known_under_another_heals_claim(
     """As above, before anyone marks known: heal A's renewal thread must not set budgets
     known under B's claim (B releases it first, as a heal does), or reservations would be
     taken on every budget from zero before B's phase 1 is written."""
-    from ads.services import events
+    from ads.services import rebuild as rebuilding
 
-    monkeypatch.setattr(events, "CLAIM_RENEWAL_SECONDS", 0.02)
+    monkeypatch.setattr(rebuilding, "CLAIM_RENEWAL_SECONDS", 0.02)
     store = counters()
     reserved = []
 

@@ -95,7 +95,7 @@ def rebuild_if_new(store: SqliteCounters) -> bool:
     if not store.start_over_for(database):
         return False
     # ads.services builds on this package: imported when needed, not at import time.
-    from ads.services.events import counters_rebuild
+    from ads.services.rebuild import counters_rebuild
 
     counters_rebuild(store=store)
     return True
