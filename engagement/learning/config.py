@@ -46,6 +46,7 @@ class FeatureConfig:
     # seed 0 falls to AUC 0.793, ECE 0.026 (its test rows' statistics hold their later ratings),
     # and a window of sessions after an imported rating history (all sessions in the last
     # blocks, test_learning) is held out at a calibration ratio of 0.89, outside 0.9–1.1.
+    # Its test tenth, once: ECE 0.0249, AUC 0.7635 (this default: 0.0232, 0.763).
     time_blocks: int = 0
 
 
