@@ -59,7 +59,7 @@ class BreakApplyForm(forms.Form):
 def describe(recommendation: dict) -> str:
     where = clock(recommendation["offset_seconds"])
     change = (
-        f"abandonment {percent(recommendation['abandonment_before'])} → "
+        f"leaving at or just after it {percent(recommendation['abandonment_before'])} → "
         f"{percent(recommendation['abandonment_after'])}, "
         f"ad seconds per session {recommendation['ad_seconds_change']:+.1f}"
     )
@@ -105,6 +105,10 @@ def break_rows(analysis: dict) -> list[dict]:
             "at": clock(item["offset_seconds"]),
             "reached": item["reached"],
             "abandonment": percent(item["abandonment"]),
+            # Analyses stored before this figure have none.
+            "during_ads": percent(item["left_during_ads"] / item["reached"])
+            if "left_during_ads" in item and item["reached"]
+            else "—",
             "baseline": percent(item["baseline"]),
             "excess": percent(item["excess"]),
             "pod_seconds": f"{item['pod_seconds']:.0f}",
@@ -154,6 +158,7 @@ def title_breaks(request: HttpRequest, title_id: int) -> HttpResponse:
             for change in engagement_selectors.ad_break_changes(title_id=title_id)
         ],
         "model_kinds": ModelKind.choices,
+        "min_sessions": engagement_selectors.break_placement_min_sessions(),
     }
     if placement is not None:
         analysis = placement.analysis

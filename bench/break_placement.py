@@ -16,6 +16,13 @@ minutes before and after applying the recommendations.
    ad minutes, title completion; and the goals (abandonment at breaks down ≥ 20 %, ad minutes
    kept ≥ 95 %). `--check-seed` adds the same before/after on another seed, which the analysis
    never saw.
+5. Holds the analysis's claim to what happened: its expected change in leaving during a
+   mid-roll's ads (per session, summed over the analysed titles) against the measured change
+   and its 95 % interval, in each run; and the same per break, by what the recommendation did
+   to it (kept, moved, dropped), counted the analysis's way (sessions that started at the
+   beginning, the breaks where they are in that run). `--save FILE` keeps the analysed titles'
+   sessions, breaks, the catalog line and these per-break counts (pickle), to study the
+   expectation without simulating again.
 
 Runs on a throwaway SQLite file (or BENCH_DATABASE_URL), counters in process memory.
 """
@@ -152,6 +159,102 @@ def change_interval(before: dict, after: dict, draws: int = 2000) -> tuple[float
     return float(low), float(high)
 
 
+def leavers_by_break(
+    title_ids: set[int], start, end, renamed: dict[int, int] | None = None
+) -> dict:
+    """Each mid-roll's sessions that left while its ads played, where the break is now, counted
+    as the analysis counts them (the sessions that started at the beginning and ended in the
+    window, a leaver ending at the break's offset); how many such sessions there were; and
+    whether each left at a mid-roll, by viewing (as `measure`'s, for the paired interval)."""
+    from catalog.models import AdBreak
+    from engagement.models import ViewingSession
+    from engagement.placement import title_traces
+
+    left: dict[int, int] = {}
+    sessions = 0
+    leavers: dict[int, bool] = {}
+    for title_id in sorted(title_ids):
+        traces = title_traces(title_id=title_id, start=start, end=end)
+        sessions += len(traces)
+        offsets = dict(
+            AdBreak.objects.filter(title_id=title_id, offset_seconds__gt=0).values_list(
+                "pk", "offset_seconds"
+            )
+        )
+        for break_id, offset in offsets.items():
+            left[(renamed or {}).get(break_id, break_id)] = sum(
+                1 for t in traces if t.abandoned and t.end_seconds == offset
+            )
+        for t in traces:
+            leavers[t.session_id] = t.abandoned and t.end_seconds in offsets.values()
+    keys = {
+        pk: (viewer_id, title_id, started_at)
+        for pk, viewer_id, title_id, started_at in ViewingSession.objects.filter(
+            pk__in=list(leavers)
+        ).values_list("pk", "viewer_id", "title_id", "started_at")
+    }
+    return {
+        "left": left,
+        "sessions": sessions,
+        "left_by_viewing": {keys[pk]: value for pk, value in leavers.items()},
+    }
+
+
+def claim_against_truth(
+    label: str,
+    claim: dict,
+    before: dict,
+    after: dict,
+    counted_before: dict,
+    counted_after: dict,
+) -> tuple[float, float, float, float]:
+    """Prints the analysis's expected change beside the measured one (the bench's figure, all
+    sessions of the analysed titles, with its 95 % interval) and per kind of recommendation
+    (the analysis's way of counting); returns (expected, measured, low, high)."""
+    expected = claim["expected"] / claim["now"] - 1
+    measured = after["mid_roll_per_100_sessions"] / before["mid_roll_per_100_sessions"] - 1
+    low, high = change_interval(before, after)
+    verdict = "inside" if low <= expected <= high else "OUTSIDE"
+    print(
+        f"  {label}: leaving during a mid-roll's ads per session, expected {expected:+.1%}, "
+        f"measured {measured:+.1%} (95 % interval {low:+.1%} to {high:+.1%}): {verdict}"
+    )
+    left_before, sessions_before = counted_before["left"], counted_before["sessions"]
+    left_after, sessions_after = counted_after["left"], counted_after["sessions"]
+    # The analysis's own figure: the sessions it reads (from the beginning), the leavers it
+    # counts (ending at a break's offset). The bench's figure above also counts sessions picked
+    # up mid-title and leavers at a pod a seek snapped back to, which it never sees.
+    own = (sum(left_after.values()) / max(1, sessions_after)) / (
+        sum(left_before.values()) / max(1, sessions_before)
+    ) - 1
+    own_low, own_high = change_interval(counted_before, counted_after)
+    own_verdict = "inside" if own_low <= expected <= own_high else "OUTSIDE"
+    print(
+        f"  {'':4s}counted as the analysis counts: measured {own:+.1%} (95 % interval "
+        f"{own_low:+.1%} to {own_high:+.1%}): {own_verdict}"
+    )
+    print(
+        f"  {'':4s}{'breaks':28s} {'left before':>11s} {'expected':>9s} {'left after':>10s} "
+        f"(per 100 sessions; {sessions_before:,} → {sessions_after:,} sessions counted)"
+    )
+    groups = [
+        (action, [i for i, kind in claim["actions"].items() if action in (kind, "all")])
+        for action in ("keep", "move", "drop", "all")
+    ]
+    # The same by the truth (which the analysis never sees): a move out of a lull should meet
+    # its expectation; one that stays in a lull, or goes into one, loses more than expected.
+    groups += [
+        (f"  {label}", [i for i, truth in claim["truth"].items() if truth == label])
+        for label in sorted(set(claim["truth"].values()))
+    ]
+    for name, ids in groups:
+        was = 100 * sum(left_before.get(i, 0) for i in ids) / max(1, sessions_before)
+        hoped = 100 * sum(claim["expected_by_break"][i] for i in ids) / max(1, claim["sessions"])
+        now = 100 * sum(left_after.get(i, 0) for i in ids) / max(1, sessions_after)
+        print(f"  {'':4s}{name + f' ({len(ids)})':28s} {was:11.2f} {hoped:9.2f} {now:10.2f}")
+    return expected, measured, low, high
+
+
 def simulate(end, days: int, viewers: int, seed: int) -> float:
     began = time.perf_counter()
     _scratch.history_simulate(end=end, days=days, viewers=viewers, seed=seed)
@@ -209,6 +312,7 @@ def main() -> None:
     parser.add_argument("--titles", type=int, default=40)
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--check-seed", type=int, help="also before/after on this seed")
+    parser.add_argument("--save", help="pickle the sessions, breaks and counts to this file")
     options = parser.parse_args()
     scratch = tempfile.TemporaryDirectory()
     started = time.perf_counter()
@@ -217,7 +321,7 @@ def main() -> None:
     )
     import datetime as dt
 
-    from catalog.models import AdBreak
+    from catalog.models import AdBreak, Title
     from demo.simulation import World
     from demo.simulation.sessions import in_lull
     from engagement import services
@@ -239,6 +343,28 @@ def main() -> None:
         )
     title_ids = {placement.title_id for placement in placements}
     before = {"analysed": measure(title_ids), "all": measure(None)}
+    window_end = dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
+    window = (window_end - dt.timedelta(days=options.days + 2), window_end)
+    counted = {"before": leavers_by_break(title_ids, *window)}
+    # What the analysis claims, in sessions: leaving during a mid-roll's ads now and expected,
+    # in all and per break, with what the recommendation does to each break.
+    claim: dict = {"now": 0.0, "expected": 0.0, "sessions": 0, "actions": {}, "truth": {}}
+    claim["expected_by_break"] = {}
+    saved: dict = {"titles": {}, "placements": {}}
+    if options.save:
+        from engagement.placement import BreakSpot, title_traces
+
+        for title in AdBreak.objects.values_list("title", flat=True).distinct():
+            saved["titles"][title] = (
+                title_traces(title_id=title, start=window[0], end=window[1]),
+                [
+                    BreakSpot(*row)
+                    for row in AdBreak.objects.filter(title_id=title).values_list(
+                        "pk", "offset_seconds", "max_pod_duration_seconds"
+                    )
+                ],
+                Title.objects.get(pk=title).duration_seconds,
+            )
     actions: dict[str, int] = {"move": 0, "drop": 0, "keep": 0}
     before_breaks: dict[int, list] = {}
     lulls: Counter = Counter()  # (was in a lull, is in one) of each move or drop, by the truth
@@ -248,6 +374,15 @@ def main() -> None:
         analysis = placement.analysis
         for recommendation in analysis["recommendations"]:
             actions[recommendation["action"]] += 1
+        saved["placements"][placement.title_id] = analysis
+        claim["now"] += analysis["abandonment_at_breaks"] * analysis["sessions"]
+        claim["expected"] += analysis["expected_abandonment_at_breaks"] * analysis["sessions"]
+        claim["sessions"] += analysis["sessions"]
+        for recommendation in analysis["recommendations"]:
+            claim["actions"][recommendation["break_id"]] = recommendation["action"]
+            claim["expected_by_break"][recommendation["break_id"]] = (
+                recommendation["during_ads_after"] * analysis["sessions"]
+            )
         expected_before += analysis["abandonment_at_breaks"] * analysis["sessions"]
         expected_after += analysis["expected_abandonment_at_breaks"] * analysis["sessions"]
         ad_before += analysis["ad_seconds_per_session"] * analysis["sessions"]
@@ -256,16 +391,24 @@ def main() -> None:
         before_breaks[placement.title_id] = placement.changes.get().before
         profile = World.load(seed=options.seed).titles[placement.title_id]
         for recommendation in analysis["recommendations"]:
+            was = in_lull(profile, recommendation["offset_seconds"])
             if recommendation["action"] == "keep":
-                kept_in_lull += in_lull(profile, recommendation["offset_seconds"])
+                kept_in_lull += was
+                truth = "kept in a lull" if was else "kept calm"
             else:
-                was = in_lull(profile, recommendation["offset_seconds"])
                 now = recommendation["to_offset_seconds"]
                 lulls[(was, now is not None and in_lull(profile, now))] += 1
+                if now is None:
+                    truth = "dropped in a lull" if was else "dropped calm"
+                elif in_lull(profile, now):
+                    truth = "moved within a lull" if was else "moved into a lull"
+                else:
+                    truth = "moved out of a lull" if was else "moved calm to calm"
+            claim["truth"][recommendation["break_id"]] = truth
     print(
         f"analysis: {analysed} of {AdBreak.objects.values('title').distinct().count()} titles "
         f"had enough sessions; recommendations: {actions['move']} moves, {actions['drop']} "
-        f"drops, {actions['keep']} kept; expected: abandonment at breaks "
+        f"drops, {actions['keep']} kept; expected: leaving during a mid-roll's ads "
         f"{expected_after / max(expected_before, 1e-9) - 1:+.1%}, ad seconds "
         f"{ad_after / max(ad_before, 1e-9) - 1:+.1%}"
     )
@@ -279,6 +422,7 @@ def main() -> None:
     seconds = simulate(end, options.days, options.viewers, options.seed)
     print(f"after: the same {options.days} days simulated again in {seconds:.0f} s")
     after = {"analysed": measure(title_ids), "all": measure(None)}
+    counted["after"] = leavers_by_break(title_ids, *window)
     print("\nSame seed, before and after applying the recommendations")
     table(
         [
@@ -308,6 +452,15 @@ def main() -> None:
         f"{'PASS' if kept >= AD_MINUTES_KEPT_GOAL else 'MISS'}  (each line item's creatives "
         f"in the before mix: {kept_held:.1%})"
     )
+    print("\nThe analysis's expectation against what happened (analysed titles)")
+    claim_against_truth(
+        f"same seed ({options.seed})",
+        claim,
+        before["analysed"],
+        after["analysed"],
+        counted["before"],
+        counted["after"],
+    )
 
     if options.check_seed is not None:
         from catalog.services import BreakPosition, title_ad_breaks_set
@@ -315,7 +468,10 @@ def main() -> None:
         _scratch.delivery_forget()
         simulate(end, options.days, options.viewers, options.check_seed)
         check_after = measure(title_ids)
-        # Back to the breaks as they were (a dropped break comes back as a new one).
+        counted["check_after"] = leavers_by_break(title_ids, *window)
+        # Back to the breaks as they were (a dropped break comes back as a new one, counted
+        # under its old id).
+        renamed: dict[int, int] = {}
         for placement in placements:
             existing = set(placement.title.ad_breaks.values_list("pk", flat=True))
             title_ad_breaks_set(
@@ -325,11 +481,29 @@ def main() -> None:
                     for pk, offset, max_pod in before_breaks[placement.title_id]
                 ],
             )
+            now_at = dict(placement.title.ad_breaks.values_list("offset_seconds", "pk"))
+            for pk, offset, _ in before_breaks[placement.title_id]:
+                renamed[now_at[offset]] = pk
         _scratch.delivery_forget()
         simulate(end, options.days, options.viewers, options.check_seed)
         check_before = measure(title_ids)
+        counted["check_before"] = leavers_by_break(title_ids, *window, renamed)
         print(f"\nAnother seed ({options.check_seed}), which the analysis never saw")
         table([("analysed titles", check_before, check_after)])
+        print(f"\nThe analysis's expectation (seed {options.seed}) on seed {options.check_seed}")
+        claim_against_truth(
+            f"another seed ({options.check_seed})",
+            claim,
+            check_before,
+            check_after,
+            counted["check_before"],
+            counted["check_after"],
+        )
+    if options.save:
+        import pickle
+
+        saved |= {"claim": claim, "counted": counted, "title_ids": title_ids}
+        Path(options.save).write_bytes(pickle.dumps(saved))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

@@ -815,7 +815,8 @@ def vast_beside_json(report: Report, world, rng: random.Random) -> None:
     names = current_index().advertiser_name
     began = time.process_time()
     for decision in decisions:
-        json.dumps(api.decision_payload(decision, "http://bench/t/"), separators=(",", ":"))
+        # As the view writes it (orjson); json.dumps took ~3 times as long.
+        api.json_bytes(api.decision_payload(decision, "http://bench/t/"))
     json_render = (time.process_time() - began) / len(decisions)
     began = time.process_time()
     for decision in decisions:

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.cache import close_caches
 from django.core.cache.backends.base import BaseCache
-from django.core.exceptions import DisallowedHost
+from django.core.exceptions import DisallowedHost, TooManyFieldsSent
 from django.core.handlers.base import reset_urlconf
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
@@ -85,13 +85,15 @@ JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
 
 class HotPath:
-    """The two hot POSTs without Django's request machinery: a plain request (a known
-    platform key, a JSON body orjson reads, fields valid as the API's parsers check them) is
-    answered here, through the same functions as the views (ads.api.decision_answer and
-    events_answer), with the headers API_MIDDLEWARE adds; anything else (no or a bad key,
-    invalid input, another method, a refused host) goes to `django`, which words each answer
-    as it always has. The WSGIRequest, URL resolution and middleware chain cost about as much
-    CPU as the decision itself.
+    """The two hot POSTs and the two ad tags' GETs without Django's request machinery: a
+    plain request (a known platform key, a JSON body orjson reads, fields valid as the API's
+    parsers check them; for a tag, any GET from an allowed host) is answered here, through
+    the same functions as the views (ads.api.decision_answer and events_answer, and
+    ads.vast.answers, whose answers include the tags' own errors, rate limits and refusals),
+    with the headers API_MIDDLEWARE adds; anything else (no or a bad key, invalid input,
+    another method, a refused host) goes to `django`, which words each answer as it always
+    has. The WSGIRequest, URL resolution and middleware chain cost about as much CPU as the
+    decision itself.
 
     The request signals' work is done as Django's receivers do it (they close database
     connections that outlived their age or broke), for this thread's connections directly
@@ -101,11 +103,12 @@ class HotPath:
     where a degraded answer belongs, it belongs in ads.api's *_answer functions, shared by both
     paths."""
 
-    def __init__(self, django: WSGIApp, api: ModuleType) -> None:
-        # `api` is ads.api (config, the bottom layer, does not import the apps; config.wsgi
-        # hands it over).
+    def __init__(self, django: WSGIApp, api: ModuleType, tags: ModuleType | None = None) -> None:
+        # `api` is ads.api, `tags` ads.vast.answers (config, the bottom layer, does not import
+        # the apps; config.wsgi hands them over).
         self.django = django
         self.api = api
+        self.tags = tags
         self._origins: dict[tuple, tuple[str, bool] | None] = {}
         self._headers: dict[bool, list[tuple[str, str]]] = {}
         self._lean: bool | None = None  # whether _lean_signals apply (known at the first POST)
@@ -122,7 +125,71 @@ class HotPath:
             answered = self._post(path, environ, start_response)
             if answered is not None:
                 return answered
+        elif (
+            self.tags is not None
+            and path in self.tags.ANSWERS
+            and environ.get("REQUEST_METHOD") == "GET"
+        ):
+            answered = self._tag(path, environ, start_response)
+            if answered is not None:
+                return answered
         return self.django(environ, start_response)
+
+    def _signals(self, environ: dict[str, Any]) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        """The request_started and request_finished work (see the class's docstring)."""
+        if self._lean is None:
+            self._lean = _lean_signals()
+        if self._lean:
+            return self._started, self._finished
+        started = lambda: signals.request_started.send(  # noqa: E731
+            sender=self.__class__, environ=environ
+        )
+        finished = lambda: signals.request_finished.send(sender=self.__class__)  # noqa: E731
+        return started, finished
+
+    def _tag(
+        self, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes] | None:
+        """An ad tag (GET /vast/4.2, /vmap/1.0), answered by ads.vast.answers as the view
+        answers it; None (Django answers) for a request Django must word itself: a refused
+        host or agent, or a query string Django refuses (too many fields, or not the bytes
+        a WSGI string carries)."""
+        origin = self._origin(environ)
+        if origin is None:
+            return None
+        site, secure = origin
+        try:
+            query = self.tags.query_of(environ.get("QUERY_STRING", ""))  # type: ignore[union-attr]
+        except (TooManyFieldsSent, UnicodeError):
+            return None
+        started, finished = self._signals(environ)
+        started()
+        try:
+            try:
+                answer = self.tags.ANSWERS[path](  # type: ignore[union-attr]
+                    query,
+                    site=site,
+                    user_agent=environ.get("HTTP_USER_AGENT", ""),
+                    address=environ.get("REMOTE_ADDR") or "unknown",
+                )
+            except Exception as error:
+                return self._django_response(
+                    response_for_exception(WSGIRequest(environ), error),
+                    secure,
+                    environ,
+                    start_response,
+                )
+            headers = [
+                ("Content-Type", answer.content_type),
+                *answer.headers,
+                ("Content-Length", str(len(answer.body))),
+            ]
+            present = {name for name, _ in headers}
+            headers += [h for h in self._middleware_headers(secure, environ) if h[0] not in present]
+            start_response(f"{answer.status} {responses[answer.status]}", headers)
+            return [answer.body]
+        finally:
+            finished()
 
     def _post(
         self, path: str, environ: dict[str, Any], start_response: StartResponse
@@ -133,16 +200,9 @@ class HotPath:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if origin is None or not length.isdigit() or (limit is not None and int(length) > limit):
             return None
-        tracking_base, secure = origin
-        if self._lean is None:
-            self._lean = _lean_signals()
-        if self._lean:
-            started, finished = self._started, self._finished
-        else:
-            started = lambda: signals.request_started.send(  # noqa: E731
-                sender=self.__class__, environ=environ
-            )
-            finished = lambda: signals.request_finished.send(sender=self.__class__)  # noqa: E731
+        site, secure = origin
+        tracking_base = site + "t/"  # as request.build_absolute_uri("/t/") writes it
+        started, finished = self._signals(environ)
         started()
         try:
             if api.platform_key_id(environ.get("HTTP_AUTHORIZATION", "")) is None:
@@ -218,7 +278,7 @@ class HotPath:
             close_caches()
 
     def _origin(self, environ: dict[str, Any]) -> tuple[str, bool] | None:
-        """(The tracking links' base, whether the request is secure) as Django works them out
+        """(The site's root, `http://host/`, whether the request is secure) as Django works them out
         from these headers (allowed hosts, the proxy's scheme header); None for a request
         Django must answer itself (a refused host, a redirect to HTTPS, a refused agent)."""
         key = tuple(environ.get(name) for name in ORIGIN_KEYS)
@@ -227,7 +287,7 @@ class HotPath:
         request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
         try:
             origin: tuple[str, bool] | None = (
-                request.build_absolute_uri("/t/"),
+                request.build_absolute_uri("/"),
                 request.is_secure(),
             )
         except DisallowedHost:
@@ -290,7 +350,10 @@ def _lean_signals() -> bool:
     )
 
 
-# What _origin depends on: the scheme (or the proxy's header for it) and the host.
+# What _origin depends on: the scheme (or the proxy's header for it) and the host. Not the
+# User-Agent: with DISALLOWED_USER_AGENTS set, every request goes to Django whatever its agent,
+# and the ad tags come from viewers' devices, each naming itself its own way (a key per agent
+# would clear the cache every 256 of them, and build a WSGIRequest for each).
 ORIGIN_KEYS = (
     "wsgi.url_scheme",
     "HTTP_X_FORWARDED_PROTO",
@@ -299,5 +362,4 @@ ORIGIN_KEYS = (
     "HTTP_X_FORWARDED_PORT",
     "SERVER_NAME",
     "SERVER_PORT",
-    "HTTP_USER_AGENT",
 )

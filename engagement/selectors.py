@@ -407,6 +407,13 @@ def break_placement_latest(*, title_id: int) -> BreakPlacement | None:
     )
 
 
+def break_placement_min_sessions() -> int:
+    """The sessions (started at the beginning, ended) a title needs to be analysed."""
+    from engagement.placement import MIN_SESSIONS  # numpy: imported when a title page asks
+
+    return MIN_SESSIONS
+
+
 def ad_break_changes(*, title_id: int, limit: int = 20) -> list[AdBreakChange]:
     """The title's recorded ad-break changes, newest first, with who made them."""
     return list(

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 from django.core.cache import cache
 
 from ml.models import ModelVersion
@@ -63,6 +62,8 @@ class ChampionCache:
                 return None
             if loaded is None or loaded.version_id != champion.pk:
                 try:
+                    import joblib  # here: only a process with a champion to load needs it
+
                     model = joblib.load(io.BytesIO(bytes(champion.artifact)))
                 except Exception:
                     # An unreadable artifact must not break what serves: callers fall back

@@ -35,13 +35,19 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ads.models import daypart_at
 from catalog.models import REGION_TIMEZONES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported where the training columns are made, not at the top: every process that
+# loads the URLs reaches this module (ads.services → the decision engine's scoring → ServingRows,
+# which uses none of it), and importing pandas costs ~0.9 s of CPU at each start-up.
 
 CATEGORICAL = [
     "age_band",
@@ -151,6 +157,8 @@ def fatigue_columns(frame: pd.DataFrame, impressions: pd.DataFrame) -> dict[str,
     per decision before the pod plays. Only impressions strictly before that time count: the
     pod's own and any later one never do (no leakage; the pod's earlier slots are the
     position column's business)."""
+    import pandas as pd
+
     decision_at = frame.groupby("decision_id")["occurred_at"].transform("min")
     at_seconds = _seconds(decision_at)
     viewers = frame["viewer_id"].to_numpy(dtype=np.int64)
@@ -189,6 +197,8 @@ def fatigue_columns(frame: pd.DataFrame, impressions: pd.DataFrame) -> dict[str,
 
 def _seconds(times) -> np.ndarray:
     """Unix seconds (float) of a column of aware datetimes."""
+    import pandas as pd
+
     values = pd.to_datetime(pd.Series(times), utc=True)
     return (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
 
@@ -279,6 +289,8 @@ def history_columns(
     would learn, and the next day every key would show the window's totals, later than any
     training row's. Out of fold, training rows see totals of about the same size as serving.
     """
+    import pandas as pd
+
     block = np.zeros(len(frame), dtype=int)
     for number, rows in enumerate(np.array_split(np.arange(len(frame)), HISTORY_BLOCKS)):
         block[rows] = number

@@ -17,7 +17,7 @@ import time
 from django.conf import settings
 
 from ads.delivery import keys
-from ads.delivery.counters import Bump, counters
+from ads.delivery.counters import Bump, DeliveryStateUnavailable, counters
 from ads.services.players import PlayerState
 
 SYNC_SECONDS = 0.5
@@ -59,12 +59,29 @@ class TagLimiter:
         return None
 
     def _sync(self, batch: dict[str, int], minute: int) -> None:
-        """Add this process's counts to the shared ones and read back their totals."""
+        """Add this process's counts to the shared ones and read back their totals. With the
+        counters out of reach (Redis down), the counts wait for the next sync and the process
+        limits on what it counted itself: a tag answers (degraded, as the decision does),
+        never a 500."""
         store = counters()
         ttl = keys.lifetime(keys.tag_requests_by_player)
         sent = list(batch)
-        store.add_many([Bump(key, batch[key], ttl) for key in sent])
-        totals = store.get_many(sent)
+        try:
+            store.add_many([Bump(key, batch[key], ttl) for key in sent])
+        except DeliveryStateUnavailable:
+            with self._lock:
+                if minute == self._minute:
+                    for key, count in batch.items():
+                        self._unsent[key] = self._unsent.get(key, 0) + count
+            return
+        try:
+            totals = store.get_many(sent)
+        except DeliveryStateUnavailable:  # added: counted in the shared totals when next read
+            with self._lock:
+                if minute == self._minute:
+                    for key, count in batch.items():
+                        self._shared[key] = self._shared.get(key, 0) + count
+            return
         with self._lock:
             if minute == self._minute:
                 self._shared.update(zip(sent, totals, strict=True))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from xml.sax.saxutils import escape, quoteattr
 
 from ads.decisioning.engine import Decision, Slot
+from ads.decisioning.index import CreativeEntry
 
 VAST_NAMESPACE = "http://www.iab.com/VAST"
 VMAP_NAMESPACE = "http://www.iab.net/videosuite/vmap"
@@ -67,37 +68,68 @@ def _media_file(url: str) -> str:
     )
 
 
+# The <Tracking> elements around the slot's link (`https://host/t/<token>/`): they are
+# `link.join(TRACKING_PARTS) + link` and the first of `_parts_of`'s middle part.
+TRACKING_PARTS = (
+    f'<Tracking event="{TRACKED_EVENTS[0][0]}"><![CDATA[',
+    *(
+        f'{event}]]></Tracking><Tracking event="{vast_event}"><![CDATA['
+        for (_, event), (vast_event, _) in zip(TRACKED_EVENTS, TRACKED_EVENTS[1:], strict=False)
+    ),
+)
+CREATIVE_PARTS_KEPT = 4096  # creatives' static parts remembered (a live index holds ~3,000)
+# (creative, advertiser's name, expiry) → the ad's parts that depend on nothing else.
+_creative_parts: dict[tuple[CreativeEntry, str, int], tuple[str, str, str]] = {}
+
+
+def _parts_of(creative: CreativeEntry, advertiser: str, expires: int) -> tuple[str, str, str]:
+    """The ad's text that depends only on its creative (name, category, media, click-through),
+    its advertiser's name and the links' lifetime, in three pieces around what each slot
+    adds (its position, its links): written once per creative rather than at every pod. A
+    creative changed in admin is a new index entry, so a new key."""
+    key = (creative, advertiser, expires)
+    parts = _creative_parts.get(key)
+    if parts is None:
+        if len(_creative_parts) >= CREATIVE_PARTS_KEPT:
+            _creative_parts.clear()
+        parts = _creative_parts[key] = (
+            f"<AdTitle>{_text(creative.name)}</AdTitle>"
+            f"<Advertiser>{_text(advertiser)}</Advertiser>"
+            f'<Category authority="{CATEGORY_AUTHORITY}">{creative.category}</Category>'
+            f'<Creatives><Creative id="{creative.id}" adId="{creative.id}" sequence="',
+            # After the links of the tracking events.
+            f"{TRACKED_EVENTS[-1][1]}]]></Tracking></TrackingEvents>"
+            f"<Duration>{_timecode(creative.duration_seconds)}</Duration>"
+            f"<MediaFiles>{_media_file(creative.media_url)}</MediaFiles>"
+            # ClickTracking is a pixel: the link counts the click and answers 204 instead of
+            # redirecting to the landing page, which the player opens from ClickThrough.
+            '<VideoClicks><ClickTracking id="interlude"><![CDATA[',
+            # After the click's link.
+            'click?redirect=0]]></ClickTracking><ClickThrough id="interlude">'
+            f"{_url(creative.click_url)}</ClickThrough></VideoClicks></Linear>"
+            f'<UniversalAdId idRegistry="{UNIVERSAL_AD_ID_REGISTRY}">{creative.id}</UniversalAdId>'
+            f"</Creative></Creatives>"
+            f"<Expires>{expires}</Expires>"
+            f"</InLine></Ad>",
+        )
+    return parts
+
+
 def _ad(
-    slot: Slot, decision_id: str, advertiser: str, links: str, error_url: str, expires: int
+    slot: Slot, decision_id: str, advertiser: str, links: str, error_cdata: str, expires: int
 ) -> str:
     creative = slot.creative
     link = f"{links}{slot.token}/"
-    tracking = "".join(
-        f'<Tracking event="{vast_event}">{_url(link + event)}</Tracking>'
-        for vast_event, event in TRACKED_EVENTS
-    )
+    if "]]>" in link:  # cannot happen (a token is base64url, a host is validated): as _url
+        link = link.replace("]]>", "]]]]><![CDATA[>")
+    head, middle, tail = _parts_of(creative, advertiser, expires)
     return (
         f'<Ad id="{creative.id}" sequence="{slot.position}"><InLine>{AD_SYSTEM}'
-        f"<Error>{_url(error_url)}</Error>"
-        f'<Impression id="interlude">{_url(link + "impression")}</Impression>'
+        f"<Error>{error_cdata}</Error>"
+        f'<Impression id="interlude"><![CDATA[{link}impression]]></Impression>'
         f"<AdServingId>{decision_id}</AdServingId>"
-        f"<AdTitle>{_text(creative.name)}</AdTitle>"
-        f"<Advertiser>{_text(advertiser)}</Advertiser>"
-        f'<Category authority="{CATEGORY_AUTHORITY}">{creative.category}</Category>'
-        f'<Creatives><Creative id="{creative.id}" adId="{creative.id}" '
-        f'sequence="{slot.position}"><Linear>'
-        f"<TrackingEvents>{tracking}</TrackingEvents>"
-        f"<Duration>{_timecode(creative.duration_seconds)}</Duration>"
-        f"<MediaFiles>{_media_file(creative.media_url)}</MediaFiles>"
-        # ClickTracking is a pixel: the link counts the click and answers 204 instead of
-        # redirecting to the landing page, which the player opens from ClickThrough.
-        f'<VideoClicks><ClickTracking id="interlude">{_url(link + "click?redirect=0")}'
-        f'</ClickTracking><ClickThrough id="interlude">{_url(creative.click_url)}</ClickThrough>'
-        f"</VideoClicks></Linear>"
-        f'<UniversalAdId idRegistry="{UNIVERSAL_AD_ID_REGISTRY}">{creative.id}</UniversalAdId>'
-        f"</Creative></Creatives>"
-        f"<Expires>{expires}</Expires>"
-        f"</InLine></Ad>"
+        f'{head}{slot.position}"><Linear><TrackingEvents>'
+        f"{link.join(TRACKING_PARTS)}{link}{middle}{link}{tail}"
     )
 
 
@@ -111,13 +143,14 @@ def vast_pod(
 ) -> str:
     """The pod as VAST 4.2: one `<Ad sequence>` per slot. `links` is the tracking links' base
     (`https://host/t/`); `error_url` is where players report a failed ad (with [ERRORCODE])."""
+    error_cdata = _url(error_url)
     ads = "".join(
         _ad(
             slot,
             decision.decision_id,
             advertiser_names.get(slot.line_item.advertiser_id, ""),
             links,
-            error_url,
+            error_cdata,
             expires_seconds,
         )
         for slot in decision.pod

@@ -82,7 +82,7 @@ VAST_TRACKERS = {
     "third_quartile": "thirdQuartile",
     "complete": "complete",
 }
-# Why an ad tag answered no ads, when it is a refusal rather than no fill (ads/vast/views.py).
+# Why an ad tag answered no ads, when it is a refusal rather than no fill (ads/vast/answers.py).
 TAG_REFUSALS = frozenset({"invalid_parameter", "inactive_player", "bot", "rate_limited"})
 
 

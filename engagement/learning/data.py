@@ -9,26 +9,16 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, FloatField, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from catalog import selectors as catalog_selectors
 from catalog.models import Title, Viewer
 from engagement.learning import history
+from engagement.learning.labels import ENGAGED_RATING, session_engaged
 from engagement.models import Rating, ViewingSession
 
-# Engaged: a rating of 4 or more, or a session finished (completed, or 90 % of the title).
-ENGAGED_RATING = 4
-ENGAGED_WATCH_RATIO = 0.9
 VIEWER_FIELDS = ("age_band", "gender", "region", "device", "is_kids")
 ROW_COLUMNS = ("viewer", "title", "label", "score", "session", "at", "known_at")
-
-
-def session_engaged() -> Q:
-    """The engagement label of a viewing session, as a database condition."""
-    watched_enough = ExpressionWrapper(
-        F("title__duration_seconds") * ENGAGED_WATCH_RATIO, output_field=FloatField()
-    )
-    return Q(completed=True) | Q(watched_seconds__gte=watched_enough)
 
 
 def interaction_rows(*, window_start: datetime | None, window_end: datetime) -> pd.DataFrame:

@@ -7,13 +7,12 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-import pandas as pd
 from django.core.cache import cache
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from catalog.models import Title, Viewer
-from engagement.learning import data
+from engagement.learning import labels
 from engagement.models import Rating, ViewingSession
 from ml import selectors as ml_selectors
 from ml.models import ModelKind
@@ -42,6 +41,12 @@ def engagement_predict(
     loaded = ml_selectors.champion(ModelKind.ENGAGEMENT)
     if loaded is None:
         return engagement_fallback(titles=titles)
+    # Here, not at the top: pandas (~0.9 s of CPU to import) only with a model to feed, so a
+    # process that loads the URLs (engagement.selectors imports this module) does not pay it.
+    import pandas as pd
+
+    from engagement.learning import data
+
     title_ids = [title.pk for title in titles]
     rows = pd.DataFrame({"viewer": viewer.pk, "title": title_ids})
     if loaded.model.uses_history:
@@ -68,12 +73,14 @@ def engagement_fallback(*, titles: Sequence[Title]) -> dict[int, float]:
     rating_counts = (
         Rating.objects.filter(title_id__in=title_ids)
         .values("title_id")
-        .annotate(rows=Count("id"), engaged=Count("id", filter=Q(rating__gte=data.ENGAGED_RATING)))
+        .annotate(
+            rows=Count("id"), engaged=Count("id", filter=Q(rating__gte=labels.ENGAGED_RATING))
+        )
     )
     session_counts = (
         ViewingSession.objects.filter(title_id__in=title_ids, ended_at__isnull=False)
         .values("title_id")
-        .annotate(rows=Count("id"), engaged=Count("id", filter=data.session_engaged()))
+        .annotate(rows=Count("id"), engaged=Count("id", filter=labels.session_engaged()))
     )
     for counts in (*rating_counts, *session_counts):
         engaged[counts["title_id"]] += counts["engaged"]
@@ -89,10 +96,10 @@ def _base_rate() -> float:
     rate = cache.get(BASE_RATE_CACHE_KEY)
     if rate is None:
         ratings = Rating.objects.aggregate(
-            rows=Count("id"), engaged=Count("id", filter=Q(rating__gte=data.ENGAGED_RATING))
+            rows=Count("id"), engaged=Count("id", filter=Q(rating__gte=labels.ENGAGED_RATING))
         )
         sessions = ViewingSession.objects.filter(ended_at__isnull=False).aggregate(
-            rows=Count("id"), engaged=Count("id", filter=data.session_engaged())
+            rows=Count("id"), engaged=Count("id", filter=labels.session_engaged())
         )
         rows = ratings["rows"] + sessions["rows"]
         rate = (ratings["engaged"] + sessions["engaged"]) / rows if rows else NO_DATA_RATE

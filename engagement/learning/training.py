@@ -11,7 +11,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from engagement.learning import data, history
+from engagement.learning import data, history, labels
 from engagement.learning.config import FeatureConfig, ModelConfig
 from engagement.learning.model import EngagementModel
 from ml import selectors as ml_selectors
@@ -34,8 +34,8 @@ MIN_ROWS = 200
 CALIBRATION_SHARE = 0.1
 HOLDOUT_SHARE = 0.1
 LABEL = (
-    f"engaged: a rating >= {data.ENGAGED_RATING}, or a viewing session completed or watched to "
-    f"{data.ENGAGED_WATCH_RATIO:.0%} of the title"
+    f"engaged: a rating >= {labels.ENGAGED_RATING}, or a viewing session completed or watched to "
+    f"{labels.ENGAGED_WATCH_RATIO:.0%} of the title"
 )
 
 

@@ -15,10 +15,10 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client, override_settings
 
-from ads.models import AdEvent, Player
+from ads.models import AdEvent, Creative, Player
 from ads.services.players import players_forget
 from config.api_wsgi import APIHandler, routed
-from tests.ads.conftest import line_item_with_creative
+from tests.ads.conftest import line_item_with_creative, rebuild
 from tests.ads.vast_schema import VAST, valid_vast, vmap_breaks, with_macros_replaced
 from tests.factories import AdBreakFactory, PlayerFactory
 
@@ -494,3 +494,25 @@ def test_the_api_process_serves_the_ad_tags_through_its_lean_stack(world, player
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_creative_changed_since_its_last_pod_is_rendered_as_it_is_now(
+    client, world, player, pod_of_two
+):
+    """The creatives' static parts are written once (ads/vast/render.py), keyed by their index
+    entry: an edit makes a new entry, so the next pod shows it."""
+    acme, _ = pod_of_two
+    creative = acme.creatives.get()
+    before = valid_vast(client.get("/vast/4.2", tag(world)).content)
+    titles = {ad.findtext(f"{VAST}InLine/{VAST}AdTitle") for ad in ads_of(before)}
+    assert creative.name in titles
+    Creative.objects.filter(pk=creative.pk).update(
+        name="Fizzy & Co <summer>", click_url="https://example.com/new?a=1&b=2"
+    )
+    rebuild()
+
+    after = valid_vast(client.get("/vast/4.2", tag(world)).content)
+    (ad,) = [ad for ad in ads_of(after) if ad.get("id") == str(creative.pk)]
+    assert ad.findtext(f"{VAST}InLine/{VAST}AdTitle") == "Fizzy & Co <summer>"
+    click = f"{VAST}InLine/{VAST}Creatives/{VAST}Creative/{VAST}Linear/{VAST}VideoClicks"
+    assert ad.findtext(f"{click}/{VAST}ClickThrough") == "https://example.com/new?a=1&b=2"

@@ -74,9 +74,21 @@ def test_each_break_against_the_curves_baseline_and_a_move_off_the_lull():
     # The calm minutes before the lull (32:00, its neighbours calm too) rather than those after
     # it: more viewers watch there, so their drop-off is known more surely.
     assert move.to_offset_seconds == 32 * 60
-    assert move.abandonment_after < move.abandonment_before
-    assert analysis.expected_abandonment_at_breaks < analysis.abandonment_at_breaks
-    assert analysis.abandonment_at_breaks == pytest.approx((11 + 12) / 200)
+    # At or just after 32:00 it should lose what the content loses there (one of the 160,
+    # 159 and 158 watching at minutes 31 to 33 in each) and what the title's other mid-roll
+    # loses during its ads (10 of its 181): 0.63 % + 5.52 %, against 8.89 % at 40:00.
+    assert move.abandonment_after == pytest.approx(3 / 477 + 10 / 181, abs=1e-5)
+    assert move.abandonment_after < move.abandonment_before == pytest.approx(12 / 135, abs=1e-5)
+    # The title's figure: sessions that left during a mid-roll's ads, 10 + 7 of 200. At 32:00
+    # the break loses 10 / 181 of the 159 that watch that far: more than the 7 it loses at
+    # 40:00, where fewer reach it and its ads lose no more of them than the other break's.
+    # The move's gain is the lull's minutes, not the ads: no fewer expected to leave at them.
+    assert analysis.abandonment_at_breaks == pytest.approx(17 / 200)
+    assert move.during_ads_before == pytest.approx(7 / 200)
+    assert move.during_ads_after == pytest.approx(159 * 10 / 181 / 200, abs=1e-5)
+    assert analysis.expected_abandonment_at_breaks == pytest.approx(
+        (10 + 159 * 10 / 181) / 200, abs=1e-5
+    )
 
 
 def test_a_break_that_costs_more_ads_than_it_plays_is_dropped():
@@ -272,6 +284,53 @@ def test_a_break_losing_what_the_catalogs_ordinary_spots_lose_thrice_moves():
     # An ordinary title of the same catalog keeps its breaks.
     ordinary = analyse(catalog[0][0], BREAKS, 3600, risk)
     assert [r.action for r in ordinary.recommendations] == ["keep", "keep"]
+
+
+def test_a_moved_break_is_expected_to_lose_an_ordinary_pods_viewers_on_top_of_the_content():
+    # A catalog whose ordinary break loses 4 % of the sessions that play its ads, whatever the
+    # pod (a line drawn by hand). The title's breaks lose 24 of 181 and 20 of 137 during their
+    # ads; both move, to 12:00 and 32:00. There each is expected to lose the content's
+    # drop-off (one of the 190, 189 and 188 watching at minutes 11 to 13 in each) and 4 % of
+    # those who reach it: at 12:00 the 189 watching that far; at 32:00 the 145 watching that
+    # far and the viewers 20:00 no longer loses (24 − 7.56), as many of them as of the 157
+    # who sat through its ads watch to 32:00.
+    risk = placement.PodRisk(base=0.04, per_break_before=0.0, per_pod_second=0.0, calm=1.0)
+    analysis = analyse(catalog_title(24, 20), BREAKS, 3600, risk)
+    first, second = analysis.recommendations
+    assert [(r.action, r.to_offset_seconds) for r in (first, second)] == [
+        ("move", 12 * 60),
+        ("move", 32 * 60),
+    ]
+    assert first.abandonment_after == pytest.approx(3 / 567 + 0.04, abs=1e-5)
+    assert first.during_ads_after == pytest.approx(0.04 * 189 / 200, abs=1e-5)
+    flowed_on = (24 - 0.04 * 189) * 145 / 157
+    assert second.during_ads_after == pytest.approx(0.04 * (145 + flowed_on) / 200, abs=1e-5)
+    assert analysis.abandonment_at_breaks == pytest.approx(44 / 200)
+    assert analysis.expected_abandonment_at_breaks == pytest.approx(
+        (0.04 * 189 + 0.04 * (145 + flowed_on)) / 200, abs=1e-5
+    )
+
+
+def test_a_dropped_break_is_expected_to_lose_no_one_at_its_ads_and_the_next_more():
+    # Flat content; the break at 20:00 plays 15 s and 8 of its 181 leave during them, the
+    # one at 40:00 plays 600 s and 6 of its 153 leave: the first goes (the drop rule), the
+    # second stays. At 20:00 the content alone is expected to lose what it loses anyway
+    # (its minute bridged by its neighbours': one stop each among 183, 182, 172 and 171
+    # watching, over minutes 19 to 21); the 8 it no longer loses go on, 153 of every 173 who
+    # sat through its ads to 40:00, where they leave as its sessions do (6 of 153).
+    analysis = analyse(catalog_title(8, 6, 15, 600), BREAKS, 3600)
+    dropped, kept = analysis.recommendations
+    assert (dropped.action, kept.action) == ("drop", "keep")
+    bridged = 181 * 4 / (183 + 182 + 172 + 171)
+    assert dropped.abandonment_after == pytest.approx((1 + bridged + 1) / 535, abs=1e-5)
+    assert (dropped.during_ads_before, dropped.during_ads_after) == (8 / 200, 0.0)
+    assert kept.abandonment_after == kept.abandonment_before == pytest.approx(7 / 153, abs=1e-5)
+    reaching = 153 + 8 * 153 / 173
+    assert kept.during_ads_after == pytest.approx(6 / 153 * reaching / 200, abs=1e-5)
+    assert analysis.abandonment_at_breaks == pytest.approx(14 / 200)
+    assert analysis.expected_abandonment_at_breaks == pytest.approx(
+        6 / 153 * reaching / 200, abs=1e-5
+    )
 
 
 def test_a_long_pod_is_weighed_against_what_long_pods_lose_everywhere():
