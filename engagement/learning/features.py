@@ -137,7 +137,7 @@ class EngagementFeatures:
         config = self.config
         self._fit_vocabularies(rows, viewers, titles)
         stats = self._statistics_fitter(rows, viewers, titles)
-        viewer, title = stats.viewer, stats.title
+        viewer = stats.viewer
         self.stats = stats(np.ones(len(rows), dtype=bool))
         collaborative = np.zeros((len(rows), len(CollaborativeStats.NAMES)))
         rng = np.random.default_rng(config.seed)
@@ -145,6 +145,26 @@ class EngagementFeatures:
         # A share of the viewers play newcomers: their rows get the features of a viewer the
         # statistics have never seen, so the model learns what to trust for new viewers.
         cold = (rng.random(len(stats.viewer_index)) < config.cold_viewer_share)[viewer]
+        if config.time_blocks > 1 and "at" in rows:
+            self._fill_as_of(collaborative, stats, rows, fold, cold)
+        else:
+            self._fill_out_of_fold(collaborative, stats, fold, cold)
+        genres = self._title_genres(titles, rows["title"])
+        self.history_base_rate = float(rows["label"].mean()) if config.history else None
+        return np.hstack(
+            [self._attributes(rows, viewers, titles, genres), collaborative, self._history(rows)]
+        )
+
+    def _fill_out_of_fold(
+        self,
+        collaborative: np.ndarray,
+        stats: StatisticsFitter,
+        fold: np.ndarray,
+        cold: np.ndarray,
+    ) -> None:
+        """Each training row's statistics from the other folds (FeatureConfig.time_blocks 0):
+        from the whole window, the row's past and future alike."""
+        config, viewer, title = self.config, stats.viewer, stats.title
         for number in range(config.folds):
             inside = (fold == number) & ~cold
             collaborative[inside] = stats(fold != number).features(
@@ -165,14 +185,47 @@ class EngagementFeatures:
         # Counts carry no label: the training rows get those of all training rows, as the
         # rows transformed later do (out of fold they would be a fifth smaller).
         names = list(CollaborativeStats.NAMES)
+        assert self.stats is not None
         viewer_count = np.where(cold, 0.0, self.stats.viewer_count[viewer])
         collaborative[:, names.index("viewer_log_count")] = np.log1p(viewer_count)
         collaborative[:, names.index("title_log_count")] = np.log1p(self.stats.title_count[title])
-        genres = self._title_genres(titles, rows["title"])
-        self.history_base_rate = float(rows["label"].mean()) if config.history else None
-        return np.hstack(
-            [self._attributes(rows, viewers, titles, genres), collaborative, self._history(rows)]
-        )
+
+    def _fill_as_of(
+        self,
+        collaborative: np.ndarray,
+        stats: StatisticsFitter,
+        rows: pd.DataFrame,
+        fold: np.ndarray,
+        cold: np.ndarray,
+    ) -> None:
+        """Each training row's statistics as serving would have read them (FeatureConfig.
+        time_blocks k > 1): the rows cut into k blocks by time, a block's rows get the
+        statistics of every row before the block (counts included), never of a later one;
+        the first block, with nothing before it, gets its own out-of-fold statistics. So a
+        title released late in the window has the few ratings it had then, and a viewer's
+        rate is their past rate, as at serving time (the out-of-fold statistics give every
+        row the whole window's, future included)."""
+        config, viewer, title = self.config, stats.viewer, stats.title
+        rank = np.empty(len(rows), dtype=int)
+        rank[np.argsort(history.epoch_seconds(rows["at"]), kind="stable")] = np.arange(len(rows))
+        block = rank * config.time_blocks // len(rows)
+        groups = [(block == 0) & (fold == number) for number in range(config.folds)]
+        sources = [(block == 0) & (fold != number) for number in range(config.folds)]
+        for number in range(1, config.time_blocks):
+            groups.append(block == number)
+            sources.append(block < number)
+        for inside, source in zip(groups, sources, strict=True):
+            if not inside.any() or not source.any():
+                continue
+            # The newcomers' rows: the same statistics, their viewer unknown to them.
+            keys = np.where(cold[inside], -1, viewer[inside])
+            collaborative[inside] = stats(source).features(
+                keys,
+                title[inside],
+                segments=stats.row_segments[inside],
+                genres=stats.row_genres[np.flatnonzero(inside)],
+                config=config,
+            )
 
     def _history(self, rows: pd.DataFrame) -> np.ndarray:
         if self.history_base_rate is None:

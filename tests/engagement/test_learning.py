@@ -23,6 +23,8 @@ from engagement.learning import (
     engagement_model_train,
     engagement_predict,
 )
+from engagement.learning.features import EngagementFeatures
+from engagement.learning.statistics import CollaborativeStats
 from engagement.models import Rating, ViewingSession
 from engagement.tasks import RETRAIN_SOFT_TIME_LIMIT, retrain_engagement_model_task
 from ml import metrics, serving
@@ -555,3 +557,67 @@ def test_beta_calibration_recovers_its_weights_and_never_ties_or_reverses_titles
     model.beta = _fit_beta(raw, labels)
     assert min(model.beta[:2]) > 0
     assert np.all(np.diff(model._calibrated(raw)) > 0)
+
+
+def _rated_rows(count: int = 3000, seed: int = 5):
+    """`count` ratings of 60 viewers and 30 titles, one a second, a title's rate its quality."""
+    rng = np.random.default_rng(seed)
+    viewers = pd.DataFrame(
+        {
+            "age_band": rng.choice(["18_24", "25_34", "35_44"], 60),
+            "gender": rng.choice(["F", "M"], 60),
+            "region": "us_west",
+            "device": "ctv",
+            "is_kids": False,
+        },
+        index=np.arange(1, 61),
+    )
+    titles = pd.DataFrame(
+        {"year": 1995.0, "maturity_rating": "PG-13", "genres": [("drama",), ("comedy",)] * 15},
+        index=np.arange(1, 31),
+    )
+    title = rng.integers(1, 31, count)
+    label = (rng.random(count) < np.linspace(0.2, 0.8, 30)[title - 1]).astype(int)
+    rows = pd.DataFrame(
+        {
+            "viewer": rng.integers(1, 61, count),
+            "title": title,
+            "label": label,
+            "score": label.astype(float),
+            "at": np.arange(count, dtype=float),
+        }
+    )
+    return viewers, titles, rows
+
+
+@pytest.mark.parametrize("time_blocks", [0, 4])
+def test_as_of_time_statistics_never_show_a_training_row_a_later_label(time_blocks):
+    """FeatureConfig.time_blocks = k > 1: a training row's collaborative statistics are those
+    serving would have read at its time, from the blocks before its own: flipping the labels
+    of its block and of every later row leaves the features of the third block's rows as they
+    were, while flipping a row of the block before moves them (the check can fail). With the
+    out-of-fold statistics (0), the later rows' labels do reach the earlier rows."""
+    viewers, titles, rows = _rated_rows()
+    config = FeatureConfig(history=False, time_blocks=time_blocks)
+    names = slice(-len(CollaborativeStats.NAMES), None)
+    before = EngagementFeatures(config=config).fit_transform(rows, viewers, titles)[:, names]
+    third = slice(1500, 2250)  # the third of four blocks of 750 rows, by time
+
+    def features_with_flipped(positions: np.ndarray) -> np.ndarray:
+        label = rows["label"].to_numpy().copy()
+        label[positions] = 1 - label[positions]
+        flipped = rows.assign(label=label, score=label.astype(float))
+        return EngagementFeatures(config=config).fit_transform(flipped, viewers, titles)[:, names]
+
+    later = features_with_flipped(np.arange(1500, 3000))
+    earlier = features_with_flipped(np.arange(750, 1500))
+    assert not np.allclose(earlier[third], before[third])
+    if time_blocks:
+        assert np.array_equal(later[third], before[third])
+        # The counts are those of the rows before the block too: the third block's titles have
+        # been seen about twice as often as the second block's.
+        count = list(CollaborativeStats.NAMES).index("title_log_count")
+        assert np.expm1(before[third, count]).mean() == pytest.approx(1500 / 30, rel=0.1)
+        assert np.expm1(before[750:1500, count]).mean() == pytest.approx(750 / 30, rel=0.1)
+    else:
+        assert not np.allclose(later[third], before[third])
