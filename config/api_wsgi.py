@@ -281,7 +281,10 @@ class HotPath:
         """(The site's root, `http://host/`, whether the request is secure) as Django works them out
         from these headers (allowed hosts, the proxy's scheme header); None for a request
         Django must answer itself (a refused host, a redirect to HTTPS, a refused agent)."""
-        key = tuple(environ.get(name) for name in ORIGIN_KEYS)
+        proxy_header = settings.SECURE_PROXY_SSL_HEADER
+        key = tuple(environ.get(name) for name in ORIGIN_KEYS) + (
+            (environ.get(proxy_header[0]),) if proxy_header else ()
+        )
         if key in self._origins:
             return self._origins[key]
         request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})

@@ -5,12 +5,15 @@ platform keys are: a deactivated player stops getting ads within CACHE_SECONDS."
 
 from __future__ import annotations
 
+import re
 import time
 from typing import NamedTuple
 
 from ads.models import Player
 
 CACHE_SECONDS = 30.0
+KNOWN_KEPT = 1024
+_PUBLIC_ID = re.compile(r"[-a-zA-Z0-9_]{1,64}", re.ASCII)
 
 
 class PlayerState(NamedTuple):
@@ -31,6 +34,8 @@ def player_ensure(*, public_id: str, name: str) -> tuple[Player, bool]:
 
 def player_for_tag(*, public_id: str) -> PlayerState | None:
     """The player a tag names, active or not; None when no player has this id."""
+    if not _PUBLIC_ID.fullmatch(public_id):  # a SlugField of 64: no such player can exist
+        return None
     now = time.monotonic()
     cached = _known.get(public_id)
     if cached is not None and now - cached[1] < CACHE_SECONDS:
@@ -41,6 +46,8 @@ def player_for_tag(*, public_id: str) -> PlayerState | None:
         .first()
     )
     state = PlayerState(*row) if row is not None else None
+    if len(_known) >= KNOWN_KEPT:  # ids forged by the million must not grow it without end
+        _known.clear()
     _known[public_id] = (state, now)
     return state
 

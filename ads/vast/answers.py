@@ -12,12 +12,16 @@ Answers, so that a player always has something it understands:
   status as a network failure;
 - over a rate limit: 429 with Retry-After (and, for VAST, the same empty document);
 - VMAP has no error document: a bad parameter or unknown player is a 400 (JSON), and where
-  no ads may play (kids profile, inactive player, bot) the schedule has no breaks.
+  no ads may play (kids profile, inactive player, bot) the schedule has no breaks;
+- with the database out of reach (after the retries on a lost connection) while the tag's
+  player is not in this process's cache: a VAST with no `<Ad>`, reason `degraded`, 200 as
+  above; for VMAP, 503 with Retry-After (the API's JSON error), as the JSON decision answers.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -37,6 +41,9 @@ from ads.vast import params
 from ads.vast import render as documents
 from ads.vast.limits import limiter
 from config.api import error_body
+from config.db import LOST, retried_on_lost_connection
+
+logger = logging.getLogger(__name__)
 
 VAST_PATH = "/vast/4.2"
 VMAP_PATH = "/vmap/1.0"
@@ -49,6 +56,11 @@ XML_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Cache-Control", "no-store
 JSON_HEADERS = (("Access-Control-Allow-Origin", "*"),)
 # The engine's field names → the tag's parameters.
 TAG_FIELDS = {"title_id": "title", "ad_break_id": "break", "offset_seconds": "offset"}
+
+
+# A player's answer when the database cannot say whether the player exists.
+UNREACHABLE = object()
+DATABASE_MESSAGE = "The platform cannot reach its database for a moment; retry shortly."
 
 
 class Answer(NamedTuple):
@@ -130,6 +142,16 @@ def _no_ads(
     return _xml(documents.vast_empty(error_url=error_url, message=message), status, retry_after)
 
 
+def _player(public_id: str):
+    """The tag's player (None when unknown), or UNREACHABLE when the database stays out of
+    reach after the retries on a lost connection."""
+    try:
+        return retried_on_lost_connection(lambda: player_for_tag(public_id=public_id))
+    except LOST:
+        logger.warning("Ad tag answered without its player: database out of reach.", exc_info=True)
+        return UNREACHABLE
+
+
 def _is_bot(user_agent: str) -> bool:
     """As the tracking links judge: a tag is fetched by a viewer's player or browser, which
     always names itself, so a missing or blank User-Agent is a script's too (its trackers
@@ -156,7 +178,9 @@ def vast_answer(query: Mapping[str, str], *, site: str, user_agent: str, address
             field=error.field,
             message=error.message,
         )
-    player = player_for_tag(public_id=tag.player)
+    player = _player(tag.player)
+    if player is UNREACHABLE:
+        return _no_ads(site, player=player_id, reason="degraded", message=DATABASE_MESSAGE)
     if player is None:
         return _no_ads(
             site,
@@ -216,7 +240,9 @@ def vmap_answer(query: Mapping[str, str], *, site: str, user_agent: str, address
         return _json_error("invalid", "player", str(error))
     except params.TagError as error:
         return _json_error("invalid", error.field, error.message)
-    player = player_for_tag(public_id=tag.player)
+    player = _player(tag.player)
+    if player is UNREACHABLE:
+        return _json_error("unavailable", "player", DATABASE_MESSAGE, status=503, retry_after=1)
     if player is None:
         return _json_error("invalid", "player", f"No player has the id {tag.player[:64]!r}.")
     retry_after = limiter.seconds_over(player, address)

@@ -13,6 +13,7 @@ with its macros replaced (tests/ads/vast_schema.py)."""
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import escape, quoteattr
 
 from ads.decisioning.engine import Decision, Slot
@@ -166,7 +167,7 @@ def vast_empty(*, error_url: str, message: str = "") -> str:
     and the reason in words in a comment, for whoever reads the tag."""
     comment = ""
     if message:
-        safe = message.translate(_CONTROL).replace("--", "- -").rstrip("-")
+        safe = re.sub("-(?=-)", "- ", message.translate(_CONTROL)).rstrip("-")
         comment = f"<!-- {safe} -->"
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'

@@ -413,3 +413,81 @@ def test_with_disallowed_agents_django_answers_every_tag(apps, world, player, po
     allowed = get(hot, "/vast/4.2", tag(world))
     assert counted.calls == 2
     assert refused[0].startswith("403") and allowed[0] == "200 OK"
+
+
+# -- found in review: what a forged id, a lost database or a proxy's header must not break ----
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["django", "lean"])
+def test_a_player_id_that_cannot_exist_is_unknown_without_a_query(
+    apps, world, player, pod_of_two, which, django_assert_num_queries
+):
+    """A NUL byte (PostgreSQL's text refuses it: the lookup raised, a 500) or any id that is not
+    a slug of at most 64 characters names no player: answered unknown, the database not asked."""
+    for public_id in ("web\x00player", "web player", "w" * 65):
+        with django_assert_num_queries(0):
+            status, _, content = get(apps[which], "/vast/4.2", tag(world, player=public_id))
+            assert (status, error_reason(content)) == ("200 OK", "unknown_player")
+            status, _, content = get(apps[which], "/vmap/1.0", tag(world, player=public_id))
+            assert status.startswith("400")
+            assert b"No player has the id" in content
+
+
+def test_forged_player_ids_do_not_grow_the_process_cache_without_end(world):
+    from ads.services import players
+
+    players_forget()
+    for number in range(players.KNOWN_KEPT + 10):
+        assert players.player_for_tag(public_id=f"forged-{number}") is None
+    assert 0 < len(players._known) <= players.KNOWN_KEPT
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["django", "lean"])
+def test_with_the_database_out_of_reach_the_tags_answer_degraded(
+    apps, world, player, pod_of_two, which, monkeypatch
+):
+    """A player not in this process's cache cannot be looked up: the VAST tag answers its empty
+    document with reason `degraded` (200: players take other statuses for network failures),
+    VMAP a 503 with Retry-After, as the JSON decision does; never a 500."""
+    from django.db import OperationalError
+
+    def unreachable(**_):
+        raise OperationalError("the database is out of reach")
+
+    players_forget()
+    monkeypatch.setattr(Player.objects, "filter", unreachable)
+    status, _, content = get(apps[which], "/vast/4.2", tag(world))
+    assert (status, error_reason(content)) == ("200 OK", "degraded")
+    status, headers, content = get(apps[which], "/vmap/1.0", tag(world))
+    assert status.startswith("503")
+    assert ("Retry-After", "1") in headers
+    assert b'"code": "unavailable"' in content
+
+
+@override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_SCHEME", "https"), SECURE_SSL_REDIRECT=False)
+def test_the_origin_follows_the_configured_proxy_header():
+    """The lean path caches a host's origin: the key holds the header the settings name (not
+    only X-Forwarded-Proto), or the first request's scheme would answer every later one."""
+    hot = HotPath(lambda environ, start_response: [], api, answers)
+    plain = {
+        "wsgi.url_scheme": "http",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/vast/4.2",
+        "HTTP_HOST": "localhost",
+        "wsgi.input": io.BytesIO(b""),
+    }
+    behind_tls = plain | {"HTTP_X_SCHEME": "https"}
+    django = WSGIRequest(dict(behind_tls))
+    assert (django.build_absolute_uri("/"), django.is_secure()) == ("https://localhost/", True)
+    assert hot._origin(dict(plain)) == ("http://localhost/", False)
+    assert hot._origin(behind_tls) == ("https://localhost/", True)
+
+
+@pytest.mark.parametrize("overrides", [{"player": "---"}, {"title": "1---"}, {"player": "a-"}])
+def test_an_error_comment_stays_well_formed(apps, world, player, pod_of_two, overrides):
+    """The reason in words goes in an XML comment, which may hold no `--`: "---" became "- --"."""
+    status, _, content = get(apps[1], "/vast/4.2", tag(world, **overrides))
+    assert status == "200 OK"
+    assert error_reason(content) in {"unknown_player", "invalid_parameter"}
