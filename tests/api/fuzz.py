@@ -21,7 +21,7 @@ from schemathesis import checks
 
 from ads import services
 from catalog.models import Viewer
-from config.api_wsgi import APIHandler, routed
+from config.api_wsgi import APIHandler, HotPath, routed
 from tests.ads.conftest import line_item_with_creative
 from tests.factories import (
     AdBreakFactory,
@@ -68,12 +68,16 @@ def fuzz_world() -> dict[str, str]:
 
 
 def _application():
-    """config/wsgi.py's routing (the API's paths through the lean middleware stack, as granian
-    serves them), without its server start-up: the decision refresher's thread is for server
-    processes, not a test's."""
+    """config/wsgi.py's routing (the decision, event and ad tag paths through the lean path,
+    the API's other paths through the lean middleware stack, as granian serves them), without
+    its server start-up: the decision refresher's thread is for server processes, not a
+    test's."""
     from django.core.wsgi import get_wsgi_application
 
-    return routed(get_wsgi_application(), APIHandler())
+    from ads import api
+    from ads.vast import answers
+
+    return routed(get_wsgi_application(), HotPath(APIHandler(), api, answers))
 
 
 # Loaded once a process, as the first of the modules is collected (pytest-django has set Django
