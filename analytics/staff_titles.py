@@ -167,6 +167,9 @@ def title_breaks(request: HttpRequest, title_id: int) -> HttpResponse:
             "break_rows": break_rows(analysis),
             "summary": {
                 "sessions": analysis["sessions"],
+                # Stored before the figure became the leavers during the ads (session 10's
+                # change): the same keys held the leavers at or just after a break.
+                "counts_during_ads": all("left_during_ads" in b for b in analysis["breaks"]),
                 "before": percent(analysis["abandonment_at_breaks"]),
                 "after": percent(analysis["expected_abandonment_at_breaks"]),
                 "ad_before": f"{analysis['ad_seconds_per_session']:.0f}",
