@@ -18,6 +18,7 @@ from tests.factories import (
     CreativeFactory,
     GenreFactory,
     LineItemFactory,
+    PlayerFactory,
     TitleFactory,
     ViewerFactory,
 )
@@ -76,6 +77,33 @@ def rebuild() -> None:
     """What a version bump does in production, without waiting for the second to pass."""
     index_holder.reset()
     state_holder.reset()
+
+
+@pytest.fixture
+def player():
+    """The web player the ad tags' tests name (`tag`)."""
+    return PlayerFactory(public_id="web-player")
+
+
+@pytest.fixture
+def pod_of_two(world):
+    """Two advertisers in different categories, so the break's pod holds both."""
+    acme = line_item_with_creative(world.acme, category="beverages", duration=30)
+    globex = line_item_with_creative(world.globex, category="travel", duration=15)
+    return acme, globex
+
+
+def tag(world, **overrides) -> dict:
+    """An ad tag's query for the world's break (None drops a parameter)."""
+    query = {
+        "player": "web-player",
+        "viewer": world.viewer.external_id,
+        "title": world.title.pk,
+        "break": world.ad_break.pk,
+        "device": "ctv",
+        "cb": "12345",
+    }
+    return {name: value for name, value in (query | overrides).items() if value is not None}
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from django.test import Client, override_settings
 from ads.models import AdEvent, Creative, Player
 from ads.services.players import players_forget
 from config.api_wsgi import APIHandler, routed
-from tests.ads.conftest import line_item_with_creative, rebuild
+from tests.ads.conftest import rebuild, tag
 from tests.ads.vast_schema import VAST, valid_vast, vmap_breaks, with_macros_replaced
 from tests.factories import AdBreakFactory, PlayerFactory
 
@@ -38,31 +38,6 @@ TRACKED = {
 def client():
     """A player's requests: it names itself (a blank User-Agent is a script's, a bot's)."""
     return Client(HTTP_USER_AGENT=PLAYER_AGENT)
-
-
-@pytest.fixture
-def player():
-    return PlayerFactory(public_id="web-player")
-
-
-@pytest.fixture
-def pod_of_two(world):
-    """Two advertisers in different categories, so the break's pod holds both."""
-    acme = line_item_with_creative(world.acme, category="beverages", duration=30)
-    globex = line_item_with_creative(world.globex, category="travel", duration=15)
-    return acme, globex
-
-
-def tag(world, **overrides) -> dict:
-    query = {
-        "player": "web-player",
-        "viewer": world.viewer.external_id,
-        "title": world.title.pk,
-        "break": world.ad_break.pk,
-        "device": "ctv",
-        "cb": "12345",
-    }
-    return {name: value for name, value in (query | overrides).items() if value is not None}
 
 
 def path_of(url: str) -> str:

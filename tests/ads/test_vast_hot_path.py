@@ -28,25 +28,14 @@ from ads.services.players import players_forget
 from ads.vast import answers
 from ads.vast.limits import limiter
 from config.api_wsgi import APIHandler, HotPath
-from tests.ads.conftest import line_item_with_creative
+from tests.ads.conftest import tag
+from tests.ads.test_hot_path import Counted
 from tests.ads.vast_schema import VAST, valid_vast, vmap_breaks
 from tests.factories import AdBreakFactory, PlayerFactory, TitleFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_exploration")]
 
 PLAYER_AGENT = "SmartTV VASTPlayer/2.0"
-
-
-class Counted:
-    """Django's API stack, counting the requests the lean path handed over."""
-
-    def __init__(self) -> None:
-        self.django = APIHandler()
-        self.calls = 0
-
-    def __call__(self, environ, start_response):
-        self.calls += 1
-        return self.django(environ, start_response)
 
 
 @pytest.fixture
@@ -58,18 +47,6 @@ def apps():
     yield APIHandler(), HotPath(django, api, answers), django
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
-def player():
-    return PlayerFactory(public_id="web-player")
-
-
-@pytest.fixture
-def pod_of_two(world):
-    acme = line_item_with_creative(world.acme, category="beverages", duration=30)
-    globex = line_item_with_creative(world.globex, category="travel", duration=15)
-    return acme, globex
 
 
 def get(application, path, query, *, method="GET", **extra):
@@ -122,18 +99,6 @@ def same_answer(apps, path, query, **extra):
     assert answer[1] == expected[1]
     assert _stable(answer[2]) == _stable(expected[2])
     return counted.calls == before, answer
-
-
-def tag(world, **overrides) -> dict:
-    query = {
-        "player": "web-player",
-        "viewer": world.viewer.external_id,
-        "title": world.title.pk,
-        "break": world.ad_break.pk,
-        "device": "ctv",
-        "cb": "12345",
-    }
-    return {name: value for name, value in (query | overrides).items() if value is not None}
 
 
 def vast_ads(content: bytes) -> list:
