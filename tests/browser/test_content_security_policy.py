@@ -17,6 +17,7 @@ import pytest
 
 from ads.models import LineItem
 from tests.browser.conftest import (
+    CONTEXT_OPTIONS,
     UPDATE_TIMEOUT_MS,
     browser_page,
     count_requests,
@@ -130,7 +131,7 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
         expect(page.locator("[data-ad-overlay]")).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
         # Staff, in a browser context of their own (their own cookies).
-        staff = page.context.browser.new_context(viewport=LAPTOP).new_page()
+        staff = page.context.browser.new_context(viewport=LAPTOP, **CONTEXT_OPTIONS).new_page()
         count_requests(staff)
         violations.watch(staff)
         log_in(staff, server, world.staff_username, "/staff/")

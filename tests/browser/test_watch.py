@@ -23,7 +23,13 @@ from django.db import connection
 
 from ads.models import Creative
 from catalog.models import AgeBand, MaturityRating
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, wait_until
+from tests.browser.conftest import (
+    CONTEXT_OPTIONS,
+    UPDATE_TIMEOUT_MS,
+    browser_page,
+    signed_in,
+    wait_until,
+)
 from tests.factories import (
     AdBreakFactory,
     GenreFactory,
@@ -121,9 +127,9 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         page.locator(f'[data-row="picks"] a[data-title="{title.pk}"]').click()
         page.wait_for_url(f"{server.url}/watch/title/{title.pk}")
 
-        # Staff watch the live sessions in another browser context (their own login).
-        staff_page = page.context.browser.new_context(viewport=LAPTOP).new_page()
-        log_in(staff_page, server, world.staff_username, "/staff/sessions/")
+        # Staff watch the live sessions in another browser context (their own session).
+        staff_page = page.context.browser.new_context(viewport=LAPTOP, **CONTEXT_OPTIONS).new_page()
+        signed_in(staff_page, server, world.sessions[world.staff_username], "/staff/sessions/")
 
         # 4 s of film before the break (0.4 s at TIMESCALE), and the session's opening held
         # back longer than that: the film reaches the break before the session exists (the
