@@ -22,6 +22,7 @@ from tests.browser.conftest import (
     browser_page,
     count_requests,
     log_in,
+    nothing_leaves,
     settle,
     wait_until,
 )
@@ -71,12 +72,7 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
     with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
         violations.watch(page)
         # Nothing leaves 127.0.0.1 (a creative's media, a landing page).
-        page.context.route(
-            "**/*",
-            lambda route: (
-                route.continue_() if route.request.url.startswith(server.url) else route.abort()
-            ),
-        )
+        nothing_leaves(page.context, server)
         log_in(page, server, world.username, f"/a/{slug}/")
         response = page.goto(f"{server.url}/a/{slug}/")
         assert "script-src 'self'" in response.headers["content-security-policy"]

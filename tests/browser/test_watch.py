@@ -28,6 +28,7 @@ from tests.browser.conftest import (
     CONTEXT_OPTIONS,
     UPDATE_TIMEOUT_MS,
     browser_page,
+    nothing_leaves,
     signed_in,
     wait_until,
 )
@@ -113,12 +114,7 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
     offset = world.ad_break.offset_seconds
     with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
         # The landing page is elsewhere: its tab opens, nothing leaves 127.0.0.1.
-        page.context.route(
-            "**/*",
-            lambda route: (
-                route.continue_() if route.request.url.startswith(server.url) else route.abort()
-            ),
-        )
+        nothing_leaves(page.context, server)
         page.goto(f"{server.url}/watch/")
         page.screenshot(path=str(shots / "profiles.png"))
         choose_profile(page, server, "Alex")
