@@ -73,7 +73,10 @@ REFERENCES = (
 # of them by time), calibrating on the next tenth and validating on the tenth after; the
 # variant with the lowest mean validation ECE is the one whose test ECE is judged (the test
 # rows, the last tenth, never choose). The figures of the others are printed beside it.
-CALIBRATIONS = (
+RECENT = ("viewer_recent_rate",)
+RATES = ("viewer_running_rate", "viewer_recent_rate")
+RATES_IDLE = ("viewer_running_rate", "viewer_recent_rate", "viewer_log_idle_hours")
+CALIBRATIONS: tuple[tuple[str, dict], ...] = (
     ("Platt, all calibration rows", {}),
     ("isotonic, all", {"calibration_method": "isotonic"}),
     ("beta, all", {"calibration_method": "beta"}),
@@ -91,6 +94,26 @@ CALIBRATIONS = (
         "beta, scored as served (16 chunks)",
         {"calibration_method": "beta", "calibration_chunks": 16},
     ),
+    # Platt with the viewer's running history beside the raw score (ModelConfig.
+    # calibration_covariates): session 11, run with the out-of-fold features only.
+    ("Platt + viewer's recent rate", {"calibration_covariates": RECENT}),
+    ("Platt + viewer's running, recent rates", {"calibration_covariates": RATES}),
+    ("Platt + viewer's rates, idle time", {"calibration_covariates": RATES_IDLE}),
+    (
+        "Platt + viewer's recent rate (16 chunks)",
+        {"calibration_covariates": RECENT, "calibration_chunks": 16},
+    ),
+    (
+        "Platt + viewer's running, recent rates (16 chunks)",
+        {"calibration_covariates": RATES, "calibration_chunks": 16},
+    ),
+    (
+        "Platt + viewer's rates, idle time (16 chunks)",
+        {"calibration_covariates": RATES_IDLE, "calibration_chunks": 16},
+    ),
+)
+COVARIATE_CALIBRATIONS = tuple(
+    name for name, overrides in CALIBRATIONS if "calibration_covariates" in overrides
 )
 # Mappings that tie titles (an isotonic step scores every title within it alike, and a viewer's
 # home ranks titles by these scores): printed, never chosen.
@@ -100,14 +123,21 @@ TYING_METHODS = ("isotonic",)
 # statistics as serving would have read them at their time (each of 8 blocks by time gets
 # those of the rows before it). "out of fold", the default: from the whole training window,
 # a row's later ratings included; run with the calibrations session 9's run chose or uses by
-# default, to keep the bench's time. (Without the running history every variant's validation
-# ECE was higher, session 8's run: 0.035–0.068 against 0.027–0.043, README; no longer run.)
+# default and with session 11's, Platt with the viewer's running history as covariates (run
+# with these features only), to keep the bench's time. (Without the running history every
+# variant's validation ECE was higher, session 8's run: 0.035–0.068 against 0.027–0.043,
+# README; no longer run.)
 FEATURE_SETTINGS: tuple[tuple[str, dict, tuple[str, ...] | None], ...] = (
-    ("as of time", {"time_blocks": 8}, None),
+    (
+        "as of time",
+        {"time_blocks": 8},
+        tuple(name for name, _ in CALIBRATIONS if name not in COVARIATE_CALIBRATIONS),
+    ),
     (
         "out of fold",
         {},
-        ("Platt, all calibration rows", "beta, scored as served (16 chunks)"),
+        ("Platt, all calibration rows", "beta, scored as served (16 chunks)")
+        + COVARIATE_CALIBRATIONS,
     ),
 )
 VALIDATION_ORIGINS = (0.5, 0.6, 0.7)
@@ -261,7 +291,7 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
     )
     origins = "".join(f"{f'val {origin:.0%}':>9s}" for origin in VALIDATION_ORIGINS)
     print(
-        f"  {'features: calibration (ModelConfig)':58s}{origins}{'val mean':>10s}{'test ECE':>10s}"
+        f"  {'features: calibration (ModelConfig)':66s}{origins}{'val mean':>10s}{'test ECE':>10s}"
     )
     mean = {name: float(np.mean([ece[name][o] for o in VALIDATION_ORIGINS])) for name in ece}
     ties = {
@@ -275,7 +305,7 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
         cells = "".join(f"{ece[name][origin]:9.4f}" for origin in VALIDATION_ORIGINS)
         mark = "  <- chosen on validation" if name == chosen else ""
         mark = "  (ties titles: not eligible)" if name in ties else mark
-        print(f"  {name:58s}{cells}{mean[name]:10.4f}{ece[name][TEST_ORIGIN]:10.4f}{mark}")
+        print(f"  {name:66s}{cells}{mean[name]:10.4f}{ece[name][TEST_ORIGIN]:10.4f}{mark}")
     return chosen, ece[chosen][TEST_ORIGIN]
 
 
