@@ -34,7 +34,8 @@ Then the chronological split's calibration (goal: ECE ≤ 0.02): each feature se
 FEATURE_SETTINGS (statistics as of time, or out of fold) with each variant of CALIBRATIONS
 (Platt, beta or isotonic; on all calibration rows or the latest share; the calibration rows
 scored with the training statistics or as served; an intercept shift matching the latest
-rows' rate), judged on three rolling validation origins; among the mappings that keep the
+rows' rate; Platt with the viewer's running history beside the raw score), judged on three
+rolling validation origins; among the mappings that keep the
 titles' order without ties (not isotonic), the variant with the lowest mean validation ECE is
 chosen, and its ECE on the test tenth is the figure against the goal.
 
@@ -241,10 +242,10 @@ def evaluate(algorithm, refresh, rows, viewers, titles, train, validation, test,
     return summary
 
 
-def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
+def chronological_calibration(rows, viewers, titles) -> tuple[str, dict]:
     """Each FEATURE_SETTINGS × CALIBRATIONS variant on the validation origins and the test
     origin (one booster per feature setting and origin, recalibrated per variant); returns the
-    variant chosen on validation and its test ECE."""
+    variant chosen on validation and its metrics on the test tenth (`metrics.summary`)."""
     from dataclasses import replace
 
     from engagement.learning import EngagementModel, FeatureConfig, ModelConfig
@@ -260,6 +261,7 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
     ]
     ece: dict[str, dict[float, float]] = {name: {} for name in names}
     rates = []
+    test: dict[str, dict] = {}
     for origin in (*VALIDATION_ORIGINS, TEST_ORIGIN):
         cut, end = int(origin * count), int(round((origin + 0.1) * count))
         train, calibration = rows.iloc[order[:cut]], rows.iloc[order[cut:end]]
@@ -282,6 +284,8 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
                 ece[f"{setting}: {name}"][origin] = metrics.expected_calibration_error(
                     labels, scores
                 )
+                if origin == TEST_ORIGIN:
+                    test[f"{setting}: {name}"] = metrics.summary(labels, scores)
     print(
         "\nChronological calibration, chosen on validation (train before the origin, "
         "calibrate on the next tenth, score the tenth after; engaged rate calibration → "
@@ -306,7 +310,7 @@ def chronological_calibration(rows, viewers, titles) -> tuple[str, float]:
         mark = "  <- chosen on validation" if name == chosen else ""
         mark = "  (ties titles: not eligible)" if name in ties else mark
         print(f"  {name:66s}{cells}{mean[name]:10.4f}{ece[name][TEST_ORIGIN]:10.4f}{mark}")
-    return chosen, ece[chosen][TEST_ORIGIN]
+    return chosen, test[chosen]
 
 
 def mean_sd(values: list[float]) -> str:
@@ -373,7 +377,7 @@ def main() -> None:
         majority = np.mean([run["majority_accuracy"] for run in runs])
         name = "always the majority class"
         print(f"{kind:22s}{name:37s}{'':57s}{majority:>19.4f}")
-    chosen, chosen_ece = chronological_calibration(rows, viewers, titles)
+    chosen, chosen_test = chronological_calibration(rows, viewers, titles)
     print()
     print("References (random split, ml-100k, label rating >= 4), from the issue:")
     for name, auc, log_loss in REFERENCES:
@@ -389,10 +393,11 @@ def main() -> None:
         met = value >= target if sign == ">=" else value <= target
         title = dict(METRICS)[key]
         print(f"  {kind:14s} {title:9s} {value:.4f} {sign} {target:g}  {'PASS' if met else 'MISS'}")
-    met = chosen_ece <= 0.02
+    met = chosen_test["ece"] <= 0.02
     print(
         f"  chronological ECE with the calibration chosen on validation ({chosen}): "
-        f"{chosen_ece:.4f} <= 0.02  {'PASS' if met else 'MISS'}"
+        f"{chosen_test['ece']:.4f} <= 0.02  {'PASS' if met else 'MISS'} (its AUC "
+        f"{chosen_test['auc']:.4f}, log loss {chosen_test['log_loss']:.4f})"
     )
     print(
         "The proposal's '87 % accuracy' was on its own synthetic data; on these real ratings "
