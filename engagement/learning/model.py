@@ -21,6 +21,12 @@ LOGIT_CLIP = 30.0
 PROBABILITY_CLIP = 1e-4  # an isotonic step's bounds (a step of 0 or 1 has no logit)
 MIN_BETA_WEIGHT = 1e-3  # beta calibration's least weights: strictly rising, never flat
 SMALL_TRAINING_ROWS = 20_000
+# The running-history columns a Platt calibration may take beside the raw score
+# (ModelConfig.calibration_covariates): the viewer's, the same for every title at one moment,
+# so they shift a viewer's titles together and never reorder them. The rates enter on the
+# log-odds scale, the idle time as it is (log hours).
+CALIBRATION_COVARIATES = ("viewer_running_rate", "viewer_recent_rate", "viewer_log_idle_hours")
+LOG_ODDS_COVARIATES = ("viewer_running_rate", "viewer_recent_rate")
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -85,11 +91,13 @@ class EngagementModel:
     booster: lightgbm.Booster | None = None
     scaler: StandardScaler | None = None
     linear: LogisticRegression | None = None
-    # Platt scaling of the raw score: p = sigmoid(slope · z + intercept + shift); with
+    # Platt scaling of the raw score: p = sigmoid(slope · z + intercept + shift), plus
+    # covariate_weights · the ModelConfig.calibration_covariates columns when it names any; with
     # ModelConfig.calibration_method "isotonic", p = sigmoid(logit(isotonic(z)) + shift); with
     # "beta", p = sigmoid(a·ln s − b·ln(1 − s) + c + shift), s = sigmoid(z), beta = (a, b, c).
     slope: float = 1.0
     intercept: float = 0.0
+    covariate_weights: tuple[float, ...] = ()
     isotonic: IsotonicRegression | None = None
     beta: tuple[float, float, float] | None = None
     shift: float = 0.0
@@ -113,7 +121,12 @@ class EngagementModel:
             "features": list(self.features.names) if self.features else [],
             "feature_config": asdict(self.feature_config),
             "model_config": asdict(self.model_config),
-            "calibration": f"{self.model_config.calibration_method}, on the calibration rows",
+            "calibration": f"{self.model_config.calibration_method}, on the calibration rows"
+            + (
+                f", with the covariates {list(self.model_config.calibration_covariates)}"
+                if self.model_config.calibration_covariates
+                else ""
+            ),
             "serve_as_session": self.serve_as_session,
         }
 
@@ -152,13 +165,12 @@ class EngagementModel:
             raise ValueError(f"Unknown algorithm {self.model_config.algorithm!r}.")
 
         self.calibrate(train, calibration, viewers, titles)
-        calibration_raw = self._raw(calibration_x)
         report = FitReport(
             train_rows=len(train),
             calibration_rows=len(calibration),
             rounds=rounds,
-            train_scores=self._calibrated(self._raw(train_x)),
-            calibration_scores=self._calibrated(calibration_raw),
+            train_scores=self._calibrated(*self._raw_and_covariates(train_x)),
+            calibration_scores=self._calibrated(*self._raw_and_covariates(calibration_x)),
         )
         if refresh_statistics:
             self.features.refit_statistics(pd.concat([train, calibration]), viewers, titles)
@@ -188,19 +200,29 @@ class EngagementModel:
             ordered = calibration.sort_values("at", kind="mergesort")
         else:  # no times: every row, scored with the training rows' statistics
             ordered, chunks, share, shift_share = calibration, 1, 1.0, 0.0
+        if config.calibration_covariates and config.calibration_method != "platt":
+            raise ValueError("Calibration covariates need the Platt calibration.")
+        unknown = set(config.calibration_covariates) - set(CALIBRATION_COVARIATES)
+        if unknown or (config.calibration_covariates and not self.uses_history):
+            raise ValueError(
+                f"Calibration covariates are among {CALIBRATION_COVARIATES}, with the running "
+                f"history features on (unknown: {sorted(unknown)})."
+            )
         labels = ordered["label"].to_numpy(float)
-        raw = self._served_raw(train, ordered, viewers, titles, chunks) if chunks > 1 else None
+        served = self._served_raw(train, ordered, viewers, titles, chunks) if chunks > 1 else None
         cut = len(ordered) - int(round(len(ordered) * share))
         if share >= 1 or cut <= 0 or labels[cut:].min() == labels[cut:].max():
             cut = 0
-        if raw is not None:
-            fit_raw = raw[cut:]
+        if served is not None:
+            fit_raw, fit_covariates = served[0][cut:], served[1][cut:]
         else:
             before = pd.concat([train, ordered.iloc[:cut]]) if cut else train
             self.features.refit_statistics(before, viewers, titles)
-            fit_raw = self._raw(self.features.transform(ordered.iloc[cut:], viewers, titles))
+            fit_raw, fit_covariates = self._raw_and_covariates(
+                self.features.transform(ordered.iloc[cut:], viewers, titles)
+            )
         fit_labels = labels[cut:]
-        self.shift, self.isotonic, self.beta = 0.0, None, None
+        self.shift, self.isotonic, self.beta, self.covariate_weights = 0.0, None, None, ()
         if config.calibration_method == "isotonic":
             self.isotonic = IsotonicRegression(
                 out_of_bounds="clip", y_min=PROBABILITY_CLIP, y_max=1 - PROBABILITY_CLIP
@@ -208,43 +230,75 @@ class EngagementModel:
         elif config.calibration_method == "beta":
             self.beta = _fit_beta(fit_raw, fit_labels)
         elif config.calibration_method == "platt":
-            platt = LogisticRegression(C=1e6).fit(fit_raw[:, None], fit_labels)
+            platt = LogisticRegression(C=1e6, max_iter=1000).fit(
+                np.column_stack([fit_raw, fit_covariates]), fit_labels
+            )
             self.slope, self.intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+            self.covariate_weights = tuple(float(w) for w in platt.coef_[0, 1:])
         else:
             raise ValueError(f"Unknown calibration method {config.calibration_method!r}.")
         if shift_share > 0:
             start = len(ordered) - max(int(round(len(ordered) * shift_share)), 1)
-            if raw is not None:
-                latest = raw[start:]
+            if served is not None:
+                latest = served[0][start:], served[1][start:]
             else:
                 before = pd.concat([train, ordered.iloc[:start]])
                 self.features.refit_statistics(before, viewers, titles)
-                latest = self._raw(self.features.transform(ordered.iloc[start:], viewers, titles))
-            self.shift = _mean_matching_shift(self._calibrated(latest), labels[start:].mean())
+                latest = self._raw_and_covariates(
+                    self.features.transform(ordered.iloc[start:], viewers, titles)
+                )
+            self.shift = _mean_matching_shift(self._calibrated(*latest), labels[start:].mean())
 
-    def _served_raw(self, train, ordered, viewers, titles, chunks: int) -> np.ndarray:
-        """Raw scores of the calibration rows (oldest first) in `chunks` chunks by time, each
-        scored with the statistics of every row before it, as serving scores later rows."""
+    def _served_raw(
+        self, train, ordered, viewers, titles, chunks: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and calibration covariates of the calibration rows (oldest first) in
+        `chunks` chunks by time, each scored with the statistics of every row before it, as
+        serving scores later rows."""
         assert self.features is not None
-        parts = []
+        raws, covariates = [], []
         for chunk in np.array_split(np.arange(len(ordered)), chunks):
             if len(chunk):
                 self.features.refit_statistics(
                     pd.concat([train, ordered.iloc[: chunk[0]]]), viewers, titles
                 )
                 rows = ordered.iloc[chunk]
-                parts.append(self._raw(self.features.transform(rows, viewers, titles)))
-        return np.concatenate(parts)
+                raw, covariate = self._raw_and_covariates(
+                    self.features.transform(rows, viewers, titles)
+                )
+                raws.append(raw)
+                covariates.append(covariate)
+        return np.concatenate(raws), np.concatenate(covariates)
 
-    def _calibrated(self, raw: np.ndarray) -> np.ndarray:
-        """Probabilities from raw scores with the fitted mapping and shift."""
+    def _raw_and_covariates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The raw score of feature rows `x` and their ModelConfig.calibration_covariates
+        columns (rates on the log-odds scale; no columns without covariates)."""
+        names = tuple(getattr(self.model_config, "calibration_covariates", ()))
+        if not names:
+            return self._raw(x), np.zeros((len(x), 0))
+        assert self.features is not None
+        columns = x[:, [self.features.names.index(name) for name in names]].astype(float)
+        for number, name in enumerate(names):
+            if name in LOG_ODDS_COVARIATES:
+                p = np.clip(columns[:, number], PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+                columns[:, number] = np.log(p / (1 - p))
+        return self._raw(x), columns
+
+    def _calibrated(self, raw: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities from raw scores (and, with covariate weights, the rows'
+        calibration covariates) with the fitted mapping and shift."""
         if self.isotonic is not None:
             p = np.clip(self.isotonic.predict(raw), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
             return _sigmoid(np.log(p / (1 - p)) + self.shift)
         if self.beta is not None:
             a, b, c = self.beta
             return _sigmoid(_beta_columns(raw) @ np.array([a, b]) + c + self.shift)
-        return _sigmoid(self.slope * raw + self.intercept + self.shift)
+        z = self.slope * raw + self.intercept + self.shift
+        if self.covariate_weights:
+            if covariates is None or covariates.shape[1] != len(self.covariate_weights):
+                raise ValueError("This calibration needs the rows' calibration covariates.")
+            z = z + covariates @ np.asarray(self.covariate_weights)
+        return _sigmoid(z)
 
     def _fit_booster(
         self, train_x: np.ndarray, train_y: np.ndarray, stop_x: np.ndarray, stop_y: np.ndarray
@@ -302,4 +356,4 @@ class EngagementModel:
         if "session" not in rows:
             rows = rows.assign(session=float(self.serve_as_session))
         x = self.features.transform(rows, viewers, titles)
-        return self._calibrated(self._raw(x))
+        return self._calibrated(*self._raw_and_covariates(x))

@@ -2,9 +2,11 @@
 the nightly task. On a small synthetic world whose rule is known: a viewer engages with a
 title with probability sigmoid(quality of the title + the viewer's taste for its genre)."""
 
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,13 +24,16 @@ from engagement.learning import (
     engagement_fallback,
     engagement_model_train,
     engagement_predict,
+    history,
 )
 from engagement.learning.features import EngagementFeatures
+from engagement.learning.model import CALIBRATION_COVARIATES
 from engagement.learning.statistics import CollaborativeStats
 from engagement.models import Rating, ViewingSession
 from engagement.tasks import RETRAIN_SOFT_TIME_LIMIT, retrain_engagement_model_task
 from ml import metrics, serving
 from ml.models import ModelVersion, TrainingRun
+from ml.services import artifact_dumps
 from tests.conftest import world_once
 from tests.factories import GenreFactory, TitleFactory, ViewerFactory
 
@@ -621,3 +626,126 @@ def test_as_of_time_statistics_never_show_a_training_row_a_later_label(time_bloc
         assert np.expm1(before[750:1500, count]).mean() == pytest.approx(750 / 30, rel=0.1)
     else:
         assert not np.allclose(later[third], before[third])
+
+
+def _newcomer_rows(seed: int = 11):
+    """300 viewers who each rate 30 of 40 titles in a burst, one viewer after another (as
+    MovieLens' users do): a viewer engages with probability sigmoid(their propensity, N(0,
+    1.5) on the log-odds, + the title's quality, −1 to 1). Rows carry their running history.
+    Returns viewers, titles, rows and the propensities (by viewer key − 1)."""
+    rng = np.random.default_rng(seed)
+    count, title_count = 300, 40
+    viewers = pd.DataFrame(
+        {
+            "age_band": rng.choice(["18_24", "25_34", "35_44"], count),
+            "gender": rng.choice(["F", "M"], count),
+            "region": "us_west",
+            "device": "ctv",
+            "is_kids": False,
+        },
+        index=np.arange(1, count + 1),
+    )
+    titles = pd.DataFrame(
+        {
+            "year": 1995.0,
+            "maturity_rating": "PG-13",
+            "genres": [("drama",), ("comedy",)] * (title_count // 2),
+        },
+        index=np.arange(1, title_count + 1),
+    )
+    propensity = rng.normal(0.0, 1.5, count)
+    quality = np.linspace(-1.0, 1.0, title_count)
+    frames = []
+    for viewer in range(1, count + 1):
+        title = rng.choice(np.arange(1, title_count + 1), 30, replace=False)
+        rate = 1 / (1 + np.exp(-(propensity[viewer - 1] + quality[title - 1])))
+        label = (rng.random(30) < rate).astype(int)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "viewer": viewer,
+                    "title": title,
+                    "label": label,
+                    "score": label.astype(float),
+                    "at": 30.0 * (viewer - 1) + np.arange(30.0),
+                }
+            )
+        )
+    rows = pd.concat(frames, ignore_index=True)
+    return viewers, titles, history.with_history(rows, rows), propensity
+
+
+def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
+    """ModelConfig.calibration_covariates: the training rows are of viewers the statistics
+    know (but a tenth playing newcomers), the calibration rows and the later ones of viewers
+    first seen after the training, known by their running history alone. The trees under-use
+    that history: plain Platt predicts the most engaged newcomers (propensity > 1) 0.14 below
+    their rate and the least engaged (< −1) 0.19 above. With the viewer's recent rate beside
+    the raw score, fitted on the calibration rows, its weight is positive and both gaps
+    shrink, by 0.03 or more, with a lower log loss; the artifact keeps the weights."""
+    viewers, titles, rows, propensity = _newcomer_rows()
+    train = rows[rows["viewer"] <= 200]
+    calibration = rows[rows["viewer"].between(201, 250)]
+    later = rows[rows["viewer"] > 250]
+    labels = later["label"].to_numpy()
+    engaged = propensity[later["viewer"].to_numpy() - 1]
+    high, low = engaged > 1, engaged < -1
+
+    def gaps_and_loss(model: EngagementModel) -> tuple[float, float, float]:
+        predicted = model.predict(later.drop(columns=["label", "score"]), viewers, titles)
+        return (
+            abs(predicted[high].mean() - labels[high].mean()),
+            abs(predicted[low].mean() - labels[low].mean()),
+            metrics.log_loss(labels, predicted),
+        )
+
+    plain = EngagementModel()
+    plain.fit(train, calibration, viewers, titles)
+    assert plain.covariate_weights == ()
+    with_history = EngagementModel(
+        model_config=ModelConfig(calibration_covariates=("viewer_recent_rate",))
+    )
+    with_history.fit(train, calibration, viewers, titles)
+    (weight,) = with_history.covariate_weights
+    assert weight > 0.3
+    plain_high, plain_low, plain_loss = gaps_and_loss(plain)
+    high_gap, low_gap, loss = gaps_and_loss(with_history)
+    assert plain_high > 0.1 and plain_low > 0.1
+    assert high_gap < plain_high - 0.03 and low_gap < plain_low - 0.03
+    assert loss < plain_loss
+    assert "viewer_recent_rate" in with_history.spec()["calibration"]
+    served = joblib.load(io.BytesIO(artifact_dumps(with_history)))
+    assert served.predict(later.drop(columns=["label", "score"]), viewers, titles) == (
+        pytest.approx(with_history.predict(later, viewers, titles))
+    )
+
+
+def test_calibration_covariates_keep_a_viewers_titles_in_the_raw_scores_order():
+    """The covariates are the viewer's, the same for every title at one moment: the titles of
+    one viewer scored at once (a viewer's home) come out in the raw score's order, every one
+    distinct. Only those columns, with Platt and the running history, are accepted."""
+    viewers, titles, rows, _ = _newcomer_rows()
+    config = ModelConfig(calibration_covariates=CALIBRATION_COVARIATES)
+    model = EngagementModel(model_config=config)
+    model.fit(rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles)
+    assert all(weight != 0 for weight in model.covariate_weights)
+    # Viewer 280 after 20 of their ratings, asking about every title: one row per title.
+    moment = rows[rows["viewer"] == 280].iloc[20]
+    home = pd.DataFrame([moment] * 40, index=range(40)).assign(title=np.arange(1, 41))
+    home = history.with_history(home.drop(columns=["label", "score"]), rows)
+    predicted = model.predict(home, viewers, titles)
+    raw = model._raw(model.features.transform(home.assign(session=0.0), viewers, titles))
+    assert len(np.unique(raw)) == 40
+    assert np.array_equal(np.argsort(predicted), np.argsort(raw))
+    for bad in (
+        ModelConfig(calibration_covariates=("viewer_recent_rate",), calibration_method="beta"),
+        ModelConfig(calibration_covariates=("title_running_rate",)),
+    ):
+        with pytest.raises(ValueError):
+            EngagementModel(model_config=bad).fit(
+                rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles
+            )
+    with pytest.raises(ValueError):
+        EngagementModel(feature_config=NO_HISTORY, model_config=config).fit(
+            rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles
+        )
