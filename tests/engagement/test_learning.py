@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
 
 from catalog.models import AgeBand, Gender, Region
 from config.celery import app as celery_app
@@ -183,11 +184,15 @@ class TestTrained:
         viewer = world.viewers[0]
         titles = world.titles
 
-        predicted = engagement_predict(viewer=viewer, titles=titles)  # loads the champion
+        # One moment for both calls: the viewer's idle time (hours since their last known
+        # event, a calibration covariate) moves with the clock, so two calls a few
+        # milliseconds apart differ by ~1e-11.
+        at = timezone.now()
+        predicted = engagement_predict(viewer=viewer, titles=titles, at=at)  # loads the champion
         # The titles' genres, the viewer's known events, the titles' tallies (the running
         # history: `data.served_history_tallies`).
         with django_assert_max_num_queries(3):
-            assert engagement_predict(viewer=viewer, titles=titles) == predicted
+            assert engagement_predict(viewer=viewer, titles=titles, at=at) == predicted
 
         assert list(predicted) == [title.pk for title in titles]
         values = np.array(list(predicted.values()))
@@ -699,7 +704,7 @@ def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
             metrics.log_loss(labels, predicted),
         )
 
-    plain = EngagementModel()
+    plain = EngagementModel(model_config=ModelConfig(calibration_covariates=()))
     plain.fit(train, calibration, viewers, titles)
     assert plain.covariate_weights == ()
     with_history = EngagementModel(
@@ -723,12 +728,15 @@ def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
 def test_calibration_covariates_keep_a_viewers_titles_in_the_raw_scores_order():
     """The covariates are the viewer's, the same for every title at one moment: the titles of
     one viewer scored at once (a viewer's home) come out in the raw score's order, every one
-    distinct. Only those columns, with Platt and the running history, are accepted."""
+    distinct. Only those columns, and only with Platt, are accepted. The rates' weights are
+    held at 0 or more: fitted free, the two rates, which move together, take opposite
+    weights here (running 1.78, recent −1.16); held, running 0.65, recent 0."""
     viewers, titles, rows, _ = _newcomer_rows()
     config = ModelConfig(calibration_covariates=CALIBRATION_COVARIATES)
     model = EngagementModel(model_config=config)
     model.fit(rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles)
-    assert all(weight != 0 for weight in model.covariate_weights)
+    running, recent, idle = model.covariate_weights
+    assert running > 0.3 and recent == 0.0 and idle != 0.0
     # Viewer 280 after 20 of their ratings, asking about every title: one row per title.
     moment = rows[rows["viewer"] == 280].iloc[20]
     home = pd.DataFrame([moment] * 40, index=range(40)).assign(title=np.arange(1, 41))
@@ -745,7 +753,49 @@ def test_calibration_covariates_keep_a_viewers_titles_in_the_raw_scores_order():
             EngagementModel(model_config=bad).fit(
                 rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles
             )
-    with pytest.raises(ValueError):
-        EngagementModel(feature_config=NO_HISTORY, model_config=config).fit(
-            rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles
-        )
+
+
+def test_without_the_running_history_the_default_calibration_is_plain_platt():
+    """ModelConfig's default calibration takes the viewer's running history as covariates;
+    with FeatureConfig.history off the rows have none: the calibration is Platt on the raw
+    score alone, the very model `calibration_covariates=()` fits (beta and isotonic, which
+    take no covariates, are accepted there too: test_calibration_follows_...)."""
+    viewers, titles, rows, _ = _newcomer_rows()
+    train, later = rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200]
+    calibration, later = later[later["viewer"] <= 250], later[later["viewer"] > 250]
+    assert ModelConfig().calibration_covariates == CALIBRATION_COVARIATES
+    default = EngagementModel(feature_config=NO_HISTORY)
+    default.fit(train, calibration, viewers, titles)
+    plain = EngagementModel(
+        feature_config=NO_HISTORY, model_config=ModelConfig(calibration_covariates=())
+    )
+    plain.fit(train, calibration, viewers, titles)
+    assert default.covariate_names == default.covariate_weights == ()
+    assert "covariates" not in default.spec()["calibration"]
+    assert (default.slope, default.intercept) == (plain.slope, plain.intercept)
+    assert np.array_equal(
+        default.predict(later, viewers, titles), plain.predict(later, viewers, titles)
+    )
+
+
+@pytest.mark.parametrize("features", [FeatureConfig(), NO_HISTORY], ids=["history", "none"])
+def test_a_model_pickled_before_the_calibration_covariates_serves_its_plain_platt(features):
+    """A champion pickled before the covariates existed has no `covariate_names` or
+    `covariate_weights`, and its ModelConfig no `calibration_covariates`, which now reads as
+    the new default: it loads and scores exactly as it was trained, Platt on the raw score
+    (with the running history or without, when its features have no such columns)."""
+    viewers, titles, rows, _ = _newcomer_rows()
+    train, later = rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200]
+    calibration, later = later[later["viewer"] <= 250], later[later["viewer"] > 250]
+    model = EngagementModel(
+        feature_config=features, model_config=ModelConfig(calibration_covariates=())
+    )
+    model.fit(train, calibration, viewers, titles)
+    expected = model.predict(later, viewers, titles)
+    # What such a pickle holds: none of the fields added since.
+    del model.__dict__["covariate_names"], model.__dict__["covariate_weights"]
+    object.__delattr__(model.model_config, "calibration_covariates")
+    old = joblib.load(io.BytesIO(artifact_dumps(model)))
+    assert "covariate_names" not in old.__dict__
+    assert old.model_config.calibration_covariates == CALIBRATION_COVARIATES
+    assert np.array_equal(old.predict(later, viewers, titles), expected)
