@@ -13,7 +13,8 @@ class Report:
 
     def __init__(self) -> None:
         self.targets: list[tuple[str, str, bool]] = []
-        self.figures: dict[str, float] = {}  # for targets that compare two parts of the run
+        # For targets that compare two parts of the run: a figure, or the runs of one.
+        self.figures: dict[str, float | list[float]] = {}
         self.busiest_other_cores = 0.0
 
     def line(self, text: str = "") -> None:

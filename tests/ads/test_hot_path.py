@@ -190,3 +190,33 @@ def test_the_lean_path_closes_connections_as_the_request_signals_would(world, ke
         assert heard == [request_finished]
     finally:
         request_finished.disconnect(listener)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("left", ["healthy", "autocommit_off", "broken"])
+def test_the_lean_path_closes_a_connection_left_unusable(world, key, left, monkeypatch):
+    """As close_old_connections would: a connection left out of autocommit, or one whose
+    errors left it unusable, is closed when the decision ends; a healthy one is kept, to be
+    checked at its next query (CONN_HEALTH_CHECKS)."""
+    hot = HotPath(Counted(), api)
+    call(hot, "/api/v1/decisions", decision(world), key=key)  # the key known: no query next
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.close_at = time.monotonic() + 60  # young enough (DATABASE_CONN_MAX_AGE)
+    if left == "autocommit_off":
+        connection.set_autocommit(False)
+    elif left == "broken":
+        connection.errors_occurred = True
+        monkeypatch.setattr(connection, "is_usable", lambda: False)
+    try:
+        _, content = call(hot, "/api/v1/decisions", decision(world), key=key)
+        assert json.loads(content)["pod"]
+        if left == "healthy":
+            assert connection.connection is not None
+            assert connection.health_check_done is False
+        # SQLite's in-memory test database is never closed (Django keeps it: closing loses it).
+        elif not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
+            assert connection.connection is None
+    finally:
+        if connection.connection is not None and not connection.get_autocommit():
+            connection.set_autocommit(True)

@@ -25,6 +25,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -42,6 +43,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
+from django.test import Client
 
 from ads import services
 from ads.models import Advertiser
@@ -79,6 +81,10 @@ QUIET_MS = 150
 POLL_TIMEOUT_MS = 8000  # the executive dashboard polls every 5 s (by default)
 # A player's user agent: scripted clients' (python-requests, curl) events are not counted.
 PLAYER_AGENT = "InterludeTestPlayer/1.0"
+# Every browser context the tests open: a user who asked their system for less motion. The
+# pages' charts then draw once instead of animating for a second (dashboard.js, staff.js;
+# Pico's transitions too), which only cost Chromium frames, and a screenshot shows them drawn.
+CONTEXT_OPTIONS = {"reduced_motion": "reduce"}
 
 
 class BrowserServer:
@@ -156,12 +162,23 @@ class World:
     ad_break: AdBreak
     viewer: Viewer
     player_key: str
+    sessions: dict[str, str]  # username → a session of theirs (signed_in)
+
+
+def session_key(user) -> str:
+    """A session in which `user` is logged in, stored in the test's database (so, made before
+    the server starts, in the SQLite copy it opens too): what the login form leaves behind,
+    without the production hasher's rehash at each login (half a second of the server's CPU)."""
+    client = Client()
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
 @pytest.fixture
 def world(db) -> World:
-    """An account with an owner, a staff user, a live line item with a creative, a title with
-    a break, a viewer, and a player's API key, all committed before the server starts."""
+    """An account with an owner, a staff user (each with a session: World.sessions), a live
+    line item with a creative, a title with a break, a viewer, and a player's API key, all
+    committed before the server starts."""
     advertiser = AdvertiserFactory(name="Acme Sodas", slug="acme")
     owner = UserFactory(username="olive")
     staff = UserFactory(username="sam", is_staff=True)
@@ -179,6 +196,7 @@ def world(db) -> World:
         ad_break=AdBreakFactory(),
         viewer=ViewerFactory(),
         player_key=player_key,
+        sessions={user.username: session_key(user) for user in (owner, staff)},
     )
 
 
@@ -330,7 +348,7 @@ def browser_page(
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.connect(chromium)  # closing it closes this test's contexts
-        page = browser.new_page(viewport=viewport)
+        page = browser.new_page(viewport=viewport, **CONTEXT_OPTIONS)
         count_requests(page)
         try:
             yield page
@@ -343,6 +361,15 @@ def browser_page(
             browser.close()
 
 
+def nothing_leaves(context, server: Server) -> None:
+    """Aborts every request of the browser context that is not for the server (a creative's
+    media, a landing page): nothing leaves 127.0.0.1. The pattern is one Playwright matches in
+    its own process, so the server's requests go straight through, not each by way of this
+    one (a route that let them continue took a round trip to Python per request)."""
+    elsewhere = re.compile("^(?!" + re.escape(server.url + "/") + ")")
+    context.route(elsewhere, lambda route: route.abort())
+
+
 def log_in(page, server: Server, username: str, path: str) -> None:
     """Through the login form, as a person would, landing on `path`."""
     page.goto(f"{server.url}/login/?next={path}")
@@ -350,6 +377,16 @@ def log_in(page, server: Server, username: str, path: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(server.url + path)
+
+
+def signed_in(page, server: Server, session: str, path: str) -> None:
+    """Opens `path` with the cookie of a session made beforehand (session_key), landing on it
+    as log_in would. The form itself is walked by the tests of a newcomer and of the pages'
+    policy (and tests/accounts); the others start logged in."""
+    cookie = {"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}
+    page.context.add_cookies([cookie])
+    page.goto(server.url + path)
+    assert page.url == server.url + path, f"not signed in: {page.url}"
 
 
 def wait_until(page, expression: str, timeout_ms: int = UPDATE_TIMEOUT_MS) -> None:

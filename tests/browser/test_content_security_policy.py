@@ -17,10 +17,12 @@ import pytest
 
 from ads.models import LineItem
 from tests.browser.conftest import (
+    CONTEXT_OPTIONS,
     UPDATE_TIMEOUT_MS,
     browser_page,
     count_requests,
     log_in,
+    nothing_leaves,
     settle,
     wait_until,
 )
@@ -70,12 +72,7 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
     with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
         violations.watch(page)
         # Nothing leaves 127.0.0.1 (a creative's media, a landing page).
-        page.context.route(
-            "**/*",
-            lambda route: (
-                route.continue_() if route.request.url.startswith(server.url) else route.abort()
-            ),
-        )
+        nothing_leaves(page.context, server)
         log_in(page, server, world.username, f"/a/{slug}/")
         response = page.goto(f"{server.url}/a/{slug}/")
         assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -130,7 +127,7 @@ def test_the_pages_raise_no_policy_violation(chromium, csp_world, server, tmp_pa
         expect(page.locator("[data-ad-overlay]")).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
 
         # Staff, in a browser context of their own (their own cookies).
-        staff = page.context.browser.new_context(viewport=LAPTOP).new_page()
+        staff = page.context.browser.new_context(viewport=LAPTOP, **CONTEXT_OPTIONS).new_page()
         count_requests(staff)
         violations.watch(staff)
         log_in(staff, server, world.staff_username, "/staff/")

@@ -5,10 +5,8 @@ answer replaces the draft; a follow-up uses the conversation. Server and browser
 """
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in
-from tests.factories import PASSWORD
+from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, session_key, signed_in
 from tests.insights import world as insights_world
 from tests.insights.stand_in import Held, StandIn, tool_call
 
@@ -19,12 +17,10 @@ QUESTION = "How did Summer Refresh do last week compared with the week before?"
 
 @pytest.fixture
 def world(db):
-    """The insights world (its history ends yesterday, by the server's clock too), with the
-    owner's password hashed as the server checks it."""
+    """The insights world (its history ends yesterday, by the server's clock too), with a
+    session of its owner's (conftest.session_key)."""
     built = insights_world.build(events_per_day=6)
-    built.username = built.owner.username
-    built.owner.password = PBKDF2PasswordHasher().encode(PASSWORD, "browsertest", iterations=1000)
-    built.owner.save(update_fields=["password"])
+    built.session = session_key(built.owner)
     return built
 
 
@@ -37,7 +33,7 @@ def test_an_owner_asks_offline_and_gets_a_chart(chromium, server, world, tmp_pat
     from playwright.sync_api import expect
 
     with browser_page(chromium, server, tmp_path) as page:
-        log_in(page, server, world.username, "/a/fizzy/insights/")
+        signed_in(page, server, world.session, "/a/fizzy/insights/")
         ask(page, QUESTION)
         answer = page.locator("[data-answer]").first
         expect(answer).to_contain_text("“Summer Refresh”, last week", timeout=UPDATE_TIMEOUT_MS)
@@ -79,7 +75,7 @@ def test_the_llm_answer_streams_and_is_checked(chromium, world, tmp_path, monkey
         monkeypatch.setenv("LLM_API_KEY", "test-key")
         server = request.getfixturevalue("server")
         with browser_page(chromium, server, tmp_path) as page:
-            log_in(page, server, world.username, "/a/fizzy/insights/")
+            signed_in(page, server, world.session, "/a/fizzy/insights/")
             ask(page, QUESTION)
             # Streamed: what it is looking up shows before the answer exists.
             expect(page.locator(".insights-draft .insights-status")).to_have_text(

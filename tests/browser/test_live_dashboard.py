@@ -1,7 +1,7 @@
 """The live dashboards in a real browser: Playwright drives the system Chromium against the real
-ASGI server (uvicorn, WebSockets included). An owner logs in through the form and opens the
-overview; a player posts a decision and its impression to the server's API; the "Today (live)"
-impressions tile changes without a reload. The same for staff on the executive dashboard, whose
+ASGI server (uvicorn, WebSockets included). An owner, logged in, opens the overview; a player
+posts a decision and its impression to the server's API; the "Today (live)" impressions tile
+changes without a reload. The same for staff on the executive dashboard, whose
 figures htmx polls every few seconds (every second here: STAFF_DASHBOARD_REFRESH_SECONDS, 5 by
 default). The server, the world and the browser: conftest.py.
 """
@@ -12,8 +12,8 @@ from tests.browser.conftest import (
     POLL_TIMEOUT_MS,
     UPDATE_TIMEOUT_MS,
     browser_page,
-    log_in,
     play_an_ad,
+    signed_in,
 )
 
 pytestmark = [
@@ -32,7 +32,7 @@ def test_the_live_impressions_tile_changes_without_a_reload(chromium, server, wo
     from playwright.sync_api import expect
 
     with browser_page(chromium, server, tmp_path) as page:
-        log_in(page, server, world.username, f"/a/{world.advertiser.slug}/")
+        signed_in(page, server, world.sessions[world.username], f"/a/{world.advertiser.slug}/")
         live = page.locator("section.live")
         impressions = live.locator('[data-live="impressions"]')
         # The socket is open (dashboard.js marks the strip live) and today is empty.
@@ -52,7 +52,7 @@ def test_the_executive_dashboard_figures_follow_without_a_reload(chromium, serve
     from playwright.sync_api import expect
 
     with browser_page(chromium, server, tmp_path) as page:
-        log_in(page, server, world.staff_username, "/staff/")
+        signed_in(page, server, world.sessions[world.staff_username], "/staff/")
         impressions = page.locator('[data-figure="impressions"]')
         expect(impressions).to_have_text("0")
         page.evaluate("() => { window.stillTheSamePage = true; }")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from engagement import services
 from engagement.models import PlaybackEvent, ViewingSession
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in
+from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, signed_in
 from tests.factories import TitleFactory, ViewerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -81,7 +81,7 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
     from playwright.sync_api import expect
 
     with browser_page(chromium, server, tmp_path, viewport=WIDE) as page:
-        log_in(page, server, world.staff_username, "/staff/sessions/")
+        signed_in(page, server, world.sessions[world.staff_username], "/staff/sessions/")
         section = page.locator("[data-staff-socket]")
         expect(section).to_have_attribute("data-state", "live", timeout=UPDATE_TIMEOUT_MS)
         row = page.locator(f'tr[data-session="{open_session.pk}"]')
@@ -120,7 +120,7 @@ def test_a_session_reaches_the_staff_screens_within_a_second(chromium, server, w
     viewer = ViewerFactory(external_id="viewer-night")
     other_viewer = ViewerFactory()
     with browser_page(chromium, server, tmp_path, viewport=WIDE) as page:
-        log_in(page, server, world.staff_username, "/staff/sessions/")
+        signed_in(page, server, world.sessions[world.staff_username], "/staff/sessions/")
         expect(page.locator("[data-staff-socket]")).to_have_attribute(
             "data-state", "live", timeout=UPDATE_TIMEOUT_MS
         )
