@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import threadpoolctl
 from _pytest.nodeid import NodeId  # see _GroupsInNodeIds
 from django.apps import apps
 from django.conf import settings
@@ -27,6 +28,7 @@ from ads.models import Advertiser, Campaign, Creative, LineItem, Membership
 from ads.services.keys import platform_keys_forget
 from ads.services.players import players_forget
 from ads.vast.limits import limiter as tag_limiter
+from config.static import StaticFilesMiddleware
 from ml.serving import champions
 from tests.factories import (
     AdvertiserFactory,
@@ -77,12 +79,32 @@ def _use_the_workers_redis() -> None:
     os.environ |= {"REDIS_URL": url, "CHANNEL_LAYER_PREFIX": f"asgi-{worker}"}
 
 
+def _one_thread_per_worker() -> None:
+    """NumPy's OpenBLAS and the OpenMP of scikit-learn and LightGBM start a thread per core
+    by default; under `make test` each pytest-xdist worker has one core of two, and idle
+    threads of one library spin while the other worker holds the second core. One thread
+    each, unless the environment says otherwise: for the processes started after this (the
+    workers, the servers tests start), and for the libraries already loaded here (NumPy is
+    imported before this runs). tests/ads/test_ctr_model.py, two runs each, alternated: 19.6 and
+    20.4 s of user CPU with two threads, 17.8 and 19.2 with one."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    threadpoolctl.threadpool_limits(
+        limits={
+            "blas": int(os.environ["OPENBLAS_NUM_THREADS"]),
+            "openmp": int(os.environ["OMP_NUM_THREADS"]),
+        }
+    )
+
+
 def pytest_configure(config):
+    _one_thread_per_worker()
     if hasattr(config, "workerinput"):  # a pytest-xdist worker
         config.pluginmanager.register(_GroupsInNodeIds(), "interlude-xdist-groups")
     # The production hasher is slow by design; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     _use_the_workers_redis()
+    _static_files_listed_once()
     # Counters in each process's memory, emptied between tests, instead of the embedded
     # default's shared file (which tests/ads/test_sqlite_counters.py tests on its own).
     if settings.COUNTERS_BACKEND == "sqlite":
@@ -91,6 +113,35 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "REQUIRE_SERVICES=1 but these are not configured: " + ", ".join(services_missing())
         )
+
+
+def _static_files_listed_once() -> None:
+    """Django's test client builds a handler, and with it WhiteNoise's middleware, for each
+    client; each middleware listed the ~230 static files of the finders and read their headers
+    (14 ms, about 620 times a run: 11 s of CPU). What it finds is kept for the run, keyed by every
+    setting that shapes it, and copied into each new middleware's own dictionary; the middleware
+    is otherwise built and serves as it is (tests/config/test_static.py)."""
+    listed: dict[str, dict] = {}
+    list_them = StaticFilesMiddleware.add_files_from_finders
+
+    def add_files_from_finders(self) -> None:
+        key = repr(
+            sorted(
+                (name, getattr(settings, name))
+                for name in dir(settings)
+                if name.startswith(("WHITENOISE_", "STATIC"))
+                or name in ("INSTALLED_APPS", "DEBUG", "FORCE_SCRIPT_NAME", "STORAGES")
+            )
+        )
+        if key not in listed:
+            before = dict(self.files)
+            list_them(self)
+            listed[key] = {
+                url: file for url, file in self.files.items() if before.get(url) is not file
+            }
+        self.files.update(listed[key])
+
+    StaticFilesMiddleware.add_files_from_finders = add_files_from_finders  # type: ignore[method-assign]
 
 
 # First: pytest-xdist's own hook reads the xdist_group markers that this one adds (run after
