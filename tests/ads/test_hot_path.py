@@ -196,13 +196,20 @@ def test_the_lean_path_closes_connections_as_the_request_signals_would(world, ke
 @pytest.mark.parametrize("left", ["healthy", "autocommit_off", "broken"])
 def test_the_lean_path_closes_a_connection_left_unusable(world, key, left, monkeypatch):
     """As close_old_connections would: a connection left out of autocommit, or one whose
-    errors left it unusable, is closed when the decision ends; a healthy one is kept, to be
+    errors left it unusable, is closed around the decision; a healthy one is kept, to be
     checked at its next query (CONN_HEALTH_CHECKS)."""
     hot = HotPath(Counted(), api)
     call(hot, "/api/v1/decisions", decision(world), key=key)  # the key known: no query next
     connection = connections["default"]
     connection.ensure_connection()
+    close_at = connection.close_at
     connection.close_at = time.monotonic() + 60  # young enough (DATABASE_CONN_MAX_AGE)
+    connection.health_check_done = True  # as after a query: the request must ask again
+    closed = []
+    close = connection.close
+    # A spy, so that the close is seen on SQLite's in-memory database too, whose close() Django
+    # turns into nothing (closing would lose it).
+    monkeypatch.setattr(connection, "close", lambda: closed.append(True) or close())
     if left == "autocommit_off":
         connection.set_autocommit(False)
     elif left == "broken":
@@ -212,11 +219,15 @@ def test_the_lean_path_closes_a_connection_left_unusable(world, key, left, monke
         _, content = call(hot, "/api/v1/decisions", decision(world), key=key)
         assert json.loads(content)["pod"]
         if left == "healthy":
+            assert closed == []
             assert connection.connection is not None
             assert connection.health_check_done is False
-        # SQLite's in-memory test database is never closed (Django keeps it: closing loses it).
-        elif not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
-            assert connection.connection is None
+        else:
+            assert closed  # when the request starts (and on SQLite, still so, when it ends)
+            if not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
+                assert connection.connection is None
     finally:
         if connection.connection is not None and not connection.get_autocommit():
+            connection.rollback()  # a broken path may have left it in a transaction
             connection.set_autocommit(True)
+        connection.close_at = close_at
