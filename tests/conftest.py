@@ -5,6 +5,7 @@ service into a failure instead of a skip."""
 import importlib
 import inspect
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management.color import no_style
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from schemathesis.pytest.plugin import SchemathesisFunction  # see _operations_in_node_ids
 
@@ -119,19 +121,35 @@ def _static_files_listed_once() -> None:
     """Django's test client builds a handler, and with it WhiteNoise's middleware, for each
     client; each middleware listed the ~230 static files of the finders and read their headers
     (14 ms, about 620 times a run: 11 s of CPU). What it finds is kept for the run, keyed by every
-    setting that shapes it, and copied into each new middleware's own dictionary; the middleware
-    is otherwise built and serves as it is (tests/config/test_static.py)."""
-    listed: dict[str, dict] = {}
+    setting that shapes it, and copied into each new middleware's own dictionary (the project's
+    static folders do not change during a run). While a test overrides one of those settings
+    (override_settings, pytest-django's `settings`: its own static folder, say, whose files it
+    may change between two clients), each middleware lists the files afresh, as without this.
+    The middleware is otherwise built and serves as it is (tests/config/test_static.py)."""
     list_them = StaticFilesMiddleware.add_files_from_finders
+    listed: dict[str, dict] = {}
+    overridden: Counter[str] = Counter()
+
+    def shapes(name: str) -> bool:
+        return name.startswith(("WHITENOISE_", "STATIC")) or name in (
+            "INSTALLED_APPS",
+            "DEBUG",
+            "FORCE_SCRIPT_NAME",
+            "STORAGES",
+        )
+
+    def track(*, setting: str, enter: bool, **kwargs) -> None:
+        if shapes(setting):
+            overridden[setting] += 1 if enter else -1
+
+    setting_changed.connect(track, weak=False, dispatch_uid="tests-static-files-listed-once")
 
     def add_files_from_finders(self) -> None:
+        if any(count > 0 for count in overridden.values()):
+            list_them(self)
+            return
         key = repr(
-            sorted(
-                (name, getattr(settings, name))
-                for name in dir(settings)
-                if name.startswith(("WHITENOISE_", "STATIC"))
-                or name in ("INSTALLED_APPS", "DEBUG", "FORCE_SCRIPT_NAME", "STORAGES")
-            )
+            sorted((name, getattr(settings, name)) for name in dir(settings) if shapes(name))
         )
         if key not in listed:
             before = dict(self.files)

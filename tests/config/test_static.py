@@ -81,3 +81,17 @@ def test_wsgi_still_serves_it(client):
 
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == APP_CSS.read_bytes()
+
+
+def test_a_test_with_its_own_static_folder_sees_the_files_it_adds(settings, tmp_path):
+    """tests/conftest.py keeps WhiteNoise's listing of the project's static files for the run;
+    a test that overrides the static settings gets its own, made afresh for each client."""
+    from django.test import Client
+
+    settings.STATICFILES_DIRS = [tmp_path]
+    (tmp_path / "first.css").write_text("a {}")
+    assert Client().get("/static/first.css").status_code == 200
+    (tmp_path / "second.css").write_text("b {}")
+    response = Client().get("/static/second.css")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"b {}"
