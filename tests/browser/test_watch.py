@@ -165,10 +165,21 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
             timeout_ms=UPDATE_TIMEOUT_MS,
         )
         # Seeking back before the break does not play it again (that the seeks went from after
-        # the break to before it is checked below, from the server's rows: on a loaded machine
-        # the film may be 10 s past the break by now, so one step back of 10 s is not enough).
-        page.keyboard.press("ArrowLeft")
-        page.keyboard.press("ArrowLeft")
+        # the break to before it is checked below, from the server's rows). Paused, so that the
+        # steps back of 10 s reach before the break however far past it a loaded machine let
+        # the film run.
+        position = "Number(document.getElementById('player').dataset.position)"
+        page.keyboard.press("Space")
+        expect(player).to_have_attribute("data-state", "paused")
+        for _ in range(10):
+            before = page.evaluate(position)
+            if before < offset:
+                break
+            page.keyboard.press("ArrowLeft")
+            wait_until(page, f"{position} < {before}", UPDATE_TIMEOUT_MS)
+        assert page.evaluate(position) < offset
+        page.keyboard.press("Space")
+        expect(player).to_have_attribute("data-state", "playing")
         wait_until(
             page,
             f"Number(document.getElementById('player').dataset.position) > {offset + 2}",
