@@ -93,8 +93,9 @@ def _one_thread_per_worker() -> None:
         os.environ.setdefault(name, "1")
     threadpoolctl.threadpool_limits(
         limits={
+            # OpenMP's variable may list a count per nesting level ("4,2"): the first is ours.
             "blas": int(os.environ["OPENBLAS_NUM_THREADS"]),
-            "openmp": int(os.environ["OMP_NUM_THREADS"]),
+            "openmp": int(os.environ["OMP_NUM_THREADS"].split(",")[0]),
         }
     )
 
