@@ -177,6 +177,7 @@ class EngagementModel:
         for name, rows in (("training", train), ("calibration", calibration)):
             if rows["label"].nunique() < 2:
                 raise ValueError(f"The {name} rows need both engaged and not engaged rows.")
+        self._calibration_covariates(history=self.feature_config.history)  # before training
         self.features = EngagementFeatures(config=self.feature_config)
         train_x = self.features.fit_transform(train, viewers, titles)
         calibration_x = self.features.transform(calibration, viewers, titles)
@@ -209,6 +210,25 @@ class EngagementModel:
             self.features.refit_statistics(train, viewers, titles)
         return report
 
+    def _calibration_covariates(self, *, history: bool) -> tuple[str, ...]:
+        """The calibration covariates ModelConfig names, or a ValueError saying what is wrong
+        with them; none without the running history (the rows have no such columns: plain
+        Platt)."""
+        config = self.model_config
+        unknown = set(config.calibration_covariates) - set(CALIBRATION_COVARIATES)
+        if unknown:
+            raise ValueError(
+                f"Calibration covariates are among {CALIBRATION_COVARIATES} "
+                f"(unknown: {sorted(unknown)})."
+            )
+        names = tuple(config.calibration_covariates) if history else ()
+        if names and config.calibration_method != "platt":
+            raise ValueError(
+                "Calibration covariates need the Platt calibration (calibration_covariates=() "
+                f"with {config.calibration_method!r})."
+            )
+        return names
+
     def calibrate(
         self,
         train: pd.DataFrame,
@@ -233,20 +253,8 @@ class EngagementModel:
             ordered = calibration.sort_values("at", kind="mergesort")
         else:  # no times: every row, scored with the training rows' statistics
             ordered, chunks, share, shift_share = calibration, 1, 1.0, 0.0
-        unknown = set(config.calibration_covariates) - set(CALIBRATION_COVARIATES)
-        if unknown:
-            raise ValueError(
-                f"Calibration covariates are among {CALIBRATION_COVARIATES} "
-                f"(unknown: {sorted(unknown)})."
-            )
-        # Without the running history the rows have no such columns: plain Platt.
         self.covariate_weights = ()
-        self.covariate_names = tuple(config.calibration_covariates) if self.uses_history else ()
-        if self.covariate_names and config.calibration_method != "platt":
-            raise ValueError(
-                "Calibration covariates need the Platt calibration (calibration_covariates=() "
-                f"with {config.calibration_method!r})."
-            )
+        self.covariate_names = self._calibration_covariates(history=self.uses_history)
         labels = ordered["label"].to_numpy(float)
         served = self._served_raw(train, ordered, viewers, titles, chunks) if chunks > 1 else None
         cut = len(ordered) - int(round(len(ordered) * share))

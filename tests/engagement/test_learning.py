@@ -728,7 +728,8 @@ def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
 def test_calibration_covariates_keep_a_viewers_titles_in_the_raw_scores_order():
     """The covariates are the viewer's, the same for every title at one moment: the titles of
     one viewer scored at once (a viewer's home) come out in the raw score's order, every one
-    distinct. Only those columns, and only with Platt, are accepted. The rates' weights are
+    distinct. Only those columns, and only with Platt, are accepted (checked before the
+    training). The rates' weights are
     held at 0 or more: fitted free, the two rates, which move together, take opposite
     weights here (running 1.78, recent −1.16); held, running 0.65, recent 0."""
     viewers, titles, rows, _ = _newcomer_rows()
@@ -749,10 +750,10 @@ def test_calibration_covariates_keep_a_viewers_titles_in_the_raw_scores_order():
         ModelConfig(calibration_covariates=("viewer_recent_rate",), calibration_method="beta"),
         ModelConfig(calibration_covariates=("title_running_rate",)),
     ):
-        with pytest.raises(ValueError):
-            EngagementModel(model_config=bad).fit(
-                rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles
-            )
+        refused = EngagementModel(model_config=bad)
+        with pytest.raises(ValueError, match="Calibration covariates"):
+            refused.fit(rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200], viewers, titles)
+        assert refused.features is None  # refused before any training
 
 
 def test_without_the_running_history_the_default_calibration_is_plain_platt():
