@@ -114,29 +114,29 @@ class ModelConfig:
     # `calibration_covariates`: with "platt", the mapping is a logistic regression of the label
     # on the raw score and these running-history columns of the viewer (names from
     # `CALIBRATION_COVARIATES`: the rates on the log-odds scale, the idle time as the log of
-    # hours), fitted on the calibration rows. They are the same for every title of one viewer
-    # at one moment, so a viewer's titles keep the raw score's order (no ties). With the
-    # running history off (FeatureConfig.history False) there are no such columns and the
-    # mapping is plain Platt on the raw score; "beta" and "isotonic" take none (set () with
-    # them, else the calibration raises). Why: the trees learn mostly from training rows whose
-    # viewer the statistics know, and the rows after the training are mostly of viewers the
-    # statistics do not know (on MovieLens-100k's chronological origins 81–85 % of the
-    # calibration rows), for whom the running history is most of what there is; fitted on
-    # those rows, the calibration gives the viewer's recent rate the extra weight the trees
-    # did not (0.20–0.50 on the log-odds at every origin). Measured in
-    # bench/engagement_ml100k.py (README, session 11): the three columns, calibration rows
-    # scored with the training statistics (calibration_chunks 1, this default), give the
-    # chronological validation ECE 0.0302 / 0.0124 / 0.0221 at the 50 / 60 / 70 % origins
-    # against 0.0415 / 0.0140 / 0.0330 for Platt alone (better at every origin) and the test
-    # tenth's 0.0198 (goal 0.02; Platt alone 0.0232); scored as served in 16 chunks,
-    # validation's lowest (0.0339 / 0.0058 / 0.0165), 0.0185 on the test tenth, at the cost of
-    # 16 refits of the statistics per training: 10.0 s of CPU on MovieLens' 100,000 ratings
-    # against 0.94 s (the whole fit 19.5 s against 13.0 s), 1.40 s against 0.09 s on 3,300
-    # rows (session 12, one run each under the bench lock). On the random split
-    # the weights are near 0 and nothing moves. The rates' weights are held at 0 or more
-    # (`model._fit_covariate_platt` says why; on MovieLens' origins the same figures: 0.0302 /
-    # 0.0127 / 0.0221, the 60 % origin's running rate −0.014 free). The default since session
-    # 12; models trained before it keep their plain Platt (`EngagementModel.covariate_names`).
+    # hours), fitted on the calibration rows. They are the same for every title of one viewer at
+    # one moment, so a viewer's titles keep the raw score's order (no ties). With the running
+    # history off (FeatureConfig.history False) there are no such columns and the mapping is
+    # plain Platt on the raw score; "beta" and "isotonic" take none (set () with them, else the
+    # calibration raises). Why: the trees learn mostly from training rows whose viewer the
+    # statistics know, and the rows after the training are mostly of viewers the statistics do
+    # not know (on MovieLens-100k's chronological origins 81–85 % of the calibration rows), for
+    # whom the running history is most of what there is; fitted on those rows, the calibration
+    # gives the viewer's recent rate the extra weight the trees did not (0.20–0.50 on the
+    # log-odds at every origin). Measured in bench/engagement_ml100k.py (README, session 11):
+    # the three columns, calibration rows scored with the training statistics
+    # (calibration_chunks 1, this default), give the chronological validation ECE 0.0302 /
+    # 0.0124 / 0.0221 at the 50 / 60 / 70 % origins against 0.0415 / 0.0140 / 0.0330 for Platt
+    # alone (better at every origin) and the test tenth's 0.0198 (0.0199 with the bound below;
+    # goal 0.02; Platt alone 0.0232); scored as served in 16 chunks, validation's lowest (0.0339
+    # / 0.0058 / 0.0165), 0.0185 on the test tenth, at the cost of 16 refits of the statistics
+    # per training: 10.0 s of CPU on MovieLens' 100,000 ratings against 0.94 s (the whole fit
+    # 19.5 s against 13.0 s), 1.40 s against 0.09 s on 3,300 rows (session 11, one run each
+    # under the bench lock). On the random split the weights are near 0 and nothing moves. The
+    # rates' weights are held at 0 or more (`model._fit_covariate_platt` says why; on MovieLens'
+    # origins the same figures: 0.0302 / 0.0127 / 0.0221, the 60 % origin's running rate −0.014
+    # free). The default since session 11; models trained before it keep their plain Platt
+    # (`EngagementModel.covariate_names`).
     calibration_covariates: tuple[str, ...] = CALIBRATION_COVARIATES
     # The logistic regression's inverse regularisation strength, on standardised features.
     logistic_c: float = 1.0

@@ -30,6 +30,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -LOGIT_CLIP, LOGIT_CLIP)))
 
 
+def _clipped_logit(probabilities: np.ndarray) -> np.ndarray:
+    """logit(p), p first kept within PROBABILITY_CLIP of 0 and 1 (where it has none)."""
+    p = np.clip(probabilities, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    return np.log(p / (1 - p))
+
+
 def _beta_columns(raw: np.ndarray) -> np.ndarray:
     """(ln p, −ln(1 − p)) of p = sigmoid(raw), from the raw log-odds without rounding p."""
     return np.column_stack([-np.logaddexp(0.0, -raw), np.logaddexp(0.0, raw)])
@@ -89,8 +95,7 @@ def _mean_matching_shift(probabilities: np.ndarray, rate: float) -> float:
     """The logit shift d with mean(sigmoid(logit(p) + d)) = rate (0 when rate is 0 or 1)."""
     if not 0 < rate < 1:
         return 0.0
-    p = np.clip(probabilities, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-    logits = np.log(p / (1 - p))
+    logits = _clipped_logit(probabilities)
     return float(brentq(lambda d: _sigmoid(logits + d).mean() - rate, -10.0, 10.0))
 
 
@@ -253,7 +258,6 @@ class EngagementModel:
             ordered = calibration.sort_values("at", kind="mergesort")
         else:  # no times: every row, scored with the training rows' statistics
             ordered, chunks, share, shift_share = calibration, 1, 1.0, 0.0
-        self.covariate_weights = ()
         self.covariate_names = self._calibration_covariates(history=self.uses_history)
         labels = ordered["label"].to_numpy(float)
         served = self._served_raw(train, ordered, viewers, titles, chunks) if chunks > 1 else None
@@ -329,16 +333,14 @@ class EngagementModel:
         columns = x[:, [self.features.names.index(name) for name in names]].astype(float)
         for number, name in enumerate(names):
             if name in LOG_ODDS_COVARIATES:
-                p = np.clip(columns[:, number], PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-                columns[:, number] = np.log(p / (1 - p))
+                columns[:, number] = _clipped_logit(columns[:, number])
         return self._raw(x), columns
 
     def _calibrated(self, raw: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
         """Probabilities from raw scores (and, with covariate weights, the rows'
         calibration covariates) with the fitted mapping and shift."""
         if self.isotonic is not None:
-            p = np.clip(self.isotonic.predict(raw), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-            return _sigmoid(np.log(p / (1 - p)) + self.shift)
+            return _sigmoid(_clipped_logit(self.isotonic.predict(raw)) + self.shift)
         if self.beta is not None:
             a, b, c = self.beta
             return _sigmoid(_beta_columns(raw) @ np.array([a, b]) + c + self.shift)
