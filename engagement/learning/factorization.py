@@ -25,14 +25,13 @@ class _OwnerRows:
     def __init__(self, owner: np.ndarray, other: np.ndarray, owners: int, others: int):
         shape = (owners, others)
         self.counts = sparse.csr_matrix((np.ones(len(owner)), (owner, other)), shape=shape)
-        # The rows in the order scipy's construction puts them: by owner, each owner's sorted
-        # by `other` as scipy sorts them (its sort compares the column alone, so the order it
-        # leaves equal columns in does not depend on the values carried).
-        coordinates = sparse.coo_matrix(
-            (np.arange(len(owner), dtype=float), (owner, other)), shape=shape
-        )
-        indptr, indices, data, _ = coordinates._coo_to_compressed(sparse.csr_matrix._swap)
-        arranged = sparse.csr_matrix((data, indices, indptr), shape=shape)
+        # The rows in the order scipy's construction puts them: by owner in the rows' order
+        # (its conversion from coordinates is a stable counting sort), then each owner's
+        # sorted by `other` as scipy sorts them (sort_indices compares the column alone, so
+        # the order it leaves equal columns in does not depend on the values carried).
+        by_owner = np.argsort(owner, kind="stable")
+        indptr = np.r_[0, np.cumsum(np.bincount(owner, minlength=owners))]
+        arranged = sparse.csr_matrix((by_owner.astype(float), other[by_owner], indptr), shape=shape)
         arranged.sort_indices()
         self.order = arranged.data.astype(np.intp)
         # Duplicate (owner, other) pairs are neighbours now; each run becomes one entry.
