@@ -1,6 +1,8 @@
-"""Advertiser dashboards: who sees them, the numbers they show against a hand count of events,
-CSV exports that say what the screen says, the date range form, and a query count that does not
-grow with the number of campaigns."""
+"""Advertiser dashboards on a hand-counted world (built once for the module): who sees them, the
+numbers they show against the hand count of its events, CSV exports that say what the screen
+says, the date range form. On accounts without that world (unknown and inactive accounts, the
+date range's defaults, a query count that does not grow with the number of campaigns):
+test_dashboards_accounts.py."""
 
 import csv
 import datetime as dt

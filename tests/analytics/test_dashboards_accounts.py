@@ -1,8 +1,8 @@
 """The dashboards on the tenancy's accounts alone, without test_dashboards.py's hand-counted
 delivery (whose world is built once for that module, so these tests, which need accounts
-without it, are a module of their own): unknown and inactive accounts, what an analyst sees,
-links, ratios without delivery, the date range's defaults, the counts by status, and the
-number of queries a page needs."""
+without it, are a module of their own): unknown and inactive accounts, the outsider, what an
+analyst sees, links, ratios without delivery, the date range's defaults, the counts by
+status, and the number of queries a page needs."""
 
 import datetime as dt
 from pathlib import Path
@@ -44,6 +44,12 @@ def test_unknown_and_inactive_accounts_are_404(client, tenancy):
     tenancy.advertiser.is_active = False
     tenancy.advertiser.save()
     assert client.get(page(tenancy, "overview")).status_code == 404
+
+
+def test_the_outsider_gets_404_on_this_accounts_pages(client, tenancy):
+    client.force_login(tenancy.outsider)
+    for name, attr in [*PAGES, *((f"{attr}_detail", attr) for _, attr in REPORTS)]:
+        assert client.get(page(tenancy, name, attr)).status_code == 404, name
 
 
 def test_the_analyst_sees_no_write_buttons(client, tenancy):
