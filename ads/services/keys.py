@@ -26,6 +26,7 @@ KEY_PREFIX = "il_"
 ACCOUNT_KEY_PREFIX = "ila_"
 CACHE_SECONDS = 30.0
 LAST_USED_EVERY_SECONDS = 600.0
+KNOWN_KEPT = 1024
 
 # Process-local cache: hash → (key id or None, checked at). Decisions must not query the
 # database per request; a revoked key stops working within CACHE_SECONDS.
@@ -68,6 +69,8 @@ def platform_key_authenticate(*, raw_key: str) -> int | None:
             # The database is out of reach: the key this process knew a moment ago stays
             # known (the decision then degrades or is served), rather than every call failing.
             key_id = cached[0]
+        if len(_known) >= KNOWN_KEPT:  # keys guessed by the million must not grow it for ever
+            _known.clear()
         _known[digest] = (key_id, now)
     if key_id is not None and now - _last_used.get(key_id, -LAST_USED_EVERY_SECONDS) >= (
         LAST_USED_EVERY_SECONDS

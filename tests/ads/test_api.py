@@ -63,6 +63,18 @@ def test_a_revoked_key_stops_working(api, world):
     assert post(api, "/api/v1/decisions", decision_body(world)).status_code == 401
 
 
+def test_keys_guessed_by_the_thousand_do_not_grow_the_process_cache(world, monkeypatch):
+    from ads.services import keys
+
+    monkeypatch.setattr(keys, "KNOWN_KEPT", 50)
+    platform_keys_forget()
+    for number in range(120):
+        assert services.platform_key_authenticate(raw_key=f"il_guess{number}") is None
+    assert 0 < len(keys._known) <= 50
+    _, raw_key = services.platform_key_create(name="real")
+    assert services.platform_key_authenticate(raw_key=raw_key) is not None  # still answered
+
+
 def test_a_decision_answers_the_pod_with_tracking_links(api, world):
     line_item = line_item_with_creative(world.acme)
     response = post(api, "/api/v1/decisions", decision_body(world))
