@@ -434,6 +434,19 @@ def browser_page(
             context.close()
 
 
+def screenshot(page, folder: str, name: str, *, full_page: bool = False) -> None:
+    """Saves what the page shows as BROWSER_SHOTS/<folder>/<name>.png when BROWSER_SHOTS names
+    a folder (`BROWSER_SHOTS=test-artifacts make test`: test-artifacts/ is git-ignored), so that
+    a person can look at what a newcomer, a viewer or the staff see; otherwise nothing. No test
+    checks a picture, and each cost Chromium ~0.1-0.35 s of CPU (15 in the newcomer's tour)."""
+    shots = os.environ.get("BROWSER_SHOTS")
+    if not shots:
+        return
+    path = Path(shots, folder, f"{name}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=full_page)
+
+
 def nothing_leaves(context, server: Server) -> None:
     """Aborts every request of the browser context that is not for the server (a creative's
     media, a landing page): nothing leaves 127.0.0.1. The pattern is one Playwright matches in
