@@ -357,6 +357,11 @@ class Tenancy:
 
 @pytest.fixture
 def tenancy(db) -> Tenancy:
+    return tenancy_make()
+
+
+def tenancy_make() -> Tenancy:
+    """The `tenancy` fixture's accounts, for a world built once on them (world_once)."""
     advertiser = AdvertiserFactory(name="Acme Sodas", slug="acme")
     rival = AdvertiserFactory(name="Globex Motors", slug="globex")
     members = {

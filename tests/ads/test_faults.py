@@ -8,6 +8,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import UTC, timedelta
@@ -786,11 +787,43 @@ def test_a_heal_keeps_its_claim_while_it_writes_for_longer_than_the_claim_lives(
     assert store.get_many([keys.cap_day(capped.pk, viewers[0].pk, day)]) == [1]
 
 
+class Renewals:
+    """The heal's renewing thread's holds on `store`, counted, so that a test waits for the
+    thread's turn (`next_one`) instead of sleeping through a guess of it."""
+
+    def __init__(self, store, monkeypatch) -> None:
+        self.begun = self.ended = 0
+        self.stopped = False  # a hold raised: the thread returns, no hold follows
+        self._changed = threading.Condition()
+        hold = store.hold
+
+        def counted(*args, **kwargs):
+            with self._changed:
+                self.begun += 1
+            try:
+                return hold(*args, **kwargs)
+            except DeliveryStateUnavailable:
+                self.stopped = True
+                raise
+            finally:
+                with self._changed:
+                    self.ended += 1
+                    self._changed.notify_all()
+
+        monkeypatch.setattr(store, "hold", counted)
+
+    def next_one(self, timeout: float = 5.0) -> None:
+        """Until a hold begun after this call has ended, or the thread has stopped holding
+        (or `timeout` passed: the test's assertions then say what did not happen)."""
+        with self._changed:
+            after = self.begun + 1
+            self._changed.wait_for(lambda: self.ended >= after or self.stopped, timeout)
+
+
 def test_a_heal_keeps_its_claim_while_it_reads_for_longer_than_the_claim_lives(world, monkeypatch):
     """Phase 2's read of a busy day's caps can outlast the healing claim (HEAL_TTL) on a loaded
     machine: a thread renews the claim and budgets known while the heal reads, so no second
     heal starts over it, line items serve throughout, and the heal ends known."""
-    import time
     from types import SimpleNamespace
 
     from ads.delivery.counters import local
@@ -802,12 +835,13 @@ def test_a_heal_keeps_its_claim_while_it_reads_for_longer_than_the_claim_lives(w
     monkeypatch.setattr(rebuilding, "CLAIM_RENEWAL_SECONDS", 0.01)
     store = LocalCounters()
     store.delete_prefix(keys.PREFIX)  # lost
+    renewals = Renewals(store, monkeypatch)
     second_heal, budgets_known = [], []
 
     def slow_read() -> None:
         for _ in range(3):  # a claim and a half
             clock.now += keys.HEAL_TTL / 2
-            time.sleep(0.2)  # the renewing thread's turn
+            renewals.next_one()  # the renewing thread's turn, at the new time
             second_heal.append(store.claim(keys.healing(), ttl=keys.HEAL_TTL))
             budgets_known.append(store.get_many([keys.budgets_known()])[0])
 
@@ -1148,13 +1182,14 @@ def test_a_heals_renewal_does_not_say_budgets_known_under_another_heals_claim(
 
     monkeypatch.setattr(rebuilding, "CLAIM_RENEWAL_SECONDS", 0.02)
     store = counters()
+    renewals = Renewals(store, monkeypatch)
     reserved = []
 
     def lost_again_and_claimed_by_another_heal() -> None:
         store.delete_prefix(keys.PREFIX)
         assert store.claim(keys.healing(), ttl=keys.HEAL_TTL)  # heal B
         store.release(keys.budgets_known())
-        time.sleep(0.3)  # A's renewal thread runs meanwhile
+        renewals.next_one()  # A's renewal thread's turn, under B's claim
         with contextlib.suppress(DeliveryStateUnavailable):
             reserved.append(store.reserve([[Bump("il:x", 1, limit=5)]]))
 

@@ -2,6 +2,7 @@
 the nightly task. On a small synthetic world whose rule is known: a viewer engages with a
 title with probability sigmoid(quality of the title + the viewer's taste for its genre)."""
 
+import copy
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -680,7 +681,33 @@ def _newcomer_rows(seed: int = 11):
     return viewers, titles, history.with_history(rows, rows), propensity
 
 
-def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
+@pytest.fixture(scope="module")
+def newcomer_model():
+    """`newcomer_model(features, covariates)`: an EngagementModel with these features and
+    calibration covariates (ModelConfig's default when None), fitted on `_newcomer_rows`'
+    first 200 viewers and calibrated on the next 50. Fitted once for the module, a copy for
+    each test (a test may change its model): four tests fit the same few models."""
+    viewers, titles, rows, _ = _newcomer_rows()
+    train = rows[rows["viewer"] <= 200]
+    calibration = rows[rows["viewer"].between(201, 250)]
+    fitted: dict[tuple, EngagementModel] = {}
+
+    def model(features: FeatureConfig, covariates: tuple[str, ...] | None) -> EngagementModel:
+        if (features, covariates) not in fitted:
+            config = (
+                ModelConfig()
+                if covariates is None
+                else ModelConfig(calibration_covariates=covariates)
+            )
+            fresh = EngagementModel(feature_config=features, model_config=config)
+            fresh.fit(train, calibration, viewers, titles)
+            fitted[features, covariates] = fresh
+        return copy.deepcopy(fitted[features, covariates])
+
+    return model
+
+
+def test_calibration_covariates_give_a_newcomers_running_rate_its_weight(newcomer_model):
     """ModelConfig.calibration_covariates: the training rows are of viewers the statistics
     know (but a tenth playing newcomers), the calibration rows and the later ones of viewers
     first seen after the training, known by their running history alone. The trees under-use
@@ -689,8 +716,6 @@ def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
     the raw score, fitted on the calibration rows, its weight is positive and both gaps
     shrink, by 0.03 or more, with a lower log loss; the artifact keeps the weights."""
     viewers, titles, rows, propensity = _newcomer_rows()
-    train = rows[rows["viewer"] <= 200]
-    calibration = rows[rows["viewer"].between(201, 250)]
     later = rows[rows["viewer"] > 250]
     labels = later["label"].to_numpy()
     engaged = propensity[later["viewer"].to_numpy() - 1]
@@ -704,13 +729,9 @@ def test_calibration_covariates_give_a_newcomers_running_rate_its_weight():
             metrics.log_loss(labels, predicted),
         )
 
-    plain = EngagementModel(model_config=ModelConfig(calibration_covariates=()))
-    plain.fit(train, calibration, viewers, titles)
+    plain = newcomer_model(FeatureConfig(), ())
     assert plain.covariate_weights == ()
-    with_history = EngagementModel(
-        model_config=ModelConfig(calibration_covariates=("viewer_recent_rate",))
-    )
-    with_history.fit(train, calibration, viewers, titles)
+    with_history = newcomer_model(FeatureConfig(), ("viewer_recent_rate",))
     (weight,) = with_history.covariate_weights
     assert weight > 0.3
     plain_high, plain_low, plain_loss = gaps_and_loss(plain)
@@ -756,21 +777,17 @@ def test_calibration_covariates_keep_a_viewers_titles_in_the_raw_scores_order():
         assert refused.features is None  # refused before any training
 
 
-def test_without_the_running_history_the_default_calibration_is_plain_platt():
+def test_without_the_running_history_the_default_calibration_is_plain_platt(newcomer_model):
     """ModelConfig's default calibration takes the viewer's running history as covariates;
     with FeatureConfig.history off the rows have none: the calibration is Platt on the raw
     score alone, the very model `calibration_covariates=()` fits (beta and isotonic, which
     take no covariates, are accepted there too: test_calibration_follows_...)."""
     viewers, titles, rows, _ = _newcomer_rows()
-    train, later = rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200]
-    calibration, later = later[later["viewer"] <= 250], later[later["viewer"] > 250]
+    later = rows[rows["viewer"] > 250]
     assert ModelConfig().calibration_covariates == CALIBRATION_COVARIATES
-    default = EngagementModel(feature_config=NO_HISTORY)
-    default.fit(train, calibration, viewers, titles)
-    plain = EngagementModel(
-        feature_config=NO_HISTORY, model_config=ModelConfig(calibration_covariates=())
-    )
-    plain.fit(train, calibration, viewers, titles)
+    default = newcomer_model(NO_HISTORY, None)
+    plain = newcomer_model(NO_HISTORY, ())
+    assert default.model_config == ModelConfig()
     assert default.covariate_names == default.covariate_weights == ()
     assert "covariates" not in default.spec()["calibration"]
     assert (default.slope, default.intercept) == (plain.slope, plain.intercept)
@@ -780,18 +797,16 @@ def test_without_the_running_history_the_default_calibration_is_plain_platt():
 
 
 @pytest.mark.parametrize("features", [FeatureConfig(), NO_HISTORY], ids=["history", "none"])
-def test_a_model_pickled_before_the_calibration_covariates_serves_its_plain_platt(features):
+def test_a_model_pickled_before_the_calibration_covariates_serves_its_plain_platt(
+    features, newcomer_model
+):
     """A champion pickled before the covariates existed has no `covariate_names` or
     `covariate_weights`, and its ModelConfig no `calibration_covariates`, which now reads as
     the new default: it loads and scores exactly as it was trained, Platt on the raw score
     (with the running history or without, when its features have no such columns)."""
     viewers, titles, rows, _ = _newcomer_rows()
-    train, later = rows[rows["viewer"] <= 200], rows[rows["viewer"] > 200]
-    calibration, later = later[later["viewer"] <= 250], later[later["viewer"] > 250]
-    model = EngagementModel(
-        feature_config=features, model_config=ModelConfig(calibration_covariates=())
-    )
-    model.fit(train, calibration, viewers, titles)
+    later = rows[rows["viewer"] > 250]
+    model = newcomer_model(features, ())
     expected = model.predict(later, viewers, titles)
     # What such a pickle holds: none of the fields added since.
     del model.__dict__["covariate_names"], model.__dict__["covariate_weights"]
