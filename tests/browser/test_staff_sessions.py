@@ -25,8 +25,9 @@ WIDE = {"width": 1366, "height": 900}
 
 
 def off_the_loop(function, /, **kwargs):
-    """Call `function` in a thread of its own, as a view runs: Playwright's sync API keeps an
-    event loop in this one, where Django refuses database work."""
+    """Call `function` in a thread of its own, as a view runs: Playwright's sync API marks an
+    event loop running in this one (where Django refuses database work but for conftest's
+    DJANGO_ALLOW_ASYNC_UNSAFE, and async_to_sync would refuse to run)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connections
