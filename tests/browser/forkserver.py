@@ -45,7 +45,9 @@ from collections.abc import Iterable
 from typing import IO
 
 STOP_SECONDS = 10
-TEMPLATES = 2  # environments kept ready; the least recently used one ends beyond that
+# Environments kept ready; beyond that, the template that forked the fewest servers ends (a
+# test's own environment, used once, before the one most tests share).
+TEMPLATES = 2
 
 # Pipe ends to the templates, held by this process: every process forked from here closes
 # them, so that a template sees the end of its requests when this process closes its end.
@@ -226,7 +228,8 @@ class Template:
         _held.update((self.to_us, self.from_template))  # not for the processes forked later
         self.requests = os.fdopen(self.to_us, "w")
         self.answers = os.fdopen(self.from_template)
-        self.servers: set[int] = set()
+        self.servers: set[int] = set()  # those still running
+        self.forked = 0
         ready = json.loads(self.answers.readline() or '{"error": "the template exited"}')
         self.error = ready.get("error")
 
@@ -279,7 +282,7 @@ class ForkServer(Servers):
 
     def __init__(self) -> None:
         super().__init__()
-        self.templates: dict[str, Template] = {}  # least recently used first
+        self.templates: dict[str, Template] = {}  # least recently used first (sorted's ties)
         self.owner: dict[int, Template] = {}  # a server's pid → the template that forked it
 
     def answer(self, request: dict) -> dict:
@@ -304,14 +307,15 @@ class ForkServer(Servers):
         key = json.dumps([start["env"], start["cwd"]], sort_keys=True)
         template = self.templates.pop(key, None)
         if template is None:
-            for old_key, old in list(self.templates.items()):
+            idle = [old for old in self.templates.items() if not old[1].servers]
+            for old_key, old in sorted(idle, key=lambda item: item[1].forked):
                 if len(self.templates) < TEMPLATES:
                     break
-                if not old.servers:  # none of its servers still runs
-                    old.close()
-                    del self.templates[old_key]
+                old.close()
+                del self.templates[old_key]
             template = Template(start["env"], start["cwd"])
         self.templates[key] = template  # the most recently used, last
+        template.forked += 1
         return None if template.error else template
 
     def close(self) -> None:
