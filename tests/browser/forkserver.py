@@ -101,7 +101,7 @@ def _set_up_django() -> None:
     import config.routing  # noqa: F401
 
     # Every server opens its own connection: none may be inherited.
-    assert not any(connection.connection for connection in connections.all()), "a connection"
+    assert not any(each.connection for each in connections.all(initialized_only=True)), "connected"
 
 
 def _forked() -> int:
