@@ -1,18 +1,30 @@
 """What the browser tests share: Chromium (or a skip saying what is missing), a world of one
 account, the real ASGI server on a free port of 127.0.0.1 reaching the test's database, a page in
 a fresh context of the worker's headless Chromium (launched once per worker by Playwright's
-`launch-server`; each test connects and gets its own cookies, storage and cache), logging in
-through the form, and a player playing an ad.
+`launch-server`; each test gets a context of its own: its own cookies, storage and cache),
+logging in through the form, and a player playing an ad.
+
+Playwright's driver (a Node process that every sync API call goes through) is started once
+for a run of browser tests on a worker, not once per test (0.35 s of CPU and of wall each):
+the Driver below. Its sync API marks an event loop running in the test's thread for as long as
+the driver runs, and Django then refuses database calls there (SynchronousOnlyOperation) and
+pytest-asyncio cannot start its own loops; so the driver is stopped before a test that is not a
+browser test runs on the worker, and while it runs DJANGO_ALLOW_ASYNC_UNSAFE is set in this
+process only (never in a server's environment), for the browser tests' own setup and checks.
 
 The server is a process of its own on the test's database, forked for each test by the
 worker's fork server (tests/browser/forkserver.py: the libraries the server imports whatever its
-settings are imported there once; Django, the settings and the apps start afresh in each
-server, from the test's environment):
+settings are imported there once; Django's setup from the server's environment, its settings,
+apps and URLs, is done once per environment, in a template process the servers of that
+environment are forked from; each server opens the test's database, builds its decision index
+from it and starts its threads itself):
 - PostgreSQL: the test database itself (the tests commit: `transaction=True`), so the server
   sees the world the test made; with REDIS_URL it shares Redis too.
 - SQLite: the test database is in memory, invisible to another process, so the world is copied
   into a file (SQLite's backup API) that the server opens. Nothing flows back: the browser and
-  the player talk to the server only, and what a test asserts is what the browser shows.
+  the player talk to the server only, and what a test asserts is what the browser shows. The
+  copy is the test's tmp_path/server.sqlite3, which every server of the worker opens by one
+  path (a symbolic link to the test's tmp_path), so that they share one environment.
 Either way the server publishes to its own sockets (the in-memory channel layer is enough).
 
 Skips when Chromium (/usr/bin/chromium, Debian's `chromium`) or the playwright package is
@@ -71,6 +83,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
+# Set in this process while Playwright's driver runs (Driver), never in a server's environment.
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 SERVER_START_SECONDS = 30
 BROWSER_START_SECONDS = 30
 UPDATE_TIMEOUT_MS = 5000
@@ -200,14 +214,20 @@ def world(db) -> World:
     )
 
 
-def _database_url(tmp_path: Path) -> str:
-    """A DATABASE_URL for the server process that reaches this test's data."""
+def _database_url(tmp_path: Path, folder: Path) -> str:
+    """A DATABASE_URL for the server process that reaches this test's data; on SQLite, the copy
+    in tmp_path, by way of `folder`, a symbolic link to this test's tmp_path: every server of the
+    worker has one DATABASE_URL, so that they share one template in the fork server."""
     connection.ensure_connection()
     if connection.vendor == "sqlite":
         copy = tmp_path / "server.sqlite3"
         with contextlib.closing(sqlite3.connect(copy)) as target:
             connection.connection.backup(target)
-        return f"sqlite:///{copy}"
+        link = folder.with_name(folder.name + ".new")
+        link.unlink(missing_ok=True)
+        link.symlink_to(tmp_path, target_is_directory=True)
+        link.replace(folder)  # the link changes at once (rename(2) replaces it)
+        return f"sqlite:///{folder / copy.name}"
     db = connection.settings_dict
     credentials = quote(db["USER"] or "", safe="")
     if db["PASSWORD"]:
@@ -238,7 +258,9 @@ class ForkServer:
 
     def __init__(self) -> None:
         # No settings there: its imports must not read any (see its docstring).
-        environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        environment = {
+            k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", ASYNC_UNSAFE)
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.browser.forkserver"],
             cwd=settings.BASE_DIR,
@@ -268,12 +290,15 @@ def fork_server() -> Iterator[ForkServer]:
 
 
 @pytest.fixture
-def server(world, tmp_path, fork_server) -> Iterator[Server]:
+def server(world, tmp_path, tmp_path_factory, fork_server) -> Iterator[Server]:
     """uvicorn serving config.asgi:application on 127.0.0.1, one process, until the test ends."""
     port = _free_port()
-    env = os.environ | {
+    # Not pytest's name of the test phase (each test's own): nothing else differs from one
+    # server of the worker to the next, so they share the fork server's template.
+    ours = (ASYNC_UNSAFE, "PYTEST_CURRENT_TEST")
+    env = {name: value for name, value in os.environ.items() if name not in ours} | {
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": _database_url(tmp_path),
+        "DATABASE_URL": _database_url(tmp_path, tmp_path_factory.getbasetemp() / "server-database"),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_DEBUG": "true",  # static files straight from the app folders
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
@@ -338,27 +363,88 @@ def play_an_ad(server: Server, world: World, event_id: str = "browser-e1") -> di
     return _post(server, "/api/v1/events", {"events": [event]}, world.player_key)
 
 
+class Driver:
+    """The worker's Playwright driver and its connection to the worker's Chromium, kept from
+    one browser test to the next (see the module's docstring): started by the first browser
+    test, stopped by pytest_runtest_teardown below when the next test is not one (or none)."""
+
+    def __init__(self) -> None:
+        self.manager = None
+        self.playwright = None
+        self.browser = None
+        self.endpoint = ""
+        self.async_unsafe_before: str | None = None
+
+    def connected(self, endpoint: str):
+        """The worker's Chromium (at `endpoint`) as a Playwright Browser, the driver started
+        and the browser connected when they are not yet (or Chromium was started again)."""
+        if self.manager is None:
+            from playwright.sync_api import sync_playwright
+
+            self.async_unsafe_before = os.environ.get(ASYNC_UNSAFE)
+            os.environ[ASYNC_UNSAFE] = "true"
+            self.manager = sync_playwright()
+            self.playwright = self.manager.start()
+        if self.browser is None or self.endpoint != endpoint or not self.browser.is_connected():
+            self.browser = self.playwright.chromium.connect(endpoint)
+            self.endpoint = endpoint
+        return self.browser
+
+    def stop(self) -> None:
+        if self.manager is None:
+            return
+        try:
+            self.manager.__exit__(None, None, None)  # closes the connection, ends the driver
+        finally:
+            self.manager = self.playwright = self.browser = None
+            if self.async_unsafe_before is None:
+                os.environ.pop(ASYNC_UNSAFE, None)
+            else:
+                os.environ[ASYNC_UNSAFE] = self.async_unsafe_before
+
+
+driver = Driver()
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None or nextitem.get_closest_marker("browser") is None:
+        driver.stop()
+
+
 @contextlib.contextmanager
 def browser_page(
     chromium: str, server: Server, tmp_path: Path, viewport: dict | None = None
 ) -> Iterator:
     """A page in a fresh context of the worker's headless Chromium (`chromium`: its endpoint);
-    on failure, a screenshot and the server's log."""
-    from playwright.sync_api import sync_playwright
+    on failure, a screenshot and the server's log. Every context the test opened (another
+    user's, say) is closed after it."""
+    browser = driver.connected(chromium)
+    page = browser.new_context(viewport=viewport, **CONTEXT_OPTIONS).new_page()
+    count_requests(page)
+    try:
+        yield page
+    except Exception:
+        shot = tmp_path / "page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"Screenshot: {shot}\nServer log:\n{server.log_tail()}")
+        raise
+    finally:
+        for context in browser.contexts:
+            context.close()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.connect(chromium)  # closing it closes this test's contexts
-        page = browser.new_page(viewport=viewport, **CONTEXT_OPTIONS)
-        count_requests(page)
-        try:
-            yield page
-        except Exception:
-            shot = tmp_path / "page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"Screenshot: {shot}\nServer log:\n{server.log_tail()}")
-            raise
-        finally:
-            browser.close()
+
+def screenshot(page, folder: str, name: str, *, full_page: bool = False) -> None:
+    """Saves what the page shows as BROWSER_SHOTS/<folder>/<name>.png when BROWSER_SHOTS names
+    a folder (`BROWSER_SHOTS=test-artifacts make test`: test-artifacts/ is git-ignored), so that
+    a person can look at what a newcomer, a viewer or the staff see; otherwise nothing. No test
+    checks a picture, and each cost Chromium ~0.1-0.35 s of CPU (15 in the newcomer's tour)."""
+    shots = os.environ.get("BROWSER_SHOTS")
+    if not shots:
+        return
+    path = Path(shots, folder, f"{name}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=full_page)
 
 
 def nothing_leaves(context, server: Server) -> None:

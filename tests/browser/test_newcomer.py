@@ -3,18 +3,21 @@ sees live tiles that are not zero and that move while a player plays ads, walks 
 the advertiser app without any scrolling sideways, pauses a line item and sees its delivery
 panel say so, and opens the API docs, which list their operations offline.
 
-Each page's screenshot is saved in NEWCOMER_SHOTS (default: test-artifacts/newcomer/ in the
-repository, which git ignores and CI keeps), so what a newcomer sees can be looked at.
+With BROWSER_SHOTS set, each page's screenshot is saved in BROWSER_SHOTS/newcomer/, so what a
+newcomer sees can be looked at (conftest.screenshot).
 """
 
-import os
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 
 from ads.models import Campaign, Creative, LineItem
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, log_in, play_an_ad, settle
+from tests.browser.conftest import (
+    UPDATE_TIMEOUT_MS,
+    browser_page,
+    log_in,
+    play_an_ad,
+    screenshot,
+    settle,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,14 +28,6 @@ LAPTOP = {"width": 1366, "height": 768}
 LIVE_CHANGE_MS = 10_000
 
 
-def screenshots() -> Path:
-    folder = Path(
-        os.environ.get("NEWCOMER_SHOTS") or Path(settings.BASE_DIR, "test-artifacts", "newcomer")
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def test_a_newcomers_path_through_the_advertiser_app(chromium, world, server, tmp_path):
     from playwright.sync_api import expect
 
@@ -40,7 +35,6 @@ def test_a_newcomers_path_through_the_advertiser_app(chromium, world, server, tm
     line_item = LineItem.objects.get(advertiser=world.advertiser)
     campaign = Campaign.objects.get(advertiser=world.advertiser)
     creative = Creative.objects.get(advertiser=world.advertiser)
-    shots = screenshots()
     assert play_an_ad(server, world, "newcomer-1")["accepted"] == 1  # today is not empty
 
     with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
@@ -72,7 +66,7 @@ def test_a_newcomers_path_through_the_advertiser_app(chromium, world, server, tm
             response = page.goto(server.url + path)
             assert response is not None and response.status == 200, (name, response)
             settle(page)
-            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            screenshot(page, "newcomer", name, full_page=True)
             width = page.evaluate("() => document.documentElement.scrollWidth")
             if width > LAPTOP["width"]:
                 too_wide[name] = width
@@ -85,11 +79,11 @@ def test_a_newcomers_path_through_the_advertiser_app(chromium, world, server, tm
         page.locator(".status-panel button", has_text="Pause").click()
         expect(page.locator(".status-panel")).to_contain_text("Paused")
         expect(checks).to_contain_text("The line item is paused.", timeout=UPDATE_TIMEOUT_MS)
-        page.screenshot(path=str(shots / "line-item-paused.png"), full_page=True)
+        screenshot(page, "newcomer", "line-item-paused", full_page=True)
 
         # The API docs list their operations from local files (no network here).
         page.goto(server.url + "/api/docs/")
         operations = page.locator(".opblock")
         expect(operations.first).to_be_visible(timeout=UPDATE_TIMEOUT_MS)
         assert operations.count() >= 2
-        page.screenshot(path=str(shots / "api-docs.png"), full_page=True)
+        screenshot(page, "newcomer", "api-docs", full_page=True)

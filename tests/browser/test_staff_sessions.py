@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from engagement import services
 from engagement.models import PlaybackEvent, ViewingSession
-from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, signed_in
+from tests.browser.conftest import UPDATE_TIMEOUT_MS, browser_page, screenshot, signed_in
 from tests.factories import TitleFactory, ViewerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -25,8 +25,9 @@ WIDE = {"width": 1366, "height": 900}
 
 
 def off_the_loop(function, /, **kwargs):
-    """Call `function` in a thread of its own, as a view runs: Playwright's sync API keeps an
-    event loop in this one, where Django refuses database work."""
+    """Call `function` in a thread of its own, as a view runs: Playwright's sync API marks an
+    event loop running in this one (where Django refuses database work but for conftest's
+    DJANGO_ALLOW_ASYNC_UNSAFE, and async_to_sync would refuse to run)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connections
@@ -96,12 +97,12 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
         assert len(points.split()) == 5
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 1366, f"the page is {width} px wide"
-        page.screenshot(path=str(tmp_path / "staff-sessions.png"), full_page=True)
+        screenshot(page, "staff", "staff-sessions", full_page=True)
 
         page.goto(f"{server.url}/staff/sessions/{open_session.pk}/")
         expect(page.locator("[data-table=timeline] tbody tr")).to_have_count(2)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
-        page.screenshot(path=str(tmp_path / "staff-session.png"), full_page=True)
+        screenshot(page, "staff", "staff-session", full_page=True)
 
         page.goto(f"{server.url}/staff/")
         expect(page.locator("[data-staff-socket]")).to_have_attribute(
@@ -109,7 +110,7 @@ def test_the_live_sessions_page_fits_a_laptop_and_follows_the_socket(
         )
         expect(page.locator('[data-figure="average_live_score"]')).to_have_text("58.00%")
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 1366
-        page.screenshot(path=str(tmp_path / "staff-executive.png"), full_page=True)
+        screenshot(page, "staff", "staff-executive", full_page=True)
 
 
 @pytest.mark.services

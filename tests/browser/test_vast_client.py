@@ -66,7 +66,8 @@ def _events(tmp_path) -> Counter:
         finally:
             connections.close_all()
 
-    # Playwright's sync API runs an event loop in this thread, where Django refuses queries.
+    # Playwright's sync API marks an event loop running in this thread, where Django refuses
+    # queries (but for conftest's DJANGO_ALLOW_ASYNC_UNSAFE): they run in a thread of their own.
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(read).result()
 

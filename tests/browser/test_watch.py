@@ -7,19 +7,18 @@ The film runs faster than the clock (`?timescale=N`) and starts just before the 
 What the server stored is read back from its database: on PostgreSQL the test's own, on SQLite
 the copy the server opened (tmp_path/server.sqlite3).
 
-Each page's screenshot is saved in WATCH_SHOTS (default: test-artifacts/watch/).
+With BROWSER_SHOTS set, each page's screenshot is saved in BROWSER_SHOTS/watch/
+(conftest.screenshot).
 """
 
 import contextlib
 import json
-import os
 import re
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from ads.models import Creative
@@ -29,6 +28,7 @@ from tests.browser.conftest import (
     UPDATE_TIMEOUT_MS,
     browser_page,
     nothing_leaves,
+    screenshot,
     signed_in,
     wait_until,
 )
@@ -53,14 +53,6 @@ BEACON_SECONDS = 5
 TIMESCALE = 10
 # The kids' film has no ad to look at: 25 s of it in 1 s.
 KIDS_TIMESCALE = 25
-
-
-def screenshots() -> Path:
-    folder = Path(
-        os.environ.get("WATCH_SHOTS") or Path(settings.BASE_DIR, "test-artifacts", "watch")
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def server_rows(tmp_path: Path, sql: str) -> list[tuple]:
@@ -108,7 +100,6 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
 ):
     from playwright.sync_api import expect
 
-    shots = screenshots()
     creative = Creative.objects.get(advertiser=world.advertiser)
     title = world.ad_break.title
     offset = world.ad_break.offset_seconds
@@ -116,9 +107,9 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         # The landing page is elsewhere: its tab opens, nothing leaves 127.0.0.1.
         nothing_leaves(page.context, server)
         page.goto(f"{server.url}/watch/")
-        page.screenshot(path=str(shots / "profiles.png"))
+        screenshot(page, "watch", "profiles")
         choose_profile(page, server, "Alex")
-        page.screenshot(path=str(shots / "home.png"))
+        screenshot(page, "watch", "home")
         assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
         expect(page.locator('[data-row="picks"] h2')).to_have_text("Top picks for Alex")
         page.locator(f'[data-row="picks"] a[data-title="{title.pk}"]').click()
@@ -147,7 +138,7 @@ def test_a_profile_plays_to_a_break_sees_the_ad_and_clicks_learn_more(
         expect(page.locator("[data-seek]")).to_be_disabled()  # no seeking during an ad
         page.keyboard.press("ArrowRight")
         assert int(player.get_attribute("data-position")) == offset
-        page.screenshot(path=str(shots / "player-ad.png"))
+        screenshot(page, "watch", "player-ad")
         with page.context.expect_page() as landing:
             page.get_by_role("button", name="Learn more").click()
         assert landing.value.url in (creative.click_url, "chrome-error://chromewebdata/")
@@ -217,13 +208,12 @@ def test_a_kids_profile_sees_only_kids_titles_and_gets_no_ad(
 ):
     from playwright.sync_api import expect
 
-    shots = screenshots()
     kids_title = watch_world["kids_title"]
     with browser_page(chromium, server, tmp_path, viewport=LAPTOP) as page:
         requests = []
         page.on("request", lambda request: requests.append(request.url))
         choose_profile(page, server, "Kids")
-        page.screenshot(path=str(shots / "kids-home.png"))
+        screenshot(page, "watch", "kids-home")
         shown = {int(pk) for pk in page.locator(".card a").evaluate_all(
             "links => links.map(link => link.dataset.title)")}  # fmt: skip
         assert shown == {kids_title.pk}
