@@ -141,7 +141,8 @@ def executive_figures(summary: dict) -> list[FigureGroup]:
                     "completion_rate",
                     "Completion rate",
                     percent(viewing["completion_rate"]),
-                    "Today's sessions that played their title to the end.",
+                    "Of today's sessions no longer open (ended, or left open for 4 hours), "
+                    "the share that played their title to the end.",
                 ),
                 Figure(
                     "average_engagement",

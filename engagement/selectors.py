@@ -33,14 +33,19 @@ ACTIVE_WITHIN = dt.timedelta(hours=4)
 
 def viewing_activity(*, at: dt.datetime | None = None) -> dict:
     """Sessions open now (started in the last four hours, not ended) and their average live
-    engagement score, and for today (UTC): sessions, the share completed, and the average
-    engagement (watched share of the title)."""
+    engagement score, and for today (UTC): sessions, the average engagement (watched share of
+    the title) and the completion rate. A session still open has not had its chance to finish
+    its title, so the rate counts only those no longer open (ended, or left open for four
+    hours): just after midnight, with every session of the day still playing, it is unknown
+    (None), not 0 %."""
     at = at or timezone.now()
     midnight = at.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     live = _open_sessions(at).aggregate(count=Count("id"), score=Avg("engagement_score"))
+    closed = Q(ended_at__isnull=False) | Q(started_at__lt=at - ACTIVE_WITHIN)
     today = ViewingSession.objects.filter(started_at__gte=midnight, started_at__lte=at).aggregate(
         sessions=Count("id"),
-        completed=Count("id", filter=Q(completed=True)),
+        closed=Count("id", filter=closed),
+        completed=Count("id", filter=closed & Q(completed=True)),
         engagement=Avg(
             ExpressionWrapper(
                 F("watched_seconds") * 1.0 / F("title__duration_seconds"),
@@ -53,7 +58,7 @@ def viewing_activity(*, at: dt.datetime | None = None) -> dict:
         "active_sessions": live["count"],
         "average_live_score": live["score"],
         "sessions_today": sessions,
-        "completion_rate": today["completed"] / sessions if sessions else None,
+        "completion_rate": today["completed"] / today["closed"] if today["closed"] else None,
         "average_engagement": today["engagement"],
     }
 

@@ -250,7 +250,7 @@ def test_the_executive_dashboard_is_the_hand_count(client, staff, platform):
         "active_sessions": "2",
         "average_live_score": "45.00%",  # (0.6 + 0.3) / 2, the open sessions only
         "sessions_today": "4",  # not last night's
-        "completion_rate": "25.00%",  # 1 of 4
+        "completion_rate": "50.00%",  # 1 of the 2 no longer open (the stale one did not)
         "average_engagement": "43.75%",  # (0.25 + 0.5 + 1 + 0) / 4
         "impressions": "5",
         "clicks": "1",
