@@ -231,3 +231,22 @@ def test_the_lean_path_closes_a_connection_left_unusable(world, key, left, monke
             connection.rollback()  # a broken path may have left it in a transaction
             connection.set_autocommit(True)
         connection.close_at = close_at
+
+
+def test_a_server_process_collects_young_objects_less_often(monkeypatch):
+    """server_start raises the collector's first threshold (a batch of events keeps ~10,000
+    container objects alive while it is processed) and keeps the older generations' ones."""
+    import gc
+
+    from ads.decisioning import refresher
+
+    monkeypatch.setattr(refresher, "warm_up", lambda: None)
+    monkeypatch.setattr(refresher, "start_refresher", lambda: None)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        refresher.server_start()
+        assert gc.get_threshold() == (refresher.SERVER_GC_THRESHOLD, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+    assert refresher.SERVER_GC_THRESHOLD >= 20_000  # above two batches in flight
