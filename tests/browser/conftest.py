@@ -406,10 +406,13 @@ class Driver:
 driver = Driver()
 
 
-@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
+@pytest.hookimpl(wrapper=True)  # after the test's fixtures are torn down, even when one fails
 def pytest_runtest_teardown(item, nextitem):
-    if nextitem is None or nextitem.get_closest_marker("browser") is None:
-        driver.stop()
+    try:
+        return (yield)
+    finally:
+        if nextitem is None or nextitem.get_closest_marker("browser") is None:
+            driver.stop()
 
 
 @contextlib.contextmanager
