@@ -69,6 +69,9 @@ DEFAULT_MAX_ADS = 6
 # The process's generator for decisions that bring none (seeding one per decision reads
 # os.urandom each time); its methods are atomic under the GIL.
 _RANDOM = random.Random()
+# A process forked from one that imported this module (the browser tests' server templates; a
+# pre-forking server) draws its own sequence, as the random module's own generator does.
+os.register_at_fork(after_in_child=_RANDOM.seed)
 SHORTEST_CREATIVE = min(Creative.Duration.values)
 
 

@@ -490,3 +490,22 @@ def test_exploration_draws_new_creatives_at_once_and_reproducibly(world, monkeyp
     everyone = (1 << len(state.ranked)) - 1
     first, again = (state.candidates(everyone, random.Random(3)) for _ in range(2))
     assert first == again  # a seeded decision is reproducible
+
+
+def test_a_forked_process_draws_its_own_random_sequence():
+    """Processes forked after the engine is imported (the browser tests' server templates, a
+    pre-forking server) must not all draw the parent's sequence for decisions that bring none."""
+    import os
+
+    from ads.decisioning import engine
+
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, repr(engine._RANDOM.random()).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write)
+    drawn_there = float(os.read(read, 100))
+    os.close(read)
+    assert drawn_there != engine._RANDOM.random()
