@@ -160,11 +160,20 @@ def events_record(
     outcomes: list[EventOutcome | None] = [None] * len(events)
     pending: list[_Pending] = []
     bot = is_bot(user_agent) or (blank_agent_is_bot and not user_agent.strip())
+    # A batch carries a slot's token once per event of the slot (its impression, quartiles,
+    # click): each distinct token is read once, its claim or the reason it is refused kept
+    # for the others (reading is deterministic at `now`).
+    read: dict[str, TrackingClaim | str] = {}
     for position, event in enumerate(events):
-        try:
-            claim = read_token(event.token, at=now)
-        except InvalidToken as error:
-            outcomes[position] = EventOutcome("rejected", error.reason, None, event.client_event_id)
+        claim = read.get(event.token)
+        if claim is None:
+            try:
+                claim = read_token(event.token, at=now)
+            except InvalidToken as error:
+                claim = error.reason
+            read[event.token] = claim
+        if isinstance(claim, str):
+            outcomes[position] = EventOutcome("rejected", claim, None, event.client_event_id)
             continue
         reason = None
         occurred = event.occurred_at or now
