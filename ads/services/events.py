@@ -401,13 +401,21 @@ def _pg_rows(sql: str, params: list) -> list[tuple]:
     Django's client-side binding one: psycopg sends a list as one array parameter, dumped in
     C (%b: binary), instead of quoting each of its values into the statement's text in Python.
     (Statements are not prepared: Django turns that off for connection poolers; the
-    `prepare_threshold` database option turns it on.)"""
+    `prepare_threshold` database option turns it on.)
+
+    A statement that ran is the proof of a live connection that Django's health check
+    (CONN_HEALTH_CHECKS) would otherwise seek with a `SELECT 1` before the request's next
+    Django statement (the batch's transaction): it is marked done, as the check marks it. A
+    connection lost after it fails that statement, and `retried_on_lost_connection` runs the
+    batch's work again on a new one, as it does when this statement meets a lost one."""
     import psycopg
 
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    connection.health_check_done = True  # type: ignore[attr-defined]  # not in django-stubs
+    return rows
 
 
 def _reference_rows(ids: list[set]) -> list[tuple]:
