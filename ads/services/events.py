@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -380,16 +381,20 @@ def _insert(
         [event_cost(item.claim, item.event_type) for item in unique],
     ]
     if connection.vendor == "postgresql":
+        arrays = [
+            _int_array(column) if integer else column
+            for integer, column in zip(_integer_columns(), columns, strict=True)
+        ]
         try:
             with transaction.atomic():
-                return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
+                return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), arrays)}
         except IntegrityError as error:
             if not partitions.is_missing_partition(error):
                 raise
         days = {claim.issued_at.date() for claim in claims}  # UTC: issued_at is in UTC
         partitions.event_partitions_make(first_day=min(days), last_day=max(days))
         with transaction.atomic():
-            return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
+            return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), arrays)}
     sql, params = _insert_values(columns)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -398,8 +403,9 @@ def _insert(
 
 def _pg_rows(sql: str, params: list) -> list[tuple]:
     """Run a statement on PostgreSQL through a cursor that binds parameters on the server, not
-    Django's client-side binding one: psycopg sends a list as one array parameter, dumped in
-    C (%b: binary), instead of quoting each of its values into the statement's text in Python.
+    Django's client-side binding one: psycopg sends a list as one array parameter (%b: binary),
+    instead of quoting each of its values into the statement's text; integer arrays go as
+    one literal (`_int_array`).
     (Statements are not prepared: Django turns that off for connection poolers; the
     `prepare_threshold` database option turns it on.)
 
@@ -421,7 +427,7 @@ def _pg_rows(sql: str, params: list) -> list[tuple]:
 def _reference_rows(ids: list[set]) -> list[tuple]:
     """The rows of `_references_sql` for four sets of ids: creatives, viewers, titles, breaks."""
     if connection.vendor == "postgresql":
-        return _pg_rows(_references_sql("postgresql"), [list(each) for each in ids])
+        return _pg_rows(_references_sql("postgresql"), [_int_array(each) for each in ids])
     with connection.cursor() as cursor:
         cursor.execute(_references_sql(connection.vendor), [json.dumps(list(each)) for each in ids])
         return cursor.fetchall()
@@ -438,7 +444,7 @@ def _references_sql(vendor: str) -> str:
     line_item = Creative._meta.get_field("line_item").column
     advertiser = Creative._meta.get_field("advertiser").column
     among = (
-        "id = ANY(%b::bigint[])"
+        "id = ANY(%t::bigint[])"
         if vendor == "postgresql"
         else "id IN (SELECT value FROM json_each(%s))"
     )
@@ -471,8 +477,34 @@ ON_CONFLICT = " ON CONFLICT (event_id, decided_at) DO NOTHING RETURNING event_id
 def _insert_unnest_sql() -> str:
     """PostgreSQL: one array parameter per column, so the statement has 17 placeholders
     whatever the batch size (a VALUES list of 17,000 is parsed again at every call)."""
-    arrays = ", ".join(f"%b::{field.cast_db_type(connection)}[]" for field in _insert_fields())
+    arrays = ", ".join(
+        f"%{'t' if integer else 'b'}::{field.cast_db_type(connection)}[]"
+        for field, integer in zip(_insert_fields(), _integer_columns(), strict=True)
+    )
     return _insert_head() + f"SELECT * FROM unnest({arrays})" + ON_CONFLICT
+
+
+# Integer columns (keys, positions, costs), sent to PostgreSQL as array literals (_int_array).
+_INTEGER_TYPES = {"ForeignKey", "PositiveSmallIntegerField", "BigIntegerField"}
+
+
+@cache
+def _integer_columns() -> list[bool]:
+    """Whether each of INSERT_FIELDS is an integer column."""
+    return [field.get_internal_type() in _INTEGER_TYPES for field in _insert_fields()]
+
+
+def _int_array(values: Iterable[int | None]) -> str:
+    """A PostgreSQL array literal of integers (None: NULL), for a text parameter cast to an
+    integer array (`%t::bigint[]`). psycopg dumps a list parameter one element at a time in
+    Python (about 0.2 µs an element: the 17 columns of a 1,000-event batch cost ~4 ms of the
+    batch's ~25); str.join of the integers' decimal forms does it in C, ~2.5× faster, and the
+    server reads the literal in C. Integers only: ids and prices of claims (as make_token
+    wrote them, under the token's tag) and costs, never a request's text."""
+    values = list(values)
+    if None in values:
+        return "{" + ",".join(["NULL" if value is None else str(value) for value in values]) + "}"
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _insert_values(columns: list[list]) -> tuple[str, list]:

@@ -516,3 +516,31 @@ def test_sqlite_insert_params_are_what_the_fields_would_prepare():
     ]
     assert params == expected
     assert len(params) == 34
+
+
+def test_integer_arrays_reach_postgresql_as_the_values_they_hold():
+    """The insert's and the reference lookup's integer columns go as array literals: PostgreSQL
+    reads each back as the list it was (a missing ad break as NULL), whatever the ints' size."""
+    if connection.vendor != "postgresql":
+        pytest.skip("array literals are PostgreSQL's")
+    columns = [[1, None, 2**63 - 1, -(2**63), 0], [7], [], [None]]
+    literals = [event_service._int_array(column) for column in columns]
+    assert event_service._int_array({3, 1}) in ("{1,3}", "{3,1}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::smallint[]",
+            [*literals, event_service._int_array([0, 32767])],
+        )
+        assert list(cursor.fetchone()) == [*columns, [0, 32767]]
+    fields = event_service._insert_fields()
+    integers = [f.name for f, i in zip(fields, event_service._integer_columns(), strict=True) if i]
+    assert integers == [
+        "advertiser",
+        "line_item",
+        "creative",
+        "viewer",
+        "title",
+        "ad_break",
+        "pod_position",
+        "cost_micros",
+    ]
