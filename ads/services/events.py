@@ -15,7 +15,6 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -81,8 +80,10 @@ class IncomingEvent(NamedTuple):
     problem: str | None = None
 
 
-@dataclass(frozen=True)
-class EventOutcome:
+class EventOutcome(NamedTuple):
+    """What became of one event. A named tuple, as IncomingEvent: a batch answers a thousand,
+    and a frozen dataclass took twice as long to build (~1 µs against ~0.5)."""
+
     status: str  # accepted, duplicate or rejected
     reason: str | None = None
     claim: TrackingClaim | None = None
