@@ -17,7 +17,8 @@ from ads.services import server_start  # noqa: E402
 from ads.vast import answers  # noqa: E402
 from config.api_wsgi import APIHandler, HotPath, routed  # noqa: E402
 
-application = routed(full_application, HotPath(APIHandler(), api, answers))
+api_application = HotPath(APIHandler(), api, answers)  # config.asgi makes its own
+application = routed(full_application, api_application)
 
 # Import every view now (URL resolution would on the first request), then build the index,
 # whose freeze takes all of it out of the garbage collector's sight: a full collection then

@@ -88,6 +88,9 @@ if DATABASES["default"].get("ENGINE") not in SUPPORTED_DATABASES:
 # reused (use a pooler such as PgBouncer in front of PostgreSQL for reuse). The `api` process
 # (granian, WSGI: threads that live as long as the worker) keeps them: config/api_server.py.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+# The ASGI server's threads for the integration API's paths (config/api_asgi.py) live as long as
+# the worker, as the api process's do, and keep their connections as long as those do.
+API_PATHS_CONN_MAX_AGE = env.int("API_PATHS_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs several processes on one file (server, scheduler, audience): WAL lets
     # readers go on while one writes; a writer waits up to `timeout` seconds for another
