@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -80,8 +80,10 @@ class IncomingEvent(NamedTuple):
     problem: str | None = None
 
 
-@dataclass(frozen=True)
-class EventOutcome:
+class EventOutcome(NamedTuple):
+    """What became of one event. A named tuple, as IncomingEvent: a batch answers a thousand,
+    and a frozen dataclass took twice as long to build (~1 µs against ~0.5)."""
+
     status: str  # accepted, duplicate or rejected
     reason: str | None = None
     claim: TrackingClaim | None = None
@@ -160,11 +162,20 @@ def events_record(
     outcomes: list[EventOutcome | None] = [None] * len(events)
     pending: list[_Pending] = []
     bot = is_bot(user_agent) or (blank_agent_is_bot and not user_agent.strip())
+    # A batch carries a slot's token once per event of the slot (its impression, quartiles,
+    # click): each distinct token is read once, its claim or the reason it is refused kept
+    # for the others (reading is deterministic at `now`).
+    read: dict[str, TrackingClaim | str] = {}
     for position, event in enumerate(events):
-        try:
-            claim = read_token(event.token, at=now)
-        except InvalidToken as error:
-            outcomes[position] = EventOutcome("rejected", error.reason, None, event.client_event_id)
+        claim = read.get(event.token)
+        if claim is None:
+            try:
+                claim = read_token(event.token, at=now)
+            except InvalidToken as error:
+                claim = error.reason
+            read[event.token] = claim
+        if isinstance(claim, str):
+            outcomes[position] = EventOutcome("rejected", claim, None, event.client_event_id)
             continue
         reason = None
         occurred = event.occurred_at or now
@@ -371,16 +382,20 @@ def _insert(
         [event_cost(item.claim, item.event_type) for item in unique],
     ]
     if connection.vendor == "postgresql":
+        arrays = [
+            _int_array(column) if integer else column
+            for integer, column in zip(_integer_columns(), columns, strict=True)
+        ]
         try:
             with transaction.atomic():
-                return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
+                return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), arrays)}
         except IntegrityError as error:
             if not partitions.is_missing_partition(error):
                 raise
         days = {claim.issued_at.date() for claim in claims}  # UTC: issued_at is in UTC
         partitions.event_partitions_make(first_day=min(days), last_day=max(days))
         with transaction.atomic():
-            return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), columns)}
+            return {event_id for (event_id,) in _pg_rows(_insert_unnest_sql(), arrays)}
     sql, params = _insert_values(columns)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -389,22 +404,31 @@ def _insert(
 
 def _pg_rows(sql: str, params: list) -> list[tuple]:
     """Run a statement on PostgreSQL through a cursor that binds parameters on the server, not
-    Django's client-side binding one: psycopg sends a list as one array parameter, dumped in
-    C (%b: binary), instead of quoting each of its values into the statement's text in Python.
+    Django's client-side binding one: psycopg sends a list as one array parameter (%b: binary),
+    instead of quoting each of its values into the statement's text; integer arrays go as
+    one literal (`_int_array`).
     (Statements are not prepared: Django turns that off for connection poolers; the
-    `prepare_threshold` database option turns it on.)"""
+    `prepare_threshold` database option turns it on.)
+
+    A statement that ran is the proof of a live connection that Django's health check
+    (CONN_HEALTH_CHECKS) would otherwise seek with a `SELECT 1` before the request's next
+    Django statement (the batch's transaction): it is marked done, as the check marks it. A
+    connection lost after it fails that statement, and `retried_on_lost_connection` runs the
+    batch's work again on a new one, as it does when this statement meets a lost one."""
     import psycopg
 
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    connection.health_check_done = True  # type: ignore[attr-defined]  # not in django-stubs
+    return rows
 
 
 def _reference_rows(ids: list[set]) -> list[tuple]:
     """The rows of `_references_sql` for four sets of ids: creatives, viewers, titles, breaks."""
     if connection.vendor == "postgresql":
-        return _pg_rows(_references_sql("postgresql"), [list(each) for each in ids])
+        return _pg_rows(_references_sql("postgresql"), [_int_array(each) for each in ids])
     with connection.cursor() as cursor:
         cursor.execute(_references_sql(connection.vendor), [json.dumps(list(each)) for each in ids])
         return cursor.fetchall()
@@ -421,7 +445,7 @@ def _references_sql(vendor: str) -> str:
     line_item = Creative._meta.get_field("line_item").column
     advertiser = Creative._meta.get_field("advertiser").column
     among = (
-        "id = ANY(%b::bigint[])"
+        "id = ANY(%t::bigint[])"
         if vendor == "postgresql"
         else "id IN (SELECT value FROM json_each(%s))"
     )
@@ -454,8 +478,34 @@ ON_CONFLICT = " ON CONFLICT (event_id, decided_at) DO NOTHING RETURNING event_id
 def _insert_unnest_sql() -> str:
     """PostgreSQL: one array parameter per column, so the statement has 17 placeholders
     whatever the batch size (a VALUES list of 17,000 is parsed again at every call)."""
-    arrays = ", ".join(f"%b::{field.cast_db_type(connection)}[]" for field in _insert_fields())
+    arrays = ", ".join(
+        f"%{'t' if integer else 'b'}::{field.cast_db_type(connection)}[]"
+        for field, integer in zip(_insert_fields(), _integer_columns(), strict=True)
+    )
     return _insert_head() + f"SELECT * FROM unnest({arrays})" + ON_CONFLICT
+
+
+# Integer columns (keys, positions, costs), sent to PostgreSQL as array literals (_int_array).
+_INTEGER_TYPES = {"ForeignKey", "PositiveSmallIntegerField", "BigIntegerField"}
+
+
+@cache
+def _integer_columns() -> list[bool]:
+    """Whether each of INSERT_FIELDS is an integer column."""
+    return [field.get_internal_type() in _INTEGER_TYPES for field in _insert_fields()]
+
+
+def _int_array(values: Iterable[int | None]) -> str:
+    """A PostgreSQL array literal of integers (None: NULL), for a text parameter cast to an
+    integer array (`%t::bigint[]`). psycopg dumps a list parameter one element at a time in
+    Python (about 0.2 µs an element: the 17 columns of a 1,000-event batch cost ~4 ms of the
+    batch's ~25); str.join of the integers' decimal forms does it in C, ~2.5× faster, and the
+    server reads the literal in C. Integers only: ids and prices of claims (as make_token
+    wrote them, under the token's tag) and costs, never a request's text."""
+    values = list(values)
+    if None in values:
+        return "{" + ",".join(["NULL" if value is None else str(value) for value in values]) + "}"
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _insert_values(columns: list[list]) -> tuple[str, list]:

@@ -97,7 +97,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -139,10 +139,19 @@ def backlog_apply(*, entry_id: int, bumps: Sequence[Bump], store: Counters | Non
     if not whole:
         return False
     try:
-        CounterBacklog.objects.filter(pk=entry_id).delete()
+        _backlog_delete(entry_id)
     except DatabaseError:  # applied: the drain deletes it later, without applying it again
         logger.warning("Backlog entry %s applied but not deleted.", entry_id, exc_info=True)
     return True
+
+
+def _backlog_delete(entry_id: int) -> None:
+    """One DELETE statement, in autocommit: QuerySet.delete() wraps even a delete it makes in
+    one statement in a transaction (BEGIN and COMMIT: two more round trips a batch, and about
+    half a millisecond of the api process's CPU on top of the statement's)."""
+    table = connection.ops.quote_name(CounterBacklog._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE id = %s", [entry_id])
 
 
 def counters_backlog_drain(*, store: Counters | None = None, at=None) -> int:

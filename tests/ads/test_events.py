@@ -275,6 +275,60 @@ def test_a_batch_answers_each_event_in_its_place(world):
     ]
 
 
+def test_a_batch_reads_each_token_once_and_answers_each_of_its_events(world, monkeypatch):
+    """A batch carries a slot's token once per event of the slot: each distinct token is read
+    once, and each event is still answered in its place, every event of a refused token with
+    its reason, and counted as invalid once per event."""
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    (old,) = world.decide(at=world.at - tokens.TOKEN_TTL - timedelta(minutes=1), seed=8).pod
+    forged = slot.token[:-2] + ("AA" if not slot.token.endswith("AA") else "BB")
+    reads = []
+    read_token = event_service.read_token
+
+    def counted_read(token, *, at):
+        reads.append(token)
+        return read_token(token, at=at)
+
+    monkeypatch.setattr(event_service, "read_token", counted_read)
+    outcomes = record(
+        world,
+        (forged, "impression"),
+        (slot.token, "impression"),
+        (old.token, "impression"),
+        (forged, "midpoint"),
+        (slot.token, "midpoint"),
+        (old.token, "complete"),
+        (slot.token, "midpoint"),
+        (forged, "click"),
+    )
+    assert [(o.status, o.reason, o.client_event_id) for o in outcomes] == [
+        ("rejected", "forged", "e0"),
+        ("accepted", None, "e1"),
+        ("rejected", "expired", "e2"),
+        ("rejected", "forged", "e3"),
+        ("accepted", None, "e4"),
+        ("rejected", "expired", "e5"),
+        ("duplicate", "replayed", "e6"),
+        ("rejected", "forged", "e7"),
+    ]
+    # The refused tokens' events carry no claim; the others their token's.
+    assert [o.claim is None for o in outcomes] == [o.status == "rejected" for o in outcomes]
+    assert sorted(reads) == sorted([forged, slot.token, old.token])
+    assert sorted(AdEvent.objects.values_list("event_type", "client_event_id")) == [
+        ("impression", "e1"),
+        ("midpoint", "e4"),
+    ]
+    day = world.at.date()
+    assert counters().get_many(
+        [
+            keys.invalid_events("forged", day),
+            keys.invalid_events("expired", day),
+            keys.invalid_events("replayed", day),
+        ]
+    ) == [3, 2, 1]
+
+
 def test_later_events_need_their_impression_stored_or_in_the_batch(world):
     line_item_with_creative(world.acme)
     (slot,) = world.decide().pod
@@ -462,3 +516,31 @@ def test_sqlite_insert_params_are_what_the_fields_would_prepare():
     ]
     assert params == expected
     assert len(params) == 34
+
+
+def test_integer_arrays_reach_postgresql_as_the_values_they_hold():
+    """The insert's and the reference lookup's integer columns go as array literals: PostgreSQL
+    reads each back as the list it was (a missing ad break as NULL), whatever the ints' size."""
+    if connection.vendor != "postgresql":
+        pytest.skip("array literals are PostgreSQL's")
+    columns = [[1, None, 2**63 - 1, -(2**63), 0], [7], [], [None]]
+    literals = [event_service._int_array(column) for column in columns]
+    assert event_service._int_array({3, 1}) in ("{1,3}", "{3,1}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::smallint[]",
+            [*literals, event_service._int_array([0, 32767])],
+        )
+        assert list(cursor.fetchone()) == [*columns, [0, 32767]]
+    fields = event_service._insert_fields()
+    integers = [f.name for f, i in zip(fields, event_service._integer_columns(), strict=True) if i]
+    assert integers == [
+        "advertiser",
+        "line_item",
+        "creative",
+        "viewer",
+        "title",
+        "ad_break",
+        "pod_position",
+        "cost_micros",
+    ]

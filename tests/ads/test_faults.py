@@ -1019,6 +1019,72 @@ def test_a_terminated_backend_costs_no_decision_and_no_batch(world, api_process)
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_batch_asks_no_health_check_of_a_connection_its_reads_just_used(world, monkeypatch):
+    """A request starts with its connection to be checked (CONN_HEALTH_CHECKS: a `SELECT 1`
+    before its first Django statement). A batch's first statements (the references it reads)
+    prove the connection alive, so the transaction that stores it asks no check."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the batch's reads bypass Django's cursor on PostgreSQL only")
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide(at=timezone.now()).pod
+    connection.ensure_connection()
+    checks = []
+    is_usable = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(True) or is_usable())
+    connection.health_check_done = False  # as at the start of a request
+    (outcome,) = services.events_record(
+        events=[services.IncomingEvent(token=slot.token, event_type="impression")],
+        user_agent=PLAYER,
+    )
+    assert outcome.status == "accepted"
+    assert checks == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backend_terminated_between_a_batchs_reads_and_its_insert_costs_nothing(
+    world, monkeypatch
+):
+    """With no health check between them, a connection lost after the batch's reads fails its
+    insert's transaction, and the batch's work runs again on a new connection: every event
+    accepted, stored once and counted once."""
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL backend")
+    from ads.services import events as event_service
+
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide(at=timezone.now()).pod
+    services.events_record(
+        events=[services.IncomingEvent(token=slot.token, event_type="impression")],
+        user_agent=PLAYER,
+    )
+    reference_rows = event_service._reference_rows
+    terminated = []
+
+    def then_terminated(ids):
+        rows = reference_rows(ids)
+        if not terminated:
+            terminated.append(True)
+            _terminate_backend()
+        return rows
+
+    monkeypatch.setattr(event_service, "_reference_rows", then_terminated)
+    outcomes = services.events_record(
+        events=[
+            services.IncomingEvent(token=slot.token, event_type=event_type)
+            for event_type in ("first_quartile", "midpoint", "click")
+        ],
+        user_agent=PLAYER,
+    )
+    assert terminated
+    assert [outcome.status for outcome in outcomes] == ["accepted"] * 3
+    assert AdEvent.objects.count() == 4
+    assert CounterBacklog.objects.count() == 0
+    assert counters().get_many(
+        [keys.creative_impressions(slot.creative.id), keys.creative_clicks(slot.creative.id)]
+    ) == [1, 1]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, api_process):
     """With PostgreSQL refusing connections (after the retries): a decision is an empty pod,
     reason `degraded` (the player resumes its title); a batch or a tracking link is answered
