@@ -1,8 +1,8 @@
 """Faults under traffic: Redis killed and restarted empty, PostgreSQL backends terminated, while
-players ask for decisions and report events to the `api` process (granian, as the Procfile
-runs it). Prints decisions served / degraded / failed, events accepted / lost / double, and the
-counters against the event table after recovery. The goal is 0 failed, 0 lost, 0 double, 0
-mismatched, 0 server errors.
+players ask for decisions and report events to the `api` process (config/wsgi_server.py, as the
+Procfile runs it). Prints decisions served / degraded / failed, events accepted / lost / double,
+and the counters against the event table after recovery. The goal is 0 failed, 0 lost, 0 double,
+0 mismatched, 0 server errors.
 
 It starts its own Redis and its own PostgreSQL cluster (initdb in a temporary directory, as the
 postgres user when run as root) on free ports of 127.0.0.1, and stops both by their process
@@ -356,7 +356,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     _, key = services.platform_key_create(name="faults bench")
     services.index_changed()
     print(f"Own Redis on port {redis_server.port}, own PostgreSQL on port {postgres.port}; ")
-    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api process (granian, 2 workers)")
+    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api process (2 workers)")
 
     tally, log = Tally(), []
     stop = threading.Event()
