@@ -356,7 +356,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     _, key = services.platform_key_create(name="faults bench")
     services.index_changed()
     print(f"Own Redis on port {redis_server.port}, own PostgreSQL on port {postgres.port}; ")
-    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api process (2 workers)")
+    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api ({_http.api_server_kind()})")
 
     tally, log = Tally(), []
     stop = threading.Event()

@@ -146,8 +146,9 @@ def _soak() -> int:
         ),
     ):
         print(
-            f"Soak: {SECONDS} s at {DECISIONS_PER_SECOND} decisions/s (api: config.api_server, pid "
-            f"{api_pid}; web: uvicorn, pid {web_pid}); memory sampled every {SAMPLE_SECONDS} s, "
+            f"Soak: {SECONDS} s at {DECISIONS_PER_SECOND} decisions/s (api: "
+            f"{_http.api_server_kind()}, pid {api_pid}; web: uvicorn, pid {web_pid}); memory "
+            f"sampled every {SAMPLE_SECONDS} s, "
             f"warm-up {WARM_UP} s",
             flush=True,
         )
