@@ -344,7 +344,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     call_command("migrate", verbosity=0)
     load = os.getloadavg()
     print(
-        f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}); reference: "
+        f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}); "
         f"{_scratch.machine_reference()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
