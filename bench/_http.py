@@ -1,4 +1,4 @@
-"""HTTP helpers of bench/decisions.py: the real servers as subprocesses (granian for the
+"""HTTP helpers of bench/decisions.py: the real servers as subprocesses (config.api_server for the
 integration API, uvicorn for pages), and the load generators (wrk when installed, else a small
 asyncio HTTP/1.1 client). Traffic goes to 127.0.0.1 only, and every run is bounded in time or
 in count."""
@@ -49,9 +49,19 @@ def asgi_server(*, base_dir: Path, env: dict[str, str], loop: str, http: str, wo
         yield port, pid
 
 
+def api_server_kind() -> str:
+    """What `python -m config.api_server` runs, as config/api_server.py reads its settings."""
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    threads = os.environ.get("API_THREADS", "2")
+    if os.environ.get("API_SERVER") == "granian":
+        return f"granian, WSGI, {workers} workers × {threads} threads"
+    loops = os.environ.get("API_LOOPS", "2")
+    return f"config/wsgi_server.py, WSGI, {workers} workers × {loops} loops + a pool of {threads}"
+
+
 @contextmanager
 def wsgi_server(*, base_dir: Path, env: dict[str, str], workers: int = 2):
-    """`python -m config.api_server` as the Procfile's `api:` runs it (granian, WSGI); yields
+    """`python -m config.api_server` as the Procfile's `api:` runs it (WSGI); yields
     (port, pid) once /healthz answers."""
     port = free_port()
     command = [sys.executable, "-m", "config.api_server"]

@@ -7,10 +7,10 @@
    CTR champion trained on this world (bench/_ctr_champion.py) beside none, in turns on the
    same requests: CPU per decision, p99 and their ratio (and the champion through the
    booster's predict, CTR_FOREST_SCORING off);
-2. over HTTP against the servers as the Procfile runs them: the `api:` process (granian,
-   WSGI: the integration API; the targets) and, for comparison, `web:` (uvicorn,
-   ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a Python
-   client when wrk is missing), and the CPU each request cost the server and Redis;
+2. over HTTP against the servers as the Procfile runs them: the `api:` process
+   (config/wsgi_server.py, WSGI: the integration API; the targets) and, for comparison, `web:`
+   (uvicorn, ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a
+   Python client when wrk is missing), and the CPU each request cost the server and Redis;
 3. batched event ingestion into PostgreSQL: in process (4 threads, as the API process has 2
    workers × 2 threads) and over POST /api/v1/events to the `api:` process (4 clients);
 4. the VAST 4.2 ad tag beside the JSON decision, on the same random requests: through their
@@ -582,7 +582,7 @@ def over_http(
     report: Report, world, tokens: list[str], rng: random.Random, accepted: dict[str, int]
 ) -> int:
     """Decisions at each concurrency on each server, then events: first the Procfile's `api:`
-    process (granian, WSGI), which serves the integration API and carries the targets, then
+    process (config/wsgi_server.py), which serves the integration API and carries the targets, then
     its `web:` process (uvicorn, ASGI) for comparison. Returns the number of failures (non-2xx
     answers, socket errors)."""
     from ads import services
@@ -593,7 +593,7 @@ def over_http(
     bodies_file = Path(scratch.name) / "bodies.jsonl"
     bodies_file.write_text("\n".join(bodies) + "\n")
     servers = [
-        ("api: python -m config.api_server (granian, WSGI, 2 workers × 2 threads)", "wsgi"),
+        (f"api: python -m config.api_server ({_http.api_server_kind()})", "wsgi"),
     ]
     if importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"):
         servers.append(("web: uvicorn config.asgi --workers 2 (uvloop, httptools)", "asgi"))

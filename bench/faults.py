@@ -1,8 +1,8 @@
 """Faults under traffic: Redis killed and restarted empty, PostgreSQL backends terminated, while
-players ask for decisions and report events to the `api` process (granian, as the Procfile
-runs it). Prints decisions served / degraded / failed, events accepted / lost / double, and the
-counters against the event table after recovery. The goal is 0 failed, 0 lost, 0 double, 0
-mismatched, 0 server errors.
+players ask for decisions and report events to the `api` process (config/wsgi_server.py, as the
+Procfile runs it). Prints decisions served / degraded / failed, events accepted / lost / double,
+and the counters against the event table after recovery. The goal is 0 failed, 0 lost, 0 double,
+0 mismatched, 0 server errors.
 
 It starts its own Redis and its own PostgreSQL cluster (initdb in a temporary directory, as the
 postgres user when run as root) on free ports of 127.0.0.1, and stops both by their process
@@ -344,7 +344,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     call_command("migrate", verbosity=0)
     load = os.getloadavg()
     print(
-        f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}); reference: "
+        f"Machine: {os.cpu_count()} cores ({_scratch.cpu_model()}); "
         f"{_scratch.machine_reference()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
@@ -356,7 +356,7 @@ def run(redis_server: OwnRedis, postgres: OwnPostgres, started: float) -> int:
     _, key = services.platform_key_create(name="faults bench")
     services.index_changed()
     print(f"Own Redis on port {redis_server.port}, own PostgreSQL on port {postgres.port}; ")
-    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api process (granian, 2 workers)")
+    print(f"{PLAYERS} players for {SECONDS:.0f} s against the api ({_http.api_server_kind()})")
 
     tally, log = Tally(), []
     stop = threading.Event()

@@ -1,9 +1,11 @@
 """Which server should run the `api` process: the same decision requests against several, on one
 bench world, in turns.
 
-Each server is started once with 2 workers (granian as config/api_server.py runs it; bjoern,
-when installed, and a plain epoll + httptools loop, both pre-forked with one request thread a
-worker: bench/_prefork.py), then rounds of wrk at 1 and 4 connections go to each in turn.
+Each server is started once with 2 workers (`loop`: config/wsgi_server.py as
+config/api_server.py runs it; granian, its fallback, as it runs it with API_SERVER=granian;
+bjoern, when installed, and a plain epoll + httptools loop, both pre-forked with one request
+thread a worker: bench/_prefork.py), then rounds of wrk at each level of BENCH_CONNECTIONS go to
+each in turn.
 Prints, for each server and level, the medians over the rounds of: the server's CPU per
 decision (every process and thread of it, from /proc), the same less its fixed cost (the CPU it
 spends a second while idle, mostly the decision refreshers', times the round's length: at 300
@@ -15,7 +17,8 @@ at once (`hello` below), which is each server's own cost per request.
     BENCH_DATABASE_URL   postgres://postgres@127.0.0.1:5432/interlude_bench_servers (name must
                          say bench: dropped and made again)
     BENCH_REDIS_URL      redis://127.0.0.1:6379/3 (flushed)
-    BENCH_SERVERS=granian,bjoern,plain  BENCH_ROUNDS=4  BENCH_ROUND_SECONDS=2
+    BENCH_SERVERS=loop,granian,bjoern,plain  BENCH_ROUNDS=4  BENCH_ROUND_SECONDS=2
+    BENCH_CONNECTIONS=1,4,32
 
 Needs wrk (apt); skips, exiting 0, without it or without PostgreSQL and Redis."""
 
@@ -48,10 +51,10 @@ DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/interlude_bench_servers"
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
-SERVERS = os.environ.get("BENCH_SERVERS", "granian,bjoern,plain").split(",")
+SERVERS = os.environ.get("BENCH_SERVERS", "loop,granian,bjoern,plain").split(",")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
 ROUND_SECONDS = int(os.environ.get("BENCH_ROUND_SECONDS", "2"))
-CONNECTIONS = (1, 4)
+CONNECTIONS = tuple(int(n) for n in os.environ.get("BENCH_CONNECTIONS", "1,4").split(","))
 IDLE_SECONDS = 3
 SECRET_KEY = "bench-only-secret-key-0f9c2e7d4b1a8e6c3f5d7b9a1c3e5f7a"
 HELLO = b'{"decision_id": "hello", "pod": []}'
@@ -66,9 +69,21 @@ def hello(environ: dict, start_response) -> list[bytes]:
     return [HELLO]
 
 
+def everything(path: str) -> bool:
+    """hello's requests all run on the loop's thread (config/wsgi_server.py's `inline`)."""
+    return True
+
+
 def _command(server: str, port: int, application: str) -> list[str]:
-    if server == "granian" and application == "django":
+    if application == "django" and server in ("granian", "loop"):
         return [sys.executable, "-m", "config.api_server", "--port", str(port)]
+    if server == "loop":
+        serve = (
+            "from config.wsgi_server import serve; "
+            f"serve('servers:hello', 'servers:everything', host='{_http.HOST}', port={port}, "
+            "workers=2, threads=2)"
+        )
+        return [sys.executable, "-c", serve]
     if server == "granian":
         return [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2",
@@ -84,6 +99,8 @@ def _started(server: str, application: str, env: dict[str, str]) -> Iterator[tup
     port = _http.free_port()
     paths = [str(BASE_DIR), str(BASE_DIR / "bench"), env.get("PYTHONPATH", "")]
     env = env | {"PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    if server == "granian":
+        env["API_SERVER"] = "granian"  # config.api_server's fallback
     with tempfile.NamedTemporaryFile("w+", prefix=f"bench-{server}-", suffix=".log") as log:
         process = subprocess.Popen(
             _command(server, port, application), cwd=BASE_DIR, env=env, stdout=log,

@@ -1,8 +1,9 @@
 """Soak: SOAK_SECONDS (default 600) of steady traffic against the real server processes, on
-PostgreSQL and Redis: decisions and event batches on the Procfile's `api:` process (granian),
-tracking links on its `web:` process (uvicorn). Prints the requests answered and failed, the
-events stored against those accepted, and each server process's memory (RSS) sampled through
-the run: after the warm-up (the first fifth of the run, at least 30 s) it must stay within 10 %.
+PostgreSQL and Redis: decisions and event batches on the Procfile's `api:` process
+(config/wsgi_server.py), tracking links on its `web:` process (uvicorn). Prints the requests
+answered and failed, the events stored against those accepted, and each server process's memory
+(RSS) sampled through the run: after the warm-up (the first fifth of the run, at least 30 s) it
+must stay within 10 %.
 
 Traffic, each second: SOAK_DECISIONS_PER_SECOND decisions (default 50) from two player threads;
 every slot's impression, quartiles and complete, sent a second later in one batch per second
@@ -145,8 +146,9 @@ def _soak() -> int:
         ),
     ):
         print(
-            f"Soak: {SECONDS} s at {DECISIONS_PER_SECOND} decisions/s (api: granian, pid "
-            f"{api_pid}; web: uvicorn, pid {web_pid}); memory sampled every {SAMPLE_SECONDS} s, "
+            f"Soak: {SECONDS} s at {DECISIONS_PER_SECOND} decisions/s (api: "
+            f"{_http.api_server_kind()}, pid {api_pid}; web: uvicorn, pid {web_pid}); memory "
+            f"sampled every {SAMPLE_SECONDS} s, "
             f"warm-up {WARM_UP} s",
             flush=True,
         )

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connections
 
 from config.api_wsgi import API_PATHS, WSGIApp
+from config.wsgi_server import called
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,25 +77,11 @@ class APIPaths:
         """The WSGI application's answer to `environ`, as a WSGI server takes it: its body
         iterated and closed in this thread (Django sends request_finished on close, whose
         receivers close this thread's obsolete database connections)."""
-        started: list[Any] = []
-        written: list[bytes] = []
-
-        def start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
-            started[:] = [status, headers]
-            return written.append
-
-        chunks = self.api(environ, start_response)
-        try:
-            written.extend(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        status, headers = started
+        status, headers, content = called(self.api, environ)
         return (
             int(status[:3]),
             [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
-            b"".join(written),
+            content,
         )
 
 

@@ -82,6 +82,18 @@ def routed(full: WSGIApp, api: WSGIApp) -> WSGIApp:
 
 DECISIONS_PATH = "/api/v1/decisions"
 EVENTS_PATH = "/api/v1/events"
+# Answered on the `api` server loop's own thread (config/wsgi_server.py): a decision and an ad
+# tag wait on Redis (one round trip), on PostgreSQL only now and then (a key not yet cached).
+# Everything else may wait on PostgreSQL (an event batch's transaction, a tracking link's
+# insert, reports) and runs on the server's pool.
+INLINE_PATHS = frozenset({DECISIONS_PATH, "/vast/4.2", "/vmap/1.0"})
+
+
+def inline(path: str) -> bool:
+    """Whether config/wsgi_server.py runs a request for this path on its loop's thread."""
+    return path in INLINE_PATHS
+
+
 JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
 

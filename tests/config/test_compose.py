@@ -112,5 +112,5 @@ def test_the_procfile_runs_web_api_worker_and_beat():
     )
     assert set(processes) == {"web", "api", "worker", "beat"}
     assert "config.asgi:application" in processes["web"]
-    # The integration API under WSGI (granian, config/api_server.py serving config.wsgi).
+    # The integration API under WSGI (config/api_server.py serving config.wsgi).
     assert processes["api"].strip() == "python -m config.api_server"
