@@ -108,7 +108,7 @@ class Connection:
     __slots__ = (
         "sock", "fd", "address", "limits", "parser", "url", "headers", "body", "body_bytes",
         "head_bytes", "in_head", "begun", "pending", "busy", "out", "mask", "last", "closing",
-        "refusal", "length", "expecting", "raw_head", "continue_owed",
+        "refusal", "length", "expecting", "raw_head", "continue_owed", "in_trailer",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, address: tuple, limits: Limits) -> None:
@@ -135,6 +135,7 @@ class Connection:
         self.expecting = False  # whether it asked for 100 Continue
         self.raw_head = -1  # bytes read while its head is incomplete, after the head's first read
         self.continue_owed = False  # 100 Continue, once the answers before it are sent
+        self.in_trailer = False  # after the last chunk: its trailer fields are being read
 
     # httptools' callbacks
     def on_message_begin(self) -> None:
@@ -174,7 +175,11 @@ class Connection:
             else:
                 self._send_now(CONTINUE)
 
+    def on_chunk_header(self) -> None:  # perhaps the last (size 0): trailer fields follow
+        self.in_trailer, self.raw_head = True, -1
+
     def on_body(self, body: bytes) -> None:
+        self.in_trailer = False
         self.body_bytes += len(body)
         if self.body_bytes > self.limits.max_body_bytes:
             raise Refused(413, f"The request body is over {self.limits.max_body_bytes} bytes.")
@@ -197,7 +202,8 @@ class Connection:
                 parser.should_keep_alive(),
             )
         )
-        self.begun = None
+        self.begun, self.in_trailer = None, False
+        self.continue_owed = False  # its body came: no 100 after its answer
 
     def _send_now(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
@@ -260,6 +266,7 @@ class Worker:
         application: WSGIApp,
         inline: Inline,
         *,
+        master: int,
         loops: int,
         threads: int,
         limits: Limits,
@@ -270,7 +277,7 @@ class Worker:
         self.limits = limits
         self.pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="api")
         self.stopping = False
-        self.master = os.getppid()  # a worker whose master died stops (no orphan on the port)
+        self.master = master  # a worker whose master died stops (no orphan on the port)
         self.loops = [Loop(self) for _ in range(max(loops, 1))]
 
     def run(self) -> None:
@@ -420,13 +427,13 @@ class Loop:
         connection.last = time.monotonic()
         try:
             connection.parser.feed_data(data)
-            if connection.in_head:  # a head still incomplete: what the parser holds of it
+            if connection.in_head or connection.in_trailer:  # what the parser holds of a head
                 if connection.raw_head < 0:  # it began in this read: the callbacks counted it
                     connection.raw_head = 0
                 else:
                     connection.raw_head += len(data)
-                    if connection.raw_head > connection.head_bytes:
-                        connection._count_head(connection.raw_head - connection.head_bytes)
+                    if connection.raw_head > connection.limits.max_head_bytes:
+                        connection._count_head(connection.limits.max_head_bytes + 1)
         except Refused as refused:
             self._refuse(connection, refused.status, refused.detail)
             return
@@ -487,12 +494,7 @@ class Loop:
             self.poll.modify(connection.fd, wanted)
 
     def _pooled(self, connection: Connection, environ: dict, request: Request, keep: bool) -> None:
-        try:
-            answer = self._answer(environ, request, keep)
-        except BaseException:  # (SystemExit and the like): the connection must not stay busy
-            logger.exception("The application failed: %s %s", request.method, environ["PATH_INFO"])
-            answer = self._wire(request, *SERVER_ERROR, False)
-        self.finished.append((connection, *answer))
+        self.finished.append((connection, *self._answer(environ, request, keep)))
         os.eventfd_write(self.wakeup, 1)
 
     def _collect(self) -> None:
@@ -511,6 +513,7 @@ class Loop:
             connection.closing = True
             connection.pending.clear()
             connection.in_head, connection.begun = False, None
+            connection.continue_owed = False
         try:
             sent = connection.sock.send(answer)
         except (BlockingIOError, InterruptedError):
@@ -538,6 +541,7 @@ class Loop:
         """Answer the requests complete before the fault, then the server's own refusal, then
         close the connection."""
         connection.in_head, connection.begun, connection.closing = False, None, True
+        connection.continue_owed = False
         body = orjson.dumps({"detail": detail})
         connection.refusal = (
             _status_line(STATUS_TEXT[status])
@@ -607,7 +611,7 @@ class Loop:
         header that is not Latin-1, a status without its code), is answered 500."""
         try:
             return self._wire(request, *called(self.application, environ), keep_alive)
-        except Exception:
+        except BaseException:  # SystemExit too: the loop and the others' requests go on
             logger.exception("The application failed: %s %s", request.method, environ["PATH_INFO"])
             return self._wire(request, *SERVER_ERROR, keep_alive)
 
@@ -691,6 +695,7 @@ def serve(
     watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)  # taken by sigtimedwait below
     children: dict[int, float] = {}  # pid: when it started
+    master = os.getpid()  # before the fork: a worker that outlives it, even while it imports
 
     def spawn() -> None:
         pid = os.fork()
@@ -704,6 +709,7 @@ def serve(
                 listener,
                 _load(application),
                 _load(inline),
+                master=master,
                 loops=loops,
                 threads=threads,
                 limits=limits,

@@ -4,6 +4,7 @@ limits' answers, 100-continue, chunked bodies, HEAD, failures, graceful stop and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -38,7 +39,9 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def _server(tmp_path: Path, workers: int = 2, descriptors: int = 0, **limits: float):
+def _server(
+    tmp_path: Path, workers: int = 2, descriptors: int = 0, ready: bool = True, **limits: float
+):
     port = _free_port()
     settings = LIMITS | limits
     code = (
@@ -59,7 +62,7 @@ def _server(tmp_path: Path, workers: int = 2, descriptors: int = 0, **limits: fl
             [sys.executable, "-c", code], cwd=BASE_DIR, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        for _ in range(200):
+        for _ in range(200 if ready else 0):
             assert process.poll() is None, log.read_text()
             try:
                 with Client(port) as client:
@@ -511,8 +514,96 @@ def test_workers_stop_when_their_master_is_killed(tmp_path):
         workers = _children(process.pid)
         process.kill()
         process.wait()
-        for _ in range(60):
-            if not any(Path(f"/proc/{pid}").exists() for pid in workers):
-                break
-            time.sleep(0.1)
-        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        try:
+            for _ in range(60):
+                if not any(Path(f"/proc/{pid}").exists() for pid in workers):
+                    break
+                time.sleep(0.1)
+            assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        finally:  # no orphan left holding the port when it fails
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def test_no_stray_100_continue_after_the_final_answer(server):
+    # review13b's find: a Continue owed behind a slow answer went out after the POST's own.
+    port, _ = server
+    with Client(port) as client:
+        client.send(
+            _request("/slow?0.2")
+            + b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            + b"hello"  # sent without waiting for the 100
+        )
+        assert [client.answer()[0] for _ in range(2)] == [200, 200]
+        client.send(_request("/inline/next"))
+        assert orjson.loads(client.answer()[2])["path"] == "/inline/next"
+
+
+def test_a_head_under_the_limit_sent_in_many_parts_is_not_refused(server):
+    port, _ = server
+    with Client(port) as client:
+        head = _request("/inline/x", extra=f"X-Big: {'a' * 2500}\r\n")  # under 4096
+        for start in range(0, len(head), 250):
+            client.send(head[start : start + 250])
+            time.sleep(0.02)
+        assert client.answer()[0] == 200
+
+
+def test_a_trailer_field_is_bounded_as_a_head_is(server):
+    # review13b's find: a trailer field that never ends was read without limit.
+    port, _ = server
+    with Client(port) as client:
+        client.send(
+            b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: "
+        )
+        for _ in range(4):
+            client.send(b"a" * 4000)  # 16 kB of one field against max_head_bytes 4096
+            time.sleep(0.05)
+        status, headers, _ = client.answer()
+        assert (status, headers["connection"]) == (431, "close")
+
+
+def test_an_inline_application_that_exits_is_a_500_not_a_dead_worker(server):
+    port, process = server
+    workers = _children(process.pid)
+    with Client(port) as client:
+        client.send(_request("/inline/exit"))
+        assert client.answer()[0] == 500
+    assert _children(process.pid) == workers
+
+
+def test_sigterm_while_out_of_descriptors_stops_cleanly(tmp_path):
+    with _server(tmp_path, workers=1, descriptors=64, graceful_seconds=2.0) as (port, process):
+        clients = [Client(port) for _ in range(80)]
+        try:
+            time.sleep(1.2)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+        finally:
+            for client in clients:
+                client.sock.close()
+        log = process.log.read_text()
+        assert "accept failed" in log
+        assert "Traceback" not in log
+
+
+def test_workers_stop_when_their_master_dies_while_they_import(tmp_path, monkeypatch):
+    # review13b's find: a worker read its master's pid after the import, by then init's.
+    monkeypatch.setenv("WSGI_APPS_IMPORT_SECONDS", "1.5")
+    with _server(tmp_path, ready=False) as (_, process):
+        time.sleep(0.5)
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        process.wait()
+        try:
+            for _ in range(60):
+                if not any(Path(f"/proc/{pid}").exists() for pid in workers):
+                    break
+                time.sleep(0.1)
+            assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        finally:  # no orphan left holding the port when it fails
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

@@ -2,10 +2,14 @@
 a process of its own: it answers what it was asked, and on which thread it ran."""
 
 import os
+import sys
 import threading
 import time
 
 import orjson
+
+# An import as slow as Django's may be, for the test that kills the master meanwhile.
+time.sleep(float(os.environ.get("WSGI_APPS_IMPORT_SECONDS", "0")))
 
 
 def app(environ, start_response):
@@ -14,6 +18,8 @@ def app(environ, start_response):
         time.sleep(float(environ["QUERY_STRING"] or "0.3"))
     if path == "/fail":
         raise RuntimeError("the application failed")
+    if path == "/inline/exit":
+        sys.exit(3)
     if path == "/close":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
         return [b"bye"]
