@@ -28,11 +28,13 @@ where it serves), restarts a worker that dies (after a second's pause when it di
 second of starting: an import error does not spin), and at SIGTERM or SIGINT asks each to stop:
 a worker stops accepting, closes idle connections, finishes the requests it has, those still
 being read included (answering them with `Connection: close`), and exits; one still busy after
-`graceful_seconds` is killed. A worker whose master is gone stops too."""
+`graceful_seconds` is killed. A worker whose master dies gets SIGTERM (Linux's parent-death
+signal) and stops as at a deploy: none outlives it holding the port."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import email.utils
 import importlib
 import io
@@ -266,7 +268,6 @@ class Worker:
         application: WSGIApp,
         inline: Inline,
         *,
-        master: int,
         loops: int,
         threads: int,
         limits: Limits,
@@ -277,7 +278,6 @@ class Worker:
         self.limits = limits
         self.pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="api")
         self.stopping = False
-        self.master = master  # a worker whose master died stops (no orphan on the port)
         self.loops = [Loop(self) for _ in range(max(loops, 1))]
 
     def run(self) -> None:
@@ -393,9 +393,6 @@ class Loop:
                 if not self.accepting and not self.stopping:
                     self.accepting = True
                     poll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-                if signals is not None and os.getppid() != self.worker.master:
-                    logger.error("The master process is gone; stopping.")
-                    self.worker._stop()
 
     def _accept(self) -> None:
         try:
@@ -670,6 +667,19 @@ def called(application: WSGIApp, environ: dict[str, Any]) -> tuple[str, list, by
     return status, headers, b"".join(written)
 
 
+def _stop_with(master: int) -> None:
+    """SIGTERM to this worker when the master dies (Linux's parent-death signal), so no worker
+    outlives it holding the port; if the master is gone already, stop now."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != master:  # it died before the call
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def _load(spec: str) -> Any:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -705,11 +715,11 @@ def serve(
         code = 1
         try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+            _stop_with(master)
             worker = Worker(
                 listener,
                 _load(application),
                 _load(inline),
-                master=master,
                 loops=loops,
                 threads=threads,
                 limits=limits,
