@@ -110,7 +110,7 @@ class Connection:
     __slots__ = (
         "sock", "fd", "address", "limits", "parser", "url", "headers", "body", "body_bytes",
         "head_bytes", "in_head", "begun", "pending", "busy", "out", "mask", "last", "closing",
-        "refusal", "length", "expecting", "raw_head", "continue_owed", "in_trailer",
+        "refusal", "length", "expecting", "raw_head", "continue_owed", "in_trailer", "host",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, address: tuple, limits: Limits) -> None:
@@ -138,12 +138,13 @@ class Connection:
         self.raw_head = -1  # bytes read while its head is incomplete, after the head's first read
         self.continue_owed = False  # 100 Continue, once the answers before it are sent
         self.in_trailer = False  # after the last chunk: its trailer fields are being read
+        self.host = False  # whether the request named its host
 
     # httptools' callbacks
     def on_message_begin(self) -> None:
         self.url, self.headers, self.body, self.body_bytes = b"", [], [], 0
         self.head_bytes, self.in_head, self.begun = 0, True, time.monotonic()
-        self.length, self.expecting, self.raw_head = 0, False, -1
+        self.length, self.expecting, self.raw_head, self.host = 0, False, -1, False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -160,6 +161,8 @@ class Connection:
             self.length = int(value)
         elif len(name) == 6 and name.lower() == b"expect":
             self.expecting = value.lower() == b"100-continue"
+        elif len(name) == 4 and name.lower() == b"host":
+            self.host = True
 
     def _count_head(self, size: int) -> None:
         self.head_bytes += size
@@ -168,6 +171,8 @@ class Connection:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if not self.host and self.parser.get_http_version() == "1.1":  # RFC 9112, 3.2
+            raise Refused(400, "The request has no Host header.")
         if self.length > self.limits.max_body_bytes:
             raise Refused(413, f"The request body is over {self.limits.max_body_bytes} bytes.")
         if self.expecting and self.parser.get_http_version() == "1.1":  # (RFC 9110: not 1.0)
@@ -576,9 +581,12 @@ class Loop:
     # WSGI
     def _environ(self, request: Request, connection: Connection) -> dict[str, Any]:
         url = request.url
-        if url[:1] != b"/":  # absolute form: keep the path and query
+        authority = None
+        if url[:1] != b"/":  # absolute form: its authority is the host (RFC 9112, 3.2.2)
             parsed = httptools.parse_url(url)
             path, query = parsed.path or b"/", parsed.query or b""
+            if parsed.host:
+                authority = parsed.host + (b":%d" % parsed.port if parsed.port else b"")
         else:
             path, _, query = url.partition(b"?")
         if b"%" in path:
@@ -595,7 +603,11 @@ class Loop:
             if not key:
                 continue
             text = value.decode("latin-1")
-            environ[key] = environ[key] + "," + text if key in environ else text
+            if key in environ:  # a repeated field: one list (cookies have their own separator)
+                text = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
+            environ[key] = text
+        if authority is not None:
+            environ["HTTP_HOST"] = authority.decode("latin-1")
         if request.body or "CONTENT_LENGTH" in environ:
             environ["CONTENT_LENGTH"] = str(len(request.body))  # chunked bodies too
         return environ

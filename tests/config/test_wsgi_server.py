@@ -617,3 +617,25 @@ def test_workers_stop_when_their_master_dies_while_they_import(tmp_path, monkeyp
             for pid in workers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_an_absolute_target_names_the_host_and_cookies_join_as_cookies(server):
+    port, _ = server
+    with Client(port) as client:
+        client.send(
+            b"GET http://example.com:8080/inline/abs?q=1 HTTP/1.1\r\nHost: other\r\n"
+            b"Cookie: a=1\r\nCookie: b=2\r\n\r\n"
+        )
+        answer = orjson.loads(client.answer()[2])
+    assert (answer["path"], answer["query"]) == ("/inline/abs", "q=1")
+    assert answer["headers"]["HTTP_HOST"] == "example.com:8080"  # the target's, not the field's
+    assert answer["headers"]["HTTP_COOKIE"] == "a=1; b=2"
+
+
+def test_http_1_1_without_a_host_is_refused(server):
+    port, _ = server
+    with Client(port) as client:
+        client.send(b"GET /inline/x HTTP/1.1\r\nX-Other: 1\r\n\r\n")
+        status, headers, body = client.answer()
+        assert (status, orjson.loads(body)["detail"]) == (400, "The request has no Host header.")
+        assert client.closed()
