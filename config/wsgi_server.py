@@ -15,13 +15,13 @@ go to the pool: `inline(path)` says which stay on the loop.
 
 Per connection: keep-alive and pipelining (answers in order; the next request of a connection
 waits while its previous one is in the pool), `Expect: 100-continue` (after the answers before
-it), chunked request bodies (trailer fields dropped). Limits, each answered with a JSON body
-and the connection closed: a head over `max_head_bytes` (431), a body over `max_body_bytes`
-(413), a request not complete within `request_seconds` (408), bytes that are not HTTP or a
-target that cannot be read (400). Idle keep-alive connections close after `keepalive_seconds`;
-an answer the client does not read within `request_seconds` is dropped. An application that
-fails, or whose answer cannot be written, is answered 500. Out of descriptors, a loop stops
-accepting until its next sweep.
+it), chunked request bodies (trailer fields dropped). Limits, each answered with a JSON body and
+the connection closed: a head over `max_head_bytes` (431), a body over `max_body_bytes` (413), a
+request not complete within `request_seconds` (408), bytes that are not HTTP or a target that
+cannot be read, an HTTP/1.1 request without a Host (400). Idle keep-alive connections close
+after `keepalive_seconds`; an answer the client does not read within `request_seconds` is
+dropped. An application that fails, or whose answer cannot be written, is answered 500. Out of
+descriptors, a loop stops accepting until its next sweep.
 
 The master process forks the workers (each imports the application itself, so its threads run
 where it serves), restarts a worker that dies (after a second's pause when it died within a
