@@ -6,7 +6,7 @@ that iterator in a thread too, warning on every static file that "StreamingHttpR
 consume synchronous iterators". Here the middleware is async-capable: on the ASGI handler it
 finds and opens the file in a thread and answers with an asynchronous iterator over its
 chunks, read in one hop to a thread (as Django's own ASGIStaticFilesHandler does for the
-development server; static files are small). Under WSGI (granian) it is WhiteNoise as is.
+development server; static files are small). Under WSGI (the api process) it is WhiteNoise as is.
 
 With DEBUG the files are served from the app folders (WHITENOISE_USE_FINDERS), so the demo runs
 no collectstatic: a STATIC_ROOT that does not exist is then skipped without WhiteNoise's "No

@@ -1,4 +1,4 @@
-"""The WSGI entry point: the `api` process of the Procfile (granian, config/api_server.py), and
+"""The WSGI entry point: the `api` process of the Procfile (config/api_server.py), and
 `manage.py runserver`. The integration API's paths take a lean middleware stack
 (config/api_wsgi.py); everything else the full one."""
 
@@ -24,6 +24,6 @@ application = routed(full_application, api_application)
 # whose freeze takes all of it out of the garbage collector's sight: a full collection then
 # walks a few thousand objects (under a millisecond) instead of tens of thousands.
 get_resolver().url_patterns  # noqa: B018  (the property imports the URL modules)
-# Each worker imports this module itself (granian loads the target in each worker), so the
+# Each worker imports this module itself (config/wsgi_server.py loads it after the fork), so the
 # thread runs in the process that serves: threads do not survive a fork.
 server_start()

@@ -86,7 +86,7 @@ if DATABASES["default"].get("ENGINE") not in SUPPORTED_DATABASES:
 # 0 under ASGI: Django's persistent connections are per thread, and the ASGI handler runs
 # each request's sync code in a fresh thread, so kept connections pile up instead of being
 # reused (use a pooler such as PgBouncer in front of PostgreSQL for reuse). The `api` process
-# (granian, WSGI: threads that live as long as the worker) keeps them: config/api_server.py.
+# (WSGI: loop and pool threads that live as long as the worker) keeps them: config/api_server.py.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 # The ASGI server's threads for the integration API's paths (config/api_asgi.py) live as long as
 # the worker, as the api process's do, and keep their connections as long as those do.

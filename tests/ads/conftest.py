@@ -37,14 +37,17 @@ class World:
     initech: Advertiser
     at: datetime
 
-    def request(self, **overrides) -> DecisionRequest:
-        fields = {
+    def body(self, **overrides) -> dict:
+        """A decision request's fields: the JSON a player posts, or a DecisionRequest's."""
+        return {
             "viewer_id": self.viewer.external_id,
             "title_id": self.title.pk,
             "ad_break_id": self.ad_break.pk,
             "device": "ctv",
-        }
-        return DecisionRequest(**(fields | overrides))
+        } | overrides
+
+    def request(self, **overrides) -> DecisionRequest:
+        return DecisionRequest(**self.body(**overrides))
 
     def decide(self, at: datetime | None = None, seed: int = 7, **overrides):
         return decide(self.request(**overrides), at=at or self.at, rng=random.Random(seed))

@@ -33,21 +33,12 @@ def post(client, path, body):
     return client.post(path, body, content_type="application/json")
 
 
-def decision_body(world, **overrides):
-    return {
-        "viewer_id": world.viewer.external_id,
-        "title_id": world.title.pk,
-        "ad_break_id": world.ad_break.pk,
-        "device": "ctv",
-    } | overrides
-
-
 def test_decisions_need_a_platform_key(client, world):
-    response = post(client, "/api/v1/decisions", decision_body(world))
+    response = post(client, "/api/v1/decisions", world.body())
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
     client.defaults["HTTP_AUTHORIZATION"] = "Bearer il_not-a-key"
-    response = post(client, "/api/v1/decisions", decision_body(world))
+    response = post(client, "/api/v1/decisions", world.body())
     assert response.status_code == 401
     assert response.json()["error"] == {
         "code": "authentication_failed",
@@ -57,10 +48,10 @@ def test_decisions_need_a_platform_key(client, world):
 
 
 def test_a_revoked_key_stops_working(api, world):
-    assert post(api, "/api/v1/decisions", decision_body(world)).status_code == 200
+    assert post(api, "/api/v1/decisions", world.body()).status_code == 200
     PlatformKey.objects.update(is_active=False)
     platform_keys_forget()  # other processes notice within the cache's 30 s
-    assert post(api, "/api/v1/decisions", decision_body(world)).status_code == 401
+    assert post(api, "/api/v1/decisions", world.body()).status_code == 401
 
 
 def test_keys_guessed_by_the_thousand_do_not_grow_the_process_cache(world, monkeypatch):
@@ -77,7 +68,7 @@ def test_keys_guessed_by_the_thousand_do_not_grow_the_process_cache(world, monke
 
 def test_a_decision_answers_the_pod_with_tracking_links(api, world):
     line_item = line_item_with_creative(world.acme)
-    response = post(api, "/api/v1/decisions", decision_body(world))
+    response = post(api, "/api/v1/decisions", world.body())
     assert response.status_code == 200
     body = response.json()
     assert body["reason"] is None
@@ -103,7 +94,7 @@ def test_a_decision_answers_the_pod_with_tracking_links(api, world):
 
 
 def test_an_empty_pod_says_why(api, world):
-    response = post(api, "/api/v1/decisions", decision_body(world, viewer_id=world.kid.external_id))
+    response = post(api, "/api/v1/decisions", world.body(viewer_id=world.kid.external_id))
     assert response.json()["pod"] == []
     assert response.json()["reason"] == "kids_profile"
 
@@ -114,7 +105,7 @@ def test_explain_tells_a_player_stages_and_rules_but_no_accounts_line_items(api,
     mobile_only = line_item_with_creative(world.acme, target_devices=["mobile"])
     rival_mobile_only = line_item_with_creative(world.globex, target_devices=["mobile"])
     chosen = line_item_with_creative(world.initech)
-    response = post(api, "/api/v1/decisions", decision_body(world, explain=True))
+    response = post(api, "/api/v1/decisions", world.body(explain=True))
     body = response.json()
     assert [slot["line_item_id"] for slot in body["pod"]] == [chosen.pk]
     assert body["explain"] == [
@@ -145,7 +136,7 @@ def test_explain_tells_a_player_stages_and_rules_but_no_accounts_line_items(api,
     ],
 )
 def test_bad_decision_input_is_a_400_naming_the_field(api, world, overrides, field, message):
-    response = post(api, "/api/v1/decisions", decision_body(world, **overrides))
+    response = post(api, "/api/v1/decisions", world.body(**overrides))
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid"
@@ -153,7 +144,7 @@ def test_bad_decision_input_is_a_400_naming_the_field(api, world, overrides, fie
 
 
 def test_a_break_is_required_and_malformed_json_is_named(api, world):
-    body = decision_body(world)
+    body = world.body()
     del body["ad_break_id"]
     response = post(api, "/api/v1/decisions", body)
     assert response.status_code == 400
@@ -168,7 +159,7 @@ def test_a_break_is_required_and_malformed_json_is_named(api, world):
 def test_an_event_batch_reports_each_event(api, world):
     line_item_with_creative(world.acme)
     token = (
-        post(api, "/api/v1/decisions", decision_body(world))
+        post(api, "/api/v1/decisions", world.body())
         .json()["pod"][0]["tracking"]["impression"]
         .split("/t/")[1]
         .split("/")[0]
@@ -260,7 +251,7 @@ def test_staff_create_a_key_in_admin_and_see_it_once(client):
 def test_decisions_through_the_api_are_timed(api, world):
     line_item_with_creative(world.acme)
     for _ in range(3):
-        post(api, "/api/v1/decisions", decision_body(world))
+        post(api, "/api/v1/decisions", world.body())
     latency.recorder.flush_now()
     figures = latency.latency_percentiles(minutes=1)
     assert figures["decisions"] == 3
@@ -276,7 +267,7 @@ def test_decisions_through_the_api_are_timed(api, world):
     ],
 )
 def test_the_plain_form_is_read_as_the_serializer_reads_it(world, overrides):
-    body = decision_body(world, **overrides)
+    body = world.body(**overrides)
     form = DecisionInput(data=body)
     assert form.is_valid(), form.errors
     assert parse_decision_request(body) == services.DecisionRequest(**form.validated_data)
@@ -298,13 +289,13 @@ def test_the_plain_form_is_read_as_the_serializer_reads_it(world, overrides):
     ],
 )
 def test_anything_but_the_plain_form_is_left_to_the_serializer(world, overrides):
-    assert parse_decision_request(decision_body(world, **overrides)) is None
+    assert parse_decision_request(world.body(**overrides)) is None
     assert parse_decision_request(["not", "an", "object"]) is None
 
 
 def test_numbers_sent_as_strings_still_get_a_decision(api, world):
     line_item_with_creative(world.acme)
-    body = decision_body(world, title_id=str(world.title.pk), ad_break_id=str(world.ad_break.pk))
+    body = world.body(title_id=str(world.title.pk), ad_break_id=str(world.ad_break.pk))
     response = post(api, "/api/v1/decisions", body)
     assert response.status_code == 200
     assert len(response.json()["pod"]) == 1
@@ -348,19 +339,17 @@ def test_the_api_process_serves_decisions_through_its_lean_stack(world):
     line_item_with_creative(world.acme)
     _, key = services.platform_key_create(name="SSAI")
     application = routed(WSGIHandler(), APIHandler())
-    status, body = _wsgi_post(application, "/api/v1/decisions", decision_body(world), key)
+    status, body = _wsgi_post(application, "/api/v1/decisions", world.body(), key)
     assert status.startswith("200")
     assert len(body["pod"]) == 1
-    status, body = _wsgi_post(
-        application, "/api/v1/decisions", decision_body(world, pod_size=0), key
-    )
+    status, body = _wsgi_post(application, "/api/v1/decisions", world.body(pod_size=0), key)
     assert status.startswith("400")
     assert list(body["error"]["fields"]) == ["pod_size"]
     gc.collect()
     gc.disable()
     try:
         for _ in range(10):
-            _wsgi_post(application, "/api/v1/decisions", decision_body(world), key)
+            _wsgi_post(application, "/api/v1/decisions", world.body(), key)
         assert gc.collect() == 0
     finally:
         gc.enable()
@@ -371,7 +360,7 @@ def test_the_api_process_serves_decisions_through_its_lean_stack(world):
     [({"device": ["ctv"]}, "device"), ({"region": {"us": "west"}}, "region")],
 )
 def test_odd_json_types_are_a_400_not_a_500(api, world, overrides, field):
-    response = post(api, "/api/v1/decisions", decision_body(world, **overrides))
+    response = post(api, "/api/v1/decisions", world.body(**overrides))
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == [field]
 

@@ -1,5 +1,5 @@
 """The web process (config.asgi, uvicorn) answers the integration API's paths as the api process
-(config.wsgi, granian) does: the same requests give the same status, headers and body, through
+(config.wsgi) does: the same requests give the same status, headers and body, through
 the api process's WSGI application run in one thread hop (config/api_asgi.APIPaths), not
 through Django's ASGI handler and its full middleware stack; everything else still goes to
 Django."""
@@ -26,6 +26,7 @@ from ads.vast import answers
 from ads.vast.limits import limiter
 from config.api_asgi import APIPaths
 from config.api_wsgi import APIHandler, HotPath
+from config.wsgi_server import called
 from tests.ads.conftest import line_item_with_creative, tag
 from tests.factories import MembershipFactory, UserFactory
 
@@ -124,7 +125,7 @@ def asgi_call(application, method, path, *, query="", body=b"", headers=(), rece
 
 
 def wsgi_call(application, method, path, *, query="", body=b"", headers=()):
-    """The same, over WSGI, as granian calls it."""
+    """The same, over WSGI, as the api's server calls it."""
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -144,15 +145,7 @@ def wsgi_call(application, method, path, *, query="", body=b"", headers=()):
     for name, value in headers:
         key = name.upper().replace("-", "_")
         environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
-    started = []
-    chunks = application(
-        environ, lambda status, headers, exc_info=None: started.append((status, headers))
-    )
-    try:
-        content = b"".join(chunks)
-    finally:
-        getattr(chunks, "close", lambda: None)()
-    status, headers = started[0]
+    status, headers, content = called(application, environ)
     return int(status[:3]), sorted(headers), content
 
 
@@ -196,21 +189,12 @@ def key(world):
     return services.platform_key_create(name="SSAI")[1]
 
 
-def decision(world, **overrides):
-    return {
-        "viewer_id": world.viewer.external_id,
-        "title_id": world.title.pk,
-        "ad_break_id": world.ad_break.pk,
-        "device": "ctv",
-    } | overrides
-
-
 def tokens(servers, world, key, count):
     """Impression tokens of `count` decisions (asked of the api process)."""
     found = []
     for _ in range(count):
         _, _, content = wsgi_call(
-            servers[1], "POST", "/api/v1/decisions", **posted(decision(world), key)
+            servers[1], "POST", "/api/v1/decisions", **posted(world.body(), key)
         )
         found.append(json.loads(content)["pod"][0]["tracking"]["impression"].split("/")[-2])
     return found
@@ -218,7 +202,7 @@ def tokens(servers, world, key, count):
 
 def test_a_decision_is_answered_as_the_api_process_answers_it(servers, world, key):
     status, headers, content = same_answer(
-        servers, "POST", "/api/v1/decisions", **posted(decision(world), key)
+        servers, "POST", "/api/v1/decisions", **posted(world.body(), key)
     )
     assert status == 200
     assert len(json.loads(content)["pod"]) == 1
@@ -227,7 +211,7 @@ def test_a_decision_is_answered_as_the_api_process_answers_it(servers, world, ke
     assert names["Content-Length"] == str(len(content))
     assert names["X-Frame-Options"] == "DENY"  # the API stack's middleware, as on the api
     status, _, content = same_answer(
-        servers, "POST", "/api/v1/decisions", **posted(decision(world, explain=True), key)
+        servers, "POST", "/api/v1/decisions", **posted(world.body(explain=True), key)
     )
     assert status == 200
     assert json.loads(content)["explain"]
@@ -236,12 +220,12 @@ def test_a_decision_is_answered_as_the_api_process_answers_it(servers, world, ke
 @pytest.mark.parametrize(
     ("request_of", "status", "code"),
     [
-        (lambda world, key: posted(decision(world, pod_size=0), key), 400, "invalid"),
-        (lambda world, key: posted(decision(world, ad_break_id=10**6), key), 400, "invalid"),
+        (lambda world, key: posted(world.body(pod_size=0), key), 400, "invalid"),
+        (lambda world, key: posted(world.body(ad_break_id=10**6), key), 400, "invalid"),
         (lambda world, key: posted(b"{not json", key), 400, "parse_error"),
-        (lambda world, key: posted(decision(world), key, "text/plain"), 415, None),
-        (lambda world, key: posted(decision(world)), 401, "not_authenticated"),
-        (lambda world, key: posted(decision(world), "il_not-a-key"), 401, None),
+        (lambda world, key: posted(world.body(), key, "text/plain"), 415, None),
+        (lambda world, key: posted(world.body()), 401, "not_authenticated"),
+        (lambda world, key: posted(world.body(), "il_not-a-key"), 401, None),
     ],
     ids=["out-of-range", "another-titles-break", "not-json", "not-json-type", "no-key", "bad-key"],
 )
@@ -388,7 +372,7 @@ def test_an_outsiders_key_and_other_paths_still_go_through_django(servers, world
     assert b"/api/v1/decisions" in content
     assert counted.calls == before
     status, _, content = same_answer(
-        servers, "POST", "/api/v1/decisions", **posted(decision(world), account_key)
+        servers, "POST", "/api/v1/decisions", **posted(world.body(), account_key)
     )
     assert status == 401
 
@@ -457,7 +441,7 @@ def tokens_through(application, world, key, count):
     found = []
     for _ in range(count):
         _, _, content = asgi_call(
-            application, "POST", "/api/v1/decisions", **posted(decision(world), key)
+            application, "POST", "/api/v1/decisions", **posted(world.body(), key)
         )
         found.append(json.loads(content)["pod"][0]["tracking"]["impression"].split("/")[-2])
     return found

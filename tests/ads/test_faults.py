@@ -981,15 +981,6 @@ def wsgi_post(application, path: str, body: dict, key: str) -> tuple[str, dict, 
     return status, json.loads(content), headers
 
 
-def decision_body(world) -> dict:
-    return {
-        "viewer_id": world.viewer.external_id,
-        "title_id": world.title.pk,
-        "ad_break_id": world.ad_break.pk,
-        "device": "ctv",
-    }
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_terminated_backend_costs_no_decision_and_no_batch(world, api_process):
     """Each database read of the hot path meets a terminated backend: the platform key's
@@ -1006,7 +997,7 @@ def test_a_terminated_backend_costs_no_decision_and_no_batch(world, api_process)
     for forget in (platform_keys_forget, index_holder.reset):
         forget()  # the key's lookup, then the index, is due to be read again
         _terminate_backend()
-        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", world.body(), key)
         assert (status, payload["reason"], len(payload["pod"])) == ("200 OK", None, 1)
         served.append(token_of(payload))
     _terminate_backend()
@@ -1097,7 +1088,7 @@ def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, a
 
     line_item_with_creative(world.acme)
     _, key = services.platform_key_create(name="Living-room player")
-    status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+    status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", world.body(), key)
     assert status == "200 OK"
     token = token_of(payload)
     with socket.socket() as probe:
@@ -1108,14 +1099,14 @@ def test_a_database_out_of_reach_degrades_decisions_and_refuses_batches(world, a
     connection.settings_dict["PORT"] = closed_port
     try:
         index_holder.reset()  # the decision must read the database
-        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", world.body(), key)
         assert (status, payload["pod"], payload["reason"]) == ("200 OK", [], "degraded")
         batch = {"events": [{"event_id": "e-1", "token": token, "type": "impression"}]}
         status, payload, headers = wsgi_post(api_process, "/api/v1/events", batch, key)
         assert (status, payload["error"]["code"]) == ("503 Service Unavailable", "unavailable")
         assert headers.get("Retry-After") == "1"
         platform_keys_forget()
-        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", decision_body(world), key)
+        status, payload, _ = wsgi_post(api_process, "/api/v1/decisions", world.body(), key)
         assert status == "503 Service Unavailable"
         link = Client().get(f"/t/{token}/impression", HTTP_USER_AGENT=PLAYER)
         assert (link.status_code, link["Retry-After"]) == (503, "1")

@@ -93,22 +93,13 @@ def key(world):
     return services.platform_key_create(name="SSAI")[1]
 
 
-def decision(world, **overrides):
-    return {
-        "viewer_id": world.viewer.external_id,
-        "title_id": world.title.pk,
-        "ad_break_id": world.ad_break.pk,
-        "device": "ctv",
-    } | overrides
-
-
 def test_plain_decisions_are_answered_by_the_lean_path_as_django_answers(apps, world, key):
-    assert same_answer(apps, "/api/v1/decisions", decision(world), key=key)
-    assert same_answer(apps, "/api/v1/decisions", decision(world, explain=True), key=key)
+    assert same_answer(apps, "/api/v1/decisions", world.body(), key=key)
+    assert same_answer(apps, "/api/v1/decisions", world.body(explain=True), key=key)
     # The engine's own refusals (a break of another title) are the lean path's too.
-    assert same_answer(apps, "/api/v1/decisions", decision(world, ad_break_id=10**6), key=key)
+    assert same_answer(apps, "/api/v1/decisions", world.body(ad_break_id=10**6), key=key)
     assert same_answer(
-        apps, "/api/v1/decisions", decision(world), key=key, content_type="application/JSON"
+        apps, "/api/v1/decisions", world.body(), key=key, content_type="application/JSON"
     )
 
 
@@ -130,7 +121,7 @@ def test_plain_decisions_are_answered_by_the_lean_path_as_django_answers(apps, w
 def test_anything_else_is_handed_to_django(apps, world, key, body, options):
     options = {"key": key} | options
     if isinstance(body, dict):
-        body = decision(world, **body)
+        body = world.body(**body)
     assert not same_answer(apps, "/api/v1/decisions", body, **options)
 
 
@@ -138,7 +129,7 @@ def test_event_batches_are_answered_by_the_lean_path_as_django_answers(apps, wor
     django, hot, _ = apps
     tokens = []
     for _ in range(2):
-        _, content = call(django, "/api/v1/decisions", decision(world), key=key)
+        _, content = call(django, "/api/v1/decisions", world.body(), key=key)
         tokens.append(json.loads(content)["pod"][0]["tracking"]["impression"].split("/")[-2])
     answers = []
     for application, token in zip((django, hot), tokens, strict=True):
@@ -172,7 +163,7 @@ def test_the_lean_path_closes_connections_as_the_request_signals_would(world, ke
     connection = connections["default"]
     connection.ensure_connection()
     connection.close_at = time.monotonic() - 1  # outlived DATABASE_CONN_MAX_AGE
-    status, content = call(hot, "/api/v1/decisions", decision(world), key=key)
+    status, content = call(hot, "/api/v1/decisions", world.body(), key=key)
     assert json.loads(content)["pod"]
     # SQLite's in-memory test database is never closed (Django keeps it: closing loses it).
     if not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
@@ -186,7 +177,7 @@ def test_the_lean_path_closes_connections_as_the_request_signals_would(world, ke
     request_finished.connect(listener)
     try:
         assert not api_wsgi._lean_signals()
-        call(HotPath(Counted(), api), "/api/v1/decisions", decision(world), key=key)
+        call(HotPath(Counted(), api), "/api/v1/decisions", world.body(), key=key)
         assert heard == [request_finished]
     finally:
         request_finished.disconnect(listener)
@@ -199,7 +190,7 @@ def test_the_lean_path_closes_a_connection_left_unusable(world, key, left, monke
     errors left it unusable, is closed around the decision; a healthy one is kept, to be
     checked at its next query (CONN_HEALTH_CHECKS)."""
     hot = HotPath(Counted(), api)
-    call(hot, "/api/v1/decisions", decision(world), key=key)  # the key known: no query next
+    call(hot, "/api/v1/decisions", world.body(), key=key)  # the key known: no query next
     connection = connections["default"]
     connection.ensure_connection()
     close_at = connection.close_at
@@ -216,7 +207,7 @@ def test_the_lean_path_closes_a_connection_left_unusable(world, key, left, monke
         connection.errors_occurred = True
         monkeypatch.setattr(connection, "is_usable", lambda: False)
     try:
-        _, content = call(hot, "/api/v1/decisions", decision(world), key=key)
+        _, content = call(hot, "/api/v1/decisions", world.body(), key=key)
         assert json.loads(content)["pod"]
         if left == "healthy":
             assert closed == []

@@ -28,6 +28,7 @@ from ads.services.players import players_forget
 from ads.vast import answers
 from ads.vast.limits import limiter
 from config.api_wsgi import APIHandler, HotPath
+from config.wsgi_server import called
 from tests.ads.conftest import tag
 from tests.ads.test_hot_path import Counted
 from tests.ads.vast_schema import VAST, valid_vast, vmap_breaks
@@ -66,15 +67,7 @@ def get(application, path, query, *, method="GET", **extra):
         "HTTP_USER_AGENT": PLAYER_AGENT,
     } | extra
     environ = {name: value for name, value in environ.items() if value is not None}
-    started = []
-    chunks = application(
-        environ, lambda status, headers, exc_info=None: started.append((status, headers))
-    )
-    try:
-        content = b"".join(chunks)
-    finally:
-        getattr(chunks, "close", lambda: None)()
-    status, headers = started[0]
+    status, headers, content = called(application, environ)
     return status, sorted(headers), content
 
 

@@ -69,9 +69,9 @@ def fuzz_world() -> dict[str, str]:
 
 def _application():
     """config/wsgi.py's routing (the decision, event and ad tag paths through the lean path,
-    the API's other paths through the lean middleware stack, as granian serves them), without
-    its server start-up: the decision refresher's thread is for server processes, not a
-    test's."""
+    the API's other paths through the lean middleware stack, as the api process serves them),
+    without its server start-up: the decision refresher's thread is for server processes, not
+    a test's."""
     from django.core.wsgi import get_wsgi_application
 
     from ads import api

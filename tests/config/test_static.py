@@ -1,4 +1,4 @@
-"""Static files under ASGI (uvicorn) and WSGI (granian): WhiteNoise through
+"""Static files under ASGI (uvicorn) and WSGI (the api process): WhiteNoise through
 config.static.StaticFilesMiddleware, with no "must consume synchronous iterators" warning."""
 
 import asyncio

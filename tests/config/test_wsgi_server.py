@@ -47,6 +47,21 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _kill_and_expect_workers_stopped(master: subprocess.Popen, workers: list[int]) -> None:
+    master.kill()
+    master.wait()
+    try:
+        for _ in range(60):
+            if not any(_running(pid) for pid in workers):
+                break
+            time.sleep(0.05)
+        assert not any(_running(pid) for pid in workers)
+    finally:  # no orphan left holding the port when it fails
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @contextmanager
 def _server(
     tmp_path: Path, workers: int = 2, descriptors: int = 0, ready: bool = True, **limits: float
@@ -521,18 +536,7 @@ def test_out_of_descriptors_the_worker_does_not_spin_on_accept(tmp_path):
 def test_workers_stop_when_their_master_is_killed(tmp_path):
     with _server(tmp_path) as (port, process):
         workers = _children(process.pid)
-        process.kill()
-        process.wait()
-        try:
-            for _ in range(60):
-                if not any(_running(pid) for pid in workers):
-                    break
-                time.sleep(0.05)
-            assert not any(_running(pid) for pid in workers)
-        finally:  # no orphan left holding the port when it fails
-            for pid in workers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        _kill_and_expect_workers_stopped(process, workers)
 
 
 def test_no_stray_100_continue_after_the_final_answer(server):
@@ -605,18 +609,7 @@ def test_workers_stop_when_their_master_dies_while_they_import(tmp_path, monkeyp
         time.sleep(0.5)
         workers = _children(process.pid)
         assert len(workers) == 2
-        process.kill()
-        process.wait()
-        try:
-            for _ in range(60):
-                if not any(_running(pid) for pid in workers):
-                    break
-                time.sleep(0.05)
-            assert not any(_running(pid) for pid in workers)
-        finally:  # no orphan left holding the port when it fails
-            for pid in workers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        _kill_and_expect_workers_stopped(process, workers)
 
 
 def test_an_absolute_target_names_the_host_and_cookies_join_as_cookies(server):
