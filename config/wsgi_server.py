@@ -20,8 +20,10 @@ the connection closed: a head over `max_head_bytes` (431), a body over `max_body
 request not complete within `request_seconds` (408), bytes that are not HTTP or a target that
 cannot be read, an HTTP/1.1 request without a Host (400). Idle keep-alive connections close
 after `keepalive_seconds`; an answer the client does not read within `request_seconds` is
-dropped. An application that fails, or whose answer cannot be written, is answered 500. Out of
-descriptors, a loop stops accepting until its next sweep.
+dropped. A connection the server ends is closed for writing first, and what its client still
+sends is read and dropped until the client closes too (`linger_seconds` at most), so no reset
+overtakes the last answer. An application that fails, or whose answer cannot be written, is
+answered 500. Out of descriptors, a loop stops accepting until its next sweep.
 
 The master process forks the workers (each imports the application itself, so its threads run
 where it serves), restarts a worker that dies (after a second's pause when it died within a
@@ -69,6 +71,7 @@ class Limits:
     request_seconds: float = 30.0
     keepalive_seconds: float = 75.0  # longer than players' and load balancers' idle timeouts
     graceful_seconds: float = 30.0
+    linger_seconds: float = 5.0  # after the server's close, the client's bytes read at most so long
 
 
 READ_SIZE = 256 * 1024
@@ -335,6 +338,7 @@ class Loop:
         self.wakeup = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.date = DateHeader()
         self.accepting = True  # False while out of descriptors, until the next sweep
+        self.lingering: dict[int, tuple[socket.socket, float]] = {}  # closed, until: see _linger
         host, port = self.listener.getsockname()[:2]
         self.base: dict[str, Any] = {
             "SERVER_NAME": str(host),
@@ -376,7 +380,7 @@ class Loop:
                         each.closing = True
                         self._settle(each)
                 if not connections or time.monotonic() > deadline:
-                    break
+                    break  # (lingering sockets close with the worker)
             for fd, events in poll.poll(SWEEP_SECONDS):
                 connection = connections.get(fd)
                 if connection is not None:
@@ -384,6 +388,8 @@ class Loop:
                         self._flush(connection)
                     if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
                         self._read(connection)
+                elif fd in self.lingering:
+                    self._drain(fd)
                 elif fd == listener_fd:
                     self._accept()
                 elif fd == self.wakeup:
@@ -484,7 +490,7 @@ class Loop:
             connection.continue_owed = False
             connection._send_now(CONTINUE)
         if idle and (connection.closing or self.stopping) and connection.begun is None:
-            self._close(connection)
+            self._linger(connection)
             return
         wanted = select.EPOLLOUT if connection.out else 0
         if not connection.busy and not connection.out and not connection.closing:
@@ -569,6 +575,47 @@ class Loop:
                     self._refuse(connection, 408, "The request was not complete in time.")
             elif not connection.pending and now - connection.last > limits.keepalive_seconds:
                 self._close(connection)
+        for fd, (_, until) in list(self.lingering.items()):
+            if now > until:
+                self._unlinger(fd)
+
+    def _linger(self, connection: Connection) -> None:
+        """Close a connection the server ends while the client may still be sending (a body
+        it refused, requests after `Connection: close`): its answers are sent, so the write
+        side closes now, and what the client sends is read and dropped until it closes its
+        side, or for `linger_seconds` at most. A socket closed with bytes unread would reset
+        the connection, and a reset can take the answer with it (RFC 9112, 9.6)."""
+        if self.connections.get(connection.fd) is not connection:
+            return
+        try:
+            connection.sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the client is gone already
+            self._close(connection)
+            return
+        del self.connections[connection.fd]
+        self.lingering[connection.fd] = (
+            connection.sock,
+            time.monotonic() + self.limits.linger_seconds,
+        )
+        if connection.mask != select.EPOLLIN:
+            self.poll.modify(connection.fd, select.EPOLLIN)
+
+    def _drain(self, fd: int) -> None:
+        sock = self.lingering[fd][0]
+        try:
+            if sock.recv(READ_SIZE):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._unlinger(fd)
+
+    def _unlinger(self, fd: int) -> None:
+        sock = self.lingering.pop(fd)[0]
+        with contextlib.suppress(OSError, ValueError):
+            self.poll.unregister(fd)
+        sock.close()
 
     def _close(self, connection: Connection) -> None:
         if self.connections.get(connection.fd) is not connection:
