@@ -55,7 +55,7 @@ def api_server_kind() -> str:
     threads = os.environ.get("API_THREADS", "2")
     if os.environ.get("API_SERVER") == "granian":
         return f"granian, WSGI, {workers} workers × {threads} threads"
-    loops = os.environ.get("API_LOOPS", "2")
+    loops = os.environ.get("API_LOOPS", "1")
     return f"config/wsgi_server.py, WSGI, {workers} workers × {loops} loops + a pool of {threads}"
 
 

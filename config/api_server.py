@@ -4,10 +4,11 @@ epoll server.
 
     python -m config.api_server [--host HOST] [--port PORT]
     HOST (default 127.0.0.1) and PORT (default 8001) when not given, WEB_CONCURRENCY (workers,
-    default 2: one per core), API_LOOPS (each worker's loop threads, default 2: while one
-    waits on Redis, another answers), API_THREADS (each worker's pool for requests that wait on
-    the database, default 2), API_MAX_BODY_BYTES (default 16 MiB), API_KEEPALIVE_SECONDS (75),
-    API_REQUEST_SECONDS (30: a request not complete, or an answer not read, in that time),
+    default 2: one per core), API_LOOPS (each worker's loop threads, default 1:
+    config/wsgi_server.py's docstring says why), API_THREADS (each worker's pool for requests
+    that wait on the database, default 2), API_MAX_BODY_BYTES (default 16 MiB),
+    API_KEEPALIVE_SECONDS (75), API_REQUEST_SECONDS (30: a request not complete, or an answer
+    not read, in that time),
     API_GRACEFUL_SECONDS (30: at SIGTERM, the time a worker has to finish its requests),
     API_SERVER=granian for granian's WSGI server instead (the server before session 13, kept
     for comparison: bench/servers.py).
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         host=options.host,
         port=options.port,
         workers=workers,
-        loops=int(os.environ.get("API_LOOPS", "2")),
+        loops=int(os.environ.get("API_LOOPS", "1")),
         threads=threads,
         limits=Limits(
             max_head_bytes=defaults.max_head_bytes,

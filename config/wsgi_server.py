@@ -1,14 +1,16 @@
-"""The `api` process's HTTP server (config/api_server.py): pre-forked workers, each with two
-epoll loop threads that parse requests with httptools (llhttp, C) and run the decisions and ad
-tags on the thread that read them, the rest of the application on a small thread pool.
+"""The `api` process's HTTP server (config/api_server.py): pre-forked workers, each with an
+epoll loop thread that parses requests with httptools (llhttp, C) and runs the decisions and
+ad tags itself, the rest of the application on a small thread pool.
 
 Why not a thread-pool server (granian, which served the `api` process until session 13):
 every request there crosses from the server's I/O thread to a request thread and back, and a
 request thread wakes to a CPU whose caches the other threads have filled; that costs about as
 much as the server's own work (bench/servers.py, bench/decisions.py: README, #14). A decision
-waits on Redis for one round trip (~0.1 ms), short enough to wait for on a loop, and the
-worker's other loop takes the new connections meanwhile; it waits on PostgreSQL only now and
-then (a platform key not yet cached, a key's last use recorded every ten minutes). Event
+waits on Redis for one round trip (~0.1 ms), short enough to wait for on the loop, and on
+PostgreSQL only now and then (a platform key not yet cached, a key's last use recorded every
+ten minutes); meanwhile the other workers' loops take the new connections. A second loop a
+worker (`loops`) would take them too, but the two would contend for the GIL at each Redis
+round trip: 5-13 % more CPU a decision (session 14, in turns, README). Event
 batches (a PostgreSQL transaction each), tracking links (an insert each) and everything else
 (reports, campaign management, the schema) may wait on the database for milliseconds, so they
 go to the pool: `inline(path)` says which stay on the loop.
@@ -751,7 +753,7 @@ def serve(
     host: str,
     port: int,
     workers: int,
-    loops: int = 2,
+    loops: int = 1,
     threads: int = 2,
     limits: Limits | None = None,
 ) -> None:

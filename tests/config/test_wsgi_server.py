@@ -65,7 +65,12 @@ def _kill_and_expect_workers_stopped(master: subprocess.Popen, workers: list[int
 
 @contextmanager
 def _server(
-    tmp_path: Path, workers: int = 2, descriptors: int = 0, ready: bool = True, **limits: float
+    tmp_path: Path,
+    workers: int = 2,
+    loops: int = 1,
+    descriptors: int = 0,
+    ready: bool = True,
+    **limits: float,
 ):
     port = _free_port()
     settings = LIMITS | limits
@@ -78,7 +83,7 @@ def _server(
         )
         + "from config.wsgi_server import Limits, serve\n"
         f"serve('tests.config.wsgi_apps:app', 'tests.config.wsgi_apps:inline', "
-        f"host='127.0.0.1', port={port}, workers={workers}, threads=2, "
+        f"host='127.0.0.1', port={port}, workers={workers}, loops={loops}, threads=2, "
         f"limits=Limits(**{settings!r}))"
     )
     log = tmp_path / f"server-{port}.log"
@@ -201,7 +206,7 @@ def test_a_slow_pooled_request_does_not_hold_up_other_connections(server):
 
 def test_while_one_loop_waits_inline_the_other_takes_new_connections(tmp_path):
     # One worker, two loops: a decision waiting on Redis holds its loop, not the worker.
-    with _server(tmp_path, workers=1) as (port, _), Client(port) as waiting:
+    with _server(tmp_path, workers=1, loops=2) as (port, _), Client(port) as waiting:
         waiting.send(_request("/inline/slow?0.8"))
         time.sleep(0.2)  # its loop is inside the application now
         started = time.monotonic()
