@@ -153,15 +153,17 @@ class Tally:
 def player(port: int, key: str, world, seed: int, stop: threading.Event, tally: Tally) -> None:
     """Decisions one after another; each pod's impressions go into the next batch, its
     completes (and a click for CLICK_SHARE of the slots: a CPC line item's spend) into the
-    batch after it, sent every ~0.2 s; a batch answered with an error is sent again,
-    unchanged."""
+    batch after it, sent every ~0.2 s, in POSTs of at most the API's MAX_BATCH events; a batch
+    answered with an error is sent again, unchanged, with those after it."""
+    from ads.services.events import MAX_BATCH
+
     rng = random.Random(seed)
     client = http.client.HTTPConnection(_http.HOST, port, timeout=10)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     impressions: list[dict] = []  # for the next batch
     completes: list[dict] = []  # for the batch after it (they need their impression stored)
     ready: list[dict] = []  # completes for the next batch
-    retry: list[dict] | None = None
+    unsent: list[list[dict]] = []  # this tick's POSTs, or a failed one and those after it
     last_batch = time.monotonic()
     number = 0
 
@@ -200,26 +202,24 @@ def player(port: int, key: str, world, seed: int, stop: threading.Event, tally: 
         if time.monotonic() - last_batch < 0.2:
             continue
         last_batch = time.monotonic()
-        if retry is not None:
-            batch = retry
-        else:
-            batch, ready, impressions, completes = impressions + ready, completes, [], []
-        if not batch:
-            continue
-        status, answer = post("/api/v1/events", {"events": batch})
-        with tally.lock:
-            if status != 200 or answer is None:
-                tally.batches[f"failed ({status or 'no answer'})"] += 1
-                tally.after_error.update(event["event_id"] for event in batch)
-                retry = batch
-                continue
-            tally.batches["answered"] += 1
-            retry = None
-            for result in answer["results"]:
-                if result["status"] in ("accepted", "duplicate"):
-                    tally.acknowledged.setdefault(result["event_id"], result["status"])
-                    if result["status"] == "accepted":
-                        tally.acknowledged[result["event_id"]] = "accepted"
+        if not unsent:
+            events, ready, impressions, completes = impressions + ready, completes, [], []
+            unsent = [events[at : at + MAX_BATCH] for at in range(0, len(events), MAX_BATCH)]
+        while unsent:
+            batch = unsent[0]
+            status, answer = post("/api/v1/events", {"events": batch})
+            with tally.lock:
+                if status != 200 or answer is None:
+                    tally.batches[f"failed ({status or 'no answer'})"] += 1
+                    tally.after_error.update(event["event_id"] for event in batch)
+                    break  # again at the next tick
+                tally.batches["answered"] += 1
+                unsent.pop(0)
+                for result in answer["results"]:
+                    if result["status"] in ("accepted", "duplicate"):
+                        tally.acknowledged.setdefault(result["event_id"], result["status"])
+                        if result["status"] == "accepted":
+                            tally.acknowledged[result["event_id"]] = "accepted"
 
 
 def faults(redis_server: OwnRedis, postgres: OwnPostgres, log: list[str]) -> None:
