@@ -12,7 +12,8 @@
    (uvicorn, ASGI); p50/p99 latency and decisions/s at 1, 4, 8 and 32 connections, with wrk (a
    Python client when wrk is missing), and the CPU each request cost the server and Redis;
 3. batched event ingestion into PostgreSQL: in process (4 threads, as the API process has 2
-   workers × 2 threads) and over POST /api/v1/events to the `api:` process (4 clients);
+   workers × 2 threads) and over POST /api/v1/events to the `api:` process (4 clients), in
+   rounds in turns (bench/_events.py);
 4. the VAST 4.2 ad tag beside the JSON decision, on the same random requests: through their
    views in process (latency, CPU per request, and the XML rendering alone against the JSON
    payload's), and over HTTP to the `api:` process at 8 connections (the same Python client
@@ -76,11 +77,10 @@ DATABASE_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 DECISIONS = int(os.environ.get("BENCH_DECISIONS", "20000"))
+# Events each way: as many over HTTP as in process, so both rates come from the same batches in
+# the same phases (half as many gave HTTP 2 + 4 POSTs against 3 + 8 batches: its phases' ends, a
+# lone batch on one core, weighed twice as much).
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
-# As many events over HTTP as in process, so both rates come from the same batches in the same
-# phases (half as many gave HTTP 2 + 4 POSTs against 3 + 8 batches: its phases' ends, a lone
-# batch on one core, weighed twice as much).
-HTTP_EVENTS = EVENTS
 HTTP_SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
 CTR_MODELS = os.environ.get("BENCH_CTR_MODELS", "")
 IN_PROCESS_ONLY = os.environ.get("BENCH_IN_PROCESS_ONLY", "") == "1"
@@ -169,11 +169,8 @@ def main() -> int:
         print(f"\nbench/decisions.py (in process only) done in {elapsed:.0f} s")
         return 0
     vast_beside_json(report, world, rng)
-    local_slots, http_slots = _events.slots_for(EVENTS), _events.slots_for(HTTP_EVENTS)
-    accepted = {"in process": _events.in_process(report, tokens[:local_slots], rng, EVENTS)}
-    failures = over_http(
-        report, world, tokens[local_slots : local_slots + http_slots], rng, accepted
-    )
+    accepted: dict[str, int] = {}
+    failures = over_http(report, world, tokens, rng, accepted)
     failures += _check_rows(report, accepted)
     events_http, events_local = (
         report.figures["events over HTTP"],
@@ -431,7 +428,7 @@ def in_process_decisions(report: Report, world, rng: random.Random) -> list[str]
     gc.callbacks.pop()
     exploring = sorted(t for t, d in zip(latencies, decisions, strict=True) if d.explored)
     # Enough tokens for the events of both ingestion runs (not timed).
-    while len(tokens) < _events.slots_for(EVENTS) + _events.slots_for(HTTP_EVENTS):
+    while len(tokens) < _events.slots_needed(EVENTS):
         run(1000)
 
     latencies.sort()
@@ -581,10 +578,11 @@ def _full_collection_timer(pauses: list[float]):
 def over_http(
     report: Report, world, tokens: list[str], rng: random.Random, accepted: dict[str, int]
 ) -> int:
-    """Decisions at each concurrency on each server, then events: first the Procfile's `api:`
-    process (config/wsgi_server.py), which serves the integration API and carries the targets, then
+    """Decisions at each concurrency on each server, then events (in turns with those in
+    process, while the server runs): first the Procfile's `api:` process
+    (config/wsgi_server.py), which serves the integration API and carries the targets, then
     its `web:` process (uvicorn, ASGI) for comparison. Returns the number of failures (non-2xx
-    answers, socket errors)."""
+    answers, socket errors, events not accepted)."""
     from ads import services
 
     _, key = services.platform_key_create(name="bench")
@@ -672,15 +670,10 @@ def over_http(
                 )
                 if kind == "wsgi":
                     failures += vast_over_http(report, world, rng, port=port, pid=pid, key=key)
-                    accepted["over HTTP"], failed = _events.over_http(
-                        report,
-                        port=port,
-                        pid=pid,
-                        key=key,
-                        tokens=tokens,
-                        rng=rng,
-                        total=HTTP_EVENTS,
+                    counted, failed = _events.in_turns(
+                        report, port=port, pid=pid, key=key, tokens=tokens, rng=rng, total=EVENTS
                     )
+                    accepted.update(counted)
                     failures += failed
 
     # Targets on the API process, at a concurrency that meets both (a closed loop of c
