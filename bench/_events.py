@@ -17,10 +17,10 @@ from _report import Report, ms, percentile
 BATCH = 1000
 EVENT_CLIENTS = 4
 TARGET_EVENTS_PER_SECOND = 20_000
-# Each way's events in two rounds, in turns: each goes first once and second once. A phase that
-# follows another runs on a table (and indexes) the other has grown, and was the slower: 34,550
-# events/s in process then 24,104/s over HTTP, against 29,710/s over HTTP then 32,631/s in
-# process in the other order (session 14, 50,000 events each way).
+# Each way's events in two rounds, in turns: each goes first once and second once. Run one way
+# after the other, the second was the slower whichever it was: 34,550 events/s in process then
+# 24,104/s over HTTP, against 29,710/s over HTTP then 32,631/s in process in the other order
+# (session 14, 50,000 events each way; no autovacuum ran meanwhile).
 ROUNDS = ("in process", "over HTTP", "over HTTP", "in process")
 # Of the viewers who start an ad: share who reach each later event (and who click).
 REACH = {"first_quartile": 0.97, "midpoint": 0.94, "third_quartile": 0.91, "complete": 0.88}
