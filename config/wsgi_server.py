@@ -31,9 +31,11 @@ The master process forks the workers (each imports the application itself, so it
 where it serves), restarts a worker that dies (after a second's pause when it died within a
 second of starting: an import error does not spin), and at SIGTERM or SIGINT asks each to stop:
 a worker stops accepting, closes idle connections, finishes the requests it has, those still
-being read included (answering them with `Connection: close`), and exits; one still busy after
-`graceful_seconds` is killed. A worker whose master dies gets SIGTERM (Linux's parent-death
-signal) and stops as at a deploy: none outlives it holding the port."""
+being read included (answering them with `Connection: close`), lets the connections it ended
+linger, and exits; one still busy after `graceful_seconds` is killed. Timeouts are judged as of
+the loop's last poll: bytes that came while an inline request held the loop are not a client's
+silence. A worker whose master dies gets SIGTERM (Linux's parent-death signal) and stops as
+at a deploy: none outlives it holding the port."""
 
 from __future__ import annotations
 
@@ -380,15 +382,24 @@ class Loop:
                         poll.unregister(listener_fd)
                     for each in list(connections.values()):
                         each.closing = True
-                        self._settle(each)
-                if not connections or time.monotonic() > deadline:
-                    break  # (lingering sockets close with the worker)
-            for fd, events in poll.poll(SWEEP_SECONDS):
+                        if each.begun is None and not (
+                            each.pending or each.busy or each.out or each.refusal
+                        ):
+                            self._close(each)  # idle: nothing of its own in flight to drain
+                        else:
+                            self._settle(each)
+                if (not connections and not self.lingering) or time.monotonic() > deadline:
+                    break
+            ready = poll.poll(SWEEP_SECONDS)
+            polled = time.monotonic()  # what the sweep judges by: see below
+            for fd, events in ready:
                 connection = connections.get(fd)
                 if connection is not None:
                     if events & select.EPOLLOUT:
                         self._flush(connection)
-                    if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                    if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and (
+                        connections.get(fd) is connection  # not closed or lingering by now
+                    ):
                         self._read(connection)
                 elif fd in self.lingering:
                     self._drain(fd)
@@ -402,7 +413,9 @@ class Loop:
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + SWEEP_SECONDS
-                self._sweep(now)
+                # As of the poll: bytes that came while an inline request held the loop are
+                # in the socket, not yet read, and must not count as a client's silence.
+                self._sweep(polled)
                 if not self.accepting and not self.stopping:
                     self.accepting = True
                     poll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)

@@ -412,8 +412,8 @@ def test_an_application_failure_is_a_500_and_the_connection_goes_on(server):
 
 
 def test_sigterm_finishes_requests_in_flight_then_stops(tmp_path):
-    with _server(tmp_path) as (port, process):
-        with Client(port) as busy, Client(port) as idle:
+    with _server(tmp_path, linger_seconds=30.0) as (port, process), Client(port) as idle:
+        with Client(port) as busy:
             idle.send(_request("/inline/x"))
             assert idle.answer()[0] == 200
             busy.send(_request("/slow?0.5"))
@@ -423,9 +423,63 @@ def test_sigterm_finishes_requests_in_flight_then_stops(tmp_path):
             assert (status, headers["connection"]) == (200, "close")
             assert orjson.loads(body)["path"] == "/slow"
             assert idle.closed()  # the idle keep-alive connection is closed at once
-        assert process.wait(timeout=10) == 0
+        # ...not left to linger while its client keeps it open (review14's find: a pooled
+        # client held the stop for linger_seconds); the busy one lingered until it closed.
+        assert process.wait(timeout=3) == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_a_body_still_coming_after_its_refusal_at_sigterm_does_not_reset(tmp_path):
+    # review14's find: the stopping loop ended once no connection was left, and the worker's
+    # exit closed the lingering socket; the body's next bytes were answered with a reset.
+    with _server(tmp_path, workers=1) as (port, process), Client(port) as client:
+        client.send(_request("/x", "Content-Length: 5000\r\n"))
+        time.sleep(0.2)  # refused: lingering
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        for _ in range(5):
+            client.send(b"a" * 1000)
+            time.sleep(0.05)
+        status, headers, _ = client.answer()
+        assert (status, headers["connection"]) == (413, "close")
+
+
+def test_a_request_sent_within_keepalive_is_not_dropped_while_the_loop_was_held(tmp_path):
+    # review14's find: after an inline request held the loop past keepalive_seconds, the sweep
+    # judged another connection by its last read and closed it with its next request unread
+    # in the socket.
+    with (
+        _server(tmp_path, workers=1) as (port, _),
+        Client(port) as keep,
+        Client(port) as holder,
+    ):
+        keep.send(_request("/inline/first"))
+        assert keep.answer()[0] == 200
+        holder.send(_request("/inline/slow?1.6"))
+        time.sleep(0.3)  # idle 0.3 s of keepalive_seconds 1
+        keep.send(_request("/inline/second"))
+        status, _, body = keep.answer()
+        assert (status, orjson.loads(body)["path"]) == (200, "/inline/second")
+        assert holder.answer()[0] == 200
+
+
+def test_a_request_complete_in_time_is_not_408_while_the_loop_was_held(tmp_path):
+    # The same find for request_seconds: complete 0.3 s after it began, answered 408.
+    with (
+        _server(tmp_path, workers=1) as (port, _),
+        Client(port) as upload,
+        Client(port) as holder,
+    ):
+        upload.send(b"POST /inline/up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        time.sleep(0.1)
+        holder.send(_request("/inline/slow?1.6"))
+        time.sleep(0.2)
+        upload.send(b"world")
+        status, _, body = upload.answer()
+        assert status == 200, body
+        assert orjson.loads(body)["body"] == "helloworld"
+        assert holder.answer()[0] == 200
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path):
