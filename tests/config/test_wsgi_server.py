@@ -151,6 +151,13 @@ def _request(path: str, extra: str = "", body: bytes = b"", method: str = "GET")
     return f"{method} {path} HTTP/1.1\r\nHost: t\r\n{length}{extra}\r\n".encode() + body
 
 
+def _echoed(port: int, data: bytes) -> dict:
+    """The test application's account of the one request in `data` (wsgi_apps.py echoes it)."""
+    with Client(port) as client:
+        client.send(data)
+        return orjson.loads(client.answer()[2])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with _server(tmp_path_factory.mktemp("wsgi-server")) as (port, process):
@@ -220,17 +227,16 @@ def test_while_one_loop_waits_inline_the_other_takes_new_connections(tmp_path):
 
 def test_path_is_decoded_headers_joined_and_underscored_names_dropped(server):
     port, _ = server
-    with Client(port) as client:
-        client.send(
-            _request(
-                "/inline/a%20b%2Fc",
-                "X-Tag: one\r\nX-Tag: two\r\nX_Forwarded_For: 6.6.6.6\r\n"
-                "Content-Type: application/json\r\n",
-                b"{}",
-                method="POST",
-            )
-        )
-        answer = orjson.loads(client.answer()[2])
+    answer = _echoed(
+        port,
+        _request(
+            "/inline/a%20b%2Fc",
+            "X-Tag: one\r\nX-Tag: two\r\nX_Forwarded_For: 6.6.6.6\r\n"
+            "Content-Type: application/json\r\n",
+            b"{}",
+            method="POST",
+        ),
+    )
     assert answer["path"] == "/inline/a b/c"
     assert answer["headers"]["HTTP_X_TAG"] == "one,two"
     assert "HTTP_X_FORWARDED_FOR" not in answer["headers"]
@@ -243,12 +249,11 @@ def test_path_is_decoded_headers_joined_and_underscored_names_dropped(server):
 
 def test_a_chunked_body_arrives_whole_with_its_length(server):
     port, _ = server
-    with Client(port) as client:
-        client.send(
-            b"POST /api/chunks HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-        )
-        answer = orjson.loads(client.answer()[2])
+    answer = _echoed(
+        port,
+        b"POST /api/chunks HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
     assert (answer["body"], answer["content_length"]) == ("hello world", "11")
 
 
@@ -589,12 +594,11 @@ def test_100_continue_comes_after_the_answers_before_it(server):
 
 def test_trailer_fields_do_not_become_request_headers(server):
     port, _ = server
-    with Client(port) as client:
-        client.send(
-            b"POST /inline/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nHost: evil\r\n\r\n"
-        )
-        answer = orjson.loads(client.answer()[2])
+    answer = _echoed(
+        port,
+        b"POST /inline/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nHost: evil\r\n\r\n",
+    )
     assert answer["body"] == "hello"
     assert answer["headers"] == {"HTTP_HOST": "t", "HTTP_TRANSFER_ENCODING": "chunked"}
 
@@ -705,12 +709,11 @@ def test_workers_stop_when_their_master_dies_while_they_import(tmp_path, monkeyp
 
 def test_an_absolute_target_names_the_host_and_cookies_join_as_cookies(server):
     port, _ = server
-    with Client(port) as client:
-        client.send(
-            b"GET http://example.com:8080/inline/abs?q=1 HTTP/1.1\r\nHost: other\r\n"
-            b"Cookie: a=1\r\nCookie: b=2\r\n\r\n"
-        )
-        answer = orjson.loads(client.answer()[2])
+    answer = _echoed(
+        port,
+        b"GET http://example.com:8080/inline/abs?q=1 HTTP/1.1\r\nHost: other\r\n"
+        b"Cookie: a=1\r\nCookie: b=2\r\n\r\n",
+    )
     assert (answer["path"], answer["query"]) == ("/inline/abs", "q=1")
     assert answer["headers"]["HTTP_HOST"] == "example.com:8080"  # the target's, not the field's
     assert answer["headers"]["HTTP_COOKIE"] == "a=1; b=2"
