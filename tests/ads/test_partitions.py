@@ -142,6 +142,45 @@ def test_an_insert_for_a_day_without_a_partition_makes_it(slot):
     assert partition_of(AdEvent.objects.get()) == partition_name(day)
 
 
+def test_a_batch_with_a_stored_event_and_a_day_without_a_partition(slot):
+    """One batch: a decision's impression already stored (a player's retry), its click, and
+    the next decision's impression, just after midnight, on a day with no partition yet. The
+    insert meets both (the stored key, then the missing day) and ends with the two new events
+    stored and counted, the stored one a duplicate."""
+    first_day = timezone.now().date() - timedelta(days=40)
+    next_day = first_day + timedelta(days=1)
+    assert first_day not in event_partition_days() and next_day not in event_partition_days()
+    before = token(slot, decided=midnight(next_day) - timedelta(seconds=30))
+    after = token(slot, decided=midnight(next_day) + timedelta(seconds=10))
+    at = midnight(next_day) + timedelta(seconds=40)
+    assert record(before, "impression", at=at - timedelta(seconds=20)) == "accepted"
+    assert next_day not in event_partition_days()
+    outcomes = services.events_record(
+        events=[
+            services.IncomingEvent(before, "impression", "again"),
+            services.IncomingEvent(before, "click", "click"),
+            services.IncomingEvent(after, "impression", "next"),
+        ],
+        at=at,
+    )
+    assert [(outcome.status, outcome.client_event_id) for outcome in outcomes] == [
+        ("duplicate", "again"),
+        ("accepted", "click"),
+        ("accepted", "next"),
+    ]
+    assert next_day in event_partition_days()
+    # The click is kept with its decision, on the first day.
+    assert sorted((event.event_type, partition_of(event)) for event in AdEvent.objects.all()) == [
+        ("click", partition_name(first_day)),
+        ("impression", partition_name(first_day)),
+        ("impression", partition_name(next_day)),
+    ]
+    creative = slot["creative"]
+    assert counters().get_many(
+        [keys.creative_impressions(creative.pk), keys.creative_clicks(creative.pk)]
+    ) == [2, 1]
+
+
 @pytest.mark.django_db(transaction=True)  # DETACH PARTITION CONCURRENTLY runs outside one
 def test_the_beat_tasks_make_partitions_ahead_and_drop_old_ones_once_rolled_up(slot, settings):
     settings.EVENT_RETENTION_DAYS = 20
