@@ -259,11 +259,15 @@ def _with_impressions(
         for item in unique
         if item.event_type in NEEDS_IMPRESSION
     ]
-    needed = {impression_id for _, impression_id in later} - in_batch
+    # Each impression not in the batch, with its decision's time (its partition).
+    needed = {
+        impression_id: item.claim.issued_at
+        for item, impression_id in later
+        if impression_id not in in_batch
+    }
     if not needed:
         return unique
-    decided = {item.claim.issued_at for item, impression_id in later if impression_id in needed}
-    available = in_batch | _stored_event_ids(needed, decided)
+    available = in_batch | _stored_event_ids(needed)
     kept = [item for item in unique if item.event_type not in NEEDS_IMPRESSION]
     for item, impression_id in later:
         if impression_id in available:
@@ -273,20 +277,26 @@ def _with_impressions(
     return kept
 
 
-def _stored_event_ids(event_ids: set[str], decided: set[datetime]) -> set[str]:
-    """Which of `event_ids` are stored; `decided` holds their decisions' times, so that
-    PostgreSQL looks in their days' partitions only."""
+def _stored_event_ids(wanted: dict[str, datetime]) -> set[str]:
+    """Which of these events (event id: its decision's time) are stored.
+
+    PostgreSQL looks each (event id, time) pair up in the unique index of its day's partition
+    (a nested loop over the pairs, the other partitions pruned as it runs). Not `event_id =
+    ANY(ids) AND decided_at = ANY(times)`: the index then took every id with every time, so a
+    batch's lookup grew with ids × distinct seconds (1,000 ids of 4 seconds: 24.8 ms against
+    4.5 ms as pairs, EXPLAIN ANALYZE, session 15; a player's batch spans a minute's decisions)."""
     if connection.vendor == "postgresql":
         rows = _pg_rows(
-            f"SELECT event_id FROM {AdEvent._meta.db_table} "
-            "WHERE event_id = ANY(%b::text[]) AND decided_at = ANY(%b::timestamptz[])",
-            [list(event_ids), list(decided)],
+            f"SELECT e.event_id FROM {AdEvent._meta.db_table} e "
+            "JOIN unnest(%b::text[], %b::timestamptz[]) AS k(event_id, decided_at) "
+            "ON e.event_id = k.event_id AND e.decided_at = k.decided_at",
+            [list(wanted), list(wanted.values())],
         )
         return {event_id for (event_id,) in rows}
     return set(
-        AdEvent.objects.filter(event_id__in=event_ids, decided_at__in=decided).values_list(
-            "event_id", flat=True
-        )
+        AdEvent.objects.filter(
+            event_id__in=list(wanted), decided_at__in=set(wanted.values())
+        ).values_list("event_id", flat=True)
     )
 
 
