@@ -17,11 +17,14 @@ from _report import Report, ms, percentile
 BATCH = 1000
 EVENT_CLIENTS = 4
 TARGET_EVENTS_PER_SECOND = 20_000
-# Each way's events in two rounds, in turns: each goes first once and second once. Run one way
-# after the other, the second was the slower whichever it was: 34,550 events/s in process then
-# 24,104/s over HTTP, against 29,710/s over HTTP then 32,631/s in process in the other order
-# (session 14, 50,000 events each way; no autovacuum ran meanwhile).
-ROUNDS = ("in process", "over HTTP", "over HTTP", "in process")
+# Each way's events in four rounds, in turns: each goes first twice and second twice. Run one
+# way after the other, the second was the slower whichever it was: 34,550 events/s in process
+# then 24,104/s over HTTP, against 29,710/s over HTTP then 32,631/s in process in the other
+# order (session 14, 50,000 events each way; no autovacuum ran meanwhile). With two rounds
+# each of 5,000 events (BENCH_EVENTS=10000), one round's rate moved by a fifth from one run to
+# the next: the ratio of the ways went from 0.77 to 1.17 on the same code (session 15).
+ROUNDS = ("in process", "over HTTP", "over HTTP", "in process") * 2
+EACH = ROUNDS.count("in process")  # rounds each way
 # Of the viewers who start an ad: share who reach each later event (and who click).
 REACH = {"first_quartile": 0.97, "midpoint": 0.94, "third_quartile": 0.91, "complete": 0.88}
 CLICK_SHARE = 0.015
@@ -34,7 +37,7 @@ def slots_for(events: int) -> int:
 
 def slots_needed(total: int) -> int:
     """The tracking tokens in_turns needs for `total` events each way."""
-    return len(ROUNDS) * slots_for(total // 2)
+    return len(ROUNDS) * slots_for(total // EACH)
 
 
 def event_batches(tokens: list[str], total: int, rng: random.Random, tag: str) -> list[list]:
@@ -86,10 +89,11 @@ def in_turns(
     process (`pid`, serving on `port`). Returns the accepted count of each way and the number
     of failures (non-2xx answers, duplicates, rejections)."""
     sides = {"in process": Side(), "over HTTP": Side()}
-    half, slots = total // 2, slots_for(total // 2)
+    per_round = total // EACH
+    slots = slots_for(per_round)
     for number, way in enumerate(ROUNDS):
         mine = tokens[number * slots : (number + 1) * slots]
-        phases = event_batches(mine, half, rng, f"r{number}")
+        phases = event_batches(mine, per_round, rng, f"r{number}")
         if way == "in process":
             _in_process(sides[way], phases, server=pid)
         else:
