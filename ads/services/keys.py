@@ -27,6 +27,9 @@ ACCOUNT_KEY_PREFIX = "ila_"
 CACHE_SECONDS = 30.0
 LAST_USED_EVERY_SECONDS = 600.0
 KNOWN_KEPT = 1024
+# A platform key is KEY_PREFIX and 43 characters: anything much longer cannot be one, and is
+# neither looked up nor kept (the cache holds keys as sent, and a header may be 64 KiB).
+MAX_KEY_LENGTH = 64
 
 # Process-local cache: key as sent → (key id or None, checked at). Decisions must not query
 # the database per request; a revoked key stops working within CACHE_SECONDS. By the key as
@@ -51,6 +54,8 @@ def platform_key_create(*, name: str) -> tuple[PlatformKey, str]:
 
 def platform_key_authenticate(*, raw_key: str) -> int | None:
     """The id of the active key `raw_key` is, or None."""
+    if len(raw_key) > MAX_KEY_LENGTH:
+        return None
     now = time.monotonic()
     cached = _known.get(raw_key)
     if cached is not None and now - cached[1] < CACHE_SECONDS:

@@ -66,6 +66,24 @@ def test_keys_guessed_by_the_thousand_do_not_grow_the_process_cache(world, monke
     assert services.platform_key_authenticate(raw_key=raw_key) is not None  # still answered
 
 
+def test_a_key_longer_than_any_platform_key_is_refused_and_not_kept(api, world):
+    # The cache holds keys as sent: junk the size of a header must not pin memory.
+    from ads.services import keys
+
+    platform_keys_forget()
+    junk = "il_" + "x" * 60_000
+    response = api.post(
+        "/api/v1/decisions",
+        data=world.body(),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {junk}",
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Unknown or revoked platform key."
+    assert junk not in keys._known
+    assert all(len(cached) <= keys.MAX_KEY_LENGTH for cached in keys._known)
+
+
 def test_a_decision_answers_the_pod_with_tracking_links(api, world):
     line_item = line_item_with_creative(world.acme)
     response = post(api, "/api/v1/decisions", world.body())
