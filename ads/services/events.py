@@ -2,10 +2,11 @@
 
 The AdEvent table is the truth. An event's id is its decision, creative and type, so the same
 event reported twice, through a tracking link or a batch, or both, is stored once; the insert
-itself decides (ON CONFLICT DO NOTHING ... RETURNING), so concurrent duplicates cannot both
-count. Counters (spend, creative click-through, live stats) are bumped only for rows the insert
-returned, and `ads.services.rebuild.counters_rebuild` recomputes them from the table after a
-cache loss.
+itself decides, on the table's unique key, so concurrent duplicates cannot both count (a plain
+INSERT when the batch is all new, ON CONFLICT DO NOTHING ... RETURNING when it is not: see
+`_pg_insert`). Counters (spend, creative click-through, live stats) are bumped only for rows the
+insert stored, and `ads.services.rebuild.counters_rebuild` recomputes them from the table after
+a cache loss.
 """
 
 from __future__ import annotations
@@ -151,8 +152,9 @@ def events_record(
     3. Events other than impressions need their slot's impression (stored or in this batch).
     4. The creative (under the claim's line item and advertiser), viewer and title must
        still exist; an ad break that no longer does is stored as none.
-    5. One INSERT ... ON CONFLICT DO NOTHING RETURNING: rows it returns are accepted, the others
-       were already stored (duplicates).
+    5. One INSERT (on PostgreSQL a plain one first, ON CONFLICT DO NOTHING RETURNING when a row
+       is already stored): rows it stores are accepted, the others were stored before
+       (duplicates).
     6. Counters move for accepted events only; rejections are counted by reason.
     """
     if len(events) > MAX_BATCH:
@@ -293,11 +295,10 @@ def _stored_event_ids(wanted: dict[str, datetime]) -> set[str]:
             [list(wanted), list(wanted.values())],
         )
         return {event_id for (event_id,) in rows}
-    return set(
-        AdEvent.objects.filter(
-            event_id__in=list(wanted), decided_at__in=set(wanted.values())
-        ).values_list("event_id", flat=True)
-    )
+    stored = AdEvent.objects.filter(
+        event_id__in=list(wanted), decided_at__in=set(wanted.values())
+    ).values_list("event_id", "decided_at")
+    return {event_id for event_id, decided_at in stored if wanted[event_id] == decided_at}
 
 
 def _with_known_references(

@@ -544,3 +544,22 @@ def test_integer_arrays_reach_postgresql_as_the_values_they_hold():
         "pod_position",
         "cost_micros",
     ]
+
+
+def test_a_stored_event_is_found_by_its_id_with_its_own_decision_time_only(world):
+    # The lookup of the impressions a batch's later events need takes (id, time) pairs, on
+    # either database: an id asked with another time is not found.
+    line_item_with_creative(world.acme)
+    (slot,) = world.decide().pod
+    (outcome,) = services.events_record(
+        events=[services.IncomingEvent(slot.token, "impression", "i")],
+        user_agent=PLAYER,
+        at=world.at,
+    )
+    impression = outcome.claim.event_id("impression")
+    decided = outcome.claim.issued_at
+    assert event_service._stored_event_ids({impression: decided}) == {impression}
+    other = "another-decision:1:impression"  # asked with the stored event's own time
+    assert event_service._stored_event_ids(
+        {impression: decided + timedelta(seconds=1), other: decided}
+    ) == set()

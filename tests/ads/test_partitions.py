@@ -2,12 +2,13 @@
 beat tasks, idempotency across midnight, and reads that touch only the partitions they need."""
 
 import re
+import threading
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -179,6 +180,61 @@ def test_a_batch_with_a_stored_event_and_a_day_without_a_partition(slot):
     assert counters().get_many(
         [keys.creative_impressions(creative.pk), keys.creative_clicks(creative.pk)]
     ) == [2, 1]
+
+
+@pytest.mark.django_db(transaction=True)  # two connections, each with its own transaction
+def test_an_event_another_batch_holds_uncommitted_is_a_duplicate_once_that_commits(slot):
+    """Batch A stores X and Y and has not committed; batch B brings Y and Z. B's plain INSERT
+    waits on A's Y, then meets it stored and goes again with ON CONFLICT: Y a duplicate, Z
+    accepted, each counted once (review15's probe)."""
+    decided = timezone.now().replace(microsecond=0) - timedelta(seconds=5)
+    at = decided + timedelta(seconds=3)
+    x, y, z = (token(slot, decided=decided) for _ in range(3))
+    held, release = threading.Event(), threading.Event()
+    outcomes: dict[str, list] = {}
+
+    def batch(name: str, *pairs: tuple[str, str], hold: bool = False) -> None:
+        try:
+            with transaction.atomic():  # an open transaction only so that A can hold it
+                outcomes[name] = services.events_record(
+                    events=[services.IncomingEvent(t, "impression", e) for t, e in pairs], at=at
+                )
+                if hold:
+                    held.set()
+                    release.wait(20)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=batch, args=("a", (x, "a-x"), (y, "a-y")), kwargs={"hold": True})
+    first.start()
+    assert held.wait(20)
+    second = threading.Thread(target=batch, args=("b", (y, "b-y"), (z, "b-z")))
+    second.start()
+    waiting = 0
+    for _ in range(250):  # until B waits on A's row
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ads_adevent%%'"
+            )
+            waiting = cursor.fetchone()[0]
+        if waiting:
+            break
+        second.join(0.02)
+    release.set()
+    first.join(20)
+    second.join(20)
+    assert waiting == 1
+    assert [(o.status, o.client_event_id) for o in outcomes["b"]] == [
+        ("duplicate", "b-y"),
+        ("accepted", "b-z"),
+    ]
+    assert sorted(AdEvent.objects.values_list("client_event_id", flat=True)) == [
+        "a-x",
+        "a-y",
+        "b-z",
+    ]
+    assert counters().get_many([keys.creative_impressions(slot["creative"].pk)]) == [3]
 
 
 @pytest.mark.django_db(transaction=True)  # DETACH PARTITION CONCURRENTLY runs outside one
