@@ -227,18 +227,33 @@ def test_while_one_loop_waits_inline_the_other_takes_new_connections(tmp_path):
 
 
 def test_connections_opened_one_after_another_go_round_the_workers(server):
-    # A client's pool opening its connections while both workers idle: one each in turn, not
-    # all on the worker that happened to register first.
+    # A client's pool opening its connections one after another while both workers idle: in
+    # turn, not nearly all on the worker that happened to register first (before: 11 or 10 of
+    # 12 in ten tries; with the rotation 6 and 6 in ten).
     port, _ = server
-    with contextlib.ExitStack() as pool:
-        workers = []
-        for _ in range(6):
-            client = pool.enter_context(Client(port))
-            client.send(_request("/inline/which"))
-            workers.append(orjson.loads(client.answer()[2])["pid"])
-    # In turn while both wait on the listener; a worker not waiting at that instant (its
-    # sweep) is passed by, so allow a stray: before, one worker took all six.
-    assert sorted(Counter(workers).values()) in ([2, 4], [3, 3]), workers
+
+    def opened(pool: contextlib.ExitStack) -> int:
+        client = pool.enter_context(Client(port))
+        client.send(_request("/inline/which"))
+        return orjson.loads(client.answer()[2])["pid"]
+
+    with contextlib.ExitStack() as warm_up:  # both workers listening (the fixture waits for one)
+        seen = set()
+        for _ in range(20):
+            seen.add(opened(warm_up))
+            if len(seen) == 2:
+                break
+    # A worker busy at that instant (its sweep, the machine's other work) is passed by: room
+    # for strays, and three tries (under two busy cores one try in ten fell short).
+    tries = []
+    for _ in range(3):
+        time.sleep(0.2)  # the closes before handled: both idle again
+        with contextlib.ExitStack() as pool:
+            tries.append(Counter(opened(pool) for _ in range(12)))
+        if len(tries[-1]) == 2 and min(tries[-1].values()) >= 4:
+            break
+    else:
+        raise AssertionError(f"connections by worker, in each try: {tries}")
 
 
 def test_path_is_decoded_headers_joined_and_underscored_names_dropped(server):
