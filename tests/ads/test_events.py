@@ -560,6 +560,9 @@ def test_a_stored_event_is_found_by_its_id_with_its_own_decision_time_only(world
     decided = outcome.claim.issued_at
     assert event_service._stored_event_ids({impression: decided}) == {impression}
     other = "another-decision:1:impression"  # asked with the stored event's own time
-    assert event_service._stored_event_ids(
-        {impression: decided + timedelta(seconds=1), other: decided}
-    ) == set()
+    assert (
+        event_service._stored_event_ids(
+            {impression: decided + timedelta(seconds=1), other: decided}
+        )
+        == set()
+    )

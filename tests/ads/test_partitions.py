@@ -205,7 +205,9 @@ def test_an_event_another_batch_holds_uncommitted_is_a_duplicate_once_that_commi
         finally:
             connection.close()
 
-    first = threading.Thread(target=batch, args=("a", (x, "a-x"), (y, "a-y")), kwargs={"hold": True})
+    first = threading.Thread(
+        target=batch, args=("a", (x, "a-x"), (y, "a-y")), kwargs={"hold": True}
+    )
     first.start()
     assert held.wait(20)
     second = threading.Thread(target=batch, args=("b", (y, "b-y"), (z, "b-z")))
