@@ -25,8 +25,10 @@ after `keepalive_seconds`; an answer the client does not read within `request_se
 dropped. A connection the server ends is closed for writing first, and what its client still
 sends is read and dropped until the client closes too (`linger_seconds` at most), so no reset
 overtakes the last answer. An application that fails, or whose answer cannot be written, is
-answered 500. New connections go round the loops waiting on the listener (each that accepts one
-goes to the back of the queue). Out of descriptors, a loop stops accepting until its next sweep.
+answered 500. A new connection goes to the loop that holds the fewest (`Loads`: counts the
+workers share), so a client's pool opened at once is spread over the workers' cores instead of
+landing on whichever loop woke first. Out of descriptors, a loop stops accepting until its next
+sweep.
 
 The master process forks the workers (each imports the application itself, so its threads run
 where it serves), restarts a worker that dies (after a second's pause when it died within a
@@ -46,6 +48,7 @@ import email.utils
 import importlib
 import io
 import logging
+import mmap
 import os
 import select
 import signal
@@ -81,6 +84,9 @@ class Limits:
 
 READ_SIZE = 256 * 1024
 SWEEP_SECONDS = 1.0
+# How long a loop holding more connections than another leaves a new connection to the others
+# before it takes the connection itself (the others may be busy: a decision on their thread).
+ACCEPT_DEFER_SECONDS = 0.001
 NO_BODY_STATUSES = frozenset({204, 304})
 STATUS_TEXT = {
     400: "400 Bad Request",
@@ -271,9 +277,30 @@ class DateHeader:
         return self.line
 
 
+class Loads:
+    """How many connections each loop of every worker holds, in memory the master maps before
+    it forks the workers (so they share it): a loop takes a new connection only while none
+    holds fewer. Every loop listening is woken by each new connection (with two to a few loops
+    the spurious wake-ups cost little); the one holding the fewest takes it. A slot reads
+    NOT_LISTENING until its loop listens, and again once it stops or its worker dies."""
+
+    NOT_LISTENING = 2**31 - 1
+
+    def __init__(self, slots: int) -> None:
+        self.memory = mmap.mmap(-1, 4 * slots)  # anonymous and shared: kept across fork()
+        self.counts = memoryview(self.memory).cast("i")
+        for slot in range(slots):
+            self.counts[slot] = self.NOT_LISTENING
+
+    def least(self, held: int) -> bool:
+        """Whether a loop holding `held` connections holds no more than any other (its own
+        slot holds `held`)."""
+        return held <= min(self.counts)
+
+
 class Worker:
     """One worker process: `loops` threads, each an epoll loop with connections of its own
-    (the kernel hands each new connection to one of them), sharing the pool."""
+    (each new connection to the loop of any worker that holds the fewest), sharing the pool."""
 
     def __init__(
         self,
@@ -284,14 +311,20 @@ class Worker:
         loops: int,
         threads: int,
         limits: Limits,
+        loads: Loads | None = None,
+        slots: range | None = None,
     ) -> None:
+        """`loads` and `slots`: the shared counts and this worker's loops' places in them (by
+        default a count of its own)."""
         self.listener = listener
         self.application = application
         self.inline = inline
         self.limits = limits
         self.pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="api")
         self.stopping = False
-        self.loops = [Loop(self) for _ in range(max(loops, 1))]
+        loops = max(loops, 1)
+        self.loads = loads or Loads(loops)
+        self.loops = [Loop(self, slot) for slot in slots or range(loops)]
 
     def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then until every loop has drained."""
@@ -330,8 +363,10 @@ class Worker:
 class Loop:
     """One thread's epoll loop (see the module's docstring)."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, slot: int) -> None:
         self.worker = worker
+        self.loads = worker.loads
+        self.slot = slot  # this loop's count in worker.loads
         self.listener = worker.listener
         self.application = worker.application
         self.inline = worker.inline
@@ -342,7 +377,9 @@ class Loop:
         self.finished: deque[tuple[Connection, bytes, bool]] = deque()  # from the pool
         self.wakeup = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.date = DateHeader()
-        self.accepting = True  # False while out of descriptors, until the next sweep
+        self.accepting = False  # listening: not while out of descriptors (until the next
+        # sweep), nor while leaving a new connection to a loop that holds fewer (until `resume`)
+        self.resume: float | None = None
         self.lingering: dict[int, tuple[socket.socket, float]] = {}  # closed, until: see _linger
         host, port = self.listener.getsockname()[:2]
         self.base: dict[str, Any] = {
@@ -367,7 +404,7 @@ class Loop:
         graceful time is up). `signals`: the main thread's wake-up socket for signals."""
         poll = self.poll
         listener_fd = self.listener.fileno()
-        poll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        self._listen()
         poll.register(self.wakeup, select.EPOLLIN)
         if signals is not None:
             poll.register(signals.fileno(), select.EPOLLIN)
@@ -378,9 +415,10 @@ class Loop:
             if self.stopping:
                 if deadline is None:
                     deadline = time.monotonic() + self.limits.graceful_seconds
+                    self.resume = None
                     if self.accepting:
-                        self.accepting = False
-                        poll.unregister(listener_fd)
+                        self._unlisten()
+                    self.loads.counts[self.slot] = Loads.NOT_LISTENING
                     for each in list(connections.values()):
                         each.closing = True
                         if each.begun is None and not (
@@ -391,7 +429,10 @@ class Loop:
                             self._settle(each)
                 if (not connections and not self.lingering) or time.monotonic() > deadline:
                     break
-            ready = poll.poll(SWEEP_SECONDS)
+            resume = self.resume
+            ready = poll.poll(
+                SWEEP_SECONDS if resume is None else max(resume - time.monotonic(), 0.0)
+            )
             polled = time.monotonic()  # what the sweep judges by: see below
             for fd, events in ready:
                 connection = connections.get(fd)
@@ -405,46 +446,64 @@ class Loop:
                 elif fd in self.lingering:
                     self._drain(fd)
                 elif fd == listener_fd:
-                    self._accept()
+                    if self.loads.least(len(connections)):
+                        self._accept()
+                    else:  # a loop that holds fewer is woken too: this one steps aside
+                        self._unlisten()
+                        self.resume = time.monotonic() + ACCEPT_DEFER_SECONDS
                 elif fd == self.wakeup:
                     self._collect()
                 elif signals is not None:  # a signal arrived; its handler has run
                     with contextlib.suppress(BlockingIOError):
                         signals.recv(64)
             now = time.monotonic()
+            if self.resume is not None and now >= self.resume:
+                self.resume = None
+                if self._accept():  # a connection the others left so long: this loop's
+                    self._listen()
             if now >= next_sweep:
                 next_sweep = now + SWEEP_SECONDS
                 # As of the poll: bytes that came while an inline request held the loop are
                 # in the socket, not yet read, and must not count as a client's silence.
                 self._sweep(polled)
-                if not self.accepting and not self.stopping:
-                    self.accepting = True
-                    poll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+                if not self.accepting and self.resume is None and not self.stopping:
+                    self._listen()
 
-    def _accept(self) -> None:
+    def _listen(self) -> None:
+        self.accepting = True
+        self.loads.counts[self.slot] = len(self.connections)
+        self.poll.register(self.listener.fileno(), select.EPOLLIN)
+
+    def _unlisten(self) -> None:
+        self.accepting = False
+        self.poll.unregister(self.listener.fileno())
+
+    def _accept(self) -> bool:
+        """Take a new connection, if one waits; False when out of descriptors."""
         try:
             sock, address = self.listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker took it, or the client left
+            return True  # another loop took it, or the client left
         except OSError as error:  # out of descriptors: not again before the next sweep
             logger.warning("accept failed: %s", error)
-            self.accepting = False
-            self.poll.unregister(self.listener.fileno())
-            return
-        # To the back of the queue: EPOLLEXCLUSIVE wakes the first loop waiting on the listener
-        # in the order they registered, so while the workers idle one of them took each new
-        # connection (a client's pool of four all on one worker in 12 of 30 tries, the other
-        # worker's core unused). Registered anew, this loop is woken after the others: new
-        # connections go round the idle loops, and pass a busy one by.
-        listener_fd = self.listener.fileno()
-        self.poll.unregister(listener_fd)
-        self.poll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            if self.accepting:
+                self._unlisten()
+            self.loads.counts[self.slot] = Loads.NOT_LISTENING
+            return False
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = Connection(sock, address, self.limits)
         self.connections[connection.fd] = connection
+        self._held()
         connection.mask = select.EPOLLIN
         self.poll.register(connection.fd, select.EPOLLIN)
+        return True
+
+    def _held(self) -> None:
+        """This loop's count for the others, after a connection came or went (while it takes
+        new ones, or steps aside for a moment)."""
+        if self.accepting or self.resume is not None:
+            self.loads.counts[self.slot] = len(self.connections)
 
     def _read(self, connection: Connection) -> None:
         try:
@@ -617,6 +676,7 @@ class Loop:
             self._close(connection)
             return
         del self.connections[connection.fd]
+        self._held()
         self.lingering[connection.fd] = (
             connection.sock,
             time.monotonic() + self.limits.linger_seconds,
@@ -645,6 +705,7 @@ class Loop:
         if self.connections.get(connection.fd) is not connection:
             return
         del self.connections[connection.fd]
+        self._held()
         with contextlib.suppress(OSError, ValueError):
             self.poll.unregister(connection.fd)
         connection.sock.close()
@@ -787,13 +848,15 @@ def serve(
     listener.setblocking(False)
     watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)  # taken by sigtimedwait below
-    children: dict[int, float] = {}  # pid: when it started
+    children: dict[int, tuple[float, int]] = {}  # pid: when it started, which worker it is
     master = os.getpid()  # before the fork: a worker that outlives it, even while it imports
+    loops = max(loops, 1)
+    loads = Loads(workers * loops)
 
-    def spawn() -> None:
+    def spawn(number: int) -> None:
         pid = os.fork()
         if pid:
-            children[pid] = time.monotonic()
+            children[pid] = (time.monotonic(), number)
             return
         code = 1
         try:
@@ -806,6 +869,8 @@ def serve(
                 loops=loops,
                 threads=threads,
                 limits=limits,
+                loads=loads,
+                slots=range(number * loops, (number + 1) * loops),
             )
             worker.run()
             code = 0
@@ -815,8 +880,8 @@ def serve(
             os._exit(code)  # never back into the master's code
 
     logger.info("Serving http://%s:%d: %d workers, master pid %d", host, port, workers, os.getpid())
-    for _ in range(workers):
-        spawn()
+    for number in range(workers):
+        spawn(number)
     deadline = None
     while children:
         received = signal.sigtimedwait(watched, SWEEP_SECONDS)
@@ -834,12 +899,15 @@ def serve(
                 break
             if pid == 0:
                 break
-            started = children.pop(pid, None)
-            if started is not None and deadline is None:
+            child = children.pop(pid, None)
+            if child is not None and deadline is None:
+                started, number = child
+                for slot in range(number * loops, (number + 1) * loops):
+                    loads.counts[slot] = Loads.NOT_LISTENING  # its loops take none now
                 logger.error("Worker %d stopped (status %d); starting another.", pid, status)
                 if now - started < 1:
                     time.sleep(1)  # it failed as it started: do not spin
-                spawn()
+                spawn(number)
         if deadline is not None and now > deadline:
             for pid in children:
                 os.kill(pid, signal.SIGKILL)
