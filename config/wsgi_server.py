@@ -84,8 +84,8 @@ class Limits:
 
 READ_SIZE = 256 * 1024
 SWEEP_SECONDS = 1.0
-# How long a loop holding more connections than another leaves a new connection to the others
-# before it takes the connection itself (the others may be busy: a decision on their thread).
+# How long a loop holding more connections than another leaves new connections to the others
+# before it takes what they left, all of it (they may be busy: a decision on their thread).
 ACCEPT_DEFER_SECONDS = 0.001
 NO_BODY_STATUSES = frozenset({204, 304})
 STATUS_TEXT = {
@@ -459,8 +459,12 @@ class Loop:
             now = time.monotonic()
             if self.resume is not None and now >= self.resume:
                 self.resume = None
-                if self._accept():  # a connection the others left so long: this loop's
-                    self._listen()
+                # What the others left so long (busy): this loop's, all of it. One at a time
+                # (stepping aside again after each) cost a millisecond a connection: in a storm
+                # the loops stepped aside for each other, none listening (review16).
+                self._listen()
+                while self._accept():
+                    pass
             if now >= next_sweep:
                 next_sweep = now + SWEEP_SECONDS
                 # As of the poll: bytes that came while an inline request held the loop are
@@ -479,11 +483,14 @@ class Loop:
         self.poll.unregister(self.listener.fileno())
 
     def _accept(self) -> bool:
-        """Take a new connection, if one waits; False when out of descriptors."""
+        """Take a new connection, if one waits: whether another may wait behind it (False when
+        none waits, or out of descriptors)."""
         try:
             sock, address = self.listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return True  # another loop took it, or the client left
+        except (BlockingIOError, InterruptedError):
+            return False  # another loop took it
+        except ConnectionAbortedError:
+            return True  # the client left: another may wait behind it
         except OSError as error:  # out of descriptors: not again before the next sweep
             logger.warning("accept failed: %s", error)
             if self.accepting:
