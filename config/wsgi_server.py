@@ -421,10 +421,14 @@ class Loop:
                     self.loads.counts[self.slot] = Loads.NOT_LISTENING
                     for each in list(connections.values()):
                         each.closing = True
-                        if each.begun is None and not (
-                            each.pending or each.busy or each.out or each.refusal
-                        ):
-                            self._close(each)  # idle: nothing of its own in flight to drain
+                        if self._idle(each):
+                            # What came while an inline request held the loop is a request,
+                            # not idleness: read, it is answered (unread, a reset lost it).
+                            self._read(each)
+                            if connections.get(each.fd) is not each:
+                                continue  # answered and lingering, or the client left
+                        if self._idle(each):
+                            self._close(each)  # nothing of its own in flight to drain
                         else:
                             self._settle(each)
                 if (not connections and not self.lingering) or time.monotonic() > deadline:
@@ -446,7 +450,9 @@ class Loop:
                 elif fd in self.lingering:
                     self._drain(fd)
                 elif fd == listener_fd:
-                    if self.loads.least(len(connections)):
+                    if self.stopping:  # since the poll: taken, it would be closed unread
+                        pass  # (as idle) at the top of the loop; left, it is another's
+                    elif self.loads.least(len(connections)):
                         self._accept()
                     else:  # a loop that holds fewer is woken too: this one steps aside
                         self._unlisten()
@@ -457,13 +463,13 @@ class Loop:
                     with contextlib.suppress(BlockingIOError):
                         signals.recv(64)
             now = time.monotonic()
-            if self.resume is not None and now >= self.resume:
+            if self.resume is not None and now >= self.resume and not self.stopping:
                 self.resume = None
                 # What the others left so long (busy): this loop's, all of it. One at a time
                 # (stepping aside again after each) cost a millisecond a connection: in a storm
                 # the loops stepped aside for each other, none listening (review16).
                 self._listen()
-                while self._accept():
+                while not self.stopping and self._accept():
                     pass
             if now >= next_sweep:
                 next_sweep = now + SWEEP_SECONDS
@@ -472,6 +478,12 @@ class Loop:
                 self._sweep(polled)
                 if not self.accepting and self.resume is None and not self.stopping:
                     self._listen()
+
+    @staticmethod
+    def _idle(connection: Connection) -> bool:
+        return connection.begun is None and not (
+            connection.pending or connection.busy or connection.out or connection.refusal
+        )
 
     def _listen(self) -> None:
         self.accepting = True

@@ -522,6 +522,46 @@ def test_sigterm_finishes_requests_in_flight_then_stops(tmp_path):
         socket.create_connection(("127.0.0.1", port), timeout=1)
 
 
+def test_a_connection_waiting_when_its_worker_stops_is_not_taken_only_to_be_closed(tmp_path):
+    # review16: a loop busy inline, a request on another connection and a new connection
+    # waiting behind it; SIGTERM comes to the worker while it answers the request. It must not
+    # then accept the new connection (its request unread, "idle") only to close it unanswered:
+    # left in the backlog, it is the next worker's.
+    with _server(tmp_path, workers=1) as (port, process), contextlib.ExitStack() as stack:
+        worker = _children(process.pid)[0]
+        first, second = (stack.enter_context(Client(port)) for _ in range(2))
+        first.send(_request("/inline/slow?0.4"))
+        time.sleep(0.1)  # the loop is inside the application
+        second.send(_request("/inline/slow?0.5"))
+        time.sleep(0.05)
+        waiting = stack.enter_context(Client(port))  # in the backlog: the loop is held
+        waiting.send(_request("/inline/waiting"))
+        time.sleep(0.45)  # the loop answered the first and runs the second, in one batch with
+        os.kill(worker, signal.SIGTERM)  # the listener's readiness after it
+        assert first.answer()[0] == second.answer()[0] == 200
+        assert waiting.answer()[0] == 200  # by the worker started in its place
+
+
+def test_a_request_sent_while_the_loop_was_held_is_answered_at_sigterm(tmp_path):
+    # review16: SIGTERM while an inline request holds the loop, and meanwhile a keep-alive
+    # connection sends a request. Unread, it looked idle to the stopping loop, which closed it
+    # (a reset: the request lost); read, it is answered, with `Connection: close`.
+    with _server(tmp_path, workers=1) as (port, process), contextlib.ExitStack() as stack:
+        worker = _children(process.pid)[0]
+        holder, idle = (stack.enter_context(Client(port)) for _ in range(2))
+        idle.send(_request("/inline/x"))
+        assert idle.answer()[0] == 200
+        holder.send(_request("/inline/slow?0.5"))
+        time.sleep(0.1)  # the loop is inside the application
+        idle.send(_request("/inline/y"))
+        time.sleep(0.1)
+        os.kill(worker, signal.SIGTERM)
+        assert holder.answer()[0] == 200
+        status, headers, body = idle.answer()
+        assert (status, headers["connection"]) == (200, "close")
+        assert orjson.loads(body)["path"] == "/inline/y"
+
+
 def test_a_body_still_coming_after_its_refusal_at_sigterm_does_not_reset(tmp_path):
     # review14's find: the stopping loop ended once no connection was left, and the worker's
     # exit closed the lingering socket; the body's next bytes were answered with a reset.
