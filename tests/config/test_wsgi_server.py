@@ -229,7 +229,12 @@ def test_while_one_loop_waits_inline_the_other_takes_new_connections(tmp_path):
 def _pid(client: Client) -> int:
     """The worker that serves the client's connection."""
     client.send(_request("/inline/which"))
-    return orjson.loads(client.answer()[2])["pid"]
+    return _pid_of(client.answer())
+
+
+def _pid_of(answer: tuple[int, dict[str, str], bytes]) -> int:
+    """The worker that answered (tests/config/wsgi_apps.py says)."""
+    return orjson.loads(answer[2])["pid"]
 
 
 def _both_workers_listening(port: int) -> None:
@@ -306,10 +311,6 @@ def test_connections_the_busy_loop_holding_fewer_leaves_are_all_taken_at_once(tm
         waited = time.monotonic() - started
         assert pids == {other: 150}
     assert waited < 0.1, waited
-
-
-def _pid_of(answer: tuple[int, dict[str, str], bytes]) -> int:
-    return orjson.loads(answer[2])["pid"]
 
 
 def test_path_is_decoded_headers_joined_and_underscored_names_dropped(server):
