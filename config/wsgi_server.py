@@ -17,18 +17,19 @@ go to the pool: `inline(path)` says which stay on the loop.
 
 Per connection: keep-alive and pipelining (answers in order; the next request of a connection
 waits while its previous one is in the pool), `Expect: 100-continue` (after the answers before
-it), chunked request bodies (trailer fields dropped). Limits, each answered with a JSON body and
-the connection closed: a head over `max_head_bytes` (431), a body over `max_body_bytes` (413), a
-request not complete within `request_seconds` (408), bytes that are not HTTP or a target that
-cannot be read, an HTTP/1.1 request without a Host (400). Idle keep-alive connections close
-after `keepalive_seconds`; an answer the client does not read within `request_seconds` is
-dropped. A connection the server ends is closed for writing first, and what its client still
-sends is read and dropped until the client closes too (`linger_seconds` at most), so no reset
-overtakes the last answer. An application that fails, or whose answer cannot be written, is
-answered 500. A new connection goes to the loop that holds the fewest (`Loads`: counts the
-workers share), so a client's pool opened at once is spread over the workers' cores instead of
-landing on whichever loop woke first. Out of descriptors, a loop stops accepting until its next
-sweep.
+it), chunked request bodies (trailer fields dropped). Limits, each answered with a JSON body
+and the connection closed: a head over `max_head_bytes` (431), a body over `max_body_bytes`
+(413), a request not complete within `request_seconds` (408), bytes that are not HTTP or a
+target that cannot be read, an HTTP/1.1 request without a Host, an Upgrade with a body (400: no
+protocol is switched here; an Upgrade without one is answered, then the connection closed).
+Idle keep-alive connections close after `keepalive_seconds`; an answer the client does not read
+within `request_seconds` is dropped. A connection the server ends is closed for writing first,
+and what its client still sends is read and dropped until the client closes too
+(`linger_seconds` at most), so no reset overtakes the last answer. An application that fails,
+or whose answer cannot be written, is answered 500. A new connection goes to the loop that
+holds the fewest (`Loads`: counts the workers share), so a client's pool opened at once is
+spread over the workers' cores instead of landing on whichever loop woke first. Out of
+descriptors, a loop stops accepting until its next sweep.
 
 The master process forks the workers (each imports the application itself, so its threads run
 where it serves), restarts a worker that dies (after a second's pause when it died within a
@@ -88,6 +89,7 @@ SWEEP_SECONDS = 1.0
 # before it takes what they left, all of it (they may be busy: a decision on their thread).
 ACCEPT_DEFER_SECONDS = 0.001
 NO_BODY_STATUSES = frozenset({204, 304})
+UPGRADE_REFUSED = "This server does not switch protocols: send the request without Upgrade."
 STATUS_TEXT = {
     400: "400 Bad Request",
     408: "408 Request Timeout",
@@ -555,7 +557,18 @@ class Loop:
                 self._refuse(connection, 400, "Malformed HTTP request.")
             return
         except httptools.HttpParserUpgrade:
-            connection.closing = True  # answered in HTTP/1.1, then closed: no upgrade here
+            # llhttp ends an Upgrade request (or a CONNECT) at its head: what follows would be
+            # the new protocol. This server switches none: a request without a body is answered
+            # in HTTP/1.1, then the connection closed; one with a body, unread, is refused.
+            upgrade = connection.pending[-1] if connection.pending else None
+            if upgrade is not None and (
+                connection.length
+                or any(name.lower() == b"transfer-encoding" for name, _ in upgrade.headers)
+            ):
+                connection.pending.pop()
+                self._refuse(connection, 400, UPGRADE_REFUSED)
+                return
+            connection.closing = True
         except httptools.HttpParserError:
             if connection.pending and not connection.pending[-1].keep_alive:
                 connection.closing = True  # bytes after `Connection: close` go unanswered

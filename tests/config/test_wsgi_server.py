@@ -854,3 +854,40 @@ def test_http_1_1_without_a_host_is_refused(server):
         status, headers, body = client.answer()
         assert (status, orjson.loads(body)["detail"]) == (400, "The request has no Host header.")
         assert client.closed()
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 5", "Transfer-Encoding: chunked"])
+def test_an_upgrade_with_a_body_is_refused_not_answered_without_it(server, framing):
+    # llhttp ends an Upgrade request at its head (what follows would be the new protocol), so
+    # the application was called with an empty body: an event batch sent so (curl's h2c
+    # upgrade) was answered as if it held nothing. This server switches no protocol.
+    port, _ = server
+    body = b"hello" if framing.startswith("Content") else b"5\r\nhello\r\n0\r\n\r\n"
+    with Client(port) as client:
+        client.send(
+            b"POST /inline/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+            + framing.encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        status, headers, answer = client.answer()
+        assert status == 400
+        assert orjson.loads(answer)["detail"] == (
+            "This server does not switch protocols: send the request without Upgrade."
+        )
+        assert headers["connection"] == "close"
+        assert client.closed()
+
+
+def test_an_upgrade_without_a_body_is_answered_in_http_1_1_then_closed(server):
+    port, _ = server
+    with Client(port) as client:
+        client.send(
+            b"GET /inline/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\n\r\n"
+        )
+        status, headers, answer = client.answer()
+        assert (status, orjson.loads(answer)["path"]) == (200, "/inline/x")
+        assert headers["connection"] == "close"
+        assert client.closed()
