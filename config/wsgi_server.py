@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import email.utils
+import errno
 import importlib
 import io
 import logging
@@ -89,6 +90,20 @@ SWEEP_SECONDS = 1.0
 # before it takes what they left, all of it (they may be busy: a decision on their thread).
 ACCEPT_DEFER_SECONDS = 0.001
 NO_BODY_STATUSES = frozenset({204, 304})
+# What accept() reports of a pending connection's own network error, which Linux passes on from
+# it (accept(2): "treat them like EAGAIN by retrying"); any other error is the loop's.
+PENDING_CONNECTION_ERRORS = frozenset(
+    {
+        errno.ENETDOWN,
+        errno.EPROTO,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    }
+)
 UPGRADE_REFUSED = "This server does not switch protocols: send the request without Upgrade."
 STATUS_TEXT = {
     400: "400 Bad Request",
@@ -505,7 +520,11 @@ class Loop:
             return False  # another loop took it
         except ConnectionAbortedError:
             return True  # the client left: another may wait behind it
-        except OSError as error:  # out of descriptors: not again before the next sweep
+        except OSError as error:
+            if error.errno in PENDING_CONNECTION_ERRORS:  # that connection's, not the loop's
+                logger.info("accept: a connection failed before it was taken: %s", error)
+                return True
+            # Out of descriptors or memory: not again before the next sweep.
             logger.warning("accept failed: %s", error)
             if self.accepting:
                 self._unlisten()

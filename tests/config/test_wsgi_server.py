@@ -5,6 +5,7 @@ limits' answers, 100-continue, chunked bodies, HEAD, failures, graceful stop and
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+from config.wsgi_server import Limits, Loads, Worker
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 LIMITS = {
@@ -902,3 +905,37 @@ def test_an_upgrade_without_a_body_is_answered_in_http_1_1_then_closed(server):
         assert (status, orjson.loads(answer)["path"]) == (200, "/inline/x")
         assert headers["connection"] == "close"
         assert client.closed()
+
+
+class _FailingListener:
+    """A listening socket whose next accept() fails with `code`."""
+
+    def __init__(self, listener: socket.socket, code: int) -> None:
+        self.listener, self.code = listener, code
+
+    def fileno(self) -> int:
+        return self.listener.fileno()
+
+    def accept(self):
+        raise OSError(self.code, os.strerror(self.code))
+
+
+@pytest.mark.parametrize(("code", "listening"), [(errno.EPROTO, True), (errno.EMFILE, False)])
+def test_a_pending_connections_own_error_does_not_stop_the_loop_accepting(code, listening):
+    # accept(2) passes a pending connection's network error on (EPROTO, ENETUNREACH, ...): that
+    # connection's, to pass by. The loop stopped accepting until its next sweep (up to a
+    # second) as if out of descriptors, which only EMFILE and its kind mean (review16).
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        worker = Worker(
+            listener, lambda *_: [], lambda _: True, loops=1, threads=1, limits=Limits()
+        )
+        loop = worker.loops[0]
+        try:
+            loop._listen()
+            loop.listener = _FailingListener(listener, code)
+            assert loop._accept() is listening  # whether another connection may wait
+            assert loop.accepting is listening
+            assert loop.loads.counts[loop.slot] == (0 if listening else Loads.NOT_LISTENING)
+        finally:
+            loop.poll.close()
+            worker.pool.shutdown()
