@@ -74,7 +74,10 @@ def make_history(seed: int):
         ViewerFactory(external_id=f"history-{n}", age_band=rng.choice(AGES)) for n in range(60)
     ]
     titles = [TitleFactory() for _ in range(4)]
-    end = timezone.now().replace(microsecond=0)
+    # Up to today's midnight (UTC), not the minute the suite runs: the models read the hour and
+    # the weekday, so the clock moved their fit, and once the baseline's held-out calibration
+    # (0.892 at 11:55 UTC in the full suite on PostgreSQL, session 16) fell outside 0.9-1.1.
+    end = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     truth, events = [], []
     for n in range(12_000):
         viewer, creative, title = rng.choice(viewers), rng.choice(creatives), rng.choice(titles)
