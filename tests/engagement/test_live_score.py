@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.db import transaction
-from django.utils import timezone
 
 from demo.simulation import HistoryOptions, World, simulate_history
 from engagement import services
@@ -23,6 +22,7 @@ from engagement.learning.live_training import (
     live_score_model_train,
     prefix_rows,
 )
+from engagement.learning.training import default_window_end
 from engagement.live import HISTORY_POINTS, sessions_touched
 from engagement.models import PlaybackEvent, ViewingSession
 from engagement.tasks import retrain_live_score_model_task
@@ -145,7 +145,7 @@ def fourteen_simulated_days():
     on 2026-12-06 its calibration came out 0.898, outside the promotion's 0.9-1.1, and at the
     seven other hours tried it did not (session 16)."""
     build_small_world()
-    end = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    end = default_window_end()  # the training's own night: today's midnight, UTC
     simulate_history(
         World.load(seed=5),
         HistoryOptions(end=end, days=14, viewers=48, seed=5, sessions_per_viewer=3),
